@@ -1,0 +1,151 @@
+"""``ichido.App``: settings, handlers, the receiver and in-process workers, wired together.
+
+An ``App`` is an ASGI application: serve it with ``ichido serve --app module:app`` (or any ASGI
+server), or mount it in an existing Starlette/FastAPI app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from typing import Any, AsyncIterator, Callable, Sequence
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from ichido.config import Settings
+from ichido.errors import StorageUnavailable
+from ichido.group_commit import GroupCommit
+from ichido.handlers import Handler, HandlerRegistry
+from ichido.inbox import Inbox, SeenCache, open_inbox, open_seen_cache
+from ichido.metrics import METRICS
+from ichido.receiver import WebhookReceiver
+from ichido.worker import Worker
+
+log = logging.getLogger("ichido")
+
+
+class App:
+    """One ichido service. Configuration comes from the environment unless ``settings`` is given.
+
+    ``workers`` is how many worker threads the app runs while it is being served (``ichido
+    serve --workers N`` sets it; 0 leaves processing to ``ichido worker`` processes).
+    """
+
+    def __init__(self, settings: Settings | None = None, *, workers: int = 1,
+                 routes: Sequence[BaseRoute] = (), **overrides: Any) -> None:
+        self.settings = settings or Settings.from_env(**overrides)
+        self.handlers = HandlerRegistry()
+        self.workers = workers
+        self._routes = list(routes)
+        self._inbox: Inbox | None = None
+        self._inbox_lock = threading.Lock()
+        self._seen: SeenCache | None = None
+        self._group: GroupCommit | None = None
+        self._start_lock: asyncio.Lock | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.receiver = WebhookReceiver(self.settings, self._receiving_parts)
+        self._asgi: Starlette | None = None
+
+    # -- for users ---------------------------------------------------------------------------
+
+    def on(self, *event_types: str) -> Callable[[Handler], Handler]:
+        """Register a handler: ``@app.on("payment_intent.succeeded") def paid(event, tx): ...``"""
+        return self.handlers.on(*event_types)
+
+    def add_routes(self, routes: Sequence[BaseRoute]) -> None:
+        if self._asgi is not None:
+            raise RuntimeError("add routes before the app serves its first request")
+        self._routes.extend(routes)
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        """The receiver's routes, for ``Starlette(routes=[*ichido_app.routes, ...])``."""
+        return [
+            Route("/webhooks/stripe", self.receiver, methods=["POST"]),
+            Route("/healthz", self._healthz, methods=["GET"]),
+            Route("/metrics", self._metrics, methods=["GET"]),
+            *self._routes,
+        ]
+
+    @property
+    def inbox(self) -> Inbox:
+        with self._inbox_lock:
+            if self._inbox is None:
+                self._inbox = open_inbox(self.settings)
+            return self._inbox
+
+    def worker(self, name: str | None = None) -> Worker:
+        return Worker(self.inbox, self.handlers, self.settings, name=name, wake=self._wake)
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if self._asgi is None:
+            self._asgi = Starlette(routes=self.routes, lifespan=self.lifespan)
+        await self._asgi(scope, receive, send)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        """Start the receiver's store and the worker threads; stop them cleanly.
+
+        Pass it to a host app (``FastAPI(lifespan=ichido_app.lifespan)``) to get workers there.
+        """
+        await self._receiving_parts()
+        self.start_workers(self.workers)
+        try:
+            yield
+        finally:
+            await self.shutdown()
+
+    def start_workers(self, count: int) -> None:
+        for index in range(count):
+            worker = self.worker()
+            thread = threading.Thread(target=worker.run, args=(self._stop,),
+                                      name=f"ichido-worker-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    async def shutdown(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._group is not None:
+            await self._group.close()
+            self._group = None
+        for thread in self._threads:
+            await asyncio.to_thread(thread.join, 30)
+        self._threads.clear()
+        self._stop.clear()
+        if self._inbox is not None:
+            self._inbox.close()
+            self._inbox = None
+
+    # -- internals ---------------------------------------------------------------------------
+
+    async def _receiving_parts(self) -> tuple[GroupCommit, SeenCache]:
+        if self._group is None or self._seen is None:
+            if self._start_lock is None:
+                self._start_lock = asyncio.Lock()
+            async with self._start_lock:
+                if self._group is None:
+                    self.settings.require_secret()
+                    inbox = await asyncio.to_thread(lambda: self.inbox)
+                    self._seen = open_seen_cache(self.settings)
+                    self._group = GroupCommit(inbox, self._seen, on_stored=self._wake.set)
+        assert self._group is not None and self._seen is not None
+        return self._group, self._seen
+
+    async def _healthz(self, _request: Request) -> Response:
+        try:
+            await asyncio.to_thread(self.inbox.ping)
+        except StorageUnavailable as exc:
+            return JSONResponse({"status": "unavailable", "storage": exc.message}, status_code=503)
+        return JSONResponse({"status": "ok", "storage": "ok"})
+
+    async def _metrics(self, _request: Request) -> Response:
+        return Response(generate_latest(METRICS.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,239 @@
+"""The ``ichido`` command: parse flags, call the library, print. No logic of its own lives here."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import json
+import os
+import sys
+import threading
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ichido.config import Settings, parse_duration
+from ichido.errors import IchidoError
+
+cli = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Receive Stripe webhooks and apply every event's effects exactly once.")
+events_cli = typer.Typer(no_args_is_help=True, help="Inspect stored events.")
+dlq_cli = typer.Typer(no_args_is_help=True, help="Dead letters: inspect and replay.")
+cli.add_typer(events_cli, name="events")
+cli.add_typer(dlq_cli, name="dlq")
+out = Console()
+err = Console(stderr=True)
+
+DatabaseOpt = typer.Option(None, "--database-url", help="Overrides ICHIDO_DATABASE_URL.")
+AppOpt = typer.Option(None, "--app", help="module:attribute of your ichido.App (handlers).")
+
+
+def main() -> None:
+    try:
+        cli()
+    except IchidoError as exc:
+        err.print(f"[red]error[/red] [{exc.code}] {exc.message}")
+        sys.exit(2)
+
+
+def _environ(**flags: Optional[str]) -> None:
+    """Flags override the environment; set them there so an imported app reads them too."""
+    names = {"database_url": "ICHIDO_DATABASE_URL", "secret": "STRIPE_WEBHOOK_SECRET",
+             "redis_url": "ICHIDO_REDIS_URL"}
+    for key, value in flags.items():
+        if value is not None:
+            os.environ[names[key]] = value
+
+
+def load_app(spec: str | None, workers: int = 1) -> Any:
+    from ichido.app import App
+
+    if spec is None:
+        return App(workers=workers)
+    module_name, _, attribute = spec.partition(":")
+    sys.path.insert(0, os.getcwd())
+    app = getattr(importlib.import_module(module_name), attribute or "app")
+    if not isinstance(app, App):
+        raise IchidoError(f"{spec} is not an ichido.App", code="bad_app")
+    app.workers = workers
+    return app
+
+
+def _inbox(database_url: str | None):
+    from ichido.inbox import open_inbox
+
+    _environ(database_url=database_url)
+    return open_inbox(Settings.from_env())
+
+
+@cli.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="TCP port."),
+    workers: int = typer.Option(1, help="Worker threads in this process (0: none)."),
+    app: Optional[str] = AppOpt,
+    database_url: Optional[str] = DatabaseOpt,
+    secret: Optional[str] = typer.Option(None, "--secret", help="Overrides STRIPE_WEBHOOK_SECRET."),
+    log_level: str = typer.Option("warning", help="uvicorn log level."),
+) -> None:
+    """Run the receiver and workers in one process."""
+    import uvicorn
+
+    _environ(database_url=database_url, secret=secret)
+    service = load_app(app, workers)
+    service.settings.require_secret()
+    err.print(f"ichido: receiving on http://{host}:{port}/webhooks/stripe, "
+              f"{workers} worker(s), store {_redact(service.settings.database_url)}")
+    uvicorn.run(service, host=host, port=port, log_level=log_level, lifespan="on",
+                http="httptools", loop="uvloop")
+
+
+@cli.command()
+def worker(
+    app: Optional[str] = AppOpt,
+    database_url: Optional[str] = DatabaseOpt,
+    concurrency: int = typer.Option(1, help="Worker threads."),
+    drain: bool = typer.Option(False, "--drain", help="Process what is due, then exit."),
+) -> None:
+    """Process stored events (run as many of these as you like)."""
+    _environ(database_url=database_url)
+    service = load_app(app, 0)
+    if drain:
+        out.print(f"processed {service.worker().drain()} event(s)")
+        return
+    stop = threading.Event()
+    service.start_workers(concurrency)
+    err.print(f"ichido: {concurrency} worker thread(s) on {_redact(service.settings.database_url)}")
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command()
+def migrate(database_url: Optional[str] = DatabaseOpt) -> None:
+    """Bring the database schema up to this version of ichido."""
+    _environ(database_url=database_url)
+    from ichido.inbox import open_inbox
+
+    open_inbox(Settings.from_env(), migrate=True).close()
+    out.print("schema is up to date")
+
+
+@events_cli.command("list")
+def events_list(
+    status: Optional[str] = typer.Option(None, help="pending, processing, retrying, processed, "
+                                         "ignored or dead."),
+    type: Optional[str] = typer.Option(None, "--type", help="Event type, e.g. charge.refunded."),
+    limit: int = typer.Option(50, min=1, max=10_000),
+    database_url: Optional[str] = DatabaseOpt,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List stored events, newest first."""
+    records = _inbox(database_url).list(status=status, type=type, limit=limit)
+    _print_records(records, as_json)
+
+
+@events_cli.command("show")
+def events_show(event_id: str, database_url: Optional[str] = DatabaseOpt,
+                as_json: bool = typer.Option(False, "--json")) -> None:
+    """One event: payload, attempts and every error."""
+    record = _inbox(database_url).get(event_id)
+    if record is None:
+        err.print(f"no event {event_id}")
+        raise typer.Exit(1)
+    detail = _record_json(record) | {
+        "payload": json.loads(record.body),
+        "failures": [{"attempt": a, "at": _when(t), "error": e} for a, t, e in record.failures],
+    }
+    if as_json:
+        out.print_json(data=detail)
+        return
+    for key in ("id", "type", "status", "attempts", "received_at", "finished_at"):
+        out.print(f"[bold]{key}[/bold]: {detail[key]}")
+    for failure in detail["failures"]:
+        out.print(f"[red]attempt {failure['attempt']} failed at {failure['at']}[/red]")
+        out.print(failure["error"], markup=False, highlight=False)
+    out.print_json(data=detail["payload"])
+
+
+@dlq_cli.command("list")
+def dlq_list(limit: int = typer.Option(50, min=1), database_url: Optional[str] = DatabaseOpt,
+             as_json: bool = typer.Option(False, "--json")) -> None:
+    """Dead events: failed every attempt."""
+    _print_records(_inbox(database_url).list(status="dead", limit=limit), as_json)
+
+
+@dlq_cli.command("retry")
+def dlq_retry(event_id: Optional[str] = typer.Argument(None),
+              all_: bool = typer.Option(False, "--all", help="Replay every dead event."),
+              database_url: Optional[str] = DatabaseOpt) -> None:
+    """Give a dead event (or all of them) a fresh set of attempts."""
+    if (event_id is None) == (not all_):
+        err.print("name one event id, or --all")
+        raise typer.Exit(2)
+    count = _inbox(database_url).requeue_dead(None if all_ else [event_id])
+    out.print(f"requeued {count} dead event(s)")
+    if event_id and not count:
+        raise typer.Exit(1)
+
+
+@cli.command()
+def stats(database_url: Optional[str] = DatabaseOpt,
+          as_json: bool = typer.Option(False, "--json")) -> None:
+    """Counts: received, unique, duplicates per tier, processed, ignored, retrying, dead."""
+    numbers = _inbox(database_url).stats()
+    if as_json:
+        print(json.dumps(numbers))
+        return
+    table = Table("count", "value", title="ichido")
+    for key, value in numbers.items():
+        table.add_row(key, str(value))
+    out.print(table)
+
+
+@cli.command()
+def prune(older_than: str = typer.Option("30d", help="Age, e.g. 30d (Stripe resends nothing "
+                                         "older than 30 days)."),
+          database_url: Optional[str] = DatabaseOpt) -> None:
+    """Delete finished events older than the window; their counts are kept."""
+    removed = _inbox(database_url).prune(parse_duration(older_than))
+    out.print(f"pruned {removed} finished event(s) older than {older_than}")
+
+
+def _record_json(record: Any) -> dict[str, Any]:
+    return {"id": record.id, "type": record.type, "status": record.status,
+            "attempts": record.attempts, "object_id": record.object_id,
+            "received_at": _when(record.received_at), "finished_at": _when(record.finished_at),
+            "last_error": (record.last_error or "").strip().splitlines()[-1:] or None}
+
+
+def _print_records(records: list[Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([_record_json(r) for r in records]))
+        return
+    table = Table("id", "type", "status", "attempts", "received", "last error")
+    for record in records:
+        row = _record_json(record)
+        table.add_row(row["id"], row["type"], row["status"], str(row["attempts"]),
+                      row["received_at"], (row["last_error"] or [""])[0][:60])
+    out.print(table)
+
+
+def _when(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _redact(url: str) -> str:
+    """Never print a password that a database URL may carry."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url

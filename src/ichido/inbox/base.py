@@ -1,0 +1,176 @@
+"""The storage roles, one interface each: the durable ``Inbox`` (also the queue) and the ``SeenCache``.
+
+Backends implement these and never import each other. Everything that is the same for every
+engine (when to retry, what counts as done, how handlers run) lives above, in the worker and the
+receiver.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Iterable, Protocol, Sequence
+
+from ichido.event import Delivery
+
+
+class Status(enum.StrEnum):
+    PENDING = "pending"  # stored, never tried
+    PROCESSING = "processing"  # claimed by a worker under a lease
+    RETRYING = "retrying"  # failed, will be tried again at next_attempt_at
+    PROCESSED = "processed"  # handlers committed
+    IGNORED = "ignored"  # no handler for its type: done, nothing to do
+    DEAD = "dead"  # failed max_attempts times; waits for `dlq retry`
+
+
+FINISHED = (Status.PROCESSED, Status.IGNORED)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An event a worker holds. ``token`` grows with every claim and fences the commit: a worker
+    whose lease was taken over finds its token stale and cannot commit."""
+
+    id: str
+    type: str
+    body: bytes
+    attempt: int
+    token: int
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """An event as the inbox keeps it, for `events list/show` and the DLQ."""
+
+    id: str
+    type: str
+    created: int
+    object_id: str | None
+    status: str
+    attempts: int
+    received_at: float
+    next_attempt_at: float | None
+    finished_at: float | None
+    last_error: str | None
+    body: bytes
+    failures: tuple[tuple[int, float, str], ...] = ()
+
+
+class Transaction(Protocol):
+    """What a handler's ``tx`` offers: ``execute`` with ``?`` placeholders on every backend.
+
+    The processed marker is already written in this transaction; it commits with the handlers'
+    writes or not at all (I2).
+    """
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any: ...
+
+
+class Inbox(abc.ABC):
+    """Durable truth: unique on the event id, and the work queue the workers claim from."""
+
+    @abc.abstractmethod
+    def accept(self, deliveries: Sequence[Delivery], *, cache_hits: int = 0) -> list[bool]:
+        """Store the deliveries in one durable commit; True where the id was new.
+
+        Also counts them (and ``cache_hits`` that the seen tier answered meanwhile) in the
+        same commit, so the counts never disagree with what is stored.
+        """
+
+    @abc.abstractmethod
+    def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Claim]:
+        """Take up to ``limit`` due events under a lease; expired leases count as due."""
+
+    @abc.abstractmethod
+    def finishing(self, claim: Claim, status: Status) -> AbstractContextManager[Transaction]:
+        """A transaction that already marks ``claim`` as ``status``; it commits on exit.
+
+        Raises ``LeaseLost`` on entry when another worker has taken the event over.
+        """
+
+    @abc.abstractmethod
+    def fail(self, claim: Claim, error: str, retry_at: float | None) -> bool:
+        """Record a failed attempt: ``retrying`` until ``retry_at``, or ``dead`` when None."""
+
+    @abc.abstractmethod
+    def get(self, event_id: str) -> EventRecord | None: ...
+
+    @abc.abstractmethod
+    def list(
+        self, *, status: str | None = None, type: str | None = None, limit: int = 50
+    ) -> list[EventRecord]: ...
+
+    @abc.abstractmethod
+    def requeue_dead(self, event_ids: Sequence[str] | None = None) -> int:
+        """Give dead events (all, when ``event_ids`` is None) a fresh set of attempts."""
+
+    @abc.abstractmethod
+    def prune(self, older_than_seconds: float) -> int:
+        """Delete finished events received before the window; their counts are kept."""
+
+    @abc.abstractmethod
+    def stats(self) -> dict[str, int]: ...
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """A plain write transaction, for domain code outside an event (e.g. an HTTP API)."""
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise ``StorageUnavailable`` when the store cannot be reached."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+class SeenCache(abc.ABC):
+    """The fast tier: a hint holding ids that are already durable. Losing it loses nothing (I3)."""
+
+    @abc.abstractmethod
+    def seen(self, event_ids: Sequence[str]) -> set[str]:
+        """The subset of ``event_ids`` remembered as durable."""
+
+    @abc.abstractmethod
+    def add(self, event_ids: Sequence[str]) -> None:
+        """Remember ids; call only after they are durable."""
+
+    @abc.abstractmethod
+    def clear(self) -> None: ...
+
+    def close(self) -> None:
+        return None
+
+
+COUNTER_NAMES = ("received", "unique", "duplicates_cache", "duplicates_durable")
+
+
+def counts_for(accepted: Sequence[bool], cache_hits: int) -> dict[str, int]:
+    """The counter increments one ``accept`` call makes."""
+    new = sum(accepted)
+    return {
+        "received": len(accepted) + cache_hits,
+        "unique": new,
+        "duplicates_cache": cache_hits,
+        "duplicates_durable": len(accepted) - new,
+    }
+
+
+def stats_from(counters: dict[str, int], by_status: dict[str, int]) -> dict[str, int]:
+    """Counters plus the live status counts; pruned events still count as processed."""
+    ignored = by_status.get(Status.IGNORED, 0) + counters.get("pruned_ignored", 0)
+    processed = (by_status.get(Status.PROCESSED, 0) + counters.get("pruned_processed", 0)
+                 + ignored)
+    stats = {name: int(counters.get(name, 0)) for name in COUNTER_NAMES}
+    stats.update(
+        processed=int(processed),
+        ignored=int(ignored),
+        pending=by_status.get(Status.PENDING, 0),
+        processing=by_status.get(Status.PROCESSING, 0),
+        retrying=by_status.get(Status.RETRYING, 0),
+        dead=by_status.get(Status.DEAD, 0),
+    )
+    return stats

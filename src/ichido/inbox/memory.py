@@ -1,0 +1,46 @@
+"""The in-process seen tier: a bounded map of event id → expiry, oldest first."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+from ichido.inbox.base import SeenCache
+
+
+class MemorySeenCache(SeenCache):
+    """TTL map in insertion order. All entries share one TTL, so the oldest entry is also the
+    first to expire and eviction only ever looks at the front. Used from one event loop."""
+
+    def __init__(self, ttl_seconds: float, max_entries: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl_seconds
+        self.max_entries = max_entries
+        self._clock = clock
+        self._expiry: dict[str, float] = {}
+
+    def seen(self, event_ids: Sequence[str]) -> set[str]:
+        now = self._clock()
+        self._evict(now)
+        return {i for i in event_ids if self._expiry.get(i, 0.0) > now}
+
+    def add(self, event_ids: Sequence[str]) -> None:
+        expires = self._clock() + self.ttl
+        for event_id in event_ids:
+            self._expiry.pop(event_id, None)  # re-insert at the back, keeping the order sorted
+            self._expiry[event_id] = expires
+        self._evict(self._clock())
+
+    def clear(self) -> None:
+        self._expiry.clear()
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def _evict(self, now: float) -> None:
+        expiry = self._expiry
+        while expiry:
+            oldest = next(iter(expiry))
+            if expiry[oldest] > now and len(expiry) <= self.max_entries:
+                return
+            del expiry[oldest]

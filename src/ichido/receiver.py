@@ -1,0 +1,88 @@
+"""The webhook endpoint: verify, dedupe, store durably, answer. Nothing else happens here.
+
+Written as a plain ASGI callable: this is the hot path, and a framework's request object costs
+more than everything else it does. Handlers never run here (a slow handler would make Stripe
+time out and send more duplicates); the worker runs them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable
+
+import orjson
+
+from ichido import signature
+from ichido.config import Settings
+from ichido.errors import IchidoError, PayloadTooLarge, SignatureError, UnsupportedMediaType
+from ichido.event import parse_delivery
+from ichido.group_commit import GroupCommit
+from ichido.inbox.base import SeenCache
+from ichido.metrics import METRICS
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class WebhookReceiver:
+    """ASGI app for ``POST /webhooks/stripe``. ``parts`` gives the started store lazily, so the
+    receiver also works when mounted in an app that never runs ichido's lifespan."""
+
+    def __init__(self, settings: Settings,
+                 parts: Callable[[], Awaitable[tuple[GroupCommit, SeenCache]]]) -> None:
+        self.settings = settings
+        self.parts = parts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            status, answer = 200, await self.handle(scope, receive)
+        except IchidoError as exc:
+            status, answer = exc.http_status, exc.to_json()
+            METRICS.rejected.labels(exc.code).inc()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": orjson.dumps(answer)})
+
+    async def handle(self, scope: Scope, receive: Receive) -> dict[str, str]:
+        headers = dict(scope["headers"])
+        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if content_type != b"application/json" and not content_type.endswith(b"+json"):
+            raise UnsupportedMediaType(f"content type {content_type.decode('latin-1')!r} is not JSON")
+        limit = self.settings.max_body_bytes
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"body of {int(declared)} bytes exceeds the {limit}-byte limit")
+        header = headers.get(b"stripe-signature")
+        if not header:
+            raise SignatureError("no Stripe-Signature header", code="missing_signature")
+        body = await read_body(receive, limit)
+        signature.verify(body, header.decode("latin-1"), self.settings.webhook_secrets,
+                         tolerance=self.settings.tolerance_seconds)
+        delivery = parse_delivery(body)
+        group, seen = await self.parts()
+        METRICS.received.inc()
+        if seen.seen([delivery.id]):
+            group.count_cache_hit()
+            METRICS.duplicates.labels("cache").inc()
+            return {"id": delivery.id, "status": "duplicate", "tier": "cache"}
+        if await group.submit(delivery):
+            return {"id": delivery.id, "status": "accepted"}
+        METRICS.duplicates.labels("durable").inc()
+        return {"id": delivery.id, "status": "duplicate", "tier": "durable"}
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """Read the request body, stopping as soon as it passes ``limit`` (chunked bodies too)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise IchidoError("client went away", code="client_disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body exceeds the {limit}-byte limit")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)

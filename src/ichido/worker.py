@@ -1,0 +1,99 @@
+"""Claim events, run their handlers in one transaction with the processed marker, retry, dead-letter.
+
+The worker's own retries, not Stripe's, carry a stored event to ``processed`` or ``dead``: a
+redelivery of a stored event is always a duplicate, whatever state the event is in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import sqlite3
+import threading
+import time
+import traceback
+from typing import Callable
+
+from ichido.config import Settings
+from ichido.errors import IchidoError, LeaseLost
+from ichido.event import Event
+from ichido.handlers import HandlerRegistry
+from ichido.inbox.base import Claim, Inbox, Status
+
+log = logging.getLogger("ichido.worker")
+
+
+def backoff_seconds(attempt: int, base: float, cap: float,
+                    rand: Callable[[], float] = random.random) -> float:
+    """Exponential backoff with jitter: half fixed, half random, so retries of many events spread
+    out instead of arriving together."""
+    ceiling = min(cap, base * 2 ** (attempt - 1))
+    return ceiling / 2 + rand() * ceiling / 2
+
+
+class Worker:
+    def __init__(self, inbox: Inbox, handlers: HandlerRegistry, settings: Settings,
+                 name: str | None = None, wake: threading.Event | None = None) -> None:
+        self.inbox = inbox
+        self.handlers = handlers
+        self.settings = settings
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+        self.wake = wake or threading.Event()
+
+    def run_once(self) -> int:
+        """Claim one batch and process it; return how many events were claimed."""
+        claims = self.inbox.claim(self.name, self.settings.claim_batch,
+                                  self.settings.lease_seconds)
+        for claim in claims:
+            self.process(claim)
+        return len(claims)
+
+    def run(self, stop: threading.Event) -> None:
+        """Loop until ``stop`` is set; sleep on ``wake`` (set by an in-process receiver) or poll."""
+        while not stop.is_set():
+            try:
+                busy = self.run_once()
+            except (IchidoError, sqlite3.Error, OSError) as exc:
+                log.warning("worker %s: storage error, backing off: %s", self.name, exc)
+                busy = 0
+                stop.wait(1.0)
+            if not busy:
+                self.wake.wait(self.settings.poll_interval_seconds)
+                self.wake.clear()
+
+    def drain(self, max_rounds: int = 1_000_000) -> int:
+        """Process until nothing is due (tests and one-shot runs)."""
+        total = 0
+        for _ in range(max_rounds):
+            n = self.run_once()
+            if not n:
+                break
+            total += n
+        return total
+
+    def process(self, claim: Claim) -> None:
+        if claim.attempt > self.settings.max_attempts:
+            # Claimed more often than allowed without ever finishing: its earlier runs crashed
+            # the worker or outlived the lease. Running it again would likely do the same.
+            self.inbox.fail(claim, f"gave up after {claim.attempt - 1} attempts that never "
+                                   "finished (worker crash or lease expiry)", None)
+            return
+        handlers = self.handlers.for_type(claim.type)
+        event = Event.from_body(claim.body, claim.attempt)
+        try:
+            with self.inbox.finishing(claim, Status.PROCESSED if handlers else Status.IGNORED) as tx:
+                for handler in handlers:
+                    handler(event, tx)
+        except LeaseLost as exc:
+            log.info("%s", exc)
+        except Exception:  # a handler's failure: kept with its traceback, retried, then dead
+            error = traceback.format_exc(limit=-8)
+            retry_at = None
+            if claim.attempt < self.settings.max_attempts:
+                retry_at = time.time() + backoff_seconds(
+                    claim.attempt, self.settings.retry_base_seconds, self.settings.retry_cap_seconds)
+            self.inbox.fail(claim, error, retry_at)
+            log.warning("event %s (%s) failed attempt %d: %s", claim.id, claim.type,
+                        claim.attempt, error.strip().splitlines()[-1])
