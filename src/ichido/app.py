@@ -23,6 +23,7 @@ from ichido.errors import StorageUnavailable
 from ichido.group_commit import GroupCommit
 from ichido.handlers import Handler, HandlerRegistry
 from ichido.inbox import Inbox, SeenCache, open_inbox, open_seen_cache
+from ichido.inbox.migrations import Step
 from ichido.metrics import METRICS
 from ichido.receiver import WebhookReceiver
 from ichido.worker import Worker
@@ -35,11 +36,15 @@ class App:
 
     ``workers`` is how many worker threads the app runs while it is being served (``ichido
     serve --workers N`` sets it; 0 leaves processing to ``ichido worker`` processes).
+    ``schema`` holds the app's own versioned tables, ``(component, version, [statements])``,
+    migrated with ichido's (automatically on SQLite, by ``ichido migrate --app`` elsewhere).
     """
 
     def __init__(self, settings: Settings | None = None, *, workers: int = 1,
-                 routes: Sequence[BaseRoute] = (), **overrides: Any) -> None:
+                 routes: Sequence[BaseRoute] = (), schema: Sequence[Step] = (),
+                 **overrides: Any) -> None:
         self.settings = settings or Settings.from_env(**overrides)
+        self.schema = list(schema)
         self.handlers = HandlerRegistry()
         self.workers = workers
         self._routes = list(routes)
@@ -51,7 +56,7 @@ class App:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.receiver = WebhookReceiver(self.settings, self._receiving_parts)
+        self.receiver = WebhookReceiver(self.settings, self._group_commit)
         self._asgi: Starlette | None = None
 
     # -- for users ---------------------------------------------------------------------------
@@ -79,8 +84,12 @@ class App:
     def inbox(self) -> Inbox:
         with self._inbox_lock:
             if self._inbox is None:
-                self._inbox = open_inbox(self.settings)
+                self._inbox = open_inbox(self.settings, steps=self.schema)
             return self._inbox
+
+    def migrate(self) -> None:
+        """Apply ichido's and this app's pending schema steps (what ``ichido migrate`` does)."""
+        open_inbox(self.settings, migrate=True, steps=self.schema).close()
 
     def worker(self, name: str | None = None) -> Worker:
         return Worker(self.inbox, self.handlers, self.settings, name=name, wake=self._wake)
@@ -96,7 +105,7 @@ class App:
 
         Pass it to a host app (``FastAPI(lifespan=ichido_app.lifespan)``) to get workers there.
         """
-        await self._receiving_parts()
+        await self._group_commit()
         self.start_workers(self.workers)
         try:
             yield
@@ -117,6 +126,9 @@ class App:
         if self._group is not None:
             await self._group.close()
             self._group = None
+        if self._seen is not None:
+            self._seen.close()
+            self._seen = None
         for thread in self._threads:
             await asyncio.to_thread(thread.join, 30)
         self._threads.clear()
@@ -127,8 +139,9 @@ class App:
 
     # -- internals ---------------------------------------------------------------------------
 
-    async def _receiving_parts(self) -> tuple[GroupCommit, SeenCache]:
-        if self._group is None or self._seen is None:
+    async def _group_commit(self) -> GroupCommit:
+        """The receiver's store, started on first use (a host app may never run our lifespan)."""
+        if self._group is None:
             if self._start_lock is None:
                 self._start_lock = asyncio.Lock()
             async with self._start_lock:
@@ -137,8 +150,7 @@ class App:
                     inbox = await asyncio.to_thread(lambda: self.inbox)
                     self._seen = open_seen_cache(self.settings)
                     self._group = GroupCommit(inbox, self._seen, on_stored=self._wake.set)
-        assert self._group is not None and self._seen is not None
-        return self._group, self._seen
+        return self._group
 
     async def _healthz(self, _request: Request) -> Response:
         try:

@@ -113,12 +113,10 @@ def worker(
 
 
 @cli.command()
-def migrate(database_url: Optional[str] = DatabaseOpt) -> None:
-    """Bring the database schema up to this version of ichido."""
+def migrate(app: Optional[str] = AppOpt, database_url: Optional[str] = DatabaseOpt) -> None:
+    """Bring the database schema up to this version of ichido (and of your app's tables)."""
     _environ(database_url=database_url)
-    from ichido.inbox import open_inbox
-
-    open_inbox(Settings.from_env(), migrate=True).close()
+    load_app(app, 0).migrate()
     out.print("schema is up to date")
 
 

@@ -57,7 +57,7 @@ class Settings:
     poll_interval_seconds: float = 0.2
     # SQLite: NORMAL survives a process crash in WAL mode; FULL also survives power loss.
     sqlite_synchronous: str = "NORMAL"
-    db_pool_size: int = 4
+    db_pool_size: int = 8
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":

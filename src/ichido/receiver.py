@@ -15,8 +15,7 @@ from ichido import signature
 from ichido.config import Settings
 from ichido.errors import IchidoError, PayloadTooLarge, SignatureError, UnsupportedMediaType
 from ichido.event import parse_delivery
-from ichido.group_commit import GroupCommit
-from ichido.inbox.base import SeenCache
+from ichido.group_commit import GroupCommit, Outcome
 from ichido.metrics import METRICS
 
 Scope = dict[str, Any]
@@ -25,13 +24,12 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class WebhookReceiver:
-    """ASGI app for ``POST /webhooks/stripe``. ``parts`` gives the started store lazily, so the
+    """ASGI app for ``POST /webhooks/stripe``. ``group`` gives the started store lazily, so the
     receiver also works when mounted in an app that never runs ichido's lifespan."""
 
-    def __init__(self, settings: Settings,
-                 parts: Callable[[], Awaitable[tuple[GroupCommit, SeenCache]]]) -> None:
+    def __init__(self, settings: Settings, group: Callable[[], Awaitable[GroupCommit]]) -> None:
         self.settings = settings
-        self.parts = parts
+        self.group = group
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -59,16 +57,12 @@ class WebhookReceiver:
         signature.verify(body, header.decode("latin-1"), self.settings.webhook_secrets,
                          tolerance=self.settings.tolerance_seconds)
         delivery = parse_delivery(body)
-        group, seen = await self.parts()
+        outcome = await (await self.group()).submit(delivery)
         METRICS.received.inc()
-        if seen.seen([delivery.id]):
-            group.count_cache_hit()
-            METRICS.duplicates.labels("cache").inc()
-            return {"id": delivery.id, "status": "duplicate", "tier": "cache"}
-        if await group.submit(delivery):
+        if outcome is Outcome.ACCEPTED:
             return {"id": delivery.id, "status": "accepted"}
-        METRICS.duplicates.labels("durable").inc()
-        return {"id": delivery.id, "status": "duplicate", "tier": "durable"}
+        METRICS.duplicates.labels(outcome.value).inc()
+        return {"id": delivery.id, "status": "duplicate", "tier": outcome.value}
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:

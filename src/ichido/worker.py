@@ -10,7 +10,6 @@ import logging
 import os
 import random
 import socket
-import sqlite3
 import threading
 import time
 import traceback
@@ -55,7 +54,7 @@ class Worker:
         while not stop.is_set():
             try:
                 busy = self.run_once()
-            except (IchidoError, sqlite3.Error, OSError) as exc:
+            except IchidoError as exc:
                 log.warning("worker %s: storage error, backing off: %s", self.name, exc)
                 busy = 0
                 stop.wait(1.0)

@@ -38,6 +38,7 @@ class Claim:
     body: bytes
     attempt: int
     token: int
+    object_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class Inbox(abc.ABC):
     def finishing(self, claim: Claim, status: Status) -> AbstractContextManager[Transaction]:
         """A transaction that already marks ``claim`` as ``status``; it commits on exit.
 
+        It also holds the event's Stripe object, so events of one object apply one at a time.
         Raises ``LeaseLost`` on entry when another worker has taken the event over.
         """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Callable, Sequence
 
@@ -10,7 +11,8 @@ from ichido.inbox.base import SeenCache
 
 class MemorySeenCache(SeenCache):
     """TTL map in insertion order. All entries share one TTL, so the oldest entry is also the
-    first to expire and eviction only ever looks at the front. Used from one event loop."""
+    first to expire and eviction only ever looks at the front. A lock makes it safe to clear
+    from another thread than the writer's."""
 
     def __init__(self, ttl_seconds: float, max_entries: int,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -18,21 +20,25 @@ class MemorySeenCache(SeenCache):
         self.max_entries = max_entries
         self._clock = clock
         self._expiry: dict[str, float] = {}
+        self._lock = threading.Lock()
 
     def seen(self, event_ids: Sequence[str]) -> set[str]:
         now = self._clock()
-        self._evict(now)
-        return {i for i in event_ids if self._expiry.get(i, 0.0) > now}
+        with self._lock:
+            self._evict(now)
+            return {i for i in event_ids if self._expiry.get(i, 0.0) > now}
 
     def add(self, event_ids: Sequence[str]) -> None:
-        expires = self._clock() + self.ttl
-        for event_id in event_ids:
-            self._expiry.pop(event_id, None)  # re-insert at the back, keeping the order sorted
-            self._expiry[event_id] = expires
-        self._evict(self._clock())
+        now = self._clock()
+        with self._lock:
+            for event_id in event_ids:
+                self._expiry.pop(event_id, None)  # re-insert at the back: order stays sorted
+                self._expiry[event_id] = now + self.ttl
+            self._evict(now)
 
     def clear(self) -> None:
-        self._expiry.clear()
+        with self._lock:
+            self._expiry.clear()
 
     def __len__(self) -> int:
         return len(self._expiry)

@@ -1,0 +1,3 @@
+from ichido.cli import main
+
+main()

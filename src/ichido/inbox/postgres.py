@@ -1,0 +1,135 @@
+"""PostgreSQL: the durable truth when one machine is not enough.
+
+Any number of receivers and workers share one database. Batches are inserted with one
+``unnest`` statement, workers claim with ``FOR UPDATE SKIP LOCKED`` so they never wait on each
+other's rows, and a transaction-scoped advisory lock serializes the events of one Stripe object.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any, Iterable, Iterator, Sequence
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ichido.errors import StorageUnavailable
+from ichido.event import Delivery
+from ichido.inbox import migrations
+from ichido.inbox.base import Transaction
+from ichido.inbox.sql import DUE, SqlInbox
+
+
+@lru_cache(maxsize=512)
+def _pg_sql(sql: str) -> str:
+    """``?`` placeholders (portable, and what handlers write) → psycopg's ``%s``."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class PgTransaction:
+    """A handler's ``tx`` on PostgreSQL: same ``?`` SQL as on SQLite; ``connection`` is raw."""
+
+    def __init__(self, connection: psycopg.Connection) -> None:
+        self.connection = connection
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
+        return self.connection.execute(_pg_sql(sql), params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> psycopg.Cursor:
+        cursor = self.connection.cursor()
+        cursor.executemany(_pg_sql(sql), list(rows))
+        return cursor
+
+
+class PostgresInbox(SqlInbox):
+    engine_errors = (psycopg.Error,)
+
+    def __init__(self, url: str, *, shard: str, pool_size: int = 4, migrate: bool = False,
+                 steps: Sequence[migrations.Step] = (), connect_timeout: float = 5.0) -> None:
+        super().__init__(shard=shard, steps=steps)
+        self.pool = ConnectionPool(url, min_size=1, max_size=max(pool_size, 2), open=False,
+                                   timeout=connect_timeout, name="ichido",
+                                   kwargs={"connect_timeout": max(1, int(connect_timeout))})
+        try:
+            self.pool.open(wait=True, timeout=connect_timeout)
+            dialect = PostgresDialect(self.pool)
+            if migrate:
+                migrations.apply(dialect, self.steps)
+            migrations.check(dialect, self.steps)
+        except (psycopg.Error, PoolTimeout) as exc:
+            self.pool.close()
+            raise StorageUnavailable(f"cannot reach PostgreSQL: {exc}") from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        with self.pool.connection() as conn:  # commits on exit, rolls back on an exception
+            yield PgTransaction(conn)
+
+    reading = transaction
+
+    def _insert_new(self, tx: Transaction, deliveries: Sequence[Delivery], now: float) -> set[str]:
+        rows = tx.execute(
+            "INSERT INTO ichido_events (id, type, created, object_id, body, received_at,"
+            " next_attempt_at) SELECT i, t, c, o, b, ?, ? FROM unnest("
+            "?::text[], ?::text[], ?::bigint[], ?::text[], ?::bytea[]) AS u(i, t, c, o, b)"
+            " ON CONFLICT (id) DO NOTHING RETURNING id",
+            (now, now, [d.id for d in deliveries], [d.type for d in deliveries],
+             [d.created for d in deliveries], [d.object_id for d in deliveries],
+             [d.body for d in deliveries]),
+        ).fetchall()
+        return {row[0] for row in rows}
+
+    def _claim_due(self, tx: Transaction, owner: str, limit: int, lease_until: float,
+                   now: float) -> list[tuple]:
+        rows = tx.execute(
+            "UPDATE ichido_events e SET status = 'processing', attempts = e.attempts + 1,"
+            " lease_token = e.lease_token + 1, lease_owner = ?, next_attempt_at = ?"
+            f" FROM (SELECT id FROM ichido_events WHERE {DUE} AND next_attempt_at <= ?"
+            "  ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED) due"
+            " WHERE e.id = due.id"
+            " RETURNING e.id, e.type, e.body, e.attempts, e.lease_token, e.object_id",
+            (owner, lease_until, now, limit),
+        ).fetchall()
+        return [(r[0], r[1], bytes(r[2]), *r[3:]) for r in rows]
+
+    def _lock_object(self, tx: Transaction, object_id: str) -> None:
+        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (object_id,))
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class PostgresDialect:
+    """What the migration runner needs from PostgreSQL; an advisory lock keeps two migrating
+    processes from applying a step twice."""
+
+    name = "PostgreSQL"
+    _LOCK = 0x1C41D0  # arbitrary, constant: ichido's migration lock
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+
+    def current_version(self, component: str) -> int:
+        with self.pool.connection() as conn:
+            exists = conn.execute("SELECT to_regclass('ichido_schema')").fetchone()[0]
+            if exists is None:
+                return 0
+            row = conn.execute("SELECT max(version) FROM ichido_schema WHERE component = %s",
+                               (component,)).fetchone()
+        return row[0] or 0
+
+    def apply(self, component: str, version: int, statements: list[str]) -> None:
+        with self.pool.connection() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS ichido_schema (component TEXT NOT NULL,"
+                         " version INTEGER NOT NULL, applied_at DOUBLE PRECISION NOT NULL,"
+                         " PRIMARY KEY (component, version))")
+            row = conn.execute("SELECT max(version) FROM ichido_schema WHERE component = %s",
+                               (component,)).fetchone()
+            if (row[0] or 0) < version:
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO ichido_schema (component, version, applied_at)"
+                             " VALUES (%s, %s, %s)", (component, version, time.time()))

@@ -1,0 +1,244 @@
+"""What every SQL engine shares: the schema, the queries, and the rules of the inbox.
+
+Engine files (``sqlite.py``, ``postgres.py``) supply connections and the few statements that
+differ: how a batch is inserted, how due events are claimed, how one object is locked. All SQL
+here uses ``?`` placeholders; the PostgreSQL transaction translates them.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from contextlib import AbstractContextManager, contextmanager
+from typing import Iterator, Sequence
+
+from ichido.errors import LeaseLost, StorageUnavailable
+from ichido.event import Delivery
+from ichido.inbox import migrations
+from ichido.inbox.base import (
+    FINISHED,
+    Claim,
+    EventRecord,
+    Inbox,
+    Status,
+    Transaction,
+    counts_for,
+    stats_from,
+)
+
+DUE = "status IN ('pending', 'retrying', 'processing')"
+FINISHED_SQL = ", ".join(f"'{status.value}'" for status in FINISHED)
+EVENT_COLUMNS = ("id, type, created, object_id, status, attempts, received_at, next_attempt_at,"
+                 " finished_at, last_error, body")
+
+# Versioned schema, portable between SQLite and PostgreSQL (SQLite maps the type names to its
+# affinities). Append steps; never edit one that has shipped.
+SCHEMA: list[migrations.Step] = [
+    ("core", 1, [
+        """CREATE TABLE ichido_events (
+            id TEXT PRIMARY KEY,
+            type TEXT NOT NULL,
+            created BIGINT NOT NULL,
+            object_id TEXT,
+            body BYTEA NOT NULL,
+            received_at DOUBLE PRECISION NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            lease_token BIGINT NOT NULL DEFAULT 0,
+            lease_owner TEXT,
+            next_attempt_at DOUBLE PRECISION,
+            finished_at DOUBLE PRECISION,
+            last_error TEXT
+        )""",
+        f"CREATE INDEX ichido_events_due ON ichido_events (next_attempt_at) WHERE {DUE}",
+        "CREATE INDEX ichido_events_received ON ichido_events (received_at)",
+        "CREATE INDEX ichido_events_status ON ichido_events (status, type)",
+        """CREATE TABLE ichido_failures (
+            event_id TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            failed_at DOUBLE PRECISION NOT NULL,
+            error TEXT NOT NULL
+        )""",
+        "CREATE INDEX ichido_failures_event ON ichido_failures (event_id)",
+        """CREATE TABLE ichido_counters (
+            shard TEXT NOT NULL,
+            name TEXT NOT NULL,
+            value BIGINT NOT NULL,
+            PRIMARY KEY (shard, name)
+        )""",
+    ]),
+]
+
+
+class SqlInbox(Inbox):
+    """The inbox on any SQL engine; subclasses provide connections and three statements."""
+
+    #: the engine's exception base, turned into ``StorageUnavailable`` where a caller must answer
+    engine_errors: tuple[type[BaseException], ...] = ()
+
+    def __init__(self, *, shard: str, steps: Sequence[migrations.Step] = ()) -> None:
+        self.shard = shard
+        self.steps = [*SCHEMA, *steps]
+
+    # -- what an engine provides -------------------------------------------------------------
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[Transaction]: ...
+
+    @abc.abstractmethod
+    def reading(self) -> AbstractContextManager[Transaction]:
+        """A connection for reads only."""
+
+    @abc.abstractmethod
+    def _insert_new(self, tx: Transaction, deliveries: Sequence[Delivery], now: float) -> set[str]:
+        """Insert, skipping ids already stored; return the ids this call inserted."""
+
+    @abc.abstractmethod
+    def _claim_due(self, tx: Transaction, owner: str, limit: int, lease_until: float,
+                   now: float) -> list[tuple]:
+        """Claim due rows; return ``(id, type, body, attempts, lease_token, object_id)`` each."""
+
+    def _lock_object(self, tx: Transaction, object_id: str) -> None:
+        """Serialize the events of one Stripe object across workers (engines with row-level
+        concurrency need it; SQLite has one writer and needs nothing)."""
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def accept(self, deliveries: Sequence[Delivery], *, cache_hits: int = 0) -> list[bool]:
+        with self._storage("store deliveries"), self.transaction() as tx:
+            new_ids = self._insert_new(tx, deliveries, time.time()) if deliveries else set()
+            accepted = _first_of_each(deliveries, new_ids)
+            self._count(tx, counts_for(accepted, cache_hits))
+        return accepted
+
+    def _count(self, tx: Transaction, increments: dict[str, int]) -> None:
+        rows = [(self.shard, name, value) for name, value in increments.items() if value]
+        if rows:
+            tx.executemany(
+                "INSERT INTO ichido_counters (shard, name, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (shard, name) DO UPDATE"
+                " SET value = ichido_counters.value + excluded.value",
+                rows,
+            )
+
+    # -- working -----------------------------------------------------------------------------
+
+    def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Claim]:
+        now = time.time()
+        with self._storage("claim"), self.transaction() as tx:
+            rows = self._claim_due(tx, owner, limit, now + lease_seconds, now)
+        return [Claim(*row) for row in rows]
+
+    @contextmanager
+    def finishing(self, claim: Claim, status: Status) -> Iterator[Transaction]:
+        with self.transaction() as tx:
+            if claim.object_id:
+                self._lock_object(tx, claim.object_id)
+            marked = tx.execute(
+                "UPDATE ichido_events SET status = ?, finished_at = ?, next_attempt_at = NULL,"
+                " lease_owner = NULL WHERE id = ? AND lease_token = ? AND status = 'processing'",
+                (status.value, time.time(), claim.id, claim.token),
+            ).rowcount
+            if marked != 1:
+                raise LeaseLost(f"{claim.id}: lease taken over by another worker")
+            yield tx
+
+    def fail(self, claim: Claim, error: str, retry_at: float | None) -> bool:
+        status = Status.DEAD if retry_at is None else Status.RETRYING
+        with self._storage("record a failure"), self.transaction() as tx:
+            marked = tx.execute(
+                "UPDATE ichido_events SET status = ?, next_attempt_at = ?, last_error = ?,"
+                " lease_owner = NULL WHERE id = ? AND lease_token = ? AND status = 'processing'",
+                (status.value, retry_at, error, claim.id, claim.token),
+            ).rowcount
+            if marked:
+                tx.execute("INSERT INTO ichido_failures (event_id, attempt, failed_at, error)"
+                           " VALUES (?, ?, ?, ?)", (claim.id, claim.attempt, time.time(), error))
+        return bool(marked)
+
+    # -- inspecting and operating ------------------------------------------------------------
+
+    def get(self, event_id: str) -> EventRecord | None:
+        with self.reading() as tx:
+            row = tx.execute(f"SELECT {EVENT_COLUMNS} FROM ichido_events WHERE id = ?",
+                             (event_id,)).fetchone()
+            if row is None:
+                return None
+            failures = tx.execute("SELECT attempt, failed_at, error FROM ichido_failures"
+                                  " WHERE event_id = ? ORDER BY failed_at", (event_id,)).fetchall()
+        return _record(row, tuple(tuple(f) for f in failures))
+
+    def list(self, *, status: str | None = None, type: str | None = None,
+             limit: int = 50) -> list[EventRecord]:
+        where, params = ["1 = 1"], []
+        if status:
+            where.append("status = ?")
+            params.append(status)
+        if type:
+            where.append("type = ?")
+            params.append(type)
+        with self.reading() as tx:
+            rows = tx.execute(f"SELECT {EVENT_COLUMNS} FROM ichido_events WHERE"
+                              f" {' AND '.join(where)} ORDER BY received_at DESC LIMIT ?",
+                              (*params, limit)).fetchall()
+        return [_record(row) for row in rows]
+
+    def requeue_dead(self, event_ids: Sequence[str] | None = None) -> int:
+        sql = ("UPDATE ichido_events SET status = 'retrying', attempts = 0, next_attempt_at = ?"
+               " WHERE status = 'dead'")
+        params: list[object] = [time.time()]
+        if event_ids is not None:
+            if not event_ids:
+                return 0
+            sql += f" AND id IN ({', '.join('?' for _ in event_ids)})"
+            params.extend(event_ids)
+        with self.transaction() as tx:
+            return tx.execute(sql, params).rowcount
+
+    def prune(self, older_than_seconds: float) -> int:
+        cutoff = time.time() - older_than_seconds
+        old = f"status IN ({FINISHED_SQL}) AND received_at < ?"
+        with self.transaction() as tx:
+            gone = dict(tx.execute(f"SELECT status, count(*) FROM ichido_events WHERE {old}"
+                                   " GROUP BY status", (cutoff,)).fetchall())
+            tx.execute("DELETE FROM ichido_failures WHERE event_id IN"
+                       f" (SELECT id FROM ichido_events WHERE {old})", (cutoff,))
+            tx.execute(f"DELETE FROM ichido_events WHERE {old}", (cutoff,))
+            self._count(tx, {f"pruned_{status}": n for status, n in gone.items()})
+        return sum(gone.values())
+
+    def stats(self) -> dict[str, int]:
+        with self.reading() as tx:
+            counters = dict(tx.execute("SELECT name, sum(value) FROM ichido_counters"
+                                       " GROUP BY name").fetchall())
+            by_status = dict(tx.execute("SELECT status, count(*) FROM ichido_events"
+                                        " GROUP BY status").fetchall())
+        return stats_from(counters, by_status)
+
+    def ping(self) -> None:
+        with self._storage("read"), self.reading() as tx:
+            tx.execute("SELECT 1 FROM ichido_events LIMIT 1").fetchall()
+
+    @contextmanager
+    def _storage(self, action: str) -> Iterator[None]:
+        """Turn the engine's own errors into ``StorageUnavailable`` for callers that must
+        answer (503) or back off, without knowing which engine is behind."""
+        try:
+            yield
+        except self.engine_errors as exc:
+            raise StorageUnavailable(f"could not {action}: {exc}") from exc
+
+
+def _record(row: Sequence, failures: tuple = ()) -> EventRecord:
+    values = list(row)
+    values[-1] = bytes(values[-1])  # PostgreSQL returns memoryview-like bytes for BYTEA
+    return EventRecord(*values, failures=failures)
+
+
+def _first_of_each(deliveries: Sequence[Delivery], new_ids: set[str]) -> list[bool]:
+    """True for the first copy of each newly stored id; later copies in the batch are duplicates."""
+    accepted = []
+    for delivery in deliveries:
+        accepted.append(delivery.id in new_ids)
+        new_ids.discard(delivery.id)
+    return accepted

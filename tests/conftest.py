@@ -1,0 +1,94 @@
+"""Fixtures shared by every test module. Backends are parametrized here, once: every test that
+takes ``database_url`` or ``settings`` runs on SQLite, PostgreSQL, and PostgreSQL + Redis.
+
+PostgreSQL and Redis tests need the servers (``ICHIDO_TEST_POSTGRES_URL``, default
+postgresql://postgres@127.0.0.1:5432/test; ``ICHIDO_TEST_REDIS_URL``, default
+redis://127.0.0.1:6379/15). Without them they skip with the reason, except under CI=true, where
+a missing server is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import psycopg
+import pytest
+import redis
+
+from ichido.config import Settings
+from tests.support import SECRET
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+POSTGRES_URL = os.environ.get("ICHIDO_TEST_POSTGRES_URL",
+                              "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("ICHIDO_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+BACKENDS = ["sqlite", "postgres", "postgres+redis"]
+
+
+def need_server(name: str, problem: Exception) -> None:
+    message = f"{name} is not reachable ({problem})"
+    if IN_CI:
+        pytest.fail(f"{message}: CI must run every backend", pytrace=False)
+    pytest.skip(f"{message}; set it up to run these tests")
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[psycopg.Connection]:
+    try:
+        conn = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+    except psycopg.Error as exc:
+        need_server("PostgreSQL", exc)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh PostgreSQL schema, migrated, dropped afterwards."""
+    admin = request.getfixturevalue("postgres_admin")
+    schema = f"ichido_t_{uuid.uuid4().hex[:12]}"
+    admin.execute(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    url = f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    from ichido.inbox import open_inbox
+
+    open_inbox(Settings(database_url=url), migrate=True).close()
+    yield url
+    admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        need_server("Redis", exc)
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh, empty store of each backend. With Redis, ICHIDO_REDIS_URL is set in the
+    environment, so subprocesses and ``Settings.from_env`` pick it up as users would."""
+    monkeypatch.delenv("ICHIDO_REDIS_URL", raising=False)
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ichido.db'}"
+    url = request.getfixturevalue("postgres_url")
+    if request.param == "postgres+redis":
+        monkeypatch.setenv("ICHIDO_REDIS_URL", request.getfixturevalue("redis_url"))
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, redis_url=os.environ.get("ICHIDO_REDIS_URL"),
+                    webhook_secrets=(SECRET,), retry_base_seconds=0.01, retry_cap_seconds=0.05,
+                    poll_interval_seconds=0.02)
