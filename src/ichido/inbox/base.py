@@ -122,6 +122,10 @@ class Inbox(abc.ABC):
         """A plain write transaction, for domain code outside an event (e.g. an HTTP API)."""
 
     @abc.abstractmethod
+    def reading(self) -> AbstractContextManager[Transaction]:
+        """A connection for reads only."""
+
+    @abc.abstractmethod
     def ping(self) -> None:
         """Raise ``StorageUnavailable`` when the store cannot be reached."""
 

@@ -86,10 +86,6 @@ class SqlInbox(Inbox):
     def transaction(self) -> AbstractContextManager[Transaction]: ...
 
     @abc.abstractmethod
-    def reading(self) -> AbstractContextManager[Transaction]:
-        """A connection for reads only."""
-
-    @abc.abstractmethod
     def _insert_new(self, tx: Transaction, deliveries: Sequence[Delivery], now: float) -> set[str]:
         """Insert, skipping ids already stored; return the ids this call inserted."""
 

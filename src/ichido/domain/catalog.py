@@ -1,0 +1,177 @@
+"""The product catalogue: a TOML file read once at start and checked field by field.
+
+Why strict: a mistyped price, or konbini offered on an item Stripe cannot take by konbini, must
+stop the service at start with a message naming the product and the field, not fail a buyer at
+checkout. ``audit`` answers the other design-time question: which product × method would let the
+fee eat too much of the sale (issue 6, ``ichido fees audit``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from ichido.domain.fees import (KONBINI_MAX, KONBINI_MIN, METHODS, PricingTable, Share,
+                                as_share, shown)
+from ichido.errors import ConfigError, NotFound
+
+_Bad = Callable[[str, str], ConfigError]
+
+KINDS: tuple[str, ...] = ("video_ticket", "physical", "live_item")
+_FIELDS = ("id", "name", "price", "kind", "methods", "stock")
+
+
+@dataclass(frozen=True)
+class Product:
+    id: str
+    name: str
+    price: int  # yen, tax included: what the buyer pays and what Stripe charges
+    kind: str
+    methods: tuple[str, ...]
+    stock: int | None = None  # physical items only
+
+
+class Catalog:
+    """Products by id, in file order."""
+
+    def __init__(self, products: Iterable[Product], origin: str = "<memory>") -> None:
+        self.origin = origin
+        self.products: dict[str, Product] = {}
+        for product in products:
+            if product.id in self.products:
+                raise ConfigError(f"{origin}: duplicate product id {product.id!r}")
+            self.products[product.id] = product
+
+    def get(self, product_id: str) -> Product:
+        try:
+            return self.products[product_id]
+        except KeyError:
+            raise NotFound(f"unknown product {product_id!r}", code="unknown_product") from None
+
+    def __iter__(self) -> Iterator[Product]:
+        return iter(self.products.values())
+
+    def __len__(self) -> int:
+        return len(self.products)
+
+    def __contains__(self, product_id: object) -> bool:
+        return product_id in self.products
+
+
+def load_catalog(path: str | os.PathLike[str]) -> Catalog:
+    path = Path(path)
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read catalogue {path}: {exc.strerror or exc}") from None
+    return parse_catalog(text, origin=str(path))
+
+
+def parse_catalog(text: str, origin: str = "<string>") -> Catalog:
+    try:
+        doc = tomllib.loads(text, parse_float=Decimal)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{origin}: not valid TOML: {exc}") from None
+    entries = doc.get("products")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{origin}: no products: add [[products]] tables")
+    first_seen: dict[str, int] = {}
+    products = []
+    for number, entry in enumerate(entries, start=1):
+        product = _product(number, entry, origin, first_seen)
+        first_seen[product.id] = number
+        products.append(product)
+    return Catalog(products, origin)
+
+
+def _product(number: int, entry: Any, origin: str, first_seen: dict[str, int]) -> Product:
+    where = f"{origin}: product #{number}"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: must be a [[products]] table")
+    pid = entry.get("id")
+    if not isinstance(pid, str) or not pid.strip() or pid != pid.strip():
+        raise ConfigError(f"{where} (no usable id): id: must be a non-empty string "
+                          f"without surrounding spaces, got {shown(pid)}")
+    where = f"{where} (id {pid!r})"
+
+    def bad(field: str, problem: str) -> ConfigError:
+        return ConfigError(f"{where}: {field}: {problem}")
+
+    if pid in first_seen:
+        raise bad("id", f"duplicate of product #{first_seen[pid]}")
+    for field in entry:
+        if field not in _FIELDS:
+            raise bad(field, f"unknown field (known: {', '.join(_FIELDS)})")
+    name = entry.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise bad("name", f"must be a non-empty string, got {shown(name)}")
+    price = entry.get("price")
+    if isinstance(price, bool) or not isinstance(price, int) or price <= 0:
+        raise bad("price", f"must be a positive whole number of yen, got {shown(price)}")
+    kind = entry.get("kind")
+    if kind not in KINDS:
+        raise bad("kind", f"must be one of {', '.join(KINDS)}, got {shown(kind)}")
+    methods = _methods(entry.get("methods"), price, bad)
+    return Product(id=pid, name=name, price=price, kind=kind, methods=methods,
+                   stock=_stock(kind, entry, bad))
+
+
+def _methods(value: Any, price: int, bad: _Bad) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise bad("methods", f"must be a non-empty list such as [\"card\", \"konbini\"], "
+                             f"got {shown(value)}")
+    for method in value:
+        if method not in METHODS:
+            raise bad("methods", f"unknown method {method!r} (known: {', '.join(METHODS)})")
+    if len(set(value)) != len(value):
+        raise bad("methods", f"lists a method twice: {value!r}")
+    if "konbini" in value and not KONBINI_MIN <= price <= KONBINI_MAX:
+        raise bad("methods", f"konbini takes ¥{KONBINI_MIN:,}–¥{KONBINI_MAX:,} per payment, "
+                             f"but price is ¥{price:,}: remove konbini or change the price")
+    return tuple(value)
+
+
+def _stock(kind: str, entry: dict[str, Any], bad: _Bad) -> int | None:
+    stock = entry.get("stock")
+    if kind != "physical":
+        if stock is not None:
+            raise bad("stock", f"only physical items have stock (this one is {kind})")
+        return None
+    if isinstance(stock, bool) or not isinstance(stock, int) or stock < 0:
+        raise bad("stock", f"a physical item needs a stock count, a whole number ≥ 0, "
+                           f"got {shown(stock)}")
+    return stock
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    product_id: str
+    name: str
+    price: int
+    method: str
+    fee: int
+    fee_share: Decimal
+    over_limit: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"product": self.product_id, "name": self.name, "price": self.price,
+                "method": self.method, "fee": self.fee, "net": self.price - self.fee,
+                "fee_share": float(self.fee_share), "over_limit": self.over_limit}
+
+
+def audit(catalog: Catalog, pricing: PricingTable,
+          max_share: Share) -> list[AuditRow]:
+    """One row per product × allowed method; ``over_limit`` when the share is above the limit."""
+    limit = as_share(max_share)
+    rows = []
+    for product in catalog:
+        for method in product.methods:
+            quote = pricing.quote(product.price, method)
+            rows.append(AuditRow(product_id=product.id, name=product.name, price=product.price,
+                                 method=method, fee=quote.fee, fee_share=quote.fee_share,
+                                 over_limit=quote.exceeds(limit)))
+    return rows

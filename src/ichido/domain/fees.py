@@ -1,0 +1,241 @@
+"""Stripe Japan's fee for a payment, in exact whole yen, from a pricing data file.
+
+Why: a fixed per-payment part can make a cheap sale cost more than half its price (issue 6), so
+ichido quotes fees at design time (audit), at checkout (guard) and afterwards (report) from one
+table, and never from float arithmetic.
+
+The rules live in ``pricing.toml`` next to this module (each with its source and date). A user
+with their own contract sets ``ICHIDO_PRICING=/path/to/pricing.toml``: that file replaces the
+packaged one as a whole and must define every method in ``METHODS``. Stripe rounds its fee to
+the nearest unit of the currency, halves up (support.stripe.com/questions/rounding-rules-for-
+stripe-fees); JPY is zero-decimal, so the unit is one yen.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import os
+import tomllib
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Context, Decimal, Inexact, InvalidOperation
+from fractions import Fraction
+from math import ceil
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ichido.errors import ConfigError, IchidoError
+
+CURRENCY = "jpy"
+METHODS: tuple[str, ...] = ("card", "konbini")
+PRICING_ENV = "ICHIDO_PRICING"
+# Stripe's konbini limits per payment (docs.stripe.com/payments/konbini, checked 2026-11-26).
+KONBINI_MIN = 120
+KONBINI_MAX = 300_000
+AMOUNT_LIMITS: dict[str, tuple[int, int | None]] = {"konbini": (KONBINI_MIN, KONBINI_MAX)}
+
+# Products of yen and percentages must be exact: this context raises instead of rounding.
+_EXACT = Context(prec=60, traps=[Inexact, InvalidOperation])
+_ROUND = Context(prec=60, rounding=ROUND_HALF_UP, traps=[InvalidOperation])
+# A fee-share limit: Decimal("0.2"), "0.2", or an exact Fraction.
+Share = Decimal | str | int | Fraction
+_RULE_FIELDS = {"percent", "fixed", "minimum", "source", "as_of"}
+
+
+@dataclass(frozen=True)
+class FeeRule:
+    """``fee = max(minimum, fixed + round_half_up(amount × percent / 100))`` in yen."""
+
+    method: str
+    percent: Decimal
+    fixed: int
+    minimum: int | None
+    source: str
+    as_of: str
+
+    def fee(self, amount: int) -> int:
+        variable = _EXACT.divide(_EXACT.multiply(Decimal(amount), self.percent), 100)
+        fee = self.fixed + int(_ROUND.quantize(variable, Decimal(1)))
+        return max(fee, self.minimum or 0)
+
+
+@dataclass(frozen=True)
+class FeeQuote:
+    """What Stripe keeps of one payment: ``net`` may be negative when the fixed part exceeds it."""
+
+    amount: int
+    method: str
+    fee: int
+    net: int
+    fee_share: Decimal  # fee / amount; compare with exceeds(), which is exact
+
+    def exceeds(self, max_share: Share) -> bool:
+        """True when the fee is strictly above ``max_share`` of the amount (exact)."""
+        return Fraction(self.fee) > as_share(max_share) * self.amount
+
+    def details(self) -> list[dict[str, Any]]:
+        """Shaped like a Stripe balance transaction's ``fee_details``."""
+        return [{"amount": self.fee, "currency": CURRENCY, "type": "stripe_fee",
+                 "description": "Stripe processing fees", "application": None}]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"amount": self.amount, "method": self.method, "fee": self.fee, "net": self.net,
+                "fee_share": float(self.fee_share), "currency": CURRENCY}
+
+
+class PricingTable:
+    """The fee rule of each payment method, and the questions asked of them."""
+
+    def __init__(self, rules: Mapping[str, FeeRule], origin: str = "<memory>") -> None:
+        self.rules: dict[str, FeeRule] = dict(rules)
+        self.origin = origin
+
+    def rule(self, method: str) -> FeeRule:
+        try:
+            return self.rules[method]
+        except KeyError:
+            known = ", ".join(sorted(self.rules))
+            raise IchidoError(f"unknown payment method {method!r} (known: {known})",
+                              code="unknown_method") from None
+
+    def quote(self, amount: int, method: str) -> FeeQuote:
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+            raise IchidoError(f"amount must be a positive whole number of yen, got {amount!r}",
+                              code="invalid_amount")
+        fee = self.rule(method).fee(amount)
+        return FeeQuote(amount=amount, method=method, fee=fee, net=amount - fee,
+                        fee_share=Decimal(fee) / Decimal(amount))
+
+    def break_even(self, method: str, max_share: Share) -> int | None:
+        """The lowest price from which every higher price keeps the fee within ``max_share``.
+
+        None when no such price exists (the limit is at or below the percentage part).
+        Rounding makes the share wobble, so the answer is searched down from a proven bound.
+        """
+        rule, limit = self.rule(method), as_share(max_share)
+        rate = Fraction(rule.percent) / 100
+        if limit <= rate:
+            always_free = rule.percent == 0 and rule.fixed == 0 and not rule.minimum
+            return 1 if always_free else None
+        # Above this bound, fixed + rate·a + ½ ≤ limit·a and minimum ≤ limit·a both hold.
+        bound = max(ceil((rule.fixed + Fraction(1, 2)) / (limit - rate)),
+                    ceil(Fraction(rule.minimum or 0) / limit), 1)
+        price = bound
+        while price > 1 and rule.fee(price - 1) <= limit * (price - 1):
+            price -= 1
+        return price
+
+
+def as_share(value: Share) -> Fraction:
+    """A share limit such as ``Decimal("0.2")`` or ``"0.2"`` as an exact fraction."""
+    if isinstance(value, Fraction):
+        share = value
+    else:
+        share = _decimal_share(value)
+    if share < 0:
+        raise IchidoError(f"a fee share cannot be negative: {value!r}", code="invalid_share")
+    return share
+
+
+def _decimal_share(value: object) -> Fraction:
+    if isinstance(value, float):  # accepted for convenience, read as its shortest decimal
+        value = str(value)
+    try:
+        return Fraction(Decimal(value))  # type: ignore[arg-type]
+    except (InvalidOperation, ValueError, TypeError, OverflowError):
+        raise IchidoError(f"not a fee share: {value!r} (use e.g. 0.2)",
+                          code="invalid_share") from None
+
+
+def shown(value: Any) -> str:
+    """A TOML value as the user wrote it, for error messages (``1500.0``, not ``Decimal(...)``)."""
+    if value is None:
+        return "nothing (the field is missing)"
+    return str(value) if isinstance(value, Decimal) else repr(value)
+
+
+def within_limits(method: str, amount: int) -> bool:
+    """Whether Stripe accepts ``amount`` yen for ``method`` (only konbini has limits here)."""
+    low, high = AMOUNT_LIMITS.get(method, (1, None))
+    return low <= amount and (high is None or amount <= high)
+
+
+def load_pricing(path: str | os.PathLike[str] | None = None) -> PricingTable:
+    """The table in ``path``; without one, ``$ICHIDO_PRICING`` or the packaged default (cached)."""
+    if path is not None:
+        return _read_file(Path(path))
+    return _default_table(os.environ.get(PRICING_ENV) or None)
+
+
+@functools.lru_cache(maxsize=8)
+def _default_table(env_path: str | None) -> PricingTable:
+    if env_path:
+        return _read_file(Path(env_path))
+    text = importlib.resources.files("ichido.domain").joinpath("pricing.toml").read_text("utf-8")
+    return parse_pricing(text, origin="ichido/domain/pricing.toml (packaged default)")
+
+
+def _read_file(path: Path) -> PricingTable:
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read pricing file {path}: {exc.strerror or exc}") from None
+    return parse_pricing(text, origin=str(path))
+
+
+def parse_pricing(text: str, origin: str = "<string>") -> PricingTable:
+    try:
+        doc = tomllib.loads(text, parse_float=Decimal)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{origin}: not valid TOML: {exc}") from None
+    methods = doc.get("methods")
+    if not isinstance(methods, dict):
+        raise ConfigError(f"{origin}: no [methods.<name>] tables (expected {', '.join(METHODS)})")
+    for name in methods:
+        if name not in METHODS:
+            raise ConfigError(f"{origin}: [methods.{name}]: unknown method "
+                              f"(known: {', '.join(METHODS)})")
+    for name in METHODS:
+        if name not in methods:
+            raise ConfigError(f"{origin}: [methods.{name}] is missing: a pricing file must "
+                              f"define every method ({', '.join(METHODS)})")
+    return PricingTable({name: _rule(name, methods[name], origin) for name in METHODS}, origin)
+
+
+def _rule(method: str, table: Any, origin: str) -> FeeRule:
+    def bad(field: str, problem: str) -> ConfigError:
+        return ConfigError(f"{origin}: [methods.{method}] {field}: {problem}")
+
+    if not isinstance(table, dict):
+        raise bad("(table)", "must be a table of percent, fixed, minimum, source, as_of")
+    for field in table:
+        if field not in _RULE_FIELDS:
+            raise bad(field, f"unknown field (known: {', '.join(sorted(_RULE_FIELDS))})")
+    percent = table.get("percent")
+    if isinstance(percent, bool) or not isinstance(percent, (int, Decimal)) \
+            or not Decimal(percent).is_finite() or not 0 <= percent < 100:
+        raise bad("percent", f"must be a number from 0 to below 100, got {shown(percent)}")
+    fixed = table.get("fixed", 0)
+    if isinstance(fixed, bool) or not isinstance(fixed, int) or fixed < 0:
+        raise bad("fixed", f"must be a whole number of yen ≥ 0, got {shown(fixed)}")
+    minimum = table.get("minimum")
+    if minimum is not None and (isinstance(minimum, bool) or not isinstance(minimum, int)
+                                or minimum < 0):
+        raise bad("minimum", f"must be a whole number of yen ≥ 0, got {shown(minimum)}")
+    source = table.get("source")
+    if not isinstance(source, str) or not source.strip():
+        raise bad("source", "missing: say where the rate comes from (a URL, your contract)")
+    return FeeRule(method=method, percent=Decimal(percent), fixed=fixed, minimum=minimum,
+                   source=source, as_of=_as_of(table.get("as_of"), bad))
+
+
+def _as_of(value: Any, bad: Callable[[str, str], ConfigError]) -> str:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value).isoformat()
+        except ValueError:
+            pass
+    raise bad("as_of", f"must be a date such as 2026-11-26, got {shown(value)}")

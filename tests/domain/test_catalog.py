@@ -1,0 +1,144 @@
+"""The catalogue loader: every mistake is named by product and field; the audit flags fees."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from ichido.domain.catalog import (KINDS, AuditRow, Catalog, Product, audit, load_catalog,
+                                   parse_catalog)
+from ichido.domain.fees import load_pricing
+from ichido.errors import ConfigError, IchidoError
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "src/ichido/domain/catalog.example.toml"
+
+TICKET = """
+[[products]]
+id = "live-2026-12"
+name = "Online live, December"
+price = 1500
+kind = "video_ticket"
+methods = ["card", "konbini"]
+"""
+SHIRT = """
+[[products]]
+id = "tour-tshirt"
+name = "Tour T-shirt"
+price = 3500
+kind = "physical"
+stock = 20
+methods = ["card", "konbini"]
+"""
+
+
+def test_example_catalogue_loads_in_file_order() -> None:
+    catalog = load_catalog(EXAMPLE)
+    assert [p.id for p in catalog] == ["mv-premiere-300", "live-2026-12", "tour-tshirt",
+                                       "live-acrylic-stand"]
+    assert {p.kind for p in catalog} == set(KINDS)
+    assert catalog.get("tour-tshirt") == Product(id="tour-tshirt", name="Tour T-shirt",
+                                                 price=3500, kind="physical",
+                                                 methods=("card", "konbini"), stock=20)
+    assert catalog.get("live-2026-12").stock is None
+    assert len(catalog) == 4 and "tour-tshirt" in catalog and "nope" not in catalog
+
+
+def test_unknown_product_is_a_named_error() -> None:
+    with pytest.raises(IchidoError) as err:
+        load_catalog(EXAMPLE).get("nope")
+    assert err.value.code == "unknown_product" and "nope" in err.value.message
+
+
+def test_audit_flags_only_the_cheap_konbini_ticket_at_0_2() -> None:
+    rows = audit(load_catalog(EXAMPLE), load_pricing(), Decimal("0.2"))
+    assert len(rows) == 8  # four products, two methods each
+    assert [(r.product_id, r.method) for r in rows if r.over_limit] == [
+        ("mv-premiere-300", "konbini")]
+    cheap = rows[1]
+    assert cheap == AuditRow(product_id="mv-premiere-300", price=300, method="konbini",
+                             name="Music video premiere (watch party ticket)", fee=231,
+                             fee_share=Decimal(231) / Decimal(300), over_limit=True)
+    assert cheap.to_json()["net"] == 69 and cheap.to_json()["fee_share"] == 0.77
+
+
+def test_audit_at_the_exact_share_is_not_over_the_limit() -> None:
+    # ¥474 by konbini: fee 220 + 17 = 237, exactly half.
+    catalog = parse_catalog(TICKET.replace("price = 1500", "price = 474"))
+    (card, konbini) = audit(catalog, load_pricing(), "0.5")
+    assert konbini.fee == 237 and not konbini.over_limit
+    (card, konbini) = audit(catalog, load_pricing(), Decimal("0.49"))
+    assert konbini.over_limit and not card.over_limit
+
+
+@pytest.mark.parametrize("price", [120, 300_000])
+def test_konbini_limits_are_inclusive(price: int) -> None:
+    catalog = parse_catalog(TICKET.replace("price = 1500", f"price = {price}"))
+    assert catalog.get("live-2026-12").price == price
+
+
+def test_card_only_item_may_cost_less_than_konbini_allows() -> None:
+    text = TICKET.replace("price = 1500", "price = 100").replace('"card", "konbini"', '"card"')
+    assert parse_catalog(text).get("live-2026-12").methods == ("card",)
+
+
+@pytest.mark.parametrize("text, product, field", [
+    (TICKET.replace('id = "live-2026-12"\n', ""), "product #1", "id"),
+    (TICKET.replace('id = "live-2026-12"', 'id = ""'), "product #1", "id"),
+    (TICKET.replace('id = "live-2026-12"', "id = 7"), "product #1", "id"),
+    (TICKET + TICKET, "product #2 (id 'live-2026-12')", "duplicate of product #1"),
+    (TICKET.replace('name = "Online live, December"\n', ""), "'live-2026-12'", "name"),
+    (TICKET.replace("price = 1500", "price = 0"), "'live-2026-12'", "price"),
+    (TICKET.replace("price = 1500", "price = -5"), "'live-2026-12'", "price"),
+    (TICKET.replace("price = 1500", "price = 1500.0"), "'live-2026-12'", "price"),
+    (TICKET.replace("price = 1500", 'price = "1500"'), "'live-2026-12'", "price"),
+    (TICKET.replace("price = 1500\n", ""), "'live-2026-12'", "price"),
+    (TICKET.replace('"video_ticket"', '"dvd"'), "'live-2026-12'", "kind"),
+    (TICKET.replace('"card", "konbini"', '"card", "paypay"'), "'live-2026-12'", "methods"),
+    (TICKET.replace('["card", "konbini"]', "[]"), "'live-2026-12'", "methods"),
+    (TICKET.replace('["card", "konbini"]', '"card"'), "'live-2026-12'", "methods"),
+    (TICKET.replace('"card", "konbini"', '"card", "card"'), "'live-2026-12'", "methods"),
+    (TICKET.replace("price = 1500", "price = 119"), "'live-2026-12'", "methods"),
+    (TICKET.replace("price = 1500", "price = 300001"), "'live-2026-12'", "methods"),
+    (TICKET.replace("price = 1500", "price = 1500\nstock = 3"), "'live-2026-12'", "stock"),
+    (SHIRT.replace("stock = 20\n", ""), "'tour-tshirt'", "stock"),
+    (SHIRT.replace("stock = 20", "stock = -1"), "'tour-tshirt'", "stock"),
+    (SHIRT.replace("stock = 20", "stock = 2.5"), "'tour-tshirt'", "stock"),
+    (SHIRT.replace("stock = 20", "stok = 20"), "'tour-tshirt'", "stok"),
+    (TICKET + SHIRT.replace("price = 3500", "price = 0"), "product #2 (id 'tour-tshirt')",
+     "price"),
+])
+def test_every_catalogue_error_names_product_and_field(text: str, product: str,
+                                                       field: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_catalog(text, origin="shop.toml")
+    message = err.value.message
+    assert message.startswith("shop.toml: product #")
+    assert product in message and field in message, message
+
+
+def test_konbini_limit_error_says_why() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_catalog(TICKET.replace("price = 1500", "price = 100"), origin="shop.toml")
+    assert err.value.message == (
+        "shop.toml: product #1 (id 'live-2026-12'): methods: konbini takes ¥120–¥300,000 "
+        "per payment, but price is ¥100: remove konbini or change the price")
+
+
+@pytest.mark.parametrize("text", ["", "products = []", "[[product]]\nid = 'x'", "products = [1]",
+                                  "not = toml ["])
+def test_unusable_catalogue_is_a_config_error(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_catalog(text)
+
+
+def test_missing_catalogue_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read catalogue"):
+        load_catalog(tmp_path / "nope.toml")
+
+
+def test_catalog_built_in_code_rejects_duplicate_ids() -> None:
+    product = Product(id="a", name="A", price=500, kind="video_ticket", methods=("card",))
+    with pytest.raises(ConfigError, match="duplicate"):
+        Catalog([product, product])
