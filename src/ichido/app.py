@@ -56,6 +56,7 @@ class App:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.background: list[Callable[[threading.Event], None]] = []
         self.receiver = WebhookReceiver(self.settings, self._group_commit)
         self._asgi: Starlette | None = None
 
@@ -113,10 +114,14 @@ class App:
             await self.shutdown()
 
     def start_workers(self, count: int) -> None:
-        for index in range(count):
-            worker = self.worker()
-            thread = threading.Thread(target=worker.run, args=(self._stop,),
-                                      name=f"ichido-worker-{index}", daemon=True)
+        """Start ``count`` worker threads and, with them, the app's background loops (such as
+        the outbox dispatcher): whoever processes events also sends their effects."""
+        loops = [self.worker().run for _ in range(count)]
+        if count:
+            loops += self.background
+        for index, loop in enumerate(loops):
+            thread = threading.Thread(target=loop, args=(self._stop,), daemon=True,
+                                      name=f"ichido-{getattr(loop, '__qualname__', 'loop')}-{index}")
             thread.start()
             self._threads.append(thread)
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ichido.config import Settings, parse_duration
+from ichido.domain.cli import fees_cli, orders_cli
 from ichido.errors import IchidoError
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -23,6 +24,8 @@ events_cli = typer.Typer(no_args_is_help=True, help="Inspect stored events.")
 dlq_cli = typer.Typer(no_args_is_help=True, help="Dead letters: inspect and replay.")
 cli.add_typer(events_cli, name="events")
 cli.add_typer(dlq_cli, name="dlq")
+cli.add_typer(orders_cli, name="orders")
+cli.add_typer(fees_cli, name="fees")
 out = Console()
 err = Console(stderr=True)
 
@@ -55,6 +58,8 @@ def load_app(spec: str | None, workers: int = 1) -> Any:
     module_name, _, attribute = spec.partition(":")
     sys.path.insert(0, os.getcwd())
     app = getattr(importlib.import_module(module_name), attribute or "app")
+    if callable(app) and not isinstance(app, App):  # a factory, e.g. ichido.domain.shop:create_app
+        app = app()
     if not isinstance(app, App):
         raise IchidoError(f"{spec} is not an ichido.App", code="bad_app")
     app.workers = workers

@@ -1,0 +1,118 @@
+"""``ichido orders …`` and ``ichido fees …``: thin commands over the shop's library."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ichido.config import Settings
+
+orders_cli = typer.Typer(no_args_is_help=True, help="Inspect shop orders.")
+fees_cli = typer.Typer(no_args_is_help=True, help="Stripe fees: quote, audit a catalogue, report.")
+out = Console()
+
+PricingOpt = typer.Option(None, "--pricing", help="Your contract's pricing file (else "
+                          "ICHIDO_PRICING, else Stripe Japan's public rates).")
+
+
+def _reading(database_url: str | None):
+    from ichido.domain.schema import SHOP_SCHEMA
+    from ichido.inbox import open_inbox
+    from ichido.outbox import OUTBOX_SCHEMA
+
+    settings = Settings.from_env(database_url=database_url)
+    return open_inbox(settings, steps=[*OUTBOX_SCHEMA, *SHOP_SCHEMA]).reading()
+
+
+@orders_cli.command("list")
+def orders_list(limit: int = typer.Option(50, min=1), as_json: bool = typer.Option(False, "--json"),
+                database_url: Optional[str] = typer.Option(None, "--database-url")) -> None:
+    """Recent orders, newest first."""
+    from ichido.domain import orders
+
+    with _reading(database_url) as tx:
+        rows = [orders.to_json(tx, order_id) for order_id in orders.recent(tx, limit)]
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table("order", "product", "method", "amount", "status", "entitlement", "shipment",
+                  "refunded")
+    for row in rows:
+        assert row is not None
+        table.add_row(row["id"], row["product"], row["payment_method"], f"¥{row['amount']:,}",
+                      row["status"], _entitlement(row), (row["shipment"] or {}).get("status", "-"),
+                      f"¥{sum(r['amount'] for r in row['refunds']):,}")
+    out.print(table)
+
+
+@orders_cli.command("show")
+def orders_show(order_id: str, as_json: bool = typer.Option(False, "--json"),
+                database_url: Optional[str] = typer.Option(None, "--database-url")) -> None:
+    """One order with its voucher, entitlement, shipment and refunds."""
+    from ichido.domain import orders
+
+    with _reading(database_url) as tx:
+        order = orders.to_json(tx, order_id)
+    if order is None:
+        out.print(f"no order {order_id}")
+        raise typer.Exit(1)
+    if as_json:
+        print(json.dumps(order))
+    else:
+        out.print_json(data=order)
+
+
+def _entitlement(row: dict) -> str:
+    entitlement = row["entitlement"]
+    if entitlement is None:
+        return "-"
+    return "revoked" if entitlement["revoked_at"] else "granted"
+
+
+@fees_cli.command("quote")
+def fees_quote(amount: int = typer.Option(..., min=1, help="Price in yen."),
+               method: str = typer.Option(..., help="card or konbini."),
+               pricing: Optional[str] = PricingOpt,
+               as_json: bool = typer.Option(False, "--json")) -> None:
+    """Stripe's fee on one price, the net, and the share the fee takes."""
+    from ichido.domain.fees import load_pricing
+
+    quote = load_pricing(pricing).quote(amount, method)
+    if as_json:
+        print(json.dumps(quote.to_json()))
+        return
+    out.print(f"{method} on ¥{amount:,}: fee ¥{quote.fee:,}, net ¥{quote.net:,}, "
+              f"fee share {float(quote.fee_share):.1%}")
+
+
+@fees_cli.command("audit")
+def fees_audit(catalog: str = typer.Argument(..., help="The catalogue TOML file."),
+               max_share: str = typer.Option("0.2", help="Highest fee share allowed."),
+               pricing: Optional[str] = PricingOpt,
+               as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every product × method with its fee; exit 1 naming each one above the limit."""
+    from ichido.domain.catalog import audit, load_catalog
+    from ichido.domain.fees import load_pricing
+
+    rows = audit(load_catalog(catalog), load_pricing(pricing), max_share)
+    offenders = [row for row in rows if row.over_limit]
+    if as_json:
+        print(json.dumps({"max_share": max_share, "rows": [row.to_json() for row in rows],
+                          "offenders": [f"{r.product_id}/{r.method}" for r in offenders]}))
+    else:
+        table = Table("product", "price", "method", "fee", "share", "verdict",
+                      title=f"fee audit (limit {float(max_share):.0%})")
+        for row in rows:
+            verdict = "[red]OVER[/red]" if row.over_limit else "ok"
+            table.add_row(row.product_id, f"¥{row.price:,}", row.method, f"¥{row.fee:,}",
+                          f"{float(row.fee_share):.1%}", verdict)
+        out.print(table)
+        for row in offenders:
+            out.print(f"[red]{row.product_id}[/red] ({row.name}): {row.method} takes "
+                      f"{float(row.fee_share):.1%} of ¥{row.price:,}")
+    if offenders:
+        raise typer.Exit(1)

@@ -1,0 +1,38 @@
+"""The shop's webhook handlers, registered through the same ``app.on`` that users use.
+
+Each applies the event's own snapshot (``data.object``) and never re-fetches from the API: the
+state machine in ``orders`` decides from Stripe's status whether the snapshot moves anything.
+"""
+
+from __future__ import annotations
+
+from ichido.app import App
+from ichido.domain import orders
+from ichido.event import Event
+from ichido.inbox.base import Transaction
+
+PAYMENT_EVENTS = (
+    "payment_intent.created", "payment_intent.requires_action", "payment_intent.processing",
+    "payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled",
+)
+REFUND_EVENTS = ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated")
+
+
+def register(app: App) -> None:
+    app.on(*PAYMENT_EVENTS)(on_payment_intent)
+    app.on(*REFUND_EVENTS)(on_refund)
+    app.on("charge.refunded")(on_charge_refunded)
+
+
+def on_payment_intent(event: Event, tx: Transaction) -> None:
+    orders.apply_payment_intent(tx, event.object)
+
+
+def on_refund(event: Event, tx: Transaction) -> None:
+    orders.apply_refund(tx, event.object)
+
+
+def on_charge_refunded(event: Event, tx: Transaction) -> None:
+    """The charge lists its refunds; each one is applied as if its own event had come."""
+    for refund in (event.object.get("refunds") or {}).get("data") or []:
+        orders.apply_refund(tx, refund)

@@ -1,0 +1,70 @@
+"""The shop's tables, versioned like ichido's own (portable between SQLite and PostgreSQL).
+
+Uniqueness is the last line of defence for exactly-once effects: one entitlement and one
+shipment per order are primary keys, one refund per Stripe refund id likewise.
+"""
+
+from __future__ import annotations
+
+from ichido.inbox.migrations import Step
+
+SHOP_SCHEMA: list[Step] = [
+    ("shop", 1, [
+        """CREATE TABLE shop_orders (
+            id TEXT PRIMARY KEY,
+            product_id TEXT NOT NULL,
+            product_name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            quantity INTEGER NOT NULL,
+            amount BIGINT NOT NULL,
+            payment_method TEXT NOT NULL,
+            email TEXT NOT NULL,
+            status TEXT NOT NULL,
+            payment_intent TEXT UNIQUE,
+            voucher_url TEXT,
+            voucher_expires_at BIGINT,
+            voucher_stores TEXT,
+            failure TEXT,
+            idempotency_key TEXT UNIQUE,
+            request_fingerprint TEXT,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL
+        )""",
+        """CREATE TABLE shop_stock (
+            product_id TEXT PRIMARY KEY,
+            available INTEGER NOT NULL
+        )""",
+        """CREATE TABLE shop_entitlements (
+            order_id TEXT PRIMARY KEY,
+            product_id TEXT NOT NULL,
+            email TEXT NOT NULL,
+            granted_at DOUBLE PRECISION NOT NULL,
+            revoked_at DOUBLE PRECISION
+        )""",
+        """CREATE TABLE shop_shipments (
+            order_id TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL
+        )""",
+        """CREATE TABLE shop_refunds (
+            id TEXT PRIMARY KEY,
+            order_id TEXT NOT NULL,
+            amount BIGINT NOT NULL,
+            status TEXT NOT NULL,
+            next_action TEXT,
+            created BIGINT NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX shop_refunds_order ON shop_refunds (order_id)",
+        """CREATE TABLE shop_refund_requests (
+            id TEXT PRIMARY KEY,
+            order_id TEXT NOT NULL,
+            amount BIGINT NOT NULL,
+            idempotency_key TEXT,
+            refund_id TEXT,
+            created_at DOUBLE PRECISION NOT NULL,
+            UNIQUE (order_id, idempotency_key)
+        )""",
+    ]),
+]

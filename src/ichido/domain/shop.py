@@ -1,0 +1,282 @@
+"""The shop service: places orders and refunds through the official ``stripe`` SDK.
+
+Every call to Stripe carries an idempotency key derived from our own ids, so a retried request
+(ours, the SDK's, or a client's with the same ``Idempotency-Key``) makes one PaymentIntent and
+one Refund. Refunds leave through the outbox: the request commits first, the call follows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import stripe
+
+from ichido.app import App
+from ichido.config import Settings
+from ichido.domain import events, orders
+from ichido.domain.catalog import Catalog, Product, audit, load_catalog
+from ichido.domain.fees import PricingTable, load_pricing, within_limits
+from ichido.domain.mail import MailSender
+from ichido.domain.schema import SHOP_SCHEMA
+from ichido.errors import ConfigError, IchidoError
+from ichido.inbox.base import Transaction
+from ichido.outbox import OUTBOX_SCHEMA, OutboxDispatcher, enqueue
+
+EXAMPLE_CATALOG = Path(__file__).with_name("catalog.example.toml")
+log = logging.getLogger("ichido.shop")
+
+
+class OrderError(IchidoError):
+    """A refused order or refund; ``code`` says why, ``details`` carries the numbers."""
+
+    http_status = 422
+
+    def __init__(self, message: str, *, code: str, status: int = 422, **details: Any) -> None:
+        super().__init__(message, code=code)
+        self.http_status = status
+        self.details = details
+
+    def to_json(self) -> dict[str, Any]:
+        body = super().to_json()
+        body["error"].update(self.details)
+        return body
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    product: str
+    quantity: int
+    payment_method: str
+    email: str
+    payment_method_id: str | None = None
+
+    @classmethod
+    def parse(cls, body: Any) -> "OrderRequest":
+        if not isinstance(body, dict):
+            raise OrderError("the body must be a JSON object", code="invalid_request")
+        quantity = body.get("quantity", 1)
+        if not isinstance(quantity, int) or isinstance(quantity, bool) or not 1 <= quantity <= 100:
+            raise OrderError("quantity must be a whole number from 1 to 100",
+                             code="invalid_quantity")
+        email = body.get("email")
+        if not isinstance(email, str) or "@" not in email or len(email) > 254:
+            raise OrderError("a valid email is required", code="invalid_email")
+        for field in ("product", "payment_method"):
+            if not isinstance(body.get(field), str):
+                raise OrderError(f"{field} is required", code="invalid_request")
+        pm = body.get("payment_method_id")
+        return cls(body["product"], quantity, body["payment_method"], email,
+                   pm if isinstance(pm, str) else None)
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(orjson.dumps(self.__dict__, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class Shop:
+    def __init__(self, app: App, catalog: Catalog, pricing: PricingTable,
+                 client: stripe.StripeClient) -> None:
+        self.app = app
+        self.settings = app.settings
+        self.catalog = catalog
+        self.pricing = pricing
+        self.stripe = client
+        self.outbox = OutboxDispatcher(
+            lambda: app.inbox, {"mail": MailSender(app.settings), "stripe_refund": self.send_refund},
+            retry_base=app.settings.retry_base_seconds, retry_cap=app.settings.retry_cap_seconds,
+            poll_interval=app.settings.poll_interval_seconds)
+
+    # -- orders ------------------------------------------------------------------------------
+
+    def check(self, request: OrderRequest) -> tuple[Product, int]:
+        product = self.catalog.get(request.product)
+        if request.payment_method not in product.methods:
+            raise OrderError(f"{product.id} cannot be paid by {request.payment_method}",
+                             code="method_not_allowed", allowed=list(product.methods))
+        amount = product.price * request.quantity
+        if not within_limits(request.payment_method, amount):
+            raise OrderError(f"¥{amount:,} is outside what {request.payment_method} accepts",
+                             code="amount_out_of_range", amount=amount)
+        quote = self.pricing.quote(amount, request.payment_method)
+        if quote.exceeds(str(self.settings.max_fee_share)):
+            raise OrderError(
+                f"{request.payment_method} would take ¥{quote.fee:,} of ¥{amount:,}"
+                f" ({float(quote.fee_share):.1%}), above the {self.settings.max_fee_share:.0%} limit",
+                code="fee_share_exceeded", fee=quote.fee, fee_share=float(quote.fee_share),
+                max_fee_share=self.settings.max_fee_share)
+        return product, amount
+
+    def place_order(self, request: OrderRequest, idempotency_key: str | None) -> tuple[int, dict]:
+        """Reserve, record, then ask Stripe; a retry with the same key resumes the same order."""
+        product, amount = self.check(request)
+        order_id = self._record_order(request, product, amount, idempotency_key)
+        with self.app.inbox.reading() as tx:
+            order = orders.load(tx, order_id)
+        assert order is not None
+        status = 200
+        if order["status"] == "created":
+            status = self._create_payment(order, request)
+        with self.app.inbox.reading() as tx:
+            return status, orders.to_json(tx, order_id) or {}
+
+    def _record_order(self, request: OrderRequest, product: Product, amount: int,
+                      key: str | None) -> str:
+        fingerprint = request.fingerprint()
+        with self.app.inbox.transaction() as tx:
+            if key is not None:
+                found = tx.execute("SELECT id, request_fingerprint FROM shop_orders"
+                                   " WHERE idempotency_key = ?", (key,)).fetchone()
+                if found:
+                    if found[1] != fingerprint:
+                        raise OrderError("this Idempotency-Key was used with other parameters",
+                                         code="idempotency_key_reused", status=409)
+                    return found[0]
+            self._reserve(tx, product, request.quantity)
+            order_id = f"ord_{secrets.token_hex(12)}"
+            now = time.time()
+            tx.execute("INSERT INTO shop_orders (id, product_id, product_name, kind, quantity,"
+                       " amount, payment_method, email, status, idempotency_key,"
+                       " request_fingerprint, created_at, updated_at)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'created', ?, ?, ?, ?)",
+                       (order_id, product.id, product.name, product.kind, request.quantity, amount,
+                        request.payment_method, request.email, key, fingerprint, now, now))
+        return order_id
+
+    def _reserve(self, tx: Transaction, product: Product, quantity: int) -> None:
+        if product.stock is None:
+            return
+        tx.execute("INSERT INTO shop_stock (product_id, available) VALUES (?, ?)"
+                   " ON CONFLICT (product_id) DO NOTHING", (product.id, product.stock))
+        taken = tx.execute("UPDATE shop_stock SET available = available - ? WHERE product_id = ?"
+                           " AND available >= ?", (quantity, product.id, quantity)).rowcount
+        if not taken:
+            raise OrderError(f"{product.id} is out of stock", code="out_of_stock", status=409)
+
+    def _create_payment(self, order: dict[str, Any], request: OrderRequest) -> int:
+        params: dict[str, Any] = {
+            "amount": order["amount"], "currency": "jpy", "confirm": True,
+            "payment_method_types": [order["payment_method"]],
+            "metadata": {"order_id": order["id"], "product": order["product_id"]},
+            "description": f"{order['product_name']} × {order['quantity']}",
+        }
+        if order["payment_method"] == "konbini":
+            params["payment_method_data"] = {
+                "type": "konbini", "billing_details": {"email": order["email"], "name": order["email"]}}
+            params["payment_method_options"] = {"konbini": {
+                "expires_after_days": self.settings.konbini_expires_after_days,
+                "product_description": order["product_name"][:22]}}
+        else:
+            params["payment_method"] = request.payment_method_id or "pm_card_visa"
+        try:
+            pi = self.stripe.v1.payment_intents.create(
+                params=params, options={"idempotency_key": f"ichido-order-{order['id']}"})
+        except stripe.CardError as exc:
+            snapshot = (exc.json_body or {}).get("error", {}).get("payment_intent")
+            self._apply_payment(snapshot or {"id": None, "metadata": {"order_id": order["id"]},
+                                              "status": "requires_payment_method",
+                                              "last_payment_error": {"message": str(exc)},
+                                              "payment_method_types": ["card"]})
+            return 402
+        except stripe.InvalidRequestError as exc:
+            self._fail_order(order, exc.user_message or str(exc))
+            return 422
+        except stripe.StripeError as exc:
+            raise OrderError(f"Stripe is not answering ({type(exc).__name__}); retry with the same"
+                             " Idempotency-Key", code="payment_provider_unavailable",
+                             status=502, order=order["id"]) from exc
+        self._apply_payment(pi.to_dict())
+        return 200
+
+    def _apply_payment(self, snapshot: dict[str, Any]) -> None:
+        with self.app.inbox.transaction() as tx:
+            orders.apply_payment_intent(tx, snapshot)
+
+    def _fail_order(self, order: dict[str, Any], reason: str) -> None:
+        with self.app.inbox.transaction() as tx:
+            changed = tx.execute("UPDATE shop_orders SET status = 'failed', failure = ?,"
+                                 " updated_at = ? WHERE id = ? AND status = 'created'",
+                                 (reason, time.time(), order["id"])).rowcount
+            if changed:
+                orders.release_stock(tx, order)
+
+    # -- refunds -----------------------------------------------------------------------------
+
+    def request_refund(self, order_id: str, amount: int | None, key: str | None) -> dict[str, Any]:
+        """Commit the request and its Stripe call to the outbox together; the call follows."""
+        with self.app.inbox.transaction() as tx:
+            orders.lock(tx, order_id)
+            order = orders.load(tx, order_id)
+            if order is None:
+                raise OrderError(f"no order {order_id}", code="unknown_order", status=404)
+            if key is not None:
+                found = tx.execute("SELECT id, amount FROM shop_refund_requests WHERE order_id = ?"
+                                   " AND idempotency_key = ?", (order_id, key)).fetchone()
+                if found:
+                    return {"id": found[0], "order": order_id, "amount": found[1]}
+            if order["status"] not in ("paid", "partially_refunded"):
+                raise OrderError(f"order {order_id} is {order['status']}, not refundable",
+                                 code="not_refundable", status=409)
+            requested = tx.execute("SELECT COALESCE(SUM(amount), 0) FROM shop_refund_requests"
+                                   " WHERE order_id = ?", (order_id,)).fetchone()[0]
+            remaining = order["amount"] - requested
+            amount = remaining if amount is None else amount
+            if not 1 <= amount <= remaining:
+                raise OrderError(f"refund must be ¥1 to ¥{remaining:,}", code="invalid_amount",
+                                 remaining=remaining)
+            request_id = f"rrq_{secrets.token_hex(10)}"
+            tx.execute("INSERT INTO shop_refund_requests (id, order_id, amount, idempotency_key,"
+                       " created_at) VALUES (?, ?, ?, ?, ?)",
+                       (request_id, order_id, amount, key, time.time()))
+            enqueue(tx, "stripe_refund", f"ichido-refund-{request_id}",
+                    {"order_id": order_id, "request_id": request_id, "amount": amount,
+                     "payment_intent": order["payment_intent"]})
+        self.outbox.wake.set()
+        return {"id": request_id, "order": order_id, "amount": amount}
+
+    def send_refund(self, key: str, payload: dict[str, Any]) -> None:
+        """Outbox sender: the key is Stripe's idempotency key, so a resend makes no new refund."""
+        refund = self.stripe.v1.refunds.create(
+            params={"payment_intent": payload["payment_intent"], "amount": payload["amount"],
+                    "metadata": {"order_id": payload["order_id"],
+                                 "refund_request": payload["request_id"]}},
+            options={"idempotency_key": key})
+        with self.app.inbox.transaction() as tx:
+            tx.execute("UPDATE shop_refund_requests SET refund_id = ? WHERE id = ?",
+                       (refund.id, payload["request_id"]))
+            orders.apply_refund(tx, refund.to_dict())
+
+
+def create_app(settings: Settings | None = None, *, workers: int = 1) -> App:
+    """The shop as an ichido app: ``ichido serve --app ichido.domain.shop:create_app``."""
+    return create_shop(settings, workers=workers).app
+
+
+def create_shop(settings: Settings | None = None, *, workers: int = 1) -> Shop:
+    from ichido.domain.api import routes
+
+    settings = settings or Settings.from_env()
+    if not settings.stripe_api_key:
+        raise ConfigError("STRIPE_API_KEY is not set: the shop needs it to create payments "
+                          "(sk_test_… with the emulator)", code="missing_api_key")
+    app = App(settings, workers=workers, schema=[*OUTBOX_SCHEMA, *SHOP_SCHEMA])
+    catalog = load_catalog(settings.catalog_path or EXAMPLE_CATALOG)
+    pricing = load_pricing()
+    for row in audit(catalog, pricing, str(settings.max_fee_share)):
+        if row.over_limit:  # checkout will refuse it; say so now, not at the first sale
+            log.warning("catalogue: %s at ¥%s by %s would pay %.1f%% in fees (limit %.0f%%):"
+                        " checkout will refuse it", row.product_id, f"{row.price:,}", row.method,
+                        float(row.fee_share) * 100, settings.max_fee_share * 100)
+    client = stripe.StripeClient(
+        settings.stripe_api_key, max_network_retries=2,
+        base_addresses={"api": settings.stripe_api_base} if settings.stripe_api_base else None)
+    shop = Shop(app, catalog, pricing, client)
+    events.register(app)
+    app.add_routes(routes(shop))
+    app.background.append(shop.outbox.run)
+    return shop

@@ -1,0 +1,199 @@
+"""I4 for the shop: every permutation of each lifecycle's events, with duplicates, ends in the
+same state as the events applied in order, with each effect once. Runs on every backend."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from typing import Any, Iterator
+
+import pytest
+
+from ichido.config import Settings
+from ichido.domain import orders
+from ichido.domain.schema import SHOP_SCHEMA
+from ichido.errors import RetryLater
+from ichido.inbox import Inbox, open_inbox
+from ichido.outbox import OUTBOX_SCHEMA
+
+STEPS = [*OUTBOX_SCHEMA, *SHOP_SCHEMA]
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Inbox]:
+    inbox = open_inbox(Settings(database_url=database_url), migrate=True, steps=STEPS)
+    yield inbox
+    inbox.close()
+
+
+def new_order(store: Inbox, *, kind: str, method: str, amount: int = 1500,
+              stock: int | None = None) -> str:
+    order_id = f"ord_{random.getrandbits(64):x}"
+    product = f"prod_{order_id}"
+    now = time.time()
+    with store.transaction() as tx:
+        if stock is not None:
+            tx.execute("INSERT INTO shop_stock (product_id, available) VALUES (?, ?)",
+                       (product, stock - 1))  # one reserved by this order
+        tx.execute("INSERT INTO shop_orders (id, product_id, product_name, kind, quantity, amount,"
+                   " payment_method, email, status, created_at, updated_at)"
+                   " VALUES (?, ?, 'thing', ?, 1, ?, ?, 'buyer@example.com', 'created', ?, ?)",
+                   (order_id, product, kind, amount, method, now, now))
+    return order_id
+
+
+def pi(order_id: str, status: str, method: str, **extra: Any) -> dict[str, Any]:
+    return {"id": f"pi_{order_id}", "object": "payment_intent", "status": status,
+            "payment_method_types": [method], "metadata": {"order_id": order_id}, **extra}
+
+
+VOUCHER = {"type": "konbini_display_details", "konbini_display_details": {
+    "expires_at": 1_900_000_000, "hosted_voucher_url": "https://example.test/v/1",
+    "stores": {"seicomart": {"confirmation_number": "12345678901", "payment_code": "123456"}}}}
+DECLINE = {"message": "Your card was declined.", "code": "card_declined"}
+
+
+def refund(order_id: str, status: str, amount: int = 1500, rid: str = "re_1") -> dict[str, Any]:
+    return {"id": f"{rid}_{order_id}", "object": "refund", "amount": amount, "status": status,
+            "payment_intent": f"pi_{order_id}", "created": 1_800_000_000}
+
+
+def lifecycle(name: str, order_id: str) -> list[tuple[str, dict[str, Any]]]:
+    konbini_open = pi(order_id, "requires_action", "konbini", next_action=VOUCHER)
+    return {
+        "konbini_paid": [("pi", pi(order_id, "requires_payment_method", "konbini")),
+                         ("pi", konbini_open), ("pi", pi(order_id, "succeeded", "konbini"))],
+        "konbini_expired": [("pi", konbini_open),
+                            ("pi", pi(order_id, "requires_payment_method", "konbini",
+                                      last_payment_error={"message": "expired"}))],
+        "card_paid": [("pi", pi(order_id, "requires_payment_method", "card")),
+                      ("pi", pi(order_id, "succeeded", "card"))],
+        "card_declined": [("pi", pi(order_id, "requires_payment_method", "card",
+                                    last_payment_error=DECLINE))],
+        "card_full_refund": [("pi", pi(order_id, "succeeded", "card")),
+                             ("refund", refund(order_id, "pending")),
+                             ("refund", refund(order_id, "succeeded"))],
+        "konbini_partial_refund": [("pi", konbini_open), ("pi", pi(order_id, "succeeded", "konbini")),
+                                   ("refund", refund(order_id, "requires_action", 500)),
+                                   ("refund", refund(order_id, "succeeded", 500))],
+    }[name]
+
+
+def apply_all(store: Inbox, events: list[tuple[str, dict[str, Any]]]) -> int:
+    """Apply like the worker: each event in its own transaction, RetryLater goes to the back."""
+    queue, retries = list(events), 0
+    while queue:
+        kind, obj = queue.pop(0)
+        try:
+            with store.transaction() as tx:
+                if kind == "pi":
+                    orders.apply_payment_intent(tx, obj)
+                else:
+                    orders.apply_refund(tx, obj)
+        except RetryLater:
+            retries += 1
+            assert retries < 100, "an event never became applicable"
+            queue.append((kind, obj))
+    return retries
+
+
+def outcome(store: Inbox, order_id: str) -> dict[str, Any]:
+    with store.reading() as tx:
+        order = orders.to_json(tx, order_id)
+        mails = [r[0].split(":", 2)[2] for r in tx.execute(
+            "SELECT key FROM ichido_outbox WHERE key LIKE ? ORDER BY key", (f"mail:{order_id}:%",))]
+        stock = tx.execute("SELECT available FROM shop_stock WHERE product_id = ?",
+                           (f"prod_{order_id}",)).fetchone()
+    assert order is not None
+    return {"status": order["status"], "entitlement": order["entitlement"] is not None,
+            "revoked": bool(order["entitlement"] and order["entitlement"]["revoked_at"]),
+            "shipment": (order["shipment"] or {}).get("status"), "mails": mails,
+            "refunds": sorted((r["id"], r["amount"], r["status"]) for r in order["refunds"]),
+            "voucher": (order["voucher"] or {}).get("url"), "stock": stock and stock[0]}
+
+
+CASES = [("konbini_paid", "video_ticket", "konbini"), ("konbini_expired", "physical", "konbini"),
+         ("card_paid", "physical", "card"), ("card_declined", "physical", "card"),
+         ("card_full_refund", "physical", "card"), ("konbini_partial_refund", "video_ticket", "konbini")]
+
+
+@pytest.mark.parametrize("name,kind,method", CASES)
+def test_every_order_of_events_with_duplicates_reaches_the_in_order_state(
+        store: Inbox, name: str, kind: str, method: str) -> None:
+    stock = 5 if kind == "physical" else None
+    reference = new_order(store, kind=kind, method=method, stock=stock)
+    apply_all(store, lifecycle(name, reference))
+    expected = outcome(store, reference)
+
+    events_count = len(lifecycle(name, reference))
+    orderings = list(itertools.permutations(range(events_count)))
+    rng = random.Random(name)
+    for ordering in orderings:
+        order_id = new_order(store, kind=kind, method=method, stock=stock)
+        events = [lifecycle(name, order_id)[i] for i in ordering]
+        events += [rng.choice(events) for _ in range(2)]  # duplicates, anywhere
+        rng.shuffle(events)
+        apply_all(store, events)
+        got = outcome(store, order_id)
+        got["refunds"] = [(rid.replace(order_id, reference), *rest) for rid, *rest in got["refunds"]]
+        got["voucher"] = expected["voucher"] if got["voucher"] else None
+        assert got == expected, f"ordering {ordering} of {name}"
+
+
+def test_expected_final_states(store: Inbox) -> None:
+    """The in-order outcomes themselves are right (so the permutation test compares with truth)."""
+    results = {}
+    for name, kind, method in CASES:
+        order_id = new_order(store, kind=kind, method=method, stock=5 if kind == "physical" else None)
+        apply_all(store, lifecycle(name, order_id))
+        results[name] = outcome(store, order_id)
+    assert results["konbini_paid"] | {"refunds": []} == {
+        "status": "paid", "entitlement": True, "revoked": False, "shipment": None,
+        "mails": ["paid", "voucher"], "refunds": [], "voucher": "https://example.test/v/1",
+        "stock": None}
+    assert results["konbini_expired"]["status"] == "expired"
+    assert results["konbini_expired"]["stock"] == 5  # the reservation came back
+    assert results["konbini_expired"]["shipment"] is None
+    assert results["card_paid"]["shipment"] == "ready_to_ship"
+    assert results["card_paid"]["mails"] == ["paid", "warehouse-ship"]
+    assert results["card_paid"]["stock"] == 4
+    assert results["card_declined"]["status"] == "failed"
+    assert results["card_declined"]["stock"] == 5
+    assert results["card_full_refund"]["status"] == "refunded"
+    assert results["card_full_refund"]["shipment"] == "canceled"
+    assert results["card_full_refund"]["stock"] == 5
+    assert "warehouse-cancel" in results["card_full_refund"]["mails"]
+    assert results["konbini_partial_refund"]["status"] == "partially_refunded"
+    assert results["konbini_partial_refund"]["revoked"] is False
+
+
+def test_late_requires_action_after_success_never_moves_the_order_back(store: Inbox) -> None:
+    order_id = new_order(store, kind="video_ticket", method="konbini")
+    apply_all(store, [("pi", pi(order_id, "succeeded", "konbini"))])
+    before = outcome(store, order_id)
+    apply_all(store, [("pi", pi(order_id, "requires_action", "konbini", next_action=VOUCHER))] * 2)
+    after = outcome(store, order_id)
+    assert before["status"] == after["status"] == "paid"
+    assert after["entitlement"] and not after["revoked"]
+    # The voucher is still recorded (a fact of the order), once, as it would be in order.
+    assert after["mails"] == ["paid", "voucher"]
+    assert after["voucher"] == "https://example.test/v/1"
+
+
+def test_refund_before_its_payment_is_known_is_retried_not_dropped(store: Inbox) -> None:
+    order_id = new_order(store, kind="video_ticket", method="card")
+    with pytest.raises(RetryLater):
+        with store.transaction() as tx:
+            orders.apply_refund(tx, refund(order_id, "succeeded"))
+    retries = apply_all(store, [("refund", refund(order_id, "succeeded")),
+                                ("pi", pi(order_id, "succeeded", "card"))])
+    assert retries == 1
+    result = outcome(store, order_id)
+    assert result["status"] == "refunded" and result["revoked"] is True
+
+
+def test_payment_for_someone_elses_payment_intent_is_ignored(store: Inbox) -> None:
+    with store.transaction() as tx:
+        assert orders.apply_payment_intent(tx, {"id": "pi_foreign", "status": "succeeded",
+                                                "payment_method_types": ["card"]}) is None
