@@ -88,6 +88,13 @@ class App:
                 self._inbox = open_inbox(self.settings, steps=self.schema)
             return self._inbox
 
+    @property
+    def seen(self) -> SeenCache:
+        """The fast seen tier (a hint: clearing it loses nothing, I3)."""
+        if self._seen is None:
+            self._seen = open_seen_cache(self.settings)
+        return self._seen
+
     def migrate(self) -> None:
         """Apply ichido's and this app's pending schema steps (what ``ichido migrate`` does)."""
         open_inbox(self.settings, migrate=True, steps=self.schema).close()
@@ -153,8 +160,7 @@ class App:
                 if self._group is None:
                     self.settings.require_secret()
                     inbox = await asyncio.to_thread(lambda: self.inbox)
-                    self._seen = open_seen_cache(self.settings)
-                    self._group = GroupCommit(inbox, self._seen, on_stored=self._wake.set)
+                    self._group = GroupCommit(inbox, self.seen, on_stored=self._wake.set)
         return self._group
 
     async def _healthz(self, _request: Request) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import json
+import logging
 import os
 import sys
 import threading
@@ -16,6 +17,7 @@ from rich.table import Table
 
 from ichido.config import Settings, parse_duration
 from ichido.domain.cli import fees_cli, orders_cli
+from ichido.emulator.cli import emulator as emulator_command
 from ichido.errors import IchidoError
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -25,6 +27,7 @@ dlq_cli = typer.Typer(no_args_is_help=True, help="Dead letters: inspect and repl
 cli.add_typer(events_cli, name="events")
 cli.add_typer(dlq_cli, name="dlq")
 cli.add_typer(orders_cli, name="orders")
+cli.command("emulator")(emulator_command)
 cli.add_typer(fees_cli, name="fees")
 out = Console()
 err = Console(stderr=True)
@@ -34,6 +37,7 @@ AppOpt = typer.Option(None, "--app", help="module:attribute of your ichido.App (
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         cli()
     except IchidoError as exc:
@@ -204,6 +208,18 @@ def prune(older_than: str = typer.Option("30d", help="Age, e.g. 30d (Stripe rese
     """Delete finished events older than the window; their counts are kept."""
     removed = _inbox(database_url).prune(parse_duration(older_than))
     out.print(f"pruned {removed} finished event(s) older than {older_than}")
+
+
+@cli.command()
+def demo(duplicate_rate: float = typer.Option(0.3, min=0, max=1, help="Share of deliveries "
+                                              "sent twice."),
+         reorder_window: float = typer.Option(0.3, min=0, help="Seconds within which one "
+                                              "object's events are shuffled.")) -> None:
+    """Emulator + shop on SQLite, a konbini/card/refund story with chaos; exit 1 unless every
+    effect happened exactly once."""
+    from ichido.demo import run_demo
+
+    raise typer.Exit(run_demo(duplicate_rate, reorder_window, out))
 
 
 def _record_json(record: Any) -> dict[str, Any]:

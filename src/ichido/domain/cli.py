@@ -116,3 +116,40 @@ def fees_audit(catalog: str = typer.Argument(..., help="The catalogue TOML file.
                       f"{float(row.fee_share):.1%} of ¥{row.price:,}")
     if offenders:
         raise typer.Exit(1)
+
+
+@fees_cli.command("report")
+def fees_report(since: Optional[str] = typer.Option(None, help="Only charges from this date "
+                                                    "(YYYY-MM-DD, UTC) on."),
+                as_json: bool = typer.Option(False, "--json")) -> None:
+    """Real fees per method from Stripe's balance transactions (STRIPE_API_KEY, STRIPE_API_BASE)."""
+    import datetime as dt
+
+    import stripe
+
+    from ichido.domain.report import fetch_charges, totals
+    from ichido.errors import ConfigError
+
+    settings = Settings.from_env()
+    if not settings.stripe_api_key:
+        raise ConfigError("STRIPE_API_KEY is not set: the report reads Stripe's balance "
+                          "transactions", code="missing_api_key")
+    client = stripe.StripeClient(settings.stripe_api_key, max_network_retries=2,
+                                 base_addresses={"api": settings.stripe_api_base}
+                                 if settings.stripe_api_base else None)
+    start = None
+    if since:
+        day = dt.date.fromisoformat(since)
+        start = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp())
+    rows = totals(fetch_charges(client, start))
+    if as_json:
+        print(json.dumps({"since": since, "methods": [row.to_json() for row in rows]}))
+        return
+    table = Table("method", "count", "gross", "fees", "net", "fee share", "refunded", "kept",
+                  title="Stripe fees by payment method")
+    for row in rows:
+        j = row.to_json()
+        table.add_row(row.method, str(row.count), f"¥{row.gross:,}", f"¥{row.fees:,}",
+                      f"¥{row.net:,}", f"{j['fee_share']:.1%}", f"¥{row.refunded:,}",
+                      f"¥{j['kept']:,}")
+    out.print(table)

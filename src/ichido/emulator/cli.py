@@ -1,0 +1,47 @@
+"""``ichido emulator``: flags in, a running local Stripe out. Registered by ``ichido.cli``."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+WEBHOOK_URL = typer.Option([], "--webhook-url", help="Endpoint to send every event to "
+                           "(repeat for several).")
+WEBHOOK_SECRET = typer.Option([], "--webhook-secret", envvar="STRIPE_WEBHOOK_SECRET",
+                              help="Signing secret whsec_… (repeat during a roll: every "
+                              "delivery is signed with each).")
+
+
+def emulator(
+    port: int = typer.Option(12111, help="TCP port on 127.0.0.1 (Stripe's stripe-mock uses "
+                             "12111 too)."),
+    webhook_url: List[str] = WEBHOOK_URL,
+    webhook_secret: List[str] = WEBHOOK_SECRET,
+    duplicate_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of deliveries "
+                                         "sent twice (at once or a little later)."),
+    reorder_window: float = typer.Option(0.0, min=0.0, help="Seconds an object's events are "
+                                         "held, then sent in random order."),
+    delay: float = typer.Option(0.0, min=0.0, help="Extra seconds before every first attempt."),
+    fail_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of 2xx answers treated "
+                                    "as timeouts, so the event comes again on the retry."),
+    time_scale: float = typer.Option(1.0, min=0.0, help="Multiplier for Stripe's retry "
+                                     "schedule (0.001: three days in ~4 minutes)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="The only key accepted "
+                                          "(default: any sk_test_…)."),
+    seed: Optional[int] = typer.Option(None, help="Seed for the chaos, to replay a run."),
+    log_level: str = typer.Option("warning", help="uvicorn log level."),
+) -> None:
+    """Run a local Stripe (PaymentIntents, konbini, refunds, events, webhooks) on loopback."""
+    from ichido.emulator import Emulator, run
+
+    if webhook_url and not webhook_secret:
+        raise typer.BadParameter("a --webhook-url needs a --webhook-secret (whsec_…)",
+                                 param_hint="--webhook-secret")
+    emu = Emulator(webhook_urls=webhook_url, webhook_secrets=webhook_secret, api_key=api_key,
+                   duplicate_rate=duplicate_rate, reorder_window=reorder_window, delay=delay,
+                   fail_rate=fail_rate, time_scale=time_scale, seed=seed)
+    typer.echo(f"ichido emulator: http://127.0.0.1:{port} "
+               f"(stripe.api_base or base_addresses={{'api': ...}}), "
+               f"{len(webhook_url)} webhook endpoint(s)", err=True)
+    run(emu, port=port, log_level=log_level)

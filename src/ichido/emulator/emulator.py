@@ -1,0 +1,86 @@
+"""One local Stripe: its store, its API behaviour and its webhook sender, wired together.
+
+Built in-process by tests (``Emulator(...)`` then ``EmulatorServer(emulator).start()``) and by
+``ichido emulator`` on the command line. Everything Stripe would do on its own time runs on the
+emulator clock (``advance``); webhook retries run on real time multiplied by ``time_scale``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable, Sequence
+
+from ichido.emulator.idempotency import IdempotencyKeys
+from ichido.emulator.payments import Payments
+from ichido.emulator.refunds import Refunds
+from ichido.emulator.state import Store
+from ichido.emulator.webhooks import LIVE_RETRY_DELAYS, Chaos, Endpoint, WebhookSender
+
+
+class Emulator:
+    """Configuration in, behaviour out. Thread-safe: the server runs it on its own loop."""
+
+    def __init__(self, *, webhook_urls: Sequence[str] = (), webhook_secrets: Sequence[str] = (),
+                 endpoints: Sequence[Endpoint] = (), api_key: str | None = None,
+                 duplicate_rate: float = 0.0, reorder_window: float = 0.0, delay: float = 0.0,
+                 fail_rate: float = 0.0, time_scale: float = 1.0, timeout: float = 10.0,
+                 retry_delays: Sequence[float] = LIVE_RETRY_DELAYS, api_delay: float = 0.0,
+                 seed: int | None = None,
+                 pricing_path: str | os.PathLike[str] | None = None) -> None:
+        """``webhook_urls`` all get every event signed with every one of ``webhook_secrets``
+        (two secrets = a secret roll); ``endpoints`` gives each URL its own secrets.
+        ``api_key``: the one key accepted (default: any ``sk_test_…``). ``api_delay``: seconds
+        each API request spends executing, so that concurrent requests overlap."""
+        if webhook_urls and not webhook_secrets:
+            raise ValueError("webhook URLs need at least one signing secret (whsec_…)")
+        for rate in (duplicate_rate, fail_rate):
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"rates are between 0 and 1, got {rate}")
+        all_endpoints = [*endpoints, *(Endpoint(url, tuple(webhook_secrets))
+                                       for url in webhook_urls)]
+        self.api_key, self.api_delay = api_key, api_delay
+        self.store = Store(endpoint_count=len(all_endpoints))
+        self.payments = Payments(self.store, pricing_path)
+        self.refunds = Refunds(self.store)
+        self.keys = IdempotencyKeys(self.store.clock.now)
+        self.sender = WebhookSender(
+            all_endpoints, self.store.render_event, self.store.mark_delivered,
+            chaos=Chaos(duplicate_rate, reorder_window, delay, fail_rate),
+            time_scale=time_scale, timeout=timeout, retry_delays=retry_delays, seed=seed)
+        self.store.listeners.append(self.sender.enqueue)
+
+    def on_event(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``listener(event)`` for every new event (under the store's lock: be quick)."""
+        self.store.listeners.append(listener)
+
+    def advance(self, seconds: float) -> int:
+        """Move the emulator clock forward and fire what became due; returns how many fired."""
+        return self.store.advance(seconds)
+
+    def now(self) -> int:
+        return self.store.clock.now()
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every live event, oldest first (a copy of the log, for tests and the demo)."""
+        with self.store.lock:
+            return list(reversed(self.store.live_events()))
+
+    def stats(self) -> dict[str, Any]:
+        """Deliveries attempted, retries, duplicates sent, per-endpoint successes/failures."""
+        with self.store.lock:
+            events = self.store.objects["event"].values()
+            pending = sum(1 for e in events if e["pending_webhooks"])
+        return {**self.sender.stats(), "events_created": len(self.store.objects["event"]),
+                "events_pending_delivery": pending}
+
+    def settle(self, timeout: float = 10.0) -> bool:
+        """Wait until nothing is due now and no delivery is in flight; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.store.lock:
+                self.store.fire_due()
+            if not self.sender.busy():
+                return True
+            time.sleep(0.02)
+        return False

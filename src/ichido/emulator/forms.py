@@ -1,0 +1,118 @@
+"""Stripe's form encoding: ``a[b][c]=v``, ``a[]=x``, ``a[0]=x``, into nested dicts and lists.
+
+Stripe's API takes ``application/x-www-form-urlencoded`` bodies (and query strings) with bracket
+notation; stripe-python 16 writes lists with indices (``payment_method_types[0]=konbini``) and
+curl users write ``payment_method_types[]=konbini``: both must land on the same list. Values stay
+strings, as on the wire; the typed readers below turn them into numbers with Stripe's messages.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping
+from urllib.parse import parse_qsl
+
+from ichido.emulator.errors import invalid, missing_param, unknown_param
+
+_PART = re.compile(r"\[([^\]]*)\]")
+
+
+def parse(text: str) -> dict[str, Any]:
+    """Decode a body or query string into nested values (dicts with 0..n keys become lists)."""
+    root: dict[str, Any] = {}
+    for key, value in parse_qsl(text, keep_blank_values=True):
+        head, _, rest = key.partition("[")
+        parts = [head] + (_PART.findall("[" + rest) if rest else [])
+        _put(root, parts, value)
+    return _listify(root)
+
+
+def _put(node: dict[str, Any], parts: list[str], value: str) -> None:
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part == "":  # `a[]`: append, numbering after what is there
+            part = str(len(node))
+        if last:
+            node[part] = value
+        else:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+
+
+def _listify(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    items = {k: _listify(v) for k, v in value.items()}
+    if items and all(k.isdigit() for k in items):
+        return [items[k] for k in sorted(items, key=int)]
+    return items
+
+
+def check_known(params: Mapping[str, Any], allowed: set[str], prefix: str = "") -> None:
+    """Stripe refuses a parameter it does not know (``parameter_unknown``)."""
+    for key in params:
+        if key not in allowed:
+            raise unknown_param(f"{prefix}[{key}]" if prefix else key)
+
+
+def text(params: Mapping[str, Any], name: str, *, required: bool = False,
+         param: str | None = None) -> str | None:
+    value = params.get(name)
+    if value is None or value == "":
+        if required:
+            raise missing_param(param or name)
+        return None
+    if not isinstance(value, str):
+        raise invalid(f"Invalid string: {param or name}", param=param or name)
+    return value
+
+
+def integer(params: Mapping[str, Any], name: str, *, required: bool = False,
+            param: str | None = None) -> int | None:
+    raw = text(params, name, required=required, param=param)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise invalid(f"Invalid integer: {raw}", param=param or name) from None
+
+
+def boolean(params: Mapping[str, Any], name: str, default: bool = False) -> bool:
+    raw = text(params, name)
+    if raw is None:
+        return default
+    if raw not in ("true", "false"):
+        raise invalid(f"Invalid boolean: {raw}", param=name)
+    return raw == "true"
+
+
+def mapping(params: Mapping[str, Any], name: str, param: str | None = None) -> dict[str, Any]:
+    value = params.get(name, {})
+    if value == "":
+        return {}
+    if not isinstance(value, dict):
+        raise invalid(f"Invalid object: {param or name}", param=param or name)
+    return value
+
+
+def strings(params: Mapping[str, Any], name: str) -> list[str]:
+    value = params.get(name, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise invalid(f"Invalid array: {name}", param=name)
+    return value
+
+
+def metadata(params: Mapping[str, Any]) -> dict[str, str]:
+    """``metadata[k]=v``; Stripe allows up to 50 keys of ≤ 40 characters, values ≤ 500."""
+    meta = mapping(params, "metadata")
+    if len(meta) > 50:
+        raise invalid("You can only specify up to 50 keys in metadata.", param="metadata")
+    for key, value in meta.items():
+        if not isinstance(value, str) or len(key) > 40 or len(value) > 500:
+            raise invalid(f"Invalid metadata[{key}]", param=f"metadata[{key}]")
+    return dict(meta)

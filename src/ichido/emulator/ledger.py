@@ -1,0 +1,47 @@
+"""Money movements: the balance transaction of a charge (with Stripe Japan's fee) or a refund.
+
+The fee comes from ichido's pricing table (``ichido.domain.fees``), the one data file the fee
+guard and the audit read too, so a test can compare what the emulator charged with what ichido
+predicted. Refunds give no fee back: the refund's balance transaction has ``fee = 0`` and the
+charge keeps its fee (Stripe's refunds page: a refund "might incur a fee"; the original
+processing fee is not returned). Konbini funds become available after 4 business days
+(docs.stripe.com/payments/konbini); we use four calendar days for every method.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ichido.emulator import objects
+from ichido.emulator.state import Store
+
+AVAILABLE_AFTER = 4 * 86400
+
+
+def charge_transaction(store: Store, charge: dict[str, Any], method: str,
+                       pricing_path: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """The charge's balance transaction, fee quoted from the pricing table; links it."""
+    from ichido.domain.fees import load_pricing  # lazily: the emulator runs without the domain
+
+    quote = load_pricing(pricing_path).quote(charge["amount"], method)
+    details = [dict(item, currency=charge["currency"]) for item in quote.details()]
+    now = store.clock.now()
+    txn = objects.balance_transaction(charge["amount"], charge["currency"], now, charge["id"],
+                                      kind="charge", fee=quote.fee, fee_details=details,
+                                      available_on=now + AVAILABLE_AFTER)
+    store.add(txn)
+    charge["balance_transaction"] = txn["id"]
+    return txn
+
+
+def refund_transaction(store: Store, refund: dict[str, Any], *, reverse: bool = False) -> str:
+    """Money out for a refund (or back in when it fails or is canceled): no fee either way."""
+    now = store.clock.now()
+    amount = refund["amount"] if reverse else -refund["amount"]
+    kind = "refund_failure" if reverse else "refund"
+    txn = objects.balance_transaction(amount, refund["currency"], now, refund["id"], kind=kind,
+                                      fee=0, fee_details=[], available_on=now)
+    txn["status"] = "available"
+    store.add(txn)
+    return txn["id"]

@@ -1,0 +1,57 @@
+"""PaymentMethods: Stripe's test cards by name, and konbini methods from
+``payment_method_data``.
+
+Test cards (docs.stripe.com/testing): passing ``pm_card_visa`` creates a new ``pm_…`` cloned
+from Stripe's test card, as Stripe does; ``pm_card_chargeDeclined`` is declined with
+``generic_decline``. Raw card numbers are not taken (Stripe refuses them by default too).
+Konbini needs the buyer's name and e-mail in ``billing_details``: the e-mail receives the
+voucher, picks the test-mode story, and later receives the refund instructions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ichido.emulator import forms, objects
+from ichido.emulator.errors import invalid
+from ichido.emulator.state import Store
+
+# name: (brand, last4, decline code or None)
+TEST_CARDS = {"pm_card_visa": ("visa", "4242", None),
+              "pm_card_mastercard": ("mastercard", "4444", None),
+              "pm_card_jcb": ("jcb", "0000", None),
+              "pm_card_amex": ("amex", "8431", None),
+              "pm_card_chargeDeclined": ("visa", "0002", "generic_decline"),
+              "pm_card_chargeDeclinedInsufficientFunds": ("visa", "9995", "insufficient_funds")}
+
+
+def resolve(store: Store, params: dict[str, Any], now: int) -> dict[str, Any] | None:
+    """The PaymentMethod named by ``payment_method`` or built from ``payment_method_data``."""
+    name = forms.text(params, "payment_method")
+    data = forms.mapping(params, "payment_method_data")
+    if name and data:
+        raise invalid("You may only specify one of payment_method and payment_method_data.",
+                      param="payment_method_data")
+    if name in TEST_CARDS:
+        brand, last4, decline = TEST_CARDS[name]
+        pm = store.add(objects.payment_method("card", now, card=objects.test_card(brand, last4)))
+        store.private[pm["id"]] = {"decline": decline}
+        return pm
+    if name:
+        return store.get("payment_method", name, "payment_method")
+    return _from_data(store, data, now) if data else None
+
+
+def _from_data(store: Store, data: dict[str, Any], now: int) -> dict[str, Any]:
+    forms.check_known(data, {"type", "billing_details", "konbini", "metadata"},
+                      "payment_method_data")
+    pm_type = forms.text(data, "type", required=True, param="payment_method_data[type]")
+    if pm_type != "konbini":
+        raise invalid("The emulator creates konbini PaymentMethods from payment_method_data; "
+                      "use a test card such as pm_card_visa for cards.",
+                      param="payment_method_data[type]")
+    billing = forms.mapping(data, "billing_details", "payment_method_data[billing_details]")
+    for field in ("name", "email"):
+        forms.text(billing, field, required=True,
+                   param=f"payment_method_data[billing_details][{field}]")
+    return store.add(objects.payment_method("konbini", now, billing=billing))

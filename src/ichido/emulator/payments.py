@@ -1,0 +1,275 @@
+"""PaymentIntents: create, confirm, cancel, and the konbini voucher's life (paid or expired).
+
+States and events (docs.stripe.com/payments/paymentintents/lifecycle, …/konbini):
+card ``pm_card_visa`` → ``succeeded`` (``charge.succeeded``, ``payment_intent.succeeded``);
+``pm_card_chargeDeclined`` → 402 ``card_error``/``card_declined``, back to
+``requires_payment_method`` with ``last_payment_error`` (``charge.failed``,
+``payment_intent.payment_failed``); konbini → ``requires_action`` with
+``next_action.konbini_display_details`` (``payment_intent.requires_action``), then paid
+(``charge.succeeded``, ``payment_intent.succeeded``) or expired (``requires_payment_method``,
+``payment_intent.payment_failed``). Differences: the konbini Charge appears only when the
+voucher is paid; no Customer, no manual capture, no automatic payment-method selection beyond
+card + konbini.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NoReturn
+
+from ichido.emulator import forms, konbini, ledger, methods, objects
+from ichido.emulator.errors import StripeError, invalid, missing_param, unexpected_state
+from ichido.emulator.state import Store, snapshot
+
+CREATE_KEYS = {"amount", "currency", "payment_method_types", "payment_method_options",
+               "payment_method", "payment_method_data", "metadata", "confirm", "description",
+               "receipt_email", "expand", "capture_method", "automatic_payment_methods",
+               "return_url", "statement_descriptor_suffix"}
+CONFIRM_KEYS = {"payment_method", "payment_method_data", "payment_method_options", "expand",
+                "receipt_email", "return_url"}
+CANCELABLE = {"requires_payment_method", "requires_confirmation", "requires_action",
+              "requires_capture"}
+CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
+
+
+class Payments:
+    def __init__(self, store: Store, pricing_path: str | os.PathLike[str] | None = None) -> None:
+        self.store, self.pricing_path = store, pricing_path
+        store.due_actions.update(konbini_pay=self._due_pay, konbini_expire=self._due_expire)
+
+    # -- API -------------------------------------------------------------------------------
+    def create(self, params: dict[str, Any]) -> dict[str, Any]:
+        forms.check_known(params, CREATE_KEYS)
+        amount = forms.integer(params, "amount", required=True)
+        currency = (forms.text(params, "currency", required=True) or "").lower()
+        assert amount is not None
+        if amount < 1:
+            raise invalid("This value must be greater than or equal to 1.", param="amount")
+        if currency == "jpy" and amount < 50:
+            raise invalid("Amount must be at least ¥50 jpy", param="amount",
+                          code="amount_too_small")
+        types, auto = self._types(params, amount, currency)
+        capture = forms.text(params, "capture_method") or "automatic_async"
+        if capture not in ("automatic", "automatic_async"):
+            raise invalid("The emulator supports automatic capture only.",
+                          param="capture_method")
+        now = self.store.clock.now()
+        options = self._options(types, params, now)
+        pm = methods.resolve(self.store, params, now)
+        pi = objects.payment_intent(
+            amount, currency, types, now, options, capture_method=capture,
+            metadata=forms.metadata(params), description=forms.text(params, "description"),
+            receipt_email=forms.text(params, "receipt_email"),
+            automatic_payment_methods={"allow_redirects": "always", "enabled": True}
+            if auto else None)
+        confirm = forms.boolean(params, "confirm")
+        if confirm:  # refuse before creating anything: a refused request leaves no trace
+            self._check_method(pi, pm)
+        if pm is not None:
+            pi.update(payment_method=pm["id"], status="requires_confirmation")
+        self.store.add(pi)
+        self.store.emit("payment_intent.created", pi)
+        return self._confirm(pi, {}, now) if confirm else pi
+
+    def confirm(self, pi_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        forms.check_known(params, CONFIRM_KEYS)
+        pi = self.store.get("payment_intent", pi_id, "intent")
+        if pi["status"] not in CONFIRMABLE:
+            raise unexpected_state(
+                f"You cannot confirm this PaymentIntent because it has a status of "
+                f"{pi['status']}. Only a PaymentIntent with one of the following statuses may "
+                f"be confirmed: {', '.join(CONFIRMABLE)}.", payment_intent=snapshot(pi))
+        now = self.store.clock.now()
+        options = self._options(pi["payment_method_types"], params, now,
+                                base=snapshot(pi["payment_method_options"]))
+        pm = methods.resolve(self.store, params, now)
+        change: dict[str, Any] = {"payment_method_options": options}
+        return self._confirm(pi, change | ({"payment_method": pm["id"]} if pm else {}), now)
+
+    def cancel(self, pi_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        forms.check_known(params, {"cancellation_reason", "expand"})
+        pi = self.store.get("payment_intent", pi_id, "intent")
+        reason = forms.text(params, "cancellation_reason")
+        if reason not in (None, "duplicate", "fraudulent", "requested_by_customer", "abandoned"):
+            raise invalid(f"Invalid cancellation_reason: {reason}", param="cancellation_reason")
+        if pi["status"] not in CANCELABLE:
+            raise unexpected_state(
+                f"You cannot cancel this PaymentIntent because it has a status of "
+                f"{pi['status']}. Only a PaymentIntent with one of the following statuses may "
+                f"be canceled: {', '.join(sorted(CANCELABLE))}.", payment_intent=snapshot(pi))
+        pi.update(status="canceled", canceled_at=self.store.clock.now(),
+                  cancellation_reason=reason, next_action=None)
+        self.store.emit("payment_intent.canceled", pi)
+        return pi
+
+    def retrieve(self, pi_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        return self.store.get("payment_intent", pi_id, "intent")
+
+    # -- emulator controls (the buyer, the clock) ------------------------------------------
+    def pay(self, pi_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The buyer pays the voucher at ``store`` (default FamilyMart)."""
+        pi = self._pending_voucher(pi_id)
+        chain = forms.text(params, "store") or "familymart"
+        if chain not in konbini.STORES:
+            raise invalid(f"store must be one of {', '.join(konbini.STORES)}", param="store")
+        return self._settle_voucher(pi, chain)
+
+    def expire(self, pi_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        return self._expire_voucher(self._pending_voucher(pi_id))
+
+    def _pending_voucher(self, pi_id: str) -> dict[str, Any]:
+        pi = self.store.get("payment_intent", pi_id, "intent")
+        if pi["status"] != "requires_action" or not pi["next_action"]:
+            raise unexpected_state(f"PaymentIntent {pi_id} has no open konbini voucher "
+                                   f"(status {pi['status']}).")
+        return pi
+
+    def _due_pay(self, pi_id: str, token: str) -> None:
+        pi = self.store.get("payment_intent", pi_id)
+        if self.store.private.get(pi_id, {}).get("voucher") == token \
+                and pi["status"] == "requires_action":
+            self._settle_voucher(pi, "familymart")
+
+    def _due_expire(self, pi_id: str, token: str) -> None:
+        pi = self.store.get("payment_intent", pi_id)
+        if self.store.private.get(pi_id, {}).get("voucher") == token \
+                and pi["status"] == "requires_action":
+            self._expire_voucher(pi)
+
+    # -- transitions -----------------------------------------------------------------------
+    def _confirm(self, pi: dict[str, Any], change: dict[str, Any], now: int) -> dict[str, Any]:
+        pm_id = change.get("payment_method") or pi["payment_method"]
+        pm = self.store.get("payment_method", pm_id, "payment_method") if pm_id else None
+        self._check_method({**pi, **change}, pm)
+        assert pm is not None
+        pi.update(change)
+        if pm["type"] == "konbini":
+            return self._issue_voucher(pi, pm, now)
+        return self._charge_card(pi, pm, now)
+
+    def _check_method(self, pi: dict[str, Any], pm: dict[str, Any] | None) -> None:
+        if pm is None:
+            raise missing_param("payment_method")
+        if pm["type"] not in pi["payment_method_types"]:
+            raise invalid(f"The PaymentMethod provided ({pm['type']}) is not allowed for this "
+                          "PaymentIntent.", param="payment_method",
+                          code="payment_intent_invalid_parameter")
+        if pm["type"] == "konbini":
+            konbini.check_amount(pi["amount"], pi["currency"])
+            email = pm["billing_details"]["email"]
+            number = pi["payment_method_options"]["konbini"]["confirmation_number"]
+            if konbini.outcome(email, number) == "reject":
+                raise invalid("The confirmation number was rejected.",
+                              param="payment_method_options[konbini][confirmation_number]",
+                              code="payment_intent_konbini_rejected_confirmation_number")
+
+    def _charge_card(self, pi: dict[str, Any], pm: dict[str, Any], now: int) -> dict[str, Any]:
+        decline = self.store.private.get(pm["id"], {}).get("decline")
+        card = {k: pm["card"][k] for k in ("brand", "country", "exp_month", "exp_year",
+                                           "fingerprint", "funding", "last4")}
+        details = {"type": "card", "card": {**card, "checks": pm["card"]["checks"],
+                   "installments": None, "mandate": None, "network": pm["card"]["brand"],
+                   "network_token": {"used": False}, "three_d_secure": None, "wallet": None}}
+        outcome = objects.outcome("issuer_declined" if decline else "authorized",
+                                  reason=decline)
+        charge = self.store.add(objects.charge(
+            pi, pm, now, status="failed" if decline else "succeeded", details=details,
+            outcome=outcome, failure_code="card_declined" if decline else None,
+            failure_message="Your card was declined." if decline else None))
+        pi["latest_charge"] = charge["id"]
+        if decline:
+            return self._decline(pi, pm, charge, decline)
+        ledger.charge_transaction(self.store, charge, "card", self.pricing_path)
+        pi.update(status="succeeded", amount_received=pi["amount"], next_action=None,
+                  last_payment_error=None)
+        self.store.emit("charge.succeeded", charge)
+        self.store.emit("payment_intent.succeeded", pi)
+        return pi
+
+    def _decline(self, pi: dict[str, Any], pm: dict[str, Any], charge: dict[str, Any],
+                 decline_code: str) -> NoReturn:
+        error = StripeError(402, "card_error", "Your card was declined.", code="card_declined",
+                            decline_code=decline_code, charge=charge["id"],
+                            payment_method=snapshot(pm), payment_method_type="card")
+        pi.update(status="requires_payment_method", payment_method=None,
+                  last_payment_error=error.payload())
+        self.store.emit("charge.failed", charge)
+        self.store.emit("payment_intent.payment_failed", pi)
+        error.extra["payment_intent"] = snapshot(pi)
+        raise error
+
+    def _issue_voucher(self, pi: dict[str, Any], pm: dict[str, Any], now: int) -> dict[str, Any]:
+        options = pi["payment_method_options"]["konbini"]
+        story = konbini.outcome(pm["billing_details"]["email"], options["confirmation_number"])
+        expires_at = konbini.expiry(options, now, story)
+        token, display = konbini.voucher(self.store.public_url, expires_at,
+                                         options["confirmation_number"])
+        self.store.vouchers[token] = pi["id"]
+        self.store.private[pi["id"]] = {"voucher": token}
+        pi.update(status="requires_action", last_payment_error=None, next_action={
+            "type": "konbini_display_details", "konbini_display_details": display})
+        self.store.emit("payment_intent.requires_action", pi)
+        if story in ("pay_later", "pay_now"):
+            pay_at = now + (konbini.PAY_DELAY if story == "pay_later" else 0)
+            self.store.schedule(pay_at, "konbini_pay", pi["id"], token)
+        self.store.schedule(expires_at, "konbini_expire", pi["id"], token)
+        return pi
+
+    def _settle_voucher(self, pi: dict[str, Any], chain: str) -> dict[str, Any]:
+        pm = self.store.get("payment_method", pi["payment_method"])
+        now = self.store.clock.now()
+        charge = self.store.add(objects.charge(
+            pi, pm, now, status="succeeded", outcome=objects.outcome("authorized"),
+            details={"type": "konbini", "konbini": {"store": {"chain": chain}}}))
+        ledger.charge_transaction(self.store, charge, "konbini", self.pricing_path)
+        pi.update(status="succeeded", amount_received=pi["amount"], latest_charge=charge["id"],
+                  next_action=None)
+        self.store.private.pop(pi["id"], None)
+        self.store.emit("charge.succeeded", charge)
+        self.store.emit("payment_intent.succeeded", pi)
+        return pi
+
+    def _expire_voucher(self, pi: dict[str, Any]) -> dict[str, Any]:
+        pm = self.store.get("payment_method", pi["payment_method"])
+        self.store.private.pop(pi["id"], None)
+        error = invalid("The payment attempt for this PaymentIntent expired: the konbini "
+                        "voucher was not paid in time.",
+                        code="payment_intent_payment_attempt_expired",
+                        payment_method=snapshot(pm), payment_method_type="konbini")
+        pi.update(status="requires_payment_method", next_action=None, payment_method=None,
+                  last_payment_error=error.payload())
+        self.store.emit("payment_intent.payment_failed", pi)
+        return pi
+
+    # -- inputs ----------------------------------------------------------------------------
+    @staticmethod
+    def _types(params: dict[str, Any], amount: int, currency: str) -> tuple[list[str], bool]:
+        """``payment_method_types``; with ``automatic_payment_methods[enabled]``, card and
+        (for yen) konbini, the two methods the emulator knows."""
+        types = forms.strings(params, "payment_method_types")
+        auto = forms.mapping(params, "automatic_payment_methods").get("enabled") == "true"
+        if not types:
+            types = ["card", "konbini"] if auto and currency == "jpy" else ["card"]
+        for pm_type in types:
+            if pm_type not in ("card", "konbini"):
+                raise invalid(f"The payment method type provided: {pm_type} is invalid.",
+                              param="payment_method_types",
+                              code="payment_intent_invalid_parameter")
+        if types == ["konbini"]:
+            konbini.check_amount(amount, currency)
+        return types, auto
+
+    def _options(self, types: list[str], params: dict[str, Any], now: int,
+                 base: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``payment_method_options``: ``base`` (or the defaults) with what ``params`` sets."""
+        raw = forms.mapping(params, "payment_method_options")
+        forms.check_known(raw, set(types), "payment_method_options")
+        options: dict[str, Any] = base if base is not None else {}
+        if "card" in types:
+            options.setdefault("card", {"installments": None, "mandate_options": None,
+                                        "network": None, "request_three_d_secure": "automatic"})
+        if "konbini" in types:
+            given = forms.mapping(raw, "konbini", "payment_method_options[konbini]")
+            options.setdefault("konbini", konbini.empty_options())
+            options["konbini"].update(konbini.read_options(given, now))
+        return options

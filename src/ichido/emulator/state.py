@@ -1,0 +1,191 @@
+"""The emulator's memory: objects by id, the event log, an advanceable clock, due transitions.
+
+One lock guards everything: routes run on the server's event loop, while tests and the CLI may
+advance the clock from another thread. Work that Stripe does later (a konbini voucher paid after
+three minutes, a voucher or a refund expiring) is a *due transition* keyed on the emulator
+clock; it fires on the next request, on the server's ticker, or when the clock is advanced.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import heapq
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+import orjson
+
+from ichido.emulator import forms, objects
+from ichido.emulator.errors import invalid, no_such
+
+EVENT_RETENTION = 30 * 86400  # "events older than 30 days cannot be retrieved" (docs: Events API)
+NO_REQUEST: dict[str, str | None] = {"id": None, "idempotency_key": None}
+# The API request being served: events it causes carry it as `request` (docs: event object).
+REQUEST: contextvars.ContextVar[dict[str, str | None]] = contextvars.ContextVar(
+    "emulator_request", default=NO_REQUEST)
+KINDS = {"pi": "payment_intent", "ch": "charge", "txn": "balance_transaction", "re": "refund",
+         "pm": "payment_method", "evt": "event"}
+
+
+@dataclass
+class Clock:
+    """Wall time plus an offset that only grows: ``advance`` is how tests let days pass."""
+
+    offset: float = 0.0
+
+    def now(self) -> int:
+        return int(time.time() + self.offset)
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("the emulator clock only moves forward")
+        self.offset += seconds
+
+
+def snapshot(obj: Any) -> Any:
+    """A deep copy: an event keeps the object as it was, whatever happens to it later."""
+    return orjson.loads(orjson.dumps(obj))
+
+
+def changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """``previous_attributes``: the old value of every top-level field that changed."""
+    return {k: before.get(k) for k in sorted(set(before) | set(after))
+            if before.get(k) != after.get(k)}
+
+
+@dataclass
+class Store:
+    clock: Clock = field(default_factory=Clock)
+    endpoint_count: int = 0
+    public_url: str = "http://127.0.0.1:12111"
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def __post_init__(self) -> None:
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in KINDS.values()}
+        self.private: dict[str, dict[str, Any]] = {}  # what Stripe knows but does not show
+        self.vouchers: dict[str, str] = {}  # hosted voucher token -> payment intent id
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
+        self.due_actions: dict[str, Callable[[str, str], None]] = {}
+        self._due: list[tuple[int, int, str, str, str]] = []
+        self._seq = 0
+
+    # -- objects ---------------------------------------------------------------------------
+    def add(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.objects[obj["object"]][obj["id"]] = obj
+        return obj
+
+    def get(self, kind: str, object_id: str, param: str = "id") -> dict[str, Any]:
+        found = self.objects[kind].get(object_id)
+        if found is None or (kind == "event" and self._expired(found)):
+            raise no_such(kind, object_id, param)
+        return found
+
+    def find(self, object_id: str) -> dict[str, Any] | None:
+        kind = KINDS.get(object_id.split("_", 1)[0])
+        return self.objects[kind].get(object_id) if kind else None
+
+    # -- events ----------------------------------------------------------------------------
+    def emit(self, event_type: str, obj: dict[str, Any],
+             previous: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Record that ``obj`` changed; every listener (the webhook sender) hears of it."""
+        event = objects.event(event_type, snapshot(obj), self.clock.now(), self.endpoint_count,
+                              dict(REQUEST.get()), previous)
+        self.add(event)
+        for listener in self.listeners:
+            listener(event)
+        return event
+
+    def emit_update(self, event_type: str, obj: dict[str, Any],
+                    before: dict[str, Any]) -> dict[str, Any]:
+        return self.emit(event_type, obj, changed(before, obj))
+
+    def mark_delivered(self, event_id: str) -> None:
+        """One more endpoint answered 2xx: Stripe counts ``pending_webhooks`` down."""
+        with self.lock:
+            event = self.objects["event"].get(event_id)
+            if event and event["pending_webhooks"] > 0:
+                event["pending_webhooks"] -= 1
+
+    def render_event(self, event_id: str) -> bytes | None:
+        """The webhook body, as it is now (``pending_webhooks`` included); None once pruned."""
+        with self.lock:
+            event = self.objects["event"].get(event_id)
+            if event is None or self._expired(event):
+                return None
+            return orjson.dumps(event, option=orjson.OPT_INDENT_2)
+
+    def _expired(self, event: Mapping[str, Any]) -> bool:
+        return event["created"] < self.clock.now() - EVENT_RETENTION
+
+    def live_events(self) -> list[dict[str, Any]]:
+        """Newest first, without those older than 30 days (they are gone for good)."""
+        events = self.objects["event"]
+        for event_id in [i for i, e in events.items() if self._expired(e)]:
+            del events[event_id]
+        return list(reversed(events.values()))
+
+    # -- due transitions -------------------------------------------------------------------
+    def schedule(self, at: int, action: str, object_id: str, token: str = "") -> None:
+        self._seq += 1
+        heapq.heappush(self._due, (at, self._seq, action, object_id, token))
+
+    def fire_due(self) -> int:
+        """Run every transition whose time has come; they belong to no API request."""
+        fired = 0
+        reset = REQUEST.set(NO_REQUEST)
+        try:
+            while self._due and self._due[0][0] <= self.clock.now():
+                _, _, action, object_id, token = heapq.heappop(self._due)
+                self.due_actions[action](object_id, token)
+                fired += 1
+        finally:
+            REQUEST.reset(reset)
+        return fired
+
+    def advance(self, seconds: float) -> int:
+        with self.lock:
+            self.clock.advance(seconds)
+            return self.fire_due()
+
+    # -- reading ---------------------------------------------------------------------------
+    def expand(self, obj: dict[str, Any], paths: Iterable[str]) -> dict[str, Any]:
+        out = snapshot(obj)
+        for path in paths:
+            self._expand(out, path.split("."), path)
+        return out
+
+    def _expand(self, node: Any, parts: list[str], path: str) -> None:
+        if not parts or not isinstance(node, dict):
+            return
+        head, rest = parts[0], parts[1:]
+        if node.get("object") == "list" and head == "data":
+            for item in node["data"]:
+                self._expand(item, rest, path)
+            return
+        value = node.get(head)
+        if isinstance(value, str) and self.find(value) is not None:
+            value = node[head] = snapshot(self.find(value))
+        elif not isinstance(value, dict) and value is not None:
+            raise invalid(f"This property cannot be expanded ({head}).", param="expand")
+        self._expand(value, rest, path)
+
+
+def page(items: list[dict[str, Any]], params: Mapping[str, Any], url: str,
+         kind: str) -> dict[str, Any]:
+    """Stripe's cursor pagination over newest-first ``items``."""
+    limit = forms.integer(params, "limit")
+    limit = 10 if limit is None else limit
+    if not 1 <= limit <= 100:
+        raise invalid("Invalid limit: must be between 1 and 100", param="limit")
+    after, before = params.get("starting_after"), params.get("ending_before")
+    ids = [item["id"] for item in items]
+    for name, cursor in (("starting_after", after), ("ending_before", before)):
+        if cursor and cursor not in ids:
+            raise no_such(kind, str(cursor), name)
+    if before:
+        earlier = items[:ids.index(before)]
+        return objects.list_object(earlier[-limit:], url, len(earlier) > limit)
+    rest = items[ids.index(after) + 1:] if after else items
+    return objects.list_object(rest[:limit], url, len(rest) > limit)
