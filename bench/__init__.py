@@ -1,0 +1,1 @@
+"""ichido's benchmarks and reliability runs: ``python -m bench NAME [--quick] [--json]``."""
