@@ -92,7 +92,7 @@ class App:
     def seen(self) -> SeenCache:
         """The fast seen tier (a hint: clearing it loses nothing, I3)."""
         if self._seen is None:
-            self._seen = open_seen_cache(self.settings)
+            self._seen = open_seen_cache(self.settings, self.inbox.store_id())
         return self._seen
 
     def migrate(self) -> None:
@@ -159,8 +159,8 @@ class App:
             async with self._start_lock:
                 if self._group is None:
                     self.settings.require_secret()
-                    inbox = await asyncio.to_thread(lambda: self.inbox)
-                    self._group = GroupCommit(inbox, self.seen, on_stored=self._wake.set)
+                    seen = await asyncio.to_thread(lambda: self.seen)  # opens the store too
+                    self._group = GroupCommit(self.inbox, seen, on_stored=self._wake.set)
         return self._group
 
     async def _healthz(self, _request: Request) -> Response:

@@ -60,10 +60,9 @@ def verify(
     if not header:
         raise SignatureError("no Stripe-Signature header", code="missing_signature")
     timestamp, signatures = parse_header(header)
-    given = [s.encode("utf-8", "surrogateescape") for s in signatures]
     for secret in secrets:
-        expected = compute(payload, secret, timestamp).encode()
-        if any(hmac.compare_digest(expected, sig) for sig in given):
+        expected = compute(payload, secret, timestamp)
+        if _any_matches(expected, signatures):
             break
     else:
         raise SignatureError("no v1 signature matches the payload for any configured secret")
@@ -73,6 +72,17 @@ def verify(
             code="stale_timestamp",
         )
     return timestamp
+
+
+def _any_matches(expected: str, signatures: list[str]) -> bool:
+    """Constant-time comparisons in header order. A non-ASCII value ends the search for this
+    secret, at the point where the SDK's ``hmac.compare_digest`` on ``str`` raises."""
+    for given in signatures:
+        if not given.isascii():
+            return False
+        if hmac.compare_digest(expected, given):
+            return True
+    return False
 
 
 def sign(payload: bytes, secrets: Sequence[str], timestamp: int | None = None) -> str:

@@ -28,7 +28,7 @@ def backoff_seconds(attempt: int, base: float, cap: float,
                     rand: Callable[[], float] = random.random) -> float:
     """Exponential backoff with jitter: half fixed, half random, so retries of many events spread
     out instead of arriving together."""
-    ceiling = min(cap, base * 2 ** (attempt - 1))
+    ceiling = min(cap, base * 2.0 ** min(attempt - 1, 60))  # bounded: no float overflow
     return ceiling / 2 + rand() * ceiling / 2
 
 
@@ -56,6 +56,10 @@ class Worker:
                 busy = self.run_once()
             except IchidoError as exc:
                 log.warning("worker %s: storage error, backing off: %s", self.name, exc)
+                busy = 0
+                stop.wait(1.0)
+            except Exception:  # a bug must not silently end the thread: log it, back off, go on
+                log.exception("worker %s: unexpected error, backing off", self.name)
                 busy = 0
                 stop.wait(1.0)
             if not busy:

@@ -46,10 +46,12 @@ def open_inbox(settings: Settings, *, migrate: bool | None = None,
                       " postgresql://")
 
 
-def open_seen_cache(settings: Settings) -> SeenCache:
-    """Redis when ``ICHIDO_REDIS_URL`` is set (shared by all receivers), else in-process."""
+def open_seen_cache(settings: Settings, namespace: str) -> SeenCache:
+    """Redis when ``ICHIDO_REDIS_URL`` is set (shared by all receivers of the store named
+    ``namespace``), else in-process."""
     if settings.redis_url:
         from ichido.inbox.redis import RedisSeenCache
 
-        return RedisSeenCache(settings.redis_url, settings.seen_ttl_seconds)
+        return RedisSeenCache(settings.redis_url, settings.seen_ttl_seconds,
+                              prefix=f"ichido:seen:{namespace}:")
     return MemorySeenCache(settings.seen_ttl_seconds, settings.seen_max_entries)

@@ -122,6 +122,10 @@ class Inbox(abc.ABC):
         """A plain write transaction, for domain code outside an event (e.g. an HTTP API)."""
 
     @abc.abstractmethod
+    def store_id(self) -> str:
+        """A random name this store keeps forever: the seen tier's namespace."""
+
+    @abc.abstractmethod
     def reading(self) -> AbstractContextManager[Transaction]:
         """A connection for reads only."""
 

@@ -19,7 +19,7 @@ log = logging.getLogger("ichido.seen")
 
 
 class RedisSeenCache(SeenCache):
-    def __init__(self, url: str, ttl_seconds: float, *, prefix: str = "ichido:seen:",
+    def __init__(self, url: str, ttl_seconds: float, *, prefix: str,
                  timeout: float = 0.25, mute_seconds: float = 2.0) -> None:
         self.client = redis.Redis.from_url(url, socket_timeout=timeout,
                                            socket_connect_timeout=timeout)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import time
+import uuid
 from contextlib import AbstractContextManager, contextmanager
 from typing import Iterator, Sequence
 
@@ -67,6 +68,13 @@ SCHEMA: list[migrations.Step] = [
             PRIMARY KEY (shard, name)
         )""",
     ]),
+    # The store's own name, so a seen tier shared by several stores keeps them apart.
+    ("core", 2, [
+        """CREATE TABLE ichido_store (
+            singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+            id TEXT NOT NULL
+        )""",
+    ]),
 ]
 
 
@@ -79,6 +87,7 @@ class SqlInbox(Inbox):
     def __init__(self, *, shard: str, steps: Sequence[migrations.Step] = ()) -> None:
         self.shard = shard
         self.steps = [*SCHEMA, *steps]
+        self._store_id: str | None = None
 
     # -- what an engine provides -------------------------------------------------------------
 
@@ -101,8 +110,11 @@ class SqlInbox(Inbox):
     # -- receiving ---------------------------------------------------------------------------
 
     def accept(self, deliveries: Sequence[Delivery], *, cache_hits: int = 0) -> list[bool]:
+        # In id order: two batches holding the same ids then lock them in the same order and
+        # cannot deadlock each other.
+        ordered = sorted(deliveries, key=lambda d: d.id)
         with self._storage("store deliveries"), self.transaction() as tx:
-            new_ids = self._insert_new(tx, deliveries, time.time()) if deliveries else set()
+            new_ids = self._insert_new(tx, ordered, time.time()) if deliveries else set()
             accepted = _first_of_each(deliveries, new_ids)
             self._count(tx, counts_for(accepted, cache_hits))
         return accepted
@@ -210,6 +222,14 @@ class SqlInbox(Inbox):
             by_status = dict(tx.execute("SELECT status, count(*) FROM ichido_events"
                                         " GROUP BY status").fetchall())
         return stats_from(counters, by_status)
+
+    def store_id(self) -> str:
+        if self._store_id is None:
+            with self._storage("name the store"), self.transaction() as tx:
+                tx.execute("INSERT INTO ichido_store (singleton, id) VALUES (1, ?)"
+                           " ON CONFLICT (singleton) DO NOTHING", (uuid.uuid4().hex,))
+                self._store_id = tx.execute("SELECT id FROM ichido_store").fetchone()[0]
+        return self._store_id
 
     def ping(self) -> None:
         with self._storage("read"), self.reading() as tx:
