@@ -45,8 +45,8 @@ class Worker:
         """Claim one batch and process it; return how many events were claimed."""
         claims = self.inbox.claim(self.name, self.settings.claim_batch,
                                   self.settings.lease_seconds)
-        for claim in claims:
-            self.process(claim)
+        if claims:
+            self.process_batch(claims)
         return len(claims)
 
     def run(self, stop: threading.Event) -> None:
@@ -77,26 +77,67 @@ class Worker:
         return total
 
     def process(self, claim: Claim) -> None:
-        if claim.attempt > self.settings.max_attempts:
-            # Claimed more often than allowed without ever finishing: its earlier runs crashed
-            # the worker or outlived the lease. Running it again would likely do the same.
-            self.inbox.fail(claim, f"gave up after {claim.attempt - 1} attempts that never "
-                                   "finished (worker crash or lease expiry)", None)
+        self.process_batch([claim])
+
+    def process_batch(self, claims: list[Claim]) -> None:
+        """Run a batch in one transaction, each event's handlers in a savepoint. If the batch as
+        a whole fails (a deadlock, a lost lease, the store), its events go again one by one, so
+        one culprit cannot hold the others back."""
+        runnable = []
+        for claim in claims:
+            if claim.attempt > self.settings.max_attempts:
+                # Claimed more often than allowed without finishing: earlier runs crashed the
+                # worker or outlived the lease. Running it again would likely do the same.
+                self.inbox.fail(claim, f"gave up after {claim.attempt - 1} attempts that never "
+                                       "finished (worker crash or lease expiry)", None)
+            else:
+                runnable.append(claim)
+        if not runnable:
             return
-        handlers = self.handlers.for_type(claim.type)
-        event = Event.from_body(claim.body, claim.attempt)
         try:
-            with self.inbox.finishing(claim, Status.PROCESSED if handlers else Status.IGNORED) as tx:
-                for handler in handlers:
-                    handler(event, tx)
+            failures = self._run_batch(runnable)
         except LeaseLost as exc:
-            log.info("%s", exc)
-        except Exception:  # a handler's failure: kept with its traceback, retried, then dead
-            error = traceback.format_exc(limit=-8)
-            retry_at = None
-            if claim.attempt < self.settings.max_attempts:
-                retry_at = time.time() + backoff_seconds(
-                    claim.attempt, self.settings.retry_base_seconds, self.settings.retry_cap_seconds)
-            self.inbox.fail(claim, error, retry_at)
-            log.warning("event %s (%s) failed attempt %d: %s", claim.id, claim.type,
-                        claim.attempt, error.strip().splitlines()[-1])
+            if len(runnable) == 1:
+                log.info("%s", exc)
+                return
+            failures = None
+        except Exception:
+            if len(runnable) == 1:
+                raise
+            log.warning("batch of %d failed as a whole; processing one by one", len(runnable),
+                        exc_info=True)
+            failures = None
+        if failures is None:
+            for claim in runnable:
+                self.process(claim)
+            return
+        for claim, error in failures:
+            self._record_failure(claim, error)
+
+    def _run_batch(self, claims: list[Claim]) -> list[tuple[Claim, str]]:
+        failures = []
+        with self.inbox.processing(claims) as batch:
+            for claim in batch.claims:
+                handlers = self.handlers.for_type(claim.type)
+                if not handlers:
+                    batch.finish(claim, Status.IGNORED)
+                    continue
+                event = Event.from_body(claim.body, claim.attempt)
+                try:
+                    with batch.savepoint() as tx:
+                        for handler in handlers:
+                            handler(event, tx)
+                except Exception:  # a handler's failure: kept with its traceback, retried
+                    failures.append((claim, traceback.format_exc(limit=-8)))
+                else:
+                    batch.finish(claim, Status.PROCESSED)
+        return failures
+
+    def _record_failure(self, claim: Claim, error: str) -> None:
+        retry_at = None
+        if claim.attempt < self.settings.max_attempts:
+            retry_at = time.time() + backoff_seconds(
+                claim.attempt, self.settings.retry_base_seconds, self.settings.retry_cap_seconds)
+        self.inbox.fail(claim, error, retry_at)
+        log.warning("event %s (%s) failed attempt %d: %s", claim.id, claim.type, claim.attempt,
+                    error.strip().splitlines()[-1])

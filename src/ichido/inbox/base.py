@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import abc
 import enum
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Iterable, Iterator, Protocol, Sequence
 
+from ichido.errors import LeaseLost
 from ichido.event import Delivery
 
 
@@ -71,6 +72,30 @@ class Transaction(Protocol):
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any: ...
 
 
+class Batch:
+    """The claims being processed in one transaction, and which of them finished how."""
+
+    def __init__(self, tx: Transaction, claims: Sequence[Claim]) -> None:
+        self.tx = tx
+        self.claims = list(claims)
+        self.finished: dict[Status, list[Claim]] = {}
+
+    def finish(self, claim: Claim, status: Status) -> None:
+        self.finished.setdefault(status, []).append(claim)
+
+    @contextmanager
+    def savepoint(self) -> Iterator[Transaction]:
+        """Undo only this block's writes if it raises; the batch's transaction goes on."""
+        self.tx.execute("SAVEPOINT ichido_event")
+        try:
+            yield self.tx
+        except BaseException:
+            self.tx.execute("ROLLBACK TO SAVEPOINT ichido_event")
+            self.tx.execute("RELEASE SAVEPOINT ichido_event")
+            raise
+        self.tx.execute("RELEASE SAVEPOINT ichido_event")
+
+
 class Inbox(abc.ABC):
     """Durable truth: unique on the event id, and the work queue the workers claim from."""
 
@@ -87,12 +112,21 @@ class Inbox(abc.ABC):
         """Take up to ``limit`` due events under a lease; expired leases count as due."""
 
     @abc.abstractmethod
-    def finishing(self, claim: Claim, status: Status) -> AbstractContextManager[Transaction]:
-        """A transaction that already marks ``claim`` as ``status``; it commits on exit.
+    def processing(self, claims: Sequence[Claim]) -> AbstractContextManager["Batch"]:
+        """One transaction for a batch of claims. On entry it fences the claims (those another
+        worker took over are dropped from ``batch.claims``) and holds their Stripe objects, so
+        events of one object apply one at a time. On exit it writes the finished markers
+        (``batch.finish``) and commits them with everything the handlers wrote (I2)."""
 
-        It also holds the event's Stripe object, so events of one object apply one at a time.
-        Raises ``LeaseLost`` on entry when another worker has taken the event over.
-        """
+    @contextmanager
+    def finishing(self, claim: Claim, status: Status) -> Iterator[Transaction]:
+        """A batch of one that marks ``claim`` as ``status``; raises ``LeaseLost`` on entry
+        when another worker has taken the event over."""
+        with self.processing([claim]) as batch:
+            if not batch.claims:
+                raise LeaseLost(f"{claim.id}: lease taken over by another worker")
+            batch.finish(claim, status)
+            yield batch.tx
 
     @abc.abstractmethod
     def fail(self, claim: Claim, error: str, retry_at: float | None) -> bool:

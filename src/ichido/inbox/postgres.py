@@ -94,8 +94,10 @@ class PostgresInbox(SqlInbox):
         ).fetchall()
         return [(r[0], r[1], bytes(r[2]), *r[3:]) for r in rows]
 
-    def _lock_object(self, tx: Transaction, object_id: str) -> None:
-        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (object_id,))
+    def _lock_objects(self, tx: Transaction, object_ids: list[str]) -> None:
+        tx.execute("SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT"
+                   " hashtextextended(o, 0) AS h FROM unnest(?::text[]) AS o ORDER BY h) AS s",
+                   (object_ids,))
 
     def close(self) -> None:
         self.pool.close()

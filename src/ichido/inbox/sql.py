@@ -18,6 +18,7 @@ from ichido.event import Delivery
 from ichido.inbox import migrations
 from ichido.inbox.base import (
     FINISHED,
+    Batch,
     Claim,
     EventRecord,
     Inbox,
@@ -103,9 +104,10 @@ class SqlInbox(Inbox):
                    now: float) -> list[tuple]:
         """Claim due rows; return ``(id, type, body, attempts, lease_token, object_id)`` each."""
 
-    def _lock_object(self, tx: Transaction, object_id: str) -> None:
-        """Serialize the events of one Stripe object across workers (engines with row-level
-        concurrency need it; SQLite has one writer and needs nothing)."""
+    def _lock_objects(self, tx: Transaction, object_ids: list[str]) -> None:
+        """Serialize the events of these Stripe objects across workers, taking the locks in
+        sorted order so two batches never deadlock on them (engines with row-level concurrency
+        need it; SQLite has one writer and needs nothing)."""
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -138,18 +140,32 @@ class SqlInbox(Inbox):
         return [Claim(*row) for row in rows]
 
     @contextmanager
-    def finishing(self, claim: Claim, status: Status) -> Iterator[Transaction]:
+    def processing(self, claims: Sequence[Claim]) -> Iterator[Batch]:
         with self.transaction() as tx:
-            if claim.object_id:
-                self._lock_object(tx, claim.object_id)
-            marked = tx.execute(
-                "UPDATE ichido_events SET status = ?, finished_at = ?, next_attempt_at = NULL,"
-                " lease_owner = NULL WHERE id = ? AND lease_token = ? AND status = 'processing'",
-                (status.value, time.time(), claim.id, claim.token),
-            ).rowcount
-            if marked != 1:
-                raise LeaseLost(f"{claim.id}: lease taken over by another worker")
-            yield tx
+            mine = self._fence(tx, claims)
+            objects = sorted({c.object_id for c in claims if c.object_id and c.id in mine})
+            if objects:
+                self._lock_objects(tx, objects)
+            batch = Batch(tx, [c for c in claims if c.id in mine])
+            yield batch
+            now = time.time()
+            for status, done in batch.finished.items():
+                marked = tx.execute(
+                    "UPDATE ichido_events SET status = ?, finished_at = ?, next_attempt_at = NULL,"
+                    f" lease_owner = NULL WHERE status = 'processing' AND {_tokens(done)}",
+                    (status.value, now, *_token_params(done)),
+                ).rowcount
+                if marked != len(done):  # cannot happen while we hold the rows; never commit it
+                    raise LeaseLost(f"{len(done) - marked} claim(s) lost while processing")
+
+    def _fence(self, tx: Transaction, claims: Sequence[Claim]) -> set[str]:
+        """Lock the claimed rows that are still ours (a takeover's claim then skips them)."""
+        if not claims:
+            return set()
+        rows = tx.execute(
+            "UPDATE ichido_events SET lease_owner = lease_owner WHERE status = 'processing'"
+            f" AND {_tokens(claims)} RETURNING id", _token_params(claims)).fetchall()
+        return {row[0] for row in rows}
 
     def fail(self, claim: Claim, error: str, retry_at: float | None) -> bool:
         status = Status.DEAD if retry_at is None else Status.RETRYING
@@ -243,6 +259,14 @@ class SqlInbox(Inbox):
             yield
         except self.engine_errors as exc:
             raise StorageUnavailable(f"could not {action}: {exc}") from exc
+
+
+def _tokens(claims: Sequence[Claim]) -> str:
+    return f"(id, lease_token) IN (VALUES {', '.join('(?, ?)' for _ in claims)})"
+
+
+def _token_params(claims: Sequence[Claim]) -> list[object]:
+    return [value for claim in claims for value in (claim.id, claim.token)]
 
 
 def _record(row: Sequence, failures: tuple = ()) -> EventRecord:
