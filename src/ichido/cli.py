@@ -93,6 +93,7 @@ def serve(
     _environ(database_url=database_url, secret=secret)
     service = load_app(app, workers)
     service.settings.require_secret()
+    service.inbox.ping()  # open and check the store now: a schema behind is one clear line
     err.print(f"ichido: receiving on http://{host}:{port}/webhooks/stripe, "
               f"{workers} worker(s), store {_redact(service.settings.database_url)}")
     uvicorn.run(service, host=host, port=port, log_level=log_level, lifespan="on",
