@@ -36,29 +36,35 @@ def need_server(name: str, problem: Exception) -> None:
     pytest.skip(f"{message}; set it up to run these tests")
 
 
-@pytest.fixture(scope="session")
-def postgres_admin() -> Iterator[psycopg.Connection]:
+def connect_admin() -> psycopg.Connection:
+    """A short-lived connection (not one per session: fault tests restart the server)."""
     try:
-        conn = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+        return psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
     except psycopg.Error as exc:
         need_server("PostgreSQL", exc)
-    yield conn
-    conn.close()
+        raise
 
 
 @pytest.fixture
-def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+def postgres_admin() -> Iterator[psycopg.Connection]:
+    with connect_admin() as admin:
+        yield admin
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL schema, migrated, dropped afterwards."""
-    admin = request.getfixturevalue("postgres_admin")
     schema = f"ichido_t_{uuid.uuid4().hex[:12]}"
-    admin.execute(f"CREATE SCHEMA {schema}")
+    with connect_admin() as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
     separator = "&" if "?" in POSTGRES_URL else "?"
     url = f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
     from ichido.inbox import open_inbox
 
     open_inbox(Settings(database_url=url), migrate=True).close()
     yield url
-    admin.execute(f"DROP SCHEMA {schema} CASCADE")
+    with connect_admin() as admin:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.fixture

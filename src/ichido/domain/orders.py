@@ -2,11 +2,14 @@
 twice with the same input: that, with the inbox's exactly-once processing, is what keeps a
 duplicate or reordered event from doing anything twice.
 
-State moves only forward (I4), judged by Stripe's own object status, never by arrival order:
+Payment state moves only forward (I4), judged by Stripe's own object status, never by arrival
+order:
 
-    created → awaiting_payment → failed → expired | canceled → paid → partially_refunded → refunded
+    created → awaiting_payment → failed → expired | canceled → paid
 
-A late ``requires_action`` after ``succeeded`` ranks lower and changes nothing.
+A late ``requires_action`` after ``succeeded`` ranks lower and changes nothing. Past ``paid``,
+``partially_refunded`` and ``refunded`` are derived from the order's refunds, each of which
+only moves forward, so they too come out the same whatever order the events arrive in.
 """
 
 from __future__ import annotations
@@ -180,29 +183,34 @@ def apply_refund(tx: Transaction, refund: dict[str, Any]) -> str | None:
 
 
 def settle_refunds(tx: Transaction, order_id: str, now: float) -> None:
-    """Order status from its refunds; a full refund revokes access or stops the shipment once."""
+    """The order's refund status, derived from its refunds (each of which only moves forward),
+    so it may go down again when a refund fails: a full refund revokes access or stops the
+    shipment once; a refund that then fails gives access back (a stopped parcel stays stopped).
+    """
     order = load(tx, order_id)
     if order is None or RANK[order["status"]] < RANK["paid"]:
         return
     placeholders = ", ".join("?" for _ in ACTIVE_REFUNDS)
-    refunded = tx.execute(f"SELECT COALESCE(SUM(amount), 0) FROM shop_refunds WHERE order_id = ?"
-                          f" AND status IN ({placeholders})", (order_id, *ACTIVE_REFUNDS)
-                          ).fetchone()[0]
+    refunded = int(tx.execute(f"SELECT COALESCE(SUM(amount), 0) FROM shop_refunds"
+                              f" WHERE order_id = ? AND status IN ({placeholders})",
+                              (order_id, *ACTIVE_REFUNDS)).fetchone()[0])
     target = ("refunded" if refunded >= order["amount"] else
               "partially_refunded" if refunded > 0 else "paid")
-    if RANK[target] <= RANK[order["status"]]:
+    if target == order["status"]:
         return
     tx.execute("UPDATE shop_orders SET status = ?, updated_at = ? WHERE id = ?",
                (target, now, order_id))
-    if target == "refunded":
-        tx.execute("UPDATE shop_entitlements SET revoked_at = ? WHERE order_id = ?"
-                   " AND revoked_at IS NULL", (now, order_id))
-        stopped = tx.execute("UPDATE shop_shipments SET status = 'canceled', updated_at = ?"
-                             " WHERE order_id = ? AND status = 'ready_to_ship'",
-                             (now, order_id)).rowcount
-        if stopped:
-            enqueue(tx, "mail", f"mail:{order_id}:warehouse-cancel", warehouse_mail(order, "cancel"))
-            release_stock(tx, order)
+    if target != "refunded":
+        tx.execute("UPDATE shop_entitlements SET revoked_at = NULL WHERE order_id = ?",
+                   (order_id,))
+        return
+    tx.execute("UPDATE shop_entitlements SET revoked_at = ? WHERE order_id = ?"
+               " AND revoked_at IS NULL", (now, order_id))
+    stopped = tx.execute("UPDATE shop_shipments SET status = 'canceled', updated_at = ?"
+                         " WHERE order_id = ? AND status = 'ready_to_ship'", (now, order_id)).rowcount
+    if stopped:
+        enqueue(tx, "mail", f"mail:{order_id}:warehouse-cancel", warehouse_mail(order, "cancel"))
+        release_stock(tx, order)
 
 
 def to_json(tx: Transaction, order_id: str) -> dict[str, Any] | None:

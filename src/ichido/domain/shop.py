@@ -89,6 +89,7 @@ class Shop:
         self.stripe = client
         self.outbox = OutboxDispatcher(
             lambda: app.inbox, {"mail": MailSender(app.settings), "stripe_refund": self.send_refund},
+            lease_seconds=app.settings.lease_seconds, max_attempts=app.settings.max_attempts,
             retry_base=app.settings.retry_base_seconds, retry_cap=app.settings.retry_cap_seconds,
             poll_interval=app.settings.poll_interval_seconds)
 
@@ -120,33 +121,37 @@ class Shop:
             order = orders.load(tx, order_id)
         assert order is not None
         status = 200
-        if order["status"] == "created":
+        if order["status"] in ("created", "failed"):
+            # New, or a retry: Stripe answers a retried call with the first answer (a decline
+            # stays a decline) under the same idempotency key, and applying it again is a no-op.
             status = self._create_payment(order, request)
         with self.app.inbox.reading() as tx:
             return status, orders.to_json(tx, order_id) or {}
 
     def _record_order(self, request: OrderRequest, product: Product, amount: int,
                       key: str | None) -> str:
+        """Insert the order first: the unique key is the check, so two concurrent retries with
+        one ``Idempotency-Key`` make one order (the second waits for the first, then finds it)."""
         fingerprint = request.fingerprint()
+        order_id = f"ord_{secrets.token_hex(12)}"
+        now = time.time()
         with self.app.inbox.transaction() as tx:
-            if key is not None:
-                found = tx.execute("SELECT id, request_fingerprint FROM shop_orders"
-                                   " WHERE idempotency_key = ?", (key,)).fetchone()
-                if found:
-                    if found[1] != fingerprint:
-                        raise OrderError("this Idempotency-Key was used with other parameters",
-                                         code="idempotency_key_reused", status=409)
-                    return found[0]
-            self._reserve(tx, product, request.quantity)
-            order_id = f"ord_{secrets.token_hex(12)}"
-            now = time.time()
-            tx.execute("INSERT INTO shop_orders (id, product_id, product_name, kind, quantity,"
-                       " amount, payment_method, email, status, idempotency_key,"
-                       " request_fingerprint, created_at, updated_at)"
-                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'created', ?, ?, ?, ?)",
-                       (order_id, product.id, product.name, product.kind, request.quantity, amount,
-                        request.payment_method, request.email, key, fingerprint, now, now))
-        return order_id
+            inserted = tx.execute(
+                "INSERT INTO shop_orders (id, product_id, product_name, kind, quantity, amount,"
+                " payment_method, email, status, idempotency_key, request_fingerprint,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'created', ?, ?, ?, ?)"
+                " ON CONFLICT (idempotency_key) DO NOTHING",
+                (order_id, product.id, product.name, product.kind, request.quantity, amount,
+                 request.payment_method, request.email, key, fingerprint, now, now)).rowcount
+            if inserted:
+                self._reserve(tx, product, request.quantity)  # out of stock rolls it all back
+                return order_id
+            found = tx.execute("SELECT id, request_fingerprint FROM shop_orders"
+                               " WHERE idempotency_key = ?", (key,)).fetchone()
+        if found[1] != fingerprint:
+            raise OrderError("this Idempotency-Key was used with other parameters",
+                             code="idempotency_key_reused", status=409)
+        return found[0]
 
     def _reserve(self, tx: Transaction, product: Product, quantity: int) -> None:
         if product.stock is None:
@@ -217,14 +222,21 @@ class Shop:
             if key is not None:
                 found = tx.execute("SELECT id, amount FROM shop_refund_requests WHERE order_id = ?"
                                    " AND idempotency_key = ?", (order_id, key)).fetchone()
+                if found and amount is not None and amount != found[1]:
+                    raise OrderError("this Idempotency-Key was used with another amount",
+                                     code="idempotency_key_reused", status=409)
                 if found:
-                    return {"id": found[0], "order": order_id, "amount": found[1]}
+                    return {"id": found[0], "order": order_id, "amount": int(found[1])}
             if order["status"] not in ("paid", "partially_refunded"):
                 raise OrderError(f"order {order_id} is {order['status']}, not refundable",
                                  code="not_refundable", status=409)
-            requested = tx.execute("SELECT COALESCE(SUM(amount), 0) FROM shop_refund_requests"
-                                   " WHERE order_id = ?", (order_id,)).fetchone()[0]
-            remaining = order["amount"] - requested
+            # Requests whose refund failed or was canceled at Stripe no longer count.
+            requested = int(tx.execute(
+                "SELECT COALESCE(SUM(q.amount), 0) FROM shop_refund_requests q"
+                " LEFT JOIN shop_refunds r ON r.id = q.refund_id WHERE q.order_id = ?"
+                " AND (r.status IS NULL OR r.status NOT IN ('failed', 'canceled'))",
+                (order_id,)).fetchone()[0])
+            remaining = int(order["amount"]) - requested
             amount = remaining if amount is None else amount
             if not 1 <= amount <= remaining:
                 raise OrderError(f"refund must be ¥1 to ¥{remaining:,}", code="invalid_amount",
