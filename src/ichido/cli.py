@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ichido.config import Settings, parse_duration
+from ichido.config import Settings, parse_duration, redact_url
 from ichido.domain.cli import fees_cli, orders_cli
 from ichido.emulator.cli import emulator as emulator_command
 from ichido.errors import IchidoError
@@ -95,7 +95,7 @@ def serve(
     service.settings.require_secret()
     service.inbox.ping()  # open and check the store now: a schema behind is one clear line
     err.print(f"ichido: receiving on http://{host}:{port}/webhooks/stripe, "
-              f"{workers} worker(s), store {_redact(service.settings.database_url)}")
+              f"{workers} worker(s), store {redact_url(service.settings.database_url)}")
     uvicorn.run(service, host=host, port=port, log_level=log_level, lifespan="on",
                 http="httptools", loop="uvloop")
 
@@ -115,7 +115,8 @@ def worker(
         return
     stop = threading.Event()
     service.start_workers(concurrency)
-    err.print(f"ichido: {concurrency} worker thread(s) on {_redact(service.settings.database_url)}")
+    store = redact_url(service.settings.database_url)
+    err.print(f"ichido: {concurrency} worker thread(s) on {store}")
     try:
         stop.wait()
     except KeyboardInterrupt:
@@ -246,14 +247,3 @@ def _when(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
     return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _redact(url: str) -> str:
-    """Never print a password that a database URL may carry."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url

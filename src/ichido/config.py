@@ -6,6 +6,7 @@ import os
 import re
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 from ichido.errors import ConfigError
 
@@ -125,6 +126,18 @@ class Settings:
             values["webhook_secrets"] = split_secrets(values["webhook_secrets"])
         return cls(**values).validated()
 
+    def __repr__(self) -> str:
+        """Secrets never reach a log, a traceback with locals, or an error page (I6)."""
+        shown = []
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if name in ("webhook_secrets", "stripe_api_key") and value:
+                value = "***"
+            elif name.endswith("_url") and isinstance(value, str):
+                value = redact_url(value)
+            shown.append(f"{name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
     def with_(self, **changes: Any) -> "Settings":
         return replace(self, **{k: v for k, v in changes.items() if v is not None}).validated()
 
@@ -152,6 +165,14 @@ class Settings:
                 "endpoint's signing secret (whsec_…; comma-separate two while rolling it)",
                 code="missing_secret",
             )
+
+
+def redact_url(url: str) -> str:
+    """``postgresql://u:secret@h/db`` → ``postgresql://u:***@h/db``."""
+    parts = urlsplit(url)
+    if parts.password:
+        return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
+    return url
 
 
 def split_secrets(text: str) -> tuple[str, ...]:
