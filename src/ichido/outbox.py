@@ -16,10 +16,9 @@ from typing import Any, Callable, Mapping
 
 import orjson
 
-from ichido.errors import IchidoError
 from ichido.inbox.base import Inbox, Transaction
 from ichido.inbox.migrations import Step
-from ichido.worker import backoff_seconds
+from ichido.worker import backoff_seconds, drain, poll
 
 log = logging.getLogger("ichido.outbox")
 
@@ -108,26 +107,11 @@ class OutboxDispatcher:
             tx.execute("UPDATE ichido_outbox SET status = 'sent', sent_at = ?, last_error = NULL"
                        " WHERE key = ? AND lease_token = ?", (time.time(), key, token))
 
-    def drain(self, max_rounds: int = 10_000) -> int:
-        total = 0
-        for _ in range(max_rounds):
-            sent = self.dispatch_once()
-            if not sent:
-                break
-            total += sent
-        return total
+    def drain(self) -> int:
+        return drain(self.dispatch_once)
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                busy = self.dispatch_once()
-            except IchidoError as exc:
-                log.warning("outbox: storage error, backing off: %s", exc)
-                busy = 0
-                stop.wait(1.0)
-            if not busy:
-                self.wake.wait(self.poll_interval)
-                self.wake.clear()
+        poll("outbox", self.dispatch_once, stop, self.wake, self.poll_interval)
 
     def counts(self) -> dict[str, int]:
         with self.store().reading() as tx:

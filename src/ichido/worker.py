@@ -32,6 +32,37 @@ def backoff_seconds(attempt: int, base: float, cap: float,
     return ceiling / 2 + rand() * ceiling / 2
 
 
+def poll(name: str, step: Callable[[], int], stop: threading.Event, wake: threading.Event,
+         interval: float) -> None:
+    """Run ``step`` until ``stop``; when it found nothing to do, sleep until ``wake`` or
+    ``interval``. Storage errors and bugs are logged and backed off: they never end the thread."""
+    while not stop.is_set():
+        try:
+            busy = step()
+        except IchidoError as exc:
+            log.warning("%s: storage error, backing off: %s", name, exc)
+            busy = 0
+            stop.wait(1.0)
+        except Exception:  # a bug must not silently end the thread: log it, back off, go on
+            log.exception("%s: unexpected error, backing off", name)
+            busy = 0
+            stop.wait(1.0)
+        if not busy:
+            wake.wait(interval)
+            wake.clear()
+
+
+def drain(step: Callable[[], int], max_rounds: int = 1_000_000) -> int:
+    """Call ``step`` until it does nothing; return the total it did."""
+    total = 0
+    for _ in range(max_rounds):
+        done = step()
+        if not done:
+            break
+        total += done
+    return total
+
+
 class Worker:
     def __init__(self, inbox: Inbox, handlers: HandlerRegistry, settings: Settings,
                  name: str | None = None, wake: threading.Event | None = None) -> None:
@@ -51,30 +82,12 @@ class Worker:
 
     def run(self, stop: threading.Event) -> None:
         """Loop until ``stop`` is set; sleep on ``wake`` (set by an in-process receiver) or poll."""
-        while not stop.is_set():
-            try:
-                busy = self.run_once()
-            except IchidoError as exc:
-                log.warning("worker %s: storage error, backing off: %s", self.name, exc)
-                busy = 0
-                stop.wait(1.0)
-            except Exception:  # a bug must not silently end the thread: log it, back off, go on
-                log.exception("worker %s: unexpected error, backing off", self.name)
-                busy = 0
-                stop.wait(1.0)
-            if not busy:
-                self.wake.wait(self.settings.poll_interval_seconds)
-                self.wake.clear()
+        poll(f"worker {self.name}", self.run_once, stop, self.wake,
+             self.settings.poll_interval_seconds)
 
-    def drain(self, max_rounds: int = 1_000_000) -> int:
+    def drain(self) -> int:
         """Process until nothing is due (tests and one-shot runs)."""
-        total = 0
-        for _ in range(max_rounds):
-            n = self.run_once()
-            if not n:
-                break
-            total += n
-        return total
+        return drain(self.run_once)
 
     def process(self, claim: Claim) -> None:
         self.process_batch([claim])
