@@ -30,3 +30,24 @@ def record_effect(event: ichido.Event, tx) -> None:
             raise RuntimeError("the downstream is broken")
     tx.execute("INSERT INTO effects (event_id, type, attempt) VALUES (?, ?, ?)",
                (event.id, event.type, event.attempt))
+
+
+# Added for the crash tests: a handler that can be held mid-batch, inside its transaction.
+# - EFFECTS_STARTED_FILE=path: touched when a `test.gated` event starts to be handled.
+# - EFFECTS_GATE_FILE=path: `test.gated` waits (up to 120 s) until that file exists.
+@app.on("test.gated")
+def gated_effect(event: ichido.Event, tx) -> None:
+    import time
+    from pathlib import Path
+
+    started = os.environ.get("EFFECTS_STARTED_FILE")
+    if started:
+        Path(started).touch()
+    gate = os.environ.get("EFFECTS_GATE_FILE")
+    deadline = time.monotonic() + 120
+    while gate and not os.path.exists(gate):
+        if time.monotonic() > deadline:
+            raise RuntimeError("gate never opened")
+        time.sleep(0.01)
+    tx.execute("INSERT INTO effects (event_id, type, attempt) VALUES (?, ?, ?)",
+               (event.id, event.type, event.attempt))
