@@ -184,3 +184,11 @@ def test_an_unusable_database_url_is_a_clear_error() -> None:
                              ["stats", "--json", "--database-url", "sqlite:///:memory:"]):
         assert done.returncode == 2, done.stderr
         assert "error" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_prune_refuses_a_window_shorter_than_stripes_retry_period(database_url: str) -> None:
+    """Stripe redelivers for three days: pruning younger events would let a redelivery be
+    applied a second time."""
+    refused = run_cli("prune", "--older-than", "24h", database_url=database_url)
+    assert refused.returncode != 0
+    assert "window_too_short" in refused.stderr + refused.stdout

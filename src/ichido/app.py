@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import threading
 from typing import Any, AsyncIterator, Callable, Sequence
 
@@ -127,7 +129,8 @@ class App:
     def start_workers(self, count: int) -> None:
         """Start ``count`` worker threads and, with them, the app's background loops (such as
         the outbox dispatcher): whoever processes events also sends their effects."""
-        loops = [self.worker().run for _ in range(count)]
+        name = f"{socket.gethostname()}:{os.getpid()}"
+        loops = [self.worker(name=f"{name}:w{index}").run for index in range(count)]
         if count:
             loops += self.background
         for index, loop in enumerate(loops):

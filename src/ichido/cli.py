@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ichido.config import Settings, parse_duration, redact_url
@@ -32,6 +33,9 @@ cli.add_typer(fees_cli, name="fees")
 out = Console()
 err = Console(stderr=True)
 
+# Stripe redelivers for up to three days; a pruned event redelivered would look new.
+STRIPE_RETRY_WINDOW = 73 * 3600.0
+
 DatabaseOpt = typer.Option(None, "--database-url", help="Overrides ICHIDO_DATABASE_URL.")
 AppOpt = typer.Option(None, "--app", help="module:attribute of your ichido.App (handlers).")
 
@@ -41,7 +45,7 @@ def main() -> None:
     try:
         cli()
     except IchidoError as exc:
-        err.print(f"[red]error[/red] [{exc.code}] {exc.message}")
+        err.print(f"[red]error[/red] {escape(f'[{exc.code}] {exc.message}')}")
         sys.exit(2)
 
 
@@ -208,7 +212,12 @@ def prune(older_than: str = typer.Option("30d", help="Age, e.g. 30d (Stripe rese
                                          "older than 30 days)."),
           database_url: Optional[str] = DatabaseOpt) -> None:
     """Delete finished events older than the window; their counts are kept."""
-    removed = _inbox(database_url).prune(parse_duration(older_than))
+    window = parse_duration(older_than)
+    if window < STRIPE_RETRY_WINDOW:
+        raise IchidoError(f"--older-than {older_than} is shorter than Stripe's 3-day retry window:"
+                          " a redelivery after the prune would be applied again",
+                          code="window_too_short")
+    removed = _inbox(database_url).prune(window)
     out.print(f"pruned {removed} finished event(s) older than {older_than}")
 
 
