@@ -1,4 +1,5 @@
-"""Workers process a claimed batch in one transaction: each event's handlers in a savepoint."""
+"""Workers process a claimed batch in one transaction; a failure anywhere in it rolls the batch
+back and its events go again one by one, so only the culprit fails."""
 
 from __future__ import annotations
 
@@ -52,8 +53,7 @@ def test_one_failing_event_rolls_back_only_its_own_writes(settings: Settings) ->
 
 
 def test_a_batch_that_fails_as_a_whole_is_processed_one_by_one(settings: Settings) -> None:
-    """A handler that breaks the transaction itself (not just its savepoint) must not take the
-    other events down with it."""
+    """A batch that fails at commit must not take its events down with it."""
     app = new_app(settings)
     calls: list[str] = []
 

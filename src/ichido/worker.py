@@ -32,6 +32,15 @@ def backoff_seconds(attempt: int, base: float, cap: float,
     return ceiling / 2 + rand() * ceiling / 2
 
 
+class HandlerFailed(Exception):
+    """A handler raised; the batch's transaction is rolled back with everything it wrote."""
+
+    def __init__(self, claim: Claim, error: str) -> None:
+        super().__init__(claim.id)
+        self.claim = claim
+        self.error = error
+
+
 def poll(name: str, step: Callable[[], int], stop: threading.Event, wake: threading.Event,
          interval: float) -> None:
     """Run ``step`` until ``stop``; when it found nothing to do, sleep until ``wake`` or
@@ -93,9 +102,9 @@ class Worker:
         self.process_batch([claim])
 
     def process_batch(self, claims: list[Claim]) -> None:
-        """Run a batch in one transaction, each event's handlers in a savepoint. If the batch as
-        a whole fails (a deadlock, a lost lease, the store), its events go again one by one, so
-        one culprit cannot hold the others back."""
+        """Run a batch in one transaction. If anything in it fails (a handler, a deadlock, a
+        lost lease), it is rolled back whole and its events go again one by one, so the culprit
+        is found and retried alone while the others commit."""
         runnable = []
         for claim in claims:
             if claim.attempt > self.settings.max_attempts:
@@ -108,43 +117,36 @@ class Worker:
         if not runnable:
             return
         try:
-            failures = self._run_batch(runnable)
+            self._run_batch(runnable)
+        except HandlerFailed as failed:
+            if len(runnable) == 1:
+                self._record_failure(failed.claim, failed.error)
+                return
         except LeaseLost as exc:
             if len(runnable) == 1:
                 log.info("%s", exc)
                 return
-            failures = None
         except Exception:
             if len(runnable) == 1:
                 raise
             log.warning("batch of %d failed as a whole; processing one by one", len(runnable),
                         exc_info=True)
-            failures = None
-        if failures is None:
-            for claim in runnable:
-                self.process(claim)
+        else:
             return
-        for claim, error in failures:
-            self._record_failure(claim, error)
+        for claim in runnable:
+            self.process(claim)
 
-    def _run_batch(self, claims: list[Claim]) -> list[tuple[Claim, str]]:
-        failures = []
+    def _run_batch(self, claims: list[Claim]) -> None:
         with self.inbox.processing(claims) as batch:
             for claim in batch.claims:
                 handlers = self.handlers.for_type(claim.type)
-                if not handlers:
-                    batch.finish(claim, Status.IGNORED)
-                    continue
-                event = Event.from_body(claim.body, claim.attempt)
+                event = Event.from_body(claim.body, claim.attempt) if handlers else None
                 try:
-                    with batch.savepoint() as tx:
-                        for handler in handlers:
-                            handler(event, tx)
-                except Exception:  # a handler's failure: kept with its traceback, retried
-                    failures.append((claim, traceback.format_exc(limit=-8)))
-                else:
-                    batch.finish(claim, Status.PROCESSED)
-        return failures
+                    for handler in handlers:
+                        handler(event, batch.tx)
+                except Exception as exc:  # kept with its traceback on the event, retried
+                    raise HandlerFailed(claim, traceback.format_exc(limit=-8)) from exc
+                batch.finish(claim, Status.PROCESSED if handlers else Status.IGNORED)
 
     def _record_failure(self, claim: Claim, error: str) -> None:
         retry_at = None

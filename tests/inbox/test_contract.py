@@ -268,8 +268,7 @@ def test_processing_a_batch_drops_claims_taken_over_and_commits_the_rest(inbox: 
         assert sorted(c.id for c in batch.claims) == sorted(
             c.id for c in claims if c.id != stolen.id)
         for claim in batch.claims:
-            with batch.savepoint() as tx:
-                write_effect(tx, claim)
+            write_effect(batch.tx, claim)
             batch.finish(claim, Status.PROCESSED)
     kept = {d.id for d in deliveries} - {stolen.id}
     assert effect_counts(inbox) == dict.fromkeys(kept, 1)
@@ -278,23 +277,6 @@ def test_processing_a_batch_drops_claims_taken_over_and_commits_the_rest(inbox: 
     with inbox.finishing(stolen, Status.PROCESSED) as tx:
         write_effect(tx, stolen)
     assert effect_counts(inbox) == {d.id: 1 for d in deliveries}
-
-
-def test_a_savepoint_undoes_one_event_and_the_batch_goes_on(inbox: Inbox) -> None:
-    good, bad = delivery(), delivery()
-    inbox.accept([good, bad])
-    claims = {c.id: c for c in inbox.claim("w", 10, 60.0)}
-    with inbox.processing(list(claims.values())) as batch:
-        with pytest.raises(RuntimeError):
-            with batch.savepoint() as tx:
-                write_effect(tx, claims[bad.id])
-                raise RuntimeError("handler failed")
-        with batch.savepoint() as tx:
-            write_effect(tx, claims[good.id])
-        batch.finish(claims[good.id], Status.PROCESSED)
-    assert effect_counts(inbox) == {good.id: 1}
-    assert (inbox.get(good.id).status, inbox.get(bad.id).status) == ("processed", "processing")
-    assert inbox.fail(claims[bad.id], "handler failed", None)
 
 
 def test_an_error_escaping_a_batch_commits_nothing(inbox: Inbox) -> None:

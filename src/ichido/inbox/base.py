@@ -83,18 +83,6 @@ class Batch:
     def finish(self, claim: Claim, status: Status) -> None:
         self.finished.setdefault(status, []).append(claim)
 
-    @contextmanager
-    def savepoint(self) -> Iterator[Transaction]:
-        """Undo only this block's writes if it raises; the batch's transaction goes on."""
-        self.tx.execute("SAVEPOINT ichido_event")
-        try:
-            yield self.tx
-        except BaseException:
-            self.tx.execute("ROLLBACK TO SAVEPOINT ichido_event")
-            self.tx.execute("RELEASE SAVEPOINT ichido_event")
-            raise
-        self.tx.execute("RELEASE SAVEPOINT ichido_event")
-
 
 class Inbox(abc.ABC):
     """Durable truth: unique on the event id, and the work queue the workers claim from."""

@@ -102,7 +102,10 @@ class SqliteInbox(SqlInbox):
         return tx.execute(
             "UPDATE ichido_events SET status = 'processing', attempts = attempts + 1,"
             " lease_token = lease_token + 1, lease_owner = ?, next_attempt_at = ?"
-            f" WHERE id IN (SELECT id FROM ichido_events WHERE {DUE} AND next_attempt_at <= ?"
+            # The hint keeps the planner on the partial index: without it SQLite may pick the
+            # status index and sort the whole backlog on every claim (60 ms at 20k pending).
+            " WHERE id IN (SELECT id FROM ichido_events INDEXED BY ichido_events_due"
+            f" WHERE {DUE} AND next_attempt_at <= ?"
             " ORDER BY next_attempt_at LIMIT ?)"
             " RETURNING id, type, body, attempts, lease_token, object_id",
             (owner, lease_until, now, limit),
