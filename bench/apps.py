@@ -1,0 +1,28 @@
+"""The benchmarks' ichido app: one simple handler that records each effect as a row.
+
+Like tests/apps/effects.py, the ``effects`` table has no unique constraint, so an event applied
+twice would show as two rows (the benchmarks check that none is). Every event type the bench
+stream sends has the handler. Serve it with ``ichido serve --app bench.apps:app``.
+"""
+
+from __future__ import annotations
+
+import ichido
+
+from bench.common import EVENT_TYPES
+
+app = ichido.App(schema=[("bench_effects", 1, [
+    "CREATE TABLE effects (event_id TEXT NOT NULL, type TEXT NOT NULL, attempt INTEGER NOT NULL)",
+])])
+
+
+@app.on(*EVENT_TYPES)
+def record_effect(event: ichido.Event, tx) -> None:
+    tx.execute("INSERT INTO effects (event_id, type, attempt) VALUES (?, ?, ?)",
+               (event.id, event.type, event.attempt))
+
+
+def main(argv: list[str]) -> int:
+    from bench.common import not_a_benchmark
+
+    return not_a_benchmark("apps")
