@@ -385,6 +385,7 @@ class Torture:
         self.workers: list[Service] = []
         self.emulator: EmulatorProcess | None = None
         self.emulator_state: dict[str, Any] = {"in_flight": 0, "busy": True, "events": 0}
+        self.monitor: threading.Thread | None = None
         self.fault_lock = threading.Lock()
         self.done_stories = 0
         self.started_stories = 0
@@ -453,6 +454,9 @@ class Torture:
             with contextlib.suppress(Exception):
                 service.stop()
         if self.emulator is not None:
+            self.aborting.set()  # the emulator watch ends before the emulator does
+            if self.monitor is not None:
+                self.monitor.join(10)
             with contextlib.suppress(Exception):
                 self.emulator.stop()
         with contextlib.suppress(Exception):
@@ -552,7 +556,7 @@ class Torture:
     def watch_emulator(self) -> None:
         """One thread reads the emulator's state for everyone (buyers only look at it)."""
         while not self.aborting.is_set() and self.emulator is not None:
-            with contextlib.suppress(httpx.HTTPError):
+            with contextlib.suppress(httpx.HTTPError, RuntimeError):  # RuntimeError: closed
                 self.emulator_state = self.emulator.status()
             time.sleep(0.05)
 

@@ -239,12 +239,12 @@ def test_postgres_restart_mid_stream_answers_503_then_loses_nothing_and_applies_
         failed_before = failed_deliveries()
 
         with postgres_stopped(POSTGRES_URL):
-            pay_by_card(stripe, 8)  # Stripe goes on making events; their deliveries fail now
             threads = [threading.Thread(target=probe, args=(i, body))
                        for i, body in enumerate(probes)]
             threads += [threading.Thread(target=check_health, args=(r.url,)) for r in receivers]
             for thread in threads:  # all at once; the outage ends once both have said 503
                 thread.start()
+            pay_by_card(stripe, 8)  # Stripe goes on making events; their deliveries fail now
             wait_until(refused_by_both, timeout=60, interval=0.05,
                        message="both receivers to refuse while PostgreSQL is down")
         back_at = time.monotonic()
@@ -273,6 +273,8 @@ def test_postgres_restart_mid_stream_answers_503_then_loses_nothing_and_applies_
         server.stop()
         stripe.close()
         stop_all(*receivers)
+        with redis_client(FLUSH_REDIS_URL) as client:  # this test's seen keys (73 h TTL)
+            client.flushdb()
 
     sent = emulator.stats()
     assert sum(e["gave_up"] for e in sent["endpoints"].values()) == 0
