@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
+from decimal import Decimal
+from pathlib import Path
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 from urllib.parse import urlsplit, urlunsplit
@@ -165,6 +168,22 @@ class Settings:
                 "endpoint's signing secret (whsec_…; comma-separate two while rolling it)",
                 code="missing_secret",
             )
+
+
+def read_text(path: "os.PathLike[str] | str", what: str) -> str:
+    """A configuration file's text, or a ``ConfigError`` naming ``what`` it was meant to be."""
+    try:
+        return Path(path).read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
+def parse_toml(text: str, origin: str) -> dict[str, Any]:
+    """TOML with decimals kept exact (money and shares), or a ``ConfigError`` naming ``origin``."""
+    try:
+        return tomllib.loads(text, parse_float=Decimal)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{origin}: not valid TOML: {exc}") from None
 
 
 def redact_url(url: str) -> str:

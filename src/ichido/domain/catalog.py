@@ -9,14 +9,13 @@ fee eat too much of the sale (issue 6, ``ichido fees audit``).
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from ichido.domain.fees import (KONBINI_MAX, KONBINI_MIN, METHODS, PricingTable, Share,
                                 as_share, shown)
+from ichido.config import parse_toml, read_text
 from ichido.errors import ConfigError, NotFound
 
 _Bad = Callable[[str, str], ConfigError]
@@ -63,19 +62,11 @@ class Catalog:
 
 
 def load_catalog(path: str | os.PathLike[str]) -> Catalog:
-    path = Path(path)
-    try:
-        text = path.read_text("utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read catalogue {path}: {exc.strerror or exc}") from None
-    return parse_catalog(text, origin=str(path))
+    return parse_catalog(read_text(path, "catalogue"), origin=str(path))
 
 
 def parse_catalog(text: str, origin: str = "<string>") -> Catalog:
-    try:
-        doc = tomllib.loads(text, parse_float=Decimal)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{origin}: not valid TOML: {exc}") from None
+    doc = parse_toml(text, origin)
     entries = doc.get("products")
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{origin}: no products: add [[products]] tables")

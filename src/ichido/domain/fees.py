@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import os
-import tomllib
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, Inexact, InvalidOperation
@@ -25,6 +24,7 @@ from math import ceil
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from ichido.config import parse_toml, read_text
 from ichido.errors import ConfigError, IchidoError
 
 CURRENCY = "jpy"
@@ -177,18 +177,11 @@ def _default_table(env_path: str | None) -> PricingTable:
 
 
 def _read_file(path: Path) -> PricingTable:
-    try:
-        text = path.read_text("utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read pricing file {path}: {exc.strerror or exc}") from None
-    return parse_pricing(text, origin=str(path))
+    return parse_pricing(read_text(path, "pricing file"), origin=str(path))
 
 
 def parse_pricing(text: str, origin: str = "<string>") -> PricingTable:
-    try:
-        doc = tomllib.loads(text, parse_float=Decimal)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{origin}: not valid TOML: {exc}") from None
+    doc = parse_toml(text, origin)
     methods = doc.get("methods")
     if not isinstance(methods, dict):
         raise ConfigError(f"{origin}: no [methods.<name>] tables (expected {', '.join(METHODS)})")
