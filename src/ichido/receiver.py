@@ -37,9 +37,11 @@ class WebhookReceiver:
         except IchidoError as exc:
             status, answer = exc.http_status, exc.to_json()
             METRICS.rejected.labels(exc.code).inc()
+        body = orjson.dumps(answer)
         await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": orjson.dumps(answer)})
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
 
     async def handle(self, scope: Scope, receive: Receive) -> dict[str, str]:
         headers = dict(scope["headers"])
@@ -58,10 +60,8 @@ class WebhookReceiver:
                          tolerance=self.settings.tolerance_seconds)
         delivery = parse_delivery(body)
         outcome = await (await self.group()).submit(delivery)
-        METRICS.received.inc()
         if outcome is Outcome.ACCEPTED:
             return {"id": delivery.id, "status": "accepted"}
-        METRICS.duplicates.labels(outcome.value).inc()
         return {"id": delivery.id, "status": "duplicate", "tier": outcome.value}
 
 

@@ -96,6 +96,15 @@ class Inbox(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def accept_async(self, deliveries: Sequence[Delivery], *,
+                           cache_hits: int = 0) -> list[bool]:
+        """``accept`` for the receiver's event loop, which it must never block: each engine
+        knows how (a local file writes at once, a database server is awaited)."""
+
+    async def aclose(self) -> None:
+        """Release what ``accept_async`` holds on the running event loop."""
+
+    @abc.abstractmethod
     def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Claim]:
         """Take up to ``limit`` due events under a lease; expired leases count as due."""
 
@@ -161,6 +170,16 @@ class Inbox(abc.ABC):
 
 class SeenCache(abc.ABC):
     """The fast tier: a hint holding ids that are already durable. Losing it loses nothing (I3)."""
+
+    async def seen_async(self, event_ids: Sequence[str]) -> set[str]:
+        """``seen`` for the event loop; a tier that answers from memory just answers."""
+        return self.seen(event_ids)
+
+    async def add_async(self, event_ids: Sequence[str]) -> None:
+        self.add(event_ids)
+
+    async def aclose(self) -> None:
+        """Release what the async methods hold on the running event loop."""
 
     @abc.abstractmethod
     def seen(self, event_ids: Sequence[str]) -> set[str]:

@@ -14,7 +14,6 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Iterator, Sequence
 
 from ichido.errors import LeaseLost, StorageUnavailable
-from ichido.event import Delivery
 from ichido.inbox import migrations
 from ichido.inbox.base import (
     FINISHED,
@@ -24,7 +23,6 @@ from ichido.inbox.base import (
     Inbox,
     Status,
     Transaction,
-    counts_for,
     stats_from,
 )
 
@@ -96,10 +94,6 @@ class SqlInbox(Inbox):
     def transaction(self) -> AbstractContextManager[Transaction]: ...
 
     @abc.abstractmethod
-    def _insert_new(self, tx: Transaction, deliveries: Sequence[Delivery], now: float) -> set[str]:
-        """Insert, skipping ids already stored; return the ids this call inserted."""
-
-    @abc.abstractmethod
     def _claim_due(self, tx: Transaction, owner: str, limit: int, lease_until: float,
                    now: float) -> list[tuple]:
         """Claim due rows; return ``(id, type, body, attempts, lease_token, object_id)`` each."""
@@ -110,25 +104,18 @@ class SqlInbox(Inbox):
         need it; SQLite has one writer and needs nothing)."""
 
     # -- receiving ---------------------------------------------------------------------------
-
-    def accept(self, deliveries: Sequence[Delivery], *, cache_hits: int = 0) -> list[bool]:
-        # In id order: two batches holding the same ids then lock them in the same order and
-        # cannot deadlock each other.
-        ordered = sorted(deliveries, key=lambda d: d.id)
-        with self._storage("store deliveries"), self.transaction() as tx:
-            new_ids = self._insert_new(tx, ordered, time.time()) if deliveries else set()
-            accepted = _first_of_each(deliveries, new_ids)
-            self._count(tx, counts_for(accepted, cache_hits))
-        return accepted
+    # Each engine writes ``accept`` its own way (the cost of the whole pipeline is there); both
+    # insert in id order, so two batches holding the same ids lock them in the same order and
+    # cannot deadlock each other, and both count in the same commit.
 
     def _count(self, tx: Transaction, increments: dict[str, int]) -> None:
-        rows = [(self.shard, name, value) for name, value in increments.items() if value]
-        if rows:
-            tx.executemany(
-                "INSERT INTO ichido_counters (shard, name, value) VALUES (?, ?, ?)"
-                " ON CONFLICT (shard, name) DO UPDATE"
+        rows = [(name, value) for name, value in increments.items() if value]
+        if rows:  # one statement, not one per counter: each is a round trip or a GIL hand-off
+            tx.execute(
+                "INSERT INTO ichido_counters (shard, name, value) VALUES"
+                f" {', '.join('(?, ?, ?)' for _ in rows)} ON CONFLICT (shard, name) DO UPDATE"
                 " SET value = ichido_counters.value + excluded.value",
-                rows,
+                [v for name, value in rows for v in (self.shard, name, value)],
             )
 
     # -- working -----------------------------------------------------------------------------
@@ -275,7 +262,7 @@ def _record(row: Sequence, failures: tuple = ()) -> EventRecord:
     return EventRecord(*values, failures=failures)
 
 
-def _first_of_each(deliveries: Sequence[Delivery], new_ids: set[str]) -> list[bool]:
+def first_of_each(deliveries: Sequence[Delivery], new_ids: set[str]) -> list[bool]:
     """True for the first copy of each newly stored id; later copies in the batch are duplicates."""
     accepted = []
     for delivery in deliveries:
