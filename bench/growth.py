@@ -1,7 +1,7 @@
 """Growth: cost per event and resident memory as the store grows from 10^3 to 10^6 events.
 
-In one process, the store is filled through the receiver's own storage path (``GroupCommit``'s
-writer step: seen tier → ``Inbox.accept`` in one commit → seen tier), in batches of 1,000
+In one process, the store is filled through the receiver's own storage path
+(``GroupCommit.store``: seen tier → one durable commit → seen tier), in batches of 1,000
 realistic events (2.3–3.0 KB, parsed by ``parse_delivery``). At each size it times, per event
 (medians of many samples):
 
@@ -24,12 +24,13 @@ wall-clock and process-CPU ratios are reported too. ``--quick`` stops at 10^5.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import statistics
 import time
 import uuid
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from bench import common as c
 
@@ -114,11 +115,13 @@ class Tier:
         settings = Settings(database_url=database_url, seen_max_entries=seen_max)
         self.inbox = open_inbox(settings, migrate=True)
         self.seen = open_seen_cache(settings, self.inbox.store_id())
-        group = GroupCommit(self.inbox, self.seen)
-        self.write: Callable[[list[Any]], Any] = getattr(group, "_store", None) or \
-            _store_fallback(self.inbox, self.seen)
+        self.group = GroupCommit(self.inbox, self.seen)
+        self.loop = asyncio.new_event_loop()
         self.events = Events()
         self.stored = 0
+
+    def write(self, deliveries: list[Any]) -> None:
+        self.loop.run_until_complete(self.group.store(deliveries))
 
     def fill(self, size: int) -> None:
         while self.stored < size:
@@ -145,6 +148,8 @@ class Tier:
         return plan
 
     def close(self) -> None:
+        self.loop.run_until_complete(self.group.close())
+        self.loop.close()
         self.seen.close()
         self.inbox.close()
 
@@ -216,17 +221,6 @@ def _measure(samples: int, big: Tier, ref: Tier, rng: random.Random,
         out[f"{name}_cpu_us"] = round(statistics.median(cpu[name]), 1)
         out[f"{name}_rel"] = round(statistics.median(rel[name]), 3)
     return out
-
-
-def _store_fallback(inbox: Any, seen: Any) -> Callable[[list[Any]], Any]:
-    """What GroupCommit's writer step does, should its private name change."""
-    def write(deliveries: list[Any]) -> None:
-        cached = seen.seen([d.id for d in deliveries])
-        misses = [d for d in deliveries if d.id not in cached]
-        inbox.accept(misses, cache_hits=len(deliveries) - len(misses))
-        seen.add([d.id for d in misses])
-
-    return write
 
 
 def _seen_len(seen: Any) -> int | None:

@@ -104,3 +104,47 @@ def test_a_claim_taken_over_before_the_batch_starts_is_left_to_its_new_owner(
     assert effects(app) == []
     app.worker().process_batch(fresh)
     assert effects(app) == sorted(ids)
+
+
+def test_handlers_that_read_what_they_wrote_see_it_in_a_batch(settings: Settings) -> None:
+    """On PostgreSQL a batch is pipelined; a handler's ``rowcount`` and reads must still be
+    those of its own statements (the shop's state machine decides on them)."""
+    app = new_app(settings)
+    ids = store(app, [make_event() for _ in range(8)])
+    seen: list[tuple[str, int, int, int]] = []
+
+    @app.on("payment_intent.succeeded")
+    def record(event: ichido.Event, tx) -> None:
+        inserted = tx.execute("INSERT INTO effects (event_id) VALUES (?)", (event.id,)).rowcount
+        updated = tx.execute("UPDATE effects SET event_id = event_id WHERE event_id = ?",
+                             (event.id,)).rowcount
+        (count,) = tx.execute("SELECT count(*) FROM effects").fetchone()
+        seen.append((event.id, inserted, updated, count))
+
+    assert app.worker().run_once() == 8
+    # Once each, in one batch (a wrong count would have failed it and rerun it one by one).
+    assert sorted(i for i, *_ in seen) == sorted(ids)
+    assert {(inserted, updated) for _, inserted, updated, _ in seen} == {(1, 1)}
+    assert [count for *_, count in seen] == list(range(1, 9))
+    assert effects(app) == sorted(ids)
+
+
+def test_a_failing_statement_in_a_batch_fails_only_its_own_event(settings: Settings) -> None:
+    """A statement's error may surface later in a pipelined batch, even inside another event's
+    handler; the one-by-one rerun must still pin it on the event that caused it."""
+    app = new_app(settings)
+    ids = store(app, [make_event() for _ in range(6)])
+    culprit = ids[2]
+
+    @app.on("payment_intent.succeeded")
+    def record(event: ichido.Event, tx) -> None:
+        tx.execute("INSERT INTO effects (event_id) VALUES (?)", (event.id,))
+        if event.id == culprit:
+            tx.execute("INSERT INTO no_such_table (x) VALUES (1)")  # no reply is waited for
+
+    assert app.worker().run_once() == 6
+    assert effects(app) == sorted(set(ids) - {culprit})
+    statuses = {i: app.inbox.get(i).status for i in ids}
+    assert statuses.pop(culprit) == Status.RETRYING
+    assert set(statuses.values()) == {Status.PROCESSED}
+    assert "no_such_table" in app.inbox.get(culprit).failures[0][2]

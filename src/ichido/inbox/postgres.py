@@ -30,18 +30,47 @@ def _pg_sql(sql: str) -> str:
 
 
 class PgTransaction:
-    """A handler's ``tx`` on PostgreSQL: same ``?`` SQL as on SQLite; ``connection`` is raw."""
+    """A handler's ``tx`` on PostgreSQL: same ``?`` SQL as on SQLite; ``connection`` is raw.
 
-    def __init__(self, connection: psycopg.Connection) -> None:
+    In a pipelined batch, statements are sent without waiting for their replies; what a
+    handler reads still reads as usual (fetching waits for the reply, and so does ``rowcount``).
+    """
+
+    def __init__(self, connection: psycopg.Connection,
+                 pipeline: psycopg.Pipeline | None = None) -> None:
         self.connection = connection
+        self.pipeline = pipeline
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
-        return self.connection.execute(_pg_sql(sql), params)
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._result(self.connection.execute(_pg_sql(sql), params))
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> psycopg.Cursor:
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
         cursor = self.connection.cursor()
         cursor.executemany(_pg_sql(sql), list(rows))
-        return cursor
+        return self._result(cursor)
+
+    def _result(self, cursor: psycopg.Cursor) -> Any:
+        return cursor if self.pipeline is None else _PipelinedCursor(cursor, self.pipeline)
+
+
+class _PipelinedCursor:
+    """A cursor whose ``rowcount`` waits for the statement's reply, as it would unpipelined
+    (fetching and iterating wait by themselves)."""
+
+    def __init__(self, cursor: psycopg.Cursor, pipeline: psycopg.Pipeline) -> None:
+        self._cursor = cursor
+        self._pipeline = pipeline
+
+    @property
+    def rowcount(self) -> int:
+        self._pipeline.sync()
+        return self._cursor.rowcount
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._cursor)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
 
 
 class PostgresInbox(SqlInbox):
@@ -73,18 +102,41 @@ class PostgresInbox(SqlInbox):
 
     reading = transaction
 
+    @contextmanager
+    def _autocommit(self) -> Iterator[psycopg.Connection]:
+        with self.pool.connection() as conn:
+            conn.autocommit = True
+            try:
+                yield conn
+            finally:
+                conn.autocommit = False
+
+    @contextmanager
+    def _statement(self) -> Iterator[Transaction]:
+        with self._autocommit() as conn:
+            yield PgTransaction(conn)
+
+    @contextmanager
+    def _batch(self, size: int) -> Iterator[Transaction]:
+        """Several events: pipelined, so the handlers' writes go out without waiting for each
+        other's replies (a statement's error shows at the next read; the worker then runs the
+        batch again one event at a time, where nothing is pipelined and errors land on the event
+        that caused them)."""
+        if size < 2:
+            with self.transaction() as tx:
+                yield tx
+            return
+        with self.pool.connection() as conn, conn.pipeline() as pipeline:
+            yield PgTransaction(conn, pipeline)
+
     # Receiving: one statement, the insert and the counters together, run in autocommit (a
     # statement is atomic on its own). One round trip where BEGIN, INSERT, counters and COMMIT
     # were four, each waited for by every request in the batch.
 
     def accept(self, deliveries: Sequence[Delivery], *, cache_hits: int = 0) -> list[bool]:
         params = _accept_params(self.shard, deliveries, cache_hits)
-        with self._storage("store deliveries"), self.pool.connection() as conn:
-            conn.autocommit = True
-            try:
-                rows = conn.execute(_ACCEPT, params).fetchall()
-            finally:
-                conn.autocommit = False
+        with self._storage("store deliveries"), self._autocommit() as conn:
+            rows = conn.execute(_ACCEPT, params).fetchall()
         return first_of_each(deliveries, {row[0] for row in rows})
 
     async def accept_async(self, deliveries: Sequence[Delivery], *,

@@ -93,6 +93,15 @@ class SqlInbox(Inbox):
     @abc.abstractmethod
     def transaction(self) -> AbstractContextManager[Transaction]: ...
 
+    def _statement(self) -> AbstractContextManager[Transaction]:
+        """Where one statement runs alone (atomic by itself): engines that can skip BEGIN and
+        COMMIT, and their round trips, say so here."""
+        return self.transaction()
+
+    def _batch(self, size: int) -> AbstractContextManager[Transaction]:
+        """The transaction a worker's batch of ``size`` events runs in."""
+        return self.transaction()
+
     @abc.abstractmethod
     def _claim_due(self, tx: Transaction, owner: str, limit: int, lease_until: float,
                    now: float) -> list[tuple]:
@@ -122,13 +131,13 @@ class SqlInbox(Inbox):
 
     def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Claim]:
         now = time.time()
-        with self._storage("claim"), self.transaction() as tx:
+        with self._storage("claim"), self._statement() as tx:
             rows = self._claim_due(tx, owner, limit, now + lease_seconds, now)
         return [Claim(*row) for row in rows]
 
     @contextmanager
     def processing(self, claims: Sequence[Claim]) -> Iterator[Batch]:
-        with self.transaction() as tx:
+        with self._batch(len(claims)) as tx:
             mine = self._fence(tx, claims)
             objects = sorted({c.object_id for c in claims if c.object_id and c.id in mine})
             if objects:
