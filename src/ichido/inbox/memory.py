@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from typing import Callable, Sequence
 
 from ichido.inbox.base import SeenCache
@@ -11,15 +12,17 @@ from ichido.inbox.base import SeenCache
 
 class MemorySeenCache(SeenCache):
     """TTL map in insertion order. All entries share one TTL, so the oldest entry is also the
-    first to expire and eviction only ever looks at the front. A lock makes it safe to clear
-    from another thread than the writer's."""
+    first to expire and eviction only ever looks at the front. An ``OrderedDict``, not a dict:
+    a dict emptied from the front keeps the holes there, and finding its first entry walks
+    them all (5x slower at 50,000 entries). A lock makes it safe to clear from another thread
+    than the writer's."""
 
     def __init__(self, ttl_seconds: float, max_entries: int,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl_seconds
         self.max_entries = max_entries
         self._clock = clock
-        self._expiry: dict[str, float] = {}
+        self._expiry: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
     def seen(self, event_ids: Sequence[str]) -> set[str]:
@@ -32,8 +35,8 @@ class MemorySeenCache(SeenCache):
         now = self._clock()
         with self._lock:
             for event_id in event_ids:
-                self._expiry.pop(event_id, None)  # re-insert at the back: order stays sorted
                 self._expiry[event_id] = now + self.ttl
+                self._expiry.move_to_end(event_id)  # the back: the order stays by expiry
             self._evict(now)
 
     def clear(self) -> None:
@@ -49,4 +52,4 @@ class MemorySeenCache(SeenCache):
             oldest = next(iter(expiry))
             if expiry[oldest] > now and len(expiry) <= self.max_entries:
                 return
-            del expiry[oldest]
+            expiry.popitem(last=False)
