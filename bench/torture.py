@@ -292,9 +292,9 @@ def serve_emulator(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     emu = Emulator(webhook_urls=args.webhook_url, webhook_secrets=[args.secret], api_key=API_KEY,
                    duplicate_rate=args.duplicate_rate, reorder_window=args.reorder_window,
-                   time_scale=0.001, seed=args.seed)
+                   time_scale=0.001, seed=args.seed,
+                   webhook_concurrency=max(1, args.sender_concurrency))
     emu.store.public_url = f"http://127.0.0.1:{args.port}"
-    bound_concurrency(emu.sender, args.sender_concurrency)
     inner = build_app(emu)
     store, sender = emu.store, emu.sender
 
@@ -340,24 +340,6 @@ def serve_emulator(argv: list[str]) -> int:
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="on",
                 access_log=False)
     return 0
-
-
-def bound_concurrency(sender: Any, limit: int) -> None:
-    """Let at most ``limit`` webhook requests of the emulator be on the wire at once, as Stripe
-    paces its own deliveries. The emulator starts every delivery at once on one HTTP client
-    (100 connections): under a backlog, httpcore's pool rescans every waiting request on each
-    change (quadratic CPU) and the wait counts against the 10 s timeout, so deliveries time out
-    in the queue and their retries grow the queue. Waiting here instead costs nothing."""
-    post = getattr(sender, "_post", None)
-    if post is None or limit <= 0:
-        return
-    gate = asyncio.Semaphore(limit)
-
-    async def bounded(endpoint: Any, body: bytes) -> bool:
-        async with gate:
-            return await post(endpoint, body)
-
-    sender._post = bounded
 
 
 # -- the run -----------------------------------------------------------------------------------

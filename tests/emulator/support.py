@@ -34,6 +34,8 @@ class Receiver:
     answer: Callable[[Delivery, int], int] = lambda delivery, n: 200
     delay: Callable[[int], float] = lambda n: 0.0  # seconds before answering copy n
     deliveries: list[Delivery] = field(default_factory=list)
+    in_flight: int = 0  # requests being answered right now
+    most_in_flight: int = 0  # the highest in_flight seen, to check the sender's pacing
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -45,15 +47,22 @@ class Receiver:
         self.url = ""
 
     async def _hook(self, request: Request) -> Response:
-        body = await request.body()
-        delivery = Delivery(body, request.headers.get("Stripe-Signature", ""),
-                            orjson.loads(body))
         with self._lock:
-            self.deliveries.append(delivery)
-            count = sum(d.event["id"] == delivery.event["id"] for d in self.deliveries)
-        if self.delay(count):
-            await asyncio.sleep(self.delay(count))
-        return Response(status_code=self.answer(delivery, count))
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            body = await request.body()
+            delivery = Delivery(body, request.headers.get("Stripe-Signature", ""),
+                                orjson.loads(body))
+            with self._lock:
+                self.deliveries.append(delivery)
+                count = sum(d.event["id"] == delivery.event["id"] for d in self.deliveries)
+            if self.delay(count):
+                await asyncio.sleep(self.delay(count))
+            return Response(status_code=self.answer(delivery, count))
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
     def start(self) -> "Receiver":
         self._thread.start()

@@ -165,6 +165,23 @@ def test_delay_holds_deliveries_but_loses_none(receiver: Receiver) -> None:
         server.stop()
 
 
+def test_a_backlog_is_sent_a_few_requests_at_a_time() -> None:
+    # All first attempts are held, then released together: 36 deliveries at once, well over
+    # the bound, to an endpoint slow enough that they would overlap if nothing paced them.
+    slow = Receiver(delay=lambda n: 0.05).start()
+    server = serve([slow], webhook_concurrency=4, delay=0.5)
+    try:
+        sent = pay_by_card(server, count=12)
+        assert len(sent) == 36
+        assert Counter(slow.ids()) == {event_id: 1 for event_id in sent}
+        assert 1 < slow.most_in_flight <= 4  # they overlapped, never past the bound
+        stats = server.emulator.stats()
+        assert stats["endpoints"][slow.url] == {"succeeded": 36, "failed": 0, "gave_up": 0}
+    finally:
+        server.stop()
+        slow.stop()
+
+
 def test_cli_refuses_a_webhook_url_without_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("STRIPE_WEBHOOK_SECRET", raising=False)
     app = typer.Typer()

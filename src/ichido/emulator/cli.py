@@ -27,6 +27,8 @@ def emulator(
                                     "as timeouts, so the event comes again on the retry."),
     time_scale: float = typer.Option(1.0, min=0.0, help="Multiplier for Stripe's retry "
                                      "schedule (0.001: three days in ~4 minutes)."),
+    webhook_concurrency: int = typer.Option(32, min=1, help="Webhook requests on the wire at "
+                                            "once; the rest wait their turn."),
     api_key: Optional[str] = typer.Option(None, "--api-key", help="The only key accepted "
                                           "(default: any sk_test_…)."),
     seed: Optional[int] = typer.Option(None, help="Seed for the chaos, to replay a run."),
@@ -40,7 +42,8 @@ def emulator(
                                  param_hint="--webhook-secret")
     emu = Emulator(webhook_urls=webhook_url, webhook_secrets=webhook_secret, api_key=api_key,
                    duplicate_rate=duplicate_rate, reorder_window=reorder_window, delay=delay,
-                   fail_rate=fail_rate, time_scale=time_scale, seed=seed)
+                   fail_rate=fail_rate, time_scale=time_scale,
+                   webhook_concurrency=webhook_concurrency, seed=seed)
     typer.echo(f"ichido emulator: http://127.0.0.1:{port} "
                f"(stripe.api_base or base_addresses={{'api': ...}}), "
                f"{len(webhook_url)} webhook endpoint(s)", err=True)

@@ -15,7 +15,13 @@ from ichido.emulator.idempotency import IdempotencyKeys
 from ichido.emulator.payments import Payments
 from ichido.emulator.refunds import Refunds
 from ichido.emulator.state import Store
-from ichido.emulator.webhooks import LIVE_RETRY_DELAYS, Chaos, Endpoint, WebhookSender
+from ichido.emulator.webhooks import (
+    DEFAULT_CONCURRENCY,
+    LIVE_RETRY_DELAYS,
+    Chaos,
+    Endpoint,
+    WebhookSender,
+)
 
 
 class Emulator:
@@ -26,12 +32,13 @@ class Emulator:
                  duplicate_rate: float = 0.0, reorder_window: float = 0.0, delay: float = 0.0,
                  fail_rate: float = 0.0, time_scale: float = 1.0, timeout: float = 10.0,
                  retry_delays: Sequence[float] = LIVE_RETRY_DELAYS, api_delay: float = 0.0,
-                 seed: int | None = None,
+                 webhook_concurrency: int = DEFAULT_CONCURRENCY, seed: int | None = None,
                  pricing_path: str | os.PathLike[str] | None = None) -> None:
         """``webhook_urls`` all get every event signed with every one of ``webhook_secrets``
         (two secrets = a secret roll); ``endpoints`` gives each URL its own secrets.
         ``api_key``: the one key accepted (default: any ``sk_test_…``). ``api_delay``: seconds
-        each API request spends executing, so that concurrent requests overlap."""
+        each API request spends executing, so that concurrent requests overlap.
+        ``webhook_concurrency``: webhook requests on the wire at once (the rest wait their turn)."""
         if webhook_urls and not webhook_secrets:
             raise ValueError("webhook URLs need at least one signing secret (whsec_…)")
         for rate in (duplicate_rate, fail_rate):
@@ -47,7 +54,8 @@ class Emulator:
         self.sender = WebhookSender(
             all_endpoints, self.store.render_event, self.store.mark_delivered,
             chaos=Chaos(duplicate_rate, reorder_window, delay, fail_rate),
-            time_scale=time_scale, timeout=timeout, retry_delays=retry_delays, seed=seed)
+            time_scale=time_scale, timeout=timeout, retry_delays=retry_delays,
+            concurrency=webhook_concurrency, seed=seed)
         self.store.listeners.append(self.sender.enqueue)
 
     def on_event(self, listener: Callable[[dict[str, Any]], None]) -> None:

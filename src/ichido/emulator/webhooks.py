@@ -8,6 +8,11 @@ not publish the intervals or the timeout (third-party write-ups disagree: 10–3
 (16 attempts); ``time_scale`` multiplies every wait (0.001 turns three days into ~4 minutes).
 The signature is ``signature.sign``: one ``v1`` per secret, so a secret roll signs with both.
 
+Pacing: at most ``concurrency`` requests (default ``DEFAULT_CONCURRENCY``) are on the wire at
+once, as Stripe paces its own deliveries. The others wait their turn before they are signed and
+timed, so under a backlog of thousands the ``timeout`` covers the receiver's answer only, not
+time spent queued for one of the HTTP client's connections.
+
 Chaos, for testing receivers: ``duplicate_rate`` sends a second copy of a delivery, half the
 time at the same instant and half a little later; ``reorder_window`` holds an object's events
 for that many seconds and releases them shuffled; ``delay`` holds every first attempt;
@@ -39,6 +44,7 @@ def _live_schedule(first: int = 60, cap: int = 12 * 3600, total: int = 72 * 3600
 LIVE_RETRY_DELAYS = _live_schedule()
 TEST_RETRY_DELAYS = (3600, 2 * 3600, 3 * 3600)  # "three times over a few hours"
 USER_AGENT = "Stripe/1.0 (+https://stripe.com/docs/webhooks)"
+DEFAULT_CONCURRENCY = 32  # requests on the wire at once, well under httpx's 100 connections
 
 
 @dataclass(frozen=True)
@@ -79,15 +85,18 @@ class WebhookSender:
                  delivered: Callable[[str], None], *, chaos: Chaos | None = None,
                  time_scale: float = 1.0, timeout: float = 10.0,
                  retry_delays: Sequence[float] = LIVE_RETRY_DELAYS,
-                 seed: int | None = None) -> None:
+                 concurrency: int = DEFAULT_CONCURRENCY, seed: int | None = None) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency is at least 1, got {concurrency}")
         self.endpoints, self.render, self.delivered = list(endpoints), render, delivered
         self.chaos, self.time_scale, self.timeout = chaos or Chaos(), time_scale, timeout
-        self.retry_delays = tuple(retry_delays)
+        self.retry_delays, self.concurrency = tuple(retry_delays), concurrency
         self.rng = random.Random(seed)
         self._stats = DeliveryStats(endpoints={e.url: EndpointStats() for e in self.endpoints})
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: httpx.AsyncClient | None = None
+        self._gate: asyncio.Semaphore | None = None  # made in start(): bound to that loop
         self._backlog: list[tuple[str, str]] = []
         self._incoming = 0  # enqueued, not yet admitted on the loop
         self._held: dict[str, list[str]] = {}
@@ -97,6 +106,7 @@ class WebhookSender:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._client = httpx.AsyncClient(timeout=self.timeout)
+        self._gate = asyncio.Semaphore(self.concurrency)
         backlog, self._backlog = self._backlog, []
         for event_id, object_id in backlog:
             self._admit(event_id, object_id)
@@ -202,15 +212,21 @@ class WebhookSender:
                 self._stats.endpoints[endpoint.url].gave_up += 1
 
     async def _post(self, endpoint: Endpoint, body: bytes) -> bool:
-        assert self._client is not None
-        headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT,
-                   "Stripe-Signature": signature.sign(body, endpoint.secrets, int(time.time()))}
-        with self._lock:
-            self._stats.attempts += 1
-        try:
-            response = await self._client.post(endpoint.url, content=body, headers=headers)
-        except httpx.HTTPError:
-            return False
+        assert self._client is not None and self._gate is not None
+        # Wait for a turn before signing: a queued delivery keeps a fresh timestamp and
+        # does not spend its timeout in httpx's connection pool.
+        async with self._gate:
+            headers = {"Content-Type": "application/json; charset=utf-8",
+                       "User-Agent": USER_AGENT,
+                       "Stripe-Signature": signature.sign(body, endpoint.secrets,
+                                                          int(time.time()))}
+            with self._lock:
+                self._stats.attempts += 1
+            try:
+                response = await self._client.post(endpoint.url, content=body,
+                                                   headers=headers)
+            except httpx.HTTPError:
+                return False
         return 200 <= response.status_code < 300
 
     def _count(self, endpoint: Endpoint, ok: bool) -> None:
