@@ -15,8 +15,7 @@ always undone (``postgres_stopped``/``redis_stopped`` start the server again in 
 The flush uses its own Redis database (15 - 1) so that it wipes nobody else's keys.
 
 The PostgreSQL restart is marked ``pg_restart``: ``pytest -m "not pg_restart"`` leaves it out
-(it runs by default, and in CI). pytest only calls hooks from conftest files and plugins, so the
-marker is registered below, at import, on the config pytest hands to ``pytest.mark``.
+(it runs by default, and in CI); the marker is registered in pyproject.toml.
 """
 
 from __future__ import annotations
@@ -54,12 +53,6 @@ from tests.support import (
     wait_for_output,
     wait_until,
 )
-
-PG_RESTART_DOC = ("pg_restart: restarts the shared PostgreSQL server; deselect with "
-                  "-m 'not pg_restart'")
-_config = getattr(pytest.mark, "_config", None)
-if _config is not None:  # register the marker before it is used (no unknown-mark warning)
-    _config.addinivalue_line("markers", PG_RESTART_DOC)
 
 EFFECTS_APP = "tests.apps.effects:app"
 FLUSH_REDIS_URL = redis_url_with_db(REDIS_URL, 14)

@@ -19,11 +19,6 @@ from ichido.config import Settings
 from tests.conftest import POSTGRES_URL, REDIS_URL
 from tests.support import ROOT, reconnect_session_postgres, redis_url_with_db, start_postgres
 
-_config = getattr(pytest.mark, "_config", None)
-if _config is not None:  # see test_faults.py: hooks in test modules are not called
-    _config.addinivalue_line("markers", "pg_restart: restarts the shared PostgreSQL server; "
-                             "deselect with -m 'not pg_restart'")
-
 ORDERS = 30
 
 
