@@ -22,6 +22,7 @@ from tests.support import (
 )
 
 DAY = 86_400.0
+BROKEN_APP = "tests.apps.broken_schema:app"  # one schema step with invalid SQL
 
 
 @pytest.fixture
@@ -192,3 +193,13 @@ def test_prune_refuses_a_window_shorter_than_stripes_retry_period(database_url: 
     refused = run_cli("prune", "--older-than", "24h", database_url=database_url)
     assert refused.returncode != 0
     assert "window_too_short" in refused.stderr + refused.stdout
+
+
+def test_migrate_with_a_broken_app_step_prints_one_line_naming_the_step(
+        settings: Settings) -> None:
+    done = run_cli("migrate", "--app", BROKEN_APP, database_url=settings.database_url)
+    assert done.returncode != 0, done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr  # one clear line, not a traceback
+    assert "[migration_failed] migration step test_broken v1 failed on " in lines[0], lines[0]
+    assert "schema is up to date" not in done.stdout

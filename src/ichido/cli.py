@@ -45,8 +45,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         cli()
-    except IchidoError as exc:
-        err.print(f"[red]error[/red] {escape(f'[{exc.code}] {exc.message}')}")
+    except IchidoError as exc:  # one line, never wrapped: scripts and log lines grep for it
+        err.print(f"[red]error[/red] {escape(f'[{exc.code}] {exc.message}')}", soft_wrap=True)
         sys.exit(2)
 
 

@@ -48,7 +48,8 @@ class StorageUnavailable(IchidoError):
 
 
 class SchemaError(IchidoError):
-    """The database schema is missing or older than this code expects."""
+    """The database schema is missing or older than this code expects (``schema_outdated``),
+    or one of its migration steps failed (``migration_failed``: fix the step, not the server)."""
 
     code = "schema_outdated"
 

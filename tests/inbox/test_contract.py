@@ -14,9 +14,10 @@ from typing import Iterator
 import pytest
 
 from ichido.config import Settings
-from ichido.errors import LeaseLost
+from ichido.errors import LeaseLost, SchemaError
 from ichido.event import Delivery, parse_delivery
 from ichido.inbox import Inbox, Status, open_inbox
+from tests.apps.broken_schema import BROKEN_STEP
 from tests.support import effect_counts, make_event, migrate_effects, wait_until
 
 DAY = 86_400.0
@@ -471,3 +472,21 @@ def test_concurrent_batches_of_the_same_ids_in_opposite_orders_both_succeed(
     for index, batch in ((0, [a, middle, b]), (1, [b, middle, a])):
         firsts.update(d.id for d, new in zip(batch, results[index]) if new)
     assert firsts == Counter({a.id: 1, middle.id: 1, b.id: 1})
+
+
+def test_a_schema_step_with_invalid_sql_is_reported_as_that_step(database_url: str) -> None:
+    """Not as an unreachable database (``storage_unavailable``): the server is fine, the step
+    is not. The step is one transaction: its valid first statement is rolled back too."""
+    settings = Settings(database_url=database_url)
+    with pytest.raises(SchemaError) as failed:
+        open_inbox(settings, migrate=True, steps=[BROKEN_STEP]).close()
+    assert failed.value.code == "migration_failed"
+    assert failed.value.message.startswith("migration step test_broken v1 failed on ")
+    assert "TABLEX" in failed.value.message and "\n" not in failed.value.message
+    store = open_inbox(settings)
+    try:
+        with pytest.raises(store.engine_errors):
+            with store.transaction() as tx:
+                tx.execute("SELECT count(*) FROM broken_first")
+    finally:
+        store.close()

@@ -33,13 +33,35 @@ def pending(dialect: Dialect, steps: Sequence[Step]) -> list[Step]:
     return behind
 
 
-def apply(dialect: Dialect, steps: Sequence[Step]) -> list[tuple[str, int]]:
-    """Apply every step not yet applied, each in its own transaction; return what ran."""
+def apply(dialect: Dialect, steps: Sequence[Step], *,
+          errors: tuple[type[Exception], ...] = ()) -> list[tuple[str, int]]:
+    """Apply every step not yet applied, each in its own transaction; return what ran.
+
+    ``errors``: the engine's own exceptions. One raised by a step becomes a ``SchemaError``
+    naming that step, so bad SQL in a step is not taken for an unreachable database.
+    """
     done = []
     for component, version, statements in pending(dialect, steps):
-        dialect.apply(component, version, list(statements))
+        try:
+            dialect.apply(component, version, list(statements))
+        except errors as exc:
+            raise failed(dialect.name, exc, (component, version)) from exc
         done.append((component, version))
     return done
+
+
+def failed(engine: str, exc: BaseException, step: tuple[str, int] | None = None) -> SchemaError:
+    """The error for an engine error met while migrating or checking (code
+    ``migration_failed``): the step when known, and the engine's first line only, so that
+    the CLI prints one line."""
+    lines = str(exc).strip().splitlines()
+    reason = lines[0] if lines else type(exc).__name__
+    if step is None:
+        return SchemaError(f"migrating or checking the {engine} schema failed: {reason}",
+                           code="migration_failed")
+    component, version = step
+    return SchemaError(f"migration step {component} v{version} failed on {engine}: {reason}",
+                       code="migration_failed")
 
 
 def check(dialect: Dialect, steps: Sequence[Step]) -> None:

@@ -73,6 +73,12 @@ class _PipelinedCursor:
         return getattr(self._cursor, name)
 
 
+# What a wrong schema step raises; OperationalError (connection lost, server shutting down)
+# is about the server and stays "cannot reach".
+_SCHEMA_ERRORS = (psycopg.ProgrammingError, psycopg.DataError, psycopg.IntegrityError,
+                  psycopg.NotSupportedError, psycopg.InternalError)
+
+
 class PostgresInbox(SqlInbox):
     engine_errors = (psycopg.Error,)
 
@@ -85,15 +91,25 @@ class PostgresInbox(SqlInbox):
         self.pool = ConnectionPool(url, min_size=1, max_size=max(pool_size, 2), open=False,
                                    timeout=connect_timeout, name="ichido",
                                    kwargs={"connect_timeout": max(1, int(connect_timeout))})
+        # Unreachable (503, retry later) and a failing step (fix the step) are told apart:
+        # once the pool is open, an engine error comes from the schema, not the network.
         try:
-            self.pool.open(wait=True, timeout=connect_timeout)
+            try:
+                self.pool.open(wait=True, timeout=connect_timeout)
+            except (psycopg.Error, PoolTimeout) as exc:
+                raise StorageUnavailable(f"cannot reach PostgreSQL: {exc}") from exc
             dialect = PostgresDialect(self.pool)
-            if migrate:
-                migrations.apply(dialect, self.steps)
-            migrations.check(dialect, self.steps)
-        except (psycopg.Error, PoolTimeout) as exc:
-            self.pool.close()
-            raise StorageUnavailable(f"cannot reach PostgreSQL: {exc}") from exc
+            try:
+                if migrate:
+                    migrations.apply(dialect, self.steps, errors=_SCHEMA_ERRORS)
+                migrations.check(dialect, self.steps)
+            except (PoolTimeout, psycopg.OperationalError) as exc:  # the server, not the SQL
+                raise StorageUnavailable(f"cannot reach PostgreSQL: {exc}") from exc
+            except psycopg.Error as exc:  # outside a step: reading the applied versions
+                raise migrations.failed(dialect.name, exc) from exc
+        except BaseException:
+            self.pool.close()  # also when the schema is behind: no pool left running
+            raise
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
