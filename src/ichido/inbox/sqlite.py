@@ -27,7 +27,7 @@ from ichido.inbox.base import Transaction, counts_for
 from ichido.inbox.sql import DUE, SqlInbox, first_of_each
 
 _CHUNK = 100  # rows per INSERT: SQLite caps bound variables per statement
-CHECKPOINT_ROWS = 1000  # about 3 MB of WAL at Stripe's event sizes
+CHECKPOINT_ROWS = 1000  # about 7 MB of WAL at Stripe's event sizes
 
 log = logging.getLogger("ichido.inbox")
 
@@ -65,13 +65,18 @@ class SqliteInbox(SqlInbox):
         self._writer: ThreadPoolExecutor | None = None
         self.checkpoint_rows = checkpoint_rows
         self._unchecked_rows = 0  # written by the loop's connection since its last checkpoint
+        self._checkpointing = False
+        self._holding_off = False  # a RESTART checkpoint waits for the write lock
         try:
             dialect = SqliteDialect(self._conn())
-            if migrate:
-                migrations.apply(dialect, self.steps)
-            migrations.check(dialect, self.steps)
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
+        try:  # the file is open: an engine error now comes from the schema (as on PostgreSQL)
+            if migrate:
+                migrations.apply(dialect, self.steps, errors=self.engine_errors)
+            migrations.check(dialect, self.steps)
+        except sqlite3.Error as exc:  # outside a step: reading the applied versions
+            raise migrations.failed(dialect.name, exc) from exc
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -91,22 +96,20 @@ class SqliteInbox(SqlInbox):
     async def accept_async(self, deliveries: Sequence[Delivery], *,
                            cache_hits: int = 0) -> list[bool]:
         accepted = self.accept_nowait(deliveries, cache_hits=cache_hits) if self._inline else None
-        if accepted is None:  # locked, a checkpoint due, or fsync per commit: on our thread
-            if self._writer is None:
-                self._writer = ThreadPoolExecutor(1, thread_name_prefix="ichido-accept")
+        if accepted is None:  # locked, a RESTART pending, or fsync per commit: on our thread
             accepted = await asyncio.get_running_loop().run_in_executor(
-                self._writer, partial(self.accept, deliveries, cache_hits=cache_hits))
+                self._writer_thread(), partial(self.accept, deliveries, cache_hits=cache_hits))
         return accepted
 
     def accept_nowait(self, deliveries: Sequence[Delivery], *,
                       cache_hits: int = 0) -> list[bool] | None:
         """``accept`` if it can be done at once; None, with nothing written, when another
-        writer holds the lock or a checkpoint is due (both are ``accept``'s, off the loop)."""
+        writer holds the lock or a checkpoint is restarting the WAL."""
         # Its own connection, which gives up at once when another writer holds the lock
         # (busy_timeout 0), so the event loop never sleeps on a lock, and which never
-        # checkpoints (copies the WAL into the database, with an fsync): `accept` does that,
-        # off the loop, for the batch after every ``checkpoint_rows`` rows.
-        if self._unchecked_rows >= self.checkpoint_rows:
+        # checkpoints (copies the WAL into the database, with an fsync) itself: every
+        # ``checkpoint_rows`` rows the writer thread does, while the loop goes on writing.
+        if self._holding_off:
             return None
         if self._nowait is None:
             self._nowait = self._connect(*self._pragmas, "PRAGMA busy_timeout = 0",
@@ -114,27 +117,46 @@ class SqliteInbox(SqlInbox):
         try:
             with self._transaction(self._nowait) as tx:
                 accepted = self._accept(tx, deliveries, cache_hits)
-            self._unchecked_rows += len(deliveries)
-            return accepted
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 return None  # rolled back: nothing written
             raise StorageUnavailable(f"could not store deliveries: {exc}") from exc
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"could not store deliveries: {exc}") from exc
+        self._unchecked_rows += len(deliveries)
+        if self._unchecked_rows >= self.checkpoint_rows and not self._checkpointing:
+            self._checkpointing = True
+            self._writer_thread().submit(self._checkpoint)
+        return accepted
 
     def accept(self, deliveries: Sequence[Delivery], *, cache_hits: int = 0) -> list[bool]:
         with self._storage("store deliveries"), self.transaction() as tx:
-            accepted = self._accept(tx, deliveries, cache_hits)
-        if self._unchecked_rows >= self.checkpoint_rows:
-            # Right after this commit and before the next (the receiver awaits this call), so
-            # the checkpoint catches up completely and the next write starts the WAL afresh.
+            return self._accept(tx, deliveries, cache_hits)
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database while the loop goes on writing (PASSIVE). The next
+        write starts the WAL afresh only if it finds everything copied, which steady writes
+        rarely allow; when the WAL has grown long all the same, RESTART: it holds writers off
+        (they queue on this thread meanwhile) for the little the passive passes left to copy."""
+        try:
+            conn = self._conn()
+            _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if frames >= 8 * self.checkpoint_rows:  # ~4 checkpoints' worth of pages
+                self._holding_off = True  # else the loop's writes starve it of the lock
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                finally:
+                    self._holding_off = False
             self._unchecked_rows = 0
-            try:
-                self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
-            except sqlite3.Error as exc:  # the batch is stored: answer for it all the same
-                log.warning("WAL checkpoint failed (the next one will retry): %s", exc)
-        return accepted
+        except sqlite3.Error as exc:  # the rows are stored; the next checkpoint retries
+            log.warning("WAL checkpoint failed: %s", exc)
+        finally:
+            self._checkpointing = False
+
+    def _writer_thread(self) -> ThreadPoolExecutor:
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="ichido-accept")
+        return self._writer
 
     def transaction(self) -> AbstractContextManager[Transaction]:
         return self._transaction(self._conn())
