@@ -15,8 +15,8 @@ import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from typing import Iterator, Sequence
 from urllib.parse import urlparse
 
