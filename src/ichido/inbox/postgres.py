@@ -138,7 +138,7 @@ class PostgresInbox(SqlInbox):
         other's replies (a statement's error shows at the next read; the worker then runs the
         batch again one event at a time, where nothing is pipelined and errors land on the event
         that caused them)."""
-        if size < 2:
+        if size < 2 or not psycopg.Pipeline.is_supported():  # libpq older than 14: no pipelines
             with self.transaction() as tx:
                 yield tx
             return
