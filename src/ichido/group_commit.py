@@ -43,6 +43,7 @@ class GroupCommit:
         self.on_stored = on_stored
         self._pending: list[tuple[Delivery, asyncio.Future[Outcome]]] = []
         self._flushers: set[asyncio.Task[None]] = set()
+        self._unlearned: list[str] = []  # durable ids the seen tier is still to learn
 
     async def submit(self, delivery: Delivery) -> Outcome:
         """Store ``delivery`` durably, or find it already known; never both lost and answered."""
@@ -56,6 +57,8 @@ class GroupCommit:
 
     async def close(self) -> None:
         await asyncio.gather(*self._flushers)
+        if self._unlearned:
+            await self.seen.add_async(self._unlearned)
         await self.inbox.aclose()
         await self.seen.aclose()
 
@@ -83,12 +86,17 @@ class GroupCommit:
     async def store(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
         """One batch: seen tier, then one durable commit, then the seen tier (what each
         request waits for; the benchmarks time it directly)."""
-        cached = await self.seen.seen_async([d.id for d in deliveries])
+        learn, self._unlearned = self._unlearned, []
+        cached = await self.seen.seen_async([d.id for d in deliveries], learn=learn)
         misses = [d for d in deliveries if d.id not in cached]
         accepted = iter(await self.inbox.accept_async(
             misses, cache_hits=len(deliveries) - len(misses)))
-        # Only now are these ids durable, so only now may the seen tier learn them (I3).
-        await self.seen.add_async([d.id for d in misses])
+        # Only now are these ids durable, so only now may the seen tier learn them (I3): with
+        # the next batch's look-up when one is waiting (one round trip for both), else now.
+        if self._pending:
+            self._unlearned.extend(d.id for d in misses)
+        else:
+            await self.seen.add_async([d.id for d in misses])
         return [Outcome.CACHE if d.id in cached
                 else Outcome.ACCEPTED if next(accepted) else Outcome.DURABLE
                 for d in deliveries]

@@ -171,8 +171,12 @@ class Inbox(abc.ABC):
 class SeenCache(abc.ABC):
     """The fast tier: a hint holding ids that are already durable. Losing it loses nothing (I3)."""
 
-    async def seen_async(self, event_ids: Sequence[str]) -> set[str]:
-        """``seen`` for the event loop; a tier that answers from memory just answers."""
+    async def seen_async(self, event_ids: Sequence[str], *,
+                         learn: Sequence[str] = ()) -> set[str]:
+        """``seen`` for the event loop, after learning ``learn`` (ids already durable, I3): a
+        remote tier does both in one round trip. A tier in memory just answers."""
+        if learn:
+            self.add(learn)
         return self.seen(event_ids)
 
     async def add_async(self, event_ids: Sequence[str]) -> None:

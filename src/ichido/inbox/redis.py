@@ -53,36 +53,32 @@ class RedisSeenCache(SeenCache):
         except redis.RedisError as exc:
             self._mute(exc)
 
-    async def seen_async(self, event_ids: Sequence[str]) -> set[str]:
-        if not event_ids or self._muted():
+    async def seen_async(self, event_ids: Sequence[str], *,
+                         learn: Sequence[str] = ()) -> set[str]:
+        if not event_ids and not learn or self._muted():
             return set()
         try:
-            client, _ = self._on_loop()
-            values = await client.mget([self.prefix + i for i in event_ids])
+            script = self._on_loop()
+            values = await script(keys=[self.prefix + i for i in (*learn, *event_ids)],
+                                  args=[self.ttl, len(learn)])
         except redis.RedisError as exc:
             self._mute(exc)
             return set()
         return {i for i, value in zip(event_ids, values) if value is not None}
 
     async def add_async(self, event_ids: Sequence[str]) -> None:
-        if not event_ids or self._muted():
-            return
-        try:
-            _, set_all = self._on_loop()
-            await set_all(keys=[self.prefix + i for i in event_ids], args=[self.ttl])
-        except redis.RedisError as exc:
-            self._mute(exc)
+        await self.seen_async((), learn=event_ids)
 
-    def _on_loop(self) -> tuple[redis.asyncio.Redis, Any]:
-        """A client of the running loop (an asyncio client's connections belong to one loop),
-        and the batch script registered with it."""
+    def _on_loop(self) -> Any:
+        """The learn-and-look-up script, on a client of the running loop (an asyncio client's
+        connections belong to one loop)."""
         loop = asyncio.get_running_loop()
         if self._loop_client is None or self._loop is not loop:
             self._loop_client = redis.asyncio.Redis.from_url(
                 self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout)
-            self._loop_set_all = self._loop_client.register_script(_SET_ALL)
+            self._loop_script = self._loop_client.register_script(_LEARN_AND_LOOK_UP)
             self._loop = loop
-        return self._loop_client, self._loop_set_all
+        return self._loop_script
 
     async def aclose(self) -> None:
         if self._loop_client is not None:
@@ -109,6 +105,15 @@ class RedisSeenCache(SeenCache):
 # One command for a whole batch: a pipeline of SETs costs the client ~8 µs per key to encode,
 # this ~2 µs. (redis-py's Script sends it again after a SCRIPT FLUSH or a restart.)
 _SET_ALL = "for _, key in ipairs(KEYS) do redis.call('SET', key, '1', 'NX', 'EX', ARGV[1]) end"
+
+
+# KEYS: the ids to learn (ARGV[2] of them), then the ids to look up; ARGV[1]: the TTL.
+_LEARN_AND_LOOK_UP = """
+local learn = tonumber(ARGV[2])
+for i = 1, learn do redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) end
+if #KEYS == learn then return {} end
+return redis.call('MGET', unpack(KEYS, learn + 1))
+"""
 
 
 def _batches(items, size: int):
