@@ -33,7 +33,7 @@ class RedisSeenCache(SeenCache):
         self.prefix = prefix
         self.mute_seconds = mute_seconds
         self._muted_until = 0.0
-        self._set_all = self.client.register_script(_SET_ALL)
+        self._learn = self.client.register_script(_LEARN_AND_LOOK_UP)
 
     def seen(self, event_ids: Sequence[str]) -> set[str]:
         if not event_ids or self._muted():
@@ -49,7 +49,7 @@ class RedisSeenCache(SeenCache):
         if not event_ids or self._muted():
             return
         try:
-            self._set_all(keys=[self.prefix + i for i in event_ids], args=[self.ttl])
+            self._learn(keys=[self.prefix + i for i in event_ids], args=[self.ttl, len(event_ids)])
         except redis.RedisError as exc:
             self._mute(exc)
 
@@ -104,9 +104,6 @@ class RedisSeenCache(SeenCache):
 
 # One command for a whole batch: a pipeline of SETs costs the client ~8 µs per key to encode,
 # this ~2 µs. (redis-py's Script sends it again after a SCRIPT FLUSH or a restart.)
-_SET_ALL = "for _, key in ipairs(KEYS) do redis.call('SET', key, '1', 'NX', 'EX', ARGV[1]) end"
-
-
 # KEYS: the ids to learn (ARGV[2] of them), then the ids to look up; ARGV[1]: the TTL.
 _LEARN_AND_LOOK_UP = """
 local learn = tonumber(ARGV[2])
