@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.common import serve_asgi, server_port_arg
+from bench.common import answer_lifespan, serve_asgi, server_port_arg
 
 _HEADERS = [(b"content-type", b"application/json")]
 _BODY = b'{"status":"ok"}'
@@ -16,13 +16,8 @@ _BODY = b'{"status":"ok"}'
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await answer_lifespan(receive, send)
+        return
     if scope["type"] != "http":
         return
     more = True

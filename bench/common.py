@@ -437,6 +437,17 @@ def serve_asgi(app: Any, port: int) -> None:
                 http="httptools", loop="uvloop")
 
 
+async def answer_lifespan(receive: Any, send: Any) -> None:
+    """The ASGI lifespan protocol for the comparison apps, which have nothing to start."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 def server_port_arg(name: str, argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog=f"python -m bench {name}",
                                 description=f"serve the {name} comparison app (not a benchmark)")

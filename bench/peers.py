@@ -208,13 +208,8 @@ def _asgi(process: Callable[[bytes, str | None], tuple[int, bytes]]) -> Any:
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await c.answer_lifespan(receive, send)
+            return
         chunks, more = [], True
         while more:
             message = await receive()

@@ -54,6 +54,8 @@ import orjson
 import psycopg
 import redis
 
+from bench.common import delete_redis_prefix
+
 ROOT = Path(__file__).resolve().parent.parent
 SHOP_APP = "ichido.domain.shop:create_app"
 API_KEY = "sk_test_ichido_torture"
@@ -448,16 +450,7 @@ class Torture:
                 self.store_id = self.query("SELECT id FROM ichido_store")[0][0]
         if self.store_id:  # the seen tier's keys outlive the schema (73 h TTL): remove them
             with contextlib.suppress(redis.RedisError):
-                client = redis.Redis.from_url(self.args.redis_url, socket_timeout=5)
-                batch = []
-                for key in client.scan_iter(match=f"ichido:seen:{self.store_id}:*", count=5000):
-                    batch.append(key)
-                    if len(batch) >= 5000:
-                        client.delete(*batch)
-                        batch = []
-                if batch:
-                    client.delete(*batch)
-                client.close()
+                delete_redis_prefix(self.args.redis_url, f"ichido:seen:{self.store_id}:*")
         if self.schema_created and not self.args.keep:
             with contextlib.suppress(psycopg.Error):
                 with psycopg.connect(self.args.database_url, autocommit=True,
