@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
+from ichido.emulator import fees
 from ichido.emulator.idempotency import IdempotencyKeys
 from ichido.emulator.payments import Payments
 from ichido.emulator.refunds import Refunds
@@ -33,12 +34,15 @@ class Emulator:
                  fail_rate: float = 0.0, time_scale: float = 1.0, timeout: float = 10.0,
                  retry_delays: Sequence[float] = LIVE_RETRY_DELAYS, api_delay: float = 0.0,
                  webhook_concurrency: int = DEFAULT_CONCURRENCY, seed: int | None = None,
-                 pricing_path: str | os.PathLike[str] | None = None) -> None:
+                 pricing: fees.Pricing | Mapping[str, Any] | str | os.PathLike[str] | None = None
+                 ) -> None:
         """``webhook_urls`` all get every event signed with every one of ``webhook_secrets``
         (two secrets = a secret roll); ``endpoints`` gives each URL its own secrets.
         ``api_key``: the one key accepted (default: any ``sk_test_…``). ``api_delay``: seconds
         each API request spends executing, so that concurrent requests overlap.
-        ``webhook_concurrency``: webhook requests on the wire at once (the rest wait their turn)."""
+        ``webhook_concurrency``: webhook requests on the wire at once (the rest wait their turn).
+        ``pricing``: the fee rule per method (see ``fees``): a TOML path in the shop's pricing
+        format, a mapping, or None for the emulator's own ``pricing.toml``."""
         if webhook_urls and not webhook_secrets:
             raise ValueError("webhook URLs need at least one signing secret (whsec_…)")
         for rate in (duplicate_rate, fail_rate):
@@ -48,7 +52,8 @@ class Emulator:
                                        for url in webhook_urls)]
         self.api_key, self.api_delay = api_key, api_delay
         self.store = Store(endpoint_count=len(all_endpoints))
-        self.payments = Payments(self.store, pricing_path)
+        self.pricing = fees.load(pricing)
+        self.payments = Payments(self.store, self.pricing)
         self.refunds = Refunds(self.store)
         self.keys = IdempotencyKeys(self.store.clock.now)
         self.sender = WebhookSender(

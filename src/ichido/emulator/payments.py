@@ -14,11 +14,11 @@ card + konbini.
 
 from __future__ import annotations
 
-import os
 from typing import Any, NoReturn
 
 from ichido.emulator import forms, konbini, ledger, methods, objects
 from ichido.emulator.errors import StripeError, invalid, missing_param, unexpected_state
+from ichido.emulator.fees import Pricing
 from ichido.emulator.state import Store, snapshot
 
 CREATE_KEYS = {"amount", "currency", "payment_method_types", "payment_method_options",
@@ -33,8 +33,8 @@ CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_act
 
 
 class Payments:
-    def __init__(self, store: Store, pricing_path: str | os.PathLike[str] | None = None) -> None:
-        self.store, self.pricing_path = store, pricing_path
+    def __init__(self, store: Store, pricing: Pricing) -> None:
+        self.store, self.pricing = store, pricing
         store.due_actions.update(konbini_pay=self._due_pay, konbini_expire=self._due_expire)
 
     # -- API -------------------------------------------------------------------------------
@@ -179,7 +179,7 @@ class Payments:
         pi["latest_charge"] = charge["id"]
         if decline:
             return self._decline(pi, pm, charge, decline)
-        ledger.charge_transaction(self.store, charge, "card", self.pricing_path)
+        ledger.charge_transaction(self.store, charge, "card", self.pricing)
         pi.update(status="succeeded", amount_received=pi["amount"], next_action=None,
                   last_payment_error=None)
         self.store.emit("charge.succeeded", charge)
@@ -221,7 +221,7 @@ class Payments:
         charge = self.store.add(objects.charge(
             pi, pm, now, status="succeeded", outcome=objects.outcome("authorized"),
             details={"type": "konbini", "konbini": {"store": {"chain": chain}}}))
-        ledger.charge_transaction(self.store, charge, "konbini", self.pricing_path)
+        ledger.charge_transaction(self.store, charge, "konbini", self.pricing)
         pi.update(status="succeeded", amount_received=pi["amount"], latest_charge=charge["id"],
                   next_action=None)
         self.store.private.pop(pi["id"], None)
