@@ -35,6 +35,7 @@ from ichido.emulator.state import REQUEST
 
 log = logging.getLogger("ichido.emulator")
 TICK_SECONDS = 0.1
+MAX_ADVANCE = 100 * 365 * 86400
 NO_KEY = ("You did not provide an API key. You need to provide your API key in the "
           "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
           "YOUR_SECRET_KEY'). See https://stripe.com/docs/api#authentication for details, or we "
@@ -94,9 +95,9 @@ def _compile(path: str) -> re.Pattern[str]:
 def _advance(emu: Emulator, params: dict[str, Any]) -> dict[str, Any]:
     seconds = forms.integer(params, "seconds", required=True)
     assert seconds is not None
-    if seconds < 0:
-        raise invalid("seconds must be zero or more: the clock only moves forward",
-                      param="seconds")
+    if not 0 <= seconds <= MAX_ADVANCE:
+        raise invalid(f"seconds must be from 0 (the clock only moves forward) to {MAX_ADVANCE}"
+                      " (a century)", param="seconds")
     fired = emu.advance(seconds)
     return {"object": "emulator.clock", "now": emu.now(), "fired": fired}
 
@@ -117,7 +118,7 @@ class Api:
         try:
             self._authenticate(request)
             endpoint, path_params = self._match(method, path)
-            body = (await request.body()).decode() if method == "POST" else ""
+            body = forms.decode(await request.body()) if method == "POST" else ""
             params = forms.parse(body or request.url.query)
             key = request.headers.get("Idempotency-Key") if method == "POST" else None
             if key is None:
@@ -139,6 +140,9 @@ class Api:
             return _json(status, content, headers)
         except StripeError as error:
             return _json(error.status, _dumps(error.body(request_id)), headers)
+        except Exception:  # never a text/plain 500: Stripe's error shape, always
+            log.exception("emulator request %s failed", request_id)
+            return _json(500, _dumps(_internal_error().body(request_id)), headers)
 
     async def _run(self, endpoint: ApiRoute, params: dict[str, Any], path_params: dict[str, str],
                    request_id: str, key: str | None) -> tuple[int, bytes, bool]:
@@ -146,24 +150,27 @@ class Api:
         if self.emu.api_delay:
             await asyncio.sleep(self.emu.api_delay)
         store = self.emu.store
-        try:
-            with store.lock:
-                store.fire_due()
-                token = REQUEST.set({"id": request_id, "idempotency_key": key}) \
-                    if endpoint.records else None
-                try:
-                    result = endpoint.handler(*path_params.values(), params)
-                    result = store.expand(result, forms.strings(params, "expand"))
-                finally:
-                    if token is not None:
-                        REQUEST.reset(token)
-        except StripeError as error:
-            return error.status, _dumps(error.body(request_id)), error.saved
-        except Exception:  # an emulator bug: answer as Stripe does to a 500, keep the trace
-            log.exception("emulator request %s failed", request_id)
-            error = StripeError(500, "api_error", "An unknown error occurred in the emulator.")
-            return 500, _dumps(error.body(request_id)), True
-        return 200, _dumps(result), True
+        with store.lock:
+            store.fire_due()  # outside the journal: due work belongs to no request
+            token = REQUEST.set({"id": request_id, "idempotency_key": key}) \
+                if endpoint.records else None
+            store.begin()
+            try:
+                result = endpoint.handler(*path_params.values(), params)
+                content = _dumps(store.expand(result, forms.strings(params, "expand")))
+            except StripeError as error:
+                # A refusal stores nothing; a result (a 402 decline) keeps what it did.
+                store.commit() if error.saved else store.undo()
+                return error.status, _dumps(error.body(request_id)), error.saved
+            except Exception:  # an emulator bug: undo, answer as Stripe does to a 500, log
+                store.undo()
+                log.exception("emulator request %s failed", request_id)
+                return 500, _dumps(_internal_error().body(request_id)), True
+            finally:
+                if token is not None:
+                    REQUEST.reset(token)
+            store.commit()
+        return 200, content, True
 
     def _match(self, method: str, path: str) -> tuple[ApiRoute, dict[str, str]]:
         for endpoint in self.endpoints:
@@ -203,6 +210,10 @@ class Api:
             await asyncio.sleep(TICK_SECONDS)
             with self.emu.store.lock:
                 self.emu.store.fire_due()
+
+
+def _internal_error() -> StripeError:
+    return StripeError(500, "api_error", "An unknown error occurred in the emulator.")
 
 
 def _dumps(value: Any) -> bytes:

@@ -14,6 +14,7 @@ card + konbini.
 
 from __future__ import annotations
 
+import re
 from typing import Any, NoReturn
 
 from ichido.emulator import forms, konbini, ledger, methods, objects
@@ -40,11 +41,12 @@ class Payments:
     # -- API -------------------------------------------------------------------------------
     def create(self, params: dict[str, Any]) -> dict[str, Any]:
         forms.check_known(params, CREATE_KEYS)
-        amount = forms.integer(params, "amount", required=True)
+        amount = forms.amount(params, "amount", required=True)
         currency = (forms.text(params, "currency", required=True) or "").lower()
         assert amount is not None
-        if amount < 1:
-            raise invalid("This value must be greater than or equal to 1.", param="amount")
+        if not re.fullmatch(r"[a-z]{3}", currency):
+            raise invalid(f"Invalid currency: {currency[:20]}. Stripe currently supports "
+                          "these currencies: jpy, usd, eur, …", param="currency")
         if currency == "jpy" and amount < 50:
             raise invalid("Amount must be at least ¥50 jpy", param="amount",
                           code="amount_too_small")

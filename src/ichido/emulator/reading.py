@@ -36,24 +36,27 @@ def list_events(store: Store, params: dict[str, Any]) -> dict[str, Any]:
     patterns = kinds or ([kind] if kind else [])
     if patterns:
         events = [e for e in events if any(fnmatch.fnmatchcase(e["type"], p) for p in patterns)]
-    events = [e for e in events if _created_matches(e["created"], params)]
+    bounds = created_bounds(params)
+    events = [e for e in events if all(_COMPARE[op](e["created"], v) for op, v in bounds)]
     if "delivery_success" in params:
         wanted = forms.boolean(params, "delivery_success")
         events = [e for e in events if (e["pending_webhooks"] == 0) == wanted]
     return page(events, params, "/v1/events", "event")
 
 
-def _created_matches(created: int, params: dict[str, Any]) -> bool:
+def created_bounds(params: dict[str, Any]) -> list[tuple[str, int]]:
+    """``created=T`` or ``created[gt|gte|lt|lte]=T``, read (and refused) before any filtering."""
     rule = params.get("created")
     if rule is None or rule == "":
-        return True
+        return []
     if isinstance(rule, str):
-        return created == forms.integer(params, "created")
+        value = forms.integer(params, "created")
+        return [("gte", value), ("lte", value)] if value is not None else []
     if not isinstance(rule, dict):
         raise invalid("Invalid created filter", param="created")
     forms.check_known(rule, set(_COMPARE), "created")
-    return all(_COMPARE[op](created, forms.integer(rule, op, param=f"created[{op}]") or 0)
-               for op in rule)
+    bounds = [(op, forms.integer(rule, op, param=f"created[{op}]")) for op in rule]
+    return [(op, value) for op, value in bounds if value is not None]
 
 
 def retrieve(store: Store, kind: str, param: str) -> Callable[..., dict[str, Any]]:

@@ -19,6 +19,7 @@ import orjson
 
 from ichido.emulator import forms, objects
 from ichido.emulator.errors import invalid, no_such
+from ichido.emulator.journal import Journal
 
 EVENT_RETENTION = 30 * 86400  # "events older than 30 days cannot be retrieved" (docs: Events API)
 NO_REQUEST: dict[str, str | None] = {"id": None, "idempotency_key": None}
@@ -70,16 +71,41 @@ class Store:
         self.due_actions: dict[str, Callable[[str, str], None]] = {}
         self._due: list[tuple[int, int, str, str, str]] = []
         self._seq = 0
+        self.journal: Journal | None = None  # open while an API request runs
+
+    # -- one request: all or nothing (see journal) -----------------------------------------
+    def begin(self) -> None:
+        self.journal = Journal()
+
+    def commit(self) -> None:
+        journal, self.journal = self.journal, None
+        for event in journal.events if journal else ():
+            self._announce(event)
+
+    def undo(self) -> None:
+        journal, self.journal = self.journal, None
+        if journal is None:
+            return
+        journal.restore(self.objects)
+        if journal.scheduled:
+            self._due = [d for d in self._due if d[1] not in journal.scheduled]
+            heapq.heapify(self._due)
 
     # -- objects ---------------------------------------------------------------------------
     def add(self, obj: dict[str, Any]) -> dict[str, Any]:
-        self.objects[obj["object"]][obj["id"]] = obj
+        kind = self.objects[obj["object"]]
+        if self.journal is not None and obj["id"] not in kind:
+            self.journal.added.append((obj["object"], obj["id"]))
+        kind[obj["id"]] = obj
         return obj
 
     def get(self, kind: str, object_id: str, param: str = "id") -> dict[str, Any]:
+        """The live object (handlers change it in place; an open journal keeps a copy)."""
         found = self.objects[kind].get(object_id)
         if found is None or (kind == "event" and self._expired(found)):
             raise no_such(kind, object_id, param)
+        if self.journal is not None:
+            self.journal.touched(found)
         return found
 
     def find(self, object_id: str) -> dict[str, Any] | None:
@@ -93,9 +119,15 @@ class Store:
         event = objects.event(event_type, snapshot(obj), self.clock.now(), self.endpoint_count,
                               dict(REQUEST.get()), previous)
         self.add(event)
+        if self.journal is not None:
+            self.journal.events.append(event)
+        else:
+            self._announce(event)
+        return event
+
+    def _announce(self, event: dict[str, Any]) -> None:
         for listener in self.listeners:
             listener(event)
-        return event
 
     def emit_update(self, event_type: str, obj: dict[str, Any],
                     before: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +162,8 @@ class Store:
     def schedule(self, at: int, action: str, object_id: str, token: str = "") -> None:
         self._seq += 1
         heapq.heappush(self._due, (at, self._seq, action, object_id, token))
+        if self.journal is not None:
+            self.journal.scheduled.add(self._seq)
 
     def fire_due(self) -> int:
         """Run every transition whose time has come; they belong to no API request."""
