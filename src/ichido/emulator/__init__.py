@@ -18,7 +18,8 @@ It shares nothing with the receiver except ``ichido.signature``.
 
 from ichido.emulator.emulator import Emulator
 from ichido.emulator.server import EmulatorServer, run
-from ichido.emulator.webhooks import LIVE_RETRY_DELAYS, TEST_RETRY_DELAYS, Chaos, Endpoint
+from ichido.emulator.endpoints import LIVE_RETRY_DELAYS, TEST_RETRY_DELAYS, Endpoint
+from ichido.emulator.webhooks import Chaos
 
 __all__ = ["Chaos", "Emulator", "EmulatorServer", "Endpoint", "LIVE_RETRY_DELAYS",
            "TEST_RETRY_DELAYS", "run"]

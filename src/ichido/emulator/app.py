@@ -26,9 +26,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from ichido.emulator import forms, konbini, reading
+from ichido.emulator import endpoints, forms, konbini, reading
 from ichido.emulator.emulator import Emulator
-from ichido.emulator.errors import StripeError, invalid, unauthenticated
+from ichido.emulator.errors import StripeError, invalid, no_such, unauthenticated
 from ichido.emulator.idempotency import IdempotencyKeys
 from ichido.emulator.objects import API_VERSION, new_id
 from ichido.emulator.state import REQUEST
@@ -81,6 +81,11 @@ def routes(emu: Emulator) -> list[ApiRoute]:
         ("POST", "/_emulator/payment_intents/{id}/expire", pay.expire),
         ("POST", "/_emulator/refunds/{id}/bank_details", ref.bank_details),
         ("POST", "/_emulator/clock/advance", lambda params: _advance(emu, params)),
+        ("GET", "/_emulator/webhook_endpoints", lambda params: {
+            "object": "list", "data": emu.webhook_endpoints(), "has_more": False,
+            "url": "/_emulator/webhook_endpoints"}),
+        *[("POST", f"/_emulator/webhook_endpoints/{{id}}/{action}", _switch(emu, **change))
+          for action, change in SWITCHES.items()],
         ("GET", "/_emulator/stats", lambda params: {"object": "emulator.stats",
                                                     **emu.stats()}),
     ]
@@ -90,6 +95,21 @@ def routes(emu: Emulator) -> list[ApiRoute]:
 
 def _compile(path: str) -> re.Pattern[str]:
     return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "$")
+
+
+SWITCHES: dict[str, dict[str, bool]] = {
+    "disable": {"enabled": False}, "enable": {"enabled": True},
+    "down": {"reachable": False}, "up": {"reachable": True}}
+
+
+def _switch(emu: Emulator, **change: bool) -> Callable[..., dict[str, Any]]:
+    def handler(endpoint_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        forms.check_known(params, set())
+        try:
+            return emu.endpoint(endpoint_id, **change)
+        except endpoints.EndpointNotFound:
+            raise no_such("webhook_endpoint", endpoint_id) from None
+    return handler
 
 
 def _advance(emu: Emulator, params: dict[str, Any]) -> dict[str, Any]:

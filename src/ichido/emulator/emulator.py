@@ -11,18 +11,13 @@ import os
 import time
 from typing import Any, Callable, Mapping, Sequence
 
-from ichido.emulator import fees
+from ichido.emulator import endpoints, fees
 from ichido.emulator.idempotency import IdempotencyKeys
 from ichido.emulator.payments import Payments
 from ichido.emulator.refunds import Refunds
 from ichido.emulator.state import Store
-from ichido.emulator.webhooks import (
-    DEFAULT_CONCURRENCY,
-    LIVE_RETRY_DELAYS,
-    Chaos,
-    Endpoint,
-    WebhookSender,
-)
+from ichido.emulator.endpoints import LIVE_RETRY_DELAYS, Endpoint
+from ichido.emulator.webhooks import DEFAULT_CONCURRENCY, Chaos, WebhookSender
 
 
 class Emulator:
@@ -51,7 +46,7 @@ class Emulator:
         all_endpoints = [*endpoints, *(Endpoint(url, tuple(webhook_secrets))
                                        for url in webhook_urls)]
         self.api_key, self.api_delay = api_key, api_delay
-        self.store = Store(endpoint_count=len(all_endpoints))
+        self.store = Store()
         self.pricing = fees.load(pricing)
         self.payments = Payments(self.store, self.pricing)
         self.refunds = Refunds(self.store)
@@ -60,7 +55,8 @@ class Emulator:
             all_endpoints, self.store.render_event, self.store.mark_delivered,
             chaos=Chaos(duplicate_rate, reorder_window, delay, fail_rate),
             time_scale=time_scale, timeout=timeout, retry_delays=retry_delays,
-            concurrency=webhook_concurrency, seed=seed)
+            concurrency=webhook_concurrency, seed=seed, now=self.store.clock.now)
+        self.store.endpoints_enabled = self.sender.enabled
         self.store.listeners.append(self.sender.enqueue)
 
     def on_event(self, listener: Callable[[dict[str, Any]], None]) -> None:
@@ -68,8 +64,27 @@ class Emulator:
         self.store.listeners.append(listener)
 
     def advance(self, seconds: float) -> int:
-        """Move the emulator clock forward and fire what became due; returns how many fired."""
-        return self.store.advance(seconds)
+        """Move the emulator clock forward and fire what became due; returns how many fired.
+        Webhook retries that became due go too (past 72 h, Stripe's retries give up)."""
+        fired = self.store.advance(seconds)
+        self.sender.clock_moved()
+        return fired
+
+    def endpoint(self, ref: str, *, enabled: bool | None = None,
+                 reachable: bool | None = None) -> dict[str, Any]:
+        """Disable/enable (Stripe's endpoint status) or take down/bring up (the receiver's
+        reachability) one webhook endpoint, by id (``we_emulator0``) or URL; returns its state."""
+        with self.store.lock:
+            state = endpoints.find(self.sender.endpoints, ref)
+            if enabled is not None:
+                state.enabled = enabled
+            if reachable is not None:
+                state.reachable = reachable
+            return state.describe()
+
+    def webhook_endpoints(self) -> list[dict[str, Any]]:
+        with self.store.lock:
+            return [state.describe() for state in self.sender.endpoints]
 
     def now(self) -> int:
         return self.store.clock.now()

@@ -13,9 +13,9 @@ from __future__ import annotations
 import fnmatch
 from typing import Any, Callable
 
-from ichido.emulator import forms
-from ichido.emulator.errors import invalid
-from ichido.emulator.state import Store, page
+from ichido.emulator import forms, objects
+from ichido.emulator.errors import invalid, no_such
+from ichido.emulator.state import Store
 
 EVENT_FILTERS = {"type", "types", "created", "delivery_success", "limit", "starting_after",
                  "ending_before", "expand"}
@@ -26,7 +26,7 @@ _COMPARE: dict[str, Callable[[int, int], bool]] = {
 
 def list_events(store: Store, params: dict[str, Any]) -> dict[str, Any]:
     forms.check_known(params, EVENT_FILTERS)
-    events = store.live_events()
+    everything = events = store.live_events()
     kind, kinds = forms.text(params, "type"), forms.strings(params, "types")
     if kind and kinds:
         raise invalid("You may only specify one of these parameters: type, types.",
@@ -41,7 +41,7 @@ def list_events(store: Store, params: dict[str, Any]) -> dict[str, Any]:
     if "delivery_success" in params:
         wanted = forms.boolean(params, "delivery_success")
         events = [e for e in events if (e["pending_webhooks"] == 0) == wanted]
-    return page(events, params, "/v1/events", "event")
+    return page(events, params, "/v1/events", "event", everything)
 
 
 def created_bounds(params: dict[str, Any]) -> list[tuple[str, int]]:
@@ -69,9 +69,38 @@ def retrieve(store: Store, kind: str, param: str) -> Callable[..., dict[str, Any
 def listing(store: Store, kind: str, url: str, *filters: str) -> Callable[..., dict[str, Any]]:
     """A ``GET /v1/<things>`` handler, newest first, filtered on exact field values."""
     def handler(params: dict[str, Any]) -> dict[str, Any]:
-        items = list(reversed(store.objects[kind].values()))
+        items = everything = list(reversed(store.objects[kind].values()))
         for name in filters:
             if params.get(name):
                 items = [item for item in items if item.get(name) == params[name]]
-        return page(items, params, url, kind)
+        return page(items, params, url, kind, everything)
     return handler
+
+
+def page(items: list[dict[str, Any]], params: dict[str, Any], url: str, kind: str,
+         everything: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stripe's cursor pagination over newest-first ``items`` (a filtered ``everything``).
+
+    A cursor is a position, not a member of the page: an object that stopped matching the
+    filter between two pages (an event delivered meanwhile, during a ``delivery_success=false``
+    sweep) still marks where the next page starts. An unknown cursor is a 404.
+    """
+    limit = forms.integer(params, "limit")
+    limit = 10 if limit is None else limit
+    if not 1 <= limit <= 100:
+        raise invalid("Invalid limit: must be between 1 and 100", param="limit")
+    after = forms.text(params, "starting_after")
+    before = forms.text(params, "ending_before")
+    if after and before:
+        raise invalid("You may only specify one of these parameters: ending_before, "
+                      "starting_after.", param="ending_before")
+    position = {item["id"]: i for i, item in enumerate(everything)}
+    for name, cursor in (("starting_after", after), ("ending_before", before)):
+        if cursor and cursor not in position:
+            raise no_such(kind, cursor, name)
+    if before:
+        earlier = [item for item in items if position[item["id"]] < position[before]]
+        return objects.list_object(earlier[-limit:], url, len(earlier) > limit)
+    rest = [item for item in items if position[item["id"]] > position[after]] \
+        if after else items
+    return objects.list_object(rest[:limit], url, len(rest) > limit)

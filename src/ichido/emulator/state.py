@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import orjson
 
-from ichido.emulator import forms, objects
+from ichido.emulator import objects
 from ichido.emulator.errors import invalid, no_such
 from ichido.emulator.journal import Journal
 
@@ -59,7 +59,7 @@ def changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, An
 @dataclass
 class Store:
     clock: Clock = field(default_factory=Clock)
-    endpoint_count: int = 0
+    endpoints_enabled: Callable[[], int] = lambda: 0  # an event's pending_webhooks at birth
     public_url: str = "http://127.0.0.1:12111"
     lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -116,7 +116,7 @@ class Store:
     def emit(self, event_type: str, obj: dict[str, Any],
              previous: dict[str, Any] | None = None) -> dict[str, Any]:
         """Record that ``obj`` changed; every listener (the webhook sender) hears of it."""
-        event = objects.event(event_type, snapshot(obj), self.clock.now(), self.endpoint_count,
+        event = objects.event(event_type, snapshot(obj), self.clock.now(), self.endpoints_enabled(),
                               dict(REQUEST.get()), previous)
         self.add(event)
         if self.journal is not None:
@@ -205,21 +205,3 @@ class Store:
             raise invalid(f"This property cannot be expanded ({head}).", param="expand")
         self._expand(value, rest, path)
 
-
-def page(items: list[dict[str, Any]], params: Mapping[str, Any], url: str,
-         kind: str) -> dict[str, Any]:
-    """Stripe's cursor pagination over newest-first ``items``."""
-    limit = forms.integer(params, "limit")
-    limit = 10 if limit is None else limit
-    if not 1 <= limit <= 100:
-        raise invalid("Invalid limit: must be between 1 and 100", param="limit")
-    after, before = params.get("starting_after"), params.get("ending_before")
-    ids = [item["id"] for item in items]
-    for name, cursor in (("starting_after", after), ("ending_before", before)):
-        if cursor and cursor not in ids:
-            raise no_such(kind, str(cursor), name)
-    if before:
-        earlier = items[:ids.index(before)]
-        return objects.list_object(earlier[-limit:], url, len(earlier) > limit)
-    rest = items[ids.index(after) + 1:] if after else items
-    return objects.list_object(rest[:limit], url, len(rest) > limit)
