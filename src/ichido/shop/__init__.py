@@ -1,4 +1,6 @@
-"""The payments domain for Japanese commerce: catalogue, fees, orders (card and konbini).
+"""The example application: a Japanese artist's shop (video tickets, goods, live commerce) paid
+by card and konbini, built on ichido's public API only.
 
-It knows nothing of HTTP: the receiver, the worker and the CLI call into it.
+Its rules (orders, fees, catalogue) know nothing of HTTP; ``api`` serves them, ``app`` wires
+them into an ``ichido.App``, ``cli`` and ``demo`` are its commands. The core never imports it.
 """
