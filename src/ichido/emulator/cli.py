@@ -37,7 +37,7 @@ def emulator(
                                           "format; default: the emulator's own pricing.toml)."),
     log_level: str = typer.Option("warning", help="uvicorn log level."),
 ) -> None:
-    """Run a local Stripe (PaymentIntents, konbini, refunds, events, webhooks) on loopback."""
+    """Run a local Stripe (payments, konbini, refunds, billing, Checkout, webhooks) on loopback."""
     from ichido.emulator import Emulator, run
 
     if webhook_url and not webhook_secret:

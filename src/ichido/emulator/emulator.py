@@ -12,10 +12,14 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 from ichido.emulator import endpoints, fees
+from ichido.emulator.catalog import Catalog
+from ichido.emulator.checkout import Checkout
 from ichido.emulator.idempotency import IdempotencyKeys
+from ichido.emulator.invoices import Invoices
 from ichido.emulator.payments import Payments
 from ichido.emulator.refunds import Refunds
 from ichido.emulator.state import Store
+from ichido.emulator.subscriptions import Subscriptions
 from ichido.emulator.endpoints import LIVE_RETRY_DELAYS, Endpoint
 from ichido.emulator.webhooks import DEFAULT_CONCURRENCY, Chaos, WebhookSender
 
@@ -50,6 +54,10 @@ class Emulator:
         self.pricing = fees.load(pricing)
         self.payments = Payments(self.store, self.pricing)
         self.refunds = Refunds(self.store)
+        self.catalog = Catalog(self.store)
+        self.invoices = Invoices(self.store, self.payments, self.catalog)
+        self.subscriptions = Subscriptions(self.store, self.catalog, self.invoices)
+        self.checkout = Checkout(self.store, self.payments, self.catalog)
         self.keys = IdempotencyKeys(self.store.clock.now)
         self.sender = WebhookSender(
             all_endpoints, self.store.render_event, self.store.mark_delivered,

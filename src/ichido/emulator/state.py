@@ -27,7 +27,8 @@ NO_REQUEST: dict[str, str | None] = {"id": None, "idempotency_key": None}
 REQUEST: contextvars.ContextVar[dict[str, str | None]] = contextvars.ContextVar(
     "emulator_request", default=NO_REQUEST)
 KINDS = {"pi": "payment_intent", "ch": "charge", "txn": "balance_transaction", "re": "refund",
-         "pm": "payment_method", "evt": "event"}
+         "pm": "payment_method", "evt": "event", "cus": "customer", "prod": "product",
+         "price": "price", "sub": "subscription", "in": "invoice", "cs": "checkout.session"}
 
 
 @dataclass
