@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
+import weakref
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence, TypeVar
 
@@ -51,6 +52,11 @@ def wait_until(predicate: Callable[[], T], *, timeout: float = 60.0, interval: f
 
 # -- ichido as a subprocess ------------------------------------------------------------------------
 
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
 class IchidoProcess:
     """One ``python -m ichido ARGS`` process (``serve`` or ``worker``), its output in a file.
 
@@ -72,12 +78,10 @@ class IchidoProcess:
         self.port, self.cwd, self.name = port, cwd, name
         self.ready_text = ready_text.encode()
         self.new_session = new_session
-        if log_path is None:
+        if log_path is None:  # a temp file of its own, removed with this object at the latest
             handle, log_path = tempfile.mkstemp(prefix=f"ichido-{name}-", suffix=".log")
             os.close(handle)
-            self._own_log = True
-        else:
-            self._own_log = False
+            weakref.finalize(self, _remove, Path(log_path))
         self.log_path = Path(log_path)
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -190,11 +194,7 @@ class IchidoProcess:
             return b""
 
     def close(self) -> None:
-        """Stop it and remove its log file (when this object made it)."""
         self.stop()
-        if self._own_log:
-            with contextlib.suppress(OSError):
-                self.log_path.unlink()
 
     def __enter__(self) -> "IchidoProcess":
         return self if self.running() else self.start()
@@ -312,9 +312,11 @@ class PostgresCluster:
             self._ctl("stop", "-w", "-m", mode)
 
     def restart(self, *, down_seconds: float = 0.0, mode: str = "fast") -> None:
-        self.stop(mode)
-        time.sleep(down_seconds)  # an outage of this length, not a synchronisation
-        self.start()
+        try:
+            self.stop(mode)
+            time.sleep(down_seconds)  # an outage of this length, not a synchronisation
+        finally:
+            self.start()
         self.restarts += 1
 
     def close(self) -> None:
