@@ -243,8 +243,8 @@ def replay_states(path: Path, orders: list[tuple], events: list[dict[str, Any]]
     a fresh SQLite store holding only the orders as they were placed: the states exactly-once,
     in-order processing gives. A handler asking to be retried later is, after the others."""
     from ichido.config import Settings
-    from ichido.domain import events as shop_events
-    from ichido.domain.schema import SHOP_SCHEMA
+    from ichido.shop import events as shop_events
+    from ichido.shop.schema import SHOP_SCHEMA
     from ichido.errors import RetryLater
     from ichido.event import Event
     from ichido.handlers import HandlerRegistry

@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SHOP_APP = "ichido.domain.shop:create_app"
+SHOP_APP = "ichido.shop.app:create_app"
 API_KEY = "sk_test_ichido_torture"
 STOCK = 100_000_000
 PRODUCTS = {  # id: (kind, price)

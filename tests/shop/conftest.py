@@ -1,7 +1,7 @@
 """Fixtures for the shop's end-to-end tests (this folder only).
 
 ``ShopWorld`` is one local Stripe (the emulator, served from this process, with chaos on the
-wire) and the shop, either as a real ``ichido serve --app ichido.domain.shop:create_app``
+wire) and the shop, either as a real ``ichido serve --app ichido.shop.app:create_app``
 subprocess that a test can ``kill -9`` and restart on the same port and database, or in-process
 (a ``ThreadedServer``) when a test needs the ``Shop`` object. Both listen on loopback; the
 emulator's webhooks go to the shop's ``/webhooks/stripe``.
@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -27,12 +26,13 @@ import httpx
 import pytest
 
 from ichido.config import Settings
+from ichido.shop.settings import ShopSettings
 from ichido.emulator import Emulator, EmulatorServer
-from tests.support import ROOT, SECRET, free_port, open_store, wait_until
+from tests.support import ROOT, SECRET, IchidoProcess, free_port, open_store, wait_until
 
 KEY = "sk_test_ichido_shop_e2e"
-SHOP_APP = "ichido.domain.shop:create_app"
-CRASHING_APP = "tests.domain.conftest:create_crashing_shop"
+SHOP_APP = "ichido.shop.app:create_app"
+CRASHING_APP = "tests.shop.conftest:create_crashing_shop"
 # Webhook retries: Stripe's schedule (1 min, doubling) times this: 12 ms, 24 ms, 48 ms, ...
 # (16 attempts over 52 s: a shop down for a restart gets its events soon after it is back.)
 TIME_SCALE = 0.0002
@@ -41,72 +41,32 @@ DEADLINE = 60.0  # for hung tests only: nothing asserts how fast anything is
 
 # -- the shop as a subprocess ------------------------------------------------------------------
 
-class ShopProcess:
+class ShopProcess(IchidoProcess):
     """``ichido serve --app …`` on a fixed port, so that it can be killed and started again
-    where the emulator keeps delivering. Output goes to a file (a pipe could fill and block)."""
+    where the emulator keeps delivering (its output goes to a file: a pipe could fill)."""
 
     def __init__(self, database_url: str, *, port: int, env: dict[str, str],
                  app: str = SHOP_APP, workers: int = 2) -> None:
-        self.port, self.app, self.workers = port, app, workers
-        self.url = f"http://127.0.0.1:{port}"
-        self.env = {**os.environ, "ICHIDO_DATABASE_URL": database_url,
+        full_env = {**os.environ, "ICHIDO_DATABASE_URL": database_url,
                     "STRIPE_WEBHOOK_SECRET": SECRET, "PYTHONPATH": str(ROOT), **env}
-        self._log = tempfile.TemporaryFile()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
+        super().__init__(["serve", "--port", str(port), "--workers", str(workers), "--app", app],
+                         env=full_env, port=port, cwd=ROOT, name="shop")
+        self.app, self.workers = app, workers
         # The app's own tables, as a deployment runs `ichido migrate --app` before serving.
         subprocess.run([sys.executable, "-m", "ichido", "migrate", "--app", app], cwd=ROOT,
                        env=self.env, check=True, capture_output=True, timeout=DEADLINE)
 
-    def start(self, *, may_die: bool = False) -> "ShopProcess":
+    def start(self, *, may_die: bool = False) -> "ShopProcess":  # type: ignore[override]
         """Start and wait until healthy. ``may_die``: a crash point may kill it even before it
         answers (its workers start before its socket does); that is then fine."""
-        assert not self.running(), "the shop is already running"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ichido", "serve", "--port", str(self.port),
-             "--workers", str(self.workers), "--app", self.app],
-            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
-        self.starts += 1
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            if self.proc.poll() is not None:
-                if may_die and self.proc.returncode == -signal.SIGKILL:
-                    return self
-                raise RuntimeError(f"ichido serve exited ({self.proc.returncode}):\n"
-                                   f"{self.output()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"ichido serve did not become healthy:\n{self.output()}")
-            time.sleep(0.05)
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown hooks, no flushing, no lease given back."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(DEADLINE)
-
-    def wait_exit(self) -> int:
-        assert self.proc is not None
-        return self.proc.wait(DEADLINE)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def output(self) -> str:
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")
+        self.launch()
+        try:
+            self.wait_ready(DEADLINE)
+        except RuntimeError:
+            if may_die and self.returncode() == -signal.SIGKILL:
+                return self
+            raise
+        return self
 
 
 # -- the world: emulator + shop + what the test looks at -----------------------------------------
@@ -140,15 +100,17 @@ class ShopWorld:
                 self.process.start()
             self.url = self.process.url
         else:
-            from ichido.domain.shop import create_shop
             from ichido.serving import ThreadedServer
+            from ichido.shop.app import create_shop
 
             settings = Settings(
                 database_url=database_url, redis_url=os.environ.get("ICHIDO_REDIS_URL"),
-                webhook_secrets=(SECRET,), stripe_api_key=KEY, stripe_api_base=self.emulator_url,
-                mail_dir=str(self.mail_dir), catalog_path=str(catalog) if catalog else None,
-                poll_interval_seconds=0.05, retry_base_seconds=0.05, retry_cap_seconds=0.5)
-            self.shop = create_shop(settings, workers=2)
+                webhook_secrets=(SECRET,), poll_interval_seconds=0.05, retry_base_seconds=0.05,
+                retry_cap_seconds=0.5)
+            self.shop = create_shop(settings, ShopSettings.from_env(
+                env or {}, stripe_api_key=KEY, stripe_api_base=self.emulator_url,
+                mail_dir=str(self.mail_dir), catalog_path=str(catalog) if catalog else None),
+                workers=2)
             self.shop.app.migrate()
             self._thread_server = ThreadedServer(self.shop.app, port=shop_port).start()
             self.url = self._thread_server.url
@@ -295,7 +257,7 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'shop.db'}"
 
 
-# -- the shop with crash points (loaded by `ichido serve --app tests.domain.conftest:…`) ---------
+# -- the shop with crash points (loaded by `ichido serve --app tests.shop.conftest:…`) ---------
 
 CRASH_POINTS_ENV = "ICHIDO_TEST_CRASH_AT"
 CRASH_MARKERS_ENV = "ICHIDO_TEST_CRASH_DIR"
@@ -311,7 +273,7 @@ def create_crashing_shop() -> Any:
       row is marked sent;
     - ``refund``: after Stripe created the refund, before the shop's database heard of it.
     """
-    from ichido.domain.shop import create_shop
+    from ichido.shop.app import create_shop
 
     shop = create_shop()
     points = set(filter(None, os.environ.get(CRASH_POINTS_ENV, "").split(",")))

@@ -6,7 +6,6 @@ happened exactly once. The exit code is that check.
 from __future__ import annotations
 
 import secrets
-import socket
 import tempfile
 import time
 from collections import Counter
@@ -22,10 +21,13 @@ from rich.table import Table
 
 from ichido import signature
 from ichido.config import Settings
-from ichido.domain.shop import Shop, create_shop
+from ichido.shop.app import create_shop
+from ichido.shop.service import Shop
+from ichido.shop.settings import ShopSettings
 from ichido.emulator.emulator import Emulator
 from ichido.emulator.server import EmulatorServer
 from ichido.serving import ThreadedServer
+from ichido.testing import free_port
 
 API_KEY = "sk_test_ichido_demo"
 
@@ -45,12 +47,6 @@ class Expectation:
     got: dict[str, Any] = field(default_factory=dict)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Demo:
     def __init__(self, workdir: Path, duplicate_rate: float, reorder_window: float,
                  console: Console) -> None:
@@ -60,10 +56,10 @@ class Demo:
         self.emulator_url = f"http://127.0.0.1:{emulator_port}"
         settings = Settings(
             database_url=f"sqlite:///{workdir / 'ichido.db'}", webhook_secrets=(self.secret,),
-            stripe_api_key=API_KEY, stripe_api_base=self.emulator_url,
-            mail_dir=str(workdir / "mail"), poll_interval_seconds=0.05,
-            retry_base_seconds=0.2, retry_cap_seconds=2.0)
-        self.shop: Shop = create_shop(settings, workers=2)
+            poll_interval_seconds=0.05, retry_base_seconds=0.2, retry_cap_seconds=2.0)
+        shop_settings = ShopSettings(stripe_api_key=API_KEY, stripe_api_base=self.emulator_url,
+                                     mail_dir=str(workdir / "mail"))
+        self.shop: Shop = create_shop(settings, shop_settings, workers=2)
         self.service = ThreadedServer(self.shop.app, port=service_port)
         self.emulator = Emulator(
             webhook_urls=[f"http://127.0.0.1:{service_port}/webhooks/stripe"],
