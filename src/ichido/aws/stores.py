@@ -1,0 +1,57 @@
+"""Which engines the Lambda functions use, from the same URLs as everywhere else:
+``ICHIDO_DATABASE_URL`` (``dynamodb://TABLE`` or ``postgresql://…``), ``ICHIDO_QUEUE_URL``
+(the SQS queue) and ``ICHIDO_REDIS_URL`` (an optional ElastiCache seen tier)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ichido.aws.ledger import Ledger, SqlLedger
+from ichido.aws.settings import AwsSettings
+from ichido.config import Settings
+from ichido.errors import ConfigError
+from ichido.inbox import open_inbox, open_seen_cache, process_shard
+from ichido.inbox.base import SeenCache
+
+
+def is_dynamodb(settings: Settings) -> bool:
+    return settings.database_url.startswith("dynamodb:")
+
+
+def dynamodb_store(settings: Settings) -> Any:
+    from ichido.inbox.dynamodb import DynamoInbox
+
+    return DynamoInbox.from_url(settings.database_url, shard=process_shard())
+
+
+def ledger(settings: Settings) -> Ledger:
+    """The worker's marker, on the store that holds the handlers' writes."""
+    if is_dynamodb(settings):
+        return dynamodb_store(settings)
+    return SqlLedger(open_inbox(settings), process_shard())
+
+
+def sqs_queue(aws: AwsSettings) -> Any:
+    from ichido.queue.sqs import SqsQueue
+
+    if not aws.queue_url:
+        raise ConfigError("ICHIDO_QUEUE_URL is not set (the SQS queue's URL)")
+    return SqsQueue(aws.queue_url, dlq_url=aws.dlq_url)
+
+
+def receiver_store(settings: Settings, aws: AwsSettings) -> tuple[Any, str]:
+    """The receiver's durable write, and a name for its seen tier's keys."""
+    if aws.layout == "streams":
+        if not is_dynamodb(settings):
+            raise ConfigError("the streams layout needs a dynamodb:// ICHIDO_DATABASE_URL")
+        store = dynamodb_store(settings)
+        return store, store.table_name
+    from ichido.aws.receiver import QueueInbox
+
+    queue = sqs_queue(aws)
+    counter = ledger(settings)
+    return QueueInbox(queue, counter.count), queue.url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def seen_tier(settings: Settings, namespace: str) -> SeenCache:
+    return open_seen_cache(settings, namespace)
