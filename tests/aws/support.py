@@ -7,7 +7,13 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import uuid
+from collections import Counter
+
+import boto3
+
 from ichido.aws.ledger import SqlLedger
+from ichido.inbox.dynamodb import DynamoInbox
 from ichido.aws.receiver import QueueInbox, lambda_handler
 from ichido.aws.runner import SqsPoller
 from ichido.aws.worker import EventApplier, SqsWorker
@@ -16,7 +22,45 @@ from ichido.handlers import HandlerRegistry
 from ichido.inbox import open_seen_cache, process_shard
 from ichido.inbox.memory import MemorySeenCache
 from ichido.queue.sqs import SqsQueue
-from tests.support import SECRET, open_store, signed_headers
+from tests.support import SECRET, effect_counts, open_store, record_effect, signed_headers
+
+
+def dynamodb_url() -> str:
+    """A fresh ichido table in moto, for one test."""
+    table = f"ichido-{uuid.uuid4().hex[:10]}"
+    DynamoInbox(table, shard="setup").create_table(stream=True)
+    return f"dynamodb://{table}"
+
+
+class DynamoEffects:
+    """The effects table of a DynamoDB app: one item per application (a random sort key),
+    so a second application of an event shows up as a second item."""
+
+    def __init__(self) -> None:
+        self.table = f"effects-{uuid.uuid4().hex[:10]}"
+        boto3.client("dynamodb").create_table(
+            TableName=self.table, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                       {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                  {"AttributeName": "sk", "AttributeType": "S"}])
+
+    def record(self, event, tx) -> None:
+        tx.put(self.table, {"pk": event.id, "sk": uuid.uuid4().hex, "type": event.type,
+                            "attempt": event.attempt})
+
+    def counts(self, _inbox) -> Counter:
+        pages = boto3.client("dynamodb").get_paginator("scan").paginate(TableName=self.table)
+        return Counter(item["pk"]["S"] for page in pages for item in page["Items"])
+
+
+class SqlEffects:
+    """tests/apps/effects.py's table: rows without a unique key, one per application."""
+
+    record = staticmethod(record_effect)
+
+    def counts(self, inbox) -> Counter:
+        return effect_counts(inbox)
 
 
 def function_url_event(body: bytes, headers: dict[str, str] | None = None, *,
@@ -51,8 +95,14 @@ class SqsLayout:
     def __post_init__(self) -> None:
         self.settings = Settings(database_url=self.database_url, webhook_secrets=(SECRET,),
                                  redis_url=self.redis_url)
-        self.inbox = open_store(self.database_url)
-        self.ledger = SqlLedger(self.inbox, process_shard())
+        if self.database_url.startswith("dynamodb:"):
+            self.inbox = DynamoInbox.from_url(self.database_url, shard=process_shard())
+            self.ledger = self.inbox
+            self.effects = DynamoEffects()
+        else:
+            self.inbox = open_store(self.database_url)
+            self.ledger = SqlLedger(self.inbox, process_shard())
+            self.effects = SqlEffects()
         self.queue = SqsQueue(self.queue_url, dlq_url=self.dlq_url)
         self.worker = SqsWorker(EventApplier(self.handlers, self.ledger),
                                 max_receive_count=self.max_receive_count,
@@ -65,6 +115,9 @@ class SqsLayout:
             seen = (open_seen_cache(self.settings, self.queue_url.rsplit("/", 1)[-1])
                     if self.redis_url else MemorySeenCache(3600, 1000))
         return lambda_handler(self.settings, QueueInbox(self.queue, self.ledger.count), seen)
+
+    def effect_counts(self) -> Counter:
+        return self.effects.counts(self.inbox)
 
     def close(self) -> None:
         self.inbox.close()

@@ -1,4 +1,4 @@
-"""The SQS layout end to end on PostgreSQL: receiver handler → SQS (moto) → the local poller →
+"""The SQS layout end to end on PostgreSQL and on DynamoDB: receiver handler → SQS (moto) → the local poller →
 worker handler → one transaction with the processed marker. The scenarios every backend
 passes, where they apply to a queue that the store does not own."""
 
@@ -16,15 +16,23 @@ import pytest
 from ichido.event import Event
 from ichido.inbox.base import Status
 from tests.aws.conftest import make_queues
-from tests.aws.support import SqsLayout, function_url_event
-from tests.support import effect_counts, make_event, migrate_effects, record_effect
+from tests.aws.support import SqsLayout, dynamodb_url, function_url_event
+from tests.support import make_event, migrate_effects
+
+
+@pytest.fixture(params=["postgres", "dynamodb"])
+def database_url(request: pytest.FixtureRequest, aws: str) -> str:
+    if request.param == "dynamodb":
+        return dynamodb_url()
+    url = request.getfixturevalue("postgres_url")
+    migrate_effects(url)
+    return url
 
 
 @pytest.fixture
-def layout(queues: tuple[str, str], postgres_url: str):
-    migrate_effects(postgres_url)
-    built = SqsLayout(postgres_url, *queues)
-    built.handlers.on("charge.succeeded", "invoice.paid")(record_effect)
+def layout(queues: tuple[str, str], database_url: str):
+    built = SqsLayout(database_url, *queues)
+    built.handlers.on("charge.succeeded", "invoice.paid")(built.effects.record)
     yield built
     built.close()
 
@@ -46,7 +54,7 @@ def test_thirty_percent_duplicates_give_one_effect_each(layout: SqsLayout) -> No
     for body in sends:
         deliver(layout, body, rng.choice(environments))
     layout.poller.drain()
-    counts = effect_counts(layout.inbox)
+    counts = layout.effect_counts()
     assert set(counts.values()) == {1} and len(counts) == len(bodies)
     stats = layout.inbox.stats()
     assert stats["unique"] == stats["processed"] == len(bodies)
@@ -75,7 +83,7 @@ def test_two_concurrent_invocations_with_the_same_event_give_one_effect(
     for thread in threads:
         thread.join()
     assert answers == [{"batchItemFailures": []}] * 2
-    assert list(effect_counts(layout.inbox).values()) == [1]
+    assert list(layout.effect_counts().values()) == [1]
     assert layout.inbox.stats()["duplicates_durable"] == 1
 
 
@@ -96,7 +104,7 @@ def test_two_concurrent_receivers_with_the_same_event_give_one_effect(layout: Sq
         thread.join()
     layout.poller.drain()
     assert [a["status"] for a in answers] == ["accepted", "accepted"]  # both on the queue
-    assert list(effect_counts(layout.inbox).values()) == [1]
+    assert list(layout.effect_counts().values()) == [1]
 
 
 def test_a_worker_dying_between_commit_and_delete_is_redelivered_as_a_duplicate(
@@ -107,9 +115,9 @@ def test_a_worker_dying_between_commit_and_delete_is_redelivered_as_a_duplicate(
     # Visibility 0: the message is due again at once, as after its timeout on AWS.
     dying = SqsPoller(layout.queue_url, layout.worker.handle, visibility_timeout=0)
     assert dying.poll_once(crash_before_delete=True) == 1
-    assert list(effect_counts(layout.inbox).values()) == [1]
+    assert list(layout.effect_counts().values()) == [1]
     assert layout.poller.drain() == 1
-    assert list(effect_counts(layout.inbox).values()) == [1]
+    assert list(layout.effect_counts().values()) == [1]
     stats = layout.inbox.stats()
     assert (stats["unique"], stats["duplicates_durable"]) == (1, 1)
     assert layout.queue.depth()["pending"] == 0
@@ -123,14 +131,14 @@ def test_a_handler_failing_twice_then_succeeding_applies_once_on_the_third_recei
         attempts.append(event.attempt)
         if event.attempt <= 2:
             raise RuntimeError(f"planned failure {event.attempt}")
-        record_effect(event, tx)
+        layout.effects.record(event, tx)
 
     layout.handlers.on("test.flaky")(flaky)
     body = make_event("test.flaky")
     deliver(layout, body)
     layout.poller.drain()
     assert attempts == [1, 2, 3]
-    assert list(effect_counts(layout.inbox).values()) == [1]
+    assert list(layout.effect_counts().values()) == [1]
     record = layout.inbox.get(orjson.loads(body)["id"])
     assert record.status == Status.PROCESSED
     assert [f[0] for f in record.failures] == [1, 2]
@@ -144,7 +152,7 @@ def test_always_failing_goes_to_the_dlq_then_a_fix_and_redrive_apply_it_once(
     def broken(event: Event, tx) -> None:
         if not fixed.is_set():
             raise RuntimeError("the downstream is broken")
-        record_effect(event, tx)
+        layout.effects.record(event, tx)
 
     layout.handlers.on("test.always_fails")(broken)
     body = make_event("test.always_fails")
@@ -160,7 +168,7 @@ def test_always_failing_goes_to_the_dlq_then_a_fix_and_redrive_apply_it_once(
     fixed.set()
     assert layout.queue.redrive() == 1
     layout.poller.drain()
-    assert effect_counts(layout.inbox)[event_id] == 1
+    assert layout.effect_counts()[event_id] == 1
     assert layout.queue.dead_letters() == []
     assert layout.inbox.get(event_id).status == Status.PROCESSED
 
@@ -173,7 +181,7 @@ def test_a_redriven_message_already_applied_stays_one_effect(layout: SqsLayout) 
     boto3.client("sqs").send_message(QueueUrl=layout.dlq_url, MessageBody=body.decode())
     assert layout.queue.redrive() == 1
     layout.poller.drain()
-    assert list(effect_counts(layout.inbox).values()) == [1]
+    assert list(layout.effect_counts().values()) == [1]
     assert layout.inbox.stats()["duplicates_durable"] == 1
 
 
@@ -185,10 +193,9 @@ def test_a_poison_message_is_left_for_the_dlq(layout: SqsLayout) -> None:
 
 @pytest.mark.redis
 def test_a_redis_flush_loses_nothing_and_applies_nothing_twice(
-        queues: tuple[str, str], postgres_url: str, redis_url: str) -> None:
-    migrate_effects(postgres_url)
-    layout = SqsLayout(postgres_url, *queues, redis_url=redis_url)
-    layout.handlers.on("charge.succeeded")(record_effect)
+        queues: tuple[str, str], database_url: str, redis_url: str) -> None:
+    layout = SqsLayout(database_url, *queues, redis_url=redis_url)
+    layout.handlers.on("charge.succeeded")(layout.effects.record)
     try:
         receiver = layout.receiver()
         bodies = [make_event("charge.succeeded") for _ in range(5)]
@@ -201,7 +208,7 @@ def test_a_redis_flush_loses_nothing_and_applies_nothing_twice(
         open_seen_cache(layout.settings, layout.queue_url.rsplit("/", 1)[-1]).clear()
         assert {deliver(layout, b, flushed)["status"] for b in bodies} == {"accepted"}
         layout.poller.drain()
-        counts = effect_counts(layout.inbox)
+        counts = layout.effect_counts()
         assert len(counts) == 5 and set(counts.values()) == {1}
         stats = layout.inbox.stats()
         assert (stats["duplicates_cache"], stats["duplicates_durable"]) == (5, 5)
@@ -209,13 +216,12 @@ def test_a_redis_flush_loses_nothing_and_applies_nothing_twice(
         layout.close()
 
 
-def test_fifo_groups_by_object_and_dedupes_on_the_event_id(aws: str, postgres_url: str) -> None:
+def test_fifo_groups_by_object_and_dedupes_on_the_event_id(database_url: str) -> None:
     """FIFO: group = the Stripe object, deduplication id = the event id. Whether SQS drops a
     re-sent copy depends on its 5-minute window (moto forgets it once the first copy is
     deleted; AWS would not): the test asserts only what holds either way, one effect."""
-    migrate_effects(postgres_url)
-    layout = SqsLayout(postgres_url, *make_queues(fifo=True))
-    layout.handlers.on("charge.succeeded")(record_effect)
+    layout = SqsLayout(database_url, *make_queues(fifo=True))
+    layout.handlers.on("charge.succeeded")(layout.effects.record)
     try:
         bodies = [make_event("charge.succeeded", object_id="ch_same") for _ in range(3)]
         for body in bodies:
@@ -223,7 +229,7 @@ def test_fifo_groups_by_object_and_dedupes_on_the_event_id(aws: str, postgres_ur
         layout.poller.drain()
         deliver(layout, bodies[0], layout.receiver())
         layout.poller.drain()
-        assert effect_counts(layout.inbox) == Counter(orjson.loads(b)["id"] for b in bodies)
+        assert layout.effect_counts() == Counter(orjson.loads(b)["id"] for b in bodies)
     finally:
         layout.close()
 
@@ -248,7 +254,7 @@ def test_eventbridge_envelopes_apply_once_beside_webhooks(layout: SqsLayout) -> 
     sqs.send_message(QueueUrl=layout.queue_url, MessageBody=eventbridge_envelope(body))
     deliver(layout, body)
     layout.poller.drain()
-    assert effect_counts(layout.inbox) == {orjson.loads(body)["id"]: 1}
+    assert layout.effect_counts() == {orjson.loads(body)["id"]: 1}
     assert layout.inbox.stats()["duplicates_durable"] == 2
 
 
@@ -257,5 +263,5 @@ def test_an_envelope_from_another_source_is_not_taken_for_stripe(layout: SqsLayo
     envelope["source"] = "com.example.other"
     boto3.client("sqs").send_message(QueueUrl=layout.queue_url, MessageBody=json.dumps(envelope))
     layout.poller.drain()
-    assert effect_counts(layout.inbox) == {}
+    assert layout.effect_counts() == {}
     assert len(layout.queue.dead_letters()) == 1

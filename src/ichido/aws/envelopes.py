@@ -44,7 +44,7 @@ def from_eventbridge(envelope: dict[str, Any]) -> Delivery:
 
 def from_stream_record(record: dict[str, Any]) -> Delivery:
     image = record["dynamodb"]["NewImage"]
-    return Delivery(image["id"]["S"], image["type"]["S"], int(image["created"]["N"]),
+    return Delivery(image["pk"]["S"], image["type"]["S"], int(image["created"]["N"]),
                     image["object_id"]["S"] if "object_id" in image else None,
                     base64.b64decode(image["body"]["B"]))
 

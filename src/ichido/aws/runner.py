@@ -127,7 +127,7 @@ class StreamPoller:
     are skipped (and, on Lambda, not billed as invocations)."""
 
     def __init__(self, stream_arn: str, handler: LambdaHandler, *, batch_size: int = 100,
-                 accepts: RecordFilter = lambda record: True, max_retries: int = 10_000,
+                 accepts: RecordFilter = lambda record: True, max_retries: int = 10,
                  client: Any = None) -> None:
         self.arn = stream_arn
         self.handler = handler
@@ -138,6 +138,7 @@ class StreamPoller:
         self.region = stream_arn.split(":")[3]
         self._iterators: dict[str, str | None] = {}
         self._pending: dict[str, list[dict[str, Any]]] = {}
+        self._retries: dict[str, int] = {}
 
     def poll_once(self) -> int:
         """One round over the shards; return how many records were handed to the handler."""
@@ -195,12 +196,21 @@ class StreamPoller:
             failed = [records[0]["dynamodb"]["SequenceNumber"]]
         if not failed:
             del pending[: len(batch)]
+            self._retries.pop(shard, None)
             return len(batch)
         # Lambda's checkpoint: everything before the earliest failed record is done; the
-        # batch is retried from that record on.
+        # batch is retried from that record on, up to MaximumRetryAttempts, then skipped.
         sequences = [r["dynamodb"]["SequenceNumber"] for r in records]
-        first = min(sequences.index(s) for s in failed if s in sequences)
+        first = min((sequences.index(s) for s in failed if s in sequences), default=0)
+        if first:
+            self._retries.pop(shard, None)
         del pending[:first]
+        self._retries[shard] = self._retries.get(shard, 0) + 1
+        if self._retries[shard] > self.max_retries:
+            log.error("record %s failed %d retries: skipped (Lambda's on-failure destination)",
+                      sequences[first], self.max_retries)
+            del pending[:1]
+            self._retries.pop(shard)
         return len(batch)
 
 

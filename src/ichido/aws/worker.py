@@ -99,3 +99,38 @@ class SqsWorker:
 
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+class StreamsWorker:
+    """``handle`` is the Lambda handler's body for a DynamoDB Streams batch of the inbox table.
+
+    Records of one shard must apply in order: after a failure the rest of the batch is
+    reported too, and Lambda retries from the first failed record. An event whose attempts are
+    spent is marked dead by the worker and reported done, so its shard moves on."""
+
+    def __init__(self, applier: EventApplier, store: Any, *, max_attempts: int,
+                 wanted: Callable[[dict[str, Any]], bool]) -> None:
+        self.applier = applier
+        self.store = store
+        self.max_attempts = max_attempts
+        self.wanted = wanted
+
+    def handle(self, event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
+        from ichido.aws.envelopes import from_stream_record
+
+        failures: list[dict[str, str]] = []
+        for record in event.get("Records", []):
+            sequence = record["dynamodb"]["SequenceNumber"]
+            if failures:
+                failures.append({"itemIdentifier": sequence})
+                continue
+            if not self.wanted(record):
+                continue
+            delivery = from_stream_record(record)
+            state = self.store.state(delivery.id) or {}
+            attempt = int(state.get("attempts", 0)) + 1
+            final = attempt >= self.max_attempts
+            outcome = self.applier.apply(delivery, attempt, final=final)
+            if outcome is Outcome.FAILED and not final:
+                failures.append({"itemIdentifier": sequence})
+        return {"batchItemFailures": failures}
