@@ -96,23 +96,12 @@ def lambda_handler(settings: Settings, store: Any, seen: SeenCache) -> LambdaHan
     return handle
 
 
-def webhook_secrets(settings: Settings, aws: AwsSettings) -> Settings:
-    """The secret from Secrets Manager when the template names one (read once per cold start),
-    so it never sits in the function's plain environment."""
-    if settings.webhook_secrets or not aws.secret_id:
-        return settings
-    import boto3
-
-    value = boto3.client("secretsmanager").get_secret_value(SecretId=aws.secret_id)
-    return settings.with_(webhook_secrets=value["SecretString"])
-
-
 def from_env() -> LambdaHandler:
     """Build the receiver from the function's environment (see deploy/template.yaml)."""
     from ichido.aws import stores
 
     aws = AwsSettings.from_env()
-    settings = webhook_secrets(Settings.from_env(), aws)
+    settings = stores.settings_from_env(aws)
     store, namespace = stores.receiver_store(settings, aws)
     return lambda_handler(settings, store, stores.seen_tier(settings, namespace))
 

@@ -4,14 +4,45 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 from typing import Any
 
 from ichido.aws.ledger import Ledger, SqlLedger
 from ichido.aws.settings import AwsSettings
-from ichido.config import Settings
+from ichido.config import Settings, split_secrets
 from ichido.errors import ConfigError
 from ichido.inbox import open_inbox, open_seen_cache, process_shard
 from ichido.inbox.base import SeenCache
+
+
+def settings_from_env(aws: AwsSettings) -> Settings:
+    """Core settings, with the secrets the template keeps in Secrets Manager filled in: the
+    webhook secret and, on PostgreSQL, the database URL (it holds a password)."""
+    settings = Settings.from_env()
+    secret_ids = {"webhook_secrets": None if settings.webhook_secrets else aws.secret_id,
+                  "database_url": os.environ.get("ICHIDO_DATABASE_URL_SECRET_ID")}
+    wanted = {name: sid for name, sid in secret_ids.items() if sid}
+    if not wanted:
+        return settings
+    import boto3
+
+    client = boto3.client("secretsmanager")
+    values: dict[str, Any] = {name: client.get_secret_value(SecretId=sid)["SecretString"].strip()
+                              for name, sid in wanted.items()}
+    if "webhook_secrets" in values:
+        values["webhook_secrets"] = split_secrets(values["webhook_secrets"])
+    return settings.with_(**values)
+
+
+def load_app() -> Any:
+    """The user's ``ichido.App`` named by ``ICHIDO_APP`` (``module:attribute``), or None."""
+    spec = os.environ.get("ICHIDO_APP")
+    if not spec:
+        return None
+    module_name, _, attribute = spec.partition(":")
+    app = getattr(importlib.import_module(module_name), attribute or "app")
+    return app() if callable(app) and not hasattr(app, "handlers") else app
 
 
 def is_dynamodb(settings: Settings) -> bool:

@@ -134,3 +134,39 @@ class StreamsWorker:
             if outcome is Outcome.FAILED and not final:
                 failures.append({"itemIdentifier": sequence})
         return {"batchItemFailures": failures}
+
+
+# -- the functions' entry points (deploy/template.yaml), built once per cold start ------------
+
+_workers: dict[str, Callable[[dict[str, Any], Any], dict[str, Any]]] = {}
+
+
+def _worker(layout: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    if layout not in _workers:
+        from ichido.aws import stores
+        from ichido.aws.settings import AwsSettings
+
+        aws = AwsSettings.from_env()
+        settings = stores.settings_from_env(aws)
+        app = stores.load_app()
+        ledger = stores.ledger(settings)
+        applier = EventApplier(app.handlers if app else HandlerRegistry(), ledger)
+        if layout == "sqs":
+            _workers[layout] = SqsWorker(applier, max_receive_count=aws.max_receive_count,
+                                         fifo=aws.fifo).handle
+        else:
+            from ichido.queue.streams import wanted
+
+            _workers[layout] = StreamsWorker(applier, ledger, max_attempts=aws.max_receive_count,
+                                             wanted=wanted).handle
+    return _workers[layout]
+
+
+def sqs_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """``ichido.aws.worker.sqs_handler``: the SQS event source mapping's function."""
+    return _worker("sqs")(event, context)
+
+
+def streams_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """``ichido.aws.worker.streams_handler``: the DynamoDB Streams mapping's function."""
+    return _worker("streams")(event, context)
