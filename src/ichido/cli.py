@@ -79,6 +79,10 @@ def _inbox(database_url: str | None):
     from ichido.inbox import open_inbox
 
     _environ(database_url=database_url)
+    if os.environ.get("ICHIDO_QUEUE_URL") or os.environ.get("ICHIDO_AWS_LAYOUT"):
+        from ichido.aws.admin import open_admin  # the store and the queue of an AWS layout
+
+        return open_admin(Settings.from_env())
     return open_inbox(Settings.from_env())
 
 
@@ -223,6 +227,15 @@ def prune(older_than: str = typer.Option("30d", help="Age, e.g. 30d (Stripe rese
                           code="window_too_short")
     removed = _inbox(database_url).prune(window)
     out.print(f"pruned {removed} finished event(s) older than {older_than}")
+
+
+@cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             add_help_option=False)
+def aws(ctx: typer.Context) -> None:
+    """The AWS layout: `ichido aws local` runs it here (needs the ichido[aws] extra)."""
+    from ichido.aws.cli import main as aws_main  # lazily: boto3 loads only for this command
+
+    aws_main(ctx.args)
 
 
 @cli.command()

@@ -49,6 +49,10 @@ def is_dynamodb(settings: Settings) -> bool:
     return settings.database_url.startswith("dynamodb:")
 
 
+def is_dynamodb_store(store: Any) -> bool:
+    return hasattr(store, "table_name")
+
+
 def dynamodb_store(settings: Settings) -> Any:
     from ichido.inbox.dynamodb import DynamoInbox
 
