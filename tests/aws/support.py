@@ -14,7 +14,8 @@ import boto3
 
 from ichido.aws.ledger import SqlLedger
 from ichido.inbox.dynamodb import DynamoInbox
-from ichido.aws.receiver import QueueInbox, lambda_handler
+from ichido.aws.receiver import lambda_handler
+from ichido.aws.stores import QueueInbox
 from ichido.aws.runner import SqsPoller
 from ichido.aws.worker import EventApplier, SqsWorker
 from ichido.config import Settings

@@ -83,7 +83,3 @@ def local(
         stop.set()
         server.stop()
         moto.stop()
-
-
-def main(args: list[str]) -> None:
-    aws_cli(args, prog_name="ichido aws")

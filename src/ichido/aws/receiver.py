@@ -28,28 +28,6 @@ from ichido.receiver import WebhookReceiver
 
 log = logging.getLogger("ichido.aws.receiver")
 
-Counter = Callable[[dict[str, int]], None]
-
-
-class QueueInbox:
-    """The receiver's durable write on the SQS layout: send to the queue. The seen tier's
-    hits never reach the worker, so they are counted here, in the store's counters."""
-
-    def __init__(self, queue: Any, count: Counter | None = None) -> None:
-        self.queue = queue
-        self.count = count
-
-    async def accept_async(self, deliveries: list, *, cache_hits: int = 0) -> list[bool]:
-        accepted = await self.queue.accept_async(deliveries)
-        if cache_hits and self.count is not None:
-            await asyncio.to_thread(self.count, {"received": cache_hits,
-                                                 "duplicates_cache": cache_hits})
-        return accepted
-
-    async def aclose(self) -> None:
-        return None
-
-
 class LambdaReceiver:
     """The ASGI app mangum runs: every POST, whatever its path, is a webhook delivery (the
     Function URL itself is the endpoint); anything else is 405."""

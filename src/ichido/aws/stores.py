@@ -4,9 +4,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
-from typing import Any
+from typing import Any, Callable
 
 from ichido.aws.ledger import Ledger, SqlLedger
 from ichido.aws.settings import AwsSettings
@@ -81,11 +82,28 @@ def receiver_store(settings: Settings, aws: AwsSettings) -> tuple[Any, str]:
             raise ConfigError("the streams layout needs a dynamodb:// ICHIDO_DATABASE_URL")
         store = dynamodb_store(settings)
         return store, store.table_name
-    from ichido.aws.receiver import QueueInbox
-
     queue = sqs_queue(aws)
     counter = ledger(settings)
     return QueueInbox(queue, counter.count), queue.url.rstrip("/").rsplit("/", 1)[-1]
+
+
+class QueueInbox:
+    """The receiver's durable write on the SQS layout: send to the queue. The seen tier's
+    hits never reach the worker, so they are counted here, in the store's counters."""
+
+    def __init__(self, queue: Any, count: Callable[[dict[str, int]], None] | None = None) -> None:
+        self.queue = queue
+        self.count = count
+
+    async def accept_async(self, deliveries: list, *, cache_hits: int = 0) -> list[bool]:
+        accepted = await self.queue.accept_async(deliveries)
+        if cache_hits and self.count is not None:
+            await asyncio.to_thread(self.count, {"received": cache_hits,
+                                                 "duplicates_cache": cache_hits})
+        return accepted
+
+    async def aclose(self) -> None:
+        return None
 
 
 def seen_tier(settings: Settings, namespace: str) -> SeenCache:
