@@ -92,25 +92,32 @@ class SqsLayout:
     max_receive_count: int = 3
     redis_url: str | None = None
     handlers: HandlerRegistry = field(default_factory=HandlerRegistry)
+    sqs: Any = None  # boto3 clients (the cost figure counts their calls)
+    dynamodb: Any = None
 
     def __post_init__(self) -> None:
         self.settings = Settings(database_url=self.database_url, webhook_secrets=(SECRET,),
                                  redis_url=self.redis_url)
         if self.database_url.startswith("dynamodb:"):
-            self.inbox = DynamoInbox.from_url(self.database_url, shard=process_shard())
+            self.inbox = DynamoInbox(self.database_url.split("://")[1], shard=process_shard(),
+                                     client=self.dynamodb)
             self.ledger = self.inbox
             self.effects = DynamoEffects()
         else:
             self.inbox = open_store(self.database_url)
             self.ledger = SqlLedger(self.inbox, process_shard())
             self.effects = SqlEffects()
-        self.queue = SqsQueue(self.queue_url, dlq_url=self.dlq_url)
+        self.queue = SqsQueue(self.queue_url, dlq_url=self.dlq_url, client=self.sqs)
         self.worker = SqsWorker(EventApplier(self.handlers, self.ledger),
                                 max_receive_count=self.max_receive_count,
                                 fifo=self.queue.fifo)
-        self.poller = SqsPoller(self.queue_url, self.worker.handle, failed_visibility=0)
+        self.poller = SqsPoller(self.queue_url, self.worker.handle, failed_visibility=0,
+                                client=self.sqs)
 
     def receiver(self, seen: Any = None) -> Callable[[dict, Any], dict]:
+        return self._receiver(seen)
+
+    def _receiver(self, seen: Any = None) -> Callable[[dict, Any], dict]:
         """One Lambda execution environment of the receiver (its own loop, its own seen tier)."""
         if seen is None:
             seen = (open_seen_cache(self.settings, self.queue_url.rsplit("/", 1)[-1])
@@ -122,3 +129,40 @@ class SqsLayout:
 
     def close(self) -> None:
         self.inbox.close()
+
+
+class StreamsLayout:
+    """The Streams layout from its real parts: receiver handler (conditional put), the table's
+    stream (moto), the local stream poller, the worker handler."""
+
+    def __init__(self, max_attempts: int = 3, *, dynamodb: Any = None,
+                 streams_client: Any = None) -> None:
+        from ichido.aws.runner import StreamPoller
+        from ichido.aws.worker import StreamsWorker
+        from ichido.queue import streams
+
+        self.url = dynamodb_url()
+        self.dynamodb = dynamodb
+        self.inbox = self._store()
+        self.effects = DynamoEffects()
+        self.handlers = HandlerRegistry()
+        self.handlers.on("charge.succeeded")(self.effects.record)
+        self.settings = Settings(database_url=self.url, webhook_secrets=(SECRET,))
+        self.worker = StreamsWorker(EventApplier(self.handlers, self.inbox), self.inbox,
+                                    max_attempts=max_attempts, wanted=streams.wanted)
+        self.queue = streams.StreamsQueue(self.inbox.table_name)
+        self.poller = StreamPoller(self.queue.stream_arn(), self.worker.handle,
+                                   accepts=streams.wanted, client=streams_client)
+
+    def _store(self) -> DynamoInbox:
+        return DynamoInbox(self.url.split("://")[1], shard=process_shard(), client=self.dynamodb)
+
+    def receiver(self) -> Callable[[dict, Any], dict]:
+        return lambda_handler(self.settings, self._store(), MemorySeenCache(3600, 1000))
+
+    def deliver(self, body: bytes, receiver=None) -> dict:
+        import json
+
+        answer = (receiver or self.receiver())(function_url_event(body), None)
+        assert answer["statusCode"] == 200, answer
+        return json.loads(answer["body"])

@@ -3,7 +3,6 @@ dedupe, and the table's stream feeds the worker (DynamoDB Streams in moto, the l
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import threading
@@ -13,44 +12,15 @@ import boto3
 import orjson
 import pytest
 
-from ichido.aws.receiver import lambda_handler
 from ichido.aws.runner import StreamPoller, _lambda_record
-from ichido.aws.worker import EventApplier, StreamsWorker
-from ichido.config import Settings
 from ichido.event import Event
-from ichido.handlers import HandlerRegistry
-from ichido.inbox import process_shard
 from ichido.inbox.base import Status
-from ichido.inbox.dynamodb import DynamoInbox
-from ichido.inbox.memory import MemorySeenCache
 from ichido.queue import streams
-from tests.aws.support import DynamoEffects, dynamodb_url, function_url_event
-from tests.support import SECRET, make_event
+from tests.aws.support import StreamsLayout
+from tests.support import make_event
 
 
-class StreamsLayout:
-    def __init__(self, max_attempts: int = 3) -> None:
-        self.url = dynamodb_url()
-        self.inbox = DynamoInbox.from_url(self.url, shard=process_shard())
-        self.effects = DynamoEffects()
-        self.handlers = HandlerRegistry()
-        self.handlers.on("charge.succeeded")(self.effects.record)
-        self.settings = Settings(database_url=self.url, webhook_secrets=(SECRET,))
-        self.worker = StreamsWorker(EventApplier(self.handlers, self.inbox), self.inbox,
-                                    max_attempts=max_attempts, wanted=streams.wanted)
-        self.queue = streams.StreamsQueue(self.inbox.table_name)
-        self.poller = StreamPoller(self.queue.stream_arn(), self.worker.handle,
-                                   accepts=streams.wanted)
-
-    def receiver(self):
-        store = DynamoInbox.from_url(self.url, shard=process_shard())
-        return lambda_handler(self.settings, store, MemorySeenCache(3600, 1000))
-
-    def deliver(self, body: bytes, receiver=None) -> dict:
-        answer = (receiver or self.receiver())(function_url_event(body), None)
-        assert answer["statusCode"] == 200, answer
-        return json.loads(answer["body"])
-
+class Layout(StreamsLayout):
     def stream_records(self, event_id: str) -> list[str]:
         """Every record the stream holds for one event item: INSERT, MODIFY, …"""
         client = boto3.client("dynamodbstreams")
@@ -71,7 +41,7 @@ class StreamsLayout:
 
 @pytest.fixture
 def layout(aws: str) -> StreamsLayout:
-    return StreamsLayout()
+    return Layout()
 
 
 def test_thirty_percent_duplicates_give_one_insert_and_one_effect_each(
