@@ -42,6 +42,8 @@ Controls (``/_emulator/…``, same API key; they act as the buyer, the bank or t
                                                  endpoint gets no new events, its due retries drop
 ``POST /_emulator/webhook_endpoints/{id}/down|up``  the receiver unreachable: attempts fail,
                                                  retries go on until Stripe gives up (72 h)
+``POST /_emulator/rate_limit`` requests=N        the next N ``/v1/`` requests answer 429
+                                                 (``stripe.RateLimitError``), as Stripe's limiter
 ``GET /_emulator/stats``                         deliveries, retries, duplicates, per endpoint
 ==============================================  ==================================================
 

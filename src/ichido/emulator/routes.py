@@ -94,6 +94,7 @@ def controls(emu: Emulator) -> list[tuple[str, str, Handler]]:
         ("POST", "/_emulator/invoices/{id}/lapse", inv.lapse_now),
         ("POST", "/_emulator/checkout_sessions/{id}/complete", co.complete),
         ("POST", "/_emulator/clock/advance", lambda params: _advance(emu, params)),
+        ("POST", "/_emulator/rate_limit", lambda params: _rate_limit(emu, params)),
         ("GET", "/_emulator/webhook_endpoints", lambda params: {
             "object": "list", "data": emu.webhook_endpoints(), "has_more": False,
             "url": "/_emulator/webhook_endpoints"}),
@@ -131,3 +132,13 @@ def _advance(emu: Emulator, params: dict[str, Any]) -> dict[str, Any]:
                       " (a century)", param="seconds")
     fired = emu.advance(seconds)
     return {"object": "emulator.clock", "now": emu.now(), "fired": fired}
+
+
+def _rate_limit(emu: Emulator, params: dict[str, Any]) -> dict[str, Any]:
+    forms.check_known(params, {"requests"})
+    count = forms.integer(params, "requests", required=True)
+    assert count is not None
+    if not 0 <= count <= 1_000_000:
+        raise invalid("requests is 0 to 1,000,000.", param="requests")
+    emu.rate_limit(count)
+    return {"object": "emulator.rate_limit", "requests": count}
