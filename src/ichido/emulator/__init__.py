@@ -18,7 +18,8 @@ Stripe's API (``/v1/…``, through the official SDK): PaymentIntents (card test 
 Refunds, Charges, Balance Transactions, PaymentMethods (+ attach), Events (filters, cursors,
 30 days), Customers, Products, Prices (one-time and recurring), Subscriptions (create, update,
 ``DELETE`` to cancel), Invoices (list, retrieve, ``pay``), Checkout Sessions (payment mode:
-create, retrieve, list, ``line_items``, ``expire``).
+create, retrieve, list, ``line_items``, ``expire``), Webhook Endpoints (list, retrieve, update
+``disabled``).
 
 Controls (``/_emulator/…``, same API key; they act as the buyer, the bank or the clock):
 

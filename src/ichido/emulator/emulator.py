@@ -51,6 +51,7 @@ class Emulator:
                                        for url in webhook_urls)]
         self.api_key, self.api_delay = api_key, api_delay
         self.rate_limited = 0  # the next N API requests get a 429 (a control sets it)
+        self.started = int(time.time())
         self.store = Store()
         self.pricing = fees.load(pricing)
         self.payments = Payments(self.store, self.pricing)
