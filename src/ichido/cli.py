@@ -139,7 +139,8 @@ def serve(
     # full passes, which otherwise stop the event loop for tens of milliseconds.
     gc.freeze()
     uvicorn.run(service, host=host, port=port, log_level=log_level, lifespan="on",
-                http="httptools", loop="uvloop")
+                http="httptools", loop="uvloop",
+                timeout_graceful_shutdown=service.settings.shutdown_timeout_seconds)
 
 
 @cli.command()
