@@ -33,12 +33,12 @@ def test_small_torture_run_loses_nothing_applies_everything_once_and_matches_a_r
         "orders": figures["orders"] == ORDERS,
         "three events or more per order": figures["events"] >= 3 * ORDERS,
         "each event to both receivers": figures["deliveries"] >= 2 * figures["events"],
-        "nothing lost, doubled, mismatched, missing, unexpected, dead": not any(figures[k] for k in (
-            "lost", "double_effects", "mismatched_states", "missing_effects",
-            "unexpected_outcomes", "dead")),
+        "nothing lost, doubled, mismatched, missing, unexpected, dead": not any(
+            figures[k] for k in ("lost", "double_effects", "mismatched_states",
+                                 "missing_effects", "unexpected_outcomes", "dead")),
         "settled": figures["settled"] is True,
         # Every fault happened, mid-run.
-        "kills": figures["kills"].get("receiver", 0) >= 2 and figures["kills"].get("worker", 0) >= 2,
+        "kills": min(figures["kills"].get("receiver", 0), figures["kills"].get("worker", 0)) >= 2,
         "one flush, one restart": (figures["redis_flushes"], figures["pg_restarts"]) == (1, 1),
         "deliveries failed, none given up": figures["delivery_failures"] > 0
         and figures["gave_up"] == 0,
@@ -103,7 +103,7 @@ def test_small_pipeline_torture_loses_nothing_and_applies_every_event_once() -> 
         "every event stored and processed": figures["unique"] == figures["processed"] == events,
         "concurrent and late copies": figures["concurrent_copies"] > 0
         and figures["late_copies"] > 0,
-        "kills": figures["kills"].get("receiver", 0) >= 2 and figures["kills"].get("worker", 0) >= 2,
+        "kills": min(figures["kills"].get("receiver", 0), figures["kills"].get("worker", 0)) >= 2,
         "one flush, one restart": (figures["redis_flushes"], figures["pg_restarts"]) == (1, 1),
         "the sender felt the faults": figures["retried_deliveries"] > 0,
         "both tiers caught copies": figures["duplicates_cache"] > 0
