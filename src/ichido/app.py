@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ichido import dashboard
 from ichido.config import Settings
 from ichido.errors import StorageUnavailable
 from ichido.group_commit import GroupCommit
@@ -46,7 +47,8 @@ class App:
                  routes: Sequence[BaseRoute] = (), schema: Sequence[Step] = (),
                  **overrides: Any) -> None:
         self.settings = settings or Settings.from_env(**overrides)
-        self.schema = list(schema)
+        self.schema = [*schema, *dashboard.schema()]  # the operator page's audit trail, if on
+        self.fee_report: Callable[[], Any] | None = None  # fee rows per method, for the dashboard
         self.handlers = HandlerRegistry()
         self.workers = workers
         self._routes = list(routes)
@@ -61,6 +63,7 @@ class App:
         self.background: list[Callable[[threading.Event], None]] = []
         self.receiver = WebhookReceiver(self.settings, self._group_commit)
         self._asgi: Starlette | None = None
+        self._dashboard = dashboard.routes(self)  # /dashboard, when ICHIDO_DASHBOARD_TOKEN is set
 
     # -- for users ---------------------------------------------------------------------------
 
@@ -80,6 +83,7 @@ class App:
             Route("/webhooks/stripe", self.receiver, methods=["POST"]),
             Route("/healthz", self._healthz, methods=["GET"]),
             Route("/metrics", self._metrics, methods=["GET"]),
+            *self._dashboard,
             *self._routes,
         ]
 

@@ -1,0 +1,159 @@
+"""The dashboard over HTTP (Starlette's TestClient on the real app): login, sessions, CSRF,
+escaping, and the reads behind each page on every backend."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from starlette.testclient import TestClient
+
+import ichido
+from ichido.config import Settings
+from tests.dashboard.conftest import TOKEN, XSS, Flaky, login, store_events
+
+
+@pytest.fixture
+def client(dashboard_app: ichido.App) -> TestClient:
+    with TestClient(dashboard_app, base_url="http://testserver") as client:
+        yield client
+
+
+def test_dashboard_is_off_without_a_token(settings: Settings,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ICHIDO_DASHBOARD_TOKEN", raising=False)
+    with TestClient(ichido.App(settings, workers=0)) as client:
+        assert client.get("/dashboard/login").status_code == 404
+
+
+def test_pages_need_a_session(client: TestClient) -> None:
+    for path in ("/dashboard/", "/dashboard/events", "/dashboard/dead", "/dashboard/shop"):
+        answer = client.get(path, follow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["location"] == "/dashboard/login"
+
+
+def test_a_wrong_token_is_refused_and_the_right_one_opens_a_strict_httponly_session(
+        client: TestClient) -> None:
+    wrong = client.post("/dashboard/login", data={"token": TOKEN + "x"}, follow_redirects=False)
+    assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
+    right = client.post("/dashboard/login", data={"token": TOKEN}, follow_redirects=False)
+    cookie = right.headers["set-cookie"]
+    assert right.status_code == 303
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/dashboard" in cookie
+    assert TOKEN not in cookie and TOKEN not in right.headers["location"]
+    assert client.get("/dashboard/").status_code == 200
+
+
+def test_a_tampered_session_cookie_is_no_session(client: TestClient) -> None:
+    login(client)
+    value = client.cookies["ichido_dashboard"]
+    client.cookies.set("ichido_dashboard", value[:-2] + ("A" if value[-1] != "A" else "B"),
+                       path="/dashboard")
+    assert client.get("/dashboard/", follow_redirects=False).status_code == 303
+
+
+def test_repeated_wrong_tokens_are_slowed_down(client: TestClient) -> None:
+    codes = [client.post("/dashboard/login", data={"token": "nope" * 5}).status_code
+             for _ in range(11)]
+    assert codes[:10] == [401] * 10 and codes[10] == 429
+
+
+def test_every_action_needs_the_sessions_csrf_token(
+        client: TestClient, dashboard_app: ichido.App) -> None:
+    stored = store_events(dashboard_app, client)
+    csrf = login(client)
+    target = f"/dashboard/events/{stored.dead[0]}/retry"
+    assert client.post(target, data={}).status_code == 403
+    assert client.post(target, data={"csrf": "forged"}).status_code == 403
+    assert client.post(target, data={"csrf": csrf},
+                       headers={"Origin": "http://evil.example"}).status_code == 403
+    assert dashboard_app.inbox.get(stored.dead[0]).status == "dead"  # nothing happened
+    done = client.post(target, data={"csrf": csrf}, follow_redirects=False)
+    assert done.status_code == 303
+    assert dashboard_app.inbox.get(stored.dead[0]).status == "retrying"
+
+
+def test_hostile_metadata_renders_as_text_and_secrets_are_masked(
+        client: TestClient, dashboard_app: ichido.App) -> None:
+    stored = store_events(dashboard_app, client)
+    login(client)
+    page = client.get(f"/dashboard/events/{stored.hostile}").text
+    assert XSS not in page and "&lt;script&gt;" in page
+    assert 'href="javascript:' not in page and "javascript:alert(1)" in page  # text, not a link
+    assert "whsec_should_never_show" not in page and "whsec_***" in page
+    assert "'unsafe-inline'" not in client.get("/dashboard/").headers["content-security-policy"]
+
+
+def test_the_overview_counts_what_the_store_counts(client: TestClient,
+                                                  dashboard_app: ichido.App) -> None:
+    store_events(dashboard_app, client)
+    login(client)
+    page = client.get("/dashboard/").text
+    stats = dashboard_app.inbox.stats()
+    for name in ("received", "unique", "processed", "dead"):
+        shown = re.search(rf'data-counter="{name}">\s*<div class="value">([\d,]+)<', page)
+        assert shown and int(shown.group(1).replace(",", "")) == stats[name], name
+    assert stats["dead"] == 2
+
+
+def test_events_filter_and_page_on_the_server(client: TestClient,
+                                              dashboard_app: ichido.App) -> None:
+    stored = store_events(dashboard_app, client)
+    login(client)
+    dead = client.get("/dashboard/events", params={"status": "dead"}).text
+    assert all(event_id in dead for event_id in stored.dead) and stored.paid not in dead
+    by_id = client.get("/dashboard/events", params={"q": "hostile"}).text
+    assert stored.hostile in by_id and stored.paid not in by_id
+    by_object = client.get("/dashboard/events", params={"object_id": stored.object_id}).text
+    assert stored.paid in by_object and stored.hostile not in by_object
+    later = client.get("/dashboard/events", params={"since": "2099-01-01"}).text
+    assert stored.paid not in later
+    seen: list[str] = []
+    query = "limit=1"
+    while query:  # one a page, each page after the last row shown: all four, once each
+        page = client.get(f"/dashboard/events?{query}").text
+        seen += re.findall(r'data-event-id="([^"]+)"', page)
+        found = re.search(r'rel="next" href="/dashboard/events\?([^"]+)"', page)
+        query = found.group(1).replace("&amp;", "&") if found else ""
+    assert sorted(seen) == sorted([stored.paid, *stored.dead, stored.hostile])
+
+
+def test_the_event_page_shows_attempts_tracebacks_and_handlers(
+        client: TestClient, dashboard_app: ichido.App) -> None:
+    stored = store_events(dashboard_app, client)
+    login(client)
+    page = client.get(f"/dashboard/events/{stored.dead[0]}").text
+    assert "the bank refused the refund (test)" in page and "Traceback" in page
+    assert "refunded</code>" in page  # the handler's qualified name
+    assert client.get("/dashboard/events/evt_missing").status_code == 404
+
+
+def test_retry_by_filter_requeues_the_dead_and_shows_progress(
+        client: TestClient, dashboard_app: ichido.App, flaky: Flaky) -> None:
+    stored = store_events(dashboard_app, client)
+    csrf = login(client)
+    answer = client.post("/dashboard/dead/retry", data={"csrf": csrf, "type": "charge.refunded"},
+                         follow_redirects=False)
+    assert answer.status_code == 303
+    progress = answer.headers["location"]
+    assert ">2</div>" in client.get(progress).text  # two requeued
+    flaky.failing = False
+    dashboard_app.worker().drain()
+    assert all(dashboard_app.inbox.get(i).status == "processed" for i in stored.dead)
+    done = client.get(progress).text
+    assert 'id="done">2<' in done
+    actions = client.get("/dashboard/actions").text
+    assert "alice" in actions and "retry_filter" in actions and "login" in actions
+
+
+def test_logout_ends_the_session(client: TestClient) -> None:
+    csrf = login(client)
+    assert client.post("/dashboard/logout", data={"csrf": csrf},
+                       follow_redirects=False).status_code == 303
+    assert client.get("/dashboard/", follow_redirects=False).status_code == 303
+
+
+def test_japanese_is_one_click_away(client: TestClient) -> None:
+    login(client)
+    client.get("/dashboard/lang/ja")
+    assert "概要" in client.get("/dashboard/").text
