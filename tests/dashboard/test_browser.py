@@ -16,10 +16,11 @@ import httpx
 import pytest
 
 import ichido
+from ichido.config import Settings
 from ichido.serving import ThreadedServer
 from tests.conftest import IN_CI
 from tests.dashboard.conftest import TOKEN, XSS, Flaky
-from tests.support import ROOT, make_event, signed_headers
+from tests.support import ROOT, SECRET, make_event, signed_headers
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -28,6 +29,14 @@ OUTPUT = Path(os.environ.get("ICHIDO_TEST_OUTPUT", ROOT / "test-output")) / "das
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """The browser tests run on SQLite only: the reads behind each page are tested on every
+    backend over HTTP (test_http.py); here it is the browser's side that is under test."""
+    return Settings(database_url=f"sqlite:///{tmp_path / 'ichido.db'}", webhook_secrets=(SECRET,),
+                    retry_base_seconds=0.01, retry_cap_seconds=0.05, poll_interval_seconds=0.02)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +53,7 @@ def browser() -> Iterator:
 
 
 @pytest.fixture
-def served(dashboard_app: ichido.App, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def served(dashboard_app: ichido.App) -> Iterator[str]:
     """The app with one worker thread, on loopback, with events in every state."""
     dashboard_app.workers = 1
     with ThreadedServer(dashboard_app) as server:
@@ -101,8 +110,7 @@ def log_in(tab, url: str) -> None:
 
 
 def test_operator_logs_in_filters_opens_an_event_and_retries_a_dead_letter(
-        page, served: str, dashboard_app: ichido.App, flaky: Flaky,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        page, served: str, dashboard_app: ichido.App, flaky: Flaky) -> None:
     seed(served, dashboard_app)
     log_in(page, served)
     assert page.context.cookies()[0]["httpOnly"] is True
