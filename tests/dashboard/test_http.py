@@ -157,3 +157,44 @@ def test_japanese_is_one_click_away(client: TestClient) -> None:
     login(client)
     client.get("/dashboard/lang/ja")
     assert "概要" in client.get("/dashboard/").text
+
+
+def test_a_bad_filter_is_a_400_that_quotes_it_as_text(client: TestClient) -> None:
+    login(client)
+    answer = client.get("/dashboard/events", params={"since": "<b>yesterday</b>"})
+    assert answer.status_code == 400
+    assert "&lt;b&gt;yesterday&lt;/b&gt;" in answer.text and "<b>" not in answer.text
+
+
+def test_a_session_ends_when_its_operators_token_is_removed() -> None:
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from ichido.dashboard.auth import COOKIE, Sessions
+    from ichido.dashboard.settings import DashboardSettings, parse_tokens
+
+    both = parse_tokens(f"alice:{TOKEN},bob:{TOKEN}-bob")
+    shared = "a-fixed-signing-secret"
+    before = Sessions(DashboardSettings(operators=both, secret=shared))
+    response = Response()
+    request = Request({"type": "http", "scheme": "http", "root_path": "/dashboard",
+                       "headers": [(b"host", b"testserver")], "path": "/dashboard/login",
+                       "server": ("testserver", 80), "query_string": b""})
+    bob = before.operator_for(f"{TOKEN}-bob")
+    assert bob is not None and bob.name == "bob"
+    before.start(response, bob, request)
+    value = response.headers["set-cookie"].split(";")[0].split("=", 1)[1]
+    assert before.read({COOKIE: value}).who == "bob"
+    after = Sessions(DashboardSettings(operators=both[:1], secret=shared))
+    assert after.read({COOKIE: value}) is None
+
+
+def test_duplicates_are_charted_from_the_growth_between_counter_samples() -> None:
+    from ichido.dashboard.chart import CounterSamples
+
+    samples = CounterSamples(every=10)
+    for at, cached, durable in ((0, 0, 0), (5, 9, 9), (60, 4, 1), (130, 10, 2), (200, 0, 0)):
+        samples.add({"duplicates_cache": cached, "duplicates_durable": durable}, now=at)
+    # the sample at 5 s came too soon and was skipped; the drop at 200 s (a counter reset,
+    # e.g. a restarted store) counts as nothing rather than as a negative
+    assert samples.per_bucket(start=0, width=60, count=4) == [0, 5, 7, 0]

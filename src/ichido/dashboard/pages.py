@@ -127,7 +127,7 @@ class Dashboard:
     async def overview(self, request: Request) -> Response:
         if (session := self._session(request)) is None:
             return self._to_login(request)
-        data = await self._cached("overview", 2.0, self._read_overview)
+        data = await self._cached("overview", 5.0, self._read_overview)
         return self._page(request, session, "overview.html", refresh=True, **data)
 
     def _read_overview(self) -> dict[str, Any]:
