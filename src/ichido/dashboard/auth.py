@@ -14,6 +14,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from typing import Mapping
+from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
@@ -97,7 +98,9 @@ def same_origin(request: Request) -> bool:
     origin = request.headers.get("origin")
     if origin is None or origin == "null":
         return origin is None
-    return origin == f"{request.url.scheme}://{request.url.netloc}"
+    # Host and port, not the scheme: behind a proxy that ends TLS the app sees http while the
+    # browser names https. The CSRF token is the real check; this one stops a foreign page.
+    return urlsplit(origin).netloc == request.url.netloc
 
 
 def cookie_path(request: Request) -> str:

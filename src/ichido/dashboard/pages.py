@@ -7,16 +7,13 @@ receiver shares.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import re
 import secrets
 import time
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import quote, urlencode
 
-from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -27,55 +24,13 @@ from starlette.staticfiles import StaticFiles
 from ichido.dashboard import audit, chart, reading, shop_tables
 from ichido.dashboard.auth import Session, Sessions, csrf_ok, same_origin
 from ichido.dashboard.i18n import LANGUAGES, pick, translator
+from ichido.dashboard.render import SECURITY_HEADERS, environment, escaped, read_form
 from ichido.dashboard.settings import DashboardSettings
 from ichido.errors import ConfigError, StorageUnavailable
 from ichido.handlers import HandlerRegistry
 from ichido.inbox import Inbox
 
 LANG_COOKIE = "ichido_lang"
-MAX_FORM_BYTES = 16 * 1024
-# Secrets have recognisable shapes; a payload or a traceback that quotes one shows it masked.
-SECRET_SHAPES = re.compile(r"\b(whsec|sk_live|sk_test|rk_live|rk_test)_[A-Za-z0-9]+")
-SECURITY_HEADERS = {
-    "content-security-policy": ("default-src 'none'; style-src 'self'; script-src 'self';"
-                                " img-src 'self' data:; form-action 'self'; base-uri 'none';"
-                                " frame-ancestors 'none'"),
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "same-origin",  # no-referrer would make Chromium send Origin: null
-    "cache-control": "no-store",
-    "x-frame-options": "DENY",
-}
-
-
-def redact(text: str | None) -> str:
-    return SECRET_SHAPES.sub(lambda m: f"{m.group(1)}_***", text or "")
-
-
-def when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "—"
-    return dt.datetime.fromtimestamp(float(timestamp), dt.timezone.utc).strftime(
-        "%Y-%m-%d %H:%M:%S UTC")
-
-
-def age(seconds: float | None) -> str:
-    """``3d 4h``, ``2h 5m``, ``4m 10s``, ``9s``: the two largest units are enough to judge."""
-    if seconds is None:
-        return "—"
-    left = int(seconds)
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if left >= size or (unit == "s" and not parts):
-            parts.append(f"{left // size}{unit}")
-            left %= size
-    return " ".join(parts[:2])
-
-
-def jst(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "—"
-    return dt.datetime.fromtimestamp(float(timestamp), shop_tables.JST).strftime(
-        "%Y-%m-%d %H:%M JST")
 
 
 class Dashboard:
@@ -94,9 +49,7 @@ class Dashboard:
         self.sessions = Sessions(settings)
         self.samples = chart.CounterSamples()
         self._cache: dict[str, tuple[float, Any]] = {}
-        self.templates = Environment(loader=PackageLoader("ichido.dashboard", "templates"),
-                                     autoescape=select_autoescape(default=True))
-        self.templates.filters.update(when=when, age=age, jst=jst, redact=redact)
+        self.templates = environment()
         static = Path(__file__).parent / "static"
         self.app = Starlette(routes=[
             Route("/", self.overview),
@@ -265,7 +218,7 @@ class Dashboard:
 
     async def login(self, request: Request) -> Response:
         client = _client(request)
-        form = await _form(request)
+        form = await read_form(request)
         if form is None or not same_origin(request):
             return self._render(request, "login.html", {"error": "bad_request"}, 400)
         if self.sessions.too_many_failures(client):
@@ -273,6 +226,7 @@ class Dashboard:
         operator = self.sessions.operator_for(form.get("token", ""))
         if operator is None:
             self.sessions.failed(client)
+            audit.log.warning("dashboard login refused for %s", client)
             return self._render(request, "login.html", {"error": "bad_token"}, 401)
         response = RedirectResponse(self._url(request, "/"), 303)
         session = self.sessions.start(response, operator, request)
@@ -308,7 +262,7 @@ class Dashboard:
         session = self._session(request)
         if session is None:
             return None, {}, Response("log in first", status_code=401, headers=SECURITY_HEADERS)
-        form = await _form(request)
+        form = await read_form(request)
         if form is None or not same_origin(request) or not csrf_ok(session, form):
             return session, {}, self._page(request, session, "error.html", status_code=403,
                                            message_key="csrf")
@@ -361,22 +315,16 @@ def create_dashboard(inbox: Callable[[], Inbox], settings: DashboardSettings | N
     dashboard = Dashboard(inbox, settings or DashboardSettings.from_env(), **options)
 
     async def unavailable(request: Request, exc: Exception) -> Response:
-        return HTMLResponse(f"<p>store unavailable: {_escape(str(exc))}</p>", status_code=503,
+        return HTMLResponse(f"<p>store unavailable: {escaped(str(exc))}</p>", status_code=503,
                             headers=SECURITY_HEADERS)
 
     async def bad_filter(request: Request, exc: Exception) -> Response:
-        return HTMLResponse(f"<p>{_escape(str(exc))}</p>", status_code=400,
+        return HTMLResponse(f"<p>{escaped(str(exc))}</p>", status_code=400,
                             headers=SECURITY_HEADERS)
 
     dashboard.app.add_exception_handler(StorageUnavailable, unavailable)
     dashboard.app.add_exception_handler(ConfigError, bad_filter)
     return dashboard.app
-
-
-def _escape(text: str) -> str:
-    from markupsafe import escape
-
-    return str(escape(redact(text)))
 
 
 def _payload(body: bytes) -> Any:
@@ -387,8 +335,6 @@ def _payload(body: bytes) -> Any:
 
 
 def _quote(event_id: str) -> str:
-    from urllib.parse import quote
-
     return quote(event_id, safe="")
 
 
@@ -401,16 +347,3 @@ def _page_size(request: Request, default: int = 50) -> int:
 
 def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
-
-
-async def _form(request: Request) -> dict[str, str] | None:
-    """A urlencoded form, bounded in size (no multipart here: nothing is uploaded)."""
-    if not request.headers.get("content-type", "").startswith(
-            "application/x-www-form-urlencoded"):
-        return None
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            return None
-    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
