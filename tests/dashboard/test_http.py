@@ -198,3 +198,15 @@ def test_duplicates_are_charted_from_the_growth_between_counter_samples() -> Non
     # the sample at 5 s came too soon and was skipped; the drop at 200 s (a counter reset,
     # e.g. a restarted store) counts as nothing rather than as a negative
     assert samples.per_bucket(start=0, width=60, count=4) == [0, 5, 7, 0]
+
+
+def test_a_failing_fee_report_leaves_the_shop_page_up(client: TestClient,
+                                                      dashboard_app: ichido.App) -> None:
+    def unreachable():
+        raise ConnectionError("api.stripe.test unreachable with sk_test_abcdef123")
+
+    dashboard_app.fee_report = unreachable
+    login(client)
+    page = client.get("/dashboard/shop")
+    assert page.status_code == 200
+    assert "unreachable" in page.text and "sk_test_abcdef123" not in page.text

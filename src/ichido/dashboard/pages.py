@@ -8,6 +8,7 @@ receiver shares.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ from ichido.handlers import HandlerRegistry
 from ichido.inbox import Inbox
 
 LANG_COOKIE = "ichido_lang"
+log = logging.getLogger("ichido.dashboard")
 
 
 class Dashboard:
@@ -160,15 +162,23 @@ class Dashboard:
         if (session := self._session(request)) is None:
             return self._to_login(request)
         data = await self._cached("shop", 5.0, self._read_shop)
-        return self._page(request, session, "shop.html", **data)
+        # The fee report asks Stripe for balance transactions: minutes old is fresh enough.
+        fees = await self._cached("fees", 300.0, self._read_fees)
+        return self._page(request, session, "shop.html", fees=fees, **data)
 
     def _read_shop(self) -> dict[str, Any]:
         present = shop_tables.has_shop(self.inbox)
         state = shop_tables.shop_state(self.inbox, time.time()) if present else {}
-        rows = None if self.fee_report is None else self.fee_report()
-        fees = None if rows is None else chart.bars(shop_tables.fee_shares(rows),
+        return {"present": present, "state": state}
+
+    def _read_fees(self) -> dict[str, Any] | None:
+        try:
+            rows = None if self.fee_report is None else self.fee_report()
+        except Exception as exc:  # the app's hook (Stripe's API behind it) must not break the page
+            log.warning("the fee report failed", exc_info=True)
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        return None if rows is None else chart.bars(shop_tables.fee_shares(rows),
                                                     self.max_fee_share)
-        return {"present": present, "state": state, "fees": fees}
 
     async def actions(self, request: Request) -> Response:
         if (session := self._session(request)) is None:
