@@ -196,8 +196,9 @@ def test_shop_state_japanese_and_phone_width(browser, served: str,
                                              dashboard_app: ichido.App) -> None:
     seed(served, dashboard_app)
     add_shop(dashboard_app)
-    dashboard_app.fee_report = lambda: [{"method": "card", "gross": 120_000, "fees": 4_320},
-                                        {"method": "konbini", "gross": 1_800, "fees": 1_090}]
+    dashboard_app.fee_report = lambda: [
+        {"method": "card", "gross": 120_000, "fees": 4_320, "max_share": 0.2},
+        {"method": "konbini", "gross": 1_800, "fees": 1_090, "max_share": 0.2}]
     phone = browser.new_context(viewport={"width": 390, "height": 844}, locale="ja-JP",
                                 device_scale_factor=2, is_mobile=True)
     tab = phone.new_page()
@@ -219,14 +220,11 @@ def test_shop_state_japanese_and_phone_width(browser, served: str,
 
 def add_shop(app: ichido.App) -> None:
     """The shop's real tables (its schema), with one voucher due today and one refund waiting."""
-    try:
-        from ichido.shop.schema import SHOP_SCHEMA
-    except ImportError:  # before the shop moved out of the core
-        from ichido.domain.schema import SHOP_SCHEMA
+    from ichido.dashboard.shop_tables import today_in_japan
     from ichido.inbox import open_inbox
+    from ichido.shop.schema import SHOP_SCHEMA
 
     open_inbox(app.settings, migrate=True, steps=SHOP_SCHEMA).close()
-    from ichido.dashboard.shop_tables import today_in_japan
 
     now = time.time()
     end_of_today = today_in_japan(now)[1] - 1

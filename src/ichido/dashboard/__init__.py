@@ -30,7 +30,8 @@ def routes(app, settings: DashboardSettings | None = None) -> list:  # type: ign
     """``[Mount("/dashboard", …)]`` for an ``ichido.App`` when the dashboard is on, else ``[]``.
 
     The page reads the app's own inbox and knows its handlers; ``app.fee_report`` (a callable
-    returning fee rows per payment method, which the shop sets) feeds the fee chart.
+    returning fee rows per payment method, ``{"method", "gross", "fees"}`` and optionally the
+    shop's ``"max_share"``, which the shop sets) feeds the fee chart.
     """
     settings = settings or DashboardSettings.from_env()
     if not settings.enabled:
@@ -42,5 +43,5 @@ def routes(app, settings: DashboardSettings | None = None) -> list:  # type: ign
         return None if report is None else report()
 
     page = create_dashboard(lambda: app.inbox, settings, handlers=app.handlers,
-                            fee_report=fee_report, max_fee_share=app.settings.max_fee_share)
+                            fee_report=fee_report)
     return [Mount("/dashboard", app=page)]

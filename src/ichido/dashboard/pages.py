@@ -41,13 +41,11 @@ class Dashboard:
 
     def __init__(self, inbox: Callable[[], Inbox], settings: DashboardSettings, *,
                  handlers: HandlerRegistry | None = None,
-                 fee_report: shop_tables.FeeReport | None = None,
-                 max_fee_share: float | None = None) -> None:
+                 fee_report: shop_tables.FeeReport | None = None) -> None:
         self._inbox = inbox
         self.settings = settings
         self.handlers = handlers
         self.fee_report = fee_report
-        self.max_fee_share = max_fee_share
         self.sessions = Sessions(settings)
         self.samples = chart.CounterSamples()
         self._cache: dict[str, tuple[float, Any]] = {}
@@ -177,8 +175,11 @@ class Dashboard:
         except Exception as exc:  # the app's hook (Stripe's API behind it) must not break the page
             log.warning("the fee report failed", exc_info=True)
             return {"error": f"{type(exc).__name__}: {exc}"}
-        return None if rows is None else chart.bars(shop_tables.fee_shares(rows),
-                                                    self.max_fee_share)
+        if rows is None:
+            return None
+        rows = list(rows)
+        limits = [float(row["max_share"]) for row in rows if row.get("max_share") is not None]
+        return chart.bars(shop_tables.fee_shares(rows), max(limits) if limits else None)
 
     async def actions(self, request: Request) -> Response:
         if (session := self._session(request)) is None:
