@@ -75,6 +75,13 @@ def recent(inbox: Inbox, limit: int = 20) -> list[Action]:
     return [Action(*row) for row in rows]
 
 
+def find(inbox: Inbox, action_id: str) -> Action | None:
+    with inbox.reading() as tx:
+        row = tx.execute("SELECT id, at, who, session, client, action, target, count FROM"
+                         " ichido_dashboard_actions WHERE id = ?", (action_id,)).fetchone()
+    return Action(*row) if row else None
+
+
 def progress(inbox: Inbox, action_id: str) -> dict[str, Any]:
     """How the events of one retry stand now: finished, still going, dead again."""
     with inbox.reading() as tx:

@@ -97,7 +97,7 @@ class Dashboard:
             charts[span] = chart.lines(series) | {"start": found["start"], "end": now}
         return summary | {"charts": charts, "sampled_since": self.samples.since(),
                           "actions": audit.recent(self.inbox, 5),
-                          "reconciler": self._reconciler()}
+                          "reconciler": reading.reconciler_state(self.inbox)}
 
     async def events(self, request: Request) -> Response:
         if (session := self._session(request)) is None:
@@ -152,9 +152,13 @@ class Dashboard:
         if (session := self._session(request)) is None:
             return self._to_login(request)
         action_id = request.path_params["action_id"]
+        action = await run_in_threadpool(audit.find, self.inbox, action_id)
+        if action is None:
+            return self._page(request, session, "error.html", status_code=404,
+                              message_key="not_found")
         found = await run_in_threadpool(audit.progress, self.inbox, action_id)
         return self._page(request, session, "retry.html", refresh=found["going"] > 0,
-                          progress=found, action_id=action_id)
+                          progress=found, action=action)
 
     async def shop(self, request: Request) -> Response:
         if (session := self._session(request)) is None:
@@ -316,8 +320,6 @@ class Dashboard:
         self._cache[key] = (time.monotonic(), value)
         return value
 
-    def _reconciler(self) -> dict[str, Any] | None:
-        return None  # the reconciler (issue 13) reports its last run and cursor here
 
 
 def create_dashboard(inbox: Callable[[], Inbox], settings: DashboardSettings | None = None,

@@ -203,3 +203,15 @@ def dead_ids(inbox: Inbox, ids: Sequence[str]) -> list[str]:
         rows = tx.execute("SELECT id FROM ichido_events WHERE status = 'dead' AND id IN"
                           f" ({', '.join('?' for _ in ids)})", list(ids)).fetchall()
     return [row[0] for row in rows]
+
+
+def reconciler_state(inbox: Inbox) -> list[dict[str, Any]] | None:
+    """Per account, the reconciler's cursor (every event up to it is stored) and when it last
+    moved; None where the recovery tables are not in this store."""
+    if schema_version(inbox, "recovery") < 1:
+        return None
+    with inbox.reading() as tx:
+        rows = tx.execute("SELECT account, created, walk_reached, updated_at FROM"
+                          " ichido_reconcile_cursors ORDER BY account LIMIT 20").fetchall()
+    return [{"account": account, "cursor": created, "walking": reached, "last_run": updated}
+            for account, created, reached, updated in rows]
