@@ -30,6 +30,7 @@ APPLICATION_COMMANDS = {
     "fees": "ichido.shop.cli:fees_cli",
     "demo": "ichido.shop.cli:demo",
     "emulator": "ichido.emulator.cli:emulator",
+    "aws": "ichido.aws.cli:aws_cli",  # needs the ichido[aws] extra (boto3, mangum, moto)
 }
 
 
@@ -113,6 +114,10 @@ def _inbox(database_url: str | None):
     from ichido.inbox import open_inbox
 
     _environ(database_url=database_url)
+    if os.environ.get("ICHIDO_QUEUE_URL") or os.environ.get("ICHIDO_AWS_LAYOUT"):
+        from ichido.aws.admin import open_admin  # the store and the queue of an AWS layout
+
+        return open_admin(Settings.from_env())
     return open_inbox(Settings.from_env())
 
 
@@ -141,7 +146,8 @@ def serve(
     # full passes, which otherwise stop the event loop for tens of milliseconds.
     gc.freeze()
     uvicorn.run(service, host=host, port=port, log_level=log_level, lifespan="on",
-                http="httptools", loop="uvloop")
+                http="httptools", loop="uvloop",
+                timeout_graceful_shutdown=service.settings.shutdown_timeout_seconds)
 
 
 @cli.command("dashboard")
