@@ -20,8 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ichido import dashboard
 from ichido.config import Settings
+from ichido.dashboard.mount import routes as dashboard_routes
 from ichido.errors import StorageUnavailable
 from ichido.group_commit import GroupCommit
 from ichido.handlers import Handler, HandlerRegistry
@@ -47,7 +47,7 @@ class App:
                  routes: Sequence[BaseRoute] = (), schema: Sequence[Step] = (),
                  **overrides: Any) -> None:
         self.settings = settings or Settings.from_env(**overrides)
-        self.schema = [*schema, *dashboard.schema()]  # the operator page's audit trail, if on
+        self.schema = list(schema)
         self.fee_report: Callable[[], Any] | None = None  # fee rows per method, for the dashboard
         self.handlers = HandlerRegistry()
         self.workers = workers
@@ -63,7 +63,7 @@ class App:
         self.background: list[Callable[[threading.Event], None]] = []
         self.receiver = WebhookReceiver(self.settings, self._group_commit)
         self._asgi: Starlette | None = None
-        self._dashboard = dashboard.routes(self)  # /dashboard, when ICHIDO_DASHBOARD_TOKEN is set
+        self._dashboard = dashboard_routes(self)  # /dashboard, when ICHIDO_DASHBOARD_TOKEN is set
 
     # -- for users ---------------------------------------------------------------------------
 

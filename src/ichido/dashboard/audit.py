@@ -1,7 +1,7 @@
 """Every operator action, recorded with who and when, and the events a retry covered.
 
-These are the dashboard's only writes: an operator's action, never a poll. The tables are a
-schema component of their own (``dashboard``), migrated with the app's when the page is on.
+These are the dashboard's only writes: an operator's action, never a poll. The tables are the
+``dashboard`` schema component (``schema.py``), migrated with the core's.
 """
 
 from __future__ import annotations
@@ -12,32 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ichido.inbox import Inbox
-from ichido.inbox.migrations import Step
 
 log = logging.getLogger("ichido.dashboard.audit")
-
-DASHBOARD_SCHEMA: list[Step] = [
-    ("dashboard", 1, [
-        """CREATE TABLE ichido_dashboard_actions (
-            id TEXT PRIMARY KEY,
-            at DOUBLE PRECISION NOT NULL,
-            who TEXT NOT NULL,
-            session TEXT NOT NULL,
-            client TEXT,
-            action TEXT NOT NULL,
-            target TEXT,
-            count INTEGER NOT NULL DEFAULT 0
-        )""",
-        "CREATE INDEX ichido_dashboard_actions_at ON ichido_dashboard_actions (at)",
-        # The ids one retry requeued, so its progress can be shown as they finish.
-        """CREATE TABLE ichido_dashboard_retried (
-            action_id TEXT NOT NULL,
-            event_id TEXT NOT NULL,
-            PRIMARY KEY (action_id, event_id)
-        )""",
-    ]),
-]
-
 
 @dataclass(frozen=True)
 class Action:

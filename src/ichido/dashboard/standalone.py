@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse
 from starlette.routing import Route
 
-from ichido.dashboard import routes
+from ichido.dashboard.mount import routes
 from ichido.dashboard.settings import DashboardSettings
 from ichido.errors import ConfigError
 
