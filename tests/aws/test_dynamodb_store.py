@@ -118,3 +118,48 @@ def test_stats_have_the_keys_of_every_other_store(layout: SqsLayout, tmp_path) -
         assert set(layout.inbox.stats()) == set(sqlite.stats())
     finally:
         sqlite.close()
+
+
+def test_two_workers_on_one_object_at_once_serialize_through_the_condition(
+        layout: SqsLayout) -> None:
+    """I4/I8 on a standard queue: two events of one order run at the same instant in two
+    invocations, both read rank 0. The first commit wins; the other's condition fails, its
+    whole transaction (marker included) is cancelled and retried, and then it sees rank 2."""
+    import threading
+
+    import boto3
+
+    table = layout.effects.table
+    both_read = threading.Barrier(2)
+    ran: list[str] = []
+
+    def advance(event: Event, tx) -> None:
+        order = tx.get(table, {"pk": "order_1", "sk": "state"}) or {"rank": 0}
+        if len(ran) < 2:
+            ran.append(event.type)
+            both_read.wait(timeout=30)
+        rank = {"payment_intent.processing": 1, "payment_intent.succeeded": 2}[event.type]
+        if rank <= order["rank"]:
+            return
+        tx.put(table, {"pk": "order_1", "sk": "state", "rank": rank, "by": event.type},
+               condition="attribute_not_exists(pk) OR #rank = :seen",
+               names={"#rank": "rank"}, values={":seen": order["rank"]})
+
+    layout.handlers.on("payment_intent.processing", "payment_intent.succeeded")(advance)
+    send(layout, make_event("payment_intent.succeeded", object_id="pi_1"))
+    send(layout, make_event("payment_intent.processing", object_id="pi_1"))
+    messages = boto3.client("sqs").receive_message(
+        QueueUrl=layout.queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0,
+        AttributeNames=["All"])["Messages"]
+    assert len(messages) == 2
+    threads = [threading.Thread(target=layout.worker.handle,
+                                args=({"Records": [layout.poller._record(m)]},))
+               for m in messages]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    layout.poller.drain()  # whatever lost the race comes back and finds the newer state
+    state = layout.inbox.database.get(table, {"pk": "order_1", "sk": "state"})
+    assert state["rank"] == 2
+    assert {r.status for r in layout.inbox.list()} == {Status.PROCESSED}

@@ -46,6 +46,10 @@ class AwsAdmin:
         raise IchidoError("prune is not offered on DynamoDB: markers are small and kept (a "
                           "pruned id redelivered would apply again)", code="not_supported")
 
+    def reading(self) -> Any:
+        """The store's own reads (SQL on PostgreSQL), for the app's tables."""
+        return self.store.reading()
+
     def ping(self) -> None:
         self.store.ping()
 

@@ -65,10 +65,12 @@ def local(
 
     gateway = stack.FunctionUrlGateway(environment)
     stop = threading.Event()
-    runner = threading.Thread(target=made.poller.run, args=(stop,), daemon=True,
-                              name="event-source-runner")
-    runner.start()
-    server = ThreadedServer(gateway, port=port).start()
+    # The event-source runner, and the app's own loops (its outbox dispatcher: on AWS a
+    # scheduled function would run it).
+    for name, loop in [("event-source-runner", made.poller.run),
+                       *((f"app-loop-{i}", l) for i, l in enumerate(service.background))]:
+        threading.Thread(target=loop, args=(stop,), daemon=True, name=name).start()
+    server = ThreadedServer(stack.LocalRouter(gateway, service), port=port).start()
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(made.env.items()))
     print(f"webhook URL: {server.url}/", flush=True)
     print(f"environment: {exports}", flush=True)

@@ -88,6 +88,24 @@ def function_url_event(scope: dict, body: bytes) -> dict[str, Any]:
             "body": encoded, "isBase64Encoded": is_b64}
 
 
+class LocalRouter:
+    """What ``ichido aws local`` serves: webhooks (``POST /`` or ``/webhooks/stripe``) through
+    the Function URL gateway, every other route (an app's own API, ``/healthz``) by the app."""
+
+    WEBHOOK_PATHS = ("/", "/webhooks/stripe")
+
+    def __init__(self, gateway: FunctionUrlGateway, app: Any) -> None:
+        self.gateway = gateway
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and not (scope["method"] == "POST"
+                                            and scope["path"] in self.WEBHOOK_PATHS):
+            await self.app(scope, receive, send)
+            return
+        await self.gateway(scope, receive, send)
+
+
 @dataclass
 class LocalStack:
     """What ``ichido aws local`` set up, as environment for the functions and the CLI."""
