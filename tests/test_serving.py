@@ -86,18 +86,20 @@ def test_an_8_mb_signature_header_is_refused_without_being_read(server: Threaded
     sock = connect(server)
     body = make_event()
     sock.sendall(b"POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\nStripe-Signature: t=1,v1=")
-    sent = 0
+    sent, cut_off = 0, False
     try:
         while sent < 8 * 1024 * 1024:  # the server answers and closes long before the end
             sock.sendall(b"a" * 65536)
             sent += 65536
         sock.sendall(b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
     except (BrokenPipeError, ConnectionResetError):
-        pass
+        cut_off = True
     answer = read_until_closed(sock)
     sock.close()
-    assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
-    assert b'"headers_too_large"' in answer
+    # The 431 is written before the close; a reset (the server closing with our bytes unread)
+    # may discard it on the way, but then we were cut off before the 8 MB were sent.
+    assert answer.startswith(b"HTTP/1.1 431 ") or (cut_off and answer == b""), answer[:100]
+    assert not answer or b'"headers_too_large"' in answer
     assert deliver(server).status_code == 200
 
 
