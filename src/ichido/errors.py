@@ -40,9 +40,16 @@ REASONS: dict[str, str] = {
     "migration_failed": "a schema migration step failed",
     "window_too_short": "prune --older-than is shorter than Stripe's retry window",
     "not_found": "no such record",
+    "not_supported": "this operation is not offered on this store (prune on DynamoDB)",
+    "no_dlq": "the SQS queue has no dead-letter queue to redrive",
+    "bad_filter": "a dashboard filter or page cursor cannot be read",
+    "missing_dashboard_token": "the standalone dashboard needs ICHIDO_DASHBOARD_TOKEN",
     # Processing (recorded on the event, never sent to Stripe)
     "retry_later": "a handler cannot apply the event yet; it is retried with backoff",
     "lease_lost": "another worker took the event over after this one's lease ran out",
+    "transaction_too_large": "a handler wrote more items than one DynamoDB transaction takes",
+    "no_sql_on_dynamodb": "a handler written for SQL ran on DynamoDB",
+    "transaction_cancelled": "DynamoDB refused the transaction (a condition or a conflict)",
     "error": "an unnamed failure (a bug: name it)",
 }
 

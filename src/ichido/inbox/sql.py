@@ -13,6 +13,7 @@ import uuid
 from contextlib import AbstractContextManager, contextmanager
 from typing import Iterator, Sequence
 
+from ichido.dashboard.schema import DASHBOARD_SCHEMA
 from ichido.errors import LeaseLost, StorageUnavailable
 from ichido.inbox import migrations
 from ichido.inbox.base import (
@@ -74,6 +75,8 @@ SCHEMA: list[migrations.Step] = [
             id TEXT NOT NULL
         )""",
     ]),
+    # The operator page's audit trail (issue 15), there whether the page is on or not.
+    *DASHBOARD_SCHEMA,
 ]
 
 
