@@ -80,7 +80,7 @@ class ConfigError(IchidoError):
 
 
 class RejectedDelivery(IchidoError):
-    """A webhook delivery that is refused before anything is stored (I6)."""
+    """A webhook delivery that is refused before anything is stored (I6, docs/invariants.md)."""
 
     code = "not_an_event"
 
