@@ -21,6 +21,7 @@ from ichido.config import Settings, parse_duration, redact_url
 from ichido.domain.cli import fees_cli, orders_cli
 from ichido.emulator.cli import emulator as emulator_command
 from ichido.errors import IchidoError
+from ichido.recovery.cli import reconcile as reconcile_command
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Receive Stripe webhooks and apply every event's effects exactly once.")
@@ -31,6 +32,7 @@ cli.add_typer(dlq_cli, name="dlq")
 cli.add_typer(orders_cli, name="orders")
 cli.command("emulator")(emulator_command)
 cli.add_typer(fees_cli, name="fees")
+cli.command("reconcile")(reconcile_command)
 out = Console()
 err = Console(stderr=True)
 
@@ -75,6 +77,12 @@ def load_app(spec: str | None, workers: int = 1) -> Any:
     return app
 
 
+def _install_recovery(service: Any) -> None:
+    from ichido.recovery.service import install  # alerts, the reconcile sweep (issue 13)
+
+    install(service)
+
+
 def _inbox(database_url: str | None):
     from ichido.inbox import open_inbox
 
@@ -97,6 +105,7 @@ def serve(
 
     _environ(database_url=database_url, secret=secret)
     service = load_app(app, workers)
+    _install_recovery(service)
     service.settings.require_secret()
     service.inbox.ping()  # open and check the store now: a schema behind is one clear line
     err.print(f"ichido: receiving on http://{host}:{port}/webhooks/stripe, "
@@ -118,6 +127,7 @@ def worker(
     """Process stored events (run as many of these as you like)."""
     _environ(database_url=database_url)
     service = load_app(app, 0)
+    _install_recovery(service)
     if drain:
         out.print(f"processed {service.worker().drain()} event(s)")
         return
@@ -201,7 +211,10 @@ def dlq_retry(event_id: Optional[str] = typer.Argument(None),
 def stats(database_url: Optional[str] = DatabaseOpt,
           as_json: bool = typer.Option(False, "--json")) -> None:
     """Counts: received, unique, duplicates per tier, processed, ignored, retrying, dead."""
-    numbers = _inbox(database_url).stats()
+    from ichido.recovery.reconcile import recovery_counts
+
+    inbox = _inbox(database_url)
+    numbers = inbox.stats() | recovery_counts(inbox)
     if as_json:
         print(json.dumps(numbers))
         return

@@ -72,6 +72,14 @@ class Settings:
     warehouse_email: str = "warehouse@example.com"
     max_fee_share: float = 0.2  # refuse a method whose fee takes more of the sale than this
     konbini_expires_after_days: int = 3
+    # Recovery (issue 13): the reconcile sweep inside `serve` (0: off) and alerts.
+    reconcile_interval_seconds: float = 0.0
+    alert_webhook_url: str | None = None  # Slack-compatible incoming webhook; a secret
+    alert_window_seconds: float = 600.0  # at most one message per condition per window
+    alert_backlog_seconds: float = 300.0  # alert when the oldest pending event is older
+    alert_interval_seconds: float = 30.0  # how often the watcher looks
+    alert_signature_share: float = 0.5  # alert when this share of deliveries is refused...
+    alert_signature_min: int = 10  # ...and at least this many were, since the last look
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -90,6 +98,10 @@ class Settings:
             "ICHIDO_RETRY_CAP": "retry_cap_seconds",
             "ICHIDO_LEASE": "lease_seconds",
             "ICHIDO_POLL_INTERVAL": "poll_interval_seconds",
+            "ICHIDO_RECONCILE_INTERVAL": "reconcile_interval_seconds",
+            "ICHIDO_ALERT_WINDOW": "alert_window_seconds",
+            "ICHIDO_ALERT_BACKLOG": "alert_backlog_seconds",
+            "ICHIDO_ALERT_INTERVAL": "alert_interval_seconds",
         }
         for name, attr in durations.items():
             if env.get(name):
@@ -99,6 +111,7 @@ class Settings:
             "ICHIDO_MAX_ATTEMPTS": "max_attempts",
             "ICHIDO_CLAIM_BATCH": "claim_batch",
             "ICHIDO_DB_POOL_SIZE": "db_pool_size",
+            "ICHIDO_ALERT_SIGNATURE_MIN": "alert_signature_min",
         }
         for name, attr in integers.items():
             if env.get(name):
@@ -113,6 +126,7 @@ class Settings:
             "ICHIDO_SMTP_URL": "smtp_url",
             "ICHIDO_MAIL_FROM": "mail_from",
             "ICHIDO_WAREHOUSE_EMAIL": "warehouse_email",
+            "ICHIDO_ALERT_WEBHOOK_URL": "alert_webhook_url",
         }
         for name, attr in strings.items():
             if env.get(name):
@@ -134,7 +148,7 @@ class Settings:
         shown = []
         for name in self.__dataclass_fields__:
             value = getattr(self, name)
-            if name in ("webhook_secrets", "stripe_api_key") and value:
+            if name in ("webhook_secrets", "stripe_api_key", "alert_webhook_url") and value:
                 value = "***"
             elif name.endswith("_url") and isinstance(value, str):
                 value = redact_url(value)
@@ -149,6 +163,8 @@ class Settings:
             raise ConfigError("ICHIDO_SQLITE_SYNCHRONOUS must be NORMAL, FULL or EXTRA")
         if self.max_attempts < 1:
             raise ConfigError("ICHIDO_MAX_ATTEMPTS must be at least 1")
+        if not 0 < self.alert_signature_share <= 1:
+            raise ConfigError("the alert signature share must be in (0, 1], e.g. 0.5")
         if self.max_body_bytes < 1024:
             raise ConfigError("ICHIDO_MAX_BODY must be at least 1 KiB")
         if not 0 < self.max_fee_share <= 1:

@@ -67,10 +67,11 @@ class EventFilter:
 
     ``types`` are exact types or patterns ending in ``*`` (``"customer.subscription.*"``);
     ``since``/``until`` bound the event's ``created`` (Stripe's clock, Unix seconds):
-    ``since <= created < until``.
+    ``since <= created < until``; ``ids``: only these events (which of them are stored).
     """
 
     statuses: tuple[str, ...] = ()
+    ids: tuple[str, ...] = ()
     types: tuple[str, ...] = ()
     object_id: str | None = None
     since: int | None = None

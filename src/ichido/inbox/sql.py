@@ -15,6 +15,7 @@ from typing import Callable, Iterator, Sequence
 
 from ichido.errors import LeaseLost, StorageUnavailable
 from ichido.inbox import migrations
+from ichido.outbox import OUTBOX_SCHEMA
 from ichido.recovery.schema import RECOVERY_SCHEMA
 from ichido.inbox.base import (
     FINISHED,
@@ -77,6 +78,8 @@ SCHEMA: list[migrations.Step] = [
             id TEXT NOT NULL
         )""",
     ]),
+    # The outbox is core too: recovery's alerts leave through it, with or without the shop.
+    *OUTBOX_SCHEMA,
     # Recovery (issue 13): the stale guard, reconcile cursors, replays, alerts, listing indexes.
     *RECOVERY_SCHEMA,
 ]
@@ -304,6 +307,9 @@ def _where(where: EventFilter) -> tuple[str, list[object]]:
     if where.statuses:
         terms.append(f"status IN ({', '.join('?' for _ in where.statuses)})")
         params.extend(where.statuses)
+    if where.ids:
+        terms.append(f"id IN ({', '.join('?' for _ in where.ids)})")
+        params.extend(where.ids)
     if where.types:
         alternatives = []
         for pattern in where.types:
