@@ -21,7 +21,7 @@ from ichido.config import Settings, parse_duration, redact_url
 from ichido.domain.cli import fees_cli, orders_cli
 from ichido.emulator.cli import emulator as emulator_command
 from ichido.errors import IchidoError
-from ichido.recovery.cli import reconcile as reconcile_command
+from ichido.recovery.cli import reconcile as reconcile_command, replay as replay_command
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Receive Stripe webhooks and apply every event's effects exactly once.")
@@ -33,6 +33,7 @@ cli.add_typer(orders_cli, name="orders")
 cli.command("emulator")(emulator_command)
 cli.add_typer(fees_cli, name="fees")
 cli.command("reconcile")(reconcile_command)
+cli.command("replay")(replay_command)
 out = Console()
 err = Console(stderr=True)
 

@@ -39,7 +39,7 @@ class Alerts:
     def __init__(self, inbox: Inbox, settings: Settings, *,
                  clock: Callable[[], float] = time.time) -> None:
         self.inbox, self.settings, self.clock = inbox, settings, clock
-        self._signatures: tuple[float, float] | None = None  # (refused, received) last look
+        self._signatures = signature_counts()  # (refused, received) at the last look
 
     def raise_alert(self, tx: Any, kind: str, subject: str, text: str) -> bool:
         """Record one occurrence; True when it opened a new window (a message will go)."""
@@ -102,12 +102,8 @@ class Alerts:
 
     def _signature_check(self, tx: Any) -> int:
         """The share of refused signatures since the last look (this process's receiver)."""
-        refused = sum(METRICS.registry.get_sample_value(
-            "ichido_webhooks_rejected_total", {"code": code}) or 0.0 for code in SIGNATURE_CODES)
-        received = METRICS.registry.get_sample_value("ichido_webhooks_received_total") or 0.0
+        refused, received = signature_counts()
         last, self._signatures = self._signatures, (refused, received)
-        if last is None:
-            last = (0.0, 0.0)
         new_refused, new_received = refused - last[0], received - last[1]
         total = new_refused + new_received
         if new_refused < self.settings.alert_signature_min or \
@@ -140,6 +136,13 @@ class Alerts:
     def _look(self) -> int:
         self.check()
         return 0  # then sleep for the interval, whatever was found
+
+
+def signature_counts() -> tuple[float, float]:
+    """(deliveries refused for their signature, deliveries verified) by this process so far."""
+    refused = sum(METRICS.registry.get_sample_value(
+        "ichido_webhooks_rejected_total", {"code": code}) or 0.0 for code in SIGNATURE_CODES)
+    return refused, METRICS.registry.get_sample_value("ichido_webhooks_received_total") or 0.0
 
 
 class AlertSender:

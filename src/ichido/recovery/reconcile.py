@@ -78,6 +78,7 @@ class Reconciler:
 
     def run(self, *, since: int | None = None, dry_run: bool = False) -> ReconcileReport:
         report = ReconcileReport(self.name)
+        self._received_version()  # before this run stores anything
         state = self._load()
         top = self._newest()
         now = top if top is not None else int(time.time())
@@ -106,8 +107,7 @@ class Reconciler:
             self._save(created=cursor, walk=None)
             report.cursor = cursor
         if report.reconciled:
-            level = logging.WARNING
-            log.log(level, "reconcile %s: %d missed event(s) %s", self.name, report.reconciled,
+            log.warning("reconcile %s: %d missed event(s) %s", self.name, report.reconciled,
                     "would be stored (dry run)" if dry_run else "stored")
             if self.on_found is not None and not dry_run:
                 self.on_found(report)
@@ -204,8 +204,10 @@ class Reconciler:
                            " which handlers written for the endpoint's may misread")
 
     def _received_version(self) -> str | None:
+        """The version of the event stored last before this run: what the endpoint receives,
+        unless an earlier reconcile stored it (then this compares with the Events API itself)."""
         if not hasattr(self, "_received"):
-            newest = self.inbox.page(newest_first=True, limit=1)
+            newest = self.inbox.list(limit=1)
             self._received = (orjson.loads(newest[0].body).get("api_version")
                               if newest else None)
         return self._received
