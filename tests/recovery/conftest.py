@@ -30,7 +30,8 @@ DAY = 86_400
 
 class World:
     def __init__(self, tmp_path: Path, database_url: str, name: str) -> None:
-        from ichido.domain.shop import create_shop
+        from ichido.shop.app import create_shop
+        from ichido.shop.settings import ShopSettings
 
         self.database_url = database_url
         self.port = free_port()
@@ -41,10 +42,11 @@ class World:
         self.mail_dir = tmp_path / f"mail-{name}"
         settings = Settings(
             database_url=database_url, redis_url=os.environ.get("ICHIDO_REDIS_URL"),
-            webhook_secrets=(SECRET,), stripe_api_key=KEY,
-            stripe_api_base=self.emulator_server.url, mail_dir=str(self.mail_dir),
-            poll_interval_seconds=0.02, retry_base_seconds=0.02, retry_cap_seconds=0.2)
-        self.shop = create_shop(settings, workers=0)
+            webhook_secrets=(SECRET,), poll_interval_seconds=0.02, retry_base_seconds=0.02,
+            retry_cap_seconds=0.2)
+        shop_settings = ShopSettings(stripe_api_key=KEY, stripe_api_base=self.emulator_server.url,
+                                     mail_dir=str(self.mail_dir))
+        self.shop = create_shop(settings, shop_settings, workers=0)
         self.app = self.shop.app
         self.app.migrate()
         self.receiver: ThreadedServer | None = None
@@ -73,7 +75,7 @@ class World:
 
     # -- the shop and the buyer --------------------------------------------------------------
     def order(self, product: str, method: str, email: str) -> str:
-        from ichido.domain.shop import OrderRequest
+        from ichido.shop.service import OrderRequest
 
         status, order = self.shop.place_order(OrderRequest(product, 1, method, email), None)
         assert status == 200, order

@@ -18,6 +18,7 @@ from ichido.event import parse_delivery
 from ichido.outbox import OutboxDispatcher
 from ichido.recovery.alerts import Alerts, AlertSender
 from ichido.recovery.reconcile import ReconcileReport, recovery_counts
+from ichido.recovery.settings import RecoverySettings
 from ichido.serving import ThreadedServer
 from tests.support import in_process_app, make_event, signed_headers
 
@@ -45,15 +46,15 @@ def slack() -> Iterator[Slack]:
 
 @pytest.fixture
 def app(settings, slack):
-    app = in_process_app(settings, alert_webhook_url=slack.url, max_attempts=2,
-                         alert_backlog_seconds=300)
+    app = in_process_app(settings, max_attempts=2)
+    app.recovery = RecoverySettings(alert_webhook_url=slack.url, alert_backlog_seconds=300)
     yield app
     app.inbox.close()
 
 
 def send(app) -> int:
     """What ``serve`` runs: the outbox dispatcher with the alert sender."""
-    sender = AlertSender(app.settings, lambda: app.inbox)
+    sender = AlertSender(app.recovery, lambda: app.inbox)
     return OutboxDispatcher(lambda: app.inbox, {"alert": sender}).drain()
 
 
@@ -62,7 +63,7 @@ def kinds(slack: Slack) -> list[str]:
 
 
 def test_an_alert_storm_sends_one_message(app, slack, caplog) -> None:
-    alerts = Alerts(app.inbox, app.settings, clock=lambda: 1_000_000.0)
+    alerts = Alerts(app.inbox, app.recovery, clock=lambda: 1_000_000.0)
     opened = 0
     for n in range(1000):
         with app.inbox.transaction() as tx:
@@ -73,7 +74,7 @@ def test_an_alert_storm_sends_one_message(app, slack, caplog) -> None:
     assert "evt_0 is dead" in message["text"] and "+999 more" in message["text"]
     assert "ichido alert [dead_letter]" in caplog.text
     assert send(app) == 0 and len(slack.messages) == 1  # sent once, whatever runs again
-    later = Alerts(app.inbox, app.settings, clock=lambda: 1_000_000.0 + 600)
+    later = Alerts(app.inbox, app.recovery, clock=lambda: 1_000_000.0 + 600)
     with app.inbox.transaction() as tx:
         assert later.raise_alert(tx, "dead_letter", "evt_x", "evt_x is dead")  # a new window
     send(app)
@@ -87,7 +88,7 @@ def test_first_failure_of_a_type_and_dead_letters(app, slack) -> None:
 
     app.on("invoice.paid")(broken)
     app.inbox.accept([parse_delivery(make_event("invoice.paid")) for _ in range(3)])
-    alerts = Alerts(app.inbox, app.settings)
+    alerts = Alerts(app.inbox, app.recovery)
     app.worker().run_once()  # every event fails its first attempt
     assert alerts.check() == 1  # one type failing: one "first failure", no dead letter yet
     deadline = time.monotonic() + 30
@@ -103,21 +104,21 @@ def test_first_failure_of_a_type_and_dead_letters(app, slack) -> None:
 
 def test_a_backlog_older_than_the_threshold(app, slack) -> None:
     app.inbox.accept([parse_delivery(make_event("invoice.paid"))])  # nobody processes it
-    assert Alerts(app.inbox, app.settings).check() == 0
-    assert Alerts(app.inbox, app.settings, clock=lambda: time.time() + 301).check() == 1
+    assert Alerts(app.inbox, app.recovery).check() == 0
+    assert Alerts(app.inbox, app.recovery, clock=lambda: time.time() + 301).check() == 1
     send(app)
     assert kinds(slack) == ["backlog"]
 
 
 def test_the_reconciler_finding_missed_events(app, slack) -> None:
     report = ReconcileReport("default", reconciled=4, found=["evt_a", "evt_b"])
-    Alerts(app.inbox, app.settings).missed_events(report)
+    Alerts(app.inbox, app.recovery).missed_events(report)
     send(app)
     assert kinds(slack) == ["reconciler_found"] and "evt_a" in slack.messages[0]["text"]
 
 
 def test_a_rising_share_of_refused_signatures(app, slack) -> None:
-    alerts = Alerts(app.inbox, app.settings)
+    alerts = Alerts(app.inbox, app.recovery)
     alerts.check()  # the baseline
     with ThreadedServer(app) as receiver, httpx.Client(base_url=receiver.url) as client:
         for _ in range(3):

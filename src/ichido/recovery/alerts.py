@@ -22,11 +22,11 @@ from typing import Any, Callable
 import httpx
 import orjson
 
-from ichido.config import Settings
 from ichido.inbox.base import Inbox
 from ichido.metrics import METRICS
 from ichido.outbox import enqueue
 from ichido.recovery.reconcile import ReconcileReport, count
+from ichido.recovery.settings import RecoverySettings
 
 log = logging.getLogger("ichido.alerts")
 
@@ -36,7 +36,7 @@ SIGNATURE_CODES = ("bad_signature", "stale_timestamp", "missing_signature")
 class Alerts:
     """Raises alerts (``raise_alert``) and watches the store for the conditions (``check``)."""
 
-    def __init__(self, inbox: Inbox, settings: Settings, *,
+    def __init__(self, inbox: Inbox, settings: RecoverySettings, *,
                  clock: Callable[[], float] = time.time) -> None:
         self.inbox, self.settings, self.clock = inbox, settings, clock
         self._signatures = signature_counts()  # (refused, received) at the last look
@@ -148,7 +148,7 @@ def signature_counts() -> tuple[float, float]:
 class AlertSender:
     """The outbox sender for ``alert`` rows: the log always, the webhook URL when set."""
 
-    def __init__(self, settings: Settings, inbox: Callable[[], Inbox],
+    def __init__(self, settings: RecoverySettings, inbox: Callable[[], Inbox],
                  client: httpx.Client | None = None) -> None:
         self.settings, self.inbox = settings, inbox
         self.client = client or httpx.Client(timeout=10)

@@ -70,12 +70,14 @@ def reconcile(
     from ichido.recovery.alerts import Alerts
     from ichido.recovery.fetch import api_client
     from ichido.recovery.reconcile import Reconciler
+    from ichido.recovery.settings import RecoverySettings
 
-    settings = _settings(database_url)
-    inbox = open_inbox(settings)
+    settings = RecoverySettings.from_env()
+    client = api_client(settings)
+    inbox = open_inbox(_settings(database_url))
     try:
         alerts = Alerts(inbox, settings)
-        reconciler = Reconciler(inbox, api_client(settings), account=account, types=types or (),
+        reconciler = Reconciler(inbox, client, account=account, types=types or (),
                                 include_delivered=include_delivered,
                                 on_found=alerts.missed_events)
         report = reconciler.run(since=parse_when(since), dry_run=dry_run)

@@ -14,8 +14,8 @@ from typing import Any, Mapping
 
 import stripe
 
-from ichido.config import Settings
 from ichido.errors import RetryLater
+from ichido.recovery.settings import RecoverySettings
 
 # object → its collection, where it is not simply the object name plus "s"
 PATHS = {"checkout.session": "checkout/sessions", "billing_portal.session":
@@ -56,8 +56,9 @@ class StripeFetcher:
         self.account = account
 
     @classmethod
-    def from_settings(cls, settings: Settings, **kwargs: Any) -> "StripeFetcher":
-        return cls(api_client(settings), **kwargs)
+    def from_settings(cls, settings: RecoverySettings | None = None,
+                      **kwargs: Any) -> "StripeFetcher":
+        return cls(api_client(settings or RecoverySettings.from_env()), **kwargs)
 
     def __call__(self, snapshot: Mapping[str, Any]) -> dict[str, Any]:
         kind, object_id = str(snapshot.get("object")), str(snapshot.get("id"))
@@ -74,14 +75,9 @@ class StripeFetcher:
         return self.client.deserialize(response, api_mode="V1").to_dict()
 
 
-def api_client(settings: Settings) -> stripe.StripeClient:
+def api_client(settings: RecoverySettings) -> stripe.StripeClient:
     """The SDK client for ``STRIPE_API_KEY`` at ``STRIPE_API_BASE`` (the emulator), as the shop
     builds it; retries connection errors and 5xx on its own, never 429 (we back off ourselves)."""
-    if not settings.stripe_api_key:
-        from ichido.errors import ConfigError
-
-        raise ConfigError("STRIPE_API_KEY is not set: reading Stripe's API needs it (sk_test_…"
-                          " with the emulator)", code="missing_api_key")
     return stripe.StripeClient(
-        settings.stripe_api_key, max_network_retries=2,
+        settings.require_api_key(), max_network_retries=2,
         base_addresses={"api": settings.stripe_api_base} if settings.stripe_api_base else None)

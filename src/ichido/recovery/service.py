@@ -12,18 +12,20 @@ import threading
 from typing import Any
 
 from ichido.outbox import OutboxDispatcher
+from ichido.recovery.settings import RecoverySettings
 
 log = logging.getLogger("ichido.recovery")
 
 
-def install(app: Any) -> None:
-    """Wire recovery into ``app`` (an ``ichido.App``); idempotent."""
+def install(app: Any, settings: RecoverySettings | None = None) -> None:
+    """Wire recovery into ``app`` (an ``ichido.App``); idempotent. ``settings``: from the
+    environment unless given."""
     if getattr(app, "_recovery_installed", False):
         return
     app._recovery_installed = True
     from ichido.recovery.alerts import Alerts, AlertSender
 
-    settings = app.settings
+    settings = settings or RecoverySettings.from_env()
     sender = AlertSender(settings, lambda: app.inbox)
     dispatcher = next((getattr(loop, "__self__", None) for loop in app.background
                        if isinstance(getattr(loop, "__self__", None), OutboxDispatcher)), None)
@@ -31,7 +33,7 @@ def install(app: Any) -> None:
         dispatcher.senders.setdefault("alert", sender)
     else:
         dispatcher = OutboxDispatcher(lambda: app.inbox, {"alert": sender},
-                                      poll_interval=settings.poll_interval_seconds)
+                                      poll_interval=app.settings.poll_interval_seconds)
         app.background.append(dispatcher.run)
 
     def watch(stop: threading.Event) -> None:
@@ -39,17 +41,16 @@ def install(app: Any) -> None:
 
     app.background.append(watch)
     if settings.reconcile_interval_seconds > 0:
-        app.background.append(lambda stop: sweep(app, stop))
+        app.background.append(lambda stop: sweep(app, settings, stop))
 
 
-def sweep(app: Any, stop: threading.Event) -> None:
+def sweep(app: Any, settings: RecoverySettings, stop: threading.Event) -> None:
     """Reconcile every ``reconcile_interval_seconds`` until ``stop``."""
     from ichido.recovery.alerts import Alerts
     from ichido.recovery.fetch import api_client
     from ichido.recovery.reconcile import Reconciler
     from ichido.worker import poll
 
-    settings = app.settings
     client = api_client(settings)
 
     def once() -> int:
