@@ -179,3 +179,41 @@ def test_the_tie_rule_is_documented_order() -> None:
     deleted = Event.from_body(sub_event(5, "sub_o", "deleted", T0, "incomplete"))
     later = Event.from_body(sub_event(0, "sub_o", "created", T0 + 1, "incomplete"))
     assert order_key(created) < order_key(updated) < order_key(deleted) < order_key(later)
+
+
+def test_refetch_hands_guarded_handlers_the_object_as_the_api_has_it(settings,
+                                                                     stripe_world) -> None:
+    """For types whose snapshots cannot be ordered, the handler gets the object afresh from
+    the API (the emulator, over HTTP, through the SDK); over its budget it retries later."""
+    import stripe
+
+    from ichido.recovery.fetch import StripeFetcher
+    from tests.recovery.conftest import KEY
+
+    emulator, proxy = stripe_world
+    client = stripe.StripeClient(KEY, base_addresses={"api": proxy.url})
+    pi = client.v1.payment_intents.create(params={
+        "amount": 1500, "currency": "jpy", "confirm": True, "payment_method_types": ["card"],
+        "payment_method": "pm_card_visa"})
+    created = next(e for e in emulator.events() if e["type"] == "payment_intent.created")
+    assert created["data"]["object"]["status"] != "succeeded"  # the snapshot is old news
+
+    app = in_process_app(settings)
+    seen: list[str] = []
+    fetch = StripeFetcher(client, rate=1e-9, burst=1)  # one re-fetch, then the budget is spent
+    app.on("payment_intent.created", refetch=fetch)(
+        lambda event, tx: seen.append(event.object["status"]))
+    app.inbox.accept([parse_delivery(orjson.dumps(created))])
+    app.worker().drain()
+    assert seen == ["succeeded"]  # what the API says now, not the snapshot
+
+    other = client.v1.payment_intents.create(params={
+        "amount": 1500, "currency": "jpy", "payment_method_types": ["card"]})
+    later = next(e for e in emulator.events() if e["type"] == "payment_intent.created"
+                 and e["data"]["object"]["id"] == other.id)
+    app.inbox.accept([parse_delivery(orjson.dumps(later))])
+    app.worker().run_once()
+    record = app.inbox.get(later["id"])
+    assert record.status == Status.RETRYING and "budget spent" in (record.last_error or "")
+    assert pi.id != other.id
+    app.inbox.close()
