@@ -22,7 +22,6 @@ from typing import Any, Callable
 import httpx
 import orjson
 
-from ichido.inbox.base import Inbox
 from ichido.metrics import METRICS
 from ichido.outbox import enqueue
 from ichido.recovery.reconcile import ReconcileReport, count
@@ -36,9 +35,12 @@ SIGNATURE_CODES = ("bad_signature", "stale_timestamp", "missing_signature")
 class Alerts:
     """Raises alerts (``raise_alert``) and watches the store for the conditions (``check``)."""
 
-    def __init__(self, inbox: Inbox, settings: RecoverySettings, *,
+    def __init__(self, database: Any, settings: RecoverySettings, *,
                  clock: Callable[[], float] = time.time) -> None:
-        self.inbox, self.settings, self.clock = inbox, settings, clock
+        """``database``: where the events, the outbox and the alert tables are (an inbox
+        stands for its database)."""
+        self.database = getattr(database, "database", database)
+        self.settings, self.clock = settings, clock
         self._signatures = signature_counts()  # (refused, received) at the last look
 
     def raise_alert(self, tx: Any, kind: str, subject: str, text: str) -> bool:
@@ -60,7 +62,7 @@ class Alerts:
 
     def missed_events(self, report: ReconcileReport) -> None:
         """The reconciler's ``on_found``: events Stripe had and the inbox did not."""
-        with self.inbox.transaction() as tx:
+        with self.database.transaction() as tx:
             self.raise_alert(tx, "reconciler_found", report.account,
                              f"reconciler stored {report.reconciled} event(s) that webhooks never"
                              f" delivered (account {report.account}); first: "
@@ -73,7 +75,7 @@ class Alerts:
         alerts opened a window."""
         opened = 0
         now = self.clock()
-        with self.inbox.transaction() as tx:
+        with self.database.transaction() as tx:
             since = self._mark(tx, "failures_seen_at")
             rows = tx.execute(
                 "SELECT f.failed_at, e.id, e.type, e.status FROM ichido_failures f JOIN"
@@ -148,13 +150,13 @@ def signature_counts() -> tuple[float, float]:
 class AlertSender:
     """The outbox sender for ``alert`` rows: the log always, the webhook URL when set."""
 
-    def __init__(self, settings: RecoverySettings, inbox: Callable[[], Inbox],
+    def __init__(self, settings: RecoverySettings, database: Callable[[], Any],
                  client: httpx.Client | None = None) -> None:
-        self.settings, self.inbox = settings, inbox
+        self.settings, self.database = settings, database
         self.client = client or httpx.Client(timeout=10)
 
     def __call__(self, key: str, payload: dict[str, Any]) -> None:
-        with self.inbox().reading() as tx:
+        with self.database().reading() as tx:
             row = tx.execute("SELECT count FROM ichido_alerts WHERE key = ?", (key,)).fetchone()
         seen = int(row[0]) if row else 1
         more = f" (+{seen - 1} more like it in this window)" if seen > 1 else ""

@@ -58,14 +58,17 @@ class ReconcileReport:
 
 
 class Reconciler:
-    """``Reconciler(inbox, client).run()``; ``client`` is a ``stripe.StripeClient``."""
+    """``Reconciler(inbox, client).run()``; ``client`` is a ``stripe.StripeClient``;
+    ``database`` (default: the inbox's) keeps the cursor and the counters."""
 
-    def __init__(self, inbox: Inbox, client: stripe.StripeClient, *, account: str | None = None,
+    def __init__(self, inbox: Inbox, client: stripe.StripeClient, *, database: Any = None,
+                 account: str | None = None,
                  types: Sequence[str] = (), overlap: int = 300, first_lookback: int = SAFE_WINDOW,
                  include_delivered: bool = False, max_backoff_tries: int = 8,
                  backoff_base: float = 1.0, sleep: Callable[[float], None] = time.sleep,
                  on_found: Callable[[ReconcileReport], None] | None = None) -> None:
         self.inbox, self.client, self.account = inbox, client, account
+        self.database = database if database is not None else getattr(inbox, "database", inbox)
         self.types = list(types)
         self.overlap, self.first_lookback = overlap, first_lookback
         self.include_delivered = include_delivered
@@ -191,7 +194,7 @@ class Reconciler:
         report.reconciled += len(new)
         report.found.extend(new)
         if new:
-            with self.inbox.transaction() as tx:
+            with self.database.transaction() as tx:
                 count(tx, "reconciled", len(new))
 
     def _check_version(self, page: list[dict[str, Any]], report: ReconcileReport) -> None:
@@ -215,7 +218,7 @@ class Reconciler:
     # -- the cursor --------------------------------------------------------------------------
 
     def _load(self) -> dict[str, Any]:
-        with self.inbox.reading() as tx:
+        with self.database.reading() as tx:
             row = tx.execute("SELECT created, walk_upper, walk_lower, walk_reached FROM"
                              " ichido_reconcile_cursors WHERE account = ?",
                              (self.name,)).fetchone()
@@ -224,7 +227,7 @@ class Reconciler:
 
     def _save(self, *, created: int | None, walk: tuple[int, int, int] | None) -> None:
         upper, lower, reached = walk or (None, None, None)
-        with self.inbox.transaction() as tx:
+        with self.database.transaction() as tx:
             tx.execute(
                 "INSERT INTO ichido_reconcile_cursors (account, created, walk_upper, walk_lower,"
                 " walk_reached, updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account)"
@@ -242,9 +245,10 @@ def count(tx: Any, name: str, value: int) -> None:
                " + excluded.value", (name, value))
 
 
-def recovery_counts(inbox: Inbox) -> dict[str, int]:
-    """The counters recovery adds to ``ichido stats``."""
-    with inbox.reading() as tx:
+def recovery_counts(database: Any) -> dict[str, int]:
+    """The counters recovery adds to ``ichido stats`` (``database``: where they live)."""
+    database = getattr(database, "database", database)  # given an inbox: its database
+    with database.reading() as tx:
         rows = dict(tx.execute("SELECT name, value FROM ichido_counters WHERE shard ="
                                " 'recovery'").fetchall())
     return {name: int(rows.get(name, 0)) for name in ("reconciled", "replayed", "alerts")}

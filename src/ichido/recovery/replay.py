@@ -101,7 +101,7 @@ class Replay:
                     "object_id": where.object_id, "since": where.since, "until": where.until},
             force=force, dry_run=dry_run, state="running", started_at=now, updated_at=now,
             finished_at=None, cursor_created=None, cursor_id=None, matched=0, requeued=0)
-        with inbox.transaction() as tx:
+        with _database(inbox).transaction() as tx:
             tx.execute(f"INSERT INTO ichido_replays ({', '.join(_COLUMNS)}) VALUES"
                        f" ({', '.join('?' for _ in _COLUMNS)})", _row(record))
         return cls(inbox, record, page_size)
@@ -113,7 +113,7 @@ class Replay:
             raise ReplayError(f"no replay {job_id}", code="not_found")
         if record.state == "done":
             raise ReplayError(f"replay {job_id} is done already")
-        with inbox.transaction() as tx:
+        with _database(inbox).transaction() as tx:
             tx.execute("UPDATE ichido_replays SET state = 'running', updated_at = ? WHERE id = ?",
                        (time.time(), job_id))
         record.state = "running"
@@ -156,7 +156,7 @@ class Replay:
             record.requeued += requeued
 
         if record.dry_run:
-            with self.inbox.transaction() as tx:
+            with _database(self.inbox).transaction() as tx:
                 note(tx, 0)
         else:
             self.inbox.requeue(ids, statuses=self.where.statuses, record=note)
@@ -164,14 +164,14 @@ class Replay:
         record.cursor_created, record.cursor_id = last
 
     def _cancelled(self) -> bool:
-        with self.inbox.reading() as tx:
+        with _database(self.inbox).reading() as tx:
             row = tx.execute("SELECT state FROM ichido_replays WHERE id = ?",
                              (self.record.id,)).fetchone()
         return row is not None and row[0] == "cancelled"
 
     def _end(self, state: str) -> ReplayRecord:
         now = time.time()
-        with self.inbox.transaction() as tx:
+        with _database(self.inbox).transaction() as tx:
             tx.execute("UPDATE ichido_replays SET state = ?, updated_at = ?, finished_at = ?"
                        " WHERE id = ?", (state, now, now if state == "done" else None,
                                          self.record.id))
@@ -182,24 +182,29 @@ class Replay:
 
 def cancel(inbox: Inbox, job_id: str) -> bool:
     """Ask a running job to stop after its current page (from any process)."""
-    with inbox.transaction() as tx:
+    with _database(inbox).transaction() as tx:
         return tx.execute("UPDATE ichido_replays SET state = 'cancelled', updated_at = ?"
                           " WHERE id = ? AND state = 'running'", (time.time(), job_id)
                           ).rowcount == 1
 
 
 def load(inbox: Inbox, job_id: str) -> ReplayRecord | None:
-    with inbox.reading() as tx:
+    with _database(inbox).reading() as tx:
         row = tx.execute(f"SELECT {', '.join(_COLUMNS)} FROM ichido_replays WHERE id = ?",
                          (job_id,)).fetchone()
     return _record(row) if row else None
 
 
 def history(inbox: Inbox, limit: int = 20) -> list[ReplayRecord]:
-    with inbox.reading() as tx:
+    with _database(inbox).reading() as tx:
         rows = tx.execute(f"SELECT {', '.join(_COLUMNS)} FROM ichido_replays"
                           " ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
     return [_record(row) for row in rows]
+
+
+def _database(inbox: Inbox) -> Any:
+    """Where the inbox keeps its events: the replays' records go there too."""
+    return getattr(inbox, "database", inbox)
 
 
 _COLUMNS = ("id", "actor", "filter", "force", "dry_run", "state", "started_at", "updated_at",
