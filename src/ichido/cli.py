@@ -246,10 +246,7 @@ def dlq_retry(event_id: Optional[str] = typer.Argument(None),
 def stats(database_url: Optional[str] = DatabaseOpt,
           as_json: bool = typer.Option(False, "--json")) -> None:
     """Counts: received, unique, duplicates per tier, processed, ignored, retrying, dead."""
-    from ichido.recovery.reconcile import recovery_counts
-
-    inbox = _inbox(database_url)
-    numbers = inbox.stats() | recovery_counts(inbox)
+    numbers = _inbox(database_url).stats()
     if as_json:
         print(json.dumps(numbers))
         return

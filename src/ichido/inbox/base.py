@@ -253,6 +253,7 @@ class SeenCache(abc.ABC):
 
 
 COUNTER_NAMES = ("received", "unique", "duplicates_cache", "duplicates_durable")
+RECOVERY_COUNTERS = ("reconciled", "replayed", "alerts")
 
 
 def counts_for(accepted: Sequence[bool], cache_hits: int) -> dict[str, int]:
@@ -282,4 +283,6 @@ def stats_from(counters: dict[str, int], by_status: dict[str, int]) -> dict[str,
         retrying=by_status.get(Status.RETRYING, 0),
         dead=by_status.get(Status.DEAD, 0),
     )
+    # recovery's counters (issue 13): events the reconciler stored, replays requeued, alerts
+    stats.update({name: int(counters.get(name, 0)) for name in RECOVERY_COUNTERS})
     return stats
