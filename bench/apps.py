@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ichido
 
-from bench.common import EVENT_TYPES
+from bench.stream import EVENT_TYPES
 
 app = ichido.App(schema=[("bench_effects", 1, [
     "CREATE TABLE effects (event_id TEXT NOT NULL, type TEXT NOT NULL, attempt INTEGER NOT NULL)",
@@ -22,7 +22,23 @@ def record_effect(event: ichido.Event, tx) -> None:
                (event.id, event.type, event.attempt))
 
 
-def main(argv: list[str]) -> int:
-    from bench.common import not_a_benchmark
 
-    return not_a_benchmark("apps")
+# The slow-handler benchmark's app: the same effects, plus `bench.slow` events whose handler
+# sleeps BENCH_SLEEP seconds inside its transaction (touching BENCH_STARTED_DIR/<id> first),
+# as a handler stuck on a slow downstream would.
+slow_app = ichido.App(schema=list(app.schema))
+slow_app.on(*EVENT_TYPES)(record_effect)
+
+
+@slow_app.on("bench.slow")
+def sleep_in_the_transaction(event: ichido.Event, tx) -> None:
+    import os
+    import time
+    from pathlib import Path
+
+    tx.execute("INSERT INTO effects (event_id, type, attempt) VALUES (?, ?, ?)",
+               (event.id, event.type, event.attempt))
+    started = os.environ.get("BENCH_STARTED_DIR")
+    if started:
+        (Path(started) / event.id).touch()
+    time.sleep(float(os.environ.get("BENCH_SLEEP", "30")))

@@ -13,6 +13,7 @@ import uuid
 from contextlib import AbstractContextManager, contextmanager
 from typing import Callable, Iterator, Sequence
 
+from ichido.dashboard.schema import DASHBOARD_SCHEMA
 from ichido.errors import LeaseLost, StorageUnavailable
 from ichido.inbox import migrations
 from ichido.outbox import OUTBOX_SCHEMA
@@ -82,6 +83,8 @@ SCHEMA: list[migrations.Step] = [
     *OUTBOX_SCHEMA,
     # Recovery (issue 13): the stale guard, reconcile cursors, replays, alerts, listing indexes.
     *RECOVERY_SCHEMA,
+    # The operator page's audit trail (issue 15), there whether the page is on or not.
+    *DASHBOARD_SCHEMA,
 ]
 
 
