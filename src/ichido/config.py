@@ -120,7 +120,8 @@ class Settings:
         return cls(**values).validated()
 
     def __repr__(self) -> str:
-        """Secrets never reach a log, a traceback with locals, or an error page (I6)."""
+        """Secrets never reach a log, a traceback with locals, or an error page
+        (I6, docs/invariants.md)."""
         shown = []
         for name in self.__dataclass_fields__:
             value = getattr(self, name)

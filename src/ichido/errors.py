@@ -29,7 +29,7 @@ class ConfigError(IchidoError):
 
 
 class RejectedDelivery(IchidoError):
-    """A webhook delivery that is refused before anything is stored (I6)."""
+    """A webhook delivery that is refused before anything is stored (I6, docs/invariants.md)."""
 
     http_status = 400
 

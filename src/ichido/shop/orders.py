@@ -2,8 +2,8 @@
 twice with the same input: that, with the inbox's exactly-once processing, is what keeps a
 duplicate or reordered event from doing anything twice.
 
-Payment state moves only forward (I4), judged by Stripe's own object status, never by arrival
-order:
+Payment state moves only forward (I4 in docs/invariants.md), judged by Stripe's own object
+status, never by arrival order:
 
     created → awaiting_payment → failed → expired | canceled → paid
 
