@@ -21,7 +21,9 @@ class _Json(JSONResponse):
 
 
 def _error(exc: IchidoError) -> Response:
-    return _Json(exc.to_json(), status_code=exc.http_status)
+    # ichido's errors carry no HTTP status (its receiver maps codes); the shop's own do
+    status = getattr(exc, "http_status", 404 if exc.code.startswith("unknown_") else 400)
+    return _Json(exc.to_json(), status_code=status)
 
 
 async def _body(request: Request, limit: int) -> Any:
