@@ -262,3 +262,35 @@ def test_a_subscription_plan_is_not_sold_as_an_order(shop: ShopWorld) -> None:
         assert response.status_code == 422, response.text
         assert response.json()["error"]["code"] == "subscription_plan"
     assert shop.stripe_list("payment_intents") == [] == shop.stripe_list("checkout/sessions")
+
+
+def test_checkout_konbini_paid_late_with_the_shop_killed_twice_still_does_each_once(
+        sqlite_url: str, make_world, tmp_path: Path) -> None:
+    """The shop as a real process (duplicated, reordered webhooks): killed inside the payment
+    event's transaction, then after the paid mail is written but before it is marked sent.
+    Restarted each time, the Checkout order ends paid with one entitlement and one of each mail."""
+    from tests.shop.conftest import CRASHING_APP
+    from tests.shop.test_shop_e2e import Expect, check_exactly_once, died_by_sigkill, start_again
+
+    markers = tmp_path / "crashed"
+    markers.mkdir()
+    world: ShopWorld = make_world(sqlite_url, app=CRASHING_APP, env={
+        "ICHIDO_LEASE": "1s", "ICHIDO_TEST_CRASH_AT": "handler,mail",
+        "ICHIDO_TEST_CRASH_DIR": str(markers)})
+    order = open_checkout(world, product="live-2026-12", email="fan@example.com",
+                          payment_methods=["konbini"])
+    world.control(f"checkout_sessions/{order['checkout']['id']}/complete",
+                  payment_method_type="konbini")
+    waiting = world.wait_order(order["id"], lambda o: o["payment_intent"] is not None
+                               and "voucher" in world.mails(o["id"]), "the voucher mail")
+    assert waiting["status"] == "awaiting_payment" and waiting["entitlement"] is None
+    world.control(f"payment_intents/{waiting['payment_intent']}/pay", store="seicomart")
+    died_by_sigkill(world)  # inside the payment event, effects written, not committed
+    start_again(world, may_die=True)
+    died_by_sigkill(world)  # the paid mail written, its outbox row not yet marked sent
+    assert (markers / "handler").exists() and (markers / "mail").exists()
+    start_again(world)
+    world.wait_status(order["id"], "paid")
+    check_exactly_once(world, {"ticket": Expect("paid", entitlement="granted",
+                                                mails=("voucher", "paid"),
+                                                order_id=order["id"])})
