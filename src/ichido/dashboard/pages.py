@@ -25,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 from ichido.dashboard import audit, chart, reading, shop_tables
 from ichido.dashboard.auth import Session, Sessions, csrf_ok, same_origin
 from ichido.dashboard.i18n import LANGUAGES, pick, translator
-from ichido.dashboard.render import SECURITY_HEADERS, environment, escaped, read_form
+from ichido.dashboard.render import SECURITY_HEADERS, environment, read_form, redact
 from ichido.dashboard.settings import DashboardSettings
 from ichido.errors import ConfigError, StorageUnavailable
 from ichido.handlers import HandlerRegistry
@@ -333,13 +333,14 @@ def create_dashboard(inbox: Callable[[], Inbox], settings: DashboardSettings | N
     """The dashboard's ASGI app, with its errors turned into pages."""
     dashboard = Dashboard(inbox, settings or DashboardSettings.from_env(), **options)
 
-    async def unavailable(request: Request, exc: Exception) -> Response:
-        return HTMLResponse(f"<p>store unavailable: {escaped(str(exc))}</p>", status_code=503,
-                            headers=SECURITY_HEADERS)
+    def failed(status: int, key: str) -> Callable[[Request, Exception], Any]:
+        async def page(request: Request, exc: Exception) -> Response:
+            return dashboard._render(request, "error.html", {
+                "session": dashboard._session(request), "message_key": key,
+                "detail": redact(str(exc))}, status)
+        return page
 
-    async def bad_filter(request: Request, exc: Exception) -> Response:
-        return HTMLResponse(f"<p>{escaped(str(exc))}</p>", status_code=400,
-                            headers=SECURITY_HEADERS)
+    unavailable, bad_filter = failed(503, "storage"), failed(400, "bad_request")
 
     dashboard.app.add_exception_handler(StorageUnavailable, unavailable)
     dashboard.app.add_exception_handler(ConfigError, bad_filter)
