@@ -30,6 +30,8 @@ APPLICATION_COMMANDS = {
     "fees": "ichido.shop.cli:fees_cli",
     "demo": "ichido.shop.cli:demo",
     "emulator": "ichido.emulator.cli:emulator",
+    "reconcile": "ichido.recovery.cli:reconcile",  # recovery (issue 13): core, loaded lazily
+    "replay": "ichido.recovery.cli:replay",
     "aws": "ichido.aws.cli:aws_cli",  # needs the ichido[aws] extra (boto3, mangum, moto)
 }
 
@@ -126,6 +128,12 @@ def load_app(spec: str | None, workers: int = 1) -> Any:
     return app
 
 
+def _install_recovery(service: Any) -> None:
+    from ichido.recovery.service import install  # alerts, the reconcile sweep (issue 13)
+
+    install(service)
+
+
 def _inbox(database_url: str | None):
     from ichido.inbox import open_inbox
 
@@ -165,6 +173,7 @@ def serve(
         os.environ["STRIPE_WEBHOOK_SECRET_FILE"] = secret_file
     _environ(database_url=database_url, secret=secret)
     service = load_app(app, workers)
+    _install_recovery(service)
     service.settings.require_secret()
     _check_writable(service)  # open and check the store now: a schema behind is one clear line
     err.print(f"ichido: receiving on http://{host}:{port}/webhooks/stripe, "
@@ -226,6 +235,7 @@ def worker(
     """Process stored events (run as many of these as you like)."""
     _environ(database_url=database_url)
     service = load_app(app, 0)
+    _install_recovery(service)
     if drain:
         out.print(f"processed {service.worker().drain()} event(s)")
         return

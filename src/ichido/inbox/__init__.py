@@ -9,12 +9,13 @@ from typing import Sequence
 
 from ichido.config import Settings
 from ichido.errors import ConfigError
-from ichido.inbox.base import Claim, EventRecord, Inbox, SeenCache, Status, Transaction
+from ichido.inbox.base import (Claim, Cursor, EventFilter, EventRecord, Inbox, SeenCache, Status,
+                               Transaction)
 from ichido.inbox.memory import MemorySeenCache
 from ichido.inbox.migrations import Step
 
-__all__ = ["Claim", "EventRecord", "Inbox", "SeenCache", "Status", "Transaction",
-           "open_inbox", "open_seen_cache"]
+__all__ = ["Claim", "Cursor", "EventFilter", "EventRecord", "Inbox", "SeenCache", "Status",
+           "Transaction", "open_inbox", "open_seen_cache"]
 
 
 def process_shard() -> str:

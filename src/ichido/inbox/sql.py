@@ -11,15 +11,19 @@ import abc
 import time
 import uuid
 from contextlib import AbstractContextManager, contextmanager
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from ichido.dashboard.schema import DASHBOARD_SCHEMA
 from ichido.errors import LeaseLost, StorageUnavailable
 from ichido.inbox import migrations
+from ichido.outbox import OUTBOX_SCHEMA
+from ichido.recovery.schema import RECOVERY_SCHEMA
 from ichido.inbox.base import (
     FINISHED,
     Batch,
     Claim,
+    Cursor,
+    EventFilter,
     EventRecord,
     Inbox,
     Status,
@@ -75,6 +79,10 @@ SCHEMA: list[migrations.Step] = [
             id TEXT NOT NULL
         )""",
     ]),
+    # The outbox is core too: recovery's alerts leave through it, with or without the shop.
+    *OUTBOX_SCHEMA,
+    # Recovery (issue 13): the stale guard, reconcile cursors, replays, alerts, listing indexes.
+    *RECOVERY_SCHEMA,
     # The operator page's audit trail (issue 15), there whether the page is on or not.
     *DASHBOARD_SCHEMA,
 ]
@@ -206,6 +214,42 @@ class SqlInbox(Inbox):
                               (*params, limit)).fetchall()
         return [_record(row) for row in rows]
 
+    def page(self, where: EventFilter = EventFilter(), *, after: Cursor | None = None,
+             limit: int = 1000, newest_first: bool = False,
+             bodies: bool = True) -> list[EventRecord]:
+        sql, params = _where(where)
+        if after is not None:
+            sql += f" AND (created, id) {'<' if newest_first else '>'} (?, ?)"
+            params.extend(after)
+        order = "DESC" if newest_first else "ASC"
+        columns = EVENT_COLUMNS if bodies else EVENT_COLUMNS.replace(", body", "")
+        with self.reading() as tx:
+            rows = tx.execute(f"SELECT {columns} FROM ichido_events WHERE {sql}"
+                              f" ORDER BY created {order}, id {order} LIMIT ?",
+                              (*params, limit)).fetchall()
+        return [_record(row if bodies else (*row, b"")) for row in rows]
+
+    def count(self, where: EventFilter = EventFilter()) -> int:
+        sql, params = _where(where)
+        with self.reading() as tx:
+            return int(tx.execute(f"SELECT count(*) FROM ichido_events WHERE {sql}",
+                                  params).fetchone()[0])
+
+    def requeue(self, event_ids: Sequence[str], *, statuses: Sequence[str],
+                record: Callable[[Transaction, int], None] | None = None) -> int:
+        if not event_ids or not statuses:
+            return 0
+        with self._storage("requeue events"), self.transaction() as tx:
+            done = tx.execute(
+                "UPDATE ichido_events SET status = 'retrying', attempts = 0, next_attempt_at = ?,"
+                " finished_at = NULL, lease_owner = NULL"
+                f" WHERE id IN ({', '.join('?' for _ in event_ids)})"
+                f" AND status IN ({', '.join('?' for _ in statuses)})",
+                (time.time(), *event_ids, *statuses)).rowcount
+            if record is not None:
+                record(tx, done)
+        return done
+
     def requeue_dead(self, event_ids: Sequence[str] | None = None) -> int:
         sql = ("UPDATE ichido_events SET status = 'retrying', attempts = 0, next_attempt_at = ?"
                " WHERE status = 'dead'")
@@ -258,6 +302,40 @@ class SqlInbox(Inbox):
             yield
         except self.engine_errors as exc:
             raise StorageUnavailable(f"could not {action}: {exc}") from exc
+
+
+def _where(where: EventFilter) -> tuple[str, list[object]]:
+    """The SQL condition (``?`` placeholders) for an ``EventFilter``."""
+    terms, params = ["1 = 1"], []
+    if where.statuses:
+        terms.append(f"status IN ({', '.join('?' for _ in where.statuses)})")
+        params.extend(where.statuses)
+    if where.ids:
+        terms.append(f"id IN ({', '.join('?' for _ in where.ids)})")
+        params.extend(where.ids)
+    if where.types:
+        alternatives = []
+        for pattern in where.types:
+            if pattern.endswith("*"):  # a prefix; _ and % are literal in Stripe's type names
+                prefix = pattern[:-1]
+                for char in ("\\", "%", "_"):
+                    prefix = prefix.replace(char, "\\" + char)
+                alternatives.append("type LIKE ? ESCAPE '\\'")
+                params.append(prefix + "%")
+            else:
+                alternatives.append("type = ?")
+                params.append(pattern)
+        terms.append(f"({' OR '.join(alternatives)})")
+    if where.object_id is not None:
+        terms.append("object_id = ?")
+        params.append(where.object_id)
+    if where.since is not None:
+        terms.append("created >= ?")
+        params.append(where.since)
+    if where.until is not None:
+        terms.append("created < ?")
+        params.append(where.until)
+    return " AND ".join(terms), params
 
 
 def _tokens(claims: Sequence[Claim]) -> str:

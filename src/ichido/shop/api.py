@@ -81,8 +81,16 @@ def routes(shop: Shop) -> list[Route]:
                       "order": await run_in_threadpool(_load, shop, accepted["order"])},
                      status_code=202)
 
+    async def renew(request: Request) -> Response:
+        try:
+            order = await run_in_threadpool(shop.renew_voucher, request.path_params["order_id"])
+        except IchidoError as exc:
+            return _error(exc)
+        return _Json(order)
+
     return [
         Route("/orders", place, methods=["POST"]),
+        Route("/orders/{order_id}/voucher", renew, methods=["POST"]),
         Route("/orders/{order_id}", show, methods=["GET"]),
         Route("/orders/{order_id}/refund", refund, methods=["POST"]),
     ]
