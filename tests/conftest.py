@@ -59,9 +59,9 @@ def postgres_url() -> Iterator[str]:
         admin.execute(f"CREATE SCHEMA {schema}")
     separator = "&" if "?" in POSTGRES_URL else "?"
     url = f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
-    from ichido.inbox import open_inbox
+    from ichido import App
 
-    open_inbox(Settings(database_url=url), migrate=True).close()
+    App(Settings(database_url=url), workers=0).migrate()
     yield url
     with connect_admin() as admin:
         admin.execute(f"DROP SCHEMA {schema} CASCADE")

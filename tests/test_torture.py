@@ -66,7 +66,8 @@ def test_a_full_refund_asked_without_an_amount_is_accepted(database_url: str,
                         mail_dir=str(tmp_path / "mail"))
     shop = create_shop(settings, workers=0)
     shop.app.migrate()
-    inbox = shop.app.inbox
+    shop.app.start()
+    inbox = shop.app.database
     try:
         with inbox.transaction() as tx:
             tx.execute("INSERT INTO shop_orders (id, product_id, product_name, kind, quantity,"
@@ -83,4 +84,4 @@ def test_a_full_refund_asked_without_an_amount_is_accepted(database_url: str,
                 " ORDER BY created_at").fetchall()]
         assert [p["amount"] for p in payloads] == [500, 1000]
     finally:
-        shop.app.inbox.close()
+        shop.app.close()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from typing import Optional
+from typing import Any, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -19,13 +20,19 @@ PricingOpt = typer.Option(None, "--pricing", help="Your contract's pricing file 
                           "ICHIDO_PRICING, else Stripe Japan's public rates).")
 
 
-def _reading(database_url: str | None):
+@contextlib.contextmanager
+def _reading(database_url: str | None) -> Iterator[Any]:
+    from ichido.db import open_database
     from ichido.domain.schema import SHOP_SCHEMA
-    from ichido.inbox import open_inbox
     from ichido.outbox import OUTBOX_SCHEMA
 
     settings = Settings.from_env(database_url=database_url)
-    return open_inbox(settings, steps=[*OUTBOX_SCHEMA, *SHOP_SCHEMA]).reading()
+    database = open_database(settings, steps=[*OUTBOX_SCHEMA, *SHOP_SCHEMA])
+    try:
+        with database.reading() as tx:
+            yield tx
+    finally:
+        database.close()
 
 
 @orders_cli.command("list")

@@ -26,7 +26,7 @@ from ichido.domain.fees import PricingTable, load_pricing, within_limits
 from ichido.domain.mail import MailSender
 from ichido.domain.schema import SHOP_SCHEMA
 from ichido.errors import ConfigError, IchidoError
-from ichido.inbox.base import Transaction
+from ichido.db.base import Transaction
 from ichido.outbox import OUTBOX_SCHEMA, OutboxDispatcher, enqueue
 
 EXAMPLE_CATALOG = Path(__file__).with_name("catalog.example.toml")
@@ -88,7 +88,7 @@ class Shop:
         self.pricing = pricing
         self.stripe = client
         self.outbox = OutboxDispatcher(
-            lambda: app.inbox, {"mail": MailSender(app.settings), "stripe_refund": self.send_refund},
+            lambda: app.database, {"mail": MailSender(app.settings), "stripe_refund": self.send_refund},
             lease_seconds=app.settings.lease_seconds, max_attempts=app.settings.max_attempts,
             retry_base=app.settings.retry_base_seconds, retry_cap=app.settings.retry_cap_seconds,
             poll_interval=app.settings.poll_interval_seconds)
@@ -117,7 +117,7 @@ class Shop:
         """Reserve, record, then ask Stripe; a retry with the same key resumes the same order."""
         product, amount = self.check(request)
         order_id = self._record_order(request, product, amount, idempotency_key)
-        with self.app.inbox.reading() as tx:
+        with self.app.database.reading() as tx:
             order = orders.load(tx, order_id)
         assert order is not None
         status = 200
@@ -125,7 +125,7 @@ class Shop:
             # New, or a retry: Stripe answers a retried call with the first answer (a decline
             # stays a decline) under the same idempotency key, and applying it again is a no-op.
             status = self._create_payment(order, request)
-        with self.app.inbox.reading() as tx:
+        with self.app.database.reading() as tx:
             return status, orders.to_json(tx, order_id) or {}
 
     def _record_order(self, request: OrderRequest, product: Product, amount: int,
@@ -135,7 +135,7 @@ class Shop:
         fingerprint = request.fingerprint()
         order_id = f"ord_{secrets.token_hex(12)}"
         now = time.time()
-        with self.app.inbox.transaction() as tx:
+        with self.app.database.transaction() as tx:
             inserted = tx.execute(
                 "INSERT INTO shop_orders (id, product_id, product_name, kind, quantity, amount,"
                 " payment_method, email, status, idempotency_key, request_fingerprint,"
@@ -199,11 +199,11 @@ class Shop:
         return 200
 
     def _apply_payment(self, snapshot: dict[str, Any]) -> None:
-        with self.app.inbox.transaction() as tx:
+        with self.app.database.transaction() as tx:
             orders.apply_payment_intent(tx, snapshot)
 
     def _fail_order(self, order: dict[str, Any], reason: str) -> None:
-        with self.app.inbox.transaction() as tx:
+        with self.app.database.transaction() as tx:
             changed = tx.execute("UPDATE shop_orders SET status = 'failed', failure = ?,"
                                  " updated_at = ? WHERE id = ? AND status = 'created'",
                                  (reason, time.time(), order["id"])).rowcount
@@ -214,7 +214,7 @@ class Shop:
 
     def request_refund(self, order_id: str, amount: int | None, key: str | None) -> dict[str, Any]:
         """Commit the request and its Stripe call to the outbox together; the call follows."""
-        with self.app.inbox.transaction() as tx:
+        with self.app.database.transaction() as tx:
             orders.lock(tx, order_id)
             order = orders.load(tx, order_id)
             if order is None:
@@ -258,7 +258,7 @@ class Shop:
                     "metadata": {"order_id": payload["order_id"],
                                  "refund_request": payload["request_id"]}},
             options={"idempotency_key": key})
-        with self.app.inbox.transaction() as tx:
+        with self.app.database.transaction() as tx:
             tx.execute("UPDATE shop_refund_requests SET refund_id = ? WHERE id = ?",
                        (refund.id, payload["request_id"]))
             orders.apply_refund(tx, refund.to_dict())
