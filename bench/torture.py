@@ -57,7 +57,7 @@ import redis
 from bench.common import delete_redis_prefix
 
 ROOT = Path(__file__).resolve().parent.parent
-SHOP_APP = "ichido.domain.shop:create_app"
+SHOP_APP = "ichido.shop.app:create_app"
 API_KEY = "sk_test_ichido_torture"
 STOCK = 100_000_000
 PRODUCTS = {  # id: (kind, price)
@@ -965,8 +965,8 @@ def replay_states(path: Path, orders: list[tuple], events: list[dict[str, Any]]
     a fresh SQLite store holding only the orders as they were placed: the states exactly-once,
     in-order processing gives. A handler asking to be retried later is, after the others."""
     from ichido.config import Settings
-    from ichido.domain import events as shop_events
-    from ichido.domain.schema import SHOP_SCHEMA
+    from ichido.shop import events as shop_events
+    from ichido.shop.schema import SHOP_SCHEMA
     from ichido.errors import RetryLater
     from ichido.event import Event
     from ichido.handlers import HandlerRegistry

@@ -406,12 +406,13 @@ def test_kill_9_of_two_of_three_workers_mid_batch_hands_their_claims_over(
 def test_outbox_messages_of_a_sender_killed_mid_send_are_due_again_after_the_set_lease(
         tmp_path: Path) -> None:
     from ichido.config import Settings
-    from ichido.domain.shop import create_shop
     from ichido.outbox import enqueue
+    from ichido.shop.app import create_shop
+    from ichido.shop.settings import ShopSettings
 
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'shop.db'}", lease_seconds=2.0,
-                        stripe_api_key="sk_test_outbox_lease", mail_dir=str(tmp_path / "mail"))
-    shop = create_shop(settings, workers=0)
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'shop.db'}", lease_seconds=2.0)
+    shop = create_shop(settings, ShopSettings(stripe_api_key="sk_test_outbox_lease",
+                                              mail_dir=str(tmp_path / "mail")), workers=0)
     shop.app.start()
     inbox = shop.app.database
     with inbox.transaction() as tx:

@@ -60,11 +60,12 @@ def test_small_torture_run_loses_nothing_applies_everything_once_and_matches_a_r
 
 def test_a_full_refund_asked_without_an_amount_is_accepted(database_url: str,
                                                           tmp_path: Path) -> None:
-    from ichido.domain.shop import create_shop
+    from ichido.shop.app import create_shop
+    from ichido.shop.settings import ShopSettings
 
-    settings = Settings(database_url=database_url, stripe_api_key="sk_test_refund_rest",
-                        mail_dir=str(tmp_path / "mail"))
-    shop = create_shop(settings, workers=0)
+    settings = Settings(database_url=database_url)
+    shop = create_shop(settings, ShopSettings(stripe_api_key="sk_test_refund_rest",
+                                              mail_dir=str(tmp_path / "mail")), workers=0)
     shop.app.migrate()
     shop.app.start()
     inbox = shop.app.database

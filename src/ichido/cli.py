@@ -13,25 +13,59 @@ import sys
 import threading
 from typing import Any, Iterator, Optional
 
+import click
 import typer
+import typer.main
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from ichido.config import Settings, parse_duration, redact_url
-from ichido.domain.cli import fees_cli, orders_cli
-from ichido.emulator.cli import emulator as emulator_command
 from ichido.errors import IchidoError
 
-cli = typer.Typer(no_args_is_help=True, add_completion=False,
+# The example shop's and the local Stripe's commands, by name: imported only when one is run
+# (or help lists them), so the core imports neither (tests/test_imports.py checks it).
+APPLICATION_COMMANDS = {
+    "orders": "ichido.shop.cli:orders_cli",
+    "fees": "ichido.shop.cli:fees_cli",
+    "demo": "ichido.shop.cli:demo",
+    "emulator": "ichido.emulator.cli:emulator",
+}
+
+
+class LazyGroup(TyperGroup):
+    """The ``ichido`` group: its own commands, plus ``APPLICATION_COMMANDS`` loaded on demand."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        own = super().list_commands(ctx)
+        return [*own, *(name for name in APPLICATION_COMMANDS if name not in own)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in APPLICATION_COMMANDS:
+            self.add_command(_load_command(cmd_name, APPLICATION_COMMANDS[cmd_name]), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+def _load_command(name: str, spec: str) -> click.Command:
+    """``module:attribute``, a ``typer.Typer`` or a plain function, as a click command."""
+    module_name, _, attribute = spec.partition(":")
+    target = getattr(importlib.import_module(module_name), attribute)
+    if not isinstance(target, typer.Typer):
+        single = typer.Typer(add_completion=False)
+        single.command(name)(target)
+        target = single
+    command = typer.main.get_command(target)
+    command.name = name
+    return command
+
+
+cli = typer.Typer(cls=LazyGroup, no_args_is_help=True, add_completion=False,
                   help="Receive Stripe webhooks and apply every event's effects exactly once.")
 events_cli = typer.Typer(no_args_is_help=True, help="Inspect stored events.")
 dlq_cli = typer.Typer(no_args_is_help=True, help="Dead letters: inspect and replay.")
 cli.add_typer(events_cli, name="events")
 cli.add_typer(dlq_cli, name="dlq")
-cli.add_typer(orders_cli, name="orders")
-cli.command("emulator")(emulator_command)
-cli.add_typer(fees_cli, name="fees")
 out = Console()
 err = Console(stderr=True)
 
@@ -68,7 +102,7 @@ def load_app(spec: str | None, workers: int = 1) -> Any:
     module_name, _, attribute = spec.partition(":")
     sys.path.insert(0, os.getcwd())
     app = getattr(importlib.import_module(module_name), attribute or "app")
-    if callable(app) and not isinstance(app, App):  # a factory, e.g. ichido.domain.shop:create_app
+    if callable(app) and not isinstance(app, App):  # a factory, e.g. ichido.shop.app:create_app
         app = app()
     if not isinstance(app, App):
         raise IchidoError(f"{spec} is not an ichido.App", code="bad_app")
@@ -249,18 +283,6 @@ def prune(older_than: str = typer.Option("30d", help="Age, e.g. 30d (Stripe rese
     with _inbox(database_url) as inbox:
         removed = inbox.prune(window)
     out.print(f"pruned {removed} finished event(s) older than {older_than}")
-
-
-@cli.command()
-def demo(duplicate_rate: float = typer.Option(0.3, min=0, max=1, help="Share of deliveries "
-                                              "sent twice."),
-         reorder_window: float = typer.Option(0.3, min=0, help="Seconds within which one "
-                                              "object's events are shuffled.")) -> None:
-    """Emulator + shop on SQLite, a konbini/card/refund story with chaos; exit 1 unless every
-    effect happened exactly once."""
-    from ichido.demo import run_demo
-
-    raise typer.Exit(run_demo(duplicate_rate, reorder_window, out))
 
 
 def _record_json(record: Any) -> dict[str, Any]:

@@ -62,16 +62,6 @@ class Settings:
     # SQLite: NORMAL survives a process crash in WAL mode; FULL also survives power loss.
     sqlite_synchronous: str = "NORMAL"
     db_pool_size: int = 8
-    # The shop (payments domain).
-    stripe_api_key: str | None = None
-    stripe_api_base: str | None = None  # None: Stripe itself; the emulator's URL in development
-    catalog_path: str | None = None
-    mail_dir: str = "mail"
-    smtp_url: str | None = None  # smtp://host:port; unset: mail goes to files in mail_dir
-    mail_from: str = "shop@example.com"
-    warehouse_email: str = "warehouse@example.com"
-    max_fee_share: float = 0.2  # refuse a method whose fee takes more of the sale than this
-    konbini_expires_after_days: int = 3
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -105,23 +95,6 @@ class Settings:
                 values[attr] = _int(name, env[name])
         if env.get("ICHIDO_MAX_BODY"):
             values["max_body_bytes"] = parse_size(env["ICHIDO_MAX_BODY"])
-        strings = {
-            "STRIPE_API_KEY": "stripe_api_key",
-            "STRIPE_API_BASE": "stripe_api_base",
-            "ICHIDO_CATALOG": "catalog_path",
-            "ICHIDO_MAIL_DIR": "mail_dir",
-            "ICHIDO_SMTP_URL": "smtp_url",
-            "ICHIDO_MAIL_FROM": "mail_from",
-            "ICHIDO_WAREHOUSE_EMAIL": "warehouse_email",
-        }
-        for name, attr in strings.items():
-            if env.get(name):
-                values[attr] = env[name]
-        if env.get("ICHIDO_MAX_FEE_SHARE"):
-            values["max_fee_share"] = _float("ICHIDO_MAX_FEE_SHARE", env["ICHIDO_MAX_FEE_SHARE"])
-        if env.get("ICHIDO_KONBINI_EXPIRES_AFTER_DAYS"):
-            values["konbini_expires_after_days"] = _int("ICHIDO_KONBINI_EXPIRES_AFTER_DAYS",
-                                                        env["ICHIDO_KONBINI_EXPIRES_AFTER_DAYS"])
         if env.get("ICHIDO_SQLITE_SYNCHRONOUS"):
             values["sqlite_synchronous"] = env["ICHIDO_SQLITE_SYNCHRONOUS"].upper()
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -134,7 +107,7 @@ class Settings:
         shown = []
         for name in self.__dataclass_fields__:
             value = getattr(self, name)
-            if name in ("webhook_secrets", "stripe_api_key") and value:
+            if name == "webhook_secrets" and value:
                 value = "***"
             elif name.endswith("_url") and isinstance(value, str):
                 value = redact_url(value)
@@ -151,10 +124,6 @@ class Settings:
             raise ConfigError("ICHIDO_MAX_ATTEMPTS must be at least 1")
         if self.max_body_bytes < 1024:
             raise ConfigError("ICHIDO_MAX_BODY must be at least 1 KiB")
-        if not 0 < self.max_fee_share <= 1:
-            raise ConfigError("ICHIDO_MAX_FEE_SHARE must be a share in (0, 1], e.g. 0.2")
-        if not 1 <= self.konbini_expires_after_days <= 60:
-            raise ConfigError("ICHIDO_KONBINI_EXPIRES_AFTER_DAYS must be 1 to 60 (Stripe's range)")
         for secret in self.webhook_secrets:
             if not secret.startswith("whsec_"):
                 raise ConfigError("STRIPE_WEBHOOK_SECRET entries must start with whsec_")

@@ -1,6 +1,6 @@
 """Money movements: the balance transaction of a charge (with Stripe Japan's fee) or a refund.
 
-The fee comes from ichido's pricing table (``ichido.domain.fees``), the one data file the fee
+The fee comes from ichido's pricing table (``ichido.shop.fees``), the one data file the fee
 guard and the audit read too, so a test can compare what the emulator charged with what ichido
 predicted. Refunds give no fee back: the refund's balance transaction has ``fee = 0`` and the
 charge keeps its fee (Stripe's refunds page: a refund "might incur a fee"; the original
@@ -22,7 +22,7 @@ AVAILABLE_AFTER = 4 * 86400
 def charge_transaction(store: Store, charge: dict[str, Any], method: str,
                        pricing_path: str | os.PathLike[str] | None) -> dict[str, Any]:
     """The charge's balance transaction, fee quoted from the pricing table; links it."""
-    from ichido.domain.fees import load_pricing  # lazily: the emulator runs without the domain
+    from ichido.shop.fees import load_pricing  # lazily: the emulator runs without the domain
 
     quote = load_pricing(pricing_path).quote(charge["amount"], method)
     details = [dict(item, currency=charge["currency"]) for item in quote.details()]

@@ -1,4 +1,6 @@
-"""``ichido orders …`` and ``ichido fees …``: thin commands over the shop's library."""
+"""``ichido orders …``, ``ichido fees …`` and ``ichido demo``: thin commands over the shop's
+library. ``ichido.cli`` finds them by name when they are asked for, so the core imports none of
+this."""
 
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ from rich.console import Console
 from rich.table import Table
 
 from ichido.config import Settings
+from ichido.shop.settings import ShopSettings
 
-orders_cli = typer.Typer(no_args_is_help=True, help="Inspect shop orders.")
-fees_cli = typer.Typer(no_args_is_help=True, help="Stripe fees: quote, audit a catalogue, report.")
+orders_cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Inspect shop orders.")
+fees_cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Stripe fees: quote, audit a catalogue, report.")
 out = Console()
 
 PricingOpt = typer.Option(None, "--pricing", help="Your contract's pricing file (else "
@@ -23,8 +26,8 @@ PricingOpt = typer.Option(None, "--pricing", help="Your contract's pricing file 
 @contextlib.contextmanager
 def _reading(database_url: str | None) -> Iterator[Any]:
     from ichido.db import open_database
-    from ichido.domain.schema import SHOP_SCHEMA
     from ichido.outbox import OUTBOX_SCHEMA
+    from ichido.shop.schema import SHOP_SCHEMA
 
     settings = Settings.from_env(database_url=database_url)
     database = open_database(settings, steps=[*OUTBOX_SCHEMA, *SHOP_SCHEMA])
@@ -35,11 +38,17 @@ def _reading(database_url: str | None) -> Iterator[Any]:
         database.close()
 
 
+def _pricing(path: str | None):
+    from ichido.shop.fees import load_pricing
+
+    return load_pricing(path or ShopSettings.from_env().pricing_path)
+
+
 @orders_cli.command("list")
 def orders_list(limit: int = typer.Option(50, min=1), as_json: bool = typer.Option(False, "--json"),
                 database_url: Optional[str] = typer.Option(None, "--database-url")) -> None:
     """Recent orders, newest first."""
-    from ichido.domain import orders
+    from ichido.shop import orders
 
     with _reading(database_url) as tx:
         rows = [orders.to_json(tx, order_id) for order_id in orders.recent(tx, limit)]
@@ -60,7 +69,7 @@ def orders_list(limit: int = typer.Option(50, min=1), as_json: bool = typer.Opti
 def orders_show(order_id: str, as_json: bool = typer.Option(False, "--json"),
                 database_url: Optional[str] = typer.Option(None, "--database-url")) -> None:
     """One order with its voucher, entitlement, shipment and refunds."""
-    from ichido.domain import orders
+    from ichido.shop import orders
 
     with _reading(database_url) as tx:
         order = orders.to_json(tx, order_id)
@@ -86,9 +95,7 @@ def fees_quote(amount: int = typer.Option(..., min=1, help="Price in yen."),
                pricing: Optional[str] = PricingOpt,
                as_json: bool = typer.Option(False, "--json")) -> None:
     """Stripe's fee on one price, the net, and the share the fee takes."""
-    from ichido.domain.fees import load_pricing
-
-    quote = load_pricing(pricing).quote(amount, method)
+    quote = _pricing(pricing).quote(amount, method)
     if as_json:
         print(json.dumps(quote.to_json()))
         return
@@ -102,10 +109,9 @@ def fees_audit(catalog: str = typer.Argument(..., help="The catalogue TOML file.
                pricing: Optional[str] = PricingOpt,
                as_json: bool = typer.Option(False, "--json")) -> None:
     """Every product × method with its fee; exit 1 naming each one above the limit."""
-    from ichido.domain.catalog import audit, load_catalog
-    from ichido.domain.fees import load_pricing
+    from ichido.shop.catalog import audit, load_catalog
 
-    rows = audit(load_catalog(catalog), load_pricing(pricing), max_share)
+    rows = audit(load_catalog(catalog), _pricing(pricing), max_share)
     offenders = [row for row in rows if row.over_limit]
     if as_json:
         print(json.dumps({"max_share": max_share, "rows": [row.to_json() for row in rows],
@@ -132,18 +138,10 @@ def fees_report(since: Optional[str] = typer.Option(None, help="Only charges fro
     """Real fees per method from Stripe's balance transactions (STRIPE_API_KEY, STRIPE_API_BASE)."""
     import datetime as dt
 
-    import stripe
+    from ichido.shop.app import stripe_client
+    from ichido.shop.report import fetch_charges, totals
 
-    from ichido.domain.report import fetch_charges, totals
-    from ichido.errors import ConfigError
-
-    settings = Settings.from_env()
-    if not settings.stripe_api_key:
-        raise ConfigError("STRIPE_API_KEY is not set: the report reads Stripe's balance "
-                          "transactions", code="missing_api_key")
-    client = stripe.StripeClient(settings.stripe_api_key, max_network_retries=2,
-                                 base_addresses={"api": settings.stripe_api_base}
-                                 if settings.stripe_api_base else None)
+    client = stripe_client(ShopSettings.from_env())
     start = None
     if since:
         day = dt.date.fromisoformat(since)
@@ -160,3 +158,14 @@ def fees_report(since: Optional[str] = typer.Option(None, help="Only charges fro
                       f"¥{row.net:,}", f"{j['fee_share']:.1%}", f"¥{row.refunded:,}",
                       f"¥{j['kept']:,}")
     out.print(table)
+
+
+def demo(duplicate_rate: float = typer.Option(0.3, min=0, max=1, help="Share of deliveries "
+                                              "sent twice."),
+         reorder_window: float = typer.Option(0.3, min=0, help="Seconds within which one "
+                                              "object's events are shuffled.")) -> None:
+    """Emulator + shop on SQLite, a konbini/card/refund story with chaos; exit 1 unless every
+    effect happened exactly once."""
+    from ichido.shop.demo import run_demo
+
+    raise typer.Exit(run_demo(duplicate_rate, reorder_window, out))

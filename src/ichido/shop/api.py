@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from starlette.concurrency import run_in_threadpool
@@ -10,11 +10,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ichido.domain import orders
 from ichido.errors import IchidoError
-
-if TYPE_CHECKING:
-    from ichido.domain.shop import Shop
+from ichido.shop import orders
+from ichido.shop.service import OrderError, OrderRequest, Shop
 
 
 class _Json(JSONResponse):
@@ -26,21 +24,34 @@ def _error(exc: IchidoError) -> Response:
     return _Json(exc.to_json(), status_code=exc.http_status)
 
 
-async def _body(request: Request) -> Any:
-    from ichido.domain.shop import OrderError
-
+async def _body(request: Request, limit: int) -> Any:
+    """The JSON body, refused with 413 as soon as it passes ``limit`` (declared or streamed):
+    this endpoint faces the internet, and an order is a handful of fields."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(limit)
     try:
-        return orjson.loads(await request.body() or b"{}")
+        return orjson.loads(bytes(body) or b"{}")
     except orjson.JSONDecodeError:
         raise OrderError("the body is not valid JSON", code="malformed_json", status=400) from None
 
 
-def routes(shop: "Shop") -> list[Route]:
-    from ichido.domain.shop import OrderError, OrderRequest
+def _too_large(limit: int) -> OrderError:
+    return OrderError(f"the body exceeds the {limit}-byte limit", code="too_large", status=413,
+                      limit=limit)
+
+
+def routes(shop: Shop) -> list[Route]:
+    limit = shop.settings.order_max_body_bytes
 
     async def place(request: Request) -> Response:
         try:
-            order_request = OrderRequest.parse(await _body(request))
+            order_request = OrderRequest.parse(await _body(request, limit))
             status, order = await run_in_threadpool(
                 shop.place_order, order_request, request.headers.get("idempotency-key"))
         except IchidoError as exc:
@@ -56,7 +67,7 @@ def routes(shop: "Shop") -> list[Route]:
 
     async def refund(request: Request) -> Response:
         try:
-            body = await _body(request)
+            body = await _body(request, limit)
             amount = body.get("amount") if isinstance(body, dict) else None
             if amount is not None and (not isinstance(amount, int) or isinstance(amount, bool)):
                 raise OrderError("amount must be whole yen", code="invalid_amount")
@@ -75,6 +86,6 @@ def routes(shop: "Shop") -> list[Route]:
     ]
 
 
-def _load(shop: "Shop", order_id: str) -> dict[str, Any] | None:
+def _load(shop: Shop, order_id: str) -> dict[str, Any] | None:
     with shop.app.database.reading() as tx:
         return orders.to_json(tx, order_id)

@@ -5,8 +5,8 @@ ichido quotes fees at design time (audit), at checkout (guard) and afterwards (r
 table, and never from float arithmetic.
 
 The rules live in ``pricing.toml`` next to this module (each with its source and date). A user
-with their own contract sets ``ICHIDO_PRICING=/path/to/pricing.toml``: that file replaces the
-packaged one as a whole and must define every method in ``METHODS``. Stripe rounds its fee to
+with their own contract sets ``ICHIDO_PRICING=/path/to/pricing.toml`` (read by ``ShopSettings``):
+that file replaces the packaged one as a whole and must define every method in ``METHODS``. Stripe rounds its fee to
 the nearest unit of the currency, halves up (support.stripe.com/questions/rounding-rules-for-
 stripe-fees); JPY is zero-decimal, so the unit is one yen.
 """
@@ -29,7 +29,6 @@ from ichido.errors import ConfigError, IchidoError
 
 CURRENCY = "jpy"
 METHODS: tuple[str, ...] = ("card", "konbini")
-PRICING_ENV = "ICHIDO_PRICING"
 # Stripe's konbini limits per payment (docs.stripe.com/payments/konbini, checked 2026-11-26).
 KONBINI_MIN = 120
 KONBINI_MAX = 300_000
@@ -53,6 +52,10 @@ class FeeRule:
     minimum: int | None
     source: str
     as_of: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"percent": str(self.percent), "fixed": self.fixed, "minimum": self.minimum,
+                "source": self.source, "as_of": self.as_of}
 
     def fee(self, amount: int) -> int:
         variable = _EXACT.divide(_EXACT.multiply(Decimal(amount), self.percent), 100)
@@ -162,18 +165,23 @@ def within_limits(method: str, amount: int) -> bool:
 
 
 def load_pricing(path: str | os.PathLike[str] | None = None) -> PricingTable:
-    """The table in ``path``; without one, ``$ICHIDO_PRICING`` or the packaged default (cached)."""
+    """The table in ``path`` (``ShopSettings.pricing_path``); without one, the packaged default."""
     if path is not None:
         return _read_file(Path(path))
-    return _default_table(os.environ.get(PRICING_ENV) or None)
+    return _default_table()
 
 
-@functools.lru_cache(maxsize=8)
-def _default_table(env_path: str | None) -> PricingTable:
-    if env_path:
-        return _read_file(Path(env_path))
-    text = importlib.resources.files("ichido.domain").joinpath("pricing.toml").read_text("utf-8")
-    return parse_pricing(text, origin="ichido/domain/pricing.toml (packaged default)")
+@functools.cache
+def _default_table() -> PricingTable:
+    text = importlib.resources.files("ichido.shop").joinpath("pricing.toml").read_text("utf-8")
+    return parse_pricing(text, origin="ichido/shop/pricing.toml (packaged default)")
+
+
+def fee_schedule(path: str | os.PathLike[str] | None = None) -> dict[str, dict[str, Any]]:
+    """The fee rules as plain data, for whoever charges fees without importing the shop (the
+    emulator): ``{"konbini": {"percent": "3.6", "fixed": 220, "minimum": None, ...}, ...}``.
+    The fee is ``max(minimum, fixed + round_half_up(amount × percent / 100))`` yen."""
+    return {method: rule.to_json() for method, rule in load_pricing(path).rules.items()}
 
 
 def _read_file(path: Path) -> PricingTable:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from ichido.domain.catalog import (KINDS, AuditRow, Catalog, Product, audit, load_catalog,
+from ichido.shop.catalog import (KINDS, AuditRow, Catalog, Product, audit, load_catalog,
                                    parse_catalog)
-from ichido.domain.fees import load_pricing
+from ichido.shop.fees import load_pricing
 from ichido.errors import ConfigError, IchidoError
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "src/ichido/domain/catalog.example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "src/ichido/shop/catalog.example.toml"
 
 TICKET = """
 [[products]]

@@ -18,13 +18,15 @@ import pytest
 
 import ichido.outbox
 from ichido.config import Settings
-from ichido.domain import orders
-from ichido.domain.mail import MailSender
-from ichido.domain.shop import OrderRequest, Shop, create_shop
+from ichido.shop import orders
+from ichido.shop.mail import MailSender
+from ichido.shop.app import create_shop
+from ichido.shop.service import OrderRequest, Shop
+from ichido.shop.settings import ShopSettings
 from ichido.emulator import Emulator, EmulatorServer
 from ichido.db import Database as Inbox, open_database
 from ichido.outbox import OUTBOX_SCHEMA, OutboxDispatcher, enqueue
-from tests.domain.conftest import KEY
+from tests.shop.conftest import KEY
 
 
 class Crash(BaseException):
@@ -74,7 +76,7 @@ MAIL = {"order_id": "ord_1", "to": "fan@example.com", "subject": "Payment receiv
 def test_mail_written_before_a_crash_is_sent_again_with_the_same_key_and_lands_once(
         outbox_store: Inbox, clock: Clock, tmp_path: Path) -> None:
     mail_dir = tmp_path / "mail"
-    sink = MailSender(Settings(mail_dir=str(mail_dir)))
+    sink = MailSender(ShopSettings(mail_dir=str(mail_dir)))
     keys: list[str] = []
     with outbox_store.transaction() as tx:
         assert enqueue(tx, "mail", "mail:ord_1:paid", MAIL)
@@ -154,9 +156,9 @@ def stripe_url() -> Iterator[str]:
 
 def make_shop(tmp_path: Path, stripe_url: str, **settings: Any) -> Shop:
     """The shop without worker threads: its outbox is driven by the test."""
-    shop = create_shop(Settings(
-        database_url=f"sqlite:///{tmp_path / 'shop.db'}", stripe_api_key=KEY,
-        stripe_api_base=stripe_url, mail_dir=str(tmp_path / "mail"), **settings), workers=0)
+    shop = create_shop(Settings(database_url=f"sqlite:///{tmp_path / 'shop.db'}", **settings),
+                       ShopSettings(stripe_api_key=KEY, stripe_api_base=stripe_url,
+                                    mail_dir=str(tmp_path / "mail")), workers=0)
     shop.app.migrate()
     shop.app.start()
     return shop

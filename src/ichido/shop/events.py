@@ -7,7 +7,7 @@ state machine in ``orders`` decides from Stripe's status whether the snapshot mo
 from __future__ import annotations
 
 from ichido.app import App
-from ichido.domain import orders
+from ichido.shop import orders
 from ichido.event import Event
 from ichido.db.base import Transaction
 

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ichido.config import Settings
+from ichido.shop.settings import ShopSettings
 
 
 class MailSender:
     """An outbox sender for ``kind = "mail"``; ``payload["to"] = None`` means the warehouse."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: ShopSettings) -> None:
         self.directory = Path(settings.mail_dir)
         self.smtp = urlsplit(settings.smtp_url) if settings.smtp_url else None
         self.sender = settings.mail_from

@@ -1,7 +1,7 @@
 """Fixtures for the shop's end-to-end tests (this folder only).
 
 ``ShopWorld`` is one local Stripe (the emulator, served from this process, with chaos on the
-wire) and the shop, either as a real ``ichido serve --app ichido.domain.shop:create_app``
+wire) and the shop, either as a real ``ichido serve --app ichido.shop.app:create_app``
 subprocess that a test can ``kill -9`` and restart on the same port and database, or in-process
 (a ``ThreadedServer``) when a test needs the ``Shop`` object. Both listen on loopback; the
 emulator's webhooks go to the shop's ``/webhooks/stripe``.
@@ -27,12 +27,13 @@ import httpx
 import pytest
 
 from ichido.config import Settings
+from ichido.shop.settings import ShopSettings
 from ichido.emulator import Emulator, EmulatorServer
 from tests.support import ROOT, SECRET, free_port, open_store, wait_until
 
 KEY = "sk_test_ichido_shop_e2e"
-SHOP_APP = "ichido.domain.shop:create_app"
-CRASHING_APP = "tests.domain.conftest:create_crashing_shop"
+SHOP_APP = "ichido.shop.app:create_app"
+CRASHING_APP = "tests.shop.conftest:create_crashing_shop"
 # Webhook retries: Stripe's schedule (1 min, doubling) times this: 12 ms, 24 ms, 48 ms, ...
 # (16 attempts over 52 s: a shop down for a restart gets its events soon after it is back.)
 TIME_SCALE = 0.0002
@@ -140,15 +141,17 @@ class ShopWorld:
                 self.process.start()
             self.url = self.process.url
         else:
-            from ichido.domain.shop import create_shop
             from ichido.serving import ThreadedServer
+            from ichido.shop.app import create_shop
 
             settings = Settings(
                 database_url=database_url, redis_url=os.environ.get("ICHIDO_REDIS_URL"),
-                webhook_secrets=(SECRET,), stripe_api_key=KEY, stripe_api_base=self.emulator_url,
-                mail_dir=str(self.mail_dir), catalog_path=str(catalog) if catalog else None,
-                poll_interval_seconds=0.05, retry_base_seconds=0.05, retry_cap_seconds=0.5)
-            self.shop = create_shop(settings, workers=2)
+                webhook_secrets=(SECRET,), poll_interval_seconds=0.05, retry_base_seconds=0.05,
+                retry_cap_seconds=0.5)
+            self.shop = create_shop(settings, ShopSettings.from_env(
+                env or {}, stripe_api_key=KEY, stripe_api_base=self.emulator_url,
+                mail_dir=str(self.mail_dir), catalog_path=str(catalog) if catalog else None),
+                workers=2)
             self.shop.app.migrate()
             self._thread_server = ThreadedServer(self.shop.app, port=shop_port).start()
             self.url = self._thread_server.url
@@ -295,7 +298,7 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'shop.db'}"
 
 
-# -- the shop with crash points (loaded by `ichido serve --app tests.domain.conftest:…`) ---------
+# -- the shop with crash points (loaded by `ichido serve --app tests.shop.conftest:…`) ---------
 
 CRASH_POINTS_ENV = "ICHIDO_TEST_CRASH_AT"
 CRASH_MARKERS_ENV = "ICHIDO_TEST_CRASH_DIR"
@@ -311,7 +314,7 @@ def create_crashing_shop() -> Any:
       row is marked sent;
     - ``refund``: after Stripe created the refund, before the shop's database heard of it.
     """
-    from ichido.domain.shop import create_shop
+    from ichido.shop.app import create_shop
 
     shop = create_shop()
     points = set(filter(None, os.environ.get(CRASH_POINTS_ENV, "").split(",")))

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from ichido.domain.fees import load_pricing
-from tests.domain.conftest import KEY, ShopWorld
+from ichido.shop.fees import load_pricing
+from tests.shop.conftest import KEY, ShopWorld
 from tests.support import cli_json, run_cli
 
 CATALOG = """
@@ -196,6 +196,28 @@ def test_malformed_json_is_a_400_with_its_reason_code(shop: ShopWorld) -> None:
         assert response.status_code == 400, response.text
         assert response.json()["error"]["code"] == "malformed_json"
     assert order_count(shop) == 0
+
+
+def test_an_oversized_order_body_is_a_413_with_its_reason_code_and_stores_nothing(
+        shop: ShopWorld) -> None:
+    """Declared too large, or streamed (chunked, no length) past the limit: refused alike."""
+    limit = shop.shop.settings.order_max_body_bytes
+    padded = json.dumps({"product": "poster-a", "payment_method": "card", "email": BUYER,
+                         "note": "x" * limit}).encode()
+
+    def chunks():
+        for start in range(0, len(padded), 1024):
+            yield padded[start:start + 1024]
+
+    for content in (padded, chunks()):
+        response = shop.http.post("/orders", content=content,
+                                  headers={"Content-Type": "application/json"})
+        assert response.status_code == 413, response.text
+        assert response.json()["error"]["code"] == "too_large"
+        assert response.json()["error"]["limit"] == limit
+    assert order_count(shop) == 0 and shop.stripe_list("payment_intents") == []
+    within = shop.order(product="poster-a", payment_method="card", email=BUYER)
+    assert within.status_code == 201, within.text
 
 
 def test_out_of_stock_is_409_and_makes_no_payment_intent(shop: ShopWorld) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Iterator
 
-from ichido.domain.fees import (KONBINI_MAX, KONBINI_MIN, METHODS, PricingTable, Share,
+from ichido.shop.fees import (KONBINI_MAX, KONBINI_MIN, METHODS, PricingTable, Share,
                                 as_share, shown)
 from ichido.config import parse_toml, read_text
 from ichido.errors import ConfigError, NotFound

@@ -11,8 +11,8 @@ from typing import Any, Iterator
 import pytest
 
 from ichido.config import Settings
-from ichido.domain import orders
-from ichido.domain.schema import SHOP_SCHEMA
+from ichido.shop import orders
+from ichido.shop.schema import SHOP_SCHEMA
 from ichido.errors import RetryLater
 from ichido.db import Database as Inbox, open_database
 from ichido.outbox import OUTBOX_SCHEMA

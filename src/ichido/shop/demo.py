@@ -22,7 +22,9 @@ from rich.table import Table
 
 from ichido import signature
 from ichido.config import Settings
-from ichido.domain.shop import Shop, create_shop
+from ichido.shop.app import create_shop
+from ichido.shop.service import Shop
+from ichido.shop.settings import ShopSettings
 from ichido.emulator.emulator import Emulator
 from ichido.emulator.server import EmulatorServer
 from ichido.serving import ThreadedServer
@@ -60,10 +62,10 @@ class Demo:
         self.emulator_url = f"http://127.0.0.1:{emulator_port}"
         settings = Settings(
             database_url=f"sqlite:///{workdir / 'ichido.db'}", webhook_secrets=(self.secret,),
-            stripe_api_key=API_KEY, stripe_api_base=self.emulator_url,
-            mail_dir=str(workdir / "mail"), poll_interval_seconds=0.05,
-            retry_base_seconds=0.2, retry_cap_seconds=2.0)
-        self.shop: Shop = create_shop(settings, workers=2)
+            poll_interval_seconds=0.05, retry_base_seconds=0.2, retry_cap_seconds=2.0)
+        shop_settings = ShopSettings(stripe_api_key=API_KEY, stripe_api_base=self.emulator_url,
+                                     mail_dir=str(workdir / "mail"))
+        self.shop: Shop = create_shop(settings, shop_settings, workers=2)
         self.service = ThreadedServer(self.shop.app, port=service_port)
         self.emulator = Emulator(
             webhook_urls=[f"http://127.0.0.1:{service_port}/webhooks/stripe"],

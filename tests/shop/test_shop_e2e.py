@@ -1,5 +1,5 @@
 """The shop end to end, over real HTTP: the emulator (a local Stripe, with 30% duplicate
-deliveries and reordering) and `ichido serve --app ichido.domain.shop:create_app` as a
+deliveries and reordering) and `ichido serve --app ichido.shop.app:create_app` as a
 subprocess, on loopback. Every lifecycle ends in its state with each effect exactly once:
 one entitlement, one shipment, one mail file per message, one refund at Stripe per refund
 request, one PaymentIntent per order. Then the same with the shop killed (-9) mid-way.
@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from tests.domain.conftest import CRASHING_APP, ShopWorld
+from tests.shop.conftest import CRASHING_APP, ShopWorld
 from tests.support import wait_until
 
 TICKET, SHIRT = "live-2026-12", "tour-tshirt"  # ¥1,500 video ticket; ¥3,500 physical, stock 20

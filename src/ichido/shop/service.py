@@ -8,29 +8,23 @@ one Refund. Refunds leave through the outbox: the request commits first, the cal
 from __future__ import annotations
 
 import hashlib
-import logging
 import secrets
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
 import stripe
 
 from ichido.app import App
-from ichido.config import Settings
-from ichido.domain import events, orders
-from ichido.domain.catalog import Catalog, Product, audit, load_catalog
-from ichido.domain.fees import PricingTable, load_pricing, within_limits
-from ichido.domain.mail import MailSender
-from ichido.domain.schema import SHOP_SCHEMA
-from ichido.errors import ConfigError, IchidoError
+from ichido.errors import IchidoError
 from ichido.db.base import Transaction
-from ichido.outbox import OUTBOX_SCHEMA, OutboxDispatcher, enqueue
-
-EXAMPLE_CATALOG = Path(__file__).with_name("catalog.example.toml")
-log = logging.getLogger("ichido.shop")
+from ichido.outbox import OutboxDispatcher, enqueue
+from ichido.shop import orders
+from ichido.shop.catalog import Catalog, Product
+from ichido.shop.fees import PricingTable, within_limits
+from ichido.shop.mail import MailSender
+from ichido.shop.settings import ShopSettings
 
 
 class OrderError(IchidoError):
@@ -80,18 +74,19 @@ class OrderRequest:
 
 
 class Shop:
-    def __init__(self, app: App, catalog: Catalog, pricing: PricingTable,
+    def __init__(self, app: App, settings: ShopSettings, catalog: Catalog, pricing: PricingTable,
                  client: stripe.StripeClient) -> None:
         self.app = app
-        self.settings = app.settings
+        self.settings = settings
         self.catalog = catalog
         self.pricing = pricing
         self.stripe = client
+        core = app.settings
         self.outbox = OutboxDispatcher(
-            lambda: app.database, {"mail": MailSender(app.settings), "stripe_refund": self.send_refund},
-            lease_seconds=app.settings.lease_seconds, max_attempts=app.settings.max_attempts,
-            retry_base=app.settings.retry_base_seconds, retry_cap=app.settings.retry_cap_seconds,
-            poll_interval=app.settings.poll_interval_seconds)
+            lambda: app.database, {"mail": MailSender(settings), "stripe_refund": self.send_refund},
+            lease_seconds=core.lease_seconds, max_attempts=core.max_attempts,
+            retry_base=core.retry_base_seconds, retry_cap=core.retry_cap_seconds,
+            poll_interval=core.poll_interval_seconds)
 
     # -- orders ------------------------------------------------------------------------------
 
@@ -262,33 +257,3 @@ class Shop:
             tx.execute("UPDATE shop_refund_requests SET refund_id = ? WHERE id = ?",
                        (refund.id, payload["request_id"]))
             orders.apply_refund(tx, refund.to_dict())
-
-
-def create_app(settings: Settings | None = None, *, workers: int = 1) -> App:
-    """The shop as an ichido app: ``ichido serve --app ichido.domain.shop:create_app``."""
-    return create_shop(settings, workers=workers).app
-
-
-def create_shop(settings: Settings | None = None, *, workers: int = 1) -> Shop:
-    from ichido.domain.api import routes
-
-    settings = settings or Settings.from_env()
-    if not settings.stripe_api_key:
-        raise ConfigError("STRIPE_API_KEY is not set: the shop needs it to create payments "
-                          "(sk_test_… with the emulator)", code="missing_api_key")
-    app = App(settings, workers=workers, schema=[*OUTBOX_SCHEMA, *SHOP_SCHEMA])
-    catalog = load_catalog(settings.catalog_path or EXAMPLE_CATALOG)
-    pricing = load_pricing()
-    for row in audit(catalog, pricing, str(settings.max_fee_share)):
-        if row.over_limit:  # checkout will refuse it; say so now, not at the first sale
-            log.warning("catalogue: %s at ¥%s by %s would pay %.1f%% in fees (limit %.0f%%):"
-                        " checkout will refuse it", row.product_id, f"{row.price:,}", row.method,
-                        float(row.fee_share) * 100, settings.max_fee_share * 100)
-    client = stripe.StripeClient(
-        settings.stripe_api_key, max_network_retries=2,
-        base_addresses={"api": settings.stripe_api_base} if settings.stripe_api_base else None)
-    shop = Shop(app, catalog, pricing, client)
-    events.register(app)
-    app.add_routes(routes(shop))
-    app.background.append(shop.outbox.run)
-    return shop

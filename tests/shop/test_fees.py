@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
-from ichido.domain import fees
-from ichido.domain.fees import (KONBINI_MAX, KONBINI_MIN, METHODS, FeeRule, PricingTable,
+from ichido.shop import fees
+from ichido.shop.fees import (KONBINI_MAX, KONBINI_MIN, METHODS, FeeRule, PricingTable,
                                 load_pricing, parse_pricing, within_limits)
 from ichido.errors import ConfigError, IchidoError
+from ichido.shop.settings import ShopSettings
 
 DEFAULT = load_pricing()
 
@@ -105,20 +106,17 @@ def test_no_break_even_when_the_limit_is_at_or_below_the_percentage() -> None:
     assert DEFAULT.break_even("konbini", Decimal("0.01")) is None
 
 
-def test_custom_file_overrides_the_default(tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_custom_file_overrides_the_default(tmp_path: Path) -> None:
     path = tmp_path / "contract.toml"
     path.write_text(CUSTOM, "utf-8")
     by_path = load_pricing(path)
-    monkeypatch.setenv("ICHIDO_PRICING", str(path))
-    by_env = load_pricing()
+    by_env = load_pricing(ShopSettings.from_env({"ICHIDO_PRICING": str(path)}).pricing_path)
     for table in (by_path, by_env):
         assert table.quote(300, "konbini").fee == 198       # 190 + 8.25 -> 8
         assert table.quote(1000, "card").fee == 50          # 32.5 -> 33, below the minimum 50
         assert table.quote(10_000, "card").fee == 325
         assert table.rules["konbini"].as_of == "2026-04-01"
     assert by_env.origin == str(path)
-    monkeypatch.delenv("ICHIDO_PRICING")
     assert load_pricing().quote(300, "konbini").fee == 231   # the cached default is untouched
 
 

@@ -1,0 +1,115 @@
+"""The shop's settings: read once at start from the environment, beside ichido's own.
+
+They live here, not in ``ichido.config``, because the shop is an application on ichido and the
+core must not know what a catalogue or a warehouse is. ``ICHIDO_PRICING`` is read here too, so
+no code reads the environment behind the settings' back.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Any, Mapping
+
+from ichido.config import parse_duration, parse_size, redact_url
+from ichido.errors import ConfigError
+
+# environment variable -> (field, parser)
+_ENV: dict[str, tuple[str, str]] = {
+    "STRIPE_API_KEY": ("stripe_api_key", "text"),
+    "STRIPE_API_BASE": ("stripe_api_base", "text"),
+    "ICHIDO_CATALOG": ("catalog_path", "text"),
+    "ICHIDO_PRICING": ("pricing_path", "text"),
+    "ICHIDO_MAIL_DIR": ("mail_dir", "text"),
+    "ICHIDO_SMTP_URL": ("smtp_url", "text"),
+    "ICHIDO_MAIL_FROM": ("mail_from", "text"),
+    "ICHIDO_WAREHOUSE_EMAIL": ("warehouse_email", "text"),
+    "ICHIDO_MAX_FEE_SHARE": ("max_fee_share", "float"),
+    "ICHIDO_KONBINI_EXPIRES_AFTER_DAYS": ("konbini_expires_after_days", "int"),
+    "ICHIDO_ORDER_MAX_BODY": ("order_max_body_bytes", "size"),
+    "ICHIDO_ORDER_UNPAID_TTL": ("unpaid_order_ttl_seconds", "duration"),
+    "ICHIDO_SHOP_LOCALE": ("default_locale", "text"),
+}
+LOCALES = ("ja", "en")
+
+
+@dataclass(frozen=True)
+class ShopSettings:
+    """Every knob the shop has. Defaults are the ones a new shop should get."""
+
+    stripe_api_key: str | None = None
+    stripe_api_base: str | None = None  # None: Stripe itself; the emulator's URL in development
+    catalog_path: str | None = None  # None: the packaged example catalogue
+    pricing_path: str | None = None  # None: Stripe Japan's public rates (packaged pricing.toml)
+    mail_dir: str = "mail"
+    smtp_url: str | None = None  # smtp://host:port; unset: mail goes to files in mail_dir
+    mail_from: str = "shop@example.com"
+    warehouse_email: str = "warehouse@example.com"
+    max_fee_share: float = 0.2  # refuse a method whose fee takes more of the sale than this
+    konbini_expires_after_days: int = 3
+    # An order body is a handful of fields; anything larger is refused before it is parsed.
+    order_max_body_bytes: int = 16 * 1024
+    # An order still ``created`` this long after it was placed (its client never came back)
+    # gives its stock back.
+    unpaid_order_ttl_seconds: float = 3600.0
+    default_locale: str = "ja"  # the buyers' language unless an order says otherwise
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "ShopSettings":
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name, (attr, kind) in _ENV.items():
+            if env.get(name):
+                values[attr] = _parse(name, kind, env[name])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values).validated()
+
+    def with_(self, **changes: Any) -> "ShopSettings":
+        return replace(self, **{k: v for k, v in changes.items() if v is not None}).validated()
+
+    def validated(self) -> "ShopSettings":
+        if not 0 < self.max_fee_share <= 1:
+            raise ConfigError("ICHIDO_MAX_FEE_SHARE must be a share in (0, 1], e.g. 0.2")
+        if not 1 <= self.konbini_expires_after_days <= 60:
+            raise ConfigError("ICHIDO_KONBINI_EXPIRES_AFTER_DAYS must be 1 to 60 (Stripe's range)")
+        if self.order_max_body_bytes < 256:
+            raise ConfigError("ICHIDO_ORDER_MAX_BODY must be at least 256 bytes")
+        if self.unpaid_order_ttl_seconds <= 0:
+            raise ConfigError("ICHIDO_ORDER_UNPAID_TTL must be a positive duration, e.g. 1h")
+        if self.default_locale not in LOCALES:
+            raise ConfigError(f"ICHIDO_SHOP_LOCALE must be one of {', '.join(LOCALES)}")
+        return self
+
+    def require_api_key(self) -> str:
+        if not self.stripe_api_key:
+            raise ConfigError("STRIPE_API_KEY is not set: the shop needs it to create payments "
+                              "(sk_test_… with the emulator)", code="missing_api_key")
+        return self.stripe_api_key
+
+    def __repr__(self) -> str:
+        """The API key and an SMTP password never reach a log or a traceback (I6)."""
+        shown = []
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if field.name == "stripe_api_key" and value:
+                value = "***"
+            elif field.name.endswith("_url") and isinstance(value, str):
+                value = redact_url(value)
+            shown.append(f"{field.name}={value!r}")
+        return f"ShopSettings({', '.join(shown)})"
+
+    __str__ = __repr__
+
+
+def _parse(name: str, kind: str, text: str) -> Any:
+    if kind == "text":
+        return text
+    if kind == "size":
+        return parse_size(text)
+    if kind == "duration":
+        return parse_duration(text)
+    try:
+        return int(text) if kind == "int" else float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be {'an integer' if kind == 'int' else 'a number'},"
+                          f" not {text!r}") from None
