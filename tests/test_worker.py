@@ -402,7 +402,7 @@ def test_worker_thread_survives_an_unexpected_error(tmp_path,
 
 
 def test_stale_claim_cannot_commit_after_another_worker_took_over(settings: Settings) -> None:
-    app = new_app(settings, lease_seconds=0.001)
+    app = new_app(settings, lease_seconds=1.0)  # the shortest lease Settings allows
     app.on("charge.succeeded")(record_effect)
     [event_id] = store(app, make_event("charge.succeeded"))
     slow, fast = app.worker("slow"), app.worker("fast")

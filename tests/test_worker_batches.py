@@ -94,7 +94,7 @@ def test_ignored_and_processed_in_one_batch_are_both_marked(settings: Settings) 
 
 def test_a_claim_taken_over_before_the_batch_starts_is_left_to_its_new_owner(
         settings: Settings) -> None:
-    app = new_app(settings, lease_seconds=0.0)
+    app = new_app(settings)  # the claims below give their own leases
     app.on("payment_intent.succeeded")(
         lambda event, tx: tx.execute("INSERT INTO effects (event_id) VALUES (?)", (event.id,)))
     ids = store(app, [make_event() for _ in range(3)])

@@ -237,7 +237,9 @@ class App:
                 if self._group is None:
                     self.settings.require_secret()
                     await asyncio.to_thread(self.start)
-                    self._group = GroupCommit(self.inbox, self.seen, on_stored=self._wake.set)
+                    self._group = GroupCommit(
+                        self.inbox, self.seen, on_stored=self._wake.set,
+                        shutdown_timeout=self.settings.shutdown_timeout_seconds)
         return self._group
 
     async def _healthz(self, _request: Request) -> Response:

@@ -153,7 +153,8 @@ def serve(
     gc.freeze()
     try:
         uvicorn.run(service, host=host, port=port, log_level=log_level, lifespan="on",
-                    http="httptools", loop="uvloop")
+                    http="httptools", loop="uvloop",
+                    timeout_graceful_shutdown=service.settings.shutdown_timeout_seconds)
     finally:
         service.close()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -49,6 +51,14 @@ class Settings:
     # Signature: Stripe's own default tolerance for construct_event.
     tolerance_seconds: float = 300.0
     max_body_bytes: int = 512 * 1024
+    # Before any signature is read, anyone on the internet can connect: bound what that costs.
+    max_header_bytes: int = 16 * 1024  # request line + headers (a real Stripe request: ~1 KB)
+    header_timeout_seconds: float = 10.0  # from connecting (or a request's first byte) to headers
+    body_timeout_seconds: float = 20.0  # from the headers to the body's last byte
+    keepalive_seconds: float = 5.0  # an idle connection between requests
+    max_connections: int = 500  # open at once; more are closed at once (keep under ulimit -n)
+    # SIGTERM: what is still being stored gets this long, then its senders get 503.
+    shutdown_timeout_seconds: float = 10.0
     # Seen tier: Stripe retries for 3 days; 73 h keeps a margin. Bounded in memory.
     seen_ttl_seconds: float = 73 * 3600.0
     seen_max_entries: int = 1_000_000
@@ -80,6 +90,10 @@ class Settings:
             "ICHIDO_RETRY_CAP": "retry_cap_seconds",
             "ICHIDO_LEASE": "lease_seconds",
             "ICHIDO_POLL_INTERVAL": "poll_interval_seconds",
+            "ICHIDO_HEADER_TIMEOUT": "header_timeout_seconds",
+            "ICHIDO_BODY_TIMEOUT": "body_timeout_seconds",
+            "ICHIDO_KEEPALIVE": "keepalive_seconds",
+            "ICHIDO_SHUTDOWN_TIMEOUT": "shutdown_timeout_seconds",
         }
         for name, attr in durations.items():
             if env.get(name):
@@ -89,12 +103,15 @@ class Settings:
             "ICHIDO_MAX_ATTEMPTS": "max_attempts",
             "ICHIDO_CLAIM_BATCH": "claim_batch",
             "ICHIDO_DB_POOL_SIZE": "db_pool_size",
+            "ICHIDO_MAX_CONNECTIONS": "max_connections",
         }
         for name, attr in integers.items():
             if env.get(name):
                 values[attr] = _int(name, env[name])
         if env.get("ICHIDO_MAX_BODY"):
             values["max_body_bytes"] = parse_size(env["ICHIDO_MAX_BODY"])
+        if env.get("ICHIDO_MAX_HEADER"):
+            values["max_header_bytes"] = parse_size(env["ICHIDO_MAX_HEADER"])
         if env.get("ICHIDO_SQLITE_SYNCHRONOUS"):
             values["sqlite_synchronous"] = env["ICHIDO_SQLITE_SYNCHRONOUS"].upper()
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -118,15 +135,19 @@ class Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None}).validated()
 
     def validated(self) -> "Settings":
+        """Refuse values that would silently switch a protection off (a tolerance of 0 accepts
+        a signature from 1970, a lease of 0 lets every worker claim the same event) or that no
+        deployment means (NaN, negative, a body limit of a gigabyte)."""
+        for attr, env, low, high in _BOUNDS:
+            _check_bound(attr, env, getattr(self, attr), low, high)
+        if self.retry_cap_seconds < self.retry_base_seconds:
+            raise ConfigError("ICHIDO_RETRY_CAP must not be shorter than ICHIDO_RETRY_BASE")
         if self.sqlite_synchronous not in ("NORMAL", "FULL", "EXTRA"):
             raise ConfigError("ICHIDO_SQLITE_SYNCHRONOUS must be NORMAL, FULL or EXTRA")
-        if self.max_attempts < 1:
-            raise ConfigError("ICHIDO_MAX_ATTEMPTS must be at least 1")
-        if self.max_body_bytes < 1024:
-            raise ConfigError("ICHIDO_MAX_BODY must be at least 1 KiB")
         for secret in self.webhook_secrets:
-            if not secret.startswith("whsec_"):
-                raise ConfigError("STRIPE_WEBHOOK_SECRET entries must start with whsec_")
+            if not secret.startswith("whsec_") or len(secret) < 16 or not secret.isprintable():
+                raise ConfigError("STRIPE_WEBHOOK_SECRET entries must be whsec_… signing secrets "
+                                  "(at least 16 printable characters)")
         return self
 
     def require_secret(self) -> None:
@@ -137,6 +158,43 @@ class Settings:
                 "endpoint's signing secret (whsec_…; comma-separate two while rolling it)",
                 code="missing_secret",
             )
+
+
+_HOUR, _DAY = 3600.0, 86400.0
+_MIB = 1024 * 1024
+# (attribute, environment variable, lowest, highest): both bounds inclusive.
+_BOUNDS: tuple[tuple[str, str, float, float], ...] = (
+    ("tolerance_seconds", "ICHIDO_TOLERANCE", 1, _DAY),
+    ("max_body_bytes", "ICHIDO_MAX_BODY", 1024, 64 * _MIB),
+    ("max_header_bytes", "ICHIDO_MAX_HEADER", 1024, 1 * _MIB),
+    ("header_timeout_seconds", "ICHIDO_HEADER_TIMEOUT", 0.1, 300),
+    ("body_timeout_seconds", "ICHIDO_BODY_TIMEOUT", 0.1, 300),
+    ("keepalive_seconds", "ICHIDO_KEEPALIVE", 0.1, 3600),
+    ("max_connections", "ICHIDO_MAX_CONNECTIONS", 1, 1_000_000),
+    ("shutdown_timeout_seconds", "ICHIDO_SHUTDOWN_TIMEOUT", 0.1, _HOUR),
+    ("seen_ttl_seconds", "ICHIDO_SEEN_TTL", 1, 400 * _DAY),
+    ("seen_max_entries", "ICHIDO_SEEN_MAX", 1, 1_000_000_000),
+    ("max_attempts", "ICHIDO_MAX_ATTEMPTS", 1, 1_000_000),
+    ("retry_base_seconds", "ICHIDO_RETRY_BASE", 0.001, _DAY),
+    ("retry_cap_seconds", "ICHIDO_RETRY_CAP", 0.001, 30 * _DAY),
+    # A lease shorter than a second expires while a handler is still running, everywhere.
+    ("lease_seconds", "ICHIDO_LEASE", 1, _DAY),
+    ("claim_batch", "ICHIDO_CLAIM_BATCH", 1, 10_000),
+    ("poll_interval_seconds", "ICHIDO_POLL_INTERVAL", 0.001, _HOUR),
+    ("db_pool_size", "ICHIDO_DB_POOL_SIZE", 1, 1000),
+)
+
+
+def _check_bound(attr: str, env: str, value: Any, low: float, high: float) -> None:
+    integer = isinstance(low, int) and isinstance(high, int) and attr not in _FLOATS
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        raise ConfigError(f"{env} must be a number, not {value!r}")
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ConfigError(f"{env} must be between {low:.15g} and {high:.15g}, not {value:.15g}"
+                          f"{' (0 would switch the protection off)' if value == 0 else ''}")
+
+
+_FLOATS = {f.name for f in dataclasses.fields(Settings) if f.type in ("float", float)}
 
 
 def read_text(path: "os.PathLike[str] | str", what: str) -> str:

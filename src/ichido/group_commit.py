@@ -34,7 +34,8 @@ class Outcome(enum.Enum):
 
 class GroupCommit:
     def __init__(self, inbox: Inbox, seen: SeenCache, *, max_batch: int = 512,
-                 in_flight: int = 2, on_stored: Callable[[], None] = lambda: None) -> None:
+                 in_flight: int = 2, on_stored: Callable[[], None] = lambda: None,
+                 shutdown_timeout: float = 10.0) -> None:
         self.inbox = inbox
         self.seen = seen
         self.max_batch = max_batch
@@ -42,47 +43,110 @@ class GroupCommit:
         # and an fsync), the next is already on its way instead of queueing behind it.
         self.in_flight = in_flight
         self.on_stored = on_stored
+        self.shutdown_timeout = shutdown_timeout
         self._pending: list[tuple[Delivery, asyncio.Future[Outcome]]] = []
+        # A flusher is in this set exactly as long as it will look at ``_pending`` again: it
+        # removes itself in the same step in which it finds ``_pending`` empty, so a delivery
+        # submitted at any moment either finds a flusher that will take it or starts one.
         self._flushers: set[asyncio.Task[None]] = set()
         self._unlearned: list[str] = []  # durable ids the seen tier is still to learn
+        self._closing = False
 
     async def submit(self, delivery: Delivery) -> Outcome:
         """Store ``delivery`` durably, or find it already known; never both lost and answered."""
+        if self._closing:
+            raise StorageUnavailable("the receiver is shutting down", code="shutting_down")
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._pending.append((delivery, future))
-        if len(self._flushers) < self.in_flight:
-            flusher = asyncio.get_running_loop().create_task(self._flush())
-            self._flushers.add(flusher)
-            flusher.add_done_callback(self._flushers.discard)
+        self._start_flusher()
         return await future
 
+    def _start_flusher(self) -> None:
+        if self._pending and len(self._flushers) < self.in_flight:
+            self._flushers.add(asyncio.get_running_loop().create_task(self._flush()))
+
     async def close(self) -> None:
-        await asyncio.gather(*self._flushers)
+        """Finish what is pending within ``shutdown_timeout``, else fail it loudly: its senders
+        get 503 (Stripe retries), and the log says how many were not stored."""
+        self._closing = True
+        self._start_flusher()  # nothing is ever left without a flusher, but be sure
+        if self._flushers:
+            _, late = await asyncio.wait(set(self._flushers), timeout=self.shutdown_timeout)
+            if late or self._pending:
+                waiting = len(self._pending)
+                for flusher in late:
+                    flusher.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
+                self._fail(self._pending, StorageUnavailable(
+                    "the receiver shut down before storing this delivery", code="shutting_down"))
+                self._pending = []
+                log.error("shutdown: storage did not finish within %g s; %d batch(es) in flight "
+                          "and %d queued deliveries were answered 503, not stored (Stripe "
+                          "retries them)", self.shutdown_timeout, len(late), waiting)
         if self._unlearned:
             await self.seen.add_async(self._unlearned)
         await self.inbox.aclose()
         await self.seen.aclose()
 
     async def _flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
-            METRICS.batch_size.observe(len(batch))
+        me = asyncio.current_task()
+        try:
+            while self._pending:
+                batch, self._pending = (self._pending[: self.max_batch],
+                                        self._pending[self.max_batch :])
+                await self._flush_batch(batch)
+        finally:  # no await between the emptiness check above and this: atomic on the loop
+            self._flushers.discard(me)  # type: ignore[arg-type]
+
+    async def _flush_batch(self, batch: list[tuple[Delivery, asyncio.Future[Outcome]]]) -> None:
+        METRICS.batch_size.observe(len(batch))
+        try:
             try:
                 outcomes = await self.store([delivery for delivery, _ in batch])
             except Exception as exc:  # any storage failure: the senders get 503 and retry
-                if not isinstance(exc, StorageUnavailable):
-                    log.exception("storing %d deliveries failed", len(batch))
-                    exc = StorageUnavailable(f"storage failed: {type(exc).__name__}")
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+                if len(batch) > 1:
+                    await self._flush_singly(batch, exc)
+                else:
+                    self._fail(batch, _unavailable(exc, 1))
+                return
+            self._answer(batch, outcomes)
+        finally:  # cancelled at shutdown: nobody may wait for an answer that never comes
+            self._fail(batch, StorageUnavailable("the receiver shut down before storing this "
+                                                 "delivery", code="shutting_down"))
+
+    async def _flush_singly(self, batch: list[tuple[Delivery, asyncio.Future[Outcome]]],
+                            batch_error: Exception) -> None:
+        """One row the store refuses must not fail its neighbours (I5 at ingest): retry each
+        alone. Two failures before any success look like an outage, not a bad row: the rest
+        get 503 at once instead of one more doomed round trip each."""
+        failures = successes = 0
+        for index, (delivery, future) in enumerate(batch):
+            if failures >= 2 and not successes:
+                self._fail(batch[index:], _unavailable(batch_error, len(batch)))
+                return
+            try:
+                outcomes = await self.store([delivery])
+            except Exception as exc:
+                failures += 1
+                self._fail([(delivery, future)], _unavailable(exc, 1))
                 continue
-            for (_, future), outcome in zip(batch, outcomes):
-                if not future.done():  # the client may have gone away meanwhile
-                    future.set_result(outcome)
-            _count(outcomes)
-            if Outcome.ACCEPTED in outcomes:
-                self.on_stored()
+            successes += 1
+            self._answer([(delivery, future)], outcomes)
+
+    def _answer(self, batch: list[tuple[Delivery, asyncio.Future[Outcome]]],
+                outcomes: list[Outcome]) -> None:
+        for (_, future), outcome in zip(batch, outcomes):
+            if not future.done():  # the client may have gone away meanwhile
+                future.set_result(outcome)
+        _count(outcomes)
+        if Outcome.ACCEPTED in outcomes:
+            self.on_stored()
+
+    @staticmethod
+    def _fail(batch: Sequence[tuple[Delivery, asyncio.Future[Outcome]]], exc: Exception) -> None:
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(exc)
 
     async def store(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
         """One batch: seen tier, then one durable commit, then the seen tier (what each
@@ -101,6 +165,13 @@ class GroupCommit:
         return [Outcome.CACHE if d.id in cached
                 else Outcome.ACCEPTED if next(accepted) else Outcome.DURABLE
                 for d in deliveries]
+
+
+def _unavailable(exc: Exception, count: int) -> StorageUnavailable:
+    if isinstance(exc, StorageUnavailable):
+        return exc
+    log.error("storing %d deliveries failed", count, exc_info=exc)
+    return StorageUnavailable(f"storage failed: {type(exc).__name__}")
 
 
 def _count(outcomes: list[Outcome]) -> None:
