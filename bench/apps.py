@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ichido
 
-from bench.common import EVENT_TYPES
+from bench.stream import EVENT_TYPES
 
 app = ichido.App(schema=[("bench_effects", 1, [
     "CREATE TABLE effects (event_id TEXT NOT NULL, type TEXT NOT NULL, attempt INTEGER NOT NULL)",
@@ -21,8 +21,3 @@ def record_effect(event: ichido.Event, tx) -> None:
     tx.execute("INSERT INTO effects (event_id, type, attempt) VALUES (?, ?, ?)",
                (event.id, event.type, event.attempt))
 
-
-def main(argv: list[str]) -> int:
-    from bench.common import not_a_benchmark
-
-    return not_a_benchmark("apps")

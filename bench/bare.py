@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.common import answer_lifespan, serve_asgi, server_port_arg
+from bench.processes import answer_lifespan, serve_asgi, server_port_arg
 
 _HEADERS = [(b"content-type", b"application/json")]
 _BODY = b'{"status":"ok"}'

@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bench.common import serve_asgi, server_port_arg
+from bench.processes import serve_asgi, server_port_arg
 from ichido import signature
 from ichido.errors import SignatureError
 

@@ -22,60 +22,61 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bench import common as c
+from ichido.testing import IchidoProcess
+from bench import load, processes, report, stores, stream
 
 APP = "bench.apps:app"
 TARGET_PG_EPS = 5000
 
 
 def main(argv: list[str]) -> int:
-    p = c.parser("e2e", __doc__.splitlines()[0])
-    p.add_argument("--backend", choices=[*c.BACKENDS, "all"], default="all")
+    p = report.parser("e2e", __doc__.splitlines()[0])
+    p.add_argument("--backend", choices=[*stores.BACKENDS, "all"], default="all")
     p.add_argument("--rounds", type=int, help="rounds (default 2, quick 1)")
     p.add_argument("--seconds", type=float, help="seconds of load per preload / live run "
                    "(default 6, quick 1.5)")
     p.add_argument("--connections", type=int, default=64)
     args = p.parse_args(argv)
-    c.require_wrk()
+    load.require_wrk()
     rounds = args.rounds or (1 if args.quick else 2)
     seconds = args.seconds or (1.5 if args.quick else 6.0)
     live = not args.quick
-    backends = c.check_services(c.BACKENDS if args.backend == "all" else (args.backend,))
+    backends = stores.check_services(stores.BACKENDS if args.backend == "all" else (args.backend,))
     results = []
-    with c.workdir("e2e") as wd:
+    with stores.workdir("e2e") as wd:
         for backend in backends:
-            results.append(c.guarded(backend, run_backend,
+            results.append(report.guarded(backend, run_backend,
                                       wd, rounds, seconds, args.connections, live))
     everything = results
-    results, status = c.split_failed(results)
+    results, status = report.split_failed(results)
     rows = []
     for r in results:
         for w in (1, 2):
             rows.append([r["backend"], w, r[f"drain_eps_w{w}"], r.get(f"live_eps_w{w}"),
                          r["baseline_eps"], r[f"ratio_vs_baseline_w{w}"],
                          r[f"duplicate_effects"]])
-    print(c.table(f"e2e: committed effects/s, {rounds} round(s) (medians)",
+    print(report.table(f"e2e: committed effects/s, {rounds} round(s) (medians)",
                   ["backend", "workers", "drain eps", "live eps", "baseline eps",
                    "ichido/baseline", "double effects"], rows))
-    print(f"\nmachine: {c.machine()}")
-    c.emit(args, {"benchmark": "e2e", "quick": args.quick, "rounds": rounds, "seconds": seconds,
-                  "machine": c.machine(), "results": everything,
+    print(f"\nmachine: {report.machine()}")
+    report.emit(args, {"benchmark": "e2e", "quick": args.quick, "rounds": rounds, "seconds": seconds,
+                  "machine": report.machine(), "results": everything,
                   **(results[0] if len(results) == 1 else {})})
     return status
 
 
 def run_backend(backend: str, wd: Any, rounds: int, seconds: float, connections: int,
                 live: bool) -> dict[str, Any]:
-    c.say(f"e2e [{backend}]")
+    report.say(f"e2e [{backend}]")
     runs: dict[str, list[float]] = {}
     duplicates = 0
-    with c.fresh_store(backend, "e2e_ichido", wd) as store, \
-            c.fresh_store(backend, "e2e_base", wd) as bstore:
-        c.migrate(store, APP)
-        server = c.serve_ichido(store, workers=0, app=APP)
-        baseline = c.serve_module("baseline", env={
+    with stores.fresh_store(backend, "e2e_ichido", wd) as store, \
+            stores.fresh_store(backend, "e2e_base", wd) as bstore:
+        stores.migrate(store, APP)
+        server = processes.serve_ichido(store, workers=0, app=APP)
+        baseline = processes.serve_module("baseline", env={
             "BASELINE_DATABASE_URL": bstore.database_url, "BASELINE_REDIS_URL":
-            bstore.redis_url or "", "STRIPE_WEBHOOK_SECRET": c.SECRET, "BASELINE_HANDLER": "1"})
+            bstore.redis_url or "", "STRIPE_WEBHOOK_SECRET": stream.SECRET, "BASELINE_HANDLER": "1"})
         try:
             estimate = _warm(server, baseline, wd, connections)
             for index in range(rounds):
@@ -85,7 +86,7 @@ def run_backend(backend: str, wd: Any, rounds: int, seconds: float, connections:
                     plan = plan[::-1]
                 for mode, workers in plan:
                     count = int(min(250_000, max(10_000, estimate * seconds * 1.5)))
-                    path = c.write_requests(c.make_stream(count), wd / "e2e.req")
+                    path = stream.write_requests(stream.make_stream(count), wd / "e2e.req")
                     if mode == "baseline":
                         eps = _baseline(baseline, bstore, path, seconds, connections)
                         key = "baseline"
@@ -96,20 +97,20 @@ def run_backend(backend: str, wd: Any, rounds: int, seconds: float, connections:
                         eps = _live(server, store, path, seconds, connections, workers)
                         key = f"live_w{workers}"
                     runs.setdefault(key, []).append(eps)
-                    c.say(f"  round {index + 1}/{rounds} {key:10s} {eps:9,.0f} effects/s")
+                    report.say(f"  round {index + 1}/{rounds} {key:10s} {eps:9,.0f} effects/s")
                     path.unlink()
             duplicates = store.count("SELECT count(*) - count(DISTINCT event_id) FROM effects")
             duplicates += bstore.count("SELECT count(*) - count(DISTINCT event_id) FROM effects")
         finally:
-            server.stop()
-            baseline.stop()
+            server.close()
+            baseline.close()
     out: dict[str, Any] = {"backend": backend, "duplicate_effects": duplicates}
     for key, values in runs.items():
         out[f"{key}_eps" if key == "baseline" else f"{key.split('_')[0]}_eps_{key.split('_')[1]}"] \
-            = round(c.median(values), 1)
+            = round(report.median(values), 1)
     for w in (1, 2):
         best = out.get(f"live_eps_w{w}") or out.get(f"drain_eps_w{w}")
-        out[f"ratio_vs_baseline_w{w}"] = c.ratio(best, out.get("baseline_eps"))
+        out[f"ratio_vs_baseline_w{w}"] = report.ratio(best, out.get("baseline_eps"))
     out["eps"] = max(out.get("live_eps_w2") or 0, out.get("live_eps_w1") or 0,
                      out.get("drain_eps_w2") or 0, out.get("drain_eps_w1") or 0)
     if backend != "sqlite":
@@ -118,40 +119,34 @@ def run_backend(backend: str, wd: Any, rounds: int, seconds: float, connections:
     return out
 
 
-def _warm(server: c.Process, baseline: c.Process, wd: Any, connections: int) -> float:
-    path = c.write_requests(c.make_stream(3000), wd / "warm.req")
+def _warm(server: IchidoProcess, baseline: IchidoProcess, wd: Any, connections: int) -> float:
+    path = stream.write_requests(stream.make_stream(3000), wd / "warm.req")
     estimate = 0.0
     for proc in (server, baseline):
-        estimate = max(estimate, c.run_wrk(proc.port, path, 1, connections=connections).rps)
+        estimate = max(estimate, load.run_wrk(proc.port, path, 1, connections=connections).rps)
     path.unlink()
     return estimate
 
 
-def _effects(store: c.Store) -> int:
+def _effects(store: stores.Store) -> int:
     return store.count("SELECT count(*) FROM effects")
 
 
-def _events(store: c.Store) -> int:
+def _events(store: stores.Store) -> int:
     return store.count("SELECT count(*) FROM ichido_events")
 
 
-def _start_workers(store: c.Store, workers: int) -> list[c.Process]:
-    procs = [c.Process(f"worker{i}", [c.PY, "-m", "ichido", "worker", "--app", APP,
-                                      "--concurrency", "1"], env=store.env)
-             for i in range(workers)]
-    return procs
+def _start_workers(store: stores.Store, workers: int) -> list[IchidoProcess]:
+    return [processes.start_worker(store, app=APP) for _ in range(workers)]
 
 
-def _wait_ready(procs: list[c.Process], timeout: float = 30.0) -> None:
+def _wait_ready(procs: list[IchidoProcess], timeout: float = 30.0) -> None:
     """A worker prints its start-up line once its threads run."""
-    c.wait_for(lambda: all("worker thread" in p.output() or p.proc.poll() is not None
-                           for p in procs), timeout)
     for p in procs:
-        if p.proc.poll() is not None:
-            raise RuntimeError(f"worker exited: {p.output()}")
+        p.wait_ready(timeout)
 
 
-def _wait_drained(store: c.Store, target: int, timeout: float,
+def _wait_drained(store: stores.Store, target: int, timeout: float,
                   base: int) -> tuple[float, int, float]:
     """Poll the effects count; return (time of first effect seen, count then, time of last)."""
     first_t, first_n = None, 0
@@ -167,10 +162,10 @@ def _wait_drained(store: c.Store, target: int, timeout: float,
     raise RuntimeError(f"workers did not finish: {_effects(store)} of {target} effects")
 
 
-def _drain(server: c.Process, store: c.Store, path: Any, seconds: float, connections: int,
+def _drain(server: IchidoProcess, store: stores.Store, path: Any, seconds: float, connections: int,
            workers: int) -> float:
     before = _events(store)
-    c.run_wrk(server.port, path, seconds, connections=connections)
+    load.run_wrk(server.port, path, seconds, connections=connections)
     total = _events(store)
     base = _effects(store)
     procs = _start_workers(store, workers)
@@ -178,14 +173,14 @@ def _drain(server: c.Process, store: c.Store, path: Any, seconds: float, connect
         first_t, first_n, last_t = _wait_drained(store, total, timeout=600, base=base)
     finally:
         for proc in procs:
-            proc.stop()
+            proc.close()
     done = total - first_n
-    c.say(f"    preloaded {total - before:,} events; drained a backlog of {total - base:,}"
+    report.say(f"    preloaded {total - before:,} events; drained a backlog of {total - base:,}"
           f" ({done:,} timed) in {last_t - first_t:.2f} s")
     return done / (last_t - first_t) if last_t > first_t else 0.0
 
 
-def _live(server: c.Process, store: c.Store, path: Any, seconds: float, connections: int,
+def _live(server: IchidoProcess, store: stores.Store, path: Any, seconds: float, connections: int,
           workers: int) -> float:
     procs = _start_workers(store, workers)
     try:
@@ -193,17 +188,17 @@ def _live(server: c.Process, store: c.Store, path: Any, seconds: float, connecti
         before = _events(store)
         base = _effects(store)
         t0 = time.monotonic()
-        c.run_wrk(server.port, path, seconds, connections=connections)
+        load.run_wrk(server.port, path, seconds, connections=connections)
         total = _events(store)
         _, _, last_t = _wait_drained(store, total, timeout=600, base=base)
     finally:
         for proc in procs:
-            proc.stop()
+            proc.close()
     return (total - before) / (last_t - t0)
 
 
-def _baseline(baseline: c.Process, store: c.Store, path: Any, seconds: float,
+def _baseline(baseline: IchidoProcess, store: stores.Store, path: Any, seconds: float,
               connections: int) -> float:
     before = _effects(store)
-    result = c.run_wrk(baseline.port, path, seconds, connections=connections)
+    result = load.run_wrk(baseline.port, path, seconds, connections=connections)
     return (_effects(store) - before) / result.seconds

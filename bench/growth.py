@@ -32,14 +32,14 @@ import time
 import uuid
 from typing import Any, Sequence
 
-from bench import common as c
+from bench import processes, report, stores, stream
 
 TARGET_GROWTH = 1.2
 BATCH = 32
 
 
 def main(argv: list[str]) -> int:
-    p = c.parser("growth", __doc__.splitlines()[0])
+    p = report.parser("growth", __doc__.splitlines()[0])
     p.add_argument("--backend", choices=["sqlite", "postgres", "all"], default="all")
     p.add_argument("--max-size", type=int, help="largest size (default 10^6, quick 10^5)")
     p.add_argument("--seen-max", type=int,
@@ -49,17 +49,17 @@ def main(argv: list[str]) -> int:
     top = args.max_size or (100_000 if args.quick else 1_000_000)
     sizes = [s for s in (1_000, 10_000, 100_000, 1_000_000, 10_000_000) if s <= top]
     samples = 15 if args.quick else 40
-    backends = c.check_services(["sqlite", "postgres"] if args.backend == "all"
+    backends = stores.check_services(["sqlite", "postgres"] if args.backend == "all"
                                 else [args.backend])
     results = []
-    with c.workdir("growth") as wd:
+    with stores.workdir("growth") as wd:
         for backend in backends:
-            results.append(c.guarded(backend, run_backend,
+            results.append(report.guarded(backend, run_backend,
                                       wd, sizes, args.seen_max, samples))
     everything = results
-    results, status = c.split_failed(results)
+    results, status = report.split_failed(results)
     for r in results:
-        print(c.table(f"growth [{r['backend']}]: µs per event (medians of {samples} samples),"
+        print(report.table(f"growth [{r['backend']}]: µs per event (medians of {samples} samples),"
                       f" seen tier bound {args.seen_max:,}",
                       ["events", "new x1", "new x32", "dup cache", "dup durable",
                        "rel x1", "rel x32", "rel cache", "rel durable", "RSS MiB",
@@ -77,9 +77,9 @@ def main(argv: list[str]) -> int:
               f"{r['growth_raw']}\n  this process's CPU: {r['growth_cpu']}\n"
               f"  seen tier bounded by {r['seen_max']:,}: {r['seen_bounded']}; RSS grew "
               f"{r['rss_growth_mib']} MiB\n")
-    print(f"machine: {c.machine()}")
-    c.emit(args, {"benchmark": "growth", "quick": args.quick, "sizes": sizes,
-                  "seen_max": args.seen_max, "machine": c.machine(), "results": everything,
+    print(f"machine: {report.machine()}")
+    report.emit(args, {"benchmark": "growth", "quick": args.quick, "sizes": sizes,
+                  "seen_max": args.seen_max, "machine": report.machine(), "results": everything,
                   "target_growth": TARGET_GROWTH,
                   **(results[0] if len(results) == 1 else {})})
     return status
@@ -98,8 +98,8 @@ class Events:
     def deliveries(self, numbers: Sequence[int]) -> list[Any]:
         from ichido.event import parse_delivery
 
-        return [parse_delivery(c.event_body(self.event_id(n), f"pi_{self.run}{n // 3:014d}",
-                                            c.EVENT_TYPES[n % len(c.EVENT_TYPES)], self.now,
+        return [parse_delivery(stream.event_body(self.event_id(n), f"pi_{self.run}{n // 3:014d}",
+                                            stream.EVENT_TYPES[n % len(stream.EVENT_TYPES)], self.now,
                                             (n * 7919) % 700))
                 for n in numbers]
 
@@ -165,27 +165,27 @@ class Tier:
 
 def run_backend(backend: str, wd: Any, sizes: list[int], seen_max: int,
                 samples: int) -> dict[str, Any]:
-    c.say(f"growth [{backend}]")
+    report.say(f"growth [{backend}]")
     rng = random.Random(7)
     points = []
-    with c.fresh_store(backend, "growth", wd) as store, \
-            c.fresh_store(backend, "growth_ref", wd) as ref_store:
+    with stores.fresh_store(backend, "growth", wd) as store, \
+            stores.fresh_store(backend, "growth_ref", wd) as ref_store:
         big, ref = Tier(store.database_url, seen_max), Tier(ref_store.database_url, seen_max)
         try:
             ref.fill(sizes[0])
             for size in sizes:
                 t0 = time.monotonic()
                 big.fill(size)
-                c.say(f"  filled to {big.stored:,} in {time.monotonic() - t0:.1f} s")
+                report.say(f"  filled to {big.stored:,} in {time.monotonic() - t0:.1f} s")
                 if not points:  # a throw-away pass first: imports, caches, connections
                     _measure(samples // 3 or 1, big, ref, rng, seen_max)
                 measured = _measure(samples, big, ref, rng, seen_max)
                 point = {"size": big.stored, **measured}
-                point.update(rss_mib=round(c.rss_mib(), 1), seen_entries=_seen_len(big.seen),
+                point.update(rss_mib=round(processes.rss_mib(), 1), seen_entries=_seen_len(big.seen),
                              store_mib=round(_store_bytes(store) / 2**20, 1),
                              ref_size=ref.stored)
                 points.append(point)
-                c.say(f"  {point}")
+                report.say(f"  {point}")
         finally:
             big.close()
             ref.close()
@@ -239,7 +239,7 @@ def _seen_len(seen: Any) -> int | None:
         return None
 
 
-def _store_bytes(store: c.Store) -> int:
+def _store_bytes(store: stores.Store) -> int:
     if store.database_url.startswith("sqlite"):
         path = store.database_url.split("///", 1)[1]
         return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))

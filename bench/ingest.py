@@ -24,74 +24,75 @@ import re
 import time
 from typing import Any
 
-from bench import common as c
+from ichido.testing import IchidoProcess
+from bench import load, processes, report, stores, stream
 
 TARGET_VS_BARE = {"sqlite": 0.5, "postgres+redis": 0.3}
 TARGET_VS_BASELINE = 1.5
 
 
 def main(argv: list[str]) -> int:
-    p = c.parser("ingest", __doc__.splitlines()[0])
-    p.add_argument("--backend", choices=[*c.BACKENDS, "all"], default="all")
+    p = report.parser("ingest", __doc__.splitlines()[0])
+    p.add_argument("--backend", choices=[*stores.BACKENDS, "all"], default="all")
     p.add_argument("--rounds", type=int, help="A/B/C rounds (default 5, quick 2)")
     p.add_argument("--seconds", type=float, help="seconds of load per server per round "
                    "(default 5, quick 2)")
     p.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     args = p.parse_args(argv)
-    c.require_wrk()
+    load.require_wrk()
     rounds = args.rounds or (2 if args.quick else 5)
     seconds = args.seconds or (2.0 if args.quick else 5.0)
-    backends = c.check_services(c.BACKENDS if args.backend == "all" else (args.backend,))
+    backends = stores.check_services(stores.BACKENDS if args.backend == "all" else (args.backend,))
     results = []
-    with c.workdir("ingest") as wd:
+    with stores.workdir("ingest") as wd:
         for backend in backends:
-            results.append(c.guarded(backend, run_backend,
+            results.append(report.guarded(backend, run_backend,
                                       wd, rounds, seconds, args.connections))
     everything = results
-    results, status = c.split_failed(results)
+    results, status = report.split_failed(results)
     headers = ["backend", "server", "req/s", "p50 ms", "p99 ms", "cpu µs/req", "non-2xx"]
     rows = []
     for r in results:
         for name in ("bare", "ichido", "baseline"):
             rows.append([r["backend"], name, r[f"rps_{name}"], r[f"p50_ms_{name}"],
                          r[f"p99_ms_{name}"], r[f"cpu_us_{name}"], r[f"non_2xx_{name}"]])
-    print(c.table(f"ingest: {rounds} rounds x {seconds:g} s per server, wrk -c{args.connections}"
+    print(report.table(f"ingest: {rounds} rounds x {seconds:g} s per server, wrk -c{args.connections}"
                   " (medians)", headers, rows))
     print()
-    print(c.table("ingest ratios (medians of per-round ratios)",
+    print(report.table("ingest ratios (medians of per-round ratios)",
                   ["backend", "ichido/bare", "target", "ichido/baseline", "target",
                    "cpu bare/ichido", "mean commit batch"],
                   [[r["backend"], r["ratio"], r["target_ratio"], r["ratio_vs_baseline"],
                     r["target_ratio_vs_baseline"], r["cpu_ratio"], r["mean_batch"]]
                    for r in results]))
-    print(f"\nmachine: {c.machine()}")
-    c.emit(args, {"benchmark": "ingest", "quick": args.quick, "rounds": rounds,
+    print(f"\nmachine: {report.machine()}")
+    report.emit(args, {"benchmark": "ingest", "quick": args.quick, "rounds": rounds,
                   "seconds": seconds, "connections": args.connections,
-                  "machine": c.machine(), "results": everything,
+                  "machine": report.machine(), "results": everything,
                   **(results[0] if len(results) == 1 else {})})
     return status
 
 
 def run_backend(backend: str, wd: Any, rounds: int, seconds: float,
                 connections: int) -> dict[str, Any]:
-    c.say(f"ingest [{backend}]: starting servers")
-    with c.fresh_store(backend, "ingest_ichido", wd) as ist, \
-            c.fresh_store(backend, "ingest_base", wd) as bst:
+    report.say(f"ingest [{backend}]: starting servers")
+    with stores.fresh_store(backend, "ingest_ichido", wd) as ist, \
+            stores.fresh_store(backend, "ingest_base", wd) as bst:
         if backend != "sqlite":
-            c.migrate(ist)
-        servers: dict[str, c.Process] = {}
+            stores.migrate(ist)
+        servers: dict[str, IchidoProcess] = {}
         try:
-            servers["ichido"] = c.serve_ichido(ist, workers=0)
-            servers["bare"] = c.serve_module("bare")
-            servers["baseline"] = c.serve_module("baseline", env={
+            servers["ichido"] = processes.serve_ichido(ist, workers=0)
+            servers["bare"] = processes.serve_module("bare")
+            servers["baseline"] = processes.serve_module("baseline", env={
                 "BASELINE_DATABASE_URL": bst.database_url,
-                "BASELINE_REDIS_URL": bst.redis_url or "", "STRIPE_WEBHOOK_SECRET": c.SECRET})
+                "BASELINE_REDIS_URL": bst.redis_url or "", "STRIPE_WEBHOOK_SECRET": stream.SECRET})
             # Warm-up: imports, connections, caches; also sizes the request files.
-            warm = c.make_stream(4000)
-            warm_file = c.write_requests(warm, wd / "warm.req")
+            warm = stream.make_stream(4000)
+            warm_file = stream.write_requests(warm, wd / "warm.req")
             estimate = 0.0
             for name in ("bare", "ichido", "baseline"):
-                result = c.run_wrk(servers[name].port, warm_file, 1, connections=connections)
+                result = load.run_wrk(servers[name].port, warm_file, 1, connections=connections)
                 if name != "bare":
                     estimate = max(estimate, result.rps)
             per_round: dict[str, list[dict[str, Any]]] = {n: [] for n in servers}
@@ -100,41 +101,41 @@ def run_backend(backend: str, wd: Any, rounds: int, seconds: float,
                 # Enough fresh deliveries that neither deduplicating server replays the file
                 # (a replay would be all duplicates, which are cheaper).
                 count = int(min(300_000, max(20_000, estimate * seconds * 1.5)))
-                stream = c.make_stream(count)
-                path = c.write_requests(stream, wd / f"round{index}.req")
+                deliveries = stream.make_stream(count)
+                path = stream.write_requests(deliveries, wd / f"round{index}.req")
                 sequence = order if index % 2 == 0 else order[::-1]
                 for name in sequence:
                     server = servers[name]
-                    cpu0 = server.cpu()
-                    result = c.run_wrk(server.port, path, seconds, connections=connections)
-                    cpu = server.cpu() - cpu0
+                    cpu0 = processes.cpu_seconds(server.pid)
+                    result = load.run_wrk(server.port, path, seconds, connections=connections)
+                    cpu = processes.cpu_seconds(server.pid) - cpu0
                     row = result.as_dict() | {"cpu_us": cpu / max(1, result.requests) * 1e6}
                     per_round[name].append(row)
                     if name != "bare":
                         estimate = max(estimate, result.rps)
                     if result.wrapped and name != "bare":
-                        c.say(f"  warning: {name} replayed the request file (all duplicates "
+                        report.say(f"  warning: {name} replayed the request file (all duplicates "
                               "after that); raise the stream size")
-                    c.say(f"  round {index + 1}/{rounds} {name:8s} {result.rps:9,.0f} req/s"
+                    report.say(f"  round {index + 1}/{rounds} {name:8s} {result.rps:9,.0f} req/s"
                           f"  p99 {result.p99_ms:6.1f} ms  cpu {row['cpu_us']:6.1f} µs/req"
                           f"  non-2xx {result.non_2xx}")
                 path.unlink()
             mean_batch = _mean_batch(servers["ichido"].port)
         finally:
             for server in servers.values():
-                server.stop()
+                server.close()
     out: dict[str, Any] = {"backend": backend}
     for name, rows in per_round.items():
-        out[f"rps_{name}"] = round(c.median([r["rps"] for r in rows]), 1)
-        out[f"p50_ms_{name}"] = round(c.median([r["p50_ms"] for r in rows]), 2)
-        out[f"p99_ms_{name}"] = round(c.median([r["p99_ms"] for r in rows]), 2)
-        out[f"cpu_us_{name}"] = round(c.median([r["cpu_us"] for r in rows]), 1)
+        out[f"rps_{name}"] = round(report.median([r["rps"] for r in rows]), 1)
+        out[f"p50_ms_{name}"] = round(report.median([r["p50_ms"] for r in rows]), 2)
+        out[f"p99_ms_{name}"] = round(report.median([r["p99_ms"] for r in rows]), 2)
+        out[f"cpu_us_{name}"] = round(report.median([r["cpu_us"] for r in rows]), 1)
         out[f"non_2xx_{name}"] = sum(r["non_2xx"] for r in rows)
         out[f"errors_{name}"] = sum(r["errors"] for r in rows)
     pairs = list(zip(per_round["ichido"], per_round["bare"], per_round["baseline"]))
-    out["ratio"] = round(c.median([i["rps"] / b["rps"] for i, b, _ in pairs]), 3)
-    out["ratio_vs_baseline"] = round(c.median([i["rps"] / s["rps"] for i, _, s in pairs]), 3)
-    out["cpu_ratio"] = round(c.median([b["cpu_us"] / i["cpu_us"] for i, b, _ in pairs]), 3)
+    out["ratio"] = round(report.median([i["rps"] / b["rps"] for i, b, _ in pairs]), 3)
+    out["ratio_vs_baseline"] = round(report.median([i["rps"] / s["rps"] for i, _, s in pairs]), 3)
+    out["cpu_ratio"] = round(report.median([b["cpu_us"] / i["cpu_us"] for i, b, _ in pairs]), 3)
     out["target_ratio"] = TARGET_VS_BARE.get(backend)
     out["target_ratio_vs_baseline"] = TARGET_VS_BASELINE
     out["mean_batch"] = mean_batch

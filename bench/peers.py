@@ -30,7 +30,8 @@ from typing import Any, Callable
 
 import orjson
 
-from bench import common as c
+from ichido.testing import IchidoProcess
+from bench import load, processes, report, stores, stream
 
 APP = "bench.apps:app"
 TARGET_VS_POWERTOOLS = 3.0
@@ -51,8 +52,8 @@ def _powertools_missing() -> bool:
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--serve"]:
         return _serve(argv[1:])
-    p = c.parser("peers", __doc__.splitlines()[0])
-    p.add_argument("--backend", choices=[*c.BACKENDS, "all"], default="all")
+    p = report.parser("peers", __doc__.splitlines()[0])
+    p.add_argument("--backend", choices=[*stores.BACKENDS, "all"], default="all")
     p.add_argument("--rounds", type=int, help="rounds, order alternating (default 2, quick 1)")
     p.add_argument("--seconds", type=float, help="seconds of load per design and round "
                    "(default 8, quick 2)")
@@ -64,19 +65,19 @@ def main(argv: list[str]) -> int:
               "Install it into this venv:\n"
               f"  .venv/bin/pip install '{POWERTOOLS_REQUIREMENT}'", file=sys.stderr)
         return 2
-    c.require_wrk()
+    load.require_wrk()
     rounds = args.rounds or (1 if args.quick else 2)
     seconds = args.seconds or (2.0 if args.quick else 8.0)
-    backends = c.check_services(c.BACKENDS if args.backend == "all" else (args.backend,))
-    if backends and "sqlite" in backends and not c.check_services(["postgres+redis"]):
-        c.say("peers: Powertools needs Redis; it is not reachable, so only ichido and naive run")
+    backends = stores.check_services(stores.BACKENDS if args.backend == "all" else (args.backend,))
+    if backends and "sqlite" in backends and not stores.check_services(["postgres+redis"]):
+        report.say("peers: Powertools needs Redis; it is not reachable, so only ichido and naive run")
     results = []
-    with c.workdir("peers") as wd:
+    with stores.workdir("peers") as wd:
         for backend in backends:
-            results.append(c.guarded(backend, run_backend,
+            results.append(report.guarded(backend, run_backend,
                                       wd, rounds, seconds, args.connections))
     everything = results
-    results, status = c.split_failed(results)
+    results, status = report.split_failed(results)
     rows = []
     for r in results:
         for design in ("ichido", "naive", "powertools"):
@@ -85,14 +86,14 @@ def main(argv: list[str]) -> int:
                              r.get(f"ratio_vs_{design}") if design != "ichido" else None,
                              r.get(f"rows_{design}"), r.get(f"duplicate_effects_{design}"),
                              r.get(f"errors_{design}")])
-    print(c.table(f"peers: committed effects/s, same stream and handler, {rounds} round(s) x "
+    print(report.table(f"peers: committed effects/s, same stream and handler, {rounds} round(s) x "
                   f"{seconds:g} s (medians)",
                   ["backend", "design", "effects/s", "ichido/this", "events done",
                    "double effects", "errors"], rows))
     print(f"\ntarget: ichido >= {TARGET_VS_POWERTOOLS:g} x powertools")
-    print(f"machine: {c.machine()}")
-    c.emit(args, {"benchmark": "peers", "quick": args.quick, "rounds": rounds,
-                  "seconds": seconds, "machine": c.machine(), "results": everything,
+    print(f"machine: {report.machine()}")
+    report.emit(args, {"benchmark": "peers", "quick": args.quick, "rounds": rounds,
+                  "seconds": seconds, "machine": report.machine(), "results": everything,
                   "target_ratio_vs_powertools": TARGET_VS_POWERTOOLS,
                   **(results[0] if len(results) == 1 else {})})
     return status
@@ -100,47 +101,46 @@ def main(argv: list[str]) -> int:
 
 def run_backend(backend: str, wd: Any, rounds: int, seconds: float,
                 connections: int) -> dict[str, Any]:
-    c.say(f"peers [{backend}]")
+    report.say(f"peers [{backend}]")
     designs = ["ichido", "powertools"] + (["naive"] if backend == "sqlite" else [])
     rates: dict[str, list[float]] = {d: [] for d in designs}
     out: dict[str, Any] = {"backend": backend}
-    with c.fresh_store(backend, "peers_ichido", wd) as store, \
-            c.fresh_store(backend, "peers_pt", wd) as ptstore:
-        c.migrate(store, APP)
+    with stores.fresh_store(backend, "peers_ichido", wd) as store, \
+            stores.fresh_store(backend, "peers_pt", wd) as ptstore:
+        stores.migrate(store, APP)
         prefix = f"bench-pt-{uuid.uuid4().hex[:8]}"
-        servers: dict[str, c.Process] = {}
+        servers: dict[str, IchidoProcess] = {}
         try:
-            servers["ichido"] = c.serve_ichido(store, workers=0, app=APP)
-            worker = c.Process("worker", [c.PY, "-m", "ichido", "worker", "--app", APP,
-                                          "--concurrency", "1"], env=store.env)
+            servers["ichido"] = processes.serve_ichido(store, workers=0, app=APP)
+            worker = processes.start_worker(store, app=APP)
             servers["worker"] = worker
             servers["powertools"] = _peer("powertools", {
-                "PEER_DATABASE_URL": ptstore.database_url, "PEER_REDIS_URL": c.REDIS_URL,
+                "PEER_DATABASE_URL": ptstore.database_url, "PEER_REDIS_URL": stores.REDIS_URL,
                 "PEER_KEY_PREFIX": prefix})
             if "naive" in designs:
                 servers["naive"] = _peer("naive", {"PEER_DATABASE_URL":
                                                    f"sqlite:///{wd / 'naive.db'}"})
-            warm = c.write_requests(c.make_stream(1500), wd / "warm.req")
+            warm = stream.write_requests(stream.make_stream(1500), wd / "warm.req")
             for design in designs:
-                c.run_wrk(servers[design].port, warm, 1, connections=connections)
+                load.run_wrk(servers[design].port, warm, 1, connections=connections)
             _wait_idle(store)
             for index in range(rounds):
                 order = designs if index % 2 == 0 else designs[::-1]
                 for design in order:
-                    stream = c.make_stream(int(max(20_000, 6_000 * seconds)))
-                    path = c.write_requests(stream, wd / "peers.req")
+                    deliveries = stream.make_stream(int(max(20_000, 6_000 * seconds)))
+                    path = stream.write_requests(deliveries, wd / "peers.req")
                     if design == "ichido":
                         eps = _ichido(servers["ichido"], store, path, seconds, connections)
                     else:
-                        db = (c.Store("sqlite", f"sqlite:///{wd / 'naive.db'}", None)
+                        db = (stores.Store("sqlite", f"sqlite:///{wd / 'naive.db'}", None)
                               if design == "naive" else ptstore)
                         before = db.count("SELECT count(*) FROM effects")
-                        result = c.run_wrk(servers[design].port, path, seconds,
+                        result = load.run_wrk(servers[design].port, path, seconds,
                                            connections=connections)
                         eps = (db.count("SELECT count(*) FROM effects") - before) / result.seconds
                         out[f"errors_{design}"] = out.get(f"errors_{design}", 0) + result.errors
                     rates[design].append(eps)
-                    c.say(f"  round {index + 1}/{rounds} {design:10s} {eps:9,.0f} effects/s")
+                    report.say(f"  round {index + 1}/{rounds} {design:10s} {eps:9,.0f} effects/s")
                     path.unlink()
             out["rows_ichido"] = store.count("SELECT count(*) FROM ichido_events")
             out["duplicate_effects_ichido"] = store.count(
@@ -149,46 +149,44 @@ def run_backend(backend: str, wd: Any, rounds: int, seconds: float,
             out["duplicate_effects_powertools"] = ptstore.count(
                 "SELECT count(*) - count(DISTINCT event_id) FROM effects")
             if "naive" in designs:
-                naive = c.Store("sqlite", f"sqlite:///{wd / 'naive.db'}", None)
+                naive = stores.Store("sqlite", f"sqlite:///{wd / 'naive.db'}", None)
                 out["rows_naive"] = naive.count("SELECT count(*) FROM naive_events")
                 out["duplicate_effects_naive"] = naive.count(
                     "SELECT count(*) - count(DISTINCT event_id) FROM effects")
         finally:
             for server in servers.values():
-                server.stop()
-            c.delete_redis_prefix(c.REDIS_URL, f"{prefix}*")
+                server.close()
+            stores.delete_redis_prefix(stores.REDIS_URL, f"{prefix}*")
     for design, values in rates.items():
-        out[f"eps_{design}"] = round(c.median(values), 1)
+        out[f"eps_{design}"] = round(report.median(values), 1)
     for design in designs:
         if design != "ichido":
-            out[f"ratio_vs_{design}"] = round(c.median(
+            out[f"ratio_vs_{design}"] = round(report.median(
                 [i / p for i, p in zip(rates["ichido"], rates[design]) if p]), 3)
     out["target_ratio_vs_powertools"] = TARGET_VS_POWERTOOLS
     out["rates"] = rates
     return out
 
 
-def _peer(design: str, env: dict[str, str]) -> c.Process:
-    port = c.free_port()
-    return c.Process(design, [c.PY, "-m", "bench", "peers", "--serve", design, "--port",
-                              str(port)], env={"STRIPE_WEBHOOK_SECRET": c.SECRET, **env},
-                     port=port)
+def _peer(design: str, env: dict[str, str]) -> IchidoProcess:
+    return processes.serve_module("peers", "--serve", design,
+                                  env={"STRIPE_WEBHOOK_SECRET": stream.SECRET, **env})
 
 
-def _wait_idle(store: c.Store, timeout: float = 120) -> None:
+def _wait_idle(store: stores.Store, timeout: float = 120) -> None:
     """Let ichido's worker finish the warm-up before anything is timed."""
-    c.wait_for(lambda: store.count("SELECT count(*) FROM effects")
+    stores.wait_for(lambda: store.count("SELECT count(*) FROM effects")
                >= store.count("SELECT count(*) FROM ichido_events"), timeout, 0.05)
 
 
-def _ichido(server: c.Process, store: c.Store, path: Any, seconds: float,
+def _ichido(server: IchidoProcess, store: stores.Store, path: Any, seconds: float,
             connections: int) -> float:
     _wait_idle(store)
     before = store.count("SELECT count(*) FROM ichido_events")
     t0 = time.monotonic()
-    c.run_wrk(server.port, path, seconds, connections=connections)
+    load.run_wrk(server.port, path, seconds, connections=connections)
     total = store.count("SELECT count(*) FROM ichido_events")
-    if not c.wait_for(lambda: store.count("SELECT count(*) FROM effects") >= total, 600, 0.02):
+    if not stores.wait_for(lambda: store.count("SELECT count(*) FROM effects") >= total, 600, 0.02):
         raise RuntimeError("ichido's worker did not finish")
     return (total - before) / (time.monotonic() - t0)
 
@@ -196,9 +194,9 @@ def _ichido(server: c.Process, store: c.Store, path: Any, seconds: float,
 # -- the peer servers (run as `python -m bench peers --serve NAME --port P`) --------------------
 
 def _serve(argv: list[str]) -> int:
-    design, port = argv[0], c.server_port_arg("peers", argv[1:])
+    design, port = argv[0], processes.server_port_arg("peers", argv[1:])
     process = {"naive": _naive, "powertools": _powertools}[design]()
-    c.serve_asgi(_asgi(process), port)
+    processes.serve_asgi(_asgi(process), port)
     return 0
 
 
@@ -208,7 +206,7 @@ def _asgi(process: Callable[[bytes, str | None], tuple[int, bytes]]) -> Any:
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            await c.answer_lifespan(receive, send)
+            await processes.answer_lifespan(receive, send)
             return
         chunks, more = [], True
         while more:

@@ -10,7 +10,6 @@ a missing server is a failure.
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -19,6 +18,7 @@ import pytest
 import redis
 
 from ichido.config import Settings
+from ichido.testing import postgres_schema
 from tests.support import SECRET
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -54,17 +54,12 @@ def postgres_admin() -> Iterator[psycopg.Connection]:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL schema, migrated, dropped afterwards."""
-    schema = f"ichido_t_{uuid.uuid4().hex[:12]}"
-    with connect_admin() as admin:
-        admin.execute(f"CREATE SCHEMA {schema}")
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    url = f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    connect_admin().close()  # skip (or fail in CI) when the server is not there
     from ichido import App
 
-    App(Settings(database_url=url), workers=0).migrate()
-    yield url
-    with connect_admin() as admin:
-        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+    with postgres_schema(POSTGRES_URL, prefix="ichido_t") as url:
+        App(Settings(database_url=url), workers=0).migrate()
+        yield url
 
 
 @pytest.fixture
@@ -98,3 +93,13 @@ def settings(database_url: str) -> Settings:
     return Settings(database_url=database_url, redis_url=os.environ.get("ICHIDO_REDIS_URL"),
                     webhook_secrets=(SECRET,), retry_base_seconds=0.01, retry_cap_seconds=0.05,
                     poll_interval_seconds=0.02)
+
+
+@pytest.fixture
+def fault_db(postgres_admin: psycopg.Connection, redis_url: str) -> Iterator[str]:
+    """A schema with ichido's and the effects app's tables, migrated as a deployment does, for
+    tests with real processes (both servers must be there: skip or fail as above)."""
+    from tests.support import migrated_schema
+
+    with migrated_schema(POSTGRES_URL) as url:
+        yield url

@@ -1,24 +1,44 @@
-"""Helpers shared by the tests: events, signatures, and an `ichido serve` subprocess."""
+"""Helpers shared by the tests: events, signatures, ichido processes, the CLI, storage reads.
+
+The processes, ports, waits and PostgreSQL schemas come from ``ichido.testing`` (shared with
+bench/); this module adds what only these tests need: their secret, their effects app, and
+the ways they look at what happened.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Awaitable, Callable, Iterator, Sequence, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import orjson
 
 from ichido import signature
+from ichido.testing import (  # noqa: F401 - re-exported for the test modules
+    IchidoProcess,
+    PostgresCluster,
+    RedisServer,
+    free_port,
+    postgres_schema,
+    postgres_up,
+    redis_up,
+    wait_until,
+)
 
 SECRET = "whsec_test_0123456789abcdef"
 ROOT = Path(__file__).resolve().parent.parent
+EFFECTS_APP = "tests.apps.effects:app"
+T = TypeVar("T")
 
 
 def make_event(type: str = "payment_intent.succeeded", *, id: str | None = None,
@@ -40,86 +60,6 @@ def signed_headers(body: bytes, secrets: Sequence[str] = (SECRET,),
     return {"Stripe-Signature": signature.sign(body, secrets, timestamp),
             "Content-Type": "application/json; charset=utf-8"}
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class ServerProcess:
-    """`ichido serve` in a real subprocess, for crash and concurrency tests."""
-
-    def __init__(self, database_url: str, *, app: str | None = "tests.apps.effects:app",
-                 workers: int = 1, env: dict[str, str] | None = None,
-                 migrate: bool = True) -> None:
-        """``migrate=False`` skips the ``ichido migrate --app`` subprocess, for callers that
-        migrated already (e.g. with ``migrate_effects``, in-process and quicker)."""
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        args = [sys.executable, "-m", "ichido", "serve", "--port", str(self.port),
-                "--workers", str(workers)]
-        if app:
-            args += ["--app", app]
-        full_env = {**os.environ, "ICHIDO_DATABASE_URL": database_url,
-                    "STRIPE_WEBHOOK_SECRET": SECRET, "PYTHONPATH": str(ROOT),
-                    "ICHIDO_POLL_INTERVAL": "0.05", **(env or {})}
-        if app and migrate:  # the app's own tables, as a deployment runs `ichido migrate` first
-            subprocess.run([sys.executable, "-m", "ichido", "migrate", "--app", app], cwd=ROOT,
-                           env=full_env, check=True, capture_output=True)
-        self.proc = subprocess.Popen(args, cwd=ROOT, env=full_env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
-        self._wait_ready()
-
-    def _wait_ready(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ichido serve exited: {self.output()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.kill()
-        raise RuntimeError("ichido serve did not become healthy in time")
-
-    def post(self, body: bytes, client: httpx.Client | None = None, **kwargs: Any) -> httpx.Response:
-        sender = client or httpx
-        return sender.post(f"{self.url}/webhooks/stripe", content=body,
-                           headers=signed_headers(body), **kwargs)
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown hooks, no flushing: what a crash looks like."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        """SIGTERM: the graceful path."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def output(self) -> str:
-        if self.proc.stdout is None or self.proc.poll() is None:
-            return ""
-        return self.proc.stdout.read().decode(errors="replace")
-
-
-# -- added helpers: waiting, storage inspection, the CLI, in-process HTTP, worker processes -------
-
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import tempfile  # noqa: E402
-from collections import Counter  # noqa: E402
-from typing import Awaitable, Callable, TypeVar  # noqa: E402
-
-T = TypeVar("T")
 
 def effects_schema() -> list:
     """The schema steps of tests/apps/effects.py: its ``effects`` table has NO unique constraint,
@@ -147,22 +87,6 @@ def in_process_app(settings: Any, **changes: Any):
     app.migrate()
     app.start()
     return app
-
-
-def wait_until(predicate: Callable[[], T], *, timeout: float = 60.0, interval: float = 0.02,
-               message: str = "condition") -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after a generous deadline.
-
-    Deadlines are for hung tests only: nothing here asserts how fast anything is.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {message}")
-        time.sleep(interval)
 
 
 class Store:
@@ -295,135 +219,78 @@ def tiers_match(actual: Sequence[str], expected: Sequence[str], *, remote_tier: 
         for a, e in zip(actual, expected))
 
 
+# -- ichido as a subprocess, running the effects app ----------------------------------------------
+
+def process_env(database_url: str, env: dict[str, str] | None = None) -> dict[str, str]:
+    """What a test's ``ichido`` subprocess sees: its store, the tests' secret, this checkout."""
+    return {**os.environ, "ICHIDO_DATABASE_URL": database_url, "STRIPE_WEBHOOK_SECRET": SECRET,
+            "PYTHONPATH": str(ROOT), "ICHIDO_POLL_INTERVAL": "0.05", **(env or {})}
+
+
+def migrate_app(app: str, env: dict[str, str]) -> None:
+    """The app's own tables, as a deployment runs ``ichido migrate --app`` before serving."""
+    if app == EFFECTS_APP:  # in-process: quicker, and the same steps
+        migrate_effects(env["ICHIDO_DATABASE_URL"])
+        return
+    subprocess.run([sys.executable, "-m", "ichido", "migrate", "--app", app], cwd=ROOT, env=env,
+                   check=True, capture_output=True, timeout=120)
+
+
+class ServerProcess(IchidoProcess):
+    """``ichido serve`` running tests/apps/effects.py (or ``app``), started and healthy."""
+
+    def __init__(self, database_url: str, *, app: str | None = EFFECTS_APP, workers: int = 1,
+                 env: dict[str, str] | None = None, migrate: bool = True) -> None:
+        """``migrate=False``: the caller migrated already."""
+        full_env = process_env(database_url, env)
+        if app and migrate:
+            migrate_app(app, full_env)
+        port = free_port()
+        args = ["serve", "--port", str(port), "--workers", str(workers)]
+        super().__init__([*args, "--app", app] if app else args, env=full_env, port=port,
+                         cwd=ROOT, name="serve")
+        self.start(timeout=30)
+
+    def post(self, body: bytes, client: httpx.Client | None = None, **kwargs: Any) -> httpx.Response:
+        sender = client or httpx
+        return sender.post(f"{self.url}/webhooks/stripe", content=body,
+                           headers=signed_headers(body), **kwargs)
+
+
 def start_server(database_url: str, **kwargs: Any) -> ServerProcess:
-    """``ServerProcess`` running tests/apps/effects.py, its table migrated in-process."""
-    migrate_effects(database_url)
-    return ServerProcess(database_url, migrate=False, **kwargs)
+    """``ServerProcess`` running tests/apps/effects.py."""
+    return ServerProcess(database_url, **kwargs)
 
 
-class WorkerProcess:
-    """`ichido worker` in a real subprocess; its output goes to a file (read with ``output``)."""
+class WorkerProcess(IchidoProcess):
+    """``ichido worker`` running the effects app (or ``app``), launched, not waited for: a test
+    waits with ``wait_for_output(worker, "worker thread")`` when it needs it up."""
 
-    def __init__(self, database_url: str, *, app: str = "tests.apps.effects:app",
-                 concurrency: int = 1, env: dict[str, str] | None = None) -> None:
-        self._log = tempfile.TemporaryFile()
-        full_env = {**os.environ, "ICHIDO_DATABASE_URL": database_url, "PYTHONPATH": str(ROOT),
-                    "ICHIDO_POLL_INTERVAL": "0.05", **(env or {})}
-        if app == "tests.apps.effects:app":
-            migrate_effects(database_url)
-        else:
-            subprocess.run([sys.executable, "-m", "ichido", "migrate", "--app", app], cwd=ROOT,
-                           env=full_env, check=True, capture_output=True)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ichido", "worker", "--app", app,
-             "--concurrency", str(concurrency)],
-            cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def output(self) -> str:
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")
+    def __init__(self, database_url: str, *, app: str = EFFECTS_APP, concurrency: int = 1,
+                 env: dict[str, str] | None = None) -> None:
+        full_env = process_env(database_url, env)
+        migrate_app(app, full_env)
+        super().__init__(["worker", "--app", app, "--concurrency", str(concurrency)],
+                         env=full_env, cwd=ROOT, name="worker")
+        self.launch()
 
 
-# -- added for the fault, scale-out and torture tests: the real servers, stopped and started ----
+def wait_for_output(process: IchidoProcess, text: str, timeout: float = 60.0) -> None:
+    """Wait until a process has printed ``text`` (its start-up line, say)."""
+    def printed() -> bool:
+        if not process.running():
+            raise AssertionError(f"the process exited: {process.output()}")
+        return text in process.output()
 
-import contextlib  # noqa: E402
-import shlex  # noqa: E402
-from urllib.parse import urlsplit, urlunsplit  # noqa: E402
-
-#: How to stop and start the machine's PostgreSQL and Redis (overridable for other set-ups).
-PG_STOP = os.environ.get("ICHIDO_TEST_PG_STOP",
-                         "pg_ctlcluster --skip-systemctl-redirect 15 main stop")
-PG_START = os.environ.get("ICHIDO_TEST_PG_START",
-                          "pg_ctlcluster --skip-systemctl-redirect 15 main start")
-REDIS_START = os.environ.get(
-    "ICHIDO_TEST_REDIS_START",
-    'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port {port} --save "" '
-    "--appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log")
+    wait_until(printed, timeout=timeout, interval=0.05, message=f"{text!r} in the output")
 
 
-def postgres_up(url: str) -> bool:
-    import psycopg
-
-    try:
-        with psycopg.connect(url, connect_timeout=2, autocommit=True) as conn:
-            conn.execute("SELECT 1")
-        return True
-    except psycopg.Error:
-        return False
-
-
-def start_postgres(url: str) -> None:
-    """Start the server unless it answers already; wait (bounded) until it accepts connections."""
-    for _ in range(3):
-        if postgres_up(url):
-            return
-        subprocess.run(shlex.split(PG_START), capture_output=True, timeout=120)
-        with contextlib.suppress(AssertionError):
-            wait_until(lambda: postgres_up(url), timeout=30, interval=0.2,
-                       message="PostgreSQL to accept connections")
-            return
-    raise AssertionError("PostgreSQL did not come back: start it by hand "
-                         f"({PG_START})")
-
-
-@contextlib.contextmanager
-def postgres_stopped(url: str):
-    """A real outage: the server is stopped (every connection is cut), and started again on
-    the way out whatever happens inside, so no test leaves PostgreSQL down."""
-    try:
-        done = subprocess.run(shlex.split(PG_STOP), capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, f"could not stop PostgreSQL: {done.stderr}"
-        assert not postgres_up(url), "PostgreSQL still answers after being stopped"
-        yield
-    finally:
-        start_postgres(url)
-
+# -- the servers, and how the fault tests read them ---------------------------------------------
 
 def redis_client(url: str):
     import redis
 
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-
-
-def redis_up(url: str) -> bool:
-    import redis
-
-    client = redis_client(url)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
-
-
-def start_redis(url: str) -> None:
-    if redis_up(url):
-        return
-    port = urlsplit(url).port or 6379
-    subprocess.run(shlex.split(REDIS_START.format(port=port)), capture_output=True, timeout=60)
-    wait_until(lambda: redis_up(url), timeout=30, interval=0.1, message="Redis to come back")
-
-
-@contextlib.contextmanager
-def redis_stopped(url: str):
-    """Redis shut down for real (``SHUTDOWN NOSAVE``), started again on the way out."""
-    import redis
-
-    try:
-        client = redis_client(url)
-        with contextlib.suppress(redis.ConnectionError):  # it closes the socket as it goes
-            client.shutdown(nosave=True)
-        client.close()
-        wait_until(lambda: not redis_up(url), timeout=30, message="Redis to stop")
-        yield
-    finally:
-        start_redis(url)
 
 
 def redis_url_with_db(url: str, db: int) -> str:
@@ -433,53 +300,19 @@ def redis_url_with_db(url: str, db: int) -> str:
 
 
 @contextlib.contextmanager
-def fresh_postgres_schema(base_url: str, *, migrate_app: str | None = None):
-    """A new PostgreSQL schema on its own connections (never the session's admin connection,
-    which a server restart would cut), dropped afterwards even if the server was restarted.
-    ``migrate_app``: run ``ichido migrate --app`` on it first (as a deployment would)."""
-    import psycopg
-
-    schema = f"ichido_f_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base_url, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    separator = "&" if "?" in base_url else "?"
-    url = f"{base_url}{separator}options=-csearch_path%3D{schema}"
-    try:
-        if migrate_app:
-            done = run_cli("migrate", "--app", migrate_app, database_url=url)
-            assert done.returncode == 0, done.stderr
+def migrated_schema(base_url: str, *, app: str = EFFECTS_APP) -> Iterator[str]:
+    """``postgres_schema`` with ichido's tables and ``app``'s migrated by ``ichido migrate``."""
+    with postgres_schema(base_url, prefix="ichido_f") as url:
+        done = run_cli("migrate", "--app", app, database_url=url)
+        assert done.returncode == 0, done.stderr
         yield url
-    finally:
-        start_postgres(base_url)
-        with psycopg.connect(base_url, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
-def reconnect_session_postgres(request: Any, base_url: str) -> None:
-    """After a server restart, give the session-scoped ``postgres_admin`` fixture (conftest) a
-    live connection again, so the tests that run after this one are not broken by it.
-
-    pytest has no public way to replace a cached fixture value; this uses its FixtureDef cache,
-    and does nothing when that is not available or the connection is still alive.
-    """
-    import psycopg
-
-    try:
-        fixturedef = request._get_active_fixturedef("postgres_admin")
-        cached = fixturedef.cached_result
-    except Exception:  # another pytest, or the fixture is not in use: nothing to mend
-        return
-    if not cached or cached[2] is not None:
-        return
-    conn = cached[0]
-    try:
-        conn.execute("SELECT 1")
-        return
-    except psycopg.Error:
-        pass
-    fresh = psycopg.connect(base_url, autocommit=True, connect_timeout=5)
-    fixturedef.cached_result = (fresh, cached[1], None)
-    request.config.add_cleanup(fresh.close)
+def finished(inbox: Any, total: int) -> bool:
+    """``total`` events processed, none pending, in work or waiting for a retry."""
+    stats = inbox.stats()
+    return (stats["processed"] == total
+            and stats["pending"] == stats["processing"] == stats["retrying"] == 0)
 
 
 def deliver(url: str, body: bytes, client: httpx.Client, *, attempts: int = 30,
@@ -500,11 +333,20 @@ def deliver(url: str, body: bytes, client: httpx.Client, *, attempts: int = 30,
                          f"{response.status_code if response else 'no answer'}")
 
 
-def wait_for_output(process: Any, text: str, timeout: float = 60.0) -> None:
-    """Wait until a ``WorkerProcess`` has printed ``text`` (its start-up line, say)."""
-    def printed() -> bool:
-        if process.proc.poll() is not None:
-            raise AssertionError(f"the process exited: {process.output()}")
-        return text in process.output()
+def answers_of(url: str, bodies: list[bytes], client: httpx.Client) -> list[tuple[int, dict]]:
+    """Each body delivered (retried as Stripe retries): its status and JSON answer."""
+    out = []
+    for body in bodies:
+        response = deliver(url, body, client)
+        out.append((response.status_code, response.json()))
+    return out
 
-    wait_until(printed, timeout=timeout, interval=0.05, message=f"{text!r} in the output")
+
+def tier(answer: dict) -> str:
+    """Which tier answered: "cache" or "durable" for a duplicate, else the status."""
+    return answer.get("tier") or answer["status"]
+
+
+def stop_all(*processes: IchidoProcess) -> None:
+    for process in processes:
+        process.stop()

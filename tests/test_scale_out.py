@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import defaultdict
 from typing import Iterator
 
@@ -34,6 +33,7 @@ from tests.support import (
     free_port,
     make_event,
     open_store,
+    postgres_schema,
     run_cli,
     wait_for_output,
     wait_until,
@@ -105,11 +105,8 @@ def test_three_receivers_and_three_worker_processes_apply_each_event_once(
 @pytest.fixture
 def bare_schema(postgres_admin: psycopg.Connection) -> Iterator[tuple[str, str]]:
     """A fresh PostgreSQL schema with nothing in it: (url, schema name)."""
-    schema = f"ichido_m_{uuid.uuid4().hex[:12]}"
-    postgres_admin.execute(f"CREATE SCHEMA {schema}")
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}", schema
-    postgres_admin.execute(f"DROP SCHEMA {schema} CASCADE")
+    with postgres_schema(POSTGRES_URL, prefix="ichido_m") as url:
+        yield url, url.rsplit("%3D", 1)[1]
 
 
 def schema_state(admin: psycopg.Connection, schema: str) -> tuple[list, list]:

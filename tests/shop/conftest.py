@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,7 +28,7 @@ import pytest
 from ichido.config import Settings
 from ichido.shop.settings import ShopSettings
 from ichido.emulator import Emulator, EmulatorServer
-from tests.support import ROOT, SECRET, free_port, open_store, wait_until
+from tests.support import ROOT, SECRET, IchidoProcess, free_port, open_store, wait_until
 
 KEY = "sk_test_ichido_shop_e2e"
 SHOP_APP = "ichido.shop.app:create_app"
@@ -42,72 +41,32 @@ DEADLINE = 60.0  # for hung tests only: nothing asserts how fast anything is
 
 # -- the shop as a subprocess ------------------------------------------------------------------
 
-class ShopProcess:
+class ShopProcess(IchidoProcess):
     """``ichido serve --app …`` on a fixed port, so that it can be killed and started again
-    where the emulator keeps delivering. Output goes to a file (a pipe could fill and block)."""
+    where the emulator keeps delivering (its output goes to a file: a pipe could fill)."""
 
     def __init__(self, database_url: str, *, port: int, env: dict[str, str],
                  app: str = SHOP_APP, workers: int = 2) -> None:
-        self.port, self.app, self.workers = port, app, workers
-        self.url = f"http://127.0.0.1:{port}"
-        self.env = {**os.environ, "ICHIDO_DATABASE_URL": database_url,
+        full_env = {**os.environ, "ICHIDO_DATABASE_URL": database_url,
                     "STRIPE_WEBHOOK_SECRET": SECRET, "PYTHONPATH": str(ROOT), **env}
-        self._log = tempfile.TemporaryFile()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
+        super().__init__(["serve", "--port", str(port), "--workers", str(workers), "--app", app],
+                         env=full_env, port=port, cwd=ROOT, name="shop")
+        self.app, self.workers = app, workers
         # The app's own tables, as a deployment runs `ichido migrate --app` before serving.
         subprocess.run([sys.executable, "-m", "ichido", "migrate", "--app", app], cwd=ROOT,
                        env=self.env, check=True, capture_output=True, timeout=DEADLINE)
 
-    def start(self, *, may_die: bool = False) -> "ShopProcess":
+    def start(self, *, may_die: bool = False) -> "ShopProcess":  # type: ignore[override]
         """Start and wait until healthy. ``may_die``: a crash point may kill it even before it
         answers (its workers start before its socket does); that is then fine."""
-        assert not self.running(), "the shop is already running"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ichido", "serve", "--port", str(self.port),
-             "--workers", str(self.workers), "--app", self.app],
-            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
-        self.starts += 1
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            if self.proc.poll() is not None:
-                if may_die and self.proc.returncode == -signal.SIGKILL:
-                    return self
-                raise RuntimeError(f"ichido serve exited ({self.proc.returncode}):\n"
-                                   f"{self.output()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"ichido serve did not become healthy:\n{self.output()}")
-            time.sleep(0.05)
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown hooks, no flushing, no lease given back."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(DEADLINE)
-
-    def wait_exit(self) -> int:
-        assert self.proc is not None
-        return self.proc.wait(DEADLINE)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def output(self) -> str:
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")
+        self.launch()
+        try:
+            self.wait_ready(DEADLINE)
+        except RuntimeError:
+            if may_die and self.returncode() == -signal.SIGKILL:
+                return self
+            raise
+        return self
 
 
 # -- the world: emulator + shop + what the test looks at -----------------------------------------

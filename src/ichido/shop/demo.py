@@ -6,7 +6,6 @@ happened exactly once. The exit code is that check.
 from __future__ import annotations
 
 import secrets
-import socket
 import tempfile
 import time
 from collections import Counter
@@ -28,6 +27,7 @@ from ichido.shop.settings import ShopSettings
 from ichido.emulator.emulator import Emulator
 from ichido.emulator.server import EmulatorServer
 from ichido.serving import ThreadedServer
+from ichido.testing import free_port
 
 API_KEY = "sk_test_ichido_demo"
 
@@ -45,12 +45,6 @@ class Expectation:
     refunds: int = 0
     order_id: str = ""
     got: dict[str, Any] = field(default_factory=dict)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Demo:

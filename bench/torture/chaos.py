@@ -1,0 +1,114 @@
+"""What goes wrong, on purpose, while a torture run works: ``kill -9`` of receivers and workers
+(each started again at once), a Redis ``FLUSHALL`` and a PostgreSQL restart, on the run's own
+servers.
+
+Every run has its planned faults, each due when a share of the work has begun: the unit of
+work that reaches that share waits until the fault has begun, so every fault lands while other
+work is under way, however small the run. Random kills come on top, every ``kill_every`` s.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+from bench.torture.services import Fleet, log
+
+
+@dataclass
+class Faults:
+    """Which faults a run has (all, by default)."""
+
+    kills: bool = True
+    redis_flush: bool = True
+    pg_restart: bool = True
+    kill_every: float = 8.0
+    pg_down: float = 2.0
+    pg_stop_mode: str = "immediate"  # a crash: PostgreSQL recovers from its write-ahead log
+
+
+@dataclass
+class Figures:
+    kills: Counter = field(default_factory=Counter)
+    redis_flushes: int = 0
+    pg_restarts: int = 0
+    pg_down_seconds: float = 0.0
+
+
+class Chaos:
+    def __init__(self, fleet: Fleet, faults: Faults, rng: random.Random, total: int) -> None:
+        self.fleet, self.faults, self.rng = fleet, faults, rng
+        self.figures = Figures()
+        self.lock = threading.Lock()  # one fault at a time; tear-down waits for the last
+        self.error: BaseException | None = None
+        self.progress: Callable[[], str] = lambda: ""
+        shares: list[tuple[float, str]] = []
+        if faults.kills:
+            shares += [(0.08, "kill-receiver"), (0.2, "kill-worker"),
+                       (0.65, "kill-worker"), (0.8, "kill-receiver")]
+        if faults.redis_flush:
+            shares.append((0.35, "redis-flush"))
+        if faults.pg_restart:
+            shares.append((0.5, "pg-restart"))
+        self.planned = [(max(1, int(share * total)), action, threading.Event())
+                        for share, action in sorted(shares)]
+        self._begun = 0
+        self._count_lock = threading.Lock()
+
+    def begin(self, count: int = 1) -> None:
+        """Called before each unit of work: wait while a planned fault now due has not begun."""
+        with self._count_lock:
+            self._begun += count
+            number = self._begun
+        for threshold, _, begun in self.planned:
+            if number >= threshold and not begun.is_set():
+                begun.wait(300)
+
+    def run(self, running: threading.Event) -> None:
+        """The chaos thread: the planned faults as their share is reached, random kills."""
+        try:
+            pending = list(self.planned)
+            last_kill = time.monotonic()
+            while running.is_set():
+                if pending and self._begun >= pending[0][0]:
+                    _, action, begun = pending.pop(0)
+                    begun.set()
+                    self.fault(action)
+                    last_kill = time.monotonic() if action.startswith("kill") else last_kill
+                elif (self.faults.kills
+                      and time.monotonic() - last_kill > self.faults.kill_every):
+                    self.fault(self.rng.choice(["kill-receiver", "kill-worker"]))
+                    last_kill = time.monotonic()
+                time.sleep(0.02)
+        except BaseException as exc:  # reported in the result, never silent
+            self.error = exc
+            log(f"chaos failed: {exc!r}")
+        finally:
+            for _, _, begun in self.planned:  # never leave work waiting
+                begun.set()
+
+    def fault(self, action: str) -> None:
+        with self.lock:
+            if action.startswith("kill"):
+                group = self.fleet.receivers if action == "kill-receiver" else self.fleet.workers
+                victim = self.rng.choice(group)
+                victim.kill()
+                self.figures.kills[action.removeprefix("kill-")] += 1
+                log(f"kill -9 {victim.name} ({self.progress()})")
+                victim.start_and_wait()
+            elif action == "redis-flush":
+                self.fleet.redis.flushall()
+                self.figures.redis_flushes += 1
+                log(f"Redis FLUSHALL ({self.progress()})")
+            elif action == "pg-restart":
+                log(f"PostgreSQL stop -m {self.faults.pg_stop_mode} ({self.progress()})")
+                started = time.monotonic()
+                self.fleet.postgres.restart(down_seconds=self.faults.pg_down,
+                                            mode=self.faults.pg_stop_mode)
+                self.figures.pg_restarts += 1
+                self.figures.pg_down_seconds = round(time.monotonic() - started, 1)
+                log(f"PostgreSQL back after {self.figures.pg_down_seconds} s")
