@@ -1,4 +1,5 @@
-"""The webhook endpoint: every refusal has its status and code, and nothing refused is stored (I6).
+"""The webhook endpoint: every refusal has its status and code, and nothing refused is stored
+(I6, docs/invariants.md).
 
 Each refusal is checked twice: in-process through the ASGI app (quick, on each backend), and
 over real HTTP against `ichido serve` in a subprocess, after which the store must be empty.

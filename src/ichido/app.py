@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ichido.config import Settings
+from ichido.dashboard.mount import routes as dashboard_routes
 from ichido.db import Database, Step, open_database
 from ichido.errors import StorageUnavailable
 from ichido.group_commit import GroupCommit
@@ -55,6 +56,7 @@ class App:
                  **overrides: Any) -> None:
         self.settings = settings or Settings.from_env(**overrides)
         self.schema = list(schema)
+        self.fee_report: Callable[[], Any] | None = None  # fee rows per method, for the dashboard
         self.handlers = HandlerRegistry()
         self.workers = workers
         self._routes = list(routes)
@@ -70,6 +72,7 @@ class App:
         self.background: list[Callable[[threading.Event], None]] = []
         self.receiver = WebhookReceiver(self.settings, self._group_commit)
         self._asgi: Starlette | None = None
+        self._dashboard = dashboard_routes(self)  # /dashboard, when ICHIDO_DASHBOARD_TOKEN is set
 
     # -- for users ---------------------------------------------------------------------------
 
@@ -89,6 +92,7 @@ class App:
             Route("/webhooks/stripe", self.receiver, methods=["POST"]),
             Route("/healthz", self._healthz, methods=["GET"]),
             Route("/metrics", self._metrics, methods=["GET"]),
+            *self._dashboard,
             *self._routes,
         ]
 

@@ -31,6 +31,7 @@ APPLICATION_COMMANDS = {
     "fees": "ichido.shop.cli:fees_cli",
     "demo": "ichido.shop.cli:demo",
     "emulator": "ichido.emulator.cli:emulator",
+    "aws": "ichido.aws.cli:aws_cli",  # needs the ichido[aws] extra (boto3, mangum, moto)
 }
 
 
@@ -117,6 +118,15 @@ def _inbox(database_url: str | None) -> Iterator[Any]:
     from ichido.inbox import open_inbox
 
     _environ(database_url=database_url)
+    if os.environ.get("ICHIDO_QUEUE_URL") or os.environ.get("ICHIDO_AWS_LAYOUT"):
+        from ichido.aws.admin import open_admin  # the store and the queue of an AWS layout
+
+        admin = open_admin(Settings.from_env())
+        try:
+            yield admin
+        finally:
+            admin.close()
+        return
     settings = Settings.from_env()
     database = open_database(settings)
     try:
@@ -148,6 +158,8 @@ def serve(
     service.start()  # open and check the store now: a schema behind is one clear line
     err.print(f"ichido: receiving on http://{host}:{port}/webhooks/stripe, "
               f"{workers} worker(s), store {redact_url(service.settings.database_url)}")
+    if service.routes and any(getattr(r, "path", "") == "/dashboard" for r in service.routes):
+        err.print(f"ichido: dashboard on http://{host}:{port}/dashboard/")
     # Everything loaded so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise stop the event loop for tens of milliseconds.
     gc.freeze()
@@ -155,6 +167,31 @@ def serve(
         uvicorn.run(service, host=host, port=port, log_level=log_level, lifespan="on",
                     http="httptools", loop="uvloop",
                     timeout_graceful_shutdown=service.settings.shutdown_timeout_seconds)
+    finally:
+        service.close()
+
+
+@cli.command("dashboard")
+def dashboard_command(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8001, help="TCP port."),
+    app: Optional[str] = AppOpt,
+    database_url: Optional[str] = DatabaseOpt,
+) -> None:
+    """Serve only the operator page (needs ICHIDO_DASHBOARD_TOKEN), e.g. against a remote store."""
+    import uvicorn
+
+    from ichido.dashboard.standalone import standalone
+
+    _environ(database_url=database_url)
+    service = load_app(app, 0)
+    page = standalone(service)
+    service.start()
+    service.inbox.ping()
+    err.print(f"ichido: dashboard on http://{host}:{port}/dashboard/, "
+              f"store {redact_url(service.settings.database_url)}")
+    try:
+        uvicorn.run(page, host=host, port=port, log_level="warning", lifespan="on")
     finally:
         service.close()
 

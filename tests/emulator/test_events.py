@@ -98,3 +98,40 @@ def test_listeners_hear_every_event_in_order(sdk: stripe.StripeClient,
     emulator.on_event(lambda event: heard.append(event["type"]))
     sdk.v1.payment_intents.create(params=card_params())
     assert heard == ["payment_intent.created", "charge.succeeded", "payment_intent.succeeded"]
+
+
+def test_created_bounds_are_exclusive_and_inclusive_as_named(sdk: stripe.StripeClient,
+                                                             emulator: Emulator) -> None:
+    stamps = []
+    for _ in range(3):
+        sdk.v1.payment_intents.create(params={"amount": 500, "currency": "jpy"})
+        stamps.append(emulator.now())
+        emulator.advance(10)
+
+    def created(**bounds: int) -> list[int]:
+        return [e.created for e in sdk.v1.events.list(params={"created": bounds}).data]
+    assert created(gt=stamps[0], lt=stamps[2]) == [stamps[1]]
+    assert created(gte=stamps[0], lte=stamps[2]) == stamps[::-1]
+    assert created(gte=stamps[1]) == stamps[:0:-1] and created(lt=stamps[0]) == []
+    assert [e.created for e in sdk.v1.events.list(params={"created": stamps[1]}).data] == \
+        [stamps[1]]
+
+
+def test_a_cursor_is_a_position_even_when_filtered_out(sdk: stripe.StripeClient,
+                                                       emulator: Emulator) -> None:
+    """A sweep over ``delivery_success=false`` must go on when the cursor's event got delivered
+    in between: the cursor marks a place in the log, it need not match the filter."""
+    for i in range(3):
+        sdk.v1.payment_intents.create(params=card_params(amount=1000 + i))
+    log = [e["id"] for e in reversed(emulator.events())]  # newest first
+    created_middle = log[5]  # the second intent's payment_intent.created
+    older = sdk.v1.events.list(params={"type": "charge.succeeded",
+                                       "starting_after": created_middle}).data
+    assert [e.id for e in older] == [log[7]]  # the first intent's charge
+    newer = sdk.v1.events.list(params={"type": "charge.succeeded",
+                                       "ending_before": created_middle}).data
+    assert [e.id for e in newer] == [log[1], log[4]]
+    page = sdk.v1.events.list(params={"limit": 2, "starting_after": log[0]})
+    assert [e.id for e in page.data] == log[1:3] and page.has_more
+    with pytest.raises(stripe.InvalidRequestError):
+        sdk.v1.events.list(params={"starting_after": log[0], "ending_before": log[2]})

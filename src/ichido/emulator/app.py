@@ -16,9 +16,7 @@ import base64
 import binascii
 import contextlib
 import logging
-import re
-from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator
 
 import orjson
 from starlette.applications import Starlette
@@ -26,79 +24,23 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from ichido.emulator import forms, konbini, reading
+from ichido.emulator import forms, konbini
 from ichido.emulator.emulator import Emulator
 from ichido.emulator.errors import StripeError, invalid, unauthenticated
 from ichido.emulator.idempotency import IdempotencyKeys
 from ichido.emulator.objects import API_VERSION, new_id
+from ichido.emulator.routes import ApiRoute, routes
 from ichido.emulator.state import REQUEST
 
 log = logging.getLogger("ichido.emulator")
 TICK_SECONDS = 0.1
+# docs.stripe.com/rate-limits: 429; since API 2015-09-08 without the old rate_limit code.
+RATE_LIMITED = ("Too many requests hit the API too quickly. We recommend an exponential "
+                "backoff of your requests.")
 NO_KEY = ("You did not provide an API key. You need to provide your API key in the "
           "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
           "YOUR_SECRET_KEY'). See https://stripe.com/docs/api#authentication for details, or we "
           "can help at https://support.stripe.com/.")
-
-
-@dataclass(frozen=True)
-class ApiRoute:
-    method: str
-    pattern: re.Pattern[str]
-    handler: Callable[..., dict[str, Any]]
-    records: bool  # events it causes carry its request id (controls act as the buyer: no)
-
-
-def routes(emu: Emulator) -> list[ApiRoute]:
-    s, pay, ref = emu.store, emu.payments, emu.refunds
-    table: list[tuple[str, str, Callable[..., dict[str, Any]]]] = [
-        ("POST", "/v1/payment_intents", pay.create),
-        ("GET", "/v1/payment_intents", reading.listing(s, "payment_intent",
-                                                       "/v1/payment_intents")),
-        ("GET", "/v1/payment_intents/{id}", pay.retrieve),
-        ("POST", "/v1/payment_intents/{id}/confirm", pay.confirm),
-        ("POST", "/v1/payment_intents/{id}/cancel", pay.cancel),
-        ("GET", "/v1/charges", reading.listing(s, "charge", "/v1/charges", "payment_intent")),
-        ("GET", "/v1/charges/{id}", reading.retrieve(s, "charge", "charge")),
-        ("GET", "/v1/balance_transactions", reading.listing(
-            s, "balance_transaction", "/v1/balance_transactions", "source", "type")),
-        ("GET", "/v1/balance_transactions/{id}", reading.retrieve(
-            s, "balance_transaction", "balance_transaction")),
-        ("GET", "/v1/payment_methods/{id}", reading.retrieve(s, "payment_method",
-                                                             "payment_method")),
-        ("POST", "/v1/refunds", ref.create),
-        ("GET", "/v1/refunds", reading.listing(s, "refund", "/v1/refunds", "charge",
-                                               "payment_intent")),
-        ("GET", "/v1/refunds/{id}", ref.retrieve),
-        ("POST", "/v1/refunds/{id}/cancel", ref.cancel),
-        ("POST", "/v1/test_helpers/refunds/{id}/expire", ref.expire),
-        ("GET", "/v1/events", lambda params: reading.list_events(s, params)),
-        ("GET", "/v1/events/{id}", reading.retrieve(s, "event", "id")),
-    ]
-    controls: list[tuple[str, str, Callable[..., dict[str, Any]]]] = [
-        ("POST", "/_emulator/payment_intents/{id}/pay", pay.pay),
-        ("POST", "/_emulator/payment_intents/{id}/expire", pay.expire),
-        ("POST", "/_emulator/refunds/{id}/bank_details", ref.bank_details),
-        ("POST", "/_emulator/clock/advance", lambda params: _advance(emu, params)),
-        ("GET", "/_emulator/stats", lambda params: {"object": "emulator.stats",
-                                                    **emu.stats()}),
-    ]
-    return [ApiRoute(method, _compile(path), handler, records=path.startswith("/v1/"))
-            for method, path, handler in table + controls]
-
-
-def _compile(path: str) -> re.Pattern[str]:
-    return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "$")
-
-
-def _advance(emu: Emulator, params: dict[str, Any]) -> dict[str, Any]:
-    seconds = forms.integer(params, "seconds", required=True)
-    assert seconds is not None
-    if seconds < 0:
-        raise invalid("seconds must be zero or more: the clock only moves forward",
-                      param="seconds")
-    fired = emu.advance(seconds)
-    return {"object": "emulator.clock", "now": emu.now(), "fired": fired}
 
 
 class Api:
@@ -114,10 +56,14 @@ class Api:
         path, method = request.url.path, request.method
         if method == "GET" and path.startswith("/_emulator/vouchers/"):
             return self._voucher(path.rsplit("/", 1)[-1])
+        if path.startswith(("/_emulator/checkout/", "/_emulator/hosted_invoices/")):
+            return await self._hosted(request, request_id)
         try:
             self._authenticate(request)
             endpoint, path_params = self._match(method, path)
-            body = (await request.body()).decode() if method == "POST" else ""
+            if endpoint.records and self.emu.take_rate_limit():
+                raise StripeError(429, "invalid_request_error", RATE_LIMITED)
+            body = forms.decode(await request.body()) if method == "POST" else ""
             params = forms.parse(body or request.url.query)
             key = request.headers.get("Idempotency-Key") if method == "POST" else None
             if key is None:
@@ -139,6 +85,9 @@ class Api:
             return _json(status, content, headers)
         except StripeError as error:
             return _json(error.status, _dumps(error.body(request_id)), headers)
+        except Exception:  # never a text/plain 500: Stripe's error shape, always
+            log.exception("emulator request %s failed", request_id)
+            return _json(500, _dumps(_internal_error().body(request_id)), headers)
 
     async def _run(self, endpoint: ApiRoute, params: dict[str, Any], path_params: dict[str, str],
                    request_id: str, key: str | None) -> tuple[int, bytes, bool]:
@@ -146,24 +95,27 @@ class Api:
         if self.emu.api_delay:
             await asyncio.sleep(self.emu.api_delay)
         store = self.emu.store
-        try:
-            with store.lock:
-                store.fire_due()
-                token = REQUEST.set({"id": request_id, "idempotency_key": key}) \
-                    if endpoint.records else None
-                try:
-                    result = endpoint.handler(*path_params.values(), params)
-                    result = store.expand(result, forms.strings(params, "expand"))
-                finally:
-                    if token is not None:
-                        REQUEST.reset(token)
-        except StripeError as error:
-            return error.status, _dumps(error.body(request_id)), error.saved
-        except Exception:  # an emulator bug: answer as Stripe does to a 500, keep the trace
-            log.exception("emulator request %s failed", request_id)
-            error = StripeError(500, "api_error", "An unknown error occurred in the emulator.")
-            return 500, _dumps(error.body(request_id)), True
-        return 200, _dumps(result), True
+        with store.lock:
+            store.fire_due()  # outside the journal: due work belongs to no request
+            token = REQUEST.set({"id": request_id, "idempotency_key": key}) \
+                if endpoint.records else None
+            store.begin()
+            try:
+                result = endpoint.handler(*path_params.values(), params)
+                content = _dumps(store.expand(result, forms.strings(params, "expand")))
+            except StripeError as error:
+                # A refusal stores nothing; a result (a 402 decline) keeps what it did.
+                store.undo() if error.undo else store.commit()
+                return error.status, _dumps(error.body(request_id)), error.saved
+            except Exception:  # an emulator bug: undo, answer as Stripe does to a 500, log
+                store.undo()
+                log.exception("emulator request %s failed", request_id)
+                return 500, _dumps(_internal_error().body(request_id)), True
+            finally:
+                if token is not None:
+                    REQUEST.reset(token)
+            store.commit()
+        return 200, content, True
 
     def _match(self, method: str, path: str) -> tuple[ApiRoute, dict[str, str]]:
         for endpoint in self.endpoints:
@@ -197,12 +149,62 @@ class Api:
             page = konbini.voucher_page(pi) if pi else None
         return HTMLResponse(page or "<h1>No such voucher</h1>", status_code=200 if page else 404)
 
+    async def _hosted(self, request: Request, request_id: str) -> Response:
+        """The buyer's pages, which need no key, as Stripe's hosted pages: Checkout (GET shows
+        it, POST is the buyer's choice) and the hosted invoice (its konbini voucher link)."""
+        object_id = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+        if request.url.path.startswith("/_emulator/hosted_invoices/"):
+            with self.emu.store.lock:
+                inv = self.emu.store.objects["invoice"].get(object_id)
+                pi = self.emu.store.objects["payment_intent"].get(
+                    (inv or {}).get("payment_intent") or "")
+                page = hosted_invoice(inv, pi) if inv else None
+            return HTMLResponse(page or "<h1>No such invoice</h1>",
+                                status_code=200 if page else 404)
+        if request.method == "POST":
+            try:
+                params = forms.parse(forms.decode(await request.body()))
+            except StripeError as error:
+                return _json(error.status, _dumps(error.body(request_id)), {})
+            endpoint, _ = self._match("POST", f"/_emulator/checkout_sessions/{object_id}/complete")
+            status, content, _ = await self._run(endpoint, params, {"id": object_id},
+                                                 request_id, None)
+            if status != 200:
+                return _json(status, content, {"Request-Id": request_id})
+            session = orjson.loads(content)
+            if session["status"] == "complete" and session["success_url"] and \
+                    session["payment_status"] == "paid":
+                url = session["success_url"].replace("{CHECKOUT_SESSION_ID}", session["id"])
+                return Response(status_code=303, headers={"Location": url})
+        with self.emu.store.lock:
+            page = self.emu.checkout.page(object_id)
+            session = self.emu.store.objects["checkout.session"].get(object_id)
+            pi = self.emu.store.objects["payment_intent"].get(
+                (session or {}).get("payment_intent") or "")
+        if page is not None and pi is not None and pi["status"] == "requires_action":
+            page = konbini.voucher_page(pi)
+        return HTMLResponse(page or "<h1>No such Checkout Session</h1>",
+                            status_code=200 if page else 404)
+
     async def tick(self) -> None:
         """Fire due transitions in real time too, not only when a request or a test comes."""
         while True:
             await asyncio.sleep(TICK_SECONDS)
             with self.emu.store.lock:
                 self.emu.store.fire_due()
+
+
+def hosted_invoice(inv: dict[str, Any], pi: dict[str, Any] | None) -> str:
+    """What the customer sees for an invoice: the amount, the due date, the voucher."""
+    voucher = ((pi or {}).get("next_action") or {}).get("konbini_display_details") or {}
+    link = f"<p><a href={voucher['hosted_voucher_url']}>コンビニ払いの番号</a></p>" \
+        if voucher else ""
+    return (f"<!doctype html><meta charset=utf-8><title>{inv['number']}</title>"
+            f"<h1>¥{inv['amount_due']:,}</h1><p>{inv['status']}</p>{link}")
+
+
+def _internal_error() -> StripeError:
+    return StripeError(500, "api_error", "An unknown error occurred in the emulator.")
 
 
 def _dumps(value: Any) -> bytes:

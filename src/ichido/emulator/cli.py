@@ -32,18 +32,25 @@ def emulator(
     api_key: Optional[str] = typer.Option(None, "--api-key", help="The only key accepted "
                                           "(default: any sk_test_…)."),
     seed: Optional[int] = typer.Option(None, help="Seed for the chaos, to replay a run."),
+    pricing: Optional[str] = typer.Option(None, "--pricing", envvar="ICHIDO_PRICING",
+                                          help="Fee rules to charge (the shop's pricing file "
+                                          "format; default: the emulator's own pricing.toml)."),
     log_level: str = typer.Option("warning", help="uvicorn log level."),
 ) -> None:
-    """Run a local Stripe (PaymentIntents, konbini, refunds, events, webhooks) on loopback."""
+    """Run a local Stripe (payments, konbini, refunds, billing, Checkout, webhooks) on loopback."""
     from ichido.emulator import Emulator, run
 
     if webhook_url and not webhook_secret:
         raise typer.BadParameter("a --webhook-url needs a --webhook-secret (whsec_…)",
                                  param_hint="--webhook-secret")
-    emu = Emulator(webhook_urls=webhook_url, webhook_secrets=webhook_secret, api_key=api_key,
-                   duplicate_rate=duplicate_rate, reorder_window=reorder_window, delay=delay,
-                   fail_rate=fail_rate, time_scale=time_scale,
-                   webhook_concurrency=webhook_concurrency, seed=seed)
+    try:
+        emu = Emulator(webhook_urls=webhook_url, webhook_secrets=webhook_secret,
+                       api_key=api_key, duplicate_rate=duplicate_rate,
+                       reorder_window=reorder_window, delay=delay, fail_rate=fail_rate,
+                       time_scale=time_scale, webhook_concurrency=webhook_concurrency,
+                       seed=seed, pricing=pricing)
+    except ValueError as exc:  # a bad pricing file: one line, no traceback
+        raise typer.BadParameter(str(exc), param_hint="--pricing") from None
     typer.echo(f"ichido emulator: http://127.0.0.1:{port} "
                f"(stripe.api_base or base_addresses={{'api': ...}}), "
                f"{len(webhook_url)} webhook endpoint(s)", err=True)

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
+from ichido.emulator import endpoints, fees
+from ichido.emulator.catalog import Catalog
+from ichido.emulator.checkout import Checkout
 from ichido.emulator.idempotency import IdempotencyKeys
+from ichido.emulator.invoices import Invoices
 from ichido.emulator.payments import Payments
 from ichido.emulator.refunds import Refunds
 from ichido.emulator.state import Store
-from ichido.emulator.webhooks import (
-    DEFAULT_CONCURRENCY,
-    LIVE_RETRY_DELAYS,
-    Chaos,
-    Endpoint,
-    WebhookSender,
-)
+from ichido.emulator.subscriptions import Subscriptions
+from ichido.emulator.endpoints import LIVE_RETRY_DELAYS, Endpoint
+from ichido.emulator.webhooks import DEFAULT_CONCURRENCY, Chaos, WebhookSender
 
 
 class Emulator:
@@ -33,12 +33,15 @@ class Emulator:
                  fail_rate: float = 0.0, time_scale: float = 1.0, timeout: float = 10.0,
                  retry_delays: Sequence[float] = LIVE_RETRY_DELAYS, api_delay: float = 0.0,
                  webhook_concurrency: int = DEFAULT_CONCURRENCY, seed: int | None = None,
-                 pricing_path: str | os.PathLike[str] | None = None) -> None:
+                 pricing: fees.Pricing | Mapping[str, Any] | str | os.PathLike[str] | None = None
+                 ) -> None:
         """``webhook_urls`` all get every event signed with every one of ``webhook_secrets``
         (two secrets = a secret roll); ``endpoints`` gives each URL its own secrets.
         ``api_key``: the one key accepted (default: any ``sk_test_…``). ``api_delay``: seconds
         each API request spends executing, so that concurrent requests overlap.
-        ``webhook_concurrency``: webhook requests on the wire at once (the rest wait their turn)."""
+        ``webhook_concurrency``: webhook requests on the wire at once (the rest wait their turn).
+        ``pricing``: the fee rule per method (see ``fees``): a TOML path in the shop's pricing
+        format, a mapping, or None for the emulator's own ``pricing.toml``."""
         if webhook_urls and not webhook_secrets:
             raise ValueError("webhook URLs need at least one signing secret (whsec_…)")
         for rate in (duplicate_rate, fail_rate):
@@ -47,15 +50,23 @@ class Emulator:
         all_endpoints = [*endpoints, *(Endpoint(url, tuple(webhook_secrets))
                                        for url in webhook_urls)]
         self.api_key, self.api_delay = api_key, api_delay
-        self.store = Store(endpoint_count=len(all_endpoints))
-        self.payments = Payments(self.store, pricing_path)
+        self.rate_limited = 0  # the next N API requests get a 429 (a control sets it)
+        self.started = int(time.time())
+        self.store = Store()
+        self.pricing = fees.load(pricing)
+        self.payments = Payments(self.store, self.pricing)
         self.refunds = Refunds(self.store)
+        self.catalog = Catalog(self.store)
+        self.invoices = Invoices(self.store, self.payments, self.catalog)
+        self.subscriptions = Subscriptions(self.store, self.catalog, self.invoices)
+        self.checkout = Checkout(self.store, self.payments, self.catalog)
         self.keys = IdempotencyKeys(self.store.clock.now)
         self.sender = WebhookSender(
             all_endpoints, self.store.render_event, self.store.mark_delivered,
             chaos=Chaos(duplicate_rate, reorder_window, delay, fail_rate),
             time_scale=time_scale, timeout=timeout, retry_delays=retry_delays,
-            concurrency=webhook_concurrency, seed=seed)
+            concurrency=webhook_concurrency, seed=seed, now=self.store.clock.now)
+        self.store.endpoints_enabled = self.sender.enabled
         self.store.listeners.append(self.sender.enqueue)
 
     def on_event(self, listener: Callable[[dict[str, Any]], None]) -> None:
@@ -63,8 +74,39 @@ class Emulator:
         self.store.listeners.append(listener)
 
     def advance(self, seconds: float) -> int:
-        """Move the emulator clock forward and fire what became due; returns how many fired."""
-        return self.store.advance(seconds)
+        """Move the emulator clock forward and fire what became due; returns how many fired.
+        Webhook retries that became due go too (past 72 h, Stripe's retries give up)."""
+        fired = self.store.advance(seconds)
+        self.sender.clock_moved()
+        return fired
+
+    def endpoint(self, ref: str, *, enabled: bool | None = None,
+                 reachable: bool | None = None) -> dict[str, Any]:
+        """Disable/enable (Stripe's endpoint status) or take down/bring up (the receiver's
+        reachability) one webhook endpoint, by id (``we_emulator0``) or URL; returns its state."""
+        with self.store.lock:
+            state = endpoints.find(self.sender.endpoints, ref)
+            if enabled is not None:
+                state.enabled = enabled
+            if reachable is not None:
+                state.reachable = reachable
+            return state.describe()
+
+    def rate_limit(self, requests: int) -> None:
+        """The next ``requests`` API requests (``/v1/…``) answer 429, as Stripe's limiter."""
+        with self.store.lock:
+            self.rate_limited = requests
+
+    def take_rate_limit(self) -> bool:
+        with self.store.lock:
+            if self.rate_limited <= 0:
+                return False
+            self.rate_limited -= 1
+            return True
+
+    def webhook_endpoints(self) -> list[dict[str, Any]]:
+        with self.store.lock:
+            return [state.describe() for state in self.sender.endpoints]
 
     def now(self) -> int:
         return self.store.clock.now()

@@ -20,10 +20,17 @@ class StripeError(Exception):
     """An error response. ``saved`` says whether an idempotency key keeps it (see idempotency)."""
 
     def __init__(self, status: int, type: str, message: str, *, code: str | None = None,
-                 param: str | None = None, **extra: Any) -> None:
+                 param: str | None = None, undo: bool | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.status, self.type, self.message = status, type, message
         self.code, self.param, self.extra = code, param, extra
+        self._undo = undo
+
+    @property
+    def undo(self) -> bool:
+        """Whether the request's writes are undone (see journal): a refusal's are, a
+        result's (a decline that left a failed charge) are not, unless the raiser says so."""
+        return not self.saved if self._undo is None else self._undo
 
     @property
     def saved(self) -> bool:

@@ -4,6 +4,14 @@ Stripe's API takes ``application/x-www-form-urlencoded`` bodies (and query strin
 notation; stripe-python 16 writes lists with indices (``payment_method_types[0]=konbini``) and
 curl users write ``payment_method_types[]=konbini``: both must land on the same list. Values stay
 strings, as on the wire; the typed readers below turn them into numbers with Stripe's messages.
+
+Refusals (400 ``invalid_request_error``, before any handler runs): bytes that are not UTF-8,
+raw or percent-encoded (Stripe's API speaks UTF-8; ``parse_qsl`` would otherwise put U+FFFD in
+silently); brackets nested deeper than ``MAX_DEPTH``; a string over ``MAX_STRING`` characters
+(the spec's ``maxLength: 5000`` on nearly every string parameter); an integer that is not plain
+ASCII digits or does not fit Stripe's signed 64-bit integers. Amounts have their own reader:
+Stripe's amount "supports up to eight digits" (docs.stripe.com/currencies, "Minimum and maximum
+charge amounts"), so ``MAX_AMOUNT`` = 99,999,999 in the currency's smallest unit (¥99,999,999).
 """
 
 from __future__ import annotations
@@ -15,14 +23,34 @@ from urllib.parse import parse_qsl
 from ichido.emulator.errors import invalid, missing_param, unknown_param
 
 _PART = re.compile(r"\[([^\]]*)\]")
+_INTEGER = re.compile(r"-?[0-9]+")
+MAX_DEPTH = 10
+MAX_STRING = 5000
+INT64 = (-2 ** 63, 2 ** 63 - 1)
+MAX_AMOUNT = 99_999_999
+
+
+def decode(body: bytes) -> str:
+    """The request body as text, or a 400: Stripe's form bodies are UTF-8."""
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise invalid("Invalid request: the body is not valid UTF-8.") from None
 
 
 def parse(text: str) -> dict[str, Any]:
     """Decode a body or query string into nested values (dicts with 0..n keys become lists)."""
     root: dict[str, Any] = {}
-    for key, value in parse_qsl(text, keep_blank_values=True):
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise invalid("Invalid request: a percent-encoded value is not valid UTF-8.") from None
+    for key, value in pairs:
         head, _, rest = key.partition("[")
         parts = [head] + (_PART.findall("[" + rest) if rest else [])
+        if len(parts) > MAX_DEPTH:
+            raise invalid(f"Invalid parameter: {head} is nested more than {MAX_DEPTH} levels "
+                          "deep.", param=head)
         _put(root, parts, value)
     return _listify(root)
 
@@ -66,6 +94,9 @@ def text(params: Mapping[str, Any], name: str, *, required: bool = False,
         return None
     if not isinstance(value, str):
         raise invalid(f"Invalid string: {param or name}", param=param or name)
+    if len(value) > MAX_STRING:
+        raise invalid(f"Invalid string: {value[:20]}...; must be at most {MAX_STRING} "
+                      "characters", param=param or name)
     return value
 
 
@@ -74,10 +105,26 @@ def integer(params: Mapping[str, Any], name: str, *, required: bool = False,
     raw = text(params, name, required=required, param=param)
     if raw is None:
         return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise invalid(f"Invalid integer: {raw}", param=param or name) from None
+    # Python's int() also takes "1_000", " 7 " and non-ASCII digits; Stripe does not.
+    if not _INTEGER.fullmatch(raw) or len(raw) > 20 or not INT64[0] <= int(raw) <= INT64[1]:
+        raise invalid(f"Invalid integer: {raw[:40]}", param=param or name)
+    return int(raw)
+
+
+def amount(params: Mapping[str, Any], name: str = "amount", *, required: bool = False,
+           param: str | None = None, minimum: int = 1) -> int | None:
+    """A money amount in the smallest unit: at least ``minimum``, at most eight digits."""
+    value = integer(params, name, required=required, param=param)
+    if value is None:
+        return None
+    if value < minimum:
+        raise invalid(f"This value must be greater than or equal to {minimum}.",
+                      param=param or name)
+    if value > MAX_AMOUNT:
+        raise invalid(f"Amount must be no more than {MAX_AMOUNT:,} (eight digits) in the "
+                      "currency's smallest unit, e.g. ¥99,999,999.", param=param or name,
+                      code="amount_too_large")
+    return value
 
 
 def boolean(params: Mapping[str, Any], name: str, default: bool = False) -> bool:

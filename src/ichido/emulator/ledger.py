@@ -1,7 +1,7 @@
 """Money movements: the balance transaction of a charge (with Stripe Japan's fee) or a refund.
 
-The fee comes from ichido's pricing table (``ichido.shop.fees``), the one data file the fee
-guard and the audit read too, so a test can compare what the emulator charged with what ichido
+The fee comes from the pricing data the emulator was given (``fees``): give it the same file
+as the shop's fee guard, and a test can compare what the emulator charged with what the shop
 predicted. Refunds give no fee back: the refund's balance transaction has ``fee = 0`` and the
 charge keeps its fee (Stripe's refunds page: a refund "might incur a fee"; the original
 processing fee is not returned). Konbini funds become available after 4 business days
@@ -10,25 +10,24 @@ processing fee is not returned). Konbini funds become available after 4 business
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from ichido.emulator import objects
+from ichido.emulator.fees import Pricing
 from ichido.emulator.state import Store
 
 AVAILABLE_AFTER = 4 * 86400
 
 
 def charge_transaction(store: Store, charge: dict[str, Any], method: str,
-                       pricing_path: str | os.PathLike[str] | None) -> dict[str, Any]:
-    """The charge's balance transaction, fee quoted from the pricing table; links it."""
-    from ichido.shop.fees import load_pricing  # lazily: the emulator runs without the domain
-
-    quote = load_pricing(pricing_path).quote(charge["amount"], method)
-    details = [dict(item, currency=charge["currency"]) for item in quote.details()]
+                       pricing: Pricing) -> dict[str, Any]:
+    """The charge's balance transaction, its fee from the pricing data; links it."""
+    fee = pricing.fee(charge["amount"], method)
+    details = [{"amount": fee, "application": None, "currency": charge["currency"],
+                "description": "Stripe processing fees", "type": "stripe_fee"}]
     now = store.clock.now()
     txn = objects.balance_transaction(charge["amount"], charge["currency"], now, charge["id"],
-                                      kind="charge", fee=quote.fee, fee_details=details,
+                                      kind="charge", fee=fee, fee_details=details,
                                       available_on=now + AVAILABLE_AFTER)
     store.add(txn)
     charge["balance_transaction"] = txn["id"]

@@ -22,6 +22,8 @@ TEST_CARDS = {"pm_card_visa": ("visa", "4242", None),
               "pm_card_jcb": ("jcb", "0000", None),
               "pm_card_amex": ("amex", "8431", None),
               "pm_card_chargeDeclined": ("visa", "0002", "generic_decline"),
+              # Attaches to a customer, then every charge fails: a subscription's bad card.
+              "pm_card_chargeCustomerFail": ("visa", "0341", "generic_decline"),
               "pm_card_chargeDeclinedInsufficientFunds": ("visa", "9995", "insufficient_funds")}
 
 

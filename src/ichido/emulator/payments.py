@@ -14,11 +14,12 @@ card + konbini.
 
 from __future__ import annotations
 
-import os
-from typing import Any, NoReturn
+import re
+from typing import Any, Callable, NoReturn
 
-from ichido.emulator import forms, konbini, ledger, methods, objects
+from ichido.emulator import forms, intent_params, konbini, ledger, methods, objects
 from ichido.emulator.errors import StripeError, invalid, missing_param, unexpected_state
+from ichido.emulator.fees import Pricing
 from ichido.emulator.state import Store, snapshot
 
 CREATE_KEYS = {"amount", "currency", "payment_method_types", "payment_method_options",
@@ -33,28 +34,31 @@ CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_act
 
 
 class Payments:
-    def __init__(self, store: Store, pricing_path: str | os.PathLike[str] | None = None) -> None:
-        self.store, self.pricing_path = store, pricing_path
+    def __init__(self, store: Store, pricing: Pricing) -> None:
+        self.store, self.pricing = store, pricing
+        # Told of every payment's outcome (invoices and Checkout follow their intents).
+        self.listeners: list[Callable[[dict[str, Any], bool], None]] = []
         store.due_actions.update(konbini_pay=self._due_pay, konbini_expire=self._due_expire)
 
     # -- API -------------------------------------------------------------------------------
     def create(self, params: dict[str, Any]) -> dict[str, Any]:
         forms.check_known(params, CREATE_KEYS)
-        amount = forms.integer(params, "amount", required=True)
+        amount = forms.amount(params, "amount", required=True)
         currency = (forms.text(params, "currency", required=True) or "").lower()
         assert amount is not None
-        if amount < 1:
-            raise invalid("This value must be greater than or equal to 1.", param="amount")
+        if not re.fullmatch(r"[a-z]{3}", currency):
+            raise invalid(f"Invalid currency: {currency[:20]}. Stripe currently supports "
+                          "these currencies: jpy, usd, eur, …", param="currency")
         if currency == "jpy" and amount < 50:
             raise invalid("Amount must be at least ¥50 jpy", param="amount",
                           code="amount_too_small")
-        types, auto = self._types(params, amount, currency)
+        types, auto = intent_params.types(params, amount, currency)
         capture = forms.text(params, "capture_method") or "automatic_async"
         if capture not in ("automatic", "automatic_async"):
             raise invalid("The emulator supports automatic capture only.",
                           param="capture_method")
         now = self.store.clock.now()
-        options = self._options(types, params, now)
+        options = intent_params.options(types, params, now)
         pm = methods.resolve(self.store, params, now)
         pi = objects.payment_intent(
             amount, currency, types, now, options, capture_method=capture,
@@ -80,8 +84,8 @@ class Payments:
                 f"{pi['status']}. Only a PaymentIntent with one of the following statuses may "
                 f"be confirmed: {', '.join(CONFIRMABLE)}.", payment_intent=snapshot(pi))
         now = self.store.clock.now()
-        options = self._options(pi["payment_method_types"], params, now,
-                                base=snapshot(pi["payment_method_options"]))
+        options = intent_params.options(pi["payment_method_types"], params, now,
+                                       base=snapshot(pi["payment_method_options"]))
         pm = methods.resolve(self.store, params, now)
         change: dict[str, Any] = {"payment_method_options": options}
         return self._confirm(pi, change | ({"payment_method": pm["id"]} if pm else {}), now)
@@ -179,11 +183,12 @@ class Payments:
         pi["latest_charge"] = charge["id"]
         if decline:
             return self._decline(pi, pm, charge, decline)
-        ledger.charge_transaction(self.store, charge, "card", self.pricing_path)
+        ledger.charge_transaction(self.store, charge, "card", self.pricing)
         pi.update(status="succeeded", amount_received=pi["amount"], next_action=None,
                   last_payment_error=None)
         self.store.emit("charge.succeeded", charge)
         self.store.emit("payment_intent.succeeded", pi)
+        self._tell(pi, succeeded=True)
         return pi
 
     def _decline(self, pi: dict[str, Any], pm: dict[str, Any], charge: dict[str, Any],
@@ -195,6 +200,7 @@ class Payments:
                   last_payment_error=error.payload())
         self.store.emit("charge.failed", charge)
         self.store.emit("payment_intent.payment_failed", pi)
+        self._tell(pi, succeeded=False)
         error.extra["payment_intent"] = snapshot(pi)
         raise error
 
@@ -221,12 +227,13 @@ class Payments:
         charge = self.store.add(objects.charge(
             pi, pm, now, status="succeeded", outcome=objects.outcome("authorized"),
             details={"type": "konbini", "konbini": {"store": {"chain": chain}}}))
-        ledger.charge_transaction(self.store, charge, "konbini", self.pricing_path)
+        ledger.charge_transaction(self.store, charge, "konbini", self.pricing)
         pi.update(status="succeeded", amount_received=pi["amount"], latest_charge=charge["id"],
                   next_action=None)
         self.store.private.pop(pi["id"], None)
         self.store.emit("charge.succeeded", charge)
         self.store.emit("payment_intent.succeeded", pi)
+        self._tell(pi, succeeded=True)
         return pi
 
     def _expire_voucher(self, pi: dict[str, Any]) -> dict[str, Any]:
@@ -239,37 +246,41 @@ class Payments:
         pi.update(status="requires_payment_method", next_action=None, payment_method=None,
                   last_payment_error=error.payload())
         self.store.emit("payment_intent.payment_failed", pi)
+        self._tell(pi, succeeded=False)
         return pi
 
-    # -- inputs ----------------------------------------------------------------------------
-    @staticmethod
-    def _types(params: dict[str, Any], amount: int, currency: str) -> tuple[list[str], bool]:
-        """``payment_method_types``; with ``automatic_payment_methods[enabled]``, card and
-        (for yen) konbini, the two methods the emulator knows."""
-        types = forms.strings(params, "payment_method_types")
-        auto = forms.mapping(params, "automatic_payment_methods").get("enabled") == "true"
-        if not types:
-            types = ["card", "konbini"] if auto and currency == "jpy" else ["card"]
-        for pm_type in types:
-            if pm_type not in ("card", "konbini"):
-                raise invalid(f"The payment method type provided: {pm_type} is invalid.",
-                              param="payment_method_types",
-                              code="payment_intent_invalid_parameter")
-        if types == ["konbini"]:
-            konbini.check_amount(amount, currency)
-        return types, auto
+    def _tell(self, pi: dict[str, Any], *, succeeded: bool) -> None:
+        for listener in self.listeners:
+            listener(pi, succeeded)
 
-    def _options(self, types: list[str], params: dict[str, Any], now: int,
-                 base: dict[str, Any] | None = None) -> dict[str, Any]:
-        """``payment_method_options``: ``base`` (or the defaults) with what ``params`` sets."""
-        raw = forms.mapping(params, "payment_method_options")
-        forms.check_known(raw, set(types), "payment_method_options")
-        options: dict[str, Any] = base if base is not None else {}
-        if "card" in types:
-            options.setdefault("card", {"installments": None, "mandate_options": None,
-                                        "network": None, "request_three_d_secure": "automatic"})
-        if "konbini" in types:
-            given = forms.mapping(raw, "konbini", "payment_method_options[konbini]")
-            options.setdefault("konbini", konbini.empty_options())
-            options["konbini"].update(konbini.read_options(given, now))
-        return options
+    # -- for invoices and Checkout: Stripe's own payments, no API request of the merchant's --
+    def open_intent(self, amount: int, types: list[str], *, customer: str | None,
+                    description: str | None, metadata: dict[str, str],
+                    konbini_expires_at: int | None = None) -> dict[str, Any]:
+        now = self.store.clock.now()
+        options = intent_params.options(types, {}, now)
+        if konbini_expires_at is not None:
+            options["konbini"]["expires_at"] = konbini_expires_at
+        pi = self.store.add(objects.payment_intent(
+            amount, "jpy", types, now, options, customer=customer, description=description,
+            metadata=metadata))
+        self.store.emit("payment_intent.created", pi)
+        return pi
+
+    def attempt(self, pi: dict[str, Any], pm_id: str) -> dict[str, Any]:
+        """Confirm ``pi`` with ``pm_id``: a decline is an outcome here, not an error."""
+        try:
+            return self._confirm(pi, {"payment_method": pm_id}, self.store.clock.now())
+        except StripeError as error:
+            if error.status != 402:
+                raise
+            return pi
+
+    def konbini_method(self, name: str | None, email: str | None) -> str:
+        """A konbini PaymentMethod for the buyer who pays a voucher."""
+        pm = methods.resolve(self.store, {"payment_method_data": {
+            "type": "konbini", "billing_details": {"name": name or email or "Buyer",
+                                                 "email": email or ""}}},
+            self.store.clock.now())
+        assert pm is not None
+        return pm["id"]

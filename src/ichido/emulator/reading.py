@@ -13,9 +13,9 @@ from __future__ import annotations
 import fnmatch
 from typing import Any, Callable
 
-from ichido.emulator import forms
-from ichido.emulator.errors import invalid
-from ichido.emulator.state import Store, page
+from ichido.emulator import forms, objects
+from ichido.emulator.errors import invalid, no_such
+from ichido.emulator.state import Store
 
 EVENT_FILTERS = {"type", "types", "created", "delivery_success", "limit", "starting_after",
                  "ending_before", "expand"}
@@ -26,7 +26,7 @@ _COMPARE: dict[str, Callable[[int, int], bool]] = {
 
 def list_events(store: Store, params: dict[str, Any]) -> dict[str, Any]:
     forms.check_known(params, EVENT_FILTERS)
-    events = store.live_events()
+    everything = events = store.live_events()
     kind, kinds = forms.text(params, "type"), forms.strings(params, "types")
     if kind and kinds:
         raise invalid("You may only specify one of these parameters: type, types.",
@@ -36,24 +36,27 @@ def list_events(store: Store, params: dict[str, Any]) -> dict[str, Any]:
     patterns = kinds or ([kind] if kind else [])
     if patterns:
         events = [e for e in events if any(fnmatch.fnmatchcase(e["type"], p) for p in patterns)]
-    events = [e for e in events if _created_matches(e["created"], params)]
+    bounds = created_bounds(params)
+    events = [e for e in events if all(_COMPARE[op](e["created"], v) for op, v in bounds)]
     if "delivery_success" in params:
         wanted = forms.boolean(params, "delivery_success")
         events = [e for e in events if (e["pending_webhooks"] == 0) == wanted]
-    return page(events, params, "/v1/events", "event")
+    return page(events, params, "/v1/events", "event", everything)
 
 
-def _created_matches(created: int, params: dict[str, Any]) -> bool:
+def created_bounds(params: dict[str, Any]) -> list[tuple[str, int]]:
+    """``created=T`` or ``created[gt|gte|lt|lte]=T``, read (and refused) before any filtering."""
     rule = params.get("created")
     if rule is None or rule == "":
-        return True
+        return []
     if isinstance(rule, str):
-        return created == forms.integer(params, "created")
+        value = forms.integer(params, "created")
+        return [("gte", value), ("lte", value)] if value is not None else []
     if not isinstance(rule, dict):
         raise invalid("Invalid created filter", param="created")
     forms.check_known(rule, set(_COMPARE), "created")
-    return all(_COMPARE[op](created, forms.integer(rule, op, param=f"created[{op}]") or 0)
-               for op in rule)
+    bounds = [(op, forms.integer(rule, op, param=f"created[{op}]")) for op in rule]
+    return [(op, value) for op, value in bounds if value is not None]
 
 
 def retrieve(store: Store, kind: str, param: str) -> Callable[..., dict[str, Any]]:
@@ -66,9 +69,38 @@ def retrieve(store: Store, kind: str, param: str) -> Callable[..., dict[str, Any
 def listing(store: Store, kind: str, url: str, *filters: str) -> Callable[..., dict[str, Any]]:
     """A ``GET /v1/<things>`` handler, newest first, filtered on exact field values."""
     def handler(params: dict[str, Any]) -> dict[str, Any]:
-        items = list(reversed(store.objects[kind].values()))
+        items = everything = list(reversed(store.objects[kind].values()))
         for name in filters:
             if params.get(name):
                 items = [item for item in items if item.get(name) == params[name]]
-        return page(items, params, url, kind)
+        return page(items, params, url, kind, everything)
     return handler
+
+
+def page(items: list[dict[str, Any]], params: dict[str, Any], url: str, kind: str,
+         everything: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stripe's cursor pagination over newest-first ``items`` (a filtered ``everything``).
+
+    A cursor is a position, not a member of the page: an object that stopped matching the
+    filter between two pages (an event delivered meanwhile, during a ``delivery_success=false``
+    sweep) still marks where the next page starts. An unknown cursor is a 404.
+    """
+    limit = forms.integer(params, "limit")
+    limit = 10 if limit is None else limit
+    if not 1 <= limit <= 100:
+        raise invalid("Invalid limit: must be between 1 and 100", param="limit")
+    after = forms.text(params, "starting_after")
+    before = forms.text(params, "ending_before")
+    if after and before:
+        raise invalid("You may only specify one of these parameters: ending_before, "
+                      "starting_after.", param="ending_before")
+    position = {item["id"]: i for i, item in enumerate(everything)}
+    for name, cursor in (("starting_after", after), ("ending_before", before)):
+        if cursor and cursor not in position:
+            raise no_such(kind, cursor, name)
+    if before:
+        earlier = [item for item in items if position[item["id"]] < position[before]]
+        return objects.list_object(earlier[-limit:], url, len(earlier) > limit)
+    rest = [item for item in items if position[item["id"]] > position[after]] \
+        if after else items
+    return objects.list_object(rest[:limit], url, len(rest) > limit)

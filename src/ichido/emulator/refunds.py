@@ -38,10 +38,8 @@ class Refunds:
         if remaining <= 0:
             raise invalid(f"Charge {charge['id']} has already been refunded.",
                           code="charge_already_refunded")
-        amount = forms.integer(params, "amount")
+        amount = forms.amount(params, "amount")
         amount = remaining if amount is None else amount
-        if amount < 1:
-            raise invalid("Invalid positive integer", param="amount")
         if amount > remaining:
             raise invalid(f"Refund amount (¥{amount:,}) is greater than unrefunded amount on "
                           f"charge (¥{remaining:,})", param="amount", code="amount_too_large")

@@ -17,8 +17,9 @@ from typing import Any, Callable, Iterable, Mapping
 
 import orjson
 
-from ichido.emulator import forms, objects
+from ichido.emulator import objects
 from ichido.emulator.errors import invalid, no_such
+from ichido.emulator.journal import Journal
 
 EVENT_RETENTION = 30 * 86400  # "events older than 30 days cannot be retrieved" (docs: Events API)
 NO_REQUEST: dict[str, str | None] = {"id": None, "idempotency_key": None}
@@ -26,7 +27,8 @@ NO_REQUEST: dict[str, str | None] = {"id": None, "idempotency_key": None}
 REQUEST: contextvars.ContextVar[dict[str, str | None]] = contextvars.ContextVar(
     "emulator_request", default=NO_REQUEST)
 KINDS = {"pi": "payment_intent", "ch": "charge", "txn": "balance_transaction", "re": "refund",
-         "pm": "payment_method", "evt": "event"}
+         "pm": "payment_method", "evt": "event", "cus": "customer", "prod": "product",
+         "price": "price", "sub": "subscription", "in": "invoice", "cs": "checkout.session"}
 
 
 @dataclass
@@ -43,6 +45,10 @@ class Clock:
             raise ValueError("the emulator clock only moves forward")
         self.offset += seconds
 
+    def move_to(self, when: int) -> None:
+        """Forward to the Unix second ``when`` (never back)."""
+        self.offset = max(self.offset, when - time.time() + 1e-3)
+
 
 def snapshot(obj: Any) -> Any:
     """A deep copy: an event keeps the object as it was, whatever happens to it later."""
@@ -58,7 +64,7 @@ def changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, An
 @dataclass
 class Store:
     clock: Clock = field(default_factory=Clock)
-    endpoint_count: int = 0
+    endpoints_enabled: Callable[[], int] = lambda: 0  # an event's pending_webhooks at birth
     public_url: str = "http://127.0.0.1:12111"
     lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -70,16 +76,41 @@ class Store:
         self.due_actions: dict[str, Callable[[str, str], None]] = {}
         self._due: list[tuple[int, int, str, str, str]] = []
         self._seq = 0
+        self.journal: Journal | None = None  # open while an API request runs
+
+    # -- one request: all or nothing (see journal) -----------------------------------------
+    def begin(self) -> None:
+        self.journal = Journal()
+
+    def commit(self) -> None:
+        journal, self.journal = self.journal, None
+        for event in journal.events if journal else ():
+            self._announce(event)
+
+    def undo(self) -> None:
+        journal, self.journal = self.journal, None
+        if journal is None:
+            return
+        journal.restore(self.objects)
+        if journal.scheduled:
+            self._due = [d for d in self._due if d[1] not in journal.scheduled]
+            heapq.heapify(self._due)
 
     # -- objects ---------------------------------------------------------------------------
     def add(self, obj: dict[str, Any]) -> dict[str, Any]:
-        self.objects[obj["object"]][obj["id"]] = obj
+        kind = self.objects[obj["object"]]
+        if self.journal is not None and obj["id"] not in kind:
+            self.journal.added.append((obj["object"], obj["id"]))
+        kind[obj["id"]] = obj
         return obj
 
     def get(self, kind: str, object_id: str, param: str = "id") -> dict[str, Any]:
+        """The live object (handlers change it in place; an open journal keeps a copy)."""
         found = self.objects[kind].get(object_id)
         if found is None or (kind == "event" and self._expired(found)):
             raise no_such(kind, object_id, param)
+        if self.journal is not None:
+            self.journal.touched(found)
         return found
 
     def find(self, object_id: str) -> dict[str, Any] | None:
@@ -90,12 +121,18 @@ class Store:
     def emit(self, event_type: str, obj: dict[str, Any],
              previous: dict[str, Any] | None = None) -> dict[str, Any]:
         """Record that ``obj`` changed; every listener (the webhook sender) hears of it."""
-        event = objects.event(event_type, snapshot(obj), self.clock.now(), self.endpoint_count,
+        event = objects.event(event_type, snapshot(obj), self.clock.now(), self.endpoints_enabled(),
                               dict(REQUEST.get()), previous)
         self.add(event)
+        if self.journal is not None:
+            self.journal.events.append(event)
+        else:
+            self._announce(event)
+        return event
+
+    def _announce(self, event: dict[str, Any]) -> None:
         for listener in self.listeners:
             listener(event)
-        return event
 
     def emit_update(self, event_type: str, obj: dict[str, Any],
                     before: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +167,8 @@ class Store:
     def schedule(self, at: int, action: str, object_id: str, token: str = "") -> None:
         self._seq += 1
         heapq.heappush(self._due, (at, self._seq, action, object_id, token))
+        if self.journal is not None:
+            self.journal.scheduled.add(self._seq)
 
     def fire_due(self) -> int:
         """Run every transition whose time has come; they belong to no API request."""
@@ -145,9 +184,17 @@ class Store:
         return fired
 
     def advance(self, seconds: float) -> int:
+        """Move forward, firing each due transition at its own time: a renewal due on day 30
+        of a 90-day jump happens on day 30, and what it schedules (the invoice's finalization
+        an hour later, the next renewal) follows from there."""
         with self.lock:
-            self.clock.advance(seconds)
-            return self.fire_due()
+            target = self.clock.now() + seconds
+            fired = 0
+            while self._due and self._due[0][0] <= target:
+                self.clock.move_to(self._due[0][0])
+                fired += self.fire_due()
+            self.clock.advance(max(0.0, target - self.clock.now()))
+            return fired + self.fire_due()
 
     # -- reading ---------------------------------------------------------------------------
     def expand(self, obj: dict[str, Any], paths: Iterable[str]) -> dict[str, Any]:
@@ -171,21 +218,3 @@ class Store:
             raise invalid(f"This property cannot be expanded ({head}).", param="expand")
         self._expand(value, rest, path)
 
-
-def page(items: list[dict[str, Any]], params: Mapping[str, Any], url: str,
-         kind: str) -> dict[str, Any]:
-    """Stripe's cursor pagination over newest-first ``items``."""
-    limit = forms.integer(params, "limit")
-    limit = 10 if limit is None else limit
-    if not 1 <= limit <= 100:
-        raise invalid("Invalid limit: must be between 1 and 100", param="limit")
-    after, before = params.get("starting_after"), params.get("ending_before")
-    ids = [item["id"] for item in items]
-    for name, cursor in (("starting_after", after), ("ending_before", before)):
-        if cursor and cursor not in ids:
-            raise no_such(kind, str(cursor), name)
-    if before:
-        earlier = items[:ids.index(before)]
-        return objects.list_object(earlier[-limit:], url, len(earlier) > limit)
-    rest = items[ids.index(after) + 1:] if after else items
-    return objects.list_object(rest[:limit], url, len(rest) > limit)

@@ -1,11 +1,9 @@
 """The webhook sender: every event to every endpoint, signed, retried, and shaken on purpose.
 
-Stripe's rules (docs.stripe.com/webhooks, …/webhooks/process-undelivered-events): any 2xx is
-success; anything else, or no answer in time, is a failure retried with exponential backoff
-for up to three days in live mode (a sandbox retries three times over a few hours). Stripe does
-not publish the intervals or the timeout (third-party write-ups disagree: 10–30 s), so:
-``LIVE_RETRY_DELAYS`` doubles from one minute, capped at 12 h, ending 72 h after the first try
-(16 attempts); ``time_scale`` multiplies every wait (0.001 turns three days into ~4 minutes).
+Stripe's rules (docs.stripe.com/webhooks): any 2xx is success; anything else, or no answer in
+time, is a failure retried with backoff for up to three days (``endpoints`` has the plan, and
+what "disabled" and "down" mean). A retry waits for the emulator clock (``Emulator.advance``)
+or for real time × ``time_scale`` (0.001 turns three days into ~4 minutes), whichever is first.
 The signature is ``signature.sign``: one ``v1`` per secret, so a secret roll signs with both.
 
 Pacing: at most ``concurrency`` requests (default ``DEFAULT_CONCURRENCY``) are on the wire at
@@ -22,35 +20,25 @@ for that many seconds and releases them shuffled; ``delay`` holds every first at
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
 import httpx
 
 from ichido import signature
+from ichido.emulator.endpoints import (
+    LIVE_RETRY_DELAYS,
+    Endpoint,
+    EndpointState,
+    states,
+)
 
-
-def _live_schedule(first: int = 60, cap: int = 12 * 3600, total: int = 72 * 3600) -> tuple[
-        int, ...]:
-    delays: list[int] = []
-    while sum(delays) < total:
-        delays.append(min(first * 2 ** len(delays), cap, total - sum(delays)))
-    return tuple(delays)
-
-
-LIVE_RETRY_DELAYS = _live_schedule()
-TEST_RETRY_DELAYS = (3600, 2 * 3600, 3 * 3600)  # "three times over a few hours"
 USER_AGENT = "Stripe/1.0 (+https://stripe.com/docs/webhooks)"
 DEFAULT_CONCURRENCY = 32  # requests on the wire at once, well under httpx's 100 connections
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    url: str
-    secrets: tuple[str, ...]
 
 
 @dataclass
@@ -62,20 +50,12 @@ class Chaos:
 
 
 @dataclass
-class EndpointStats:
-    succeeded: int = 0  # 2xx answers
-    failed: int = 0  # other answers, timeouts, refused connections, forced failures
-    gave_up: int = 0  # events never delivered after every retry
-
-
-@dataclass
 class DeliveryStats:
     events_enqueued: int = 0
     attempts: int = 0
     retries: int = 0
     duplicates_sent: int = 0
     forced_failures: int = 0
-    endpoints: dict[str, EndpointStats] = field(default_factory=dict)
 
 
 class WebhookSender:
@@ -85,21 +65,24 @@ class WebhookSender:
                  delivered: Callable[[str], None], *, chaos: Chaos | None = None,
                  time_scale: float = 1.0, timeout: float = 10.0,
                  retry_delays: Sequence[float] = LIVE_RETRY_DELAYS,
-                 concurrency: int = DEFAULT_CONCURRENCY, seed: int | None = None) -> None:
+                 concurrency: int = DEFAULT_CONCURRENCY, seed: int | None = None,
+                 now: Callable[[], float] = time.time) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency is at least 1, got {concurrency}")
-        self.endpoints, self.render, self.delivered = list(endpoints), render, delivered
+        self.endpoints = states(list(endpoints))
+        self.render, self.delivered, self.now = render, delivered, now
         self.chaos, self.time_scale, self.timeout = chaos or Chaos(), time_scale, timeout
         self.retry_delays, self.concurrency = tuple(retry_delays), concurrency
         self.rng = random.Random(seed)
-        self._stats = DeliveryStats(endpoints={e.url: EndpointStats() for e in self.endpoints})
+        self._stats = DeliveryStats()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: httpx.AsyncClient | None = None
         self._gate: asyncio.Semaphore | None = None  # made in start(): bound to that loop
-        self._backlog: list[tuple[str, str]] = []
+        self._clock_moved: asyncio.Event | None = None
+        self._backlog: list[tuple[str, str, list[EndpointState]]] = []
         self._incoming = 0  # enqueued, not yet admitted on the loop
-        self._held: dict[str, list[str]] = {}
+        self._held: dict[str, list[tuple[str, list[EndpointState]]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._done: set[tuple[str, str]] = set()  # (event id, url) answered 2xx
 
@@ -107,9 +90,10 @@ class WebhookSender:
         self._loop = asyncio.get_running_loop()
         self._client = httpx.AsyncClient(timeout=self.timeout)
         self._gate = asyncio.Semaphore(self.concurrency)
+        self._clock_moved = asyncio.Event()
         backlog, self._backlog = self._backlog, []
-        for event_id, object_id in backlog:
-            self._admit(event_id, object_id)
+        for item in backlog:
+            self._admit(*item)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -120,10 +104,15 @@ class WebhookSender:
             await self._client.aclose()
         self._loop = None
 
+    def enabled(self) -> int:
+        """How many endpoints a new event goes to: its ``pending_webhooks``."""
+        return sum(state.enabled for state in self.endpoints)
+
     def enqueue(self, event: dict[str, Any]) -> None:
-        if not self.endpoints:
+        targets = [state for state in self.endpoints if state.enabled]
+        if not targets:
             return
-        item = (event["id"], str(event["data"]["object"].get("id")))
+        item = (event["id"], str(event["data"]["object"].get("id")), targets)
         with self._lock:
             self._stats.events_enqueued += 1
             self._incoming += 1
@@ -136,23 +125,35 @@ class WebhookSender:
         else:
             loop.call_soon_threadsafe(self._admit, *item)
 
+    def clock_moved(self) -> None:
+        """The emulator clock jumped: retries it made due go now (any thread may call)."""
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._wake) if not _on_loop(loop) else self._wake()
+
+    def _wake(self) -> None:
+        if self._clock_moved is not None:
+            self._clock_moved.set()
+            self._clock_moved = asyncio.Event()
+
     def busy(self) -> bool:
         return bool(self._incoming or self._tasks or self._held)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return asdict(self._stats)
+            return {**asdict(self._stats),
+                    "endpoints": {s.url: asdict(s.stats) for s in self.endpoints}}
 
     # -- scheduling ------------------------------------------------------------------------
-    def _admit(self, event_id: str, object_id: str) -> None:
+    def _admit(self, event_id: str, object_id: str, targets: list[EndpointState]) -> None:
         with self._lock:
             self._incoming -= 1
         window = self.chaos.reorder_window
         if window <= 0:
-            self._dispatch(event_id)
+            self._dispatch(event_id, targets)
             return
         held = self._held.setdefault(object_id, [])
-        held.append(event_id)
+        held.append((event_id, targets))
         if len(held) == 1:
             assert self._loop is not None
             self._loop.call_later(window, self._release, object_id)
@@ -160,11 +161,11 @@ class WebhookSender:
     def _release(self, object_id: str) -> None:
         batch = self._held.pop(object_id, [])
         self.rng.shuffle(batch)
-        for event_id in batch:
-            self._dispatch(event_id)
+        for event_id, targets in batch:
+            self._dispatch(event_id, targets)
 
-    def _dispatch(self, event_id: str) -> None:
-        for endpoint in self.endpoints:
+    def _dispatch(self, event_id: str, targets: list[EndpointState]) -> None:
+        for endpoint in targets:
             self._spawn(self._deliver(event_id, endpoint, self.chaos.delay, retry=True))
             if self.rng.random() < self.chaos.duplicate_rate:
                 # Two at once (the receiver races itself) or a copy a little later.
@@ -181,13 +182,23 @@ class WebhookSender:
         task.add_done_callback(self._tasks.discard)
 
     # -- delivery --------------------------------------------------------------------------
-    async def _deliver(self, event_id: str, endpoint: Endpoint, hold: float,
+    async def _deliver(self, event_id: str, endpoint: EndpointState, hold: float,
                        retry: bool) -> None:
         if hold > 0:
             await asyncio.sleep(hold)
+        key = (event_id, endpoint.url)
+        assert self._loop is not None
+        first_clock, first_real, waited = self.now(), self._loop.time(), 0.0
         for attempt in range(len(self.retry_delays) + 1):
-            if attempt and (event_id, endpoint.url) in self._done:
-                return  # a duplicate copy got through meanwhile: Stripe stops retrying
+            if attempt:
+                waited += self.retry_delays[attempt - 1]
+                await self._until(first_clock + waited, first_real + waited * self.time_scale)
+                if key in self._done:
+                    return  # a duplicate copy got through meanwhile: Stripe stops retrying
+                if not endpoint.enabled:
+                    break  # disabled when the retry came due: no more retries for it
+                with self._lock:
+                    self._stats.retries += 1
             body = self.render(event_id)
             if body is None:
                 return  # older than 30 days: gone
@@ -198,30 +209,39 @@ class WebhookSender:
                     self._stats.forced_failures += 1
             self._count(endpoint, ok)
             if ok:
-                if (event_id, endpoint.url) not in self._done:
-                    self._done.add((event_id, endpoint.url))
+                if key not in self._done:
+                    self._done.add(key)
                     self.delivered(event_id)
                 return
-            if not retry or attempt == len(self.retry_delays):
-                break
-            await asyncio.sleep(self.retry_delays[attempt] * self.time_scale)
+            if not retry:
+                return
+        if key not in self._done:
             with self._lock:
-                self._stats.retries += 1
-        if retry and (event_id, endpoint.url) not in self._done:
-            with self._lock:
-                self._stats.endpoints[endpoint.url].gave_up += 1
+                endpoint.stats.gave_up += 1
 
-    async def _post(self, endpoint: Endpoint, body: bytes) -> bool:
+    async def _until(self, clock_due: float, real_due: float) -> None:
+        """Sleep until the emulator clock reaches ``clock_due`` or the loop's ``real_due``."""
+        assert self._loop is not None
+        while self.now() < clock_due:
+            left = real_due - self._loop.time()
+            if left <= 0 or self._clock_moved is None:
+                return
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._clock_moved.wait(), left)
+
+    async def _post(self, endpoint: EndpointState, body: bytes) -> bool:
         assert self._client is not None and self._gate is not None
         # Wait for a turn before signing: a queued delivery keeps a fresh timestamp and
         # does not spend its timeout in httpx's connection pool.
         async with self._gate:
-            headers = {"Content-Type": "application/json; charset=utf-8",
-                       "User-Agent": USER_AGENT,
-                       "Stripe-Signature": signature.sign(body, endpoint.secrets,
-                                                          int(time.time()))}
             with self._lock:
                 self._stats.attempts += 1
+            if not endpoint.reachable:
+                return False  # taken down: as a refused connection
+            headers = {"Content-Type": "application/json; charset=utf-8",
+                       "User-Agent": USER_AGENT,
+                       "Stripe-Signature": signature.sign(body, endpoint.endpoint.secrets,
+                                                          int(time.time()))}
             try:
                 response = await self._client.post(endpoint.url, content=body,
                                                    headers=headers)
@@ -229,13 +249,12 @@ class WebhookSender:
                 return False
         return 200 <= response.status_code < 300
 
-    def _count(self, endpoint: Endpoint, ok: bool) -> None:
+    def _count(self, endpoint: EndpointState, ok: bool) -> None:
         with self._lock:
-            stats = self._stats.endpoints[endpoint.url]
             if ok:
-                stats.succeeded += 1
+                endpoint.stats.succeeded += 1
             else:
-                stats.failed += 1
+                endpoint.stats.failed += 1
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:

@@ -8,8 +8,10 @@ uses ``?`` placeholders, which the PostgreSQL transaction translates.
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager
 from typing import Sequence
 
+from ichido.dashboard.schema import DASHBOARD_SCHEMA
 from ichido.db import migrations
 from ichido.db.base import Transaction
 from ichido.db.sql import SqlDatabase
@@ -64,6 +66,8 @@ SCHEMA: list[migrations.Step] = [
             id TEXT NOT NULL
         )""",
     ]),
+    # The operator page's audit trail (issue 15), there whether the page is on or not.
+    *DASHBOARD_SCHEMA,
 ]
 
 
@@ -73,6 +77,20 @@ class SqlInbox(Inbox):
     def __init__(self, database: SqlDatabase, *, shard: str) -> None:
         self.database = database
         self.shard = shard
+        self.owned_database: SqlDatabase | None = None  # opened by ``open_inbox`` itself
+
+    def reading(self) -> AbstractContextManager[Transaction]:
+        """A read connection on the inbox's tables (the operator's pages read through it)."""
+        return self.database.reading()
+
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """A write transaction on the inbox's tables."""
+        return self.database.transaction()
+
+    def close(self) -> None:
+        if self.owned_database is not None:
+            self.owned_database.close()
+            self.owned_database = None
 
     # -- receiving ---------------------------------------------------------------------------
     # Each engine writes ``accept`` its own way (the cost of the whole pipeline is there); both

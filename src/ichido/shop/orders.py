@@ -22,6 +22,8 @@ import orjson
 from ichido.errors import RetryLater
 from ichido.db.base import Transaction
 from ichido.outbox import enqueue
+from ichido.shop import notices
+from ichido.shop.messages import iso
 
 RANK = {"created": 0, "awaiting_payment": 1, "failed": 2, "expired": 3, "canceled": 3,
         "paid": 4, "partially_refunded": 5, "refunded": 6}
@@ -30,7 +32,7 @@ REFUND_RANK = {"pending": 0, "requires_action": 1, "succeeded": 2, "failed": 2, 
 ACTIVE_REFUNDS = ("pending", "requires_action", "succeeded")
 ORDER_COLUMNS = ("id, product_id, product_name, kind, quantity, amount, payment_method, email,"
                  " status, payment_intent, voucher_url, voucher_expires_at, voucher_stores,"
-                 " failure, created_at, updated_at")
+                 " failure, created_at, updated_at, locale")
 SHIPPED_KINDS = ("physical", "live_item")
 
 
@@ -117,7 +119,7 @@ def record_voucher(tx: Transaction, order: dict[str, Any], voucher: dict[str, An
          orjson.dumps(voucher.get("stores") or {}).decode(), order["id"]),
     ).rowcount
     if recorded:
-        enqueue(tx, "mail", f"mail:{order['id']}:voucher", voucher_mail(order, voucher))
+        enqueue(tx, "mail", f"mail:{order['id']}:voucher", notices.voucher(order, voucher))
 
 
 def _on_payment_status(tx: Transaction, order: dict[str, Any], before: str, after: str,
@@ -144,8 +146,8 @@ def fulfil(tx: Transaction, order: dict[str, Any], now: float) -> None:
                              " VALUES (?, 'ready_to_ship', ?, ?) ON CONFLICT (order_id) DO NOTHING",
                              (oid, now, now)).rowcount
         if created:
-            enqueue(tx, "mail", f"mail:{oid}:warehouse-ship", warehouse_mail(order, "ship"))
-    enqueue(tx, "mail", f"mail:{oid}:paid", paid_mail(order))
+            enqueue(tx, "mail", f"mail:{oid}:warehouse-ship", notices.warehouse(order, "ship", now))
+    enqueue(tx, "mail", f"mail:{oid}:paid", notices.paid(order))
 
 
 def release_stock(tx: Transaction, order: dict[str, Any]) -> None:
@@ -173,6 +175,7 @@ def apply_refund(tx: Transaction, refund: dict[str, Any]) -> str | None:
                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                    (refund["id"], order_id, refund["amount"], status, next_action,
                     refund.get("created") or int(now), now))
+        mail_refund(tx, order_id, refund)
     elif REFUND_RANK.get(status, 0) > REFUND_RANK.get(current[0], 0):
         tx.execute("UPDATE shop_refunds SET status = ?, next_action = ?, updated_at = ?"
                    " WHERE id = ?", (status, next_action, now, refund["id"]))
@@ -180,6 +183,20 @@ def apply_refund(tx: Transaction, refund: dict[str, Any]) -> str | None:
         return None
     settle_refunds(tx, order_id, now)
     return status
+
+
+def mail_refund(tx: Transaction, order_id: str, refund: dict[str, Any]) -> None:
+    """Tell the buyer, once per refund, the first time the shop hears of it: a konbini buyer
+    must give Stripe a bank account before any money can move. Numbered per order
+    (``refund-1``, ``refund-2``) under the order's lock."""
+    if refund.get("status") in ("failed", "canceled"):
+        return
+    order = load(tx, order_id)
+    assert order is not None
+    number = 1 + int(tx.execute("SELECT count(*) FROM shop_refunds WHERE order_id = ?"
+                                " AND mail_number IS NOT NULL", (order_id,)).fetchone()[0])
+    tx.execute("UPDATE shop_refunds SET mail_number = ? WHERE id = ?", (number, refund["id"]))
+    enqueue(tx, "mail", f"mail:{order_id}:refund-{number}", notices.refund(order, refund))
 
 
 def settle_refunds(tx: Transaction, order_id: str, now: float) -> None:
@@ -209,7 +226,8 @@ def settle_refunds(tx: Transaction, order_id: str, now: float) -> None:
     stopped = tx.execute("UPDATE shop_shipments SET status = 'canceled', updated_at = ?"
                          " WHERE order_id = ? AND status = 'ready_to_ship'", (now, order_id)).rowcount
     if stopped:
-        enqueue(tx, "mail", f"mail:{order_id}:warehouse-cancel", warehouse_mail(order, "cancel"))
+        enqueue(tx, "mail", f"mail:{order_id}:warehouse-cancel",
+                notices.warehouse(order, "cancel", now))
         release_stock(tx, order)
 
 
@@ -226,47 +244,23 @@ def to_json(tx: Transaction, order_id: str) -> dict[str, Any] | None:
                          " WHERE order_id = ? ORDER BY created, id", (order_id,)).fetchall()
     voucher = None
     if order["voucher_url"]:
-        voucher = {"url": order["voucher_url"], "expires_at": order["voucher_expires_at"],
+        voucher = {"url": order["voucher_url"], "expires_at": iso(order["voucher_expires_at"]),
                    "stores": orjson.loads(order["voucher_stores"] or "{}")}
     return {
         "id": order["id"], "status": order["status"], "product": order["product_id"],
         "quantity": order["quantity"], "amount": order["amount"], "currency": "jpy",
         "payment_method": order["payment_method"], "payment_intent": order["payment_intent"],
-        "email": order["email"], "voucher": voucher, "failure": order["failure"],
+        "email": order["email"], "locale": order["locale"], "voucher": voucher,
+        "failure": order["failure"],
         "entitlement": None if entitlement is None else
-        {"granted_at": entitlement[0], "revoked_at": entitlement[1]},
+        {"granted_at": iso(entitlement[0]), "revoked_at": iso(entitlement[1])},
         "shipment": None if shipment is None else {"status": shipment[0]},
         "refunds": [{"id": r[0], "amount": r[1], "status": r[2],
                      "next_action": orjson.loads(r[3]) if r[3] else None} for r in refunds],
-        "created_at": order["created_at"], "updated_at": order["updated_at"],
+        "created_at": iso(order["created_at"]), "updated_at": iso(order["updated_at"]),
     }
 
 
 def recent(tx: Transaction, limit: int = 50) -> list[str]:
     return [row[0] for row in tx.execute(
         "SELECT id FROM shop_orders ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()]
-
-
-def voucher_mail(order: dict[str, Any], voucher: dict[str, Any]) -> dict[str, Any]:
-    stores = voucher.get("stores") or {}
-    lines = [f"Thank you for your order {order['id']} ({order['product_name']}, ¥{order['amount']:,}).",
-             "Pay in cash at a convenience store before the voucher expires:",
-             f"  Voucher: {voucher.get('hosted_voucher_url')}",
-             f"  Expires: {voucher.get('expires_at')} (Unix time)"]
-    for store, codes in sorted(stores.items()):
-        lines.append(f"  {store}: payment code {codes.get('payment_code')},"
-                     f" confirmation {codes.get('confirmation_number')}")
-    return {"order_id": order["id"], "to": order["email"], "subject": "Your konbini payment voucher",
-            "body": "\n".join(lines)}
-
-
-def paid_mail(order: dict[str, Any]) -> dict[str, Any]:
-    what = ("Your access to the stream is ready." if order["kind"] == "video_ticket"
-            else "We are preparing your parcel.")
-    return {"order_id": order["id"], "to": order["email"], "subject": "Payment received",
-            "body": f"We received ¥{order['amount']:,} for order {order['id']}. {what}"}
-
-
-def warehouse_mail(order: dict[str, Any], action: str) -> dict[str, Any]:
-    return {"order_id": order["id"], "to": None, "subject": f"[{action}] order {order['id']}",
-            "body": f"{action}: {order['quantity']} × {order['product_id']} for {order['email']}"}

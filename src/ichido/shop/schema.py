@@ -67,4 +67,9 @@ SHOP_SCHEMA: list[Step] = [
             UNIQUE (order_id, idempotency_key)
         )""",
     ]),
+    # The buyer's language (mails), and which refunds were mailed (refund-1, refund-2, ...).
+    ("shop", 2, [
+        "ALTER TABLE shop_orders ADD COLUMN locale TEXT NOT NULL DEFAULT 'ja'",
+        "ALTER TABLE shop_refunds ADD COLUMN mail_number INTEGER",
+    ]),
 ]

@@ -24,6 +24,7 @@ from ichido.shop import orders
 from ichido.shop.catalog import Catalog, Product
 from ichido.shop.fees import PricingTable, within_limits
 from ichido.shop.mail import MailSender
+from ichido.shop.messages import LOCALES
 from ichido.shop.settings import ShopSettings
 
 
@@ -50,6 +51,7 @@ class OrderRequest:
     payment_method: str
     email: str
     payment_method_id: str | None = None
+    locale: str | None = None  # "ja" or "en"; None: the shop's default
 
     @classmethod
     def parse(cls, body: Any) -> "OrderRequest":
@@ -66,8 +68,11 @@ class OrderRequest:
             if not isinstance(body.get(field), str):
                 raise OrderError(f"{field} is required", code="invalid_request")
         pm = body.get("payment_method_id")
+        locale = body.get("locale")
+        if locale is not None and locale not in LOCALES:
+            raise OrderError(f"locale must be one of {', '.join(LOCALES)}", code="invalid_locale")
         return cls(body["product"], quantity, body["payment_method"], email,
-                   pm if isinstance(pm, str) else None)
+                   pm if isinstance(pm, str) else None, locale)
 
     def fingerprint(self) -> str:
         return hashlib.sha256(orjson.dumps(self.__dict__, option=orjson.OPT_SORT_KEYS)).hexdigest()
@@ -134,10 +139,12 @@ class Shop:
             inserted = tx.execute(
                 "INSERT INTO shop_orders (id, product_id, product_name, kind, quantity, amount,"
                 " payment_method, email, status, idempotency_key, request_fingerprint,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'created', ?, ?, ?, ?)"
+                " created_at, updated_at, locale)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'created', ?, ?, ?, ?, ?)"
                 " ON CONFLICT (idempotency_key) DO NOTHING",
                 (order_id, product.id, product.name, product.kind, request.quantity, amount,
-                 request.payment_method, request.email, key, fingerprint, now, now)).rowcount
+                 request.payment_method, request.email, key, fingerprint, now, now,
+                 request.locale or self.settings.default_locale)).rowcount
             if inserted:
                 self._reserve(tx, product, request.quantity)  # out of stock rolls it all back
                 return order_id

@@ -1,0 +1,73 @@
+"""``ichido events``, ``dlq`` and ``stats`` on the AWS layouts: the store's records and counts,
+the queue's depth, and dead letters replayed the layout's way (SQS: moved back from the DLQ;
+Streams: the item's status set to ``requeued``, which its stream carries to the worker)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ichido.aws import stores
+from ichido.aws.settings import AwsSettings
+from ichido.config import Settings
+from ichido.errors import IchidoError
+from ichido.inbox.base import EventRecord
+
+
+class AwsAdmin:
+    def __init__(self, store: Any, *, sqs: Any = None, streams: Any = None) -> None:
+        self.store = store
+        self.sqs = sqs
+        self.streams = streams
+
+    def get(self, event_id: str) -> EventRecord | None:
+        return self.store.get(event_id)
+
+    def list(self, *, status: str | None = None, type: str | None = None,
+             limit: int = 50) -> list[EventRecord]:
+        return self.store.list(status=status, type=type, limit=limit)
+
+    def stats(self) -> dict[str, int]:
+        numbers = self.store.stats()
+        if self.sqs is not None:  # what waits is on the queue, not in the store
+            depth = self.sqs.depth()
+            numbers.update(pending=depth["pending"], processing=depth["processing"])
+        return numbers
+
+    def requeue_dead(self, event_ids: Sequence[str] | None = None) -> int:
+        if self.sqs is not None:
+            return self.sqs.redrive(event_ids)
+        ids = event_ids if event_ids is not None else [
+            record.id for record in self.store.list(status="dead", limit=1_000_000)]
+        return self.streams.requeue(ids)
+
+    def prune(self, older_than_seconds: float) -> int:
+        if not stores.is_dynamodb_store(self.store):
+            return self.store.prune(older_than_seconds)
+        raise IchidoError("prune is not offered on DynamoDB: markers are small and kept (a "
+                          "pruned id redelivered would apply again)", code="not_supported")
+
+    def reading(self) -> Any:
+        """The store's own reads (SQL on PostgreSQL), for the app's tables."""
+        return self.store.reading()
+
+    def ping(self) -> None:
+        self.store.ping()
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def open_admin(settings: Settings, aws: AwsSettings | None = None) -> AwsAdmin:
+    aws = aws or AwsSettings.from_env()
+    store = (stores.dynamodb_store(settings) if stores.is_dynamodb(settings)
+             else stores.open_inbox(settings))
+    if aws.layout == "streams":
+        from ichido.queue.streams import StreamsQueue
+
+        return AwsAdmin(store, streams=StreamsQueue(store.table_name))
+    return AwsAdmin(store, sqs=stores.sqs_queue(aws))
+
+
+def wanted(settings: Settings, env: dict[str, str]) -> bool:
+    """Whether the CLI is pointed at an AWS layout rather than a store that is its own queue."""
+    return stores.is_dynamodb(settings) or bool(env.get("ICHIDO_QUEUE_URL"))

@@ -1,0 +1,98 @@
+"""The worker's durable marker on the SQS layout: where the queue, not the store, took the
+delivery, the store learns of an event only in the worker's transaction.
+
+``applying`` opens one transaction, writes the processed marker unless the event already has
+one, and hands the handlers the same transaction (I2): both commit, or neither. A second copy
+(a Stripe redelivery, SQS's at-least-once delivery, a redriven dead letter that had in fact
+been applied) finds the marker and is acknowledged as a durable duplicate. This module holds
+the protocol and its SQL engine (PostgreSQL on RDS, or SQLite for ``ichido aws local``);
+DynamoDB's lives with its store, ``ichido.inbox.dynamodb``.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Iterator, Protocol
+
+from ichido.event import Delivery
+from ichido.db.base import Transaction
+from ichido.queue.base import Status
+
+
+class Ledger(Protocol):
+    def applying(self, delivery: Delivery, status: Status, attempt: int,
+                 received_at: float) -> AbstractContextManager[Transaction | None]:
+        """One transaction with the marker written; ``None`` when the event was applied
+        before (nothing is written then but the duplicate's count)."""
+
+    def record_failure(self, delivery: Delivery, attempt: int, error: str, *,
+                       dead: bool) -> None:
+        """Keep a failed attempt's error with the event; ``dead`` when SQS moves it next."""
+
+    def count(self, increments: dict[str, int]) -> None:
+        """Add to the counters (the receiver's cache hits, which never reach a worker)."""
+
+
+# Marker and failure alike upsert the event row, unless it is finished: a finished event is
+# never touched again, so the marker's RETURNING tells new from applied in one statement.
+_MARK = """
+INSERT INTO ichido_events (id, type, created, object_id, body, received_at, status, attempts,
+                           next_attempt_at, finished_at, last_error)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)
+ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
+    finished_at = excluded.finished_at, last_error = excluded.last_error
+WHERE ichido_events.status NOT IN ('processed', 'ignored')
+RETURNING id
+"""
+
+_COUNT = ("INSERT INTO ichido_counters (shard, name, value) VALUES (?, ?, ?)"
+          " ON CONFLICT (shard, name) DO UPDATE SET value = ichido_counters.value + excluded.value")
+
+
+class SqlLedger:
+    """On any SQL inbox (its schema, its transactions, its per-object lock)."""
+
+    def __init__(self, inbox: Any, shard: str) -> None:
+        self.inbox = inbox
+        self.shard = shard
+
+    @contextmanager
+    def applying(self, delivery: Delivery, status: Status, attempt: int,
+                 received_at: float) -> Iterator[Transaction | None]:
+        with self.inbox.transaction() as tx:
+            lock = getattr(getattr(self.inbox, "database", None), "lock_objects", None)
+            if delivery.object_id and lock is not None:
+                lock(tx, [delivery.object_id])  # one object's events apply one at a time (I4)
+            row = tx.execute(_MARK, (*_columns(delivery, received_at), status.value, attempt,
+                                     time.time(), None)).fetchone()
+            if row is None:
+                self._count(tx, {"received": 1, "duplicates_durable": 1})
+                yield None
+                return
+            self._count(tx, {"received": 1, "unique": 1})
+            yield tx
+
+    def record_failure(self, delivery: Delivery, attempt: int, error: str, *,
+                       dead: bool) -> None:
+        status = Status.DEAD if dead else Status.RETRYING
+        with self.inbox.transaction() as tx:
+            row = tx.execute(_MARK, (*_columns(delivery, time.time()), status.value, attempt,
+                                     None, error)).fetchone()
+            if row is not None:
+                tx.execute("INSERT INTO ichido_failures (event_id, attempt, failed_at, error)"
+                           " VALUES (?, ?, ?, ?)", (delivery.id, attempt, time.time(), error))
+
+    def count(self, increments: dict[str, int]) -> None:
+        with self.inbox.transaction() as tx:
+            self._count(tx, increments)
+
+    def _count(self, tx: Transaction, increments: dict[str, int]) -> None:
+        rows = [(self.shard, name, value) for name, value in increments.items() if value]
+        if rows:
+            tx.executemany(_COUNT, rows)
+
+
+def _columns(delivery: Delivery, received_at: float) -> tuple:
+    return (delivery.id, delivery.type, delivery.created, delivery.object_id, delivery.body,
+            received_at)

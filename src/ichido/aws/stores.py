@@ -1,0 +1,111 @@
+"""Which engines the Lambda functions use, from the same URLs as everywhere else:
+``ICHIDO_DATABASE_URL`` (``dynamodb://TABLE`` or ``postgresql://…``), ``ICHIDO_QUEUE_URL``
+(the SQS queue) and ``ICHIDO_REDIS_URL`` (an optional ElastiCache seen tier)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+from typing import Any, Callable
+
+from ichido.aws.ledger import Ledger, SqlLedger
+from ichido.aws.settings import AwsSettings
+from ichido.config import Settings, split_secrets
+from ichido.errors import ConfigError
+from ichido.inbox import open_inbox, process_shard
+from ichido.seen import open_seen as open_seen_cache
+from ichido.seen.base import SeenCache
+
+
+def settings_from_env(aws: AwsSettings) -> Settings:
+    """Core settings, with the secrets the template keeps in Secrets Manager filled in: the
+    webhook secret and, on PostgreSQL, the database URL (it holds a password)."""
+    settings = Settings.from_env()
+    secret_ids = {"webhook_secrets": None if settings.webhook_secrets else aws.secret_id,
+                  "database_url": os.environ.get("ICHIDO_DATABASE_URL_SECRET_ID")}
+    wanted = {name: sid for name, sid in secret_ids.items() if sid}
+    if not wanted:
+        return settings
+    import boto3
+
+    client = boto3.client("secretsmanager")
+    values: dict[str, Any] = {name: client.get_secret_value(SecretId=sid)["SecretString"].strip()
+                              for name, sid in wanted.items()}
+    if "webhook_secrets" in values:
+        values["webhook_secrets"] = split_secrets(values["webhook_secrets"])
+    return settings.with_(**values)
+
+
+def load_app() -> Any:
+    """The user's ``ichido.App`` named by ``ICHIDO_APP`` (``module:attribute``), or None."""
+    spec = os.environ.get("ICHIDO_APP")
+    if not spec:
+        return None
+    module_name, _, attribute = spec.partition(":")
+    app = getattr(importlib.import_module(module_name), attribute or "app")
+    return app() if callable(app) and not hasattr(app, "handlers") else app
+
+
+def is_dynamodb(settings: Settings) -> bool:
+    return settings.database_url.startswith("dynamodb:")
+
+
+def is_dynamodb_store(store: Any) -> bool:
+    return hasattr(store, "table_name")
+
+
+def dynamodb_store(settings: Settings) -> Any:
+    from ichido.inbox.dynamodb import DynamoInbox
+
+    return DynamoInbox.from_url(settings.database_url, shard=process_shard())
+
+
+def ledger(settings: Settings) -> Ledger:
+    """The worker's marker, on the store that holds the handlers' writes."""
+    if is_dynamodb(settings):
+        return dynamodb_store(settings)
+    return SqlLedger(open_inbox(settings), process_shard())
+
+
+def sqs_queue(aws: AwsSettings) -> Any:
+    from ichido.queue.sqs import SqsQueue
+
+    if not aws.queue_url:
+        raise ConfigError("ICHIDO_QUEUE_URL is not set (the SQS queue's URL)")
+    return SqsQueue(aws.queue_url, dlq_url=aws.dlq_url)
+
+
+def receiver_store(settings: Settings, aws: AwsSettings) -> tuple[Any, str]:
+    """The receiver's durable write, and a name for its seen tier's keys."""
+    if aws.layout == "streams":
+        if not is_dynamodb(settings):
+            raise ConfigError("the streams layout needs a dynamodb:// ICHIDO_DATABASE_URL")
+        store = dynamodb_store(settings)
+        return store, store.table_name
+    queue = sqs_queue(aws)
+    counter = ledger(settings)
+    return QueueInbox(queue, counter.count), queue.url.rstrip("/").rsplit("/", 1)[-1]
+
+
+class QueueInbox:
+    """The receiver's durable write on the SQS layout: send to the queue. The seen tier's
+    hits never reach the worker, so they are counted here, in the store's counters."""
+
+    def __init__(self, queue: Any, count: Callable[[dict[str, int]], None] | None = None) -> None:
+        self.queue = queue
+        self.count = count
+
+    async def accept_async(self, deliveries: list, *, cache_hits: int = 0) -> list[bool]:
+        accepted = await self.queue.accept_async(deliveries)
+        if cache_hits and self.count is not None:
+            await asyncio.to_thread(self.count, {"received": cache_hits,
+                                                 "duplicates_cache": cache_hits})
+        return accepted
+
+    async def aclose(self) -> None:
+        return None
+
+
+def seen_tier(settings: Settings, namespace: str) -> SeenCache:
+    return open_seen_cache(settings, namespace)

@@ -1,0 +1,172 @@
+"""The worker on Lambda: apply each record's event once, report the records that failed.
+
+For SQS it answers with the partial batch response (the event source mapping has
+``ReportBatchItemFailures``): the records named in ``batchItemFailures`` stay on the queue and
+come back after the visibility timeout; SQS's redrive policy moves one to the DLQ after
+``maxReceiveCount`` receives. The others are deleted by Lambda. Each event is applied in one
+transaction with its processed marker (``ichido.aws.ledger``), so a redelivery of any kind is
+a durable duplicate, acknowledged and counted.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+import traceback
+from typing import Any, Callable
+
+from ichido.aws.envelopes import from_sqs_record, receive_count
+from ichido.aws.ledger import Ledger
+from ichido.errors import RejectedDelivery
+from ichido.event import Delivery, Event
+from ichido.handlers import HandlerRegistry
+from ichido.queue.base import Status
+
+log = logging.getLogger("ichido.aws.worker")
+
+
+class Outcome(enum.Enum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    FAILED = "failed"
+
+
+class EventApplier:
+    """One event, one transaction: marker, handlers, commit; or the failure recorded."""
+
+    def __init__(self, handlers: HandlerRegistry, ledger: Ledger) -> None:
+        self.handlers = handlers
+        self.ledger = ledger
+
+    def apply(self, delivery: Delivery, attempt: int, *, final: bool,
+              received_at: float | None = None) -> Outcome:
+        handlers = self.handlers.for_type(delivery.type)
+        status = Status.PROCESSED if handlers else Status.IGNORED
+        try:
+            with self.ledger.applying(delivery, status, attempt,
+                                      received_at or time.time()) as tx:
+                if tx is None:
+                    return Outcome.DUPLICATE
+                event = Event.from_body(delivery.body, attempt)
+                for handler in handlers:
+                    handler(event, tx)
+        except Exception:  # recorded with its traceback on the event, retried by the queue
+            error = traceback.format_exc(limit=-8)
+            log.warning("event %s (%s) failed attempt %d: %s", delivery.id, delivery.type,
+                        attempt, error.strip().splitlines()[-1])
+            self._record(delivery, attempt, error, final)
+            return Outcome.FAILED
+        return Outcome.APPLIED
+
+    def _record(self, delivery: Delivery, attempt: int, error: str, final: bool) -> None:
+        try:
+            self.ledger.record_failure(delivery, attempt, error, dead=final)
+        except Exception:  # the store is what failed: the queue still retries the event
+            log.exception("could not record the failure of %s", delivery.id)
+
+
+class SqsWorker:
+    """``handle`` is the Lambda handler's body for an SQS batch."""
+
+    def __init__(self, applier: EventApplier, *, max_receive_count: int,
+                 fifo: bool = False) -> None:
+        self.applier = applier
+        self.max_receive_count = max_receive_count
+        self.fifo = fifo
+
+    def handle(self, event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
+        failures: list[dict[str, str]] = []
+        for record in event.get("Records", []):
+            # FIFO: once one message fails, the rest of the batch must wait behind it, or one
+            # object's later events would overtake its earlier one (AWS's own rule for FIFO).
+            if (self.fifo and failures) or self._apply(record) is Outcome.FAILED:
+                failures.append({"itemIdentifier": record["messageId"]})
+        return {"batchItemFailures": failures}
+
+    def _apply(self, record: dict[str, Any]) -> Outcome:
+        attempt = receive_count(record)
+        try:
+            delivery = from_sqs_record(record)
+        except RejectedDelivery as exc:
+            # Never succeeds: let SQS dead-letter it, where an operator sees it whole.
+            log.error("message %s is not a Stripe event (%s): left for the DLQ",
+                      record.get("messageId"), exc.code)
+            return Outcome.FAILED
+        sent = record.get("attributes", {}).get("SentTimestamp")
+        return self.applier.apply(delivery, attempt, final=attempt >= self.max_receive_count,
+                                  received_at=int(sent) / 1000 if sent else None)
+
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+class StreamsWorker:
+    """``handle`` is the Lambda handler's body for a DynamoDB Streams batch of the inbox table.
+
+    Records of one shard must apply in order: after a failure the rest of the batch is
+    reported too, and Lambda retries from the first failed record. An event whose attempts are
+    spent is marked dead by the worker and reported done, so its shard moves on."""
+
+    def __init__(self, applier: EventApplier, store: Any, *, max_attempts: int,
+                 wanted: Callable[[dict[str, Any]], bool]) -> None:
+        self.applier = applier
+        self.store = store
+        self.max_attempts = max_attempts
+        self.wanted = wanted
+
+    def handle(self, event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
+        from ichido.aws.envelopes import from_stream_record
+
+        failures: list[dict[str, str]] = []
+        for record in event.get("Records", []):
+            sequence = record["dynamodb"]["SequenceNumber"]
+            if failures:
+                failures.append({"itemIdentifier": sequence})
+                continue
+            if not self.wanted(record):
+                continue
+            delivery = from_stream_record(record)
+            state = self.store.state(delivery.id) or {}
+            attempt = int(state.get("attempts", 0)) + 1
+            final = attempt >= self.max_attempts
+            outcome = self.applier.apply(delivery, attempt, final=final)
+            if outcome is Outcome.FAILED and not final:
+                failures.append({"itemIdentifier": sequence})
+        return {"batchItemFailures": failures}
+
+
+# -- the functions' entry points (deploy/template.yaml), built once per cold start ------------
+
+_workers: dict[str, Callable[[dict[str, Any], Any], dict[str, Any]]] = {}
+
+
+def _worker(layout: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    if layout not in _workers:
+        from ichido.aws import stores
+        from ichido.aws.settings import AwsSettings
+
+        aws = AwsSettings.from_env()
+        settings = stores.settings_from_env(aws)
+        app = stores.load_app()
+        ledger = stores.ledger(settings)
+        applier = EventApplier(app.handlers if app else HandlerRegistry(), ledger)
+        if layout == "sqs":
+            _workers[layout] = SqsWorker(applier, max_receive_count=aws.max_receive_count,
+                                         fifo=aws.fifo).handle
+        else:
+            from ichido.queue.streams import wanted
+
+            _workers[layout] = StreamsWorker(applier, ledger, max_attempts=aws.max_receive_count,
+                                             wanted=wanted).handle
+    return _workers[layout]
+
+
+def sqs_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """``ichido.aws.worker.sqs_handler``: the SQS event source mapping's function."""
+    return _worker("sqs")(event, context)
+
+
+def streams_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """``ichido.aws.worker.streams_handler``: the DynamoDB Streams mapping's function."""
+    return _worker("streams")(event, context)

@@ -1,0 +1,172 @@
+"""The route table: Stripe's API paths the emulator serves, and its ``/_emulator/`` controls.
+
+A path's ``{id}`` parts are passed to the handler before the parameters. Routes under ``/v1/``
+are the merchant's API requests: the events they cause carry the request's id. Controls act as
+the buyer, the bank or the clock, so their events carry none (``request.id: null``), as
+Stripe's own transitions do. The controls are listed in the package's docstring.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ichido.emulator import endpoints, forms, reading
+from ichido.emulator.emulator import Emulator
+from ichido.emulator.errors import invalid, no_such
+
+Handler = Callable[..., dict[str, Any]]
+MAX_ADVANCE = 100 * 365 * 86400
+SWITCHES: dict[str, dict[str, bool]] = {
+    "disable": {"enabled": False}, "enable": {"enabled": True},
+    "down": {"reachable": False}, "up": {"reachable": True}}
+
+
+@dataclass(frozen=True)
+class ApiRoute:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+    records: bool  # events it causes carry its request id (controls act as the buyer: no)
+
+
+def api(emu: Emulator) -> list[tuple[str, str, Handler]]:
+    s, pay, ref = emu.store, emu.payments, emu.refunds
+    cat, inv, sub, co = emu.catalog, emu.invoices, emu.subscriptions, emu.checkout
+    return [
+        ("POST", "/v1/payment_intents", pay.create),
+        ("GET", "/v1/payment_intents", reading.listing(s, "payment_intent",
+                                                       "/v1/payment_intents", "customer")),
+        ("GET", "/v1/payment_intents/{id}", pay.retrieve),
+        ("POST", "/v1/payment_intents/{id}/confirm", pay.confirm),
+        ("POST", "/v1/payment_intents/{id}/cancel", pay.cancel),
+        ("GET", "/v1/charges", reading.listing(s, "charge", "/v1/charges", "payment_intent")),
+        ("GET", "/v1/charges/{id}", reading.retrieve(s, "charge", "charge")),
+        ("GET", "/v1/balance_transactions", reading.listing(
+            s, "balance_transaction", "/v1/balance_transactions", "source", "type")),
+        ("GET", "/v1/balance_transactions/{id}", reading.retrieve(
+            s, "balance_transaction", "balance_transaction")),
+        ("GET", "/v1/payment_methods/{id}", reading.retrieve(s, "payment_method",
+                                                             "payment_method")),
+        ("POST", "/v1/payment_methods/{id}/attach", cat.attach),
+        ("POST", "/v1/refunds", ref.create),
+        ("GET", "/v1/refunds", reading.listing(s, "refund", "/v1/refunds", "charge",
+                                               "payment_intent")),
+        ("GET", "/v1/refunds/{id}", ref.retrieve),
+        ("POST", "/v1/refunds/{id}/cancel", ref.cancel),
+        ("POST", "/v1/test_helpers/refunds/{id}/expire", ref.expire),
+        ("GET", "/v1/events", lambda params: reading.list_events(s, params)),
+        ("GET", "/v1/events/{id}", reading.retrieve(s, "event", "id")),
+        ("POST", "/v1/customers", cat.create_customer),
+        ("GET", "/v1/customers", reading.listing(s, "customer", "/v1/customers", "email")),
+        ("GET", "/v1/customers/{id}", reading.retrieve(s, "customer", "customer")),
+        ("POST", "/v1/customers/{id}", cat.update_customer),
+        ("POST", "/v1/products", cat.create_product),
+        ("GET", "/v1/products", reading.listing(s, "product", "/v1/products")),
+        ("GET", "/v1/products/{id}", reading.retrieve(s, "product", "id")),
+        ("POST", "/v1/prices", cat.create_price),
+        ("GET", "/v1/prices", reading.listing(s, "price", "/v1/prices", "product", "type")),
+        ("GET", "/v1/prices/{id}", reading.retrieve(s, "price", "price")),
+        ("POST", "/v1/subscriptions", sub.create),
+        ("GET", "/v1/subscriptions", sub.list),
+        ("GET", "/v1/subscriptions/{id}", sub.retrieve),
+        ("POST", "/v1/subscriptions/{id}", sub.update),
+        ("DELETE", "/v1/subscriptions/{id}", sub.cancel),
+        ("GET", "/v1/invoices", inv.list),
+        ("GET", "/v1/invoices/{id}", inv.retrieve),
+        ("POST", "/v1/invoices/{id}/pay", inv.pay),
+        ("POST", "/v1/checkout/sessions", co.create),
+        ("GET", "/v1/checkout/sessions", co.list),
+        ("GET", "/v1/checkout/sessions/{id}", co.retrieve),
+        ("GET", "/v1/checkout/sessions/{id}/line_items", co.line_items),
+        ("POST", "/v1/checkout/sessions/{id}/expire", co.expire),
+        ("GET", "/v1/webhook_endpoints", lambda params: _list_endpoints(emu, params)),
+        ("GET", "/v1/webhook_endpoints/{id}", lambda i, params: _endpoint(emu, i)),
+        ("POST", "/v1/webhook_endpoints/{id}", lambda i, params: _update_endpoint(emu, i,
+                                                                                   params)),
+    ]
+
+
+def controls(emu: Emulator) -> list[tuple[str, str, Handler]]:
+    pay, ref, inv, co = emu.payments, emu.refunds, emu.invoices, emu.checkout
+    return [
+        ("POST", "/_emulator/payment_intents/{id}/pay", pay.pay),
+        ("POST", "/_emulator/payment_intents/{id}/expire", pay.expire),
+        ("POST", "/_emulator/refunds/{id}/bank_details", ref.bank_details),
+        ("POST", "/_emulator/invoices/{id}/pay", inv.pay_now),
+        ("POST", "/_emulator/invoices/{id}/lapse", inv.lapse_now),
+        ("POST", "/_emulator/checkout_sessions/{id}/complete", co.complete),
+        ("POST", "/_emulator/clock/advance", lambda params: _advance(emu, params)),
+        ("POST", "/_emulator/rate_limit", lambda params: _rate_limit(emu, params)),
+        ("GET", "/_emulator/webhook_endpoints", lambda params: {
+            "object": "list", "data": emu.webhook_endpoints(), "has_more": False,
+            "url": "/_emulator/webhook_endpoints"}),
+        *[("POST", f"/_emulator/webhook_endpoints/{{id}}/{action}", _switch(emu, **change))
+          for action, change in SWITCHES.items()],
+        ("GET", "/_emulator/stats", lambda params: {"object": "emulator.stats",
+                                                    **emu.stats()}),
+    ]
+
+
+def routes(emu: Emulator) -> list[ApiRoute]:
+    return [ApiRoute(method, _compile(path), handler, records=path.startswith("/v1/"))
+            for method, path, handler in api(emu) + controls(emu)]
+
+
+def _compile(path: str) -> re.Pattern[str]:
+    return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "$")
+
+
+def _switch(emu: Emulator, **change: bool) -> Handler:
+    def handler(endpoint_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        forms.check_known(params, set())
+        try:
+            return emu.endpoint(endpoint_id, **change)
+        except endpoints.EndpointNotFound:
+            raise no_such("webhook_endpoint", endpoint_id) from None
+    return handler
+
+
+def _advance(emu: Emulator, params: dict[str, Any]) -> dict[str, Any]:
+    seconds = forms.integer(params, "seconds", required=True)
+    assert seconds is not None
+    if not 0 <= seconds <= MAX_ADVANCE:
+        raise invalid(f"seconds must be from 0 (the clock only moves forward) to {MAX_ADVANCE}"
+                      " (a century)", param="seconds")
+    fired = emu.advance(seconds)
+    return {"object": "emulator.clock", "now": emu.now(), "fired": fired}
+
+
+def _rate_limit(emu: Emulator, params: dict[str, Any]) -> dict[str, Any]:
+    forms.check_known(params, {"requests"})
+    count = forms.integer(params, "requests", required=True)
+    assert count is not None
+    if not 0 <= count <= 1_000_000:
+        raise invalid("requests is 0 to 1,000,000.", param="requests")
+    emu.rate_limit(count)
+    return {"object": "emulator.rate_limit", "requests": count}
+
+
+def _endpoint(emu: Emulator, endpoint_id: str) -> dict[str, Any]:
+    try:
+        state = endpoints.find(emu.sender.endpoints, endpoint_id)
+    except endpoints.EndpointNotFound:
+        raise no_such("webhook_endpoint", endpoint_id, "webhook_endpoint") from None
+    return state.stripe_object(emu.started)
+
+
+def _list_endpoints(emu: Emulator, params: dict[str, Any]) -> dict[str, Any]:
+    everything = [s.stripe_object(emu.started) for s in reversed(emu.sender.endpoints)]
+    return reading.page(everything, params, "/v1/webhook_endpoints", "webhook_endpoint",
+                        everything)
+
+
+def _update_endpoint(emu: Emulator, endpoint_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Stripe's ``POST /v1/webhook_endpoints/{id}`` with ``disabled``: the same switch as
+    ``/_emulator/webhook_endpoints/{id}/disable|enable``."""
+    forms.check_known(params, {"disabled", "expand"})
+    _endpoint(emu, endpoint_id)
+    if "disabled" in params:
+        emu.endpoint(endpoint_id, enabled=not forms.boolean(params, "disabled"))
+    return _endpoint(emu, endpoint_id)

@@ -1,0 +1,54 @@
+"""deploy/template.yaml: cfn-lint passes (SAM translated by cfn-lint's own translator), and
+what the code relies on is really in it."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from ichido.queue.streams import FILTER_PATTERNS
+from tests.support import ROOT
+
+TEMPLATE = ROOT / "deploy" / "template.yaml"
+
+pytest.importorskip("cfnlint")
+
+
+def lint(path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "import sys; from cfnlint.runner import main;"
+                           " sys.exit(main())", str(path)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_cfn_lint_passes_on_the_template() -> None:
+    done = lint(TEMPLATE)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_cfn_lint_would_catch_a_broken_template(tmp_path) -> None:
+    broken = tmp_path / "template.yaml"
+    broken.write_text(TEMPLATE.read_text().replace("ReportBatchItemFailures",
+                                                   "ReportBatchItemFailure"))
+    assert lint(broken).returncode != 0
+
+
+def test_the_mapping_filters_are_the_workers_own() -> None:
+    text = TEMPLATE.read_text()
+    patterns = [json.loads(p) for p in re.findall(r"- Pattern: '(.+)'", text)]
+    assert patterns == FILTER_PATTERNS
+
+
+def test_no_secret_in_plain_text() -> None:
+    text = TEMPLATE.read_text()
+    assert "whsec_" not in text.replace("(whsec_...;", "")
+    assert "STRIPE_WEBHOOK_SECRET" not in text  # the secret comes from Secrets Manager
+    assert "ICHIDO_WEBHOOK_SECRET_ID: !Ref WebhookSecretArn" in text
+
+
+def test_both_mappings_report_batch_item_failures() -> None:
+    text = TEMPLATE.read_text()
+    assert text.count("FunctionResponseTypes: [ReportBatchItemFailures]") == 2
