@@ -76,9 +76,13 @@ class App:
 
     # -- for users ---------------------------------------------------------------------------
 
-    def on(self, *event_types: str) -> Callable[[Handler], Handler]:
-        """Register a handler: ``@app.on("payment_intent.succeeded") def paid(event, tx): ...``"""
-        return self.handlers.on(*event_types)
+    def on(self, *event_types: str, latest_only: bool = False,
+           refetch: Any = None) -> Callable[[Handler], Handler]:
+        """Register a handler: ``@app.on("payment_intent.succeeded") def paid(event, tx): ...``
+
+        ``latest_only=True``: skip events older than what was applied to their object
+        (``ichido.recovery.guard``); ``refetch=``: see ``HandlerRegistry.on``."""
+        return self.handlers.on(*event_types, latest_only=latest_only, refetch=refetch)
 
     def add_routes(self, routes: Sequence[BaseRoute]) -> None:
         if self._asgi is not None:

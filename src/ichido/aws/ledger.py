@@ -2,7 +2,8 @@
 delivery, the store learns of an event only in the worker's transaction.
 
 ``applying`` opens one transaction, writes the processed marker unless the event already has
-one, and hands the handlers the same transaction (I2): both commit, or neither. A second copy
+one, and hands the handlers the same transaction (I2, docs/invariants.md): both commit, or
+neither. A second copy
 (a Stripe redelivery, SQS's at-least-once delivery, a redriven dead letter that had in fact
 been applied) finds the marker and is acknowledged as a durable duplicate. This module holds
 the protocol and its SQL engine (PostgreSQL on RDS, or SQLite for ``ichido aws local``);

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ichido.inbox import Inbox
+from ichido.dashboard.reading import Store
 
 log = logging.getLogger("ichido.dashboard.audit")
 
@@ -27,10 +27,10 @@ class Action:
     count: int
 
 
-def record(inbox: Inbox, action: Action, event_ids: Sequence[str] = ()) -> None:
+def record(db: Store, action: Action, event_ids: Sequence[str] = ()) -> None:
     """Write the action (and the ids it covered) in one transaction, and log it as well."""
     log.info("dashboard action %s", json.dumps(action.__dict__, sort_keys=True))
-    with inbox.transaction() as tx:
+    with db.transaction() as tx:
         tx.execute("INSERT INTO ichido_dashboard_actions (id, at, who, session, client, action,"
                    " target, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                    (action.id, action.at, action.who, action.session, action.client,
@@ -43,24 +43,24 @@ def record(inbox: Inbox, action: Action, event_ids: Sequence[str] = ()) -> None:
                        [v for event_id in chunk for v in (action.id, event_id)])
 
 
-def recent(inbox: Inbox, limit: int = 20) -> list[Action]:
-    with inbox.reading() as tx:
+def recent(db: Store, limit: int = 20) -> list[Action]:
+    with db.reading() as tx:
         rows = tx.execute("SELECT id, at, who, session, client, action, target, count FROM"
                           " ichido_dashboard_actions ORDER BY at DESC LIMIT ?",
                           (limit,)).fetchall()
     return [Action(*row) for row in rows]
 
 
-def find(inbox: Inbox, action_id: str) -> Action | None:
-    with inbox.reading() as tx:
+def find(db: Store, action_id: str) -> Action | None:
+    with db.reading() as tx:
         row = tx.execute("SELECT id, at, who, session, client, action, target, count FROM"
                          " ichido_dashboard_actions WHERE id = ?", (action_id,)).fetchone()
     return Action(*row) if row else None
 
 
-def progress(inbox: Inbox, action_id: str) -> dict[str, Any]:
+def progress(db: Store, action_id: str) -> dict[str, Any]:
     """How the events of one retry stand now: finished, still going, dead again."""
-    with inbox.reading() as tx:
+    with db.reading() as tx:
         rows = tx.execute("SELECT e.status, count(*) FROM ichido_dashboard_retried r JOIN"
                           " ichido_events e ON e.id = r.event_id WHERE r.action_id = ?"
                           " GROUP BY e.status", (action_id,)).fetchall()

@@ -25,6 +25,8 @@ def routes(app: Any, settings: DashboardSettings | None = None) -> list:
 
     from ichido.dashboard.pages import create_dashboard
 
-    page = create_dashboard(lambda: app.inbox, settings, handlers=app.handlers,
-                            fee_report=fee_report)
+    # The database role, where the app has one apart from its inbox.
+    database = (lambda: app.database) if hasattr(type(app), "database") else None
+    page = create_dashboard(lambda: app.inbox, settings, database=database,
+                            handlers=app.handlers, fee_report=fee_report)
     return [Mount("/dashboard", app=page)]

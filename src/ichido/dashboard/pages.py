@@ -36,13 +36,15 @@ log = logging.getLogger("ichido.dashboard")
 
 
 class Dashboard:
-    """The operator page over one inbox. ``inbox`` is a callable so that a host app's store is
-    opened when first needed, not at import."""
+    """The operator page over one store. ``inbox`` and ``database`` are callables so that a
+    host app's stores are opened when first needed, not at import."""
 
     def __init__(self, inbox: Callable[[], Inbox], settings: DashboardSettings, *,
+                 database: Callable[[], reading.Store] | None = None,
                  handlers: HandlerRegistry | None = None,
                  fee_report: shop_tables.FeeReport | None = None) -> None:
         self._inbox = inbox
+        self._database = database or inbox  # one object plays both roles on an SQL inbox
         self.settings = settings
         self.handlers = handlers
         self.fee_report = fee_report
@@ -75,6 +77,10 @@ class Dashboard:
     def inbox(self) -> Inbox:
         return self._inbox()
 
+    @property
+    def db(self) -> reading.Store:
+        return self._database()
+
     # -- pages -------------------------------------------------------------------------------
 
     async def overview(self, request: Request) -> Response:
@@ -85,26 +91,26 @@ class Dashboard:
 
     def _read_overview(self) -> dict[str, Any]:
         now = time.time()
-        summary = reading.overview(self.inbox, now)
+        summary = reading.overview(self.inbox, self.db, now)
         self.samples.add(summary["stats"], now)
         charts = {}
         for span in ("hour", "day"):
-            found = reading.buckets(self.inbox, span, now)
+            found = reading.buckets(self.db, span, now)
             series = {"deliveries": found["series"]["deliveries"],
                       "duplicates": self.samples.per_bucket(found["start"], found["width"],
                                                             found["count"]),
                       "failures": found["series"]["failures"]}
             charts[span] = chart.lines(series) | {"start": found["start"], "end": now}
         return summary | {"charts": charts, "sampled_since": self.samples.since(),
-                          "actions": audit.recent(self.inbox, 5),
-                          "reconciler": reading.reconciler_state(self.inbox)}
+                          "actions": audit.recent(self.db, 5),
+                          "reconciler": reading.reconciler_state(self.db)}
 
     async def events(self, request: Request) -> Response:
         if (session := self._session(request)) is None:
             return self._to_login(request)
         chosen = reading.EventFilter.from_query(request.query_params)
         cursor = request.query_params.get("after") or None
-        page = await run_in_threadpool(reading.events_page, self.inbox, chosen, cursor=cursor,
+        page = await run_in_threadpool(reading.events_page, self.db, chosen, cursor=cursor,
                                        limit=_page_size(request))
         return self._page(request, session, "events.html", page=page,
                           statuses=reading.STATUSES, first_query=urlencode(chosen.query()),
@@ -135,15 +141,15 @@ class Dashboard:
                           retried=request.query_params.get("retried"))
 
     def _related(self, object_id: str | None, payment_intent: str | None) -> tuple[Any, Any]:
-        return (shop_tables.order_for(self.inbox, payment_intent),
-                reading.same_object(self.inbox, object_id))
+        return (shop_tables.order_for(self.db, payment_intent),
+                reading.same_object(self.db, object_id))
 
     async def dead(self, request: Request) -> Response:
         if (session := self._session(request)) is None:
             return self._to_login(request)
         chosen = reading.with_status(reading.EventFilter.from_query(request.query_params), "dead")
         cursor = request.query_params.get("after") or None
-        page = await run_in_threadpool(reading.events_page, self.inbox, chosen, cursor=cursor)
+        page = await run_in_threadpool(reading.events_page, self.db, chosen, cursor=cursor)
         return self._page(request, session, "dead.html", page=page,
                           first_query=urlencode(chosen.query()),
                           next_query=self._query(chosen, page, request))
@@ -152,11 +158,11 @@ class Dashboard:
         if (session := self._session(request)) is None:
             return self._to_login(request)
         action_id = request.path_params["action_id"]
-        action = await run_in_threadpool(audit.find, self.inbox, action_id)
+        action = await run_in_threadpool(audit.find, self.db, action_id)
         if action is None:
             return self._page(request, session, "error.html", status_code=404,
                               message_key="not_found")
-        found = await run_in_threadpool(audit.progress, self.inbox, action_id)
+        found = await run_in_threadpool(audit.progress, self.db, action_id)
         return self._page(request, session, "retry.html", refresh=found["going"] > 0,
                           progress=found, action=action)
 
@@ -169,8 +175,8 @@ class Dashboard:
         return self._page(request, session, "shop.html", fees=fees, **data)
 
     def _read_shop(self) -> dict[str, Any]:
-        present = shop_tables.has_shop(self.inbox)
-        state = shop_tables.shop_state(self.inbox, time.time()) if present else {}
+        present = shop_tables.has_shop(self.db)
+        state = shop_tables.shop_state(self.db, time.time()) if present else {}
         return {"present": present, "state": state}
 
     def _read_fees(self) -> dict[str, Any] | None:
@@ -188,7 +194,7 @@ class Dashboard:
     async def actions(self, request: Request) -> Response:
         if (session := self._session(request)) is None:
             return self._to_login(request)
-        found = await run_in_threadpool(audit.recent, self.inbox, 200)
+        found = await run_in_threadpool(audit.recent, self.db, 200)
         return self._page(request, session, "actions.html", actions=found)
 
     # -- actions -----------------------------------------------------------------------------
@@ -206,7 +212,7 @@ class Dashboard:
         if refused is not None:
             return refused
         chosen = reading.with_status(reading.EventFilter.from_query(form), "dead")
-        pages = await run_in_threadpool(reading.matching_ids, self.inbox, chosen)
+        pages = await run_in_threadpool(reading.matching_ids, self.db, chosen)
         target = urlencode(chosen.query())
         action_id = await run_in_threadpool(self._requeue, session, request, "retry_filter",
                                             target, pages)
@@ -217,14 +223,14 @@ class Dashboard:
         """Requeue page by page, then record who did it with the ids that were requeued."""
         requeued: list[str] = []
         for ids in pages:
-            dead = reading.dead_ids(self.inbox, ids)
+            dead = reading.dead_ids(self.db, ids)
             if dead:
                 self.inbox.requeue_dead(dead)
                 requeued += dead
         action = audit.Action(id=secrets.token_hex(8), at=time.time(), who=session.who,
                               session=session.sid, client=_client(request), action=name,
                               target=target, count=len(requeued))
-        audit.record(self.inbox, action, requeued)
+        audit.record(self.db, action, requeued)
         self._cache.clear()
         return action.id
 
@@ -245,7 +251,7 @@ class Dashboard:
             return self._render(request, "login.html", {"error": "bad_token"}, 401)
         response = RedirectResponse(self._url(request, "/"), 303)
         session = self.sessions.start(response, operator, request)
-        await run_in_threadpool(audit.record, self.inbox, audit.Action(
+        await run_in_threadpool(audit.record, self.db, audit.Action(
             id=secrets.token_hex(8), at=time.time(), who=session.who, session=session.sid,
             client=client, action="login", target=None, count=0))
         return response

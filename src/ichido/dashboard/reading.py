@@ -1,8 +1,8 @@
-"""What the pages show, read through the inbox interface the CLI uses.
+"""What the pages show, read through the interfaces the CLI uses.
 
-``stats``, ``get`` and ``requeue_dead`` come from the interface. The filtered, keyset-paged list,
+``stats``, ``get`` and ``requeue_dead`` come from the inbox. The filtered, keyset-paged list,
 the oldest pending age and the chart's buckets are short reads over indexed columns in the
-inbox's read connection (``Inbox.reading``): no write lock, no long transaction, so the receiver
+database's read connection (``reading()``): no write lock, no long transaction, so the receiver
 never waits on a page. Every read is bounded by a LIMIT or an index range.
 """
 
@@ -12,7 +12,8 @@ import datetime as dt
 import sqlite3
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Mapping, Protocol, Sequence
 
 from ichido.config import parse_duration
 from ichido.errors import ConfigError
@@ -20,6 +21,15 @@ from ichido.inbox import Inbox
 from ichido.queue.base import Status
 
 STATUSES = [status.value for status in Status]
+
+
+class Store(Protocol):
+    """The database role as the page uses it: a read connection, and a write transaction for
+    the audit trail (``ichido.Transaction`` either way)."""
+
+    def reading(self) -> AbstractContextManager[Any]: ...
+
+    def transaction(self) -> AbstractContextManager[Any]: ...
 LIST_COLUMNS = ("id, type, created, object_id, status, attempts, received_at, next_attempt_at,"
                 " finished_at, last_error")
 DUE = ("pending", "retrying", "processing")
@@ -103,7 +113,7 @@ class Page:
     filter: EventFilter = field(default_factory=EventFilter)
 
 
-def events_page(inbox: Inbox, chosen: EventFilter, *, cursor: str | None = None,
+def events_page(db: Store, chosen: EventFilter, *, cursor: str | None = None,
                 limit: int = 50, now: float | None = None) -> Page:
     """Newest first, paged by (received_at, id): the next page starts after the last row
     shown, so paging stays cheap however deep, and new arrivals never shift it."""
@@ -117,7 +127,7 @@ def events_page(inbox: Inbox, chosen: EventFilter, *, cursor: str | None = None,
         clauses.append("(received_at < ? OR (received_at = ? AND id < ?))")
         params += [at_value, at_value, last_id]
     where = " AND ".join(clauses) or "1 = 1"
-    with inbox.reading() as tx:
+    with db.reading() as tx:
         rows = tx.execute(f"SELECT {LIST_COLUMNS} FROM ichido_events WHERE {where}"
                           " ORDER BY received_at DESC, id DESC LIMIT ?",
                           (*params, limit + 1)).fetchall()
@@ -127,11 +137,11 @@ def events_page(inbox: Inbox, chosen: EventFilter, *, cursor: str | None = None,
     return Page(rows=page, next_cursor=next_cursor, filter=chosen)
 
 
-def matching_ids(inbox: Inbox, chosen: EventFilter, *, limit: int = 1000) -> list[list[str]]:
+def matching_ids(db: Store, chosen: EventFilter, *, limit: int = 1000) -> list[list[str]]:
     """The ids a filter matches, in pages of ``limit`` (a bulk retry never loads all rows)."""
     pages, cursor = [], None
     while True:
-        page = events_page(inbox, chosen, cursor=cursor, limit=limit)
+        page = events_page(db, chosen, cursor=cursor, limit=limit)
         if page.rows:
             pages.append([row.id for row in page.rows])
         if page.next_cursor is None:
@@ -139,12 +149,12 @@ def matching_ids(inbox: Inbox, chosen: EventFilter, *, limit: int = 1000) -> lis
         cursor = page.next_cursor
 
 
-def overview(inbox: Inbox, now: float | None = None) -> dict[str, Any]:
+def overview(inbox: Inbox, db: Store, now: float | None = None) -> dict[str, Any]:
     """The counters of ``ichido stats`` plus the backlog and the age of its oldest event."""
     now = time.time() if now is None else now
     numbers = inbox.stats()
     backlog = sum(int(numbers.get(name, 0)) for name in DUE)
-    with inbox.reading() as tx:
+    with db.reading() as tx:
         # The soonest-due events, on the queue's own partial index (a new event is due when it
         # arrives): bounded work however long the backlog, where a min() over it would scan it.
         # SQLite's planner needs the hint the worker's claim uses, or it sorts the backlog.
@@ -156,14 +166,14 @@ def overview(inbox: Inbox, now: float | None = None) -> dict[str, Any]:
             "oldest_pending_age": None if oldest is None else max(0.0, now - float(oldest))}
 
 
-def buckets(inbox: Inbox, span: str, now: float | None = None) -> dict[str, Any]:
+def buckets(db: Store, span: str, now: float | None = None) -> dict[str, Any]:
     """Unique deliveries and failed attempts per minute (last hour) or per hour (last day)."""
     now = time.time() if now is None else now
     width, count = (60, 60) if span == "hour" else (3600, 24)
     end = (int(now) // width + 1) * width
     start = end - width * count
     series = {}
-    with inbox.reading() as tx:
+    with db.reading() as tx:
         for name, table, column in (("deliveries", "ichido_events", "received_at"),
                                     ("failures", "ichido_failures", "failed_at")):
             # Integer arithmetic on whole seconds: the same division on every engine.
@@ -178,40 +188,40 @@ def buckets(inbox: Inbox, span: str, now: float | None = None) -> dict[str, Any]
     return {"start": start, "width": width, "count": count, "series": series}
 
 
-def schema_version(inbox: Inbox, component: str) -> int:
+def schema_version(db: Store, component: str) -> int:
     """The applied version of a schema component (0: absent), e.g. whether the shop is here."""
-    with inbox.reading() as tx:
+    with db.reading() as tx:
         row = tx.execute("SELECT max(version) FROM ichido_schema WHERE component = ?",
                          (component,)).fetchone()
     return int(row[0] or 0) if row else 0
 
 
-def same_object(inbox: Inbox, object_id: str | None, limit: int = 20) -> list[Row]:
+def same_object(db: Store, object_id: str | None, limit: int = 20) -> list[Row]:
     if not object_id:
         return []
-    return events_page(inbox, EventFilter(object_id=object_id), limit=limit).rows
+    return events_page(db, EventFilter(object_id=object_id), limit=limit).rows
 
 
 def with_status(chosen: EventFilter, status: str) -> EventFilter:
     return replace(chosen, status=status)
 
 
-def dead_ids(inbox: Inbox, ids: Sequence[str]) -> list[str]:
+def dead_ids(db: Store, ids: Sequence[str]) -> list[str]:
     """Of these ids, the ones dead right now (what a retry of them will requeue)."""
     if not ids:
         return []
-    with inbox.reading() as tx:
+    with db.reading() as tx:
         rows = tx.execute("SELECT id FROM ichido_events WHERE status = 'dead' AND id IN"
                           f" ({', '.join('?' for _ in ids)})", list(ids)).fetchall()
     return [row[0] for row in rows]
 
 
-def reconciler_state(inbox: Inbox) -> list[dict[str, Any]] | None:
+def reconciler_state(db: Store) -> list[dict[str, Any]] | None:
     """Per account, the reconciler's cursor (every event up to it is stored) and when it last
     moved; None where the recovery tables are not in this store."""
-    if schema_version(inbox, "recovery") < 1:
+    if schema_version(db, "recovery") < 1:
         return None
-    with inbox.reading() as tx:
+    with db.reading() as tx:
         rows = tx.execute("SELECT account, created, walk_reached, updated_at FROM"
                           " ichido_reconcile_cursors ORDER BY account LIMIT 20").fetchall()
     return [{"account": account, "cursor": created, "walking": reached, "last_run": updated}

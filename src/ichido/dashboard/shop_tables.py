@@ -11,8 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from ichido.dashboard.reading import schema_version
-from ichido.inbox import Inbox
+from ichido.dashboard.reading import Store, schema_version
 
 JST = dt.timezone(dt.timedelta(hours=9), "JST")  # konbini vouchers expire at 23:59 in Japan
 # The shop's ``fees report`` rows ({"method", "gross", "fees", ...}), or None: no report here.
@@ -42,8 +41,8 @@ class Refund:
     created: int
 
 
-def has_shop(inbox: Inbox) -> bool:
-    return schema_version(inbox, "shop") >= 1
+def has_shop(db: Store) -> bool:
+    return schema_version(db, "shop") >= 1
 
 
 def today_in_japan(now: float) -> tuple[float, float]:
@@ -51,9 +50,9 @@ def today_in_japan(now: float) -> tuple[float, float]:
     return day.timestamp(), (day + dt.timedelta(days=1)).timestamp()
 
 
-def shop_state(inbox: Inbox, now: float, limit: int = 50) -> dict[str, Any]:
+def shop_state(db: Store, now: float, limit: int = 50) -> dict[str, Any]:
     start, end = today_in_japan(now)
-    with inbox.reading() as tx:
+    with db.reading() as tx:
         awaiting = tx.execute(f"SELECT {ORDER_COLUMNS} FROM shop_orders WHERE status ="
                               " 'awaiting_payment' ORDER BY voucher_expires_at LIMIT ?",
                               (limit,)).fetchall()
@@ -69,11 +68,11 @@ def shop_state(inbox: Inbox, now: float, limit: int = 50) -> dict[str, Any]:
             "refunds": [Refund(*row) for row in refunds]}
 
 
-def order_for(inbox: Inbox, payment_intent: str | None) -> Order | None:
+def order_for(db: Store, payment_intent: str | None) -> Order | None:
     """The order a payment's events belong to, for the event's page."""
-    if not payment_intent or not has_shop(inbox):
+    if not payment_intent or not has_shop(db):
         return None
-    with inbox.reading() as tx:
+    with db.reading() as tx:
         row = tx.execute(f"SELECT {ORDER_COLUMNS} FROM shop_orders WHERE payment_intent = ?",
                          (payment_intent,)).fetchone()
     return Order(*row) if row else None

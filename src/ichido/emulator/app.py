@@ -94,6 +94,9 @@ class Api:
         """Execute one request; the third value says whether an idempotency key keeps it."""
         if self.emu.api_delay:
             await asyncio.sleep(self.emu.api_delay)
+        gate = self.emu.api_gate
+        if gate is not None and not gate.is_set():  # a test holds requests mid-execution
+            await asyncio.to_thread(gate.wait, 30)
         store = self.emu.store
         with store.lock:
             store.fire_due()  # outside the journal: due work belongs to no request

@@ -8,6 +8,7 @@ emulator clock (``advance``); webhook retries run on real time multiplied by ``t
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -51,6 +52,9 @@ class Emulator:
                                        for url in webhook_urls)]
         self.api_key, self.api_delay = api_key, api_delay
         self.rate_limited = 0  # the next N API requests get a 429 (a control sets it)
+        # While set and closed, API requests wait here once begun: tests make two overlap
+        # without depending on timing.
+        self.api_gate: threading.Event | None = None
         self.started = int(time.time())
         self.store = Store()
         self.pricing = fees.load(pricing)

@@ -11,9 +11,9 @@ from ichido.config import Settings
 from ichido.db.base import Database
 from ichido.db.migrations import Step
 from ichido.errors import ConfigError
-from ichido.inbox.base import EventRecord, Inbox
+from ichido.inbox.base import Cursor, EventFilter, EventRecord, Inbox
 
-__all__ = ["EventRecord", "Inbox", "open_inbox"]
+__all__ = ["Cursor", "EventFilter", "EventRecord", "Inbox", "open_inbox"]
 
 
 def process_shard() -> str:

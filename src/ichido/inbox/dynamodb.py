@@ -11,8 +11,8 @@ Items, keyed ``pk`` + ``sk``:
 The processed marker is the event item, written in the handlers' ``TransactWriteItems``: a
 ``Put`` conditional on ``attribute_not_exists(pk)`` when no item exists yet, else an ``Update``
 conditional on the status as it was read (a stored, failed or requeued event). A consistent
-``GetItem`` first answers most duplicates without a transaction (I2, I8: a copy that slips
-past it is cancelled by the condition at commit).
+``GetItem`` first answers most duplicates without a transaction (I2, I8 in docs/invariants.md:
+a copy that slips past it is cancelled by the condition at commit).
 """
 
 from __future__ import annotations

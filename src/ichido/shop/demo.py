@@ -146,7 +146,7 @@ class Demo:
 
     def resend_after_flush(self, count: int) -> None:
         """Like the Dashboard's "resend": old events again, after the fast tier forgot them.
-        Only the durable tier can catch these now (I3)."""
+        Only the durable tier can catch these now (I3, docs/invariants.md)."""
         self.settle()  # everything in flight lands first, so these ids are all stored
         self.shop.app.seen.clear()
         events = self.stripe_http.get("/v1/events", params={"limit": count}).json()["data"]

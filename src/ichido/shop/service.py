@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ from ichido.app import App
 from ichido.errors import IchidoError
 from ichido.db.base import Transaction
 from ichido.outbox import OutboxDispatcher, enqueue
-from ichido.shop import orders
+from ichido.shop import orders, reaper, refunds, stock
 from ichido.shop.catalog import Catalog, Product
 from ichido.shop.fees import PricingTable, within_limits
 from ichido.shop.mail import MailSender
@@ -156,14 +157,17 @@ class Shop:
         return found[0]
 
     def _reserve(self, tx: Transaction, product: Product, quantity: int) -> None:
-        if product.stock is None:
-            return
-        tx.execute("INSERT INTO shop_stock (product_id, available) VALUES (?, ?)"
-                   " ON CONFLICT (product_id) DO NOTHING", (product.id, product.stock))
-        taken = tx.execute("UPDATE shop_stock SET available = available - ? WHERE product_id = ?"
-                           " AND available >= ?", (quantity, product.id, quantity)).rowcount
-        if not taken:
+        if not stock.reserve(tx, product.id, product.stock, quantity):
             raise OrderError(f"{product.id} is out of stock", code="out_of_stock", status=409)
+
+    def _konbini_params(self, order: dict[str, Any]) -> dict[str, Any]:
+        """A konbini confirmation: the buyer's e-mail gets the voucher (and, later, any refund's
+        request for bank details)."""
+        return {"payment_method_data": {"type": "konbini", "billing_details": {
+                    "email": order["email"], "name": order["email"]}},
+                "payment_method_options": {"konbini": {
+                    "expires_after_days": self.settings.konbini_expires_after_days,
+                    "product_description": order["product_name"][:22]}}}
 
     def _create_payment(self, order: dict[str, Any], request: OrderRequest) -> int:
         params: dict[str, Any] = {
@@ -173,11 +177,7 @@ class Shop:
             "description": f"{order['product_name']} × {order['quantity']}",
         }
         if order["payment_method"] == "konbini":
-            params["payment_method_data"] = {
-                "type": "konbini", "billing_details": {"email": order["email"], "name": order["email"]}}
-            params["payment_method_options"] = {"konbini": {
-                "expires_after_days": self.settings.konbini_expires_after_days,
-                "product_description": order["product_name"][:22]}}
+            params.update(self._konbini_params(order))
         else:
             params["payment_method"] = request.payment_method_id or "pm_card_visa"
         try:
@@ -210,7 +210,7 @@ class Shop:
                                  " updated_at = ? WHERE id = ? AND status = 'created'",
                                  (reason, time.time(), order["id"])).rowcount
             if changed:
-                orders.release_stock(tx, order)
+                stock.release(tx, order)
 
     # -- refunds -----------------------------------------------------------------------------
 
@@ -263,4 +263,49 @@ class Shop:
         with self.app.database.transaction() as tx:
             tx.execute("UPDATE shop_refund_requests SET refund_id = ? WHERE id = ?",
                        (refund.id, payload["request_id"]))
-            orders.apply_refund(tx, refund.to_dict())
+            refunds.apply_refund(tx, refund.to_dict())
+
+    # -- konbini vouchers that expired -------------------------------------------------------
+
+    def renew_voucher(self, order_id: str) -> dict[str, Any]:
+        """Confirm an expired konbini order's PaymentIntent again: a new voucher, the same order.
+
+        Idempotent: the Stripe key is derived from the attempt it starts, and an order that
+        already waits on a live voucher is answered as it is."""
+        with self.app.inbox.reading() as tx:
+            order = orders.load(tx, order_id)
+            left = None if order is None else stock.available(tx, order["product_id"])
+        if order is None:
+            raise OrderError(f"no order {order_id}", code="unknown_order", status=404)
+        if order["status"] == "awaiting_payment":
+            return self._json(order_id)
+        if order["payment_method"] != "konbini" or order["status"] != "expired" \
+                or not order["payment_intent"]:
+            raise OrderError(f"order {order_id} is {order['status']}: only an expired konbini"
+                             " order gets a new voucher", code="not_renewable", status=409)
+        if left is not None and left < order["quantity"]:
+            raise OrderError(f"{order['product_id']} is out of stock", code="out_of_stock",
+                             status=409)
+        key = f"ichido-voucher-{order_id}-{order['attempt'] + 1}"
+        try:
+            pi = self.stripe.v1.payment_intents.confirm(
+                order["payment_intent"], params=self._konbini_params(order),
+                options={"idempotency_key": key})
+        except stripe.StripeError as exc:
+            raise OrderError(f"Stripe did not issue a new voucher ({type(exc).__name__}):"
+                             " retry", code="payment_provider_unavailable", status=502,
+                             order=order_id) from exc
+        self._apply_payment(pi.to_dict())
+        return self._json(order_id)
+
+    def _json(self, order_id: str) -> dict[str, Any]:
+        with self.app.inbox.reading() as tx:
+            return orders.to_json(tx, order_id) or {}
+
+    # -- orders nobody paid for --------------------------------------------------------------
+
+    def reap_unpaid(self, now: float | None = None) -> int:
+        return reaper.reap(self.app.inbox, self.settings.unpaid_order_ttl_seconds, now)
+
+    def run_reaper(self, stop: threading.Event) -> None:
+        reaper.run(self.app.inbox, self.settings.unpaid_order_ttl_seconds, stop)

@@ -87,7 +87,8 @@ class ShopSettings:
         return self.stripe_api_key
 
     def __repr__(self) -> str:
-        """The API key and an SMTP password never reach a log or a traceback (I6)."""
+        """The API key and an SMTP password never reach a log or a traceback
+        (I6, docs/invariants.md)."""
         shown = []
         for field in fields(self):
             value = getattr(self, field.name)
