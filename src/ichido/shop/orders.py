@@ -38,7 +38,9 @@ RELEASED = ("failed", "expired", "canceled", "abandoned")
 ACTIVE_REFUNDS = ("pending", "requires_action", "succeeded")
 ORDER_COLUMNS = ("id, product_id, product_name, kind, quantity, amount, payment_method, email,"
                  " status, payment_intent, voucher_url, voucher_expires_at, voucher_stores,"
-                 " failure, created_at, updated_at, locale, attempt")
+                 " failure, created_at, updated_at, locale, attempt, checkout_session,"
+                 " checkout_url")
+CHECKOUT = "checkout"  # the method of a Checkout order until the buyer has chosen one
 
 
 def status_for_payment(pi: dict[str, Any]) -> str | None:
@@ -69,8 +71,8 @@ def load(tx: Transaction, order_id: str) -> dict[str, Any] | None:
 
 
 def find_by_payment(tx: Transaction, pi: dict[str, Any]) -> dict[str, Any] | None:
-    """Our order for a PaymentIntent: by the metadata we set (the event may come before we
-    stored the PaymentIntent's id), else by the id."""
+    """Our order for a PaymentIntent (or a Checkout Session): by the metadata we set (the
+    event may come before we stored the object's id), else by the PaymentIntent's id."""
     order_id = (pi.get("metadata") or {}).get("order_id")
     if order_id:
         return load(tx, order_id)
@@ -97,6 +99,9 @@ def apply_payment_intent(tx: Transaction, pi: dict[str, Any]) -> str | None:
     tx.execute("UPDATE shop_orders SET payment_intent = ? WHERE id = ? AND payment_intent IS NULL",
                (pi["id"], order["id"]))
     target = status_for_payment(pi)
+    if order["checkout_session"] and target in RELEASED:
+        target = None  # a buyer on the Checkout page may try again: the session says when not
+    learn_method(tx, order, pi)
     attempt = attempt_of(tx, order["id"], pi) or order["attempt"]
     if attempt < order["attempt"] and target != "paid":
         return None  # an older voucher's news: the order has moved on to a newer one
@@ -107,19 +112,45 @@ def apply_payment_intent(tx: Transaction, pi: dict[str, Any]) -> str | None:
     newer = attempt > order["attempt"] and RANK[before] < RANK["paid"]
     if newer:
         tx.execute("UPDATE shop_orders SET attempt = ? WHERE id = ?", (attempt, order["id"]))
-    floor = RANK["created"] if newer else RANK[before]
-    if target is None or RANK[target] <= floor or target == before:
+    if target is None:
         return None
-    error = (pi.get("last_payment_error") or {}).get("message")
+    return move(tx, order, target, now, floor=RANK["created"] if newer else None,
+                error=(pi.get("last_payment_error") or {}).get("message"))
+
+
+def move(tx: Transaction, order: dict[str, Any], target: str, now: float, *,
+         floor: int | None = None, error: str | None = None) -> str | None:
+    """The one place an order's payment status changes: forward only (above ``floor``, by
+    default its current rank), by a conditional update, so each transition and its effects
+    happen once whichever event (PaymentIntent or Checkout Session) brings it first."""
+    before = order["status"]
+    if RANK[target] <= (RANK[before] if floor is None else floor) or target == before:
+        return None
     changed = tx.execute(
         "UPDATE shop_orders SET status = ?, updated_at = ?, failure = COALESCE(?, failure)"
-        " WHERE id = ? AND status = ?",
-        (target, now, error, order["id"], before),
-    ).rowcount
+        " WHERE id = ? AND status = ?", (target, now, error, order["id"], before)).rowcount
     if not changed:
         return None
     _on_payment_status(tx, order, before, target, now)
     return target
+
+
+def learn_method(tx: Transaction, order: dict[str, Any], pi: dict[str, Any]) -> None:
+    """A Checkout order learns how the buyer paid from the PaymentIntent it made: one method
+    type, or a konbini voucher. (It decides which mails a refund sends.)"""
+    if order["payment_method"] != CHECKOUT:
+        return
+    types = pi.get("payment_method_types") or []
+    voucher = (pi.get("next_action") or {}).get("type") == "konbini_display_details"
+    method = "konbini" if voucher else types[0] if len(types) == 1 else None
+    if method:
+        set_method(tx, order, method)
+
+
+def set_method(tx: Transaction, order: dict[str, Any], method: str) -> None:
+    tx.execute("UPDATE shop_orders SET payment_method = ? WHERE id = ? AND payment_method = ?",
+               (method, order["id"], CHECKOUT))
+    order["payment_method"] = method
 
 
 def attempt_of(tx: Transaction, order_id: str, pi: dict[str, Any]) -> int | None:
@@ -237,6 +268,8 @@ def to_json(tx: Transaction, order_id: str) -> dict[str, Any] | None:
         "entitlement": None if entitlement is None else
         {"granted_at": iso(entitlement[0]), "revoked_at": iso(entitlement[1])},
         "shipment": None if shipment is None else {"status": shipment[0]},
+        "checkout": None if not order["checkout_session"] else
+        {"id": order["checkout_session"], "url": order["checkout_url"]},
         "refunds": [{"id": r[0], "amount": r[1], "status": r[2],
                      "next_action": orjson.loads(r[3]) if r[3] else None} for r in refunds],
         "created_at": iso(order["created_at"]), "updated_at": iso(order["updated_at"]),

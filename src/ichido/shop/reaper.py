@@ -4,7 +4,8 @@ client never retried with its key) hold stock that nobody will pay for. After
 
 Exactly once: the conditional update (``WHERE status = 'created'``) is the check itself, so two
 reapers, or a reaper and a late payment, cannot both release. A payment that does come later
-still counts (``abandoned`` ranks below ``paid``, and the stock is taken back then).
+still counts (``abandoned`` ranks below ``paid``, and the stock is taken back then). Checkout
+orders are left alone: their session expires on its own (``checkout.session.expired``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def abandon(tx: Any, order_id: str, cutoff: float, now: float) -> bool:
     orders.lock(tx, order_id)
     changed = tx.execute(
         "UPDATE shop_orders SET status = 'abandoned', updated_at = ?, failure = ?"
-        " WHERE id = ? AND status = 'created' AND created_at < ?",
+        " WHERE id = ? AND status = 'created' AND created_at < ? AND checkout_session IS NULL",
         (now, "never paid: released after the unpaid-order time", order_id, cutoff)).rowcount
     if changed:
         order = orders.load(tx, order_id)
@@ -42,7 +43,8 @@ def reap(store: Any, ttl: float, now: float | None = None) -> int:
         with store.reading() as tx:
             stale = [row[0] for row in tx.execute(
                 "SELECT id FROM shop_orders WHERE status = 'created' AND created_at < ?"
-                " ORDER BY created_at LIMIT ?", (cutoff, BATCH)).fetchall()]
+                " AND checkout_session IS NULL ORDER BY created_at LIMIT ?",
+                (cutoff, BATCH)).fetchall()]
         for order_id in stale:
             with store.transaction() as tx:
                 total += abandon(tx, order_id, cutoff, now)

@@ -86,4 +86,10 @@ SHOP_SCHEMA: list[Step] = [
         "ALTER TABLE shop_shipments ADD COLUMN stops INTEGER NOT NULL DEFAULT 0",
         "CREATE INDEX shop_orders_unpaid ON shop_orders (status, created_at)",
     ]),
+    # Orders paid through Stripe Checkout: the session and its hosted page.
+    ("shop", 4, [
+        "ALTER TABLE shop_orders ADD COLUMN checkout_session TEXT",
+        "ALTER TABLE shop_orders ADD COLUMN checkout_url TEXT",
+        "CREATE UNIQUE INDEX shop_orders_checkout ON shop_orders (checkout_session)",
+    ]),
 ]

@@ -11,7 +11,7 @@ import hashlib
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -21,7 +21,7 @@ from ichido.app import App
 from ichido.errors import IchidoError
 from ichido.db.base import Transaction
 from ichido.outbox import OutboxDispatcher, enqueue
-from ichido.shop import orders, reaper, refunds, stock
+from ichido.shop import checkout, orders, reaper, refunds, stock
 from ichido.shop.catalog import Catalog, Product
 from ichido.shop.fees import PricingTable, within_limits
 from ichido.shop.mail import MailSender
@@ -53,6 +53,21 @@ class OrderRequest:
     email: str
     payment_method_id: str | None = None
     locale: str | None = None  # "ja" or "en"; None: the shop's default
+    methods: tuple[str, ...] | None = None  # Checkout: the methods offered (None: all allowed)
+
+    @classmethod
+    def parse_checkout(cls, body: Any) -> "OrderRequest":
+        """``POST /checkout``: no method yet (the buyer picks one on Stripe's page)."""
+        if not isinstance(body, dict):
+            raise OrderError("the body must be a JSON object", code="invalid_request")
+        methods = body.get("payment_methods")
+        if methods is not None and (not isinstance(methods, list) or not methods
+                                    or not all(isinstance(m, str) for m in methods)):
+            raise OrderError('payment_methods must be a list such as ["card", "konbini"]',
+                             code="invalid_request")
+        rest = {k: v for k, v in body.items() if k != "payment_methods"}
+        request = cls.parse(rest | {"payment_method": orders.CHECKOUT})
+        return replace(request, methods=tuple(methods) if methods else None)
 
     @classmethod
     def parse(cls, body: Any) -> "OrderRequest":
@@ -97,22 +112,78 @@ class Shop:
     # -- orders ------------------------------------------------------------------------------
 
     def check(self, request: OrderRequest) -> tuple[Product, int]:
-        product = self.catalog.get(request.product)
-        if request.payment_method not in product.methods:
-            raise OrderError(f"{product.id} cannot be paid by {request.payment_method}",
-                             code="method_not_allowed", allowed=list(product.methods))
+        product = self.product(request.product)
         amount = product.price * request.quantity
-        if not within_limits(request.payment_method, amount):
-            raise OrderError(f"¥{amount:,} is outside what {request.payment_method} accepts",
+        self.check_method(product, request.payment_method, amount)
+        return product, amount
+
+    def product(self, product_id: str) -> Product:
+        """A product sold once; a subscription plan is not an order."""
+        product = self.catalog.get(product_id)
+        if product.kind == "subscription":
+            raise OrderError(f"{product_id} is a subscription plan, not sold as an order",
+                             code="subscription_plan")
+        return product
+
+    def check_method(self, product: Product, method: str, amount: int) -> None:
+        """The product takes the method, Stripe takes the amount, and the fee guard agrees."""
+        if method not in product.methods:
+            raise OrderError(f"{product.id} cannot be paid by {method}",
+                             code="method_not_allowed", allowed=list(product.methods))
+        if not within_limits(method, amount):
+            raise OrderError(f"¥{amount:,} is outside what {method} accepts",
                              code="amount_out_of_range", amount=amount)
-        quote = self.pricing.quote(amount, request.payment_method)
+        quote = self.pricing.quote(amount, method)
         if quote.exceeds(str(self.settings.max_fee_share)):
             raise OrderError(
-                f"{request.payment_method} would take ¥{quote.fee:,} of ¥{amount:,}"
+                f"{method} would take ¥{quote.fee:,} of ¥{amount:,}"
                 f" ({float(quote.fee_share):.1%}), above the {self.settings.max_fee_share:.0%} limit",
                 code="fee_share_exceeded", fee=quote.fee, fee_share=float(quote.fee_share),
                 max_fee_share=self.settings.max_fee_share)
-        return product, amount
+
+    # -- Stripe Checkout ---------------------------------------------------------------------
+
+    def place_checkout(self, request: OrderRequest, key: str | None) -> dict[str, Any]:
+        """Reserve and record, then open a Checkout Session offering every method the product
+        takes and the fee guard allows (or those asked for, each checked)."""
+        product = self.product(request.product)
+        amount = product.price * request.quantity
+        offered = []
+        for method in request.methods or product.methods:
+            try:
+                self.check_method(product, method, amount)
+            except OrderError:
+                if request.methods:  # asked for by name: say why not
+                    raise
+                continue
+            offered.append(method)
+        if not offered:
+            raise OrderError(f"no payment method is open to {product.id} at ¥{amount:,}",
+                             code="no_payment_method", allowed=list(product.methods))
+        order_id = self._record_order(request, product, amount, key)
+        order = self._order(order_id)
+        if order["status"] == "created" and not order["checkout_session"]:
+            params = checkout.session_params(
+                order, offered, expires_after_days=self.settings.konbini_expires_after_days,
+                return_url=self.settings.checkout_return_url)
+            try:
+                session = self.stripe.v1.checkout.sessions.create(
+                    params=params, options={"idempotency_key": f"ichido-checkout-{order_id}"})
+            except stripe.StripeError as exc:
+                raise OrderError(f"Stripe is not answering ({type(exc).__name__}); retry with"
+                                 " the same Idempotency-Key", code="payment_provider_unavailable",
+                                 status=502, order=order_id) from exc
+            with self.app.inbox.transaction() as tx:
+                tx.execute("UPDATE shop_orders SET checkout_session = ?, checkout_url = ?"
+                           " WHERE id = ? AND checkout_session IS NULL",
+                           (session.id, session.url, order_id))
+        return self._json(order_id)
+
+    def _order(self, order_id: str) -> dict[str, Any]:
+        with self.app.inbox.reading() as tx:
+            order = orders.load(tx, order_id)
+        assert order is not None
+        return order
 
     def place_order(self, request: OrderRequest, idempotency_key: str | None) -> tuple[int, dict]:
         """Reserve, record, then ask Stripe; a retry with the same key resumes the same order."""
@@ -280,7 +351,7 @@ class Shop:
         if order["status"] == "awaiting_payment":
             return self._json(order_id)
         if order["payment_method"] != "konbini" or order["status"] != "expired" \
-                or not order["payment_intent"]:
+                or not order["payment_intent"] or order["checkout_session"]:
             raise OrderError(f"order {order_id} is {order['status']}: only an expired konbini"
                              " order gets a new voucher", code="not_renewable", status=409)
         if left is not None and left < order["quantity"]:
