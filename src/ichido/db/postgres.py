@@ -1,12 +1,14 @@
 """PostgreSQL: the database when one machine is not enough.
 
 Any number of receivers and workers share one server through a connection pool. Handlers write
-the same ``?`` SQL as on SQLite; a worker's batch is pipelined; a transaction-scoped advisory
-lock serializes the events of one Stripe object.
+the same ``?`` SQL as on SQLite (``_pg_sql`` says which ``?`` is a placeholder: not one in text,
+nor jsonb's ``?|``/``?&``; ``??`` is jsonb's ``?``); a worker's batch is pipelined; a
+transaction-scoped advisory lock serializes the events of one Stripe object.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from contextlib import contextmanager
 from functools import lru_cache
@@ -21,10 +23,88 @@ from ichido.db.sql import SqlDatabase
 from ichido.errors import StorageUnavailable
 
 
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\uffff][A-Za-z_0-9\x80-\uffff]*)?\$")
+_WORD = re.compile(r"[A-Za-z_0-9$\x80-\uffff]")
+
+
 @lru_cache(maxsize=512)
 def _pg_sql(sql: str) -> str:
-    """``?`` placeholders (portable, and what handlers write) → psycopg's ``%s``."""
-    return sql.replace("%", "%%").replace("?", "%s")
+    """``?`` placeholders (portable, and what handlers write) → psycopg's ``%s``.
+
+    PostgreSQL's lexical rules decide what is code: a ``?`` inside a string literal ('…',
+    E'…', $tag$…$tag$), a quoted identifier ("…") or a comment (-- …, /* … */, nested) is
+    text. In code, ``?|`` and ``?&`` are jsonb operators (but ``?||`` is a placeholder before
+    the ``||`` operator), and ``??`` stands for a literal ``?`` (jsonb's key-exists operator),
+    as in PgJDBC. Every ``%`` is doubled: psycopg reads the whole string for its own markers.
+    """
+    out: list[str] = []
+    i, n = 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c == "'":
+            escapes = i > 0 and sql[i - 1] in "eE" and (i < 2 or not _WORD.match(sql[i - 2]))
+            end = _quoted_end(sql, i, "'", backslash=escapes)
+        elif c == '"':
+            end = _quoted_end(sql, i, '"', backslash=False)
+        elif c == "-" and sql.startswith("--", i):
+            end = sql.find("\n", i)
+            end = n if end < 0 else end
+        elif c == "/" and sql.startswith("/*", i):
+            end = _comment_end(sql, i)
+        elif c == "$" and (i == 0 or not _WORD.match(sql[i - 1])) and (
+                tag := _DOLLAR_TAG.match(sql, i)):
+            close = sql.find(tag.group(), tag.end())
+            end = n if close < 0 else close + len(tag.group())
+        elif c == "?":
+            nxt = sql[i + 1 : i + 2]
+            if nxt == "?":
+                out.append("?")
+                i += 2
+            elif nxt == "&" or (nxt == "|" and sql[i + 2 : i + 3] != "|"):
+                out.append("?" + nxt)
+                i += 2
+            else:
+                out.append("%s")
+                i += 1
+            continue
+        else:
+            out.append("%%" if c == "%" else c)
+            i += 1
+            continue
+        out.append(sql[i:end].replace("%", "%%"))
+        i = end
+    return "".join(out)
+
+
+def _quoted_end(sql: str, start: int, quote: str, *, backslash: bool) -> int:
+    """The index after the closing quote (a doubled quote, or \\' in E'…', is part of it)."""
+    i, n = start + 1, len(sql)
+    while i < n:
+        c = sql[i]
+        if backslash and c == "\\":
+            i += 2
+        elif c == quote:
+            if sql[i + 1 : i + 2] == quote:
+                i += 2
+            else:
+                return i + 1
+        else:
+            i += 1
+    return n
+
+
+def _comment_end(sql: str, start: int) -> int:
+    depth, i, n = 0, start, len(sql)
+    while i < n:
+        if sql.startswith("/*", i):
+            depth, i = depth + 1, i + 2
+        elif sql.startswith("*/", i):
+            depth, i = depth - 1, i + 2
+            if depth == 0:
+                return i
+        else:
+            i += 1
+    return n
 
 
 class PgTransaction:
