@@ -168,8 +168,10 @@ def test_prune_removes_old_finished_events_but_keeps_dead_ones_and_counts(
     assert done.returncode == 0, done.stderr
     assert "pruned 2" in done.stdout
 
-    assert app.inbox.get(ids["processed"]) is None
-    assert app.inbox.get(ids["ignored"]) is None
+    assert app.inbox.get(ids["processed"]).body == b""  # a tombstone: the id stays
+    assert app.inbox.get(ids["ignored"]).body == b""
+    shown = cli_json("events", "show", ids["processed"], database_url=url)
+    assert (shown["status"], shown["payload"]) == ("processed", None)
     assert app.inbox.get(ids["dead"]).status == "dead"
     assert app.inbox.get(ids["retrying"]).status == "retrying"
     assert app.inbox.get(recent).status == "processed"
@@ -188,8 +190,8 @@ def test_an_unusable_database_url_is_a_clear_error() -> None:
 
 
 def test_prune_refuses_a_window_shorter_than_stripes_retry_period(database_url: str) -> None:
-    """Stripe redelivers for three days: pruning younger events would let a redelivery be
-    applied a second time."""
+    """Tombstones keep dedupe whatever the window; the refusal keeps the bodies of Stripe's
+    automatic retry window, which ``events show``, replays and the reconciler work from."""
     refused = run_cli("prune", "--older-than", "24h", database_url=database_url)
     assert refused.returncode != 0
     assert "window_too_short" in refused.stderr + refused.stdout

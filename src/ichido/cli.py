@@ -72,7 +72,8 @@ cli.add_typer(dlq_cli, name="dlq")
 out = Console()
 err = Console(stderr=True)
 
-# Stripe redelivers for up to three days; a pruned event redelivered would look new.
+# Stripe retries for up to three days: the bodies of those events are kept (events show,
+# replays, the reconciler's safe window); the ids are kept whatever the window (tombstones).
 STRIPE_RETRY_WINDOW = 73 * 3600.0
 
 DatabaseOpt = typer.Option(None, "--database-url", help="Overrides ICHIDO_DATABASE_URL.")
@@ -328,7 +329,10 @@ def events_show(event_id: str, database_url: Optional[str] = DatabaseOpt,
 
 
 def _payload(body: bytes) -> Any:
-    """The stored body as JSON, or, for one stored before bodies were checked, as text."""
+    """The stored body as JSON, or, for one stored before bodies were checked, as text; None
+    once pruned (the id is kept, the body is not)."""
+    if not body:
+        return None
     try:
         return json.loads(body)
     except ValueError:
@@ -377,11 +381,11 @@ def stats(database_url: Optional[str] = DatabaseOpt,
 def prune(older_than: str = typer.Option("30d", help="Age, e.g. 30d (Stripe resends nothing "
                                          "older than 30 days)."),
           database_url: Optional[str] = DatabaseOpt) -> None:
-    """Delete finished events older than the window; their counts are kept."""
+    """Drop the bodies of finished events older than the window; ids and counts are kept."""
     window = parse_duration(older_than)
     if window < STRIPE_RETRY_WINDOW:
         raise IchidoError(f"--older-than {older_than} is shorter than Stripe's 3-day retry window:"
-                          " a redelivery after the prune would be applied again",
+                          " its events' bodies are kept for events show, replays and the reconciler",
                           code="window_too_short")
     with _inbox(database_url) as inbox:
         removed = inbox.prune(window)

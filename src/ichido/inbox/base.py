@@ -120,7 +120,8 @@ class Inbox(abc.ABC):
 
     @abc.abstractmethod
     def prune(self, older_than_seconds: float) -> int:
-        """Delete finished events received before the window; their counts are kept."""
+        """Drop the bodies of finished events received before the window, keeping each id
+        (a tombstone: dedupe outlives the prune) and every count; return how many."""
 
     @abc.abstractmethod
     def stats(self) -> dict[str, int]: ...
@@ -149,7 +150,8 @@ def counts_for(accepted: Sequence[bool], cache_hits: int) -> dict[str, int]:
 
 
 def stats_from(counters: dict[str, int], by_status: dict[str, int]) -> dict[str, int]:
-    """Counters plus the live status counts; pruned events still count as processed."""
+    """Counters plus the status counts. Tombstones keep their status; the ``pruned_*``
+    counters hold events that versions before tombstones deleted outright."""
     ignored = by_status.get(Status.IGNORED, 0) + counters.get("pruned_ignored", 0)
     stale = by_status.get(Status.STALE, 0) + counters.get("pruned_stale", 0)
     processed = (by_status.get(Status.PROCESSED, 0) + counters.get("pruned_processed", 0)
