@@ -138,9 +138,27 @@ def test_dlq_list_shows_dead_events_and_retry_requeues_one(settings: Settings) -
     done = run_cli("dlq", "retry", ids["dead"], database_url=url)
     assert done.returncode == 0 and "requeued 1" in done.stdout
     record = app.inbox.get(ids["dead"])
-    assert (record.status, record.attempts) == ("retrying", 0)
+    assert (record.status, record.attempts) == ("retrying", 1)
+    assert [f[0] for f in record.failures] == [1]
     assert app.inbox.get(ids["processed"]).status == "processed"
     assert app.inbox.list(status="dead") == []
+
+
+def test_dlq_retry_keeps_the_attempt_history(settings: Settings) -> None:
+    """A new round of attempts (its own budget) that does not forget the old ones: after a
+    retry that fails again, ``events show`` lists both failures and counts both attempts."""
+    app = in_process_app(settings, max_attempts=1)
+    app.on("test.always_fails")(failing)
+    [dead] = accept(app, make_event("test.always_fails"))
+    app.worker().drain()
+    url = settings.database_url
+    assert run_cli("dlq", "retry", dead, database_url=url).returncode == 0
+    app.worker().drain()  # the handler runs again (a fresh budget) and fails again
+
+    shown = cli_json("events", "show", dead, database_url=url)
+    assert (shown["status"], shown["attempts"]) == ("dead", 2)
+    assert [f["attempt"] for f in shown["failures"]] == [1, 2]
+    assert all(f"downstream refused {dead}" in f["error"] for f in shown["failures"])
 
 
 def test_stats_json_has_integer_counts(settings: Settings) -> None:

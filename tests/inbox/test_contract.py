@@ -365,12 +365,18 @@ def test_requeue_dead_by_id_or_all(inbox: Inbox) -> None:
     assert inbox.requeue_dead([]) == 0
     assert inbox.requeue_dead([dead[0].id]) == 1
     record = inbox.get(dead[0].id)
-    assert (record.status, record.attempts) == ("retrying", 0)
+    assert (record.status, record.attempts, len(record.failures)) == ("retrying", 1, 1)
     assert inbox.requeue_dead() == 2
     assert inbox.requeue_dead() == 0
     claims = inbox.claim("w", 10, 60.0)
     assert sorted(c.id for c in claims) == sorted([*(d.id for d in dead), waiting.id])
-    assert {c.attempt for c in claims} == {1}
+    assert {c.attempt for c in claims} == {1}  # a fresh budget for the new round...
+    assert {c.id: c.number for c in claims} == {**{d.id: 2 for d in dead}, waiting.id: 1}
+    again = next(c for c in claims if c.id == dead[0].id)
+    assert inbox.fail(again, "boom again", None)
+    record = inbox.get(dead[0].id)  # ...and the history of the old ones, still counting
+    assert record.attempts == 2
+    assert [(a, e) for a, _, e in record.failures] == [(1, "boom"), (2, "boom again")]
 
 
 # -- prune, stats, reads ------------------------------------------------------------------------

@@ -74,6 +74,11 @@ SCHEMA: list[migrations.Step] = [
     *RECOVERY_SCHEMA,
     # The operator page's audit trail (issue 15), there whether the page is on or not.
     *DASHBOARD_SCHEMA,
+    # ``dlq retry`` and replays start a new round of attempts without forgetting the old ones:
+    # ``attempts`` goes on counting, the retry budget counts from where the round began.
+    ("core", 3, [
+        "ALTER TABLE ichido_events ADD COLUMN requeued_at_attempt INTEGER NOT NULL DEFAULT 0",
+    ]),
 ]
 
 
@@ -167,8 +172,8 @@ class SqlInbox(Inbox):
             return 0
         with self.database.storage("requeue events"), self.database.transaction() as tx:
             done = tx.execute(
-                "UPDATE ichido_events SET status = 'retrying', attempts = 0, next_attempt_at = ?,"
-                " finished_at = NULL, lease_owner = NULL"
+                "UPDATE ichido_events SET status = 'retrying', requeued_at_attempt = attempts,"
+                " next_attempt_at = ?, finished_at = NULL, lease_owner = NULL"
                 f" WHERE id IN ({', '.join('?' for _ in event_ids)})"
                 f" AND status IN ({', '.join('?' for _ in statuses)})"
                 " AND body <> ?",  # a pruned event's tombstone has no body to run again
@@ -178,8 +183,10 @@ class SqlInbox(Inbox):
         return done
 
     def requeue_dead(self, event_ids: Sequence[str] | None = None) -> int:
-        sql = ("UPDATE ichido_events SET status = 'retrying', attempts = 0, next_attempt_at = ?"
-               " WHERE status = 'dead'")
+        """A fresh round of attempts: ``attempts`` goes on counting and the failures stay
+        listed; the retry budget counts from ``requeued_at_attempt``."""
+        sql = ("UPDATE ichido_events SET status = 'retrying', requeued_at_attempt = attempts,"
+               " next_attempt_at = ? WHERE status = 'dead'")
         params: list[object] = [time.time()]
         if event_ids is not None:
             if not event_ids:

@@ -40,6 +40,13 @@ class Claim:
     attempt: int
     token: int
     object_id: str | None = None
+    #: attempts of the rounds before a ``dlq retry`` or replay (``attempt`` counts this round's)
+    earlier: int = 0
+
+    @property
+    def number(self) -> int:
+        """The attempt's number over the item's whole life (what its failure is listed as)."""
+        return self.earlier + self.attempt
 
 
 class Batch:

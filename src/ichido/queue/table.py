@@ -19,6 +19,9 @@ from ichido.queue.base import Batch, Claim, Queue, Status
 
 DUE = "status IN ('pending', 'retrying', 'processing')"
 
+# ``attempts`` counts every attempt ever; ``requeued_at_attempt`` is where the current round
+# began (``dlq retry``, a replay): a claim's ``attempt`` is the round's (the retry budget), its
+# ``number`` the attempt's over the event's whole life (the failures' history).
 _CLAIM = {
     # The hint keeps the planner on the partial index: without it SQLite may pick the status
     # index and sort the whole backlog on every claim (60 ms at 20k pending).
@@ -28,14 +31,16 @@ _CLAIM = {
         " WHERE id IN (SELECT id FROM ichido_events INDEXED BY ichido_events_due"
         f" WHERE {DUE} AND next_attempt_at <= ?"
         " ORDER BY next_attempt_at LIMIT ?)"
-        " RETURNING id, type, body, attempts, lease_token, object_id"),
+        " RETURNING id, type, body, attempts - requeued_at_attempt, lease_token, object_id,"
+        " requeued_at_attempt"),
     "postgresql": (
         "UPDATE ichido_events e SET status = 'processing', attempts = e.attempts + 1,"
         " lease_token = e.lease_token + 1, lease_owner = ?, next_attempt_at = ?"
         f" FROM (SELECT id FROM ichido_events WHERE {DUE} AND next_attempt_at <= ?"
         "  ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED) due"
         " WHERE e.id = due.id"
-        " RETURNING e.id, e.type, e.body, e.attempts, e.lease_token, e.object_id"),
+        " RETURNING e.id, e.type, e.body, e.attempts - e.requeued_at_attempt, e.lease_token,"
+        " e.object_id, e.requeued_at_attempt"),
 }
 
 
@@ -108,7 +113,7 @@ class TableQueue(Queue):
             ).rowcount
             if marked:
                 tx.execute("INSERT INTO ichido_failures (event_id, attempt, failed_at, error)"
-                           " VALUES (?, ?, ?, ?)", (claim.id, claim.attempt, time.time(), error))
+                           " VALUES (?, ?, ?, ?)", (claim.id, claim.number, time.time(), error))
         return bool(marked)
 
 
