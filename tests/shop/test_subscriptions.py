@@ -16,7 +16,7 @@ import pytest
 
 from ichido.config import Settings
 from ichido.errors import RetryLater
-from ichido.inbox import Inbox, open_inbox
+from ichido.db import Database as Inbox, open_database
 from ichido.outbox import OUTBOX_SCHEMA
 from ichido.shop import subscriptions
 from ichido.shop.schema import SHOP_SCHEMA
@@ -29,7 +29,7 @@ BUYER = "viewer@example.com"
 
 @pytest.fixture
 def store(database_url: str) -> Iterator[Inbox]:
-    inbox = open_inbox(Settings(database_url=database_url), migrate=True,
+    inbox = open_database(Settings(database_url=database_url), migrate=True,
                        steps=[*OUTBOX_SCHEMA, *SHOP_SCHEMA])
     yield inbox
     inbox.close()

@@ -229,7 +229,7 @@ class Demo:
             problems += [f"{exp.label}: {name} is {got!r}, expected {want!r}"
                          for name, (got, want) in checks.items() if got != want]
         subscription = self.subscription()
-        access = self.shop.app.inbox.reading
+        access = self.shop.app.database.reading
         with access() as tx:
             grants = tx.execute("SELECT count(*) FROM shop_subscription_access").fetchone()[0]
         got = (subscription["status"], bool((subscription["entitlement"] or {}).get("revoked_at")),

@@ -62,7 +62,7 @@ def plan_of(shop: Shop, request: SubscriptionRequest) -> Product:
 def subscribe(shop: Shop, request: SubscriptionRequest, key: str | None) -> dict[str, Any]:
     plan = plan_of(shop, request)
     sub_id = _record(shop, request, key)
-    with shop.app.inbox.reading() as tx:
+    with shop.app.database.reading() as tx:
         current = subscriptions.load(tx, sub_id)
     assert current is not None
     if current["stripe_subscription"] is None:
@@ -75,20 +75,20 @@ def subscribe(shop: Shop, request: SubscriptionRequest, key: str | None) -> dict
             raise OrderError(f"Stripe is not answering ({type(exc).__name__}); retry with the"
                              " same Idempotency-Key", code="payment_provider_unavailable",
                              status=502, subscription=sub_id) from exc
-        with shop.app.inbox.transaction() as tx:
+        with shop.app.database.transaction() as tx:
             subscriptions.apply_subscription(tx, made, at=0, deleted=False)
     return show(shop, sub_id) or {}
 
 
 def show(shop: Shop, sub_id: str) -> dict[str, Any] | None:
-    with shop.app.inbox.reading() as tx:
+    with shop.app.database.reading() as tx:
         return subscriptions.to_json(tx, sub_id)
 
 
 def _record(shop: Shop, request: SubscriptionRequest, key: str | None) -> str:
     """The unique key is the check: two concurrent retries make one subscription."""
     sub_id = f"sub_{secrets.token_hex(12)}"
-    with shop.app.inbox.transaction() as tx:
+    with shop.app.database.transaction() as tx:
         inserted = tx.execute(
             "INSERT INTO shop_subscriptions (id, plan, email, payment_method, locale, status,"
             " idempotency_key, request_fingerprint, created_at) VALUES (?, ?, ?, ?, ?,"
@@ -108,7 +108,7 @@ def _record(shop: Shop, request: SubscriptionRequest, key: str | None) -> str:
 
 def _price(shop: Shop, plan: Product) -> str:
     """Stripe's recurring Price for the plan, made once and remembered."""
-    with shop.app.inbox.reading() as tx:
+    with shop.app.database.reading() as tx:
         row = tx.execute("SELECT price FROM shop_plan_prices WHERE plan = ? AND amount = ? AND"
                          " period = ?", (plan.id, plan.price, plan.interval)).fetchone()
     if row:
@@ -117,7 +117,7 @@ def _price(shop: Shop, plan: Product) -> str:
         "currency": "jpy", "unit_amount": plan.price, "recurring": {"interval": plan.interval},
         "product_data": {"name": plan.name}, "metadata": {"plan": plan.id}},
         options={"idempotency_key": f"ichido-price-{plan.id}-{plan.price}-{plan.interval}"})
-    with shop.app.inbox.transaction() as tx:
+    with shop.app.database.transaction() as tx:
         tx.execute("INSERT INTO shop_plan_prices (plan, amount, period, price) VALUES (?, ?, ?, ?)"
                    " ON CONFLICT (plan, amount, period) DO NOTHING",
                    (plan.id, plan.price, plan.interval, price.id))

@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from ichido.errors import RetryLater
-from ichido.inbox.base import Transaction
+from ichido.db.base import Transaction
 from ichido.outbox import enqueue
 from ichido.shop import notices
 from ichido.shop.messages import iso
