@@ -57,6 +57,7 @@ def dashboard_app(settings: Settings, flaky: Flaky,
 
     app.migrate()
     yield app
+    app.close()  # what a test's requests started (a served app closes itself)
 
 
 def deliver(client: TestClient, body: bytes) -> None:
