@@ -150,7 +150,7 @@ def test_retry_of_every_dead_letter_matching_a_filter_shows_progress(
     expect(page.locator("#done")).to_have_text("3", timeout=30_000)
     shot(page, "07-retry-progress")
     page.click("nav >> text=Actions")
-    expect(page.locator("table.actions")).to_contain_text("retry_filter")
+    expect(page.locator("table.actions")).to_contain_text("replay rpl_")
 
 
 def test_hostile_metadata_stays_text_in_the_browser(page, served: str,

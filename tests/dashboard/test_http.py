@@ -4,6 +4,7 @@ escaping, and the reads behind each page on every backend."""
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from starlette.testclient import TestClient
@@ -128,22 +129,51 @@ def test_the_event_page_shows_attempts_tracebacks_and_handlers(
     assert client.get("/dashboard/events/evt_missing").status_code == 404
 
 
-def test_retry_by_filter_requeues_the_dead_and_shows_progress(
+def test_retry_by_filter_is_a_replay_job_with_progress(
         client: TestClient, dashboard_app: ichido.App, flaky: Flaky) -> None:
+    from ichido.recovery.replay import load
+
     stored = store_events(dashboard_app, client)
     csrf = login(client)
     answer = client.post("/dashboard/dead/retry", data={"csrf": csrf, "type": "charge.refunded"},
                          follow_redirects=False)
     assert answer.status_code == 303
     progress = answer.headers["location"]
-    assert ">2</div>" in client.get(progress).text  # two requeued
+    job_id = progress.rsplit("/", 1)[1]
+    assert progress.startswith("/dashboard/replays/rpl_")
+    assert wait_for(lambda: load(dashboard_app.inbox, job_id).state == "done")
+    job = load(dashboard_app.inbox, job_id)
+    assert (job.matched, job.requeued, job.actor) == (2, 2, "alice (dashboard, testclient)")
+    assert job.filter["types"] == ["charge.refunded"] and job.filter["statuses"] == ["dead"]
     flaky.failing = False
     dashboard_app.worker().drain()
     assert all(dashboard_app.inbox.get(i).status == "processed" for i in stored.dead)
-    done = client.get(progress).text
-    assert 'id="done">2<' in done
+    assert 'id="done">2<' in client.get(progress).text
     actions = client.get("/dashboard/actions").text
-    assert "alice" in actions and "retry_filter" in actions and "login" in actions
+    assert "alice" in actions and job_id in actions and "login" in actions
+
+
+def test_retry_by_id_text_requeues_what_the_listing_finds(
+        client: TestClient, dashboard_app: ichido.App, flaky: Flaky) -> None:
+    stored = store_events(dashboard_app, client)
+    csrf = login(client)
+    answer = client.post("/dashboard/dead/retry", data={"csrf": csrf, "q": "refund_0001"},
+                         follow_redirects=False)
+    assert answer.headers["location"].startswith("/dashboard/retries/")
+    statuses = {i: dashboard_app.inbox.get(i).status for i in stored.dead}
+    assert statuses == {"evt_refund_0000": "dead", "evt_refund_0001": "retrying"}
+    flaky.failing = False
+    dashboard_app.worker().drain()
+    assert 'id="done">1<' in client.get(answer.headers["location"]).text
+
+
+def wait_for(check, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def test_logout_ends_the_session(client: TestClient) -> None:
@@ -210,3 +240,14 @@ def test_a_failing_fee_report_leaves_the_shop_page_up(client: TestClient,
     page = client.get("/dashboard/shop")
     assert page.status_code == 200
     assert "unreachable" in page.text and "sk_test_abcdef123" not in page.text
+
+
+def test_the_overview_shows_the_reconcilers_cursor_and_last_run(
+        client: TestClient, dashboard_app: ichido.App) -> None:
+    with dashboard_app.inbox.transaction() as tx:  # what a reconcile run leaves behind
+        tx.execute("INSERT INTO ichido_reconcile_cursors (account, created, updated_at)"
+                   " VALUES ('acct_main', 1764547200, 1764550800)")
+    login(client)
+    shown = client.get("/dashboard/").text
+    assert "acct_main" in shown and "2025-12-01 00:00:00 UTC" in shown
+    assert "2025-12-01 01:00:00 UTC" in shown

@@ -208,3 +208,13 @@ def test_stripes_webhook_endpoint_api_lists_and_disables(world: World) -> None:
         world.endpoint, params={"disabled": False}).status == "enabled"
     with pytest.raises(stripe.InvalidRequestError):
         world.sdk.v1.webhook_endpoints.retrieve("we_nope")
+
+
+def test_settle_does_not_wait_for_retries_that_wait_for_the_clock(world: World) -> None:
+    """With the receiver down, the first attempts fail and the retries sleep until the clock
+    moves: ``settle`` returns at once rather than timing out."""
+    world.control("down")
+    sent = world.pay()
+    assert world.emulator.settle(timeout=60)
+    assert world.emulator.stats()["attempts"] == len(sent)
+    assert world.endpoint_stats()["gave_up"] == 0 and world.emulator.sender._tasks

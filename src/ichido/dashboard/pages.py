@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -22,10 +23,10 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ichido.dashboard import audit, chart, reading, shop_tables
+from ichido.dashboard import audit, chart, reading, replays, shop_tables
 from ichido.dashboard.auth import Session, Sessions, csrf_ok, same_origin
 from ichido.dashboard.i18n import LANGUAGES, pick, translator
-from ichido.dashboard.render import SECURITY_HEADERS, environment, escaped, read_form
+from ichido.dashboard.render import SECURITY_HEADERS, environment, read_form, redact
 from ichido.dashboard.settings import DashboardSettings
 from ichido.errors import ConfigError, StorageUnavailable
 from ichido.handlers import HandlerRegistry
@@ -64,6 +65,7 @@ class Dashboard:
             Route("/dead", self.dead),
             Route("/dead/retry", self.retry_filter, methods=["POST"]),
             Route("/retries/{action_id:str}", self.retry_progress),
+            Route("/replays/{job_id:str}", self.replay_progress),
             Route("/shop", self.shop),
             Route("/actions", self.actions),
             Route("/lang/{lang:str}", self.language),
@@ -108,9 +110,9 @@ class Dashboard:
     async def events(self, request: Request) -> Response:
         if (session := self._session(request)) is None:
             return self._to_login(request)
-        chosen = reading.EventFilter.from_query(request.query_params)
+        chosen = reading.ListFilter.from_query(request.query_params)
         cursor = request.query_params.get("after") or None
-        page = await run_in_threadpool(reading.events_page, self.db, chosen, cursor=cursor,
+        page = await run_in_threadpool(reading.events_page, self.inbox, chosen, cursor=cursor,
                                        limit=_page_size(request))
         return self._page(request, session, "events.html", page=page,
                           statuses=reading.STATUSES, first_query=urlencode(chosen.query()),
@@ -142,14 +144,14 @@ class Dashboard:
 
     def _related(self, object_id: str | None, payment_intent: str | None) -> tuple[Any, Any]:
         return (shop_tables.order_for(self.db, payment_intent),
-                reading.same_object(self.db, object_id))
+                reading.same_object(self.inbox, object_id))
 
     async def dead(self, request: Request) -> Response:
         if (session := self._session(request)) is None:
             return self._to_login(request)
-        chosen = reading.with_status(reading.EventFilter.from_query(request.query_params), "dead")
+        chosen = reading.with_status(reading.ListFilter.from_query(request.query_params), "dead")
         cursor = request.query_params.get("after") or None
-        page = await run_in_threadpool(reading.events_page, self.db, chosen, cursor=cursor)
+        page = await run_in_threadpool(reading.events_page, self.inbox, chosen, cursor=cursor)
         return self._page(request, session, "dead.html", page=page,
                           first_query=urlencode(chosen.query()),
                           next_query=self._query(chosen, page, request))
@@ -208,28 +210,59 @@ class Dashboard:
         return RedirectResponse(self._url(request, f"/events/{_quote(event_id)}?retried=1"), 303)
 
     async def retry_filter(self, request: Request) -> Response:
+        """Every dead letter the filter matches: a replay job (``ichido replay``'s, paged and
+        resumable) that runs on in the background; free text on the id, which replays cannot
+        select by, requeues the ids the listing finds, a page at a time."""
         session, form, refused = await self._action(request)
         if refused is not None:
             return refused
-        chosen = reading.with_status(reading.EventFilter.from_query(form), "dead")
-        pages = await run_in_threadpool(reading.matching_ids, self.db, chosen)
-        target = urlencode(chosen.query())
+        chosen = reading.with_status(reading.ListFilter.from_query(form), "dead")
+        if not chosen.q:
+            job_id = await run_in_threadpool(self._replay, session, request, chosen)
+            return RedirectResponse(self._url(request, f"/replays/{job_id}"), 303)
+        pages = await run_in_threadpool(reading.matching_ids, self.inbox, chosen)
         action_id = await run_in_threadpool(self._requeue, session, request, "retry_filter",
-                                            target, pages)
+                                            urlencode(chosen.query()), pages)
         return RedirectResponse(self._url(request, f"/retries/{action_id}"), 303)
+
+    def _replay(self, session: Session, request: Request, chosen: reading.ListFilter) -> str:
+        from ichido.recovery.replay import Replay
+
+        job = Replay.start(self.inbox, chosen.where(time.time()),
+                           actor=f"{session.who} (dashboard, {_client(request)})")
+        audit.record(self.db, audit.Action(
+            id=secrets.token_hex(8), at=time.time(), who=session.who, session=session.sid,
+            client=_client(request), action="replay", target=job.record.id,
+            count=job.total()))
+        threading.Thread(target=_run_replay, args=(job,), daemon=True,
+                         name=f"ichido-dashboard-{job.record.id}").start()
+        self._cache.clear()
+        return job.record.id
+
+    async def replay_progress(self, request: Request) -> Response:
+        if (session := self._session(request)) is None:
+            return self._to_login(request)
+        found = await run_in_threadpool(replays.progress, self.inbox,
+                                        request.path_params["job_id"])
+        if found is None:
+            return self._page(request, session, "error.html", status_code=404,
+                              message_key="not_found")
+        going = found["record"].state == "running" or found["in_flight"] > 0
+        return self._page(request, session, "replay.html", refresh=going, **found)
 
     def _requeue(self, session: Session, request: Request, name: str, target: str,
                  pages: list[list[str]]) -> str:
-        """Requeue page by page, then record who did it with the ids that were requeued."""
+        """Requeue page by page, then record who did it with the ids it covered."""
         requeued: list[str] = []
+        count = 0
         for ids in pages:
-            dead = reading.dead_ids(self.db, ids)
-            if dead:
-                self.inbox.requeue_dead(dead)
-                requeued += dead
+            done = self.inbox.requeue(ids, statuses=("dead",))
+            if done:
+                count += done
+                requeued += ids
         action = audit.Action(id=secrets.token_hex(8), at=time.time(), who=session.who,
                               session=session.sid, client=_client(request), action=name,
-                              target=target, count=len(requeued))
+                              target=target, count=count)
         audit.record(self.db, action, requeued)
         self._cache.clear()
         return action.id
@@ -333,17 +366,27 @@ def create_dashboard(inbox: Callable[[], Inbox], settings: DashboardSettings | N
     """The dashboard's ASGI app, with its errors turned into pages."""
     dashboard = Dashboard(inbox, settings or DashboardSettings.from_env(), **options)
 
-    async def unavailable(request: Request, exc: Exception) -> Response:
-        return HTMLResponse(f"<p>store unavailable: {escaped(str(exc))}</p>", status_code=503,
-                            headers=SECURITY_HEADERS)
+    def failed(status: int, key: str) -> Callable[[Request, Exception], Any]:
+        async def page(request: Request, exc: Exception) -> Response:
+            return dashboard._render(request, "error.html", {
+                "session": dashboard._session(request), "message_key": key,
+                "detail": redact(str(exc))}, status)
+        return page
 
-    async def bad_filter(request: Request, exc: Exception) -> Response:
-        return HTMLResponse(f"<p>{escaped(str(exc))}</p>", status_code=400,
-                            headers=SECURITY_HEADERS)
+    unavailable, bad_filter = failed(503, "storage"), failed(400, "bad_request")
 
     dashboard.app.add_exception_handler(StorageUnavailable, unavailable)
     dashboard.app.add_exception_handler(ConfigError, bad_filter)
     return dashboard.app
+
+
+def _run_replay(job: Any) -> None:
+    """A replay started from the page, to its end; it is resumable (``ichido replay --resume``)
+    should this process stop first."""
+    try:
+        job.run()
+    except Exception:  # a thread of its own: nobody else would see the failure
+        log.exception("replay %s failed; resume it with ichido replay", job.record.id)
 
 
 def _payload(body: bytes) -> Any:

@@ -1,9 +1,11 @@
 """What the pages show, read through the interfaces the CLI uses.
 
-``stats``, ``get`` and ``requeue_dead`` come from the inbox. The filtered, keyset-paged list,
-the oldest pending age and the chart's buckets are short reads over indexed columns in the
-database's read connection (``reading()``): no write lock, no long transaction, so the receiver
-never waits on a page. Every read is bounded by a LIMIT or an index range.
+The counters, an event, and the filtered, keyset-paged listing come from the inbox (``stats``,
+``get``, ``page``, as ``ichido stats``, ``events show`` and ``ichido replay`` use them). What
+no interface offers yet (the oldest pending age, the chart's buckets, whether a schema
+component is there) is a short read over indexed columns in the database's read connection:
+no write lock, no long transaction, so the receiver never waits on a page. Every read is
+bounded by a LIMIT or an index range.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import time
-from dataclasses import dataclass, field, replace
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Protocol, Sequence
 
 from ichido.config import parse_duration
 from ichido.errors import ConfigError
-from ichido.inbox import Inbox, Status
+from ichido.inbox import Cursor, EventFilter, EventRecord, Inbox, Status
 
 STATUSES = [status.value for status in Status]
 
@@ -29,24 +31,25 @@ class Store(Protocol):
     def reading(self) -> AbstractContextManager[Any]: ...
 
     def transaction(self) -> AbstractContextManager[Any]: ...
-LIST_COLUMNS = ("id, type, created, object_id, status, attempts, received_at, next_attempt_at,"
-                " finished_at, last_error")
+
+
 DUE = ("pending", "retrying", "processing")
+SEARCH_ROWS = 20_000  # free text on the id looks through this many of the newest matches
 
 
 @dataclass(frozen=True)
-class EventFilter:
-    """The list's filters, as the query string gives them (and as links keep them)."""
+class ListFilter:
+    """The list's filters as the query string gives them (and as links keep them)."""
 
-    type: str = ""
+    type: str = ""  # exact, or a prefix ending in * (customer.subscription.*)
     status: str = ""
     object_id: str = ""
-    since: str = ""
+    since: str = ""  # Stripe's clock (the event's created), as replays select
     until: str = ""
     q: str = ""  # free text on the event id
 
     @classmethod
-    def from_query(cls, query: Mapping[str, str]) -> "EventFilter":
+    def from_query(cls, query: Mapping[str, str]) -> "ListFilter":
         values = {name: (query.get(name) or "").strip()[:200] for name in cls.__dataclass_fields__}
         if values["status"] not in STATUSES:
             values["status"] = ""
@@ -55,24 +58,13 @@ class EventFilter:
     def query(self) -> dict[str, str]:
         return {name: value for name, value in self.__dict__.items() if value}
 
-    def where(self, now: float) -> tuple[list[str], list[Any]]:
-        clauses, params = [], []
-        for column, value in (("type", self.type), ("status", self.status),
-                              ("object_id", self.object_id)):
-            if value:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        if self.since:
-            clauses.append("received_at >= ?")
-            params.append(parse_when(self.since, now))
-        if self.until:
-            clauses.append("received_at < ?")
-            params.append(parse_when(self.until, now))
-        if self.q:
-            clauses.append("id LIKE ? ESCAPE '!'")
-            params.append("%" + self.q.replace("!", "!!").replace("%", "!%").replace("_", "!_")
-                          + "%")
-        return clauses, params
+    def where(self, now: float) -> EventFilter:
+        """The inbox's own filter (everything but ``q``, which no index serves)."""
+        return EventFilter(statuses=(self.status,) if self.status else (),
+                           types=(self.type,) if self.type else (),
+                           object_id=self.object_id or None,
+                           since=int(parse_when(self.since, now)) if self.since else None,
+                           until=int(parse_when(self.until, now)) if self.until else None)
 
 
 def parse_when(text: str, now: float) -> float:
@@ -91,56 +83,76 @@ def parse_when(text: str, now: float) -> float:
     return when.timestamp()
 
 
-@dataclass(frozen=True)
-class Row:
-    id: str
-    type: str
-    created: int
-    object_id: str | None
-    status: str
-    attempts: int
-    received_at: float
-    next_attempt_at: float | None
-    finished_at: float | None
-    last_error: str | None
-
-
 @dataclass
 class Page:
-    rows: list[Row]
+    rows: list[EventRecord]
     next_cursor: str | None
-    filter: EventFilter = field(default_factory=EventFilter)
+    filter: ListFilter = field(default_factory=ListFilter)
+    searched: int = 0  # with ``q``: how many events were looked through
+    search_cut: bool = False  # ... and whether older ones were left unsearched
 
 
-def events_page(db: Store, chosen: EventFilter, *, cursor: str | None = None,
+def events_page(inbox: Inbox, chosen: ListFilter, *, cursor: str | None = None,
                 limit: int = 50, now: float | None = None) -> Page:
-    """Newest first, paged by (received_at, id): the next page starts after the last row
-    shown, so paging stays cheap however deep, and new arrivals never shift it."""
-    clauses, params = chosen.where(time.time() if now is None else now)
-    if cursor:
-        at, _, last_id = cursor.partition("~")
-        try:
-            at_value = float(at)
-        except ValueError:
-            raise ConfigError("bad page cursor", code="bad_filter") from None
-        clauses.append("(received_at < ? OR (received_at = ? AND id < ?))")
-        params += [at_value, at_value, last_id]
-    where = " AND ".join(clauses) or "1 = 1"
-    with db.reading() as tx:
-        rows = tx.execute(f"SELECT {LIST_COLUMNS} FROM ichido_events WHERE {where}"
-                          " ORDER BY received_at DESC, id DESC LIMIT ?",
-                          (*params, limit + 1)).fetchall()
-    page = [Row(*row) for row in rows[:limit]]
-    more = len(rows) > limit
-    next_cursor = f"{page[-1].received_at!r}~{page[-1].id}" if more and page else None
-    return Page(rows=page, next_cursor=next_cursor, filter=chosen)
+    """Newest first by Stripe's ``created``, keyset-paged by the inbox (``Inbox.page``): the
+    next page starts after the last row shown, so paging stays cheap however deep, and new
+    arrivals never shift it. Free text on the id filters the newest ``SEARCH_ROWS`` matches of
+    the other filters (no index can serve a substring); a whole id is looked up directly."""
+    where = chosen.where(time.time() if now is None else now)
+    after = _cursor(cursor)
+    if not chosen.q:
+        rows = inbox.page(where, after=after, limit=limit + 1, newest_first=True, bodies=False)
+        return _page(rows, limit, chosen)
+    found: list[EventRecord] = []
+    searched, last = 0, after
+    exact = inbox.get(chosen.q) if after is None else None
+    if exact is not None and _matches(exact, where):
+        found.append(exact)
+    while len(found) <= limit and searched < SEARCH_ROWS:
+        batch = inbox.page(where, after=last, limit=1000, newest_first=True, bodies=False)
+        if not batch:
+            break
+        searched += len(batch)
+        last = (batch[-1].created, batch[-1].id)
+        found += [row for row in batch if chosen.q in row.id and row.id != chosen.q]
+    page = _page(found, limit, chosen)
+    page.searched, page.search_cut = searched, searched >= SEARCH_ROWS
+    if page.next_cursor is None and page.search_cut and last is not None:
+        page.next_cursor = f"{last[0]}~{last[1]}"  # search on from where this one stopped
+    return page
 
 
-def matching_ids(db: Store, chosen: EventFilter, *, limit: int = 1000) -> list[list[str]]:
+def _page(rows: Sequence[EventRecord], limit: int, chosen: ListFilter) -> Page:
+    shown = list(rows[:limit])
+    more = len(rows) > limit and shown
+    return Page(rows=shown, next_cursor=f"{shown[-1].created}~{shown[-1].id}" if more else None,
+                filter=chosen)
+
+
+def _cursor(cursor: str | None) -> Cursor | None:
+    if not cursor:
+        return None
+    created, _, last_id = cursor.partition("~")
+    try:
+        return int(created), last_id
+    except ValueError:
+        raise ConfigError("bad page cursor", code="bad_filter") from None
+
+
+def _matches(record: EventRecord, where: EventFilter) -> bool:
+    return ((not where.statuses or record.status in where.statuses)
+            and (not where.types or any(record.type == t or (t.endswith("*") and
+                                        record.type.startswith(t[:-1])) for t in where.types))
+            and (where.object_id is None or record.object_id == where.object_id)
+            and (where.since is None or record.created >= where.since)
+            and (where.until is None or record.created < where.until))
+
+
+def matching_ids(inbox: Inbox, chosen: ListFilter, *, limit: int = 1000) -> list[list[str]]:
     """The ids a filter matches, in pages of ``limit`` (a bulk retry never loads all rows)."""
     pages, cursor = [], None
     while True:
-        page = events_page(db, chosen, cursor=cursor, limit=limit)
+        page = events_page(inbox, chosen, cursor=cursor, limit=limit)
         if page.rows:
             pages.append([row.id for row in page.rows])
         if page.next_cursor is None:
@@ -195,24 +207,15 @@ def schema_version(db: Store, component: str) -> int:
     return int(row[0] or 0) if row else 0
 
 
-def same_object(db: Store, object_id: str | None, limit: int = 20) -> list[Row]:
+def same_object(inbox: Inbox, object_id: str | None, limit: int = 20) -> list[EventRecord]:
     if not object_id:
         return []
-    return events_page(db, EventFilter(object_id=object_id), limit=limit).rows
+    return inbox.page(EventFilter(object_id=object_id), limit=limit, newest_first=True,
+                      bodies=False)
 
 
-def with_status(chosen: EventFilter, status: str) -> EventFilter:
+def with_status(chosen: ListFilter, status: str) -> ListFilter:
     return replace(chosen, status=status)
-
-
-def dead_ids(db: Store, ids: Sequence[str]) -> list[str]:
-    """Of these ids, the ones dead right now (what a retry of them will requeue)."""
-    if not ids:
-        return []
-    with db.reading() as tx:
-        rows = tx.execute("SELECT id FROM ichido_events WHERE status = 'dead' AND id IN"
-                          f" ({', '.join('?' for _ in ids)})", list(ids)).fetchall()
-    return [row[0] for row in rows]
 
 
 def reconciler_state(db: Store) -> list[dict[str, Any]] | None:

@@ -9,7 +9,6 @@ import re
 from urllib.parse import parse_qsl
 
 from jinja2 import Environment, PackageLoader, select_autoescape
-from markupsafe import escape
 from starlette.requests import Request
 
 from ichido.dashboard.shop_tables import JST
@@ -66,10 +65,6 @@ def environment() -> Environment:
                       autoescape=select_autoescape(default=True, default_for_string=True))
     env.filters.update(when=when, age=age, jst=jst, redact=redact)
     return env
-
-
-def escaped(text: str) -> str:
-    return str(escape(redact(text)))
 
 
 async def read_form(request: Request) -> dict[str, str] | None:

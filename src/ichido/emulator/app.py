@@ -104,8 +104,9 @@ class Api:
                 if endpoint.records else None
             store.begin()
             try:
+                expand = forms.expansions(params)
                 result = endpoint.handler(*path_params.values(), params)
-                content = _dumps(store.expand(result, forms.strings(params, "expand")))
+                content = _dumps(store.expand(result, expand))
             except StripeError as error:
                 # A refusal stores nothing; a result (a 402 decline) keeps what it did.
                 store.undo() if error.undo else store.commit()
