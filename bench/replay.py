@@ -23,7 +23,9 @@ import orjson
 
 from ichido.config import Settings
 from ichido.event import parse_delivery
-from ichido.inbox import EventFilter, Status, open_inbox
+from ichido.inbox import EventFilter, open_inbox
+from ichido.queue.base import Status
+from ichido.queue.table import TableQueue
 
 
 def body(n: int) -> bytes:
@@ -39,10 +41,9 @@ def body(n: int) -> bytes:
 def fill(inbox, events: int) -> None:
     for start in range(0, events, 1000):
         inbox.accept([parse_delivery(body(n)) for n in range(start, min(events, start + 1000))])
-    while claims := inbox.claim("bench", 1000, 600):
-        with inbox.processing(claims) as batch:
-            for claim in batch.claims:
-                batch.finish(claim, Status.IGNORED)
+    queue = TableQueue(inbox.database)
+    while claims := queue.claim("bench", 1000, 600):
+        queue.finish({Status.IGNORED: claims})
 
 
 def main(argv: list[str]) -> int:

@@ -7,7 +7,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Callable
 
 from ichido.event import Event
-from ichido.inbox.base import Transaction
+from ichido.db.base import Transaction
 
 if TYPE_CHECKING:
     from ichido.recovery.guard import Fetch

@@ -28,6 +28,9 @@ from ichido.errors import REASONS
 from ichido.metrics import METRICS
 
 _IDLE, _HEAD, _BODY = "idle", "head", "body"  # what the connection is reading
+_REFUSED = "refused"  # answered and half-closed: what still arrives is read and dropped
+LINGER_SECONDS = 1.0  # then closed: closing at once with bytes unread resets the connection,
+# and a reset can destroy the answer before the client reads it
 
 
 def _refusal(status: str, code: str) -> bytes:
@@ -73,6 +76,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._reading is not _BODY:  # headers (or the first bytes of the next request)
+            if self._reading is _REFUSED:
+                return
             allowance = self.max_header_bytes - self._head_bytes
             if len(data) > allowance:
                 self._receive_past_allowance(data, allowance)
@@ -139,9 +144,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse(self, answer: bytes) -> None:
         self._disarm()
-        if answer:
-            self.transport.write(answer)
-        self.transport.close()
+        if not answer or not self.transport.can_write_eof():
+            if answer:
+                self.transport.write(answer)
+            self.transport.close()
+            return
+        self.transport.write(answer)
+        self.transport.write_eof()
+        self._reading = _REFUSED
+        self._deadline = self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
 
 def protocol_for(settings: Settings) -> type[BoundedHttpToolsProtocol]:

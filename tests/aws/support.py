@@ -20,8 +20,9 @@ from ichido.aws.runner import SqsPoller
 from ichido.aws.worker import EventApplier, SqsWorker
 from ichido.config import Settings
 from ichido.handlers import HandlerRegistry
-from ichido.inbox import open_seen_cache, process_shard
-from ichido.inbox.memory import MemorySeenCache
+from ichido.inbox import process_shard
+from ichido.seen import open_seen as open_seen_cache
+from ichido.seen.memory import MemorySeenCache
 from ichido.queue.sqs import SqsQueue
 from tests.support import SECRET, effect_counts, open_store, record_effect, signed_headers
 

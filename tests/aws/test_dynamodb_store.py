@@ -8,7 +8,7 @@ import pytest
 
 from ichido.db.dynamodb import MAX_ITEMS
 from ichido.event import Event
-from ichido.inbox.base import Status
+from ichido.queue.base import Status
 from tests.aws.support import SqsLayout, dynamodb_url, function_url_event
 from tests.support import make_event
 

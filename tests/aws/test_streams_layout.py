@@ -14,7 +14,7 @@ import pytest
 
 from ichido.aws.runner import StreamPoller, _lambda_record
 from ichido.event import Event
-from ichido.inbox.base import Status
+from ichido.queue.base import Status
 from ichido.queue import streams
 from tests.aws.support import StreamsLayout
 from tests.support import make_event

@@ -49,6 +49,7 @@ class World:
         self.shop = create_shop(settings, shop_settings, workers=0)
         self.app = self.shop.app
         self.app.migrate()
+        self.app.start()
         self.receiver: ThreadedServer | None = None
         self.stripe = httpx.Client(base_url=self.emulator_server.url, timeout=30,
                                    headers={"Authorization": f"Bearer {KEY}"})
@@ -137,7 +138,7 @@ class World:
         self.down()
         self.stripe.close()
         self.emulator_server.stop()
-        self.app.inbox.close()
+        self.app.close()
 
 
 @pytest.fixture

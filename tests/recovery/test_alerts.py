@@ -49,7 +49,7 @@ def app(settings, slack):
     app = in_process_app(settings, max_attempts=2)
     app.recovery = RecoverySettings(alert_webhook_url=slack.url, alert_backlog_seconds=300)
     yield app
-    app.inbox.close()
+    app.close()
 
 
 def send(app) -> int:

@@ -9,7 +9,9 @@ import pytest
 
 from ichido.config import Settings
 from ichido.event import parse_delivery
-from ichido.inbox import EventFilter, Inbox, Status, open_inbox
+from ichido.inbox import EventFilter, Inbox, open_inbox
+from ichido.queue.base import Status
+from ichido.queue.table import TableQueue
 from tests.support import make_event
 
 T0 = 1_760_000_000
@@ -64,11 +66,10 @@ def test_filters_combine(inbox: Inbox) -> None:
 
 def test_requeue_touches_only_the_statuses_named(inbox: Inbox) -> None:
     fill(inbox)
-    claims = inbox.claim("w", 60, 60)
-    with inbox.processing(claims) as batch:
-        for claim in batch.claims:
-            batch.finish(claim, Status.IGNORED if claim.type == "charge.refunded"
-                         else Status.PROCESSED)
+    queue = TableQueue(inbox.database)  # type: ignore[attr-defined]
+    claims = queue.claim("w", 60, 60)
+    queue.finish({Status.IGNORED: [c for c in claims if c.type == "charge.refunded"],
+                  Status.PROCESSED: [c for c in claims if c.type != "charge.refunded"]})
     ignored = [r.id for r in inbox.page(EventFilter(statuses=(Status.IGNORED,)), limit=100)]
     progress: list[int] = []
     done = inbox.requeue(ignored + ["evt_0000"], statuses=[Status.IGNORED],
@@ -76,4 +77,4 @@ def test_requeue_touches_only_the_statuses_named(inbox: Inbox) -> None:
     assert done == len(ignored) == 15 and progress == [15]
     assert inbox.get(ignored[0]).status == Status.RETRYING
     assert inbox.get("evt_0000").status == Status.PROCESSED
-    assert {c.id for c in inbox.claim("w", 60, 60)} == set(ignored)
+    assert {c.id for c in queue.claim("w", 60, 60)} == set(ignored)

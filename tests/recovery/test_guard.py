@@ -12,7 +12,7 @@ import pytest
 
 from ichido.event import Event, parse_delivery
 from ichido.handlers import HandlerRegistry
-from ichido.inbox import Status
+from ichido.queue.base import Status
 from ichido.recovery.guard import order_key
 from tests.support import in_process_app
 
@@ -69,7 +69,7 @@ def app(settings):
                    (event.object["id"], event.id))
 
     yield app
-    app.inbox.close()
+    app.close()
 
 
 def deliver_in_orders(app, orders: dict[str, list[bytes]]) -> None:
@@ -161,7 +161,7 @@ def test_stale_events_are_marked_and_only_guarded_handlers_skip_them(settings) -
     app.worker().drain()
     assert calls[-1] == ("plain", "evt_sub_x_1")  # the unguarded handler still sees it
     assert app.inbox.get("evt_sub_x_1").status == Status.PROCESSED
-    app.inbox.close()
+    app.close()
 
 
 def test_wildcard_patterns_match_types() -> None:
@@ -216,4 +216,4 @@ def test_refetch_hands_guarded_handlers_the_object_as_the_api_has_it(settings,
     record = app.inbox.get(later["id"])
     assert record.status == Status.RETRYING and "budget spent" in (record.last_error or "")
     assert pi.id != other.id
-    app.inbox.close()
+    app.close()

@@ -9,7 +9,8 @@ import orjson
 import pytest
 
 from ichido.event import parse_delivery
-from ichido.inbox import EventFilter, Status
+from ichido.inbox import EventFilter
+from ichido.queue.base import Status
 from ichido.recovery import replay as replays
 from ichido.recovery.reconcile import recovery_counts
 from tests.support import ROOT, cli_env, effect_counts, in_process_app, make_event, record_effect

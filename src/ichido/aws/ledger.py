@@ -17,7 +17,8 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Iterator, Protocol
 
 from ichido.event import Delivery
-from ichido.inbox.base import Status, Transaction
+from ichido.db.base import Transaction
+from ichido.queue.base import Status
 
 
 class Ledger(Protocol):
@@ -61,7 +62,7 @@ class SqlLedger:
     def applying(self, delivery: Delivery, status: Status, attempt: int,
                  received_at: float) -> Iterator[Transaction | None]:
         with self.inbox.transaction() as tx:
-            lock = getattr(self.inbox, "_lock_objects", None)
+            lock = getattr(getattr(self.inbox, "database", None), "lock_objects", None)
             if delivery.object_id and lock is not None:
                 lock(tx, [delivery.object_id])  # one object's events apply one at a time (I4)
             row = tx.execute(_MARK, (*_columns(delivery, received_at), status.value, attempt,

@@ -13,8 +13,9 @@ from ichido.aws.ledger import Ledger, SqlLedger
 from ichido.aws.settings import AwsSettings
 from ichido.config import Settings, split_secrets
 from ichido.errors import ConfigError
-from ichido.inbox import open_inbox, open_seen_cache, process_shard
-from ichido.inbox.base import SeenCache
+from ichido.inbox import open_inbox, process_shard
+from ichido.seen import open_seen as open_seen_cache
+from ichido.seen.base import SeenCache
 
 
 def settings_from_env(aws: AwsSettings) -> Settings:

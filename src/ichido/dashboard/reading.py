@@ -19,7 +19,8 @@ from typing import Any, Mapping, Protocol, Sequence
 
 from ichido.config import parse_duration
 from ichido.errors import ConfigError
-from ichido.inbox import Cursor, EventFilter, EventRecord, Inbox, Status
+from ichido.inbox import Cursor, EventFilter, EventRecord, Inbox
+from ichido.queue.base import Status
 
 STATUSES = [status.value for status in Status]
 

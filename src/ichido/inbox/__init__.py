@@ -1,4 +1,4 @@
-"""Storage backends, picked by URL: ``sqlite:///…`` (default) or ``postgresql://…``."""
+"""The inbox role, on the engine of the database it is given (``open_inbox``)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,12 @@ import uuid
 from typing import Sequence
 
 from ichido.config import Settings
+from ichido.db.base import Database
+from ichido.db.migrations import Step
 from ichido.errors import ConfigError
-from ichido.inbox.base import (Claim, Cursor, EventFilter, EventRecord, Inbox, SeenCache, Status,
-                               Transaction)
-from ichido.inbox.memory import MemorySeenCache
-from ichido.inbox.migrations import Step
+from ichido.inbox.base import Cursor, EventFilter, EventRecord, Inbox
 
-__all__ = ["Claim", "Cursor", "EventFilter", "EventRecord", "Inbox", "SeenCache", "Status",
-           "Transaction", "open_inbox", "open_seen_cache"]
+__all__ = ["Cursor", "EventFilter", "EventRecord", "Inbox", "open_inbox"]
 
 
 def process_shard() -> str:
@@ -23,36 +21,35 @@ def process_shard() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def open_inbox(settings: Settings, *, migrate: bool | None = None,
-               steps: Sequence[Step] = ()) -> Inbox:
-    """Open the store named by ``settings.database_url``.
+def open_inbox(settings: Settings, database: Database | None = None, *,
+               migrate: bool | None = None, steps: Sequence[Step] = ()) -> Inbox:
+    """The inbox for ``settings``, in ``database``, its schema brought up to date (``migrate``
+    as in ``open_database``). ``database`` is not the inbox's to close; without one, the inbox
+    opens its own (with ``steps``) and closes it with itself."""
+    from ichido.db import open_database
+    from ichido.inbox.sql import SCHEMA
 
-    ``migrate=None`` is each engine's default: the embedded SQLite file sets itself up (zero
-    set-up), PostgreSQL only checks and asks for ``ichido migrate`` when it is behind.
-    ``steps`` are extra schema steps (domain tables) that travel with the core schema.
-    """
-    url = settings.database_url
-    scheme = url.split(":", 1)[0]
-    if scheme == "sqlite":
-        from ichido.inbox.sqlite import SqliteInbox
+    own = database is None
+    if database is None:
+        database = open_database(settings, migrate=migrate, steps=steps)
+    engine = getattr(database, "engine", None)
+    inbox: Inbox
+    try:
+        if engine == "sqlite":
+            from ichido.inbox.sqlite import SqliteInbox
 
-        return SqliteInbox(url, synchronous=settings.sqlite_synchronous, shard=process_shard(),
-                           migrate=True if migrate is None else migrate, steps=steps)
-    if scheme in ("postgresql", "postgres"):
-        from ichido.inbox.postgres import PostgresInbox
+            inbox = SqliteInbox(database, shard=process_shard())  # type: ignore[arg-type]
+        elif engine == "postgresql":
+            from ichido.inbox.postgres import PostgresInbox
 
-        return PostgresInbox(url, shard=process_shard(), pool_size=settings.db_pool_size,
-                             migrate=bool(migrate), steps=steps)
-    raise ConfigError(f"unsupported ICHIDO_DATABASE_URL scheme {scheme!r}: use sqlite:/// or"
-                      " postgresql://")
-
-
-def open_seen_cache(settings: Settings, namespace: str) -> SeenCache:
-    """Redis when ``ICHIDO_REDIS_URL`` is set (shared by all receivers of the store named
-    ``namespace``), else in-process."""
-    if settings.redis_url:
-        from ichido.inbox.redis import RedisSeenCache
-
-        return RedisSeenCache(settings.redis_url, settings.seen_ttl_seconds,
-                              prefix=f"ichido:seen:{namespace}:")
-    return MemorySeenCache(settings.seen_ttl_seconds, settings.seen_max_entries)
+            inbox = PostgresInbox(database, shard=process_shard())  # type: ignore[arg-type]
+        else:
+            raise ConfigError(f"no inbox for a database of type {type(database).__name__}")
+        database.prepare(SCHEMA, migrate)
+    except BaseException:
+        if own:
+            database.close()
+        raise
+    if own:
+        inbox.owned_database = database  # type: ignore[attr-defined]
+    return inbox

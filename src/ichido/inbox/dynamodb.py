@@ -30,7 +30,8 @@ from ichido.db.dynamodb import (DynamoDatabase, DynamoTransaction, TransactionCa
                                 from_item, to_item)
 from ichido.errors import ConfigError, StorageUnavailable
 from ichido.event import Delivery
-from ichido.inbox.base import FINISHED, EventRecord, Status, stats_from
+from ichido.inbox.base import EventRecord, stats_from
+from ichido.queue.base import FINISHED, Status
 
 EVENT = "event"
 MAX_FAILURES_KEPT = 10  # the item stays far below DynamoDB's 400 KB

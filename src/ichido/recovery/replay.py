@@ -26,7 +26,8 @@ from typing import Any, Callable
 import orjson
 
 from ichido.errors import IchidoError
-from ichido.inbox.base import EventFilter, Inbox, Status
+from ichido.inbox.base import EventFilter, Inbox
+from ichido.queue.base import Status
 from ichido.recovery.reconcile import count
 
 REPLAYABLE = (Status.DEAD, Status.IGNORED, Status.RETRYING, Status.PROCESSED, Status.STALE)

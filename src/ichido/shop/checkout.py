@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ichido.inbox.base import Transaction
+from ichido.db.base import Transaction
 from ichido.shop import orders
 
 EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded",

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from ichido.errors import RetryLater
-from ichido.inbox.base import Transaction
+from ichido.db.base import Transaction
 from ichido.outbox import enqueue
 from ichido.shop import notices, orders
 

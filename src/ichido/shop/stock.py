@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ichido.inbox.base import Transaction
+from ichido.db.base import Transaction
 
 SHIPPED_KINDS = ("physical", "live_item")
 
