@@ -175,7 +175,9 @@ class SqlInbox(Inbox):
                 "UPDATE ichido_events SET status = 'retrying', requeued_at_attempt = attempts,"
                 " next_attempt_at = ?, finished_at = NULL, lease_owner = NULL"
                 f" WHERE id IN ({', '.join('?' for _ in event_ids)})"
-                f" AND status IN ({', '.join('?' for _ in statuses)})"
+                # `|| ''` keeps SQLite on the primary key: on the status index it would walk
+                # every event of that status for each page (a replay slowing as it grows)
+                f" AND status || '' IN ({', '.join('?' for _ in statuses)})"
                 " AND body <> ?",  # a pruned event's tombstone has no body to run again
                 (time.time(), *event_ids, *statuses, b"")).rowcount
             if record is not None:
