@@ -110,11 +110,14 @@ class Tier:
     def __init__(self, database_url: str, seen_max: int) -> None:
         from ichido.config import Settings
         from ichido.group_commit import GroupCommit
-        from ichido.inbox import open_inbox, open_seen_cache
+        from ichido.db import open_database
+        from ichido.inbox import open_inbox
+        from ichido.seen import open_seen
 
         settings = Settings(database_url=database_url, seen_max_entries=seen_max)
-        self.inbox = open_inbox(settings, migrate=True)
-        self.seen = open_seen_cache(settings, self.inbox.store_id())
+        self.database = open_database(settings, migrate=True)
+        self.inbox = open_inbox(settings, self.database, migrate=True)
+        self.seen = open_seen(settings, self.database.store_id())
         self.group = GroupCommit(self.inbox, self.seen)
         self.loop = asyncio.new_event_loop()
         self.events = Events()
@@ -157,6 +160,7 @@ class Tier:
         self.loop.close()
         self.seen.close()
         self.inbox.close()
+        self.database.close()
 
 
 def run_backend(backend: str, wd: Any, sizes: list[int], seen_max: int,

@@ -55,10 +55,10 @@ def postgres_admin() -> Iterator[psycopg.Connection]:
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL schema, migrated, dropped afterwards."""
     connect_admin().close()  # skip (or fail in CI) when the server is not there
-    from ichido.inbox import open_inbox
+    from ichido import App
 
     with postgres_schema(POSTGRES_URL, prefix="ichido_t") as url:
-        open_inbox(Settings(database_url=url), migrate=True).close()
+        App(Settings(database_url=url), workers=0).migrate()
         yield url
 
 

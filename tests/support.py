@@ -71,10 +71,10 @@ def effects_schema() -> list:
 
 def migrate_effects(database_url: str) -> None:
     """Create the effects table the way a deployment would (``ichido migrate --app``)."""
+    from ichido import App
     from ichido.config import Settings
-    from ichido.inbox import open_inbox
 
-    open_inbox(Settings(database_url=database_url), migrate=True, steps=effects_schema()).close()
+    App(Settings(database_url=database_url), workers=0, schema=effects_schema()).migrate()
 
 
 def in_process_app(settings: Any, **changes: Any):
@@ -85,15 +85,34 @@ def in_process_app(settings: Any, **changes: Any):
     app = App(settings.with_(**changes) if changes else settings, workers=0,
               schema=effects_schema())
     app.migrate()
+    app.start()
     return app
 
 
-def open_store(database_url: str):
-    """The inbox of ``database_url``, as any process would open it."""
-    from ichido.config import Settings
-    from ichido.inbox import open_inbox
+class Store:
+    """The inbox of ``database_url`` with its database, as any process would open them; the
+    inbox's methods are its own, ``reading`` and ``transaction`` the database's."""
 
-    return open_inbox(Settings(database_url=database_url))
+    def __init__(self, database_url: str) -> None:
+        from ichido.config import Settings
+        from ichido.db import open_database
+        from ichido.inbox import open_inbox
+
+        settings = Settings(database_url=database_url)
+        self.database = open_database(settings)
+        self.inbox = open_inbox(settings, self.database)
+        self.reading, self.transaction = self.database.reading, self.database.transaction
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inbox, name)
+
+    def close(self) -> None:
+        self.inbox.close()
+        self.database.close()
+
+
+def open_store(database_url: str) -> Store:
+    return Store(database_url)
 
 
 def effect_counts(inbox: Any) -> Counter:

@@ -41,7 +41,7 @@ def accept(app: App, *bodies: bytes, cache_hits: int = 0) -> list[str]:
 
 def shift_received_at(app: App, seconds: float, *event_ids: str) -> None:
     """Age (or order) events by moving ``received_at``; plain SQL that every backend takes."""
-    with app.inbox.transaction() as tx:
+    with app.database.transaction() as tx:
         for event_id in event_ids:
             tx.execute("UPDATE ichido_events SET received_at = received_at + ? WHERE id = ?",
                        (seconds, event_id))

@@ -105,7 +105,8 @@ def test_outbox_messages_of_a_sender_killed_mid_send_are_due_again_after_the_set
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'shop.db'}", lease_seconds=2.0)
     shop = create_shop(settings, ShopSettings(stripe_api_key="sk_test_outbox_lease",
                                               mail_dir=str(tmp_path / "mail")), workers=0)
-    inbox = shop.app.inbox
+    shop.app.start()
+    inbox = shop.app.database
     with inbox.transaction() as tx:
         enqueue(tx, "mail", "mail:ord_lease:paid", {"order_id": "ord_lease", "to": "a@b.c",
                                                     "subject": "paid", "body": "paid"})

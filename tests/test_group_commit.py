@@ -14,7 +14,9 @@ import pytest
 
 from ichido.config import Settings
 from ichido.event import parse_delivery
-from ichido.inbox.sqlite import SqliteInbox, path_from_url
+from ichido.db.sqlite import SqliteDatabase, path_from_url
+from ichido.inbox.sqlite import SqliteInbox
+from tests.support import open_store
 
 from tests.support import (
     asgi_client,
@@ -54,13 +56,15 @@ def test_a_locked_store_waits_off_the_event_loop_and_then_stores_once(tmp_path: 
     assert first.status_code == 200 and first.json()["status"] == "accepted", first.text
     assert again.json()["status"] == "duplicate"
     app.worker().drain()
-    assert effect_counts(app.inbox) == {event_id_of(body): 1}
+    assert effect_counts(app.database) == {event_id_of(body): 1}
 
 
 @pytest.mark.timeout(8)  # waiting for the 60 s busy timeout instead of declining fails here
 def test_accept_nowait_on_a_locked_store_declines_and_writes_nothing(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'busy.db'}"
-    inbox = SqliteInbox(url, shard="test", busy_timeout=60)
+    open_store(url).close()  # the schema, as any process would set it up
+    database = SqliteDatabase(path_from_url(url), busy_timeout=60)
+    inbox = SqliteInbox(database, shard="test")
     other = sqlite3.connect(path_from_url(url), isolation_level=None)
     delivery = parse_delivery(make_event("payment_intent.succeeded"))
     try:
@@ -74,6 +78,7 @@ def test_accept_nowait_on_a_locked_store_declines_and_writes_nothing(tmp_path: P
     finally:
         other.close()
         inbox.close()
+        database.close()
 
 
 def test_checkpoints_keep_the_write_ahead_log_short(tmp_path: Path) -> None:
@@ -82,7 +87,9 @@ def test_checkpoints_keep_the_write_ahead_log_short(tmp_path: Path) -> None:
     Without checkpoints, or with passive ones alone (the WAL then never starts afresh), it
     would hold every event ever received."""
     url = f"sqlite:///{tmp_path / 'wal.db'}"
-    inbox = SqliteInbox(url, shard="test", checkpoint_rows=50)
+    open_store(url).close()  # the schema, as any process would set it up
+    database = SqliteDatabase(path_from_url(url))
+    inbox = SqliteInbox(database, shard="test", checkpoint_rows=50)
 
     async def receive() -> int:  # as the receiver does: on the loop, or on the writer thread
         written = 0
@@ -102,3 +109,4 @@ def test_checkpoints_keep_the_write_ahead_log_short(tmp_path: Path) -> None:
         assert wal < written / 2, f"WAL of {wal} bytes after {written} bytes of events"
     finally:
         inbox.close()
+        database.close()

@@ -17,15 +17,18 @@ from ichido.config import Settings
 from ichido.errors import StorageUnavailable
 from ichido.event import parse_delivery
 from ichido.group_commit import GroupCommit, Outcome
-from ichido.inbox import open_inbox, open_seen_cache
+from ichido.db import open_database
+from ichido.inbox import open_inbox
+from ichido.seen import open_seen
 
 from tests.support import ServerProcess, make_event, run_async, wait_until
 
 
 def _group(url: str, **options: float) -> GroupCommit:
     settings = Settings(database_url=url)
-    inbox = open_inbox(settings)
-    return GroupCommit(inbox, open_seen_cache(settings, inbox.store_id()), **options)
+    database = open_database(settings)
+    inbox = open_inbox(settings, database)
+    return GroupCommit(inbox, open_seen(settings, database.store_id()), **options)
 
 
 async def _answered_or_stranded(group: GroupCommit, client: asyncio.Future) -> bool:

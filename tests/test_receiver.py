@@ -158,6 +158,7 @@ def test_every_refusal_gets_its_status_and_code_and_nothing_is_stored(
         settings: Settings) -> None:
     """In-process, one case after another on one app; every mismatch is reported at once."""
     app = App(settings, workers=0)
+    app.start()  # the test reads the store after the app's lifespan
 
     async def scenario() -> list[tuple[Refusal, httpx.Response]]:
         answers = []
@@ -189,6 +190,7 @@ def test_every_refusal_gets_its_status_and_code_and_nothing_is_stored(
 
 def test_body_at_the_size_limit_is_read_and_one_byte_more_is_refused(settings: Settings) -> None:
     app = App(settings, workers=0)
+    app.start()  # the test reads the store after the app's lifespan
     template = make_event("charge.succeeded", obj={"id": "ch_1", "object": "charge", "pad": ""})
     at_limit = template.replace(b'"pad":""', b'"pad":"' + b"x" * (LIMIT - len(template)) + b'"')
     over = at_limit.replace(b'"pad":"', b'"pad":"y', 1)
@@ -280,6 +282,7 @@ def test_serve_refuses_a_secret_that_is_not_a_signing_secret(tmp_path) -> None:
 def test_app_without_a_secret_accepts_nothing(database_url: str) -> None:
     """Mounted without ``ichido serve`` (no start-up check), the app still accepts nothing."""
     app = App(Settings(database_url=database_url), workers=0)
+    app.start()  # the test reads the store after the app's lifespan
     body = make_event()
 
     async def scenario() -> httpx.Response:
@@ -295,6 +298,7 @@ def test_app_without_a_secret_accepts_nothing(database_url: str) -> None:
 def test_either_secret_is_accepted_while_rolling(database_url: str) -> None:
     old, new = "whsec_old_secret_1", "whsec_new_secret_2"
     app = App(Settings(database_url=database_url, webhook_secrets=(old, new)), workers=0)
+    app.start()  # the test reads the store after the app's lifespan
     signed_old, signed_new, signed_both, signed_other = (make_event() for _ in range(4))
 
     async def scenario() -> list[httpx.Response]:
@@ -329,14 +333,15 @@ def test_receiver_never_runs_handlers(settings: Settings) -> None:
         return response
 
     assert run_async(scenario).json()["status"] == "accepted"
-    assert effect_counts(app.inbox) == {}
+    assert effect_counts(app.database) == {}
     assert app.inbox.get(event_id_of(body)).status == "pending"
     app.worker().drain()
-    assert effect_counts(app.inbox) == {event_id_of(body): 1}
+    assert effect_counts(app.database) == {event_id_of(body): 1}
 
 
 def test_stored_body_is_kept_byte_for_byte(settings: Settings) -> None:
     app = App(settings, workers=0)
+    app.start()  # the test reads the store after the app's lifespan
     event_id = f"evt_bytes_{uuid.uuid4().hex}"
     body = (b'{ "type":"charge.succeeded", "id":"%s", "object":"event",\n "created":1 }'
             % event_id.encode())
@@ -359,6 +364,7 @@ def test_signature_is_checked_on_the_raw_body(settings: Settings) -> None:
     reserialised = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
     assert reserialised != body
     app = App(settings, workers=0)
+    app.start()  # the test reads the store after the app's lifespan
 
     async def scenario() -> httpx.Response:
         async with asgi_client(app) as client:

@@ -15,7 +15,7 @@ import ichido.app as app_module
 from ichido import App
 from ichido.config import Settings
 from ichido.errors import StorageUnavailable
-from ichido.inbox.memory import MemorySeenCache
+from ichido.seen.memory import MemorySeenCache
 from tests.support import (
     asgi_client,
     effect_counts,
@@ -47,7 +47,7 @@ def new_app(settings: Settings, cache: MemorySeenCache | None = None,
             monkeypatch: pytest.MonkeyPatch | None = None) -> App:
     if cache is not None:
         assert monkeypatch is not None
-        monkeypatch.setattr(app_module, "open_seen_cache", lambda *args, **kwargs: cache)
+        monkeypatch.setattr(app_module, "open_seen", lambda *args, **kwargs: cache)
     app = in_process_app(settings)
     app.on("payment_intent.succeeded")(record_effect)
     return app
@@ -106,7 +106,7 @@ def test_duplicate_after_cache_flush_is_caught_durably(settings: Settings) -> No
     ], remote_tier=bool(settings.redis_url)), answers
     assert counts(app) == tallies(answers)
     app.worker().drain()
-    assert effect_counts(app.inbox) == {event_id_of(body): 1 for body in bodies}
+    assert effect_counts(app.database) == {event_id_of(body): 1 for body in bodies}
     assert app.inbox.stats()["processed"] == 6
 
 
@@ -141,7 +141,7 @@ def test_any_stream_with_flushes_applies_each_event_once(settings: Settings,
     assert {k: after[k] - before[k] for k in COUNTS} == tallies(answers)
     assert tallies(answers)["unique"] == len(stored)
     app.worker().drain()
-    effects = effect_counts(app.inbox)
+    effects = effect_counts(app.database)
     assert {k: effects[event_id_of(bodies[k])] for k in range(7)} == {
         k: int(k in stored) for k in range(7)}
 
@@ -169,7 +169,7 @@ def test_id_past_its_ttl_is_forgotten_by_the_cache_but_caught_durably(
     assert counts(app) == {"received": 4, "unique": 1, "duplicates_cache": 2,
                            "duplicates_durable": 1}
     app.worker().drain()
-    assert effect_counts(app.inbox) == {event_id_of(body): 1}
+    assert effect_counts(app.database) == {event_id_of(body): 1}
 
 
 def test_ids_evicted_for_size_are_caught_durably(settings: Settings,
@@ -193,7 +193,7 @@ def test_ids_evicted_for_size_are_caught_durably(settings: Settings,
     assert tiers(run_async(scenario)) == ["accepted"] * 5 + ["durable", "cache"]
     assert max(sizes) <= 3
     app.worker().drain()
-    assert effect_counts(app.inbox) == {event_id_of(body): 1 for body in bodies}
+    assert effect_counts(app.database) == {event_id_of(body): 1 for body in bodies}
 
 
 @pytest.mark.parametrize("failure", [StorageUnavailable("disk full"), OSError("I/O error")],
@@ -229,7 +229,7 @@ def test_cache_learns_an_id_only_after_its_durable_write(settings: Settings,
     assert third.json() == {"id": event_id, "status": "accepted"}
     assert tiers_match(tiers([fourth]), ["cache"], remote_tier=bool(settings.redis_url))
     app.worker().drain()
-    assert effect_counts(app.inbox) == {event_id: 1}
+    assert effect_counts(app.database) == {event_id: 1}
 
 
 def test_an_id_stored_by_another_store_sharing_the_tier_is_still_stored(
@@ -248,7 +248,7 @@ def test_an_id_stored_by_another_store_sharing_the_tier_is_still_stored(
     assert play(app, [body]) == ["accepted"]
     assert app.inbox.get(event_id) is not None
     app.worker().drain()
-    assert effect_counts(app.inbox) == {event_id: 1}
+    assert effect_counts(app.database) == {event_id: 1}
 
 
 # -- the in-process tier itself ------------------------------------------------------------------
@@ -321,8 +321,10 @@ def test_restarted_receiver_catches_duplicates_durably(database_url: str) -> Non
         first.stop()
     # A new process starts with an empty in-process tier; a shared (Redis) tier is flushed of
     # these ids, as an operator, an eviction or a lapsed TTL would.
-    forget_seen(App(Settings.from_env(database_url=database_url), workers=0).seen,
-                [event_id_of(body) for body in bodies])
+    offline = App(Settings.from_env(database_url=database_url), workers=0)
+    offline.start()
+    forget_seen(offline.seen, [event_id_of(body) for body in bodies])
+    offline.close()
     second = start_server(database_url, workers=1)
     try:
         with httpx.Client(timeout=30) as client:

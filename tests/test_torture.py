@@ -62,7 +62,8 @@ def test_a_full_refund_asked_without_an_amount_is_accepted(database_url: str,
     shop = create_shop(settings, ShopSettings(stripe_api_key="sk_test_refund_rest",
                                               mail_dir=str(tmp_path / "mail")), workers=0)
     shop.app.migrate()
-    inbox = shop.app.inbox
+    shop.app.start()
+    inbox = shop.app.database
     try:
         with inbox.transaction() as tx:
             tx.execute("INSERT INTO shop_orders (id, product_id, product_name, kind, quantity,"
@@ -79,7 +80,7 @@ def test_a_full_refund_asked_without_an_amount_is_accepted(database_url: str,
                 " ORDER BY created_at").fetchall()]
         assert [p["amount"] for p in payloads] == [500, 1000]
     finally:
-        shop.app.inbox.close()
+        shop.app.close()
 
 
 def test_small_pipeline_torture_loses_nothing_and_applies_every_event_once() -> None:

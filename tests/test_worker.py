@@ -68,7 +68,7 @@ def test_handler_failing_n_times_then_succeeding_applies_once(settings: Settings
     drive(app.worker(), lambda: status_of(app, event_id) == "processed")
 
     record = app.inbox.get(event_id)
-    assert effect_counts(app.inbox) == {event_id: 1}
+    assert effect_counts(app.database) == {event_id: 1}
     assert [attempt for attempt, _, _ in record.failures] == [1, 2, 3]
     assert all("planned failure" in error for _, _, error in record.failures)
     assert record.attempts == failures_planned + 1
@@ -94,7 +94,7 @@ def test_always_failing_handler_ends_dead_with_its_error(settings: Settings) -> 
     assert [attempt for attempt, _, _ in record.failures] == [1, 2, 3]
     assert "ConnectionError: the downstream is broken" in record.last_error
     assert record.next_attempt_at is None
-    assert effect_counts(app.inbox) == {}
+    assert effect_counts(app.database) == {}
     assert worker.run_once() == 0  # dead stays dead until replayed
     stats = app.inbox.stats()
     assert (stats["dead"], stats["processed"], stats["retrying"]) == (1, 0, 0)
@@ -113,7 +113,7 @@ def test_one_failing_event_does_not_hold_up_the_others(settings: Settings) -> No
     good = store(app, *(make_event("payment_intent.succeeded") for _ in range(10)))
     drive(app.worker(), lambda: app.inbox.stats()["processed"] == 10
           and status_of(app, bad) == "dead")
-    assert effect_counts(app.inbox) == {event_id: 1 for event_id in good}
+    assert effect_counts(app.database) == {event_id: 1 for event_id in good}
 
 
 def test_a_failing_event_in_a_claimed_batch_undoes_only_its_own_writes(
@@ -135,7 +135,7 @@ def test_a_failing_event_in_a_claimed_batch_undoes_only_its_own_writes(
     failing = store(app, make_event("invoice.paid"), make_event("charge.refunded"))
     good += store(app, *(make_event("payment_intent.succeeded") for _ in range(3)))
     assert app.worker().run_once() == 8  # one batch held them all
-    assert effect_counts(app.inbox) == dict.fromkeys(good, 1)
+    assert effect_counts(app.database) == dict.fromkeys(good, 1)
     assert {status_of(app, i) for i in good} == {"processed"}
     for event_id in failing:
         record = app.inbox.get(event_id)
@@ -148,16 +148,16 @@ def test_a_batch_with_one_stolen_claim_still_applies_each_event_once(settings: S
     app.on("charge.succeeded")(record_effect)
     ids = store(app, *(make_event("charge.succeeded") for _ in range(3)))
     slow, fast = app.worker("slow"), app.worker("fast")
-    claims = slow.inbox.claim(slow.name, 10, 0.0)  # a zero lease: lapsed at once
+    claims = slow.queue.claim(slow.name, 10, 0.0)  # a zero lease: lapsed at once
     assert len(claims) == 3
-    [stolen] = wait_until(lambda: fast.inbox.claim(fast.name, 1, 60.0), message="a take-over")
+    [stolen] = wait_until(lambda: fast.queue.claim(fast.name, 1, 60.0), message="a take-over")
 
     slow.process_batch(claims)  # must not commit the stolen one; the others may go through
-    assert effect_counts(app.inbox)[stolen.id] == 0
+    assert effect_counts(app.database)[stolen.id] == 0
     assert app.inbox.get(stolen.id).status == "processing"
     fast.process(stolen)
     drive(app.worker("sweeper"), lambda: all(status_of(app, i) == "processed" for i in ids))
-    assert effect_counts(app.inbox) == dict.fromkeys(ids, 1)
+    assert effect_counts(app.database) == dict.fromkeys(ids, 1)
 
 
 def test_redelivery_while_retrying_is_a_duplicate_and_the_worker_still_retries(
@@ -193,9 +193,9 @@ def test_redelivery_while_retrying_is_a_duplicate_and_the_worker_still_retries(
     assert tiers_match(["accepted", answers[1]["tier"], answers[2]["tier"]],
                        ["accepted", "cache", "durable"], remote_tier=bool(settings.redis_url))
     assert status_of(app, event_id) == "retrying"  # the redeliveries did not reset or finish it
-    assert effect_counts(app.inbox) == {}
+    assert effect_counts(app.database) == {}
     drive(app.worker(), lambda: status_of(app, event_id) == "processed")
-    assert effect_counts(app.inbox) == {event_id: 1}
+    assert effect_counts(app.database) == {event_id: 1}
     assert len(app.inbox.get(event_id).failures) == 2
     stats = app.inbox.stats()
     by_cache = [a.get("tier") for a in answers].count("cache")
@@ -230,7 +230,7 @@ def test_dead_events_replayed_with_the_cli_after_the_fix_apply_once(settings: Se
     assert everything.returncode == 0, everything.stderr
     assert "requeued 2" in everything.stdout
     worker.drain()
-    assert effect_counts(app.inbox) == {one: 1, two: 1, three: 1}
+    assert effect_counts(app.database) == {one: 1, two: 1, three: 1}
     record = app.inbox.get(one)
     assert record.status == "processed"
     assert [attempt for attempt, _, _ in record.failures] == [1, 2]  # history is kept
@@ -246,7 +246,7 @@ def test_event_type_without_a_handler_is_ignored_and_counted(settings: Settings)
     app.worker().drain()
     assert status_of(app, handled) == "processed"
     assert [status_of(app, i) for i in unhandled] == ["ignored", "ignored"]
-    assert effect_counts(app.inbox) == {handled: 1}
+    assert effect_counts(app.database) == {handled: 1}
     stats = app.inbox.stats()
     assert (stats["processed"], stats["ignored"]) == (3, 2)
 
@@ -257,7 +257,7 @@ def test_wildcard_handler_receives_every_type(settings: Settings) -> None:
     ids = store(app, make_event("customer.created"), make_event("charge.refunded"))
     app.worker().drain()
     assert [status_of(app, i) for i in ids] == ["processed", "processed"]
-    assert effect_counts(app.inbox) == dict.fromkeys(ids, 1)
+    assert effect_counts(app.database) == dict.fromkeys(ids, 1)
 
 
 def test_handler_exception_rolls_back_its_own_writes(settings: Settings) -> None:
@@ -272,7 +272,7 @@ def test_handler_exception_rolls_back_its_own_writes(settings: Settings) -> None
 
     [event_id] = store(app, make_event("charge.succeeded"))
     app.worker().drain()
-    assert effect_counts(app.inbox) == {}
+    assert effect_counts(app.database) == {}
     record = app.inbox.get(event_id)
     assert record.status == "dead"
     assert record.finished_at is None  # the processed marker rolled back with the writes

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import ichido
 from ichido.config import Settings
 from ichido.event import parse_delivery
-from ichido.inbox.base import Status
+from ichido.queue.base import Status
 from tests.support import make_event
 
 SCHEMA = [("batch_test", 1, ["CREATE TABLE effects (event_id TEXT NOT NULL)"])]
@@ -18,6 +18,7 @@ SCHEMA = [("batch_test", 1, ["CREATE TABLE effects (event_id TEXT NOT NULL)"])]
 def new_app(settings: Settings, **changes: object) -> ichido.App:
     app = ichido.App(settings.with_(claim_batch=50, **changes), workers=0, schema=SCHEMA)
     app.migrate()
+    app.start()
     return app
 
 
@@ -28,7 +29,7 @@ def store(app: ichido.App, bodies: list[bytes]) -> list[str]:
 
 
 def effects(app: ichido.App) -> list[str]:
-    with app.inbox.reading() as tx:
+    with app.database.reading() as tx:
         return sorted(row[0] for row in tx.execute("SELECT event_id FROM effects").fetchall())
 
 
@@ -63,7 +64,7 @@ def test_a_batch_that_fails_as_a_whole_is_processed_one_by_one(settings: Setting
         tx.execute("INSERT INTO effects (event_id) VALUES (?)", (event.id,))
 
     ids = store(app, [make_event() for _ in range(5)])
-    original = app.inbox.processing
+    original = app.queue.processing
     failures_left = [1]
 
     @contextmanager
@@ -74,7 +75,7 @@ def test_a_batch_that_fails_as_a_whole_is_processed_one_by_one(settings: Setting
                 failures_left.pop()
                 raise RuntimeError("commit failed")
 
-    app.inbox.processing = processing_that_breaks_once  # type: ignore[method-assign]
+    app.queue.processing = processing_that_breaks_once  # type: ignore[method-assign]
     assert app.worker().run_once() == 5
     assert effects(app) == sorted(ids)  # each once, after the one-by-one fallback
     assert {app.inbox.get(i).status for i in ids} == {Status.PROCESSED}
@@ -97,8 +98,8 @@ def test_a_claim_taken_over_before_the_batch_starts_is_left_to_its_new_owner(
     app.on("payment_intent.succeeded")(
         lambda event, tx: tx.execute("INSERT INTO effects (event_id) VALUES (?)", (event.id,)))
     ids = store(app, [make_event() for _ in range(3)])
-    stale = app.inbox.claim("old", 10, 0.0)        # lease already over
-    fresh = app.inbox.claim("new", 10, 60.0)       # takes all three over
+    stale = app.queue.claim("old", 10, 0.0)        # lease already over
+    fresh = app.queue.claim("new", 10, 60.0)       # takes all three over
     assert {c.id for c in fresh} == set(ids)
     app.worker().process_batch(stale)              # the stale owner may not apply them
     assert effects(app) == []

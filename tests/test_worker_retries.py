@@ -16,7 +16,7 @@ import pytest
 import ichido.worker as worker_module
 from ichido import Event
 from ichido.config import Settings
-from ichido.worker import backoff_seconds
+from ichido.queue.base import backoff_seconds
 from tests.support import effect_counts, make_event, record_effect, wait_until
 from tests.test_worker import new_app, status_of, store
 
@@ -78,7 +78,7 @@ def test_a_failure_on_a_very_late_attempt_is_retried_and_the_worker_survives(
         raise RuntimeError("still broken")
 
     [event_id] = store(app, make_event("test.always_fails"))
-    with app.inbox.transaction() as tx:  # as if it had been failing for weeks
+    with app.database.transaction() as tx:  # as if it had been failing for weeks
         tx.execute("UPDATE ichido_events SET attempts = ? WHERE id = ?", (1100, event_id))
     assert app.worker().run_once() == 1
     record = app.inbox.get(event_id)
@@ -93,7 +93,7 @@ def test_worker_thread_survives_an_unexpected_error(tmp_path,
                            poll_interval_seconds=0.02))
     app.on("charge.succeeded")(record_effect)
     [event_id] = store(app, make_event("charge.succeeded"))
-    inbox = app.inbox
+    inbox = app.queue
     real_claim = inbox.claim
     calls = []
 
@@ -115,7 +115,7 @@ def test_worker_thread_survives_an_unexpected_error(tmp_path,
         stop.set()
         thread.join(30)
     assert status_of(app, event_id) == "processed"
-    assert effect_counts(app.inbox) == {event_id: 1}
+    assert effect_counts(app.database) == {event_id: 1}
 
 
 # -- leases --------------------------------------------------------------------------------------
@@ -127,20 +127,20 @@ def test_stale_claim_cannot_commit_after_another_worker_took_over(settings: Sett
     [event_id] = store(app, make_event("charge.succeeded"))
     slow, fast = app.worker("slow"), app.worker("fast")
 
-    [stale] = slow.inbox.claim(slow.name, 1, slow.settings.lease_seconds)
+    [stale] = slow.queue.claim(slow.name, 1, slow.settings.lease_seconds)
     # the slow worker's lease runs out; the fast one takes the event over
-    fresh = wait_until(lambda: fast.inbox.claim(fast.name, 1, 60.0), message="the take-over")[0]
+    fresh = wait_until(lambda: fast.queue.claim(fast.name, 1, 60.0), message="the take-over")[0]
     assert (fresh.id, fresh.attempt) == (event_id, 2) and fresh.token != stale.token
 
     slow.process(stale)  # wakes up late: must not commit, must not record a failure
     record = app.inbox.get(event_id)
     assert (record.status, record.failures) == ("processing", ())
-    assert effect_counts(app.inbox) == {}
+    assert effect_counts(app.database) == {}
 
     fast.process(fresh)
     assert status_of(app, event_id) == "processed"
     slow.process(stale)  # and later still: nothing changes
-    assert effect_counts(app.inbox) == {event_id: 1}
+    assert effect_counts(app.database) == {event_id: 1}
     assert app.inbox.get(event_id).failures == ()
 
 
@@ -149,10 +149,10 @@ def test_live_lease_keeps_other_workers_away(settings: Settings) -> None:
     app.on("charge.succeeded")(record_effect)
     store(app, make_event("charge.succeeded"))
     first, second = app.worker("first"), app.worker("second")
-    [claim] = first.inbox.claim(first.name, 10, 60.0)
+    [claim] = first.queue.claim(first.name, 10, 60.0)
     assert second.run_once() == 0
     first.process(claim)
-    assert sum(effect_counts(app.inbox).values()) == 1
+    assert sum(effect_counts(app.database).values()) == 1
 
 
 def test_event_that_never_finishes_goes_dead_after_max_attempts(settings: Settings) -> None:
@@ -161,10 +161,10 @@ def test_event_that_never_finishes_goes_dead_after_max_attempts(settings: Settin
     app.on("charge.succeeded")(record_effect)
     [event_id] = store(app, make_event("charge.succeeded"))
     for attempt in (1, 2, 3):
-        [claim] = wait_until(lambda: app.inbox.claim("crashing", 1, 0.0), message="a claim")
+        [claim] = wait_until(lambda: app.queue.claim("crashing", 1, 0.0), message="a claim")
         assert claim.attempt == attempt  # ...and the worker "crashes" here
     wait_until(lambda: app.worker().run_once(), message="the last claim")
     record = app.inbox.get(event_id)
     assert record.status == "dead"
     assert "gave up" in record.last_error
-    assert effect_counts(app.inbox) == {}
+    assert effect_counts(app.database) == {}

@@ -26,13 +26,17 @@ class Judge:
 
     def stats(self) -> dict[str, int]:
         from ichido.config import Settings
+        from ichido.db import open_database
         from ichido.inbox import open_inbox
 
-        inbox = open_inbox(Settings(database_url=self.url))
+        settings = Settings(database_url=self.url)
+        database = open_database(settings)
+        inbox = open_inbox(settings, database)
         try:
             return inbox.stats()
         finally:
             inbox.close()
+            database.close()
 
     def settle(self, timeout: float) -> bool:
         """Wait until nothing is pending, in work or waiting for a retry, quiet for 2 s."""

@@ -78,14 +78,17 @@ class Judge:
 
     def judge(self, seconds: float, settled: bool) -> dict[str, Any]:
         from ichido.config import Settings
+        from ichido.db import open_database
         from ichido.inbox import open_inbox
 
         stripe = self.emulator.dump(self.tmp / "stripe.json")
         events = stripe["events"]  # oldest first: the order Stripe made them in
         sent = stripe["stats"]
-        store = open_inbox(Settings(database_url=self.db_url))
+        store = open_database(Settings(database_url=self.db_url))
         try:
-            stats = store.stats()
+            inbox = open_inbox(Settings(database_url=self.db_url), store)
+            stats = inbox.stats()
+            inbox.close()
             with store.reading() as tx:
                 stored = dict(tx.execute("SELECT id, status FROM ichido_events").fetchall())
                 orders = {r[0]: r for r in tx.execute(
@@ -248,11 +251,11 @@ def replay_states(path: Path, orders: list[tuple], events: list[dict[str, Any]]
     from ichido.errors import RetryLater
     from ichido.event import Event
     from ichido.handlers import HandlerRegistry
-    from ichido.inbox import open_inbox
+    from ichido.db import open_database
     from ichido.outbox import OUTBOX_SCHEMA
 
-    store = open_inbox(Settings(database_url=f"sqlite:///{path}"),
-                       steps=[*OUTBOX_SCHEMA, *SHOP_SCHEMA])
+    store = open_database(Settings(database_url=f"sqlite:///{path}"),
+                          steps=[*OUTBOX_SCHEMA, *SHOP_SCHEMA])
     registry = HandlerRegistry()
     shop_events.register(registry)  # what the shop registers on its app
     try:

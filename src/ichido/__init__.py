@@ -2,8 +2,9 @@
 
 from ichido.app import App
 from ichido.config import Settings
+from ichido.db.base import Transaction
 from ichido.event import Event
 from ichido.errors import IchidoError, RetryLater
 
-__all__ = ["App", "Event", "IchidoError", "RetryLater", "Settings"]
+__all__ = ["App", "Event", "IchidoError", "RetryLater", "Settings", "Transaction"]
 __version__ = "0.1.0"

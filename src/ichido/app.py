@@ -21,13 +21,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ichido.config import Settings
+from ichido.db import Database, Step, open_database
 from ichido.errors import StorageUnavailable
 from ichido.group_commit import GroupCommit
 from ichido.handlers import Handler, HandlerRegistry
-from ichido.inbox import Inbox, SeenCache, open_inbox, open_seen_cache
-from ichido.inbox.migrations import Step
+from ichido.inbox import Inbox, open_inbox
 from ichido.metrics import METRICS
+from ichido.queue import Queue, open_queue
 from ichido.receiver import WebhookReceiver
+from ichido.seen import SeenCache, open_seen
 from ichido.worker import Worker
 
 log = logging.getLogger("ichido")
@@ -40,9 +42,15 @@ class App:
     serve --workers N`` sets it; 0 leaves processing to ``ichido worker`` processes).
     ``schema`` holds the app's own versioned tables, ``(component, version, [statements])``,
     migrated with ichido's (automatically on SQLite, by ``ichido migrate --app`` elsewhere).
+
+    The stores (``database``, ``inbox``, ``queue``, ``seen``) are opened from the settings by
+    ``start()``, except those given here, which stay their caller's to close. Building an app
+    opens nothing: ``ichido migrate`` must be able to load an app whose schema is behind.
     """
 
-    def __init__(self, settings: Settings | None = None, *, workers: int = 1,
+    def __init__(self, settings: Settings | None = None, *, database: Database | None = None,
+                 inbox: Inbox | None = None, queue: Queue | None = None,
+                 seen: SeenCache | None = None, workers: int = 1,
                  routes: Sequence[BaseRoute] = (), schema: Sequence[Step] = (),
                  **overrides: Any) -> None:
         self.settings = settings or Settings.from_env(**overrides)
@@ -50,11 +58,12 @@ class App:
         self.handlers = HandlerRegistry()
         self.workers = workers
         self._routes = list(routes)
-        self._inbox: Inbox | None = None
-        self._inbox_lock = threading.Lock()
-        self._seen: SeenCache | None = None
+        self._stores = _Stores(database, inbox, queue, seen)
+        self._owned: list[Any] = []  # what start() opened, closed by close() in reverse
+        self._is_started = False
+        self._start_lock = threading.Lock()
         self._group: GroupCommit | None = None
-        self._start_lock: asyncio.Lock | None = None
+        self._group_lock: asyncio.Lock | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -83,26 +92,86 @@ class App:
             *self._routes,
         ]
 
+    # -- the stores: opened once, by start() ----------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self._is_started
+
+    def start(self) -> None:
+        """Open every store not given to the app, and bring the schema up to date (on SQLite;
+        elsewhere check it). Idempotent; ``close()`` closes what this opened."""
+        with self._start_lock:
+            if self.started:
+                return
+            stores, owned = self._stores, []
+            try:
+                if stores.database is None:
+                    stores.database = open_database(self.settings)
+                    owned.append(stores.database)
+                if stores.inbox is None:
+                    stores.inbox = open_inbox(self.settings, stores.database)
+                    owned.append(stores.inbox)
+                stores.database.prepare(self.schema)
+                if stores.queue is None:
+                    stores.queue = open_queue(self.settings, stores.inbox)
+                    owned.append(stores.queue)
+                seen = stores.seen or open_seen(self.settings, stores.database.store_id())
+                if stores.seen is None:
+                    owned.append(seen)
+            except BaseException:
+                _close_all(owned)
+                self._stores = _Stores(*(None if s in owned else s for s in stores))
+                raise
+            self._owned = owned
+            stores.seen = seen
+            self._is_started = True
+
+    def close(self) -> None:
+        """Close what ``start()`` opened (a store given to the app is its caller's)."""
+        with self._start_lock:
+            owned, self._owned = self._owned, []
+            self._is_started = False
+            _close_all(owned)
+            self._stores = _Stores(*(None if s in owned else s for s in self._stores))
+
+    @property
+    def database(self) -> Database:
+        """Where handlers write and domain state lives (``ichido.Transaction``)."""
+        return self._started(self._stores.database)
+
     @property
     def inbox(self) -> Inbox:
-        with self._inbox_lock:
-            if self._inbox is None:
-                self._inbox = open_inbox(self.settings, steps=self.schema)
-            return self._inbox
+        return self._started(self._stores.inbox)
+
+    @property
+    def queue(self) -> Queue:
+        return self._started(self._stores.queue)
 
     @property
     def seen(self) -> SeenCache:
         """The fast seen tier (a hint: clearing it loses nothing, I3)."""
-        if self._seen is None:
-            self._seen = open_seen_cache(self.settings, self.inbox.store_id())
-        return self._seen
+        return self._started(self._stores.seen)
+
+    def _started(self, store: Any) -> Any:
+        if not self.started:
+            raise RuntimeError("the app is not started: call app.start() (serving does)")
+        return store
 
     def migrate(self) -> None:
         """Apply ichido's and this app's pending schema steps (what ``ichido migrate`` does)."""
-        open_inbox(self.settings, migrate=True, steps=self.schema).close()
+        database = self._stores.database or open_database(self.settings, migrate=True)
+        try:
+            open_inbox(self.settings, database, migrate=True).close()
+            database.prepare(self.schema, migrate=True)
+        finally:
+            if database is not self._stores.database:
+                database.close()
 
     def worker(self, name: str | None = None) -> Worker:
-        return Worker(self.inbox, self.handlers, self.settings, name=name, wake=self._wake)
+        """A worker on this app's queue (starting the app if nobody did)."""
+        self.start()
+        return Worker(self.queue, self.handlers, self.settings, name=name, wake=self._wake)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         # The hot path skips the router: it is the one route that must answer in microseconds.
@@ -115,16 +184,21 @@ class App:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
-        """Start the receiver's store and the worker threads; stop them cleanly.
+        """Start the stores (unless started already), the receiver and the worker threads;
+        stop them cleanly, and close the stores if this started them.
 
         Pass it to a host app (``FastAPI(lifespan=ichido_app.lifespan)``) to get workers there.
         """
+        opened = not self.started
+        await asyncio.to_thread(self.start)
         await self._group_commit()
         self.start_workers(self.workers)
         try:
             yield
         finally:
             await self.shutdown()
+            if opened:
+                await asyncio.to_thread(self.close)
 
     def start_workers(self, count: int) -> None:
         """Start ``count`` worker threads and, with them, the app's background loops (such as
@@ -140,40 +214,37 @@ class App:
             self._threads.append(thread)
 
     async def shutdown(self) -> None:
+        """Stop the receiver's batching and the worker threads; the stores stay open."""
         self._stop.set()
         self._wake.set()
         if self._group is not None:
             await self._group.close()
             self._group = None
-        if self._seen is not None:
-            self._seen.close()
-            self._seen = None
         for thread in self._threads:
             await asyncio.to_thread(thread.join, 30)
         self._threads.clear()
         self._stop.clear()
-        if self._inbox is not None:
-            self._inbox.close()
-            self._inbox = None
 
     # -- internals ---------------------------------------------------------------------------
 
     async def _group_commit(self) -> GroupCommit:
-        """The receiver's store, started on first use (a host app may never run our lifespan)."""
+        """The receiver's batching, started on first use (a host app may never run our
+        lifespan); the stores are started then too, if nobody did."""
         if self._group is None:
-            if self._start_lock is None:
-                self._start_lock = asyncio.Lock()
-            async with self._start_lock:
+            if self._group_lock is None:
+                self._group_lock = asyncio.Lock()
+            async with self._group_lock:
                 if self._group is None:
                     self.settings.require_secret()
-                    seen = await asyncio.to_thread(lambda: self.seen)  # opens the store too
+                    await asyncio.to_thread(self.start)
                     self._group = GroupCommit(
-                        self.inbox, seen, on_stored=self._wake.set,
+                        self.inbox, self.seen, on_stored=self._wake.set,
                         shutdown_timeout=self.settings.shutdown_timeout_seconds)
         return self._group
 
     async def _healthz(self, _request: Request) -> Response:
         try:
+            await asyncio.to_thread(self.start)
             await asyncio.to_thread(self.inbox.ping)
         except StorageUnavailable as exc:
             return JSONResponse({"status": "unavailable", "storage": exc.message}, status_code=503)
@@ -181,3 +252,20 @@ class App:
 
     async def _metrics(self, _request: Request) -> Response:
         return Response(generate_latest(METRICS.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class _Stores:
+    """The four roles an app runs on; None until opened or given."""
+
+    def __init__(self, database: Database | None, inbox: Inbox | None, queue: Queue | None,
+                 seen: SeenCache | None) -> None:
+        self.database, self.inbox, self.queue, self.seen = database, inbox, queue, seen
+
+    def __iter__(self) -> Any:
+        return iter((self.database, self.inbox, self.queue, self.seen))
+
+
+def _close_all(stores: Sequence[Any]) -> None:
+    """Close in reverse order of opening: what was built on a store goes before it."""
+    for store in reversed(stores):
+        store.close()

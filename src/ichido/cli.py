@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gc
 import importlib
@@ -10,7 +11,7 @@ import logging
 import os
 import sys
 import threading
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import click
 import typer
@@ -110,15 +111,32 @@ def load_app(spec: str | None, workers: int = 1) -> Any:
     return app
 
 
-def _inbox(database_url: str | None):
+@contextlib.contextmanager
+def _inbox(database_url: str | None) -> Iterator[Any]:
+    """The inbox of the configured store, closed (with its database) when the command ends."""
+    from ichido.db import open_database
     from ichido.inbox import open_inbox
 
     _environ(database_url=database_url)
+    settings = Settings.from_env()
     if os.environ.get("ICHIDO_QUEUE_URL") or os.environ.get("ICHIDO_AWS_LAYOUT"):
         from ichido.aws.admin import open_admin  # the store and the queue of an AWS layout
 
-        return open_admin(Settings.from_env())
-    return open_inbox(Settings.from_env())
+        admin = open_admin(settings)
+        try:
+            yield admin
+        finally:
+            admin.close()
+        return
+    database = open_database(settings)
+    try:
+        inbox = open_inbox(settings, database)
+        try:
+            yield inbox
+        finally:
+            inbox.close()
+    finally:
+        database.close()
 
 
 @cli.command()
@@ -137,15 +155,18 @@ def serve(
     _environ(database_url=database_url, secret=secret)
     service = load_app(app, workers)
     service.settings.require_secret()
-    service.inbox.ping()  # open and check the store now: a schema behind is one clear line
+    service.start()  # open and check the store now: a schema behind is one clear line
     err.print(f"ichido: receiving on http://{host}:{port}/webhooks/stripe, "
               f"{workers} worker(s), store {redact_url(service.settings.database_url)}")
     # Everything loaded so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise stop the event loop for tens of milliseconds.
     gc.freeze()
-    uvicorn.run(service, host=host, port=port, log_level=log_level, lifespan="on",
-                http="httptools", loop="uvloop",
-                timeout_graceful_shutdown=service.settings.shutdown_timeout_seconds)
+    try:
+        uvicorn.run(service, host=host, port=port, log_level=log_level, lifespan="on",
+                    http="httptools", loop="uvloop",
+                    timeout_graceful_shutdown=service.settings.shutdown_timeout_seconds)
+    finally:
+        service.close()
 
 
 @cli.command()
@@ -158,17 +179,21 @@ def worker(
     """Process stored events (run as many of these as you like)."""
     _environ(database_url=database_url)
     service = load_app(app, 0)
-    if drain:
-        out.print(f"processed {service.worker().drain()} event(s)")
-        return
-    stop = threading.Event()
-    service.start_workers(concurrency)
-    store = redact_url(service.settings.database_url)
-    err.print(f"ichido: {concurrency} worker thread(s) on {store}")
+    service.start()
     try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
+        if drain:
+            out.print(f"processed {service.worker().drain()} event(s)")
+            return
+        stop = threading.Event()
+        service.start_workers(concurrency)
+        store = redact_url(service.settings.database_url)
+        err.print(f"ichido: {concurrency} worker thread(s) on {store}")
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+    finally:
+        service.close()
 
 
 @cli.command()
@@ -189,7 +214,8 @@ def events_list(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List stored events, newest first."""
-    records = _inbox(database_url).list(status=status, type=type, limit=limit)
+    with _inbox(database_url) as inbox:
+        records = inbox.list(status=status, type=type, limit=limit)
     _print_records(records, as_json)
 
 
@@ -197,7 +223,8 @@ def events_list(
 def events_show(event_id: str, database_url: Optional[str] = DatabaseOpt,
                 as_json: bool = typer.Option(False, "--json")) -> None:
     """One event: payload, attempts and every error."""
-    record = _inbox(database_url).get(event_id)
+    with _inbox(database_url) as inbox:
+        record = inbox.get(event_id)
     if record is None:
         err.print(f"no event {event_id}")
         raise typer.Exit(1)
@@ -220,7 +247,8 @@ def events_show(event_id: str, database_url: Optional[str] = DatabaseOpt,
 def dlq_list(limit: int = typer.Option(50, min=1), database_url: Optional[str] = DatabaseOpt,
              as_json: bool = typer.Option(False, "--json")) -> None:
     """Dead events: failed every attempt."""
-    _print_records(_inbox(database_url).list(status="dead", limit=limit), as_json)
+    with _inbox(database_url) as inbox:
+        _print_records(inbox.list(status="dead", limit=limit), as_json)
 
 
 @dlq_cli.command("retry")
@@ -231,7 +259,8 @@ def dlq_retry(event_id: Optional[str] = typer.Argument(None),
     if (event_id is None) == (not all_):
         err.print("name one event id, or --all")
         raise typer.Exit(2)
-    count = _inbox(database_url).requeue_dead(None if all_ else [event_id])
+    with _inbox(database_url) as inbox:
+        count = inbox.requeue_dead(None if all_ else [event_id])
     out.print(f"requeued {count} dead event(s)")
     if event_id and not count:
         raise typer.Exit(1)
@@ -241,7 +270,8 @@ def dlq_retry(event_id: Optional[str] = typer.Argument(None),
 def stats(database_url: Optional[str] = DatabaseOpt,
           as_json: bool = typer.Option(False, "--json")) -> None:
     """Counts: received, unique, duplicates per tier, processed, ignored, retrying, dead."""
-    numbers = _inbox(database_url).stats()
+    with _inbox(database_url) as inbox:
+        numbers = inbox.stats()
     if as_json:
         print(json.dumps(numbers))
         return
@@ -261,7 +291,8 @@ def prune(older_than: str = typer.Option("30d", help="Age, e.g. 30d (Stripe rese
         raise IchidoError(f"--older-than {older_than} is shorter than Stripe's 3-day retry window:"
                           " a redelivery after the prune would be applied again",
                           code="window_too_short")
-    removed = _inbox(database_url).prune(window)
+    with _inbox(database_url) as inbox:
+        removed = inbox.prune(window)
     out.print(f"pruned {removed} finished event(s) older than {older_than}")
 
 

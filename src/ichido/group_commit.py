@@ -19,7 +19,8 @@ from typing import Callable, Sequence
 
 from ichido.errors import StorageUnavailable
 from ichido.event import Delivery
-from ichido.inbox.base import Inbox, SeenCache
+from ichido.inbox.base import Inbox
+from ichido.seen.base import SeenCache
 from ichido.metrics import METRICS
 
 log = logging.getLogger("ichido.receiver")

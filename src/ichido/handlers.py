@@ -6,7 +6,7 @@ from collections import defaultdict
 from typing import Callable
 
 from ichido.event import Event
-from ichido.inbox.base import Transaction
+from ichido.db.base import Transaction
 
 Handler = Callable[[Event, Transaction], None]
 

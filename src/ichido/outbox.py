@@ -16,9 +16,10 @@ from typing import Any, Callable, Mapping
 
 import orjson
 
-from ichido.inbox.base import Inbox, Transaction
-from ichido.inbox.migrations import Step
-from ichido.worker import backoff_seconds, drain, poll
+from ichido.db.base import Database, Transaction
+from ichido.db.migrations import Step
+from ichido.queue.base import backoff_seconds
+from ichido.worker import drain, poll
 
 log = logging.getLogger("ichido.outbox")
 
@@ -55,11 +56,10 @@ def enqueue(tx: Transaction, kind: str, key: str, payload: Mapping[str, Any]) ->
 
 
 class OutboxDispatcher:
-    """Sends due outbox rows. ``store`` gives the inbox on first use, so building an app does
-    not open its database (``ichido migrate`` must be able to load an app whose schema is
-    behind)."""
+    """Sends due outbox rows. ``store`` gives the database on first use, so building an app
+    does not open it (``ichido migrate`` must be able to load an app whose schema is behind)."""
 
-    def __init__(self, store: Callable[[], Inbox], senders: Mapping[str, Sender], *,
+    def __init__(self, store: Callable[[], Database], senders: Mapping[str, Sender], *,
                  lease_seconds: float = 60,
                  max_attempts: int = 10, retry_base: float = 1.0, retry_cap: float = 600.0,
                  wake: threading.Event | None = None, poll_interval: float = 0.2) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import socket
 import threading
 import time
@@ -19,17 +18,10 @@ from ichido.config import Settings
 from ichido.errors import IchidoError, LeaseLost
 from ichido.event import Event
 from ichido.handlers import HandlerRegistry
-from ichido.inbox.base import Claim, Inbox, Status
+from ichido.queue.base import Claim, Status, backoff_seconds
+from ichido.queue.table import TableQueue
 
 log = logging.getLogger("ichido.worker")
-
-
-def backoff_seconds(attempt: int, base: float, cap: float,
-                    rand: Callable[[], float] = random.random) -> float:
-    """Exponential backoff with jitter: half fixed, half random, so retries of many events spread
-    out instead of arriving together."""
-    ceiling = min(cap, base * 2.0 ** min(attempt - 1, 60))  # bounded: no float overflow
-    return ceiling / 2 + rand() * ceiling / 2
 
 
 class HandlerFailed(Exception):
@@ -73,9 +65,9 @@ def drain(step: Callable[[], int], max_rounds: int = 1_000_000) -> int:
 
 
 class Worker:
-    def __init__(self, inbox: Inbox, handlers: HandlerRegistry, settings: Settings,
+    def __init__(self, queue: TableQueue, handlers: HandlerRegistry, settings: Settings,
                  name: str | None = None, wake: threading.Event | None = None) -> None:
-        self.inbox = inbox
+        self.queue = queue
         self.handlers = handlers
         self.settings = settings
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
@@ -83,7 +75,7 @@ class Worker:
 
     def run_once(self) -> int:
         """Claim one batch and process it; return how many events were claimed."""
-        claims = self.inbox.claim(self.name, self.settings.claim_batch,
+        claims = self.queue.claim(self.name, self.settings.claim_batch,
                                   self.settings.lease_seconds)
         if claims:
             self.process_batch(claims)
@@ -110,7 +102,7 @@ class Worker:
             if claim.attempt > self.settings.max_attempts:
                 # Claimed more often than allowed without finishing: earlier runs crashed the
                 # worker or outlived the lease. Running it again would likely do the same.
-                self.inbox.fail(claim, f"gave up after {claim.attempt - 1} attempts that never "
+                self.queue.fail(claim, f"gave up after {claim.attempt - 1} attempts that never "
                                        "finished (worker crash or lease expiry)", None)
             else:
                 runnable.append(claim)
@@ -137,7 +129,7 @@ class Worker:
             self.process(claim)
 
     def _run_batch(self, claims: list[Claim]) -> None:
-        with self.inbox.processing(claims) as batch:
+        with self.queue.processing(claims) as batch:
             for claim in batch.claims:
                 handlers = self.handlers.for_type(claim.type)
                 event = Event.from_body(claim.body, claim.attempt) if handlers else None
@@ -153,6 +145,6 @@ class Worker:
         if claim.attempt < self.settings.max_attempts:
             retry_at = time.time() + backoff_seconds(
                 claim.attempt, self.settings.retry_base_seconds, self.settings.retry_cap_seconds)
-        self.inbox.fail(claim, error, retry_at)
+        self.queue.fail(claim, error, retry_at)
         log.warning("event %s (%s) failed attempt %d: %s", claim.id, claim.type, claim.attempt,
                     error.strip().splitlines()[-1])

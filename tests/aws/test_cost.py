@@ -149,7 +149,7 @@ def test_cost_powertools_idempotency_beside_it(meter: Meter) -> None:
     from ichido.aws.runner import SqsPoller
     from ichido.aws.stores import QueueInbox
     from ichido.config import Settings
-    from ichido.inbox.memory import MemorySeenCache
+    from ichido.seen.memory import MemorySeenCache
     from ichido.queue.sqs import SqsQueue
     from tests.support import SECRET
 

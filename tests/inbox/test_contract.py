@@ -16,18 +16,45 @@ import pytest
 from ichido.config import Settings
 from ichido.errors import LeaseLost, SchemaError
 from ichido.event import Delivery, parse_delivery
-from ichido.inbox import Inbox, Status, open_inbox
+from ichido.db import open_database
+from ichido.queue import Status, open_queue
 from tests.apps.broken_schema import BROKEN_STEP
-from tests.support import effect_counts, make_event, migrate_effects, wait_until
+from tests.support import Store, effect_counts, make_event, migrate_effects, wait_until
 
 DAY = 86_400.0
 COUNTERS = ("received", "unique", "duplicates_cache", "duplicates_durable")
 
 
+class Roles:
+    """The database, inbox and queue of one URL, for tests that cross them (on SQL engines the
+    queue is the inbox's table): each name is looked up in the inbox, the queue, the database."""
+
+    def __init__(self, database_url: str) -> None:
+        self.store = Store(database_url)
+        self.queue = open_queue(Settings(database_url=database_url), self.store.inbox)
+
+    def __getattr__(self, name: str):
+        for role in (self.store.inbox, self.queue, self.store.database):
+            if hasattr(role, name):
+                return getattr(role, name)
+        raise AttributeError(name)
+
+    def close(self) -> None:
+        self.queue.close()
+        self.store.close()
+
+
+Inbox = Roles
+
+
+def open_inbox(settings: Settings) -> Roles:
+    return Roles(settings.database_url)
+
+
 @pytest.fixture
-def inbox(database_url: str) -> Iterator[Inbox]:
+def inbox(database_url: str) -> Iterator[Roles]:
     migrate_effects(database_url)
-    store = open_inbox(Settings(database_url=database_url))
+    store = Roles(database_url)
     yield store
     store.close()
 
@@ -479,7 +506,7 @@ def test_a_schema_step_with_invalid_sql_is_reported_as_that_step(database_url: s
     is not. The step is one transaction: its valid first statement is rolled back too."""
     settings = Settings(database_url=database_url)
     with pytest.raises(SchemaError) as failed:
-        open_inbox(settings, migrate=True, steps=[BROKEN_STEP]).close()
+        open_database(settings, migrate=True, steps=[BROKEN_STEP]).close()
     assert failed.value.code == "migration_failed"
     assert failed.value.message.startswith("migration step test_broken v1 failed on ")
     assert "TABLEX" in failed.value.message and "\n" not in failed.value.message

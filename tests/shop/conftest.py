@@ -306,7 +306,7 @@ def create_crashing_shop() -> Any:
     def mail_then_crash(key: str, payload: dict[str, Any]) -> None:
         send_mail(key, payload)
         if key.endswith(":paid"):
-            with shop.app.inbox.reading() as tx:
+            with shop.app.database.reading() as tx:
                 method = tx.execute("SELECT payment_method FROM shop_orders WHERE id = ?",
                                     (payload["order_id"],)).fetchone()[0]
             if method == "konbini":

@@ -14,7 +14,7 @@ from ichido.config import Settings
 from ichido.shop import orders
 from ichido.shop.schema import SHOP_SCHEMA
 from ichido.errors import RetryLater
-from ichido.inbox import Inbox, open_inbox
+from ichido.db import Database as Inbox, open_database
 from ichido.outbox import OUTBOX_SCHEMA
 
 STEPS = [*OUTBOX_SCHEMA, *SHOP_SCHEMA]
@@ -22,7 +22,7 @@ STEPS = [*OUTBOX_SCHEMA, *SHOP_SCHEMA]
 
 @pytest.fixture
 def store(database_url: str) -> Iterator[Inbox]:
-    inbox = open_inbox(Settings(database_url=database_url), migrate=True, steps=STEPS)
+    inbox = open_database(Settings(database_url=database_url), migrate=True, steps=STEPS)
     yield inbox
     inbox.close()
 

@@ -24,7 +24,7 @@ from ichido.shop.app import create_shop
 from ichido.shop.service import OrderRequest, Shop
 from ichido.shop.settings import ShopSettings
 from ichido.emulator import Emulator, EmulatorServer
-from ichido.inbox import Inbox, open_inbox
+from ichido.db import Database as Inbox, open_database
 from ichido.outbox import OUTBOX_SCHEMA, OutboxDispatcher, enqueue
 from tests.shop.conftest import KEY
 
@@ -56,7 +56,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 @pytest.fixture
 def outbox_store(database_url: str) -> Iterator[Inbox]:
-    store = open_inbox(Settings(database_url=database_url), migrate=True, steps=OUTBOX_SCHEMA)
+    store = open_database(Settings(database_url=database_url), migrate=True, steps=OUTBOX_SCHEMA)
     yield store
     store.close()
 
@@ -160,6 +160,7 @@ def make_shop(tmp_path: Path, stripe_url: str, **settings: Any) -> Shop:
                        ShopSettings(stripe_api_key=KEY, stripe_api_base=stripe_url,
                                     mail_dir=str(tmp_path / "mail")), workers=0)
     shop.app.migrate()
+    shop.app.start()
     return shop
 
 
@@ -203,7 +204,7 @@ def test_refund_made_at_stripe_before_a_crash_is_asked_again_with_its_key_and_st
     shop.outbox.drain()
     assert keys == [f"ichido-refund-{request['id']}"] * 2
     assert [r["id"] for r in refunds_at_stripe(stripe_url)] == [made[0]["id"]]
-    with shop.app.inbox.reading() as tx:
+    with shop.app.database.reading() as tx:
         assert tx.execute("SELECT refund_id FROM shop_refund_requests WHERE id = ?",
                           (request["id"],)).fetchall() == [(made[0]["id"],)]
         assert tx.execute("SELECT status FROM ichido_outbox WHERE key = ?",
@@ -212,7 +213,7 @@ def test_refund_made_at_stripe_before_a_crash_is_asked_again_with_its_key_and_st
     assert shown is not None and shown["status"] == "refunded"
     assert [(r["id"], r["amount"]) for r in shown["refunds"]] == [(made[0]["id"], 1500)]
     assert shown["entitlement"]["revoked_at"] is not None
-    shop.app.inbox.close()
+    shop.app.close()
 
 
 def test_outbox_row_of_a_crashed_process_is_resent_once_the_configured_lease_ends(
@@ -230,4 +231,4 @@ def test_outbox_row_of_a_crashed_process_is_resent_once_the_configured_lease_end
         assert shop.outbox.drain() >= 1, "the crashed send waits for a lease nobody configured"
         assert len(keys) == 2 and len(refunds_at_stripe(stripe_url)) == 1
     finally:
-        shop.app.inbox.close()
+        shop.app.close()

@@ -23,7 +23,7 @@ from mangum import Mangum
 from ichido.aws.settings import AwsSettings
 from ichido.config import Settings
 from ichido.group_commit import GroupCommit
-from ichido.inbox.base import SeenCache
+from ichido.seen.base import SeenCache
 from ichido.receiver import WebhookReceiver
 
 log = logging.getLogger("ichido.aws.receiver")

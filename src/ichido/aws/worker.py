@@ -21,7 +21,7 @@ from ichido.aws.ledger import Ledger
 from ichido.errors import RejectedDelivery
 from ichido.event import Delivery, Event
 from ichido.handlers import HandlerRegistry
-from ichido.inbox.base import Status
+from ichido.queue.base import Status
 
 log = logging.getLogger("ichido.aws.worker")
 

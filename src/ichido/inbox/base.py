@@ -1,45 +1,17 @@
-"""The storage roles, one interface each: the durable ``Inbox`` (also the queue) and the ``SeenCache``.
+"""The inbox role: every verified event, durable and unique on its id, and its admin operations.
 
-Backends implement these and never import each other. Everything that is the same for every
-engine (when to retry, what counts as done, how handlers run) lives above, in the worker and the
-receiver.
+Engines implement ``Inbox`` and never import each other. What to retry and how handlers run
+live elsewhere (the queue and the worker); the seen tier in front is a hint (``ichido.seen``).
 """
 
 from __future__ import annotations
 
 import abc
-import enum
-from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Protocol, Sequence
+from typing import Sequence
 
-from ichido.errors import LeaseLost
 from ichido.event import Delivery
-
-
-class Status(enum.StrEnum):
-    PENDING = "pending"  # stored, never tried
-    PROCESSING = "processing"  # claimed by a worker under a lease
-    RETRYING = "retrying"  # failed, will be tried again at next_attempt_at
-    PROCESSED = "processed"  # handlers committed
-    IGNORED = "ignored"  # no handler for its type: done, nothing to do
-    DEAD = "dead"  # failed max_attempts times; waits for `dlq retry`
-
-
-FINISHED = (Status.PROCESSED, Status.IGNORED)
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """An event a worker holds. ``token`` grows with every claim and fences the commit: a worker
-    whose lease was taken over finds its token stale and cannot commit."""
-
-    id: str
-    type: str
-    body: bytes
-    attempt: int
-    token: int
-    object_id: str | None = None
+from ichido.queue.base import Status
 
 
 @dataclass(frozen=True)
@@ -60,32 +32,8 @@ class EventRecord:
     failures: tuple[tuple[int, float, str], ...] = ()
 
 
-class Transaction(Protocol):
-    """What a handler's ``tx`` offers: ``execute`` with ``?`` placeholders on every backend.
-
-    The processed marker is already written in this transaction; it commits with the handlers'
-    writes or not at all (I2).
-    """
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
-
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any: ...
-
-
-class Batch:
-    """The claims being processed in one transaction, and which of them finished how."""
-
-    def __init__(self, tx: Transaction, claims: Sequence[Claim]) -> None:
-        self.tx = tx
-        self.claims = list(claims)
-        self.finished: dict[Status, list[Claim]] = {}
-
-    def finish(self, claim: Claim, status: Status) -> None:
-        self.finished.setdefault(status, []).append(claim)
-
-
 class Inbox(abc.ABC):
-    """Durable truth: unique on the event id, and the work queue the workers claim from."""
+    """Durable truth: unique on the event id."""
 
     @abc.abstractmethod
     def accept(self, deliveries: Sequence[Delivery], *, cache_hits: int = 0) -> list[bool]:
@@ -103,31 +51,6 @@ class Inbox(abc.ABC):
 
     async def aclose(self) -> None:
         """Release what ``accept_async`` holds on the running event loop."""
-
-    @abc.abstractmethod
-    def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Claim]:
-        """Take up to ``limit`` due events under a lease; expired leases count as due."""
-
-    @abc.abstractmethod
-    def processing(self, claims: Sequence[Claim]) -> AbstractContextManager["Batch"]:
-        """One transaction for a batch of claims. On entry it fences the claims (those another
-        worker took over are dropped from ``batch.claims``) and holds their Stripe objects, so
-        events of one object apply one at a time. On exit it writes the finished markers
-        (``batch.finish``) and commits them with everything the handlers wrote (I2)."""
-
-    @contextmanager
-    def finishing(self, claim: Claim, status: Status) -> Iterator[Transaction]:
-        """A batch of one that marks ``claim`` as ``status``; raises ``LeaseLost`` on entry
-        when another worker has taken the event over."""
-        with self.processing([claim]) as batch:
-            if not batch.claims:
-                raise LeaseLost(f"{claim.id}: lease taken over by another worker")
-            batch.finish(claim, status)
-            yield batch.tx
-
-    @abc.abstractmethod
-    def fail(self, claim: Claim, error: str, retry_at: float | None) -> bool:
-        """Record a failed attempt: ``retrying`` until ``retry_at``, or ``dead`` when None."""
 
     @abc.abstractmethod
     def get(self, event_id: str) -> EventRecord | None: ...
@@ -149,55 +72,11 @@ class Inbox(abc.ABC):
     def stats(self) -> dict[str, int]: ...
 
     @abc.abstractmethod
-    def transaction(self) -> AbstractContextManager[Transaction]:
-        """A plain write transaction, for domain code outside an event (e.g. an HTTP API)."""
-
-    @abc.abstractmethod
-    def store_id(self) -> str:
-        """A random name this store keeps forever: the seen tier's namespace."""
-
-    @abc.abstractmethod
-    def reading(self) -> AbstractContextManager[Transaction]:
-        """A connection for reads only."""
-
-    @abc.abstractmethod
     def ping(self) -> None:
-        """Raise ``StorageUnavailable`` when the store cannot be reached."""
-
-    @abc.abstractmethod
-    def close(self) -> None: ...
-
-
-class SeenCache(abc.ABC):
-    """The fast tier: a hint holding ids that are already durable. Losing it loses nothing (I3)."""
-
-    async def seen_async(self, event_ids: Sequence[str], *,
-                         learn: Sequence[str] = ()) -> set[str]:
-        """``seen`` for the event loop, after learning ``learn`` (ids already durable, I3): a
-        remote tier does both in one round trip. A tier in memory just answers."""
-        if learn:
-            self.add(learn)
-        return self.seen(event_ids)
-
-    async def add_async(self, event_ids: Sequence[str]) -> None:
-        self.add(event_ids)
-
-    async def aclose(self) -> None:
-        """Release what the async methods hold on the running event loop."""
-
-    @abc.abstractmethod
-    def seen(self, event_ids: Sequence[str]) -> set[str]:
-        """The subset of ``event_ids`` remembered as durable."""
-
-    @abc.abstractmethod
-    def add(self, event_ids: Sequence[str]) -> None:
-        """Remember ids; call only after they are durable."""
-
-    @abc.abstractmethod
-    def clear(self) -> None: ...
+        """Raise ``StorageUnavailable`` when the inbox cannot be reached."""
 
     def close(self) -> None:
-        return None
+        """Release what the inbox holds itself (not a database it was given)."""
 
 
 COUNTER_NAMES = ("received", "unique", "duplicates_cache", "duplicates_durable")

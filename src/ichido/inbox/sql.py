@@ -1,32 +1,22 @@
-"""What every SQL engine shares: the schema, the queries, and the rules of the inbox.
+"""What every SQL inbox shares: the schema, the admin queries, and the counters.
 
-Engine files (``sqlite.py``, ``postgres.py``) supply connections and the few statements that
-differ: how a batch is inserted, how due events are claimed, how one object is locked. All SQL
-here uses ``?`` placeholders; the PostgreSQL transaction translates them.
+Engine files (``sqlite.py``, ``postgres.py``) write ``accept`` their own way (the cost of the
+whole pipeline is there). Connections come from the database they are built on; all SQL here
+uses ``?`` placeholders, which the PostgreSQL transaction translates.
 """
 
 from __future__ import annotations
 
-import abc
 import time
-import uuid
-from contextlib import AbstractContextManager, contextmanager
-from typing import Iterator, Sequence
+from typing import Sequence
 
-from ichido.errors import LeaseLost, StorageUnavailable
-from ichido.inbox import migrations
-from ichido.inbox.base import (
-    FINISHED,
-    Batch,
-    Claim,
-    EventRecord,
-    Inbox,
-    Status,
-    Transaction,
-    stats_from,
-)
-
-DUE = "status IN ('pending', 'retrying', 'processing')"
+from ichido.db import migrations
+from ichido.db.base import Transaction
+from ichido.db.sql import SqlDatabase
+from ichido.event import Delivery
+from ichido.inbox.base import EventRecord, Inbox, stats_from
+from ichido.queue.base import FINISHED
+from ichido.queue.table import DUE
 FINISHED_SQL = ", ".join(f"'{status.value}'" for status in FINISHED)
 EVENT_COLUMNS = ("id, type, created, object_id, status, attempts, received_at, next_attempt_at,"
                  " finished_at, last_error, body")
@@ -78,39 +68,11 @@ SCHEMA: list[migrations.Step] = [
 
 
 class SqlInbox(Inbox):
-    """The inbox on any SQL engine; subclasses provide connections and three statements."""
+    """The inbox on any SQL database; engines add ``accept``."""
 
-    #: the engine's exception base, turned into ``StorageUnavailable`` where a caller must answer
-    engine_errors: tuple[type[BaseException], ...] = ()
-
-    def __init__(self, *, shard: str, steps: Sequence[migrations.Step] = ()) -> None:
+    def __init__(self, database: SqlDatabase, *, shard: str) -> None:
+        self.database = database
         self.shard = shard
-        self.steps = [*SCHEMA, *steps]
-        self._store_id: str | None = None
-
-    # -- what an engine provides -------------------------------------------------------------
-
-    @abc.abstractmethod
-    def transaction(self) -> AbstractContextManager[Transaction]: ...
-
-    def _statement(self) -> AbstractContextManager[Transaction]:
-        """Where one statement runs alone (atomic by itself): engines that can skip BEGIN and
-        COMMIT, and their round trips, say so here."""
-        return self.transaction()
-
-    def _batch(self, size: int) -> AbstractContextManager[Transaction]:
-        """The transaction a worker's batch of ``size`` events runs in."""
-        return self.transaction()
-
-    @abc.abstractmethod
-    def _claim_due(self, tx: Transaction, owner: str, limit: int, lease_until: float,
-                   now: float) -> list[tuple]:
-        """Claim due rows; return ``(id, type, body, attempts, lease_token, object_id)`` each."""
-
-    def _lock_objects(self, tx: Transaction, object_ids: list[str]) -> None:
-        """Serialize the events of these Stripe objects across workers, taking the locks in
-        sorted order so two batches never deadlock on them (engines with row-level concurrency
-        need it; SQLite has one writer and needs nothing)."""
 
     # -- receiving ---------------------------------------------------------------------------
     # Each engine writes ``accept`` its own way (the cost of the whole pipeline is there); both
@@ -127,59 +89,10 @@ class SqlInbox(Inbox):
                 [v for name, value in rows for v in (self.shard, name, value)],
             )
 
-    # -- working -----------------------------------------------------------------------------
-
-    def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Claim]:
-        now = time.time()
-        with self._storage("claim"), self._statement() as tx:
-            rows = self._claim_due(tx, owner, limit, now + lease_seconds, now)
-        return [Claim(*row) for row in rows]
-
-    @contextmanager
-    def processing(self, claims: Sequence[Claim]) -> Iterator[Batch]:
-        with self._batch(len(claims)) as tx:
-            mine = self._fence(tx, claims)
-            objects = sorted({c.object_id for c in claims if c.object_id and c.id in mine})
-            if objects:
-                self._lock_objects(tx, objects)
-            batch = Batch(tx, [c for c in claims if c.id in mine])
-            yield batch
-            now = time.time()
-            for status, done in batch.finished.items():
-                marked = tx.execute(
-                    "UPDATE ichido_events SET status = ?, finished_at = ?, next_attempt_at = NULL,"
-                    f" lease_owner = NULL WHERE status = 'processing' AND {_tokens(done)}",
-                    (status.value, now, *_token_params(done)),
-                ).rowcount
-                if marked != len(done):  # cannot happen while we hold the rows; never commit it
-                    raise LeaseLost(f"{len(done) - marked} claim(s) lost while processing")
-
-    def _fence(self, tx: Transaction, claims: Sequence[Claim]) -> set[str]:
-        """Lock the claimed rows that are still ours (a takeover's claim then skips them)."""
-        if not claims:
-            return set()
-        rows = tx.execute(
-            "UPDATE ichido_events SET lease_owner = lease_owner WHERE status = 'processing'"
-            f" AND {_tokens(claims)} RETURNING id", _token_params(claims)).fetchall()
-        return {row[0] for row in rows}
-
-    def fail(self, claim: Claim, error: str, retry_at: float | None) -> bool:
-        status = Status.DEAD if retry_at is None else Status.RETRYING
-        with self._storage("record a failure"), self.transaction() as tx:
-            marked = tx.execute(
-                "UPDATE ichido_events SET status = ?, next_attempt_at = ?, last_error = ?,"
-                " lease_owner = NULL WHERE id = ? AND lease_token = ? AND status = 'processing'",
-                (status.value, retry_at, error, claim.id, claim.token),
-            ).rowcount
-            if marked:
-                tx.execute("INSERT INTO ichido_failures (event_id, attempt, failed_at, error)"
-                           " VALUES (?, ?, ?, ?)", (claim.id, claim.attempt, time.time(), error))
-        return bool(marked)
-
     # -- inspecting and operating ------------------------------------------------------------
 
     def get(self, event_id: str) -> EventRecord | None:
-        with self.reading() as tx:
+        with self.database.reading() as tx:
             row = tx.execute(f"SELECT {EVENT_COLUMNS} FROM ichido_events WHERE id = ?",
                              (event_id,)).fetchone()
             if row is None:
@@ -197,7 +110,7 @@ class SqlInbox(Inbox):
         if type:
             where.append("type = ?")
             params.append(type)
-        with self.reading() as tx:
+        with self.database.reading() as tx:
             rows = tx.execute(f"SELECT {EVENT_COLUMNS} FROM ichido_events WHERE"
                               f" {' AND '.join(where)} ORDER BY received_at DESC LIMIT ?",
                               (*params, limit)).fetchall()
@@ -212,13 +125,13 @@ class SqlInbox(Inbox):
                 return 0
             sql += f" AND id IN ({', '.join('?' for _ in event_ids)})"
             params.extend(event_ids)
-        with self.transaction() as tx:
+        with self.database.transaction() as tx:
             return tx.execute(sql, params).rowcount
 
     def prune(self, older_than_seconds: float) -> int:
         cutoff = time.time() - older_than_seconds
         old = f"status IN ({FINISHED_SQL}) AND received_at < ?"
-        with self.transaction() as tx:
+        with self.database.transaction() as tx:
             gone = dict(tx.execute(f"SELECT status, count(*) FROM ichido_events WHERE {old}"
                                    " GROUP BY status", (cutoff,)).fetchall())
             tx.execute("DELETE FROM ichido_failures WHERE event_id IN"
@@ -228,41 +141,16 @@ class SqlInbox(Inbox):
         return sum(gone.values())
 
     def stats(self) -> dict[str, int]:
-        with self.reading() as tx:
+        with self.database.reading() as tx:
             counters = dict(tx.execute("SELECT name, sum(value) FROM ichido_counters"
                                        " GROUP BY name").fetchall())
             by_status = dict(tx.execute("SELECT status, count(*) FROM ichido_events"
                                         " GROUP BY status").fetchall())
         return stats_from(counters, by_status)
 
-    def store_id(self) -> str:
-        if self._store_id is None:
-            with self._storage("name the store"), self.transaction() as tx:
-                tx.execute("INSERT INTO ichido_store (singleton, id) VALUES (1, ?)"
-                           " ON CONFLICT (singleton) DO NOTHING", (uuid.uuid4().hex,))
-                self._store_id = tx.execute("SELECT id FROM ichido_store").fetchone()[0]
-        return self._store_id
-
     def ping(self) -> None:
-        with self._storage("read"), self.reading() as tx:
+        with self.database.storage("read"), self.database.reading() as tx:
             tx.execute("SELECT 1 FROM ichido_events LIMIT 1").fetchall()
-
-    @contextmanager
-    def _storage(self, action: str) -> Iterator[None]:
-        """Turn the engine's own errors into ``StorageUnavailable`` for callers that must
-        answer (503) or back off, without knowing which engine is behind."""
-        try:
-            yield
-        except self.engine_errors as exc:
-            raise StorageUnavailable(f"could not {action}: {exc}") from exc
-
-
-def _tokens(claims: Sequence[Claim]) -> str:
-    return f"(id, lease_token) IN (VALUES {', '.join('(?, ?)' for _ in claims)})"
-
-
-def _token_params(claims: Sequence[Claim]) -> list[object]:
-    return [value for claim in claims for value in (claim.id, claim.token)]
 
 
 def _record(row: Sequence, failures: tuple = ()) -> EventRecord:

@@ -87,5 +87,5 @@ def routes(shop: Shop) -> list[Route]:
 
 
 def _load(shop: Shop, order_id: str) -> dict[str, Any] | None:
-    with shop.app.inbox.reading() as tx:
+    with shop.app.database.reading() as tx:
         return orders.to_json(tx, order_id)

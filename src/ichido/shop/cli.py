@@ -4,8 +4,9 @@ this."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-from typing import Optional
+from typing import Any, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -22,13 +23,19 @@ PricingOpt = typer.Option(None, "--pricing", help="Your contract's pricing file 
                           "ICHIDO_PRICING, else Stripe Japan's public rates).")
 
 
-def _reading(database_url: str | None):
-    from ichido.inbox import open_inbox
+@contextlib.contextmanager
+def _reading(database_url: str | None) -> Iterator[Any]:
+    from ichido.db import open_database
     from ichido.outbox import OUTBOX_SCHEMA
     from ichido.shop.schema import SHOP_SCHEMA
 
     settings = Settings.from_env(database_url=database_url)
-    return open_inbox(settings, steps=[*OUTBOX_SCHEMA, *SHOP_SCHEMA]).reading()
+    database = open_database(settings, steps=[*OUTBOX_SCHEMA, *SHOP_SCHEMA])
+    try:
+        with database.reading() as tx:
+            yield tx
+    finally:
+        database.close()
 
 
 def _pricing(path: str | None):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ichido.app import App
 from ichido.shop import orders
 from ichido.event import Event
-from ichido.inbox.base import Transaction
+from ichido.db.base import Transaction
 
 PAYMENT_EVENTS = (
     "payment_intent.created", "payment_intent.requires_action", "payment_intent.processing",

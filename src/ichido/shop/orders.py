@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from ichido.errors import RetryLater
-from ichido.inbox.base import Transaction
+from ichido.db.base import Transaction
 from ichido.outbox import enqueue
 
 RANK = {"created": 0, "awaiting_payment": 1, "failed": 2, "expired": 3, "canceled": 3,

@@ -18,7 +18,7 @@ import stripe
 
 from ichido.app import App
 from ichido.errors import IchidoError
-from ichido.inbox.base import Transaction
+from ichido.db.base import Transaction
 from ichido.outbox import OutboxDispatcher, enqueue
 from ichido.shop import orders
 from ichido.shop.catalog import Catalog, Product
@@ -83,7 +83,7 @@ class Shop:
         self.stripe = client
         core = app.settings
         self.outbox = OutboxDispatcher(
-            lambda: app.inbox, {"mail": MailSender(settings), "stripe_refund": self.send_refund},
+            lambda: app.database, {"mail": MailSender(settings), "stripe_refund": self.send_refund},
             lease_seconds=core.lease_seconds, max_attempts=core.max_attempts,
             retry_base=core.retry_base_seconds, retry_cap=core.retry_cap_seconds,
             poll_interval=core.poll_interval_seconds)
@@ -112,7 +112,7 @@ class Shop:
         """Reserve, record, then ask Stripe; a retry with the same key resumes the same order."""
         product, amount = self.check(request)
         order_id = self._record_order(request, product, amount, idempotency_key)
-        with self.app.inbox.reading() as tx:
+        with self.app.database.reading() as tx:
             order = orders.load(tx, order_id)
         assert order is not None
         status = 200
@@ -120,7 +120,7 @@ class Shop:
             # New, or a retry: Stripe answers a retried call with the first answer (a decline
             # stays a decline) under the same idempotency key, and applying it again is a no-op.
             status = self._create_payment(order, request)
-        with self.app.inbox.reading() as tx:
+        with self.app.database.reading() as tx:
             return status, orders.to_json(tx, order_id) or {}
 
     def _record_order(self, request: OrderRequest, product: Product, amount: int,
@@ -130,7 +130,7 @@ class Shop:
         fingerprint = request.fingerprint()
         order_id = f"ord_{secrets.token_hex(12)}"
         now = time.time()
-        with self.app.inbox.transaction() as tx:
+        with self.app.database.transaction() as tx:
             inserted = tx.execute(
                 "INSERT INTO shop_orders (id, product_id, product_name, kind, quantity, amount,"
                 " payment_method, email, status, idempotency_key, request_fingerprint,"
@@ -194,11 +194,11 @@ class Shop:
         return 200
 
     def _apply_payment(self, snapshot: dict[str, Any]) -> None:
-        with self.app.inbox.transaction() as tx:
+        with self.app.database.transaction() as tx:
             orders.apply_payment_intent(tx, snapshot)
 
     def _fail_order(self, order: dict[str, Any], reason: str) -> None:
-        with self.app.inbox.transaction() as tx:
+        with self.app.database.transaction() as tx:
             changed = tx.execute("UPDATE shop_orders SET status = 'failed', failure = ?,"
                                  " updated_at = ? WHERE id = ? AND status = 'created'",
                                  (reason, time.time(), order["id"])).rowcount
@@ -209,7 +209,7 @@ class Shop:
 
     def request_refund(self, order_id: str, amount: int | None, key: str | None) -> dict[str, Any]:
         """Commit the request and its Stripe call to the outbox together; the call follows."""
-        with self.app.inbox.transaction() as tx:
+        with self.app.database.transaction() as tx:
             orders.lock(tx, order_id)
             order = orders.load(tx, order_id)
             if order is None:
@@ -253,7 +253,7 @@ class Shop:
                     "metadata": {"order_id": payload["order_id"],
                                  "refund_request": payload["request_id"]}},
             options={"idempotency_key": key})
-        with self.app.inbox.transaction() as tx:
+        with self.app.database.transaction() as tx:
             tx.execute("UPDATE shop_refund_requests SET refund_id = ? WHERE id = ?",
                        (refund.id, payload["request_id"]))
             orders.apply_refund(tx, refund.to_dict())

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import redis
 import redis.asyncio
 
-from ichido.inbox.base import SeenCache
+from ichido.seen.base import SeenCache
 
 log = logging.getLogger("ichido.seen")
 

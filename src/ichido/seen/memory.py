@@ -7,7 +7,7 @@ import time
 from collections import OrderedDict
 from typing import Callable, Sequence
 
-from ichido.inbox.base import SeenCache
+from ichido.seen.base import SeenCache
 
 
 class MemorySeenCache(SeenCache):
