@@ -25,6 +25,10 @@ BENCHMARKS: dict[str, Benchmark] = {
     "e2e": Benchmark("bench.e2e", "effects/s, receiver to handler, vs the baseline"),
     "growth": Benchmark("bench.growth", "duplicate look-ups as the stores grow"),
     "peers": Benchmark("bench.peers", "ichido vs Powertools' idempotency and a naive receiver"),
+    "slow-handler": Benchmark("bench.slow_handler", "ingest p99 while every worker thread "
+                              "sleeps 30 s in a handler's transaction (SQLite by default)"),
+    "dashboard": Benchmark("bench.dashboard", "ingest req/s and p99 with and without an "
+                           "operator polling the dashboard (issue 15)", in_all=False),
     "torture": Benchmark("bench.torture.pipeline", "up to a million events, "
                          "duplicates, kill -9, Redis flush, PostgreSQL restart", in_all=False),
     "shop-torture": Benchmark("bench.torture.shop", "shop orders through the "

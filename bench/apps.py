@@ -21,3 +21,24 @@ def record_effect(event: ichido.Event, tx) -> None:
     tx.execute("INSERT INTO effects (event_id, type, attempt) VALUES (?, ?, ?)",
                (event.id, event.type, event.attempt))
 
+
+
+# The slow-handler benchmark's app: the same effects, plus `bench.slow` events whose handler
+# sleeps BENCH_SLEEP seconds inside its transaction (touching BENCH_STARTED_DIR/<id> first),
+# as a handler stuck on a slow downstream would.
+slow_app = ichido.App(schema=list(app.schema))
+slow_app.on(*EVENT_TYPES)(record_effect)
+
+
+@slow_app.on("bench.slow")
+def sleep_in_the_transaction(event: ichido.Event, tx) -> None:
+    import os
+    import time
+    from pathlib import Path
+
+    tx.execute("INSERT INTO effects (event_id, type, attempt) VALUES (?, ?, ?)",
+               (event.id, event.type, event.attempt))
+    started = os.environ.get("BENCH_STARTED_DIR")
+    if started:
+        (Path(started) / event.id).touch()
+    time.sleep(float(os.environ.get("BENCH_SLEEP", "30")))

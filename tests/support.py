@@ -251,7 +251,8 @@ class ServerProcess(IchidoProcess):
                          cwd=ROOT, name="serve")
         self.start(timeout=30)
 
-    def post(self, body: bytes, client: httpx.Client | None = None, **kwargs: Any) -> httpx.Response:
+    def post(self, body: bytes, client: httpx.Client | None = None,
+             **kwargs: Any) -> httpx.Response:
         sender = client or httpx
         return sender.post(f"{self.url}/webhooks/stripe", content=body,
                            headers=signed_headers(body), **kwargs)

@@ -1,5 +1,6 @@
-"""I8: copies of one event arriving at the same instant, at two receivers handled by four
-workers on one store, still give one effect; the unique key is the check, not a prior look-up.
+"""I8 (docs/invariants.md): copies of one event arriving at the same instant, at two receivers
+handled by four workers on one store, still give one effect; the unique key is the check, not a
+prior look-up.
 Two copies' answers are one "accepted" and one "duplicate", never two "accepted"."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""I1: an acknowledged event is durable, so a ``kill -9`` right after the 200 loses nothing; and
-a worker killed mid-batch leaves claims that the lease hands to the next worker (I2: still once).
+"""I1 (docs/invariants.md): an acknowledged event is durable, so a ``kill -9`` right after the
+200 loses nothing; and a worker killed mid-batch leaves claims that the lease hands to the next
+worker (I2: still once).
 """
 
 from __future__ import annotations

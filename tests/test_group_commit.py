@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import httpx
@@ -85,20 +86,35 @@ def test_checkpoints_keep_the_write_ahead_log_short(tmp_path: Path) -> None:
     """The loop's connection never checkpoints (an fsync on the loop would stall every request
     in flight); the writer thread does, while writing goes on without a pause, as under load.
     Without checkpoints, or with passive ones alone (the WAL then never starts afresh), it
-    would hold every event ever received."""
+    would hold every event ever received.
+
+    Deterministic on a loaded machine: each checkpoint has a whole batch written alongside it,
+    then the writes wait (bounded) for it to end, so the WAL's length depends on what the
+    checkpoints do, not on when the machine lets their thread run."""
     url = f"sqlite:///{tmp_path / 'wal.db'}"
     open_store(url).close()  # the schema, as any process would set it up
     database = SqliteDatabase(path_from_url(url))
     inbox = SqliteInbox(database, shard="test", checkpoint_rows=50)
 
+    # Built beforehand, so that batches are written back to back, as under load.
+    batches = [[parse_delivery(make_event(
+        "payment_intent.succeeded", obj={"id": f"pi_{batch}_{i}", "note": "x" * 1500}))
+        for i in range(50)] for batch in range(120)]
+
+    async def checkpoint_done() -> None:
+        deadline = time.monotonic() + 60  # for a hung checkpoint only
+        while inbox._checkpointing:
+            assert time.monotonic() < deadline, "the writer thread's checkpoint never ended"
+            await asyncio.sleep(0.001)
+
     async def receive() -> int:  # as the receiver does: on the loop, or on the writer thread
         written = 0
-        for batch in range(120):
-            deliveries = [parse_delivery(make_event(
-                "payment_intent.succeeded", obj={"id": f"pi_{batch}_{i}", "note": "x" * 1500}))
-                for i in range(50)]
+        for deliveries in batches:
+            pending = inbox._checkpointing  # handed to the writer thread, not finished
             assert all(await inbox.accept_async(deliveries))
             written += sum(len(d.body) for d in deliveries)
+            if pending and inbox._checkpointing:  # a batch went in alongside it: now let it end
+                await checkpoint_done()
         return written
 
     try:

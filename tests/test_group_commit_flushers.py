@@ -157,3 +157,27 @@ def _waiting_on_lock(admin: psycopg.Connection) -> bool:
     row = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
                         " AND query LIKE '%ichido_events%'").fetchone()
     return bool(row and row[0])
+
+
+def test_one_row_the_store_refuses_does_not_fail_its_batch_neighbours(tmp_path: Path) -> None:
+    """I5 at ingest: a row the store refuses for a reason validation did not foresee (here a
+    trigger) fails alone; the rest of its batch is stored and answered."""
+    group = _group(f"sqlite:///{tmp_path / 'poison.db'}")
+    deliveries = [parse_delivery(make_event()) for _ in range(40)]
+    poison = deliveries[17]
+    with group.inbox.transaction() as tx:
+        tx.execute(f"CREATE TRIGGER poison BEFORE INSERT ON ichido_events WHEN NEW.id = "
+                   f"'{poison.id}' BEGIN SELECT RAISE(ABORT, 'refused by the store'); END")
+
+    async def scenario() -> list[Outcome | BaseException]:
+        answers = await asyncio.gather(*(group.submit(d) for d in deliveries),
+                                       return_exceptions=True)
+        await group.close()
+        return answers
+
+    answers = run_async(scenario)
+    assert isinstance(answers[17], StorageUnavailable)
+    assert answers[:17] + answers[18:] == [Outcome.ACCEPTED] * 39
+    assert group.inbox.get(poison.id) is None
+    assert all(group.inbox.get(d.id) is not None for d in deliveries if d is not poison)
+    group.inbox.close()

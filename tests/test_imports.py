@@ -113,6 +113,14 @@ def test_the_core_never_imports_the_shop_or_the_emulator() -> None:
     assert not offences, offences
 
 
+def test_the_emulator_takes_the_fee_rule_as_data_and_never_imports_the_shop() -> None:
+    edges = graph()
+    offences = sorted(f"{source} imports {target}" for source, targets in edges.items()
+                      if source.startswith("ichido.emulator")
+                      for target in targets if target.startswith("ichido.shop"))
+    assert not offences, offences
+
+
 def test_help_lists_the_applications_commands_and_a_core_command_loads_neither() -> None:
     """``ichido --help`` names them; ``ichido stats --help`` runs without importing them."""
     script = ("import sys\n"

@@ -1,4 +1,5 @@
-"""The webhook endpoint: every refusal has its status and code, and nothing refused is stored (I6).
+"""The webhook endpoint: every refusal has its status and code, and nothing refused is stored
+(I6, docs/invariants.md).
 
 Each refusal is checked twice: in-process through the ASGI app (quick, on each backend), and
 over real HTTP against `ichido serve` in a subprocess, after which the store must be empty.
@@ -113,7 +114,7 @@ REFUSALS = [
             lambda: _signed(make_event(), **{"Stripe-Signature": "sha256=abc"})),
     Refusal("stale_timestamp", 400, "stale_timestamp", _stale),
     Refusal("malformed_json", 400, "malformed_json", lambda: _signed(b'{"id": "evt_1", "object"')),
-    Refusal("not_utf8", 400, "malformed_json",
+    Refusal("not_utf8", 400, "invalid_utf8",
             lambda: _signed(b'{"id":"evt_\xff\xfe","object":"event"}')),
     Refusal("json_array", 400, "not_an_event", lambda: _signed_doc([event_doc()])),
     Refusal("json_string", 400, "not_an_event", lambda: _signed_doc("evt_123")),

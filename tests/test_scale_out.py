@@ -1,7 +1,7 @@
-"""Scale out on one PostgreSQL and one Redis (issue 5, item 3; I8 across processes): several
-receiver processes and several worker processes share them; the same events sent to every
-receiver at once still give one effect each. PostgreSQL is never migrated behind the user's
-back: a schema that is behind stops `ichido serve` and `ichido worker` at start, naming
+"""Scale out on one PostgreSQL and one Redis (issue 5, item 3; I8 (docs/invariants.md) across
+processes): several receiver processes and several worker processes share them; the same events
+sent to every receiver at once still give one effect each. PostgreSQL is never migrated behind
+the user's back: a schema that is behind stops `ichido serve` and `ichido worker` at start, naming
 `ichido migrate`, and concurrent `ichido migrate` runs are safe.
 """
 

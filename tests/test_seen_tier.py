@@ -1,5 +1,6 @@
-"""I3: the seen tier is a hint. Flushing it, restarting it, outliving its TTL or its size never
-loses an event and never applies one twice; both tiers count what they caught."""
+"""I3 (docs/invariants.md): the seen tier is a hint. Flushing it, restarting it, outliving its
+TTL or its size never loses an event and never applies one twice; both tiers count what they
+caught."""
 
 from __future__ import annotations
 

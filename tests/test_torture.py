@@ -13,16 +13,19 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 from ichido.config import Settings
 from tests.support import ROOT
 
 ORDERS = 30
+RUN_TIMEOUT = 300  # for a hung run only: on a loaded machine a run's start-up alone takes a while
 
 
+@pytest.mark.timeout(RUN_TIMEOUT + 30)
 def test_small_torture_run_loses_nothing_applies_everything_once_and_matches_a_replay() -> None:
     command = [sys.executable, "-m", "bench", "shop-torture", "--orders", str(ORDERS), "--json"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=170)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT)
     report = done.stdout + done.stderr[-4000:]
     assert done.returncode == 0, report
     figures = json.loads(done.stdout.strip().splitlines()[-1])
@@ -30,12 +33,12 @@ def test_small_torture_run_loses_nothing_applies_everything_once_and_matches_a_r
         "orders": figures["orders"] == ORDERS,
         "three events or more per order": figures["events"] >= 3 * ORDERS,
         "each event to both receivers": figures["deliveries"] >= 2 * figures["events"],
-        "nothing lost, doubled, mismatched, missing, unexpected, dead": not any(figures[k] for k in (
-            "lost", "double_effects", "mismatched_states", "missing_effects",
-            "unexpected_outcomes", "dead")),
+        "nothing lost, doubled, mismatched, missing, unexpected, dead": not any(
+            figures[k] for k in ("lost", "double_effects", "mismatched_states",
+                                 "missing_effects", "unexpected_outcomes", "dead")),
         "settled": figures["settled"] is True,
         # Every fault happened, mid-run.
-        "kills": figures["kills"].get("receiver", 0) >= 2 and figures["kills"].get("worker", 0) >= 2,
+        "kills": min(figures["kills"].get("receiver", 0), figures["kills"].get("worker", 0)) >= 2,
         "one flush, one restart": (figures["redis_flushes"], figures["pg_restarts"]) == (1, 1),
         "deliveries failed, none given up": figures["delivery_failures"] > 0
         and figures["gave_up"] == 0,
@@ -83,12 +86,13 @@ def test_a_full_refund_asked_without_an_amount_is_accepted(database_url: str,
         shop.app.close()
 
 
+@pytest.mark.timeout(RUN_TIMEOUT + 30)
 def test_small_pipeline_torture_loses_nothing_and_applies_every_event_once() -> None:
     """``python -m bench torture`` (issue 16 item 11) with a few thousand events: every fault
     happens mid-run, and the judge finds nothing lost, doubled or missing."""
     events = 2000
     command = [sys.executable, "-m", "bench", "torture", "--events", str(events), "--json"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=170)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT)
     report = done.stdout + done.stderr[-4000:]
     assert done.returncode == 0, report
     figures = json.loads(done.stdout.strip().splitlines()[-1])
@@ -100,7 +104,7 @@ def test_small_pipeline_torture_loses_nothing_and_applies_every_event_once() -> 
         "every event stored and processed": figures["unique"] == figures["processed"] == events,
         "concurrent and late copies": figures["concurrent_copies"] > 0
         and figures["late_copies"] > 0,
-        "kills": figures["kills"].get("receiver", 0) >= 2 and figures["kills"].get("worker", 0) >= 2,
+        "kills": min(figures["kills"].get("receiver", 0), figures["kills"].get("worker", 0)) >= 2,
         "one flush, one restart": (figures["redis_flushes"], figures["pg_restarts"]) == (1, 1),
         "the sender felt the faults": figures["retried_deliveries"] > 0,
         "both tiers caught copies": figures["duplicates_cache"] > 0

@@ -1,4 +1,5 @@
-"""The worker: exactly-once effects (I2) and one bad event stops nothing (I5).
+"""The worker: exactly-once effects (I2) and one bad event stops nothing (I5; both in
+docs/invariants.md).
 
 In-process: events are stored with ``inbox.accept`` (or through the ASGI receiver) and the worker
 is driven step by step with ``run_once``, so every interleaving here is deterministic.

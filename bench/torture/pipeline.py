@@ -51,7 +51,8 @@ class PipelineTorture:
             "STRIPE_WEBHOOK_SECRET": secret, "ICHIDO_LEASE": args.lease,
             "ICHIDO_RETRY_BASE": "0.2s", "ICHIDO_RETRY_CAP": "2s",
             "ICHIDO_POLL_INTERVAL": "0.05s"},
-            postgres_settings={"shared_buffers": "256MB", "max_wal_size": "4GB"})
+            postgres_settings={"shared_buffers": "256MB", "max_wal_size": "2GB",
+                               "checkpoint_timeout": "60s"})  # a short crash recovery
         self.chaos = Chaos(self.fleet, Faults(
             kills=not args.no_kills, redis_flush=not args.no_redis_flush,
             pg_restart=not args.no_pg_restart, kill_every=args.kill_every,

@@ -145,6 +145,8 @@ class Judge:
                     expected_mail.add(f"{order_id}--warehouse-ship")
             if state.get("shipment") == "canceled":
                 expected_mail.add(f"{order_id}--warehouse-cancel")
+            for number in range(1, len(state.get("refunds") or []) + 1):  # one per refund
+                expected_mail.add(f"{order_id}--refund-{number}")
         double["mail"] += sum(n - 1 for n in mails.values() if n > 1)
         double["unexpected_mail"] += len(set(mails) - expected_mail)
         missing["mail"] += len(expected_mail - set(mails))

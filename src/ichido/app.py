@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ichido.config import Settings
+from ichido.dashboard.mount import routes as dashboard_routes
 from ichido.db import Database, Step, open_database
 from ichido.errors import StorageUnavailable
 from ichido.group_commit import GroupCommit
@@ -55,6 +56,7 @@ class App:
                  **overrides: Any) -> None:
         self.settings = settings or Settings.from_env(**overrides)
         self.schema = list(schema)
+        self.fee_report: Callable[[], Any] | None = None  # fee rows per method, for the dashboard
         self.handlers = HandlerRegistry()
         self.workers = workers
         self._routes = list(routes)
@@ -70,12 +72,17 @@ class App:
         self.background: list[Callable[[threading.Event], None]] = []
         self.receiver = WebhookReceiver(self.settings, self._group_commit)
         self._asgi: Starlette | None = None
+        self._dashboard = dashboard_routes(self)  # /dashboard, when ICHIDO_DASHBOARD_TOKEN is set
 
     # -- for users ---------------------------------------------------------------------------
 
-    def on(self, *event_types: str) -> Callable[[Handler], Handler]:
-        """Register a handler: ``@app.on("payment_intent.succeeded") def paid(event, tx): ...``"""
-        return self.handlers.on(*event_types)
+    def on(self, *event_types: str, latest_only: bool = False,
+           refetch: Any = None) -> Callable[[Handler], Handler]:
+        """Register a handler: ``@app.on("payment_intent.succeeded") def paid(event, tx): ...``
+
+        ``latest_only=True``: skip events older than what was applied to their object
+        (``ichido.recovery.guard``); ``refetch=``: see ``HandlerRegistry.on``."""
+        return self.handlers.on(*event_types, latest_only=latest_only, refetch=refetch)
 
     def add_routes(self, routes: Sequence[BaseRoute]) -> None:
         if self._asgi is not None:
@@ -89,6 +96,7 @@ class App:
             Route("/webhooks/stripe", self.receiver, methods=["POST"]),
             Route("/healthz", self._healthz, methods=["GET"]),
             Route("/metrics", self._metrics, methods=["GET"]),
+            *self._dashboard,
             *self._routes,
         ]
 

@@ -17,12 +17,12 @@ import click
 import typer
 import typer.main
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperGroup
 
 from ichido.config import Settings, parse_duration, redact_url
-from ichido.errors import IchidoError
+from ichido.errors import IchidoError, StorageUnavailable
 
 # The example shop's and the local Stripe's commands, by name: imported only when one is run
 # (or help lists them), so the core imports neither (tests/test_imports.py checks it).
@@ -31,6 +31,8 @@ APPLICATION_COMMANDS = {
     "fees": "ichido.shop.cli:fees_cli",
     "demo": "ichido.shop.cli:demo",
     "emulator": "ichido.emulator.cli:emulator",
+    "reconcile": "ichido.recovery.cli:reconcile",  # recovery (issue 13): core, loaded lazily
+    "replay": "ichido.recovery.cli:replay",
     "aws": "ichido.aws.cli:aws_cli",  # needs the ichido[aws] extra (boto3, mangum, moto)
 }
 
@@ -82,8 +84,20 @@ def main() -> None:
     try:
         cli()
     except IchidoError as exc:  # one line, never wrapped: scripts and log lines grep for it
-        err.print(f"[red]error[/red] {escape(f'[{exc.code}] {exc.message}')}", soft_wrap=True)
+        err.print(Text.assemble(("error", "red"), " ", shown(f"[{exc.code}] {exc.message}")),
+                  soft_wrap=True)
         sys.exit(2)
+
+
+def shown(value: object) -> Text:
+    """A stored string as the operator's terminal may print it: plain text (no markup), and
+    every control or invisible formatting character visible as an escape (no ANSI sequence,
+    no bidirectional override, no line break a sender put there)."""
+    text = "" if value is None else str(value)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                       for c in text)
+    return Text(text)
 
 
 def _environ(**flags: Optional[str]) -> None:
@@ -102,13 +116,23 @@ def load_app(spec: str | None, workers: int = 1) -> Any:
         return App(workers=workers)
     module_name, _, attribute = spec.partition(":")
     sys.path.insert(0, os.getcwd())
-    app = getattr(importlib.import_module(module_name), attribute or "app")
+    try:
+        app = getattr(importlib.import_module(module_name), attribute or "app")
+    except Exception as exc:  # named, in one line: the import failing is the user's to see
+        raise IchidoError(f"cannot load --app {spec}: {type(exc).__name__}: {exc}",
+                          code="bad_app") from None
     if callable(app) and not isinstance(app, App):  # a factory, e.g. ichido.shop.app:create_app
         app = app()
     if not isinstance(app, App):
         raise IchidoError(f"{spec} is not an ichido.App", code="bad_app")
     app.workers = workers
     return app
+
+
+def _install_recovery(service: Any) -> None:
+    from ichido.recovery.service import install  # alerts, the reconcile sweep (issue 13)
+
+    install(service)
 
 
 @contextlib.contextmanager
@@ -146,25 +170,83 @@ def serve(
     workers: int = typer.Option(1, help="Worker threads in this process (0: none)."),
     app: Optional[str] = AppOpt,
     database_url: Optional[str] = DatabaseOpt,
-    secret: Optional[str] = typer.Option(None, "--secret", help="Overrides STRIPE_WEBHOOK_SECRET."),
+    secret_file: Optional[str] = typer.Option(
+        None, "--secret-file", help="File holding the signing secret(s), comma- or line-"
+        "separated. Overrides STRIPE_WEBHOOK_SECRET_FILE and STRIPE_WEBHOOK_SECRET."),
+    secret: Optional[str] = typer.Option(
+        None, "--secret", help="Discouraged: every user of this machine sees it in ps. Use "
+        "STRIPE_WEBHOOK_SECRET or --secret-file."),
     log_level: str = typer.Option("warning", help="uvicorn log level."),
 ) -> None:
     """Run the receiver and workers in one process."""
     import uvicorn
 
+    from ichido.serving import server_config
+
+    if secret is not None:
+        err.print("warning: --secret shows the signing secret to every user of this machine "
+                  "(ps, /proc); use STRIPE_WEBHOOK_SECRET or --secret-file", highlight=False)
+    if secret_file is not None:
+        os.environ.pop("STRIPE_WEBHOOK_SECRET", None)
+        os.environ["STRIPE_WEBHOOK_SECRET_FILE"] = secret_file
     _environ(database_url=database_url, secret=secret)
     service = load_app(app, workers)
+    _install_recovery(service)
     service.settings.require_secret()
-    service.start()  # open and check the store now: a schema behind is one clear line
+    _check_writable(service)  # open and check the store now: a schema behind is one clear line
     err.print(f"ichido: receiving on http://{host}:{port}/webhooks/stripe, "
               f"{workers} worker(s), store {redact_url(service.settings.database_url)}")
+    if service.routes and any(getattr(r, "path", "") == "/dashboard" for r in service.routes):
+        err.print(f"ichido: dashboard on http://{host}:{port}/dashboard/")
     # Everything loaded so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise stop the event loop for tens of milliseconds.
     gc.freeze()
     try:
-        uvicorn.run(service, host=host, port=port, log_level=log_level, lifespan="on",
-                    http="httptools", loop="uvloop",
-                    timeout_graceful_shutdown=service.settings.shutdown_timeout_seconds)
+        uvicorn.Server(server_config(service, service.settings, host=host, port=port,
+                                     log_level=log_level)).run()
+    finally:
+        service.close()
+
+
+def _check_writable(service: Any) -> None:
+    """A store the receiver cannot open or write would answer every delivery 503: say so at
+    start, in one line."""
+    try:
+        service.start()
+        service.inbox.ping()
+        with service.inbox.transaction():
+            pass
+    except Exception as exc:  # the engine's or the file system's own error, named in one line
+        read_only = any(word in str(exc).replace(" ", "").lower()
+                        for word in ("readonly", "permissiondenied"))
+        if isinstance(exc, IchidoError) and not read_only:
+            raise
+        raise StorageUnavailable(
+            f"cannot write to {redact_url(service.settings.database_url)}: {exc}",
+            code="read_only_store" if read_only else "storage_unavailable") from None
+
+
+@cli.command("dashboard")
+def dashboard_command(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8001, help="TCP port."),
+    app: Optional[str] = AppOpt,
+    database_url: Optional[str] = DatabaseOpt,
+) -> None:
+    """Serve only the operator page (needs ICHIDO_DASHBOARD_TOKEN), e.g. against a remote store."""
+    import uvicorn
+
+    from ichido.dashboard.standalone import standalone
+
+    _environ(database_url=database_url)
+    service = load_app(app, 0)
+    page = standalone(service)
+    service.start()
+    service.inbox.ping()
+    err.print(f"ichido: dashboard on http://{host}:{port}/dashboard/, "
+              f"store {redact_url(service.settings.database_url)}")
+    try:
+        uvicorn.run(page, host=host, port=port, log_level="warning", lifespan="on")
     finally:
         service.close()
 
@@ -179,6 +261,7 @@ def worker(
     """Process stored events (run as many of these as you like)."""
     _environ(database_url=database_url)
     service = load_app(app, 0)
+    _install_recovery(service)
     service.start()
     try:
         if drain:
@@ -226,21 +309,30 @@ def events_show(event_id: str, database_url: Optional[str] = DatabaseOpt,
     with _inbox(database_url) as inbox:
         record = inbox.get(event_id)
     if record is None:
-        err.print(f"no event {event_id}")
+        err.print(Text.assemble("no event ", shown(event_id)))
         raise typer.Exit(1)
     detail = _record_json(record) | {
-        "payload": json.loads(record.body),
+        "payload": _payload(record.body),
         "failures": [{"attempt": a, "at": _when(t), "error": e} for a, t, e in record.failures],
     }
     if as_json:
-        out.print_json(data=detail)
+        print(json.dumps(detail, indent=2))  # ensure_ascii: no raw control character
         return
     for key in ("id", "type", "status", "attempts", "received_at", "finished_at"):
-        out.print(f"[bold]{key}[/bold]: {detail[key]}")
+        out.print(Text.assemble((key, "bold"), ": ", shown(detail[key])), highlight=False)
     for failure in detail["failures"]:
-        out.print(f"[red]attempt {failure['attempt']} failed at {failure['at']}[/red]")
-        out.print(failure["error"], markup=False, highlight=False)
-    out.print_json(data=detail["payload"])
+        out.print(Text(f"attempt {failure['attempt']} failed at {failure['at']}", style="red"))
+        for line in str(failure["error"]).splitlines():
+            out.print(shown(line), highlight=False)
+    out.print_json(data=detail["payload"], ensure_ascii=True)
+
+
+def _payload(body: bytes) -> Any:
+    """The stored body as JSON, or, for one stored before bodies were checked, as text."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        return {"unreadable_body": body.decode("utf-8", "backslashreplace")}
 
 
 @dlq_cli.command("list")
@@ -310,8 +402,9 @@ def _print_records(records: list[Any], as_json: bool) -> None:
     table = Table("id", "type", "status", "attempts", "received", "last error")
     for record in records:
         row = _record_json(record)
-        table.add_row(row["id"], row["type"], row["status"], str(row["attempts"]),
-                      row["received_at"], (row["last_error"] or [""])[0][:60])
+        table.add_row(shown(row["id"]), shown(row["type"]), shown(row["status"]),
+                      shown(row["attempts"]), shown(row["received_at"]),
+                      shown((row["last_error"] or [""])[0][:60]))
     out.print(table)
 
 

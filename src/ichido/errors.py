@@ -1,13 +1,69 @@
-"""Named errors. Each carries a machine-readable ``code`` that the HTTP layer and the CLI show."""
+"""Named errors, and the catalogue of every reason code ichido can answer or print.
+
+Each error carries a machine-readable ``code`` from ``REASONS``; the HTTP layer (the receiver)
+decides which status a code gets, the CLI prints it as ``error [code] message``. The shop and
+the emulator are applications with their own codes (the emulator's are Stripe's own).
+"""
 
 from __future__ import annotations
 
+REASONS: dict[str, str] = {
+    # Refused deliveries (4xx from the receiver, nothing stored: I6)
+    "missing_signature": "the request has no Stripe-Signature header",
+    "bad_signature": "no v1 signature matches the body for any configured secret, or the "
+                     "header cannot be read",
+    "stale_timestamp": "the signed timestamp is older than the tolerance (ICHIDO_TOLERANCE)",
+    "unsupported_media_type": "the body is not declared as JSON",
+    "too_large": "the body is larger than ICHIDO_MAX_BODY",
+    "invalid_utf8": "the body is not valid UTF-8 (Stripe's SDK refuses it too)",
+    "nesting_too_deep": "the JSON nests deeper than the decoder's recursion limit (~1000)",
+    "malformed_json": "the body is not valid JSON",
+    "not_an_event": "valid JSON, but not a Stripe event (object, id, type, created)",
+    "value_out_of_range": "a field the store keeps is outside its range (created: 64 bits)",
+    "invalid_characters": "an id or type holds control or other characters no id has",
+    "field_too_long": "an id or type is longer than 255 characters",
+    "client_disconnected": "the sender went away before its body was read",
+    # Refused connections (answered by the HTTP server before any signature is read)
+    "headers_too_large": "the request line and headers exceed ICHIDO_MAX_HEADER",
+    "request_timeout": "the headers (ICHIDO_HEADER_TIMEOUT) or the body (ICHIDO_BODY_TIMEOUT) "
+                       "did not arrive in time",
+    "too_many_connections": "ICHIDO_MAX_CONNECTIONS connections are open already",
+    # Not stored now, retry later (503: Stripe retries)
+    "storage_unavailable": "the durable store could not take the write",
+    "shutting_down": "the receiver is stopping and did not store this delivery",
+    # Start-up and operations (the CLI prints them, exit code 2)
+    "config_error": "a setting is missing or invalid",
+    "missing_secret": "STRIPE_WEBHOOK_SECRET is not set (or its file is empty)",
+    "bad_app": "--app does not name an importable ichido.App",
+    "read_only_store": "the database file or its directory cannot be written",
+    "schema_outdated": "the database schema is older than this code: run ichido migrate",
+    "migration_failed": "a schema migration step failed",
+    "window_too_short": "prune --older-than is shorter than Stripe's retry window",
+    "not_found": "no such record",
+    "not_supported": "this operation is not offered on this store (prune on DynamoDB)",
+    "missing_api_key": "STRIPE_API_KEY is not set (the Events API needs it)",
+    "replay_refused": "a replay with no statuses, or of statuses not replayable (pending, processing)",
+    "force_required": "replaying processed events needs --force",
+    "no_dlq": "the SQS queue has no dead-letter queue to redrive",
+    "bad_filter": "a dashboard filter or page cursor cannot be read",
+    "missing_dashboard_token": "the standalone dashboard needs ICHIDO_DASHBOARD_TOKEN",
+    # Processing (recorded on the event, never sent to Stripe)
+    "retry_later": "a handler cannot apply the event yet; it is retried with backoff",
+    "lease_lost": "another worker took the event over after this one's lease ran out",
+    "refetch_budget": "the budget for re-fetching objects from Stripe is spent; retried later",
+    "rate_limited": "Stripe's API answered 429 while re-fetching; retried later",
+    "transaction_too_large": "a handler wrote more items than one DynamoDB transaction takes",
+    "no_sql_on_dynamodb": "a handler written for SQL ran on DynamoDB",
+    "transaction_cancelled": "DynamoDB refused the transaction (a condition or a conflict)",
+    "error": "an unnamed failure (a bug: name it)",
+}
+
 
 class IchidoError(Exception):
-    """Base class: ``code`` is stable and machine-readable, the message is for people."""
+    """Base class: ``code`` is stable and machine-readable (a key of ``REASONS``), the message
+    is for people."""
 
     code = "error"
-    http_status = 500
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -29,9 +85,9 @@ class ConfigError(IchidoError):
 
 
 class RejectedDelivery(IchidoError):
-    """A webhook delivery that is refused before anything is stored (I6)."""
+    """A webhook delivery that is refused before anything is stored (I6, docs/invariants.md)."""
 
-    http_status = 400
+    code = "not_an_event"
 
 
 class SignatureError(RejectedDelivery):
@@ -44,7 +100,6 @@ class StorageUnavailable(IchidoError):
     """The durable store could not take the write; the receiver answers 503 so Stripe retries."""
 
     code = "storage_unavailable"
-    http_status = 503
 
 
 class SchemaError(IchidoError):
@@ -56,7 +111,6 @@ class SchemaError(IchidoError):
 
 class NotFound(IchidoError):
     code = "not_found"
-    http_status = 404
 
 
 class RetryLater(IchidoError):
@@ -76,9 +130,7 @@ class LeaseLost(IchidoError):
 
 class PayloadTooLarge(RejectedDelivery):
     code = "too_large"
-    http_status = 413
 
 
 class UnsupportedMediaType(RejectedDelivery):
     code = "unsupported_media_type"
-    http_status = 415

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -45,25 +47,48 @@ class _Head(msgspec.Struct):
 
 _decode_head = msgspec.json.Decoder(_Head).decode
 
+# What every store can hold (PostgreSQL BIGINT and TEXT, SQLite INTEGER), checked before the
+# batch so that one unstorable event is refused alone instead of failing its neighbours (I5).
+INT64 = (-(2**63), 2**63 - 1)
+MAX_ID_LENGTH = 255  # Stripe's ids are about 30 characters; types about 50
+_ID = re.compile(r"[!-~]+")  # printable ASCII, no space: nothing a log line or terminal acts on
+
 
 def parse_delivery(body: bytes) -> Delivery:
-    """Read the fields the inbox needs; refuse what is not a Stripe event.
+    """Read the fields the inbox needs; refuse what is not a Stripe event, or what Stripe's SDK
+    (``stripe.Webhook.construct_event``) would refuse, or what no store could hold.
 
-    Raises ``RejectedDelivery`` with ``malformed_json`` or ``not_an_event``.
+    Raises ``RejectedDelivery`` with ``invalid_utf8``, ``malformed_json``, ``nesting_too_deep``,
+    ``not_an_event``, ``invalid_characters``, ``value_out_of_range`` or ``field_too_long``.
     """
+    if not body.isascii():  # msgspec skips the strings it does not decode unchecked
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RejectedDelivery(f"body is not valid UTF-8 (byte {exc.start})",
+                                   code="invalid_utf8") from None
     try:
         head = _decode_head(body)
     except msgspec.ValidationError:  # valid JSON of another shape: judge it field by field
         return _parse_other_shape(body)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise RejectedDelivery(f"body is not valid JSON: {exc}", code="malformed_json") from None
+    except RecursionError:  # free to catch, unlike a depth scan of every body
+        raise RejectedDelivery("JSON nested deeper than the decoder's recursion limit",
+                               code="nesting_too_deep") from None
     obj = head.data.object if head.data is not None else None
     return _checked(head.id, head.type, head.created, head.object,
                     obj.id if obj is not None else None, body)
 
 
 def _parse_other_shape(body: bytes) -> Delivery:
-    doc = orjson.loads(body)
+    try:
+        doc = Event.parse(body)
+    except ValueError as exc:
+        raise RejectedDelivery(f"body is not valid JSON: {exc}", code="malformed_json") from None
+    except RecursionError:
+        raise RejectedDelivery("JSON nested deeper than the decoder's recursion limit",
+                               code="nesting_too_deep") from None
     if not isinstance(doc, dict):
         raise RejectedDelivery("body is JSON but not an object", code="not_an_event")
     data = doc.get("data")
@@ -77,7 +102,7 @@ def _checked(event_id: Any, event_type: Any, created: Any, kind: Any, object_id:
     problem = None
     if kind != "event":
         problem = 'object is not "event"'
-    elif not isinstance(event_id, str) or not event_id.startswith("evt_") or len(event_id) > 255:
+    elif not isinstance(event_id, str) or not event_id.startswith("evt_"):
         problem = "id is not an evt_ id"
     elif not isinstance(event_type, str) or not event_type:
         problem = "type is missing"
@@ -85,8 +110,25 @@ def _checked(event_id: Any, event_type: Any, created: Any, kind: Any, object_id:
         problem = "created is not an integer"
     if problem:
         raise RejectedDelivery(f"not a Stripe event: {problem}", code="not_an_event")
+    _check_storable(event_id, event_type, created, object_id)
     return Delivery(event_id, event_type, created,
                     object_id if isinstance(object_id, str) else None, body)
+
+
+def _check_storable(event_id: str, event_type: str, created: int, object_id: Any) -> None:
+    if not INT64[0] <= created <= INT64[1]:
+        raise RejectedDelivery(f"created {created} is outside the 64-bit range",
+                               code="value_out_of_range")
+    for name, value in (("id", event_id), ("type", event_type), ("data.object.id", object_id)):
+        if not isinstance(value, str):
+            continue
+        if len(value) > MAX_ID_LENGTH:
+            raise RejectedDelivery(f"{name} is longer than {MAX_ID_LENGTH} characters",
+                                   code="field_too_long")
+        if not (value.isprintable() if name == "type" else _ID.fullmatch(value)):
+            # the repr names the characters without printing them (no forged log line)
+            raise RejectedDelivery(f"{name} holds characters an id cannot: {value[:40]!r}",
+                                   code="invalid_characters")
 
 
 @dataclass(frozen=True)
@@ -105,8 +147,18 @@ class Event:
 
     @classmethod
     def from_body(cls, body: bytes, attempt: int = 1) -> "Event":
-        doc = orjson.loads(body)
+        doc = cls.parse(body)
         return cls(doc["id"], doc["type"], doc["created"], doc, attempt)
+
+    @staticmethod
+    def parse(body: bytes) -> Any:
+        """Whatever the receiver accepted parses here: orjson, and for the few valid JSON
+        documents it refuses (a number beyond a double, such as 1e400, which Stripe's SDK reads
+        as infinity) Python's own parser, as the SDK does."""
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return json.loads(body)
 
     @property
     def object(self) -> dict[str, Any]:

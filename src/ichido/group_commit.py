@@ -1,9 +1,9 @@
 """Group commit: the writes of concurrent requests share one durable commit.
 
-Each request waits for the commit that holds its event (I1: 200 only after a durable write),
-but a hundred requests arriving together cost one seen-tier look-up, one transaction and one
-seen-tier update, not a hundred of each. With nothing in flight a lone request is written at
-once: batching adds no delay, it only fills the time a commit takes anyway.
+Each request waits for the commit that holds its event (I1 in docs/invariants.md: 200 only
+after a durable write), but a hundred requests arriving together cost one seen-tier look-up, one
+transaction and one seen-tier update, not a hundred of each. With nothing in flight a lone
+request is written at once: batching adds no delay, it only fills the time a commit takes anyway.
 
 Everything is awaited on the event loop: the engines keep it free themselves (SQLite writes a
 local file at once and waits for a busy lock on a thread of its own; PostgreSQL and Redis are

@@ -13,7 +13,13 @@ import orjson
 
 from ichido import signature
 from ichido.config import Settings
-from ichido.errors import IchidoError, PayloadTooLarge, SignatureError, UnsupportedMediaType
+from ichido.errors import (
+    IchidoError,
+    PayloadTooLarge,
+    RejectedDelivery,
+    SignatureError,
+    UnsupportedMediaType,
+)
 from ichido.event import parse_delivery
 from ichido.group_commit import GroupCommit, Outcome
 from ichido.metrics import METRICS
@@ -21,6 +27,19 @@ from ichido.metrics import METRICS
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+# The HTTP status of each reason code (ichido.errors.REASONS). Any other refused delivery is a
+# 400; anything else a 500. 503 says "retry": Stripe will.
+HTTP_STATUS = {
+    "too_large": 413,
+    "unsupported_media_type": 415,
+    "storage_unavailable": 503,
+    "shutting_down": 503,
+}
+
+
+def http_status(exc: IchidoError) -> int:
+    return HTTP_STATUS.get(exc.code, 400 if isinstance(exc, RejectedDelivery) else 500)
 
 
 class WebhookReceiver:
@@ -35,7 +54,7 @@ class WebhookReceiver:
         try:
             status, answer = 200, await self.handle(scope, receive)
         except IchidoError as exc:
-            status, answer = exc.http_status, exc.to_json()
+            status, answer = http_status(exc), exc.to_json()
             METRICS.rejected.labels(exc.code).inc()
         body = orjson.dumps(answer)
         await send({"type": "http.response.start", "status": status,
@@ -72,7 +91,7 @@ async def read_body(receive: Receive, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise IchidoError("client went away", code="client_disconnected")
+            raise RejectedDelivery("client went away", code="client_disconnected")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

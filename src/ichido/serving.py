@@ -1,4 +1,16 @@
-"""Serve an ASGI app with uvicorn on loopback in a background thread (the demo, tests)."""
+"""The HTTP server: uvicorn, with what an unauthenticated sender may cost bounded.
+
+Anyone on the internet can open a connection to the webhook endpoint before any signature is
+read, so the server itself bounds, from ``Settings``: the request line and headers
+(``max_header_bytes``: an 8 MB ``Stripe-Signature`` is refused at 16 KiB, never read whole),
+the time to send them (``header_timeout_seconds``: half-sent headers, slowloris) and the body
+(``body_timeout_seconds``), idle keep-alive (``keepalive_seconds``) and open connections
+(``max_connections``: more are answered 503 and closed, before file descriptors run out).
+
+uvicorn's httptools protocol has no header limit or header timeout of its own, hence the small
+subclass; the cost on the hot path is a comparison per read, and timers only for requests that
+arrive in pieces.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +19,172 @@ import threading
 import time
 from typing import Any
 
+import orjson
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from ichido.config import Settings
+from ichido.errors import REASONS
+from ichido.metrics import METRICS
+
+_IDLE, _HEAD, _BODY = "idle", "head", "body"  # what the connection is reading
+_REFUSED = "refused"  # answered and half-closed: what still arrives is read and dropped
+LINGER_SECONDS = 1.0  # then closed: closing at once with bytes unread resets the connection,
+# and a reset can destroy the answer before the client reads it
+
+
+def _refusal(status: str, code: str) -> bytes:
+    body = orjson.dumps({"error": {"code": code, "message": REASONS[code]}})
+    return b"".join([b"HTTP/1.1 ", status.encode(), b"\r\ncontent-type: application/json\r\n"
+                     b"connection: close\r\ncontent-length: ", b"%d" % len(body), b"\r\n\r\n",
+                     body])
+
+
+_TOO_LARGE = _refusal("431 Request Header Fields Too Large", "headers_too_large")
+_TIMEOUT = _refusal("408 Request Timeout", "request_timeout")
+_BUSY = _refusal("503 Service Unavailable", "too_many_connections")
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the limits above (class attributes: ``protocol_for``
+    makes one subclass per ``Settings``)."""
+
+    max_header_bytes = 16 * 1024
+    header_timeout = 10.0
+    body_timeout = 20.0
+    max_connections = 500
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reading = _IDLE
+        self._head_bytes = 0
+        self._deadline: asyncio.TimerHandle | None = None
+        self._deadline_for = _IDLE
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            METRICS.rejected.labels("too_many_connections").inc()
+            transport.write(_BUSY)
+            transport.close()
+            return
+        self._arm(_HEAD)  # a connection that sends nothing is cut like half-sent headers
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._reading is not _BODY:  # headers (or the first bytes of the next request)
+            if self._reading is _REFUSED:
+                return
+            allowance = self.max_header_bytes - self._head_bytes
+            if len(data) > allowance:
+                self._receive_past_allowance(data, allowance)
+                return
+            self._head_bytes += len(data)
+        super().data_received(data)
+        reading = self._reading
+        if reading is _IDLE:
+            if self._deadline is not None:
+                self._disarm()
+        elif self._deadline_for is not reading and not self.transport.is_closing():
+            self._arm(reading)  # a request that arrives in pieces: bound each piece's wait
+
+    def _receive_past_allowance(self, data: bytes, allowance: int) -> None:
+        """Feed no more header bytes than allowed; if the headers are still not complete by
+        then, refuse with 431 and close, before the parser buffers any more of them."""
+        self._head_bytes += allowance
+        super().data_received(data[:allowance])
+        if self.transport.is_closing():
+            return
+        if self._reading is _BODY or (self._reading is _IDLE and self._head_bytes == 0):
+            self.data_received(data[allowance:])  # headers complete: the rest is body, or more
+            return
+        METRICS.rejected.labels("headers_too_large").inc()
+        self._refuse(_TOO_LARGE)
+
+    # parser callbacks: where each request is
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._reading = _HEAD
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._reading = _BODY
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._reading = _IDLE
+        self._head_bytes = 0
+
+    # deadlines
+    def _arm(self, reading: str) -> None:
+        self._disarm()
+        timeout = self.body_timeout if reading is _BODY else self.header_timeout
+        self._deadline = self.loop.call_later(timeout, self._on_deadline)
+        self._deadline_for = reading
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self._deadline_for = _IDLE
+
+    def _on_deadline(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        METRICS.rejected.labels("request_timeout").inc()
+        started = self._head_bytes > 0 or self._reading is not _IDLE
+        cycle = self.cycle
+        if cycle is not None and cycle.response_started and not cycle.response_complete:
+            started = False  # mid-response: nothing more may be written
+        self._refuse(_TIMEOUT if started else b"")
+
+    def _refuse(self, answer: bytes) -> None:
+        self._disarm()
+        if not answer or not self.transport.can_write_eof():
+            if answer:
+                self.transport.write(answer)
+            self.transport.close()
+            return
+        self.transport.write(answer)
+        self.transport.write_eof()
+        self._reading = _REFUSED
+        self._deadline = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+
+def protocol_for(settings: Settings) -> type[BoundedHttpToolsProtocol]:
+    return type("IchidoHttpProtocol", (BoundedHttpToolsProtocol,), {
+        "max_header_bytes": settings.max_header_bytes,
+        "header_timeout": settings.header_timeout_seconds,
+        "body_timeout": settings.body_timeout_seconds,
+        "max_connections": settings.max_connections,
+    })
+
+
+def server_config(app: Any, settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
+                  log_level: str = "warning", **options: Any) -> uvicorn.Config:
+    """uvicorn as ``ichido serve`` runs it: httptools behind the limits, uvloop, and a bounded
+    graceful shutdown (SIGTERM never waits on a stuck request for ever)."""
+    return uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, lifespan="on",
+        http=protocol_for(settings), loop="uvloop",
+        timeout_keep_alive=settings.keepalive_seconds,
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+        h11_max_incomplete_event_size=settings.max_header_bytes, **options)
 
 
 class ThreadedServer:
     """``with ThreadedServer(app) as server: httpx.get(server.url)``; ``port=0`` picks one."""
 
     def __init__(self, app: Any, *, port: int = 0, host: str = "127.0.0.1",
-                 log_level: str = "warning") -> None:
-        self._server = uvicorn.Server(uvicorn.Config(app, host=host, port=port,
-                                                     log_level=log_level, lifespan="on",
-                                                     access_log=False))
+                 log_level: str = "warning", settings: Settings | None = None) -> None:
+        limits = settings or getattr(app, "settings", None)
+        config = server_config(app, limits if isinstance(limits, Settings) else Settings(),
+                               host=host, port=port, log_level=log_level, access_log=False)
+        self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
         self.url = ""
 

@@ -132,13 +132,17 @@ class Worker:
         with self.queue.processing(claims) as batch:
             for claim in batch.claims:
                 handlers = self.handlers.for_type(claim.type)
-                event = Event.from_body(claim.body, claim.attempt) if handlers else None
+                status = Status.PROCESSED if handlers else Status.IGNORED
                 try:
-                    for handler in handlers:
-                        handler(event, batch.tx)
+                    if handlers:
+                        event = Event.from_body(claim.body, claim.attempt)
+                        plan = self.handlers.admit(event, batch.tx, handlers)
+                        status = Status.PROCESSED if plan else Status.STALE
+                        for handler, seen_as in plan:
+                            handler(seen_as, batch.tx)
                 except Exception as exc:  # kept with its traceback on the event, retried
                     raise HandlerFailed(claim, traceback.format_exc(limit=-8)) from exc
-                batch.finish(claim, Status.PROCESSED if handlers else Status.IGNORED)
+                batch.finish(claim, status)
 
     def _record_failure(self, claim: Claim, error: str) -> None:
         retry_at = None

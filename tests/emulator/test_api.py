@@ -108,3 +108,18 @@ def test_voucher_page_needs_no_key(sdk: stripe.StripeClient, server: EmulatorSer
     assert page.status_code == 200 and "¥1,500" in page.text
     codes = pi.next_action.konbini_display_details.stores.seicomart
     assert codes.payment_code in page.text
+
+
+def test_a_rate_limit_answers_429_to_the_next_requests(server: EmulatorServer,
+                                                      http: httpx.Client) -> None:
+    """For callers that must back off: the SDK raises ``RateLimitError`` (it does not retry a
+    429 itself), and the limit lasts for the number of requests asked for."""
+    assert http.post("/_emulator/rate_limit", data={"requests": "2"}).status_code == 200
+    sdk = stripe.StripeClient(KEY, base_addresses={"api": server.url})
+    for _ in range(2):
+        with pytest.raises(stripe.RateLimitError) as caught:
+            sdk.v1.events.list()
+        assert caught.value.http_status == 429
+        assert problems(caught.value.json_body["error"], "api_errors") == []
+    assert http.get("/_emulator/stats").status_code == 200  # controls are never limited
+    assert sdk.v1.events.list().data == []

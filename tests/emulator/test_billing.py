@@ -271,3 +271,19 @@ def test_billing_objects_and_events_match_stripes_schemas(sdk: stripe.StripeClie
     found += [p for event in emulator.events() for p in problems(event)]
     assert found == []
     assert {e["type"] for e in emulator.events()} <= event_types()
+
+
+def test_one_long_jump_fires_each_renewal_at_its_own_time(sdk: stripe.StripeClient,
+                                                          emulator: Emulator) -> None:
+    customer = card_customer(sdk)
+    sub = sdk.v1.subscriptions.create(params={"customer": customer.id,
+                                              "items": [{"price": plan(sdk, interval="week").id}]})
+    emulator.advance(3 * 7 * DAY + FINALIZE_AFTER)
+    paid = [e for e in emulator.events() if e["type"] == "invoice.paid"]
+    assert len(paid) == 4  # the first invoice and three renewals
+    for renewal, event in zip(range(1, 4), paid[1:]):
+        period_start = sub.current_period_start + renewal * 7 * DAY
+        assert event["data"]["object"]["period_start"] == period_start
+        assert event["created"] == period_start + FINALIZE_AFTER  # not at the jump's end
+    assert sdk.v1.subscriptions.retrieve(sub.id).current_period_start == \
+        sub.current_period_start + 3 * 7 * DAY

@@ -13,6 +13,7 @@ import stripe
 
 from ichido.emulator import LIVE_RETRY_DELAYS, Emulator, EmulatorServer
 from ichido.emulator.endpoints import RETRY_HORIZON
+from tests.emulator.schemas import problems
 from tests.emulator.support import KEY, SECRET, Receiver, card_params, client
 
 HOUR, DAY = 3600, 86400
@@ -191,3 +192,29 @@ def test_events_vanish_after_30_days_while_undelivered(world: World,
     assert stripe.Event.list(delivery_success=False).data == []
     with pytest.raises(stripe.InvalidRequestError):
         stripe.Event.retrieve(sent[0])
+
+
+def test_stripes_webhook_endpoint_api_lists_and_disables(world: World) -> None:
+    listed = world.sdk.v1.webhook_endpoints.list().data
+    assert [(e.id, e.url, e.status) for e in listed] == [(world.endpoint, world.receiver.url,
+                                                          "enabled")]
+    assert problems(listed[0].to_dict(), "webhook_endpoint") == []
+    disabled = world.sdk.v1.webhook_endpoints.update(world.endpoint, params={"disabled": True})
+    assert disabled.status == "disabled"
+    assert world.emulator.webhook_endpoints()[0]["status"] == "disabled"
+    world.pay()
+    assert world.emulator.settle() and world.receiver.deliveries == []
+    assert world.sdk.v1.webhook_endpoints.update(
+        world.endpoint, params={"disabled": False}).status == "enabled"
+    with pytest.raises(stripe.InvalidRequestError):
+        world.sdk.v1.webhook_endpoints.retrieve("we_nope")
+
+
+def test_settle_does_not_wait_for_retries_that_wait_for_the_clock(world: World) -> None:
+    """With the receiver down, the first attempts fail and the retries sleep until the clock
+    moves: ``settle`` returns at once rather than timing out."""
+    world.control("down")
+    sent = world.pay()
+    assert world.emulator.settle(timeout=60)
+    assert world.emulator.stats()["attempts"] == len(sent)
+    assert world.endpoint_stats()["gave_up"] == 0 and world.emulator.sender._tasks

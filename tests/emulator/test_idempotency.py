@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 
 import httpx
@@ -88,7 +89,8 @@ def test_keys_are_forgotten_after_24_hours(http: httpx.Client, emulator: Emulato
 
 
 def test_concurrent_request_with_a_key_in_flight_gets_409() -> None:
-    emulator = Emulator(api_key=KEY, api_delay=0.5)
+    emulator = Emulator(api_key=KEY)
+    emulator.api_gate = threading.Event()  # the first request waits there, key in flight
     with EmulatorServer(emulator) as server:
         headers = {"Authorization": f"Bearer {KEY}", "Idempotency-Key": "k-6"}
 
@@ -101,6 +103,7 @@ def test_concurrent_request_with_a_key_in_flight_gets_409() -> None:
             while "k-6" not in emulator.keys.in_flight:  # the first one is executing now
                 time.sleep(0.005)
             conflict = send()
+            emulator.api_gate.set()
             answer = first.result()
         assert (answer.status_code, conflict.status_code) == (200, 409)
         error = conflict.json()["error"]

@@ -7,19 +7,30 @@ parameter and every form decode, so these tests sweep parameters, not one exampl
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 import stripe
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from ichido.emulator import Emulator
+from ichido.emulator import Emulator, EmulatorServer
 from tests.emulator.schemas import problems
-from tests.emulator.support import card_params, konbini_params
+from tests.emulator.support import KEY, card_params, konbini_params
 
 HUGE = 10**20
+FUZZ: EmulatorServer  # one server for every generated body (set by the fixture below)
 # Values no Stripe integer parameter takes: past int64, past eight digits, Python-only syntax.
 BAD_INTEGERS = [str(HUGE), str(2**63), "1_000", " 7", "７", "1e3", "0x10", "9" * 5000]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fuzz_server() -> Iterator[None]:
+    global FUZZ
+    with EmulatorServer(Emulator(api_key=KEY)) as FUZZ:
+        yield
 
 
 def nothing_stored(emulator: Emulator, sdk: stripe.StripeClient) -> None:
@@ -145,3 +156,45 @@ def test_a_decline_is_a_result_and_keeps_its_charge(sdk: stripe.StripeClient,
         sdk.v1.payment_intents.create(params=card_params("pm_card_chargeDeclined"))
     assert [c.status for c in sdk.v1.charges.list().data] == ["failed"]
     assert "payment_intent.payment_failed" in {e.type for e in sdk.v1.events.list().data}
+
+
+def test_expansion_is_at_most_four_levels_deep(sdk: stripe.StripeClient,
+                                                emulator: Emulator) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        sdk.v1.payment_intents.create(params={
+            **card_params(), "expand": ["latest_charge.balance_transaction.source.x.y"]})
+    assert caught.value.param == "expand"
+    nothing_stored(emulator, sdk)
+
+
+NAMES = ["amount", "currency", "confirm", "payment_method", "payment_method_types[]",
+         "metadata[k]", "expand[]", "payment_method_options[konbini][expires_at]",
+         "payment_method_data[type]", "payment_method_data[billing_details][email]",
+         "customer", "items[0][price]", "items[0][quantity]", "collection_method",
+         "days_until_due", "trial_period_days", "unit_amount", "recurring[interval]",
+         "product_data[name]", "line_items[0][price_data][unit_amount]",
+         "line_items[0][quantity]", "mode", "email", "a[b][c]", "amount[x]", "", "[", "]]"]
+VALUES = st.one_of(st.text(max_size=30), st.sampled_from(
+    ["1500", "0", "-1", "jpy", "true", "konbini", "card", "pm_card_visa", "send_invoice",
+     "month", str(HUGE), "payment", "x@test.com"]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(path=st.sampled_from(["/v1/payment_intents", "/v1/refunds", "/v1/customers",
+                             "/v1/prices", "/v1/subscriptions", "/v1/checkout/sessions"]),
+       body=st.one_of(st.binary(max_size=200),
+                      st.lists(st.tuples(st.sampled_from(NAMES), VALUES), max_size=7)
+                      .map(lambda pairs: urlencode(pairs).encode())))
+def test_no_body_gets_a_500_or_leaves_a_broken_object(path: str, body: bytes) -> None:
+    """Whatever a form body holds, the answer is Stripe's JSON (2xx, or an error object with a
+    4xx), and every list still answers afterwards."""
+    with httpx.Client(base_url=FUZZ.url, headers={"Authorization": f"Bearer {KEY}"}) as http:
+        answer = http.post(path, content=body, headers={
+            "Content-Type": "application/x-www-form-urlencoded"})
+        assert answer.headers["content-type"].startswith("application/json")
+        assert answer.status_code in (200, 400, 402, 404), answer.text
+        if answer.status_code != 200:
+            assert problems(answer.json()["error"], "api_errors") == []
+        for listing in ("/v1/payment_intents?limit=100", "/v1/events?limit=100",
+                        "/v1/subscriptions", "/v1/invoices", "/v1/checkout/sessions"):
+            assert http.get(listing).status_code == 200

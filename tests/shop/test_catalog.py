@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -36,13 +39,13 @@ methods = ["card", "konbini"]
 def test_example_catalogue_loads_in_file_order() -> None:
     catalog = load_catalog(EXAMPLE)
     assert [p.id for p in catalog] == ["mv-premiere-300", "live-2026-12", "tour-tshirt",
-                                       "live-acrylic-stand"]
+                                       "live-acrylic-stand", "stream-monthly", "stream-yearly"]
     assert {p.kind for p in catalog} == set(KINDS)
     assert catalog.get("tour-tshirt") == Product(id="tour-tshirt", name="Tour T-shirt",
                                                  price=3500, kind="physical",
                                                  methods=("card", "konbini"), stock=20)
     assert catalog.get("live-2026-12").stock is None
-    assert len(catalog) == 4 and "tour-tshirt" in catalog and "nope" not in catalog
+    assert len(catalog) == 6 and "tour-tshirt" in catalog and "nope" not in catalog
 
 
 def test_unknown_product_is_a_named_error() -> None:
@@ -53,7 +56,7 @@ def test_unknown_product_is_a_named_error() -> None:
 
 def test_audit_flags_only_the_cheap_konbini_ticket_at_0_2() -> None:
     rows = audit(load_catalog(EXAMPLE), load_pricing(), Decimal("0.2"))
-    assert len(rows) == 8  # four products, two methods each
+    assert len(rows) == 11  # five products with two methods each, a card-only plan
     assert [(r.product_id, r.method) for r in rows if r.over_limit] == [
         ("mv-premiere-300", "konbini")]
     cheap = rows[1]
@@ -142,3 +145,66 @@ def test_catalog_built_in_code_rejects_duplicate_ids() -> None:
     product = Product(id="a", name="A", price=500, kind="video_ticket", methods=("card",))
     with pytest.raises(ConfigError, match="duplicate"):
         Catalog([product, product])
+
+
+# -- subscription plans ---------------------------------------------------------------------------
+
+PLANS = """
+[[products]]
+id = "stream-monthly"
+name = "Streaming pass, monthly"
+price = 980
+kind = "subscription"
+interval = "month"
+trial_days = 7
+methods = ["card"]
+
+[[products]]
+id = "stream-lite"
+name = "Streaming lite, monthly"
+price = 300
+kind = "subscription"
+interval = "month"
+methods = ["card", "konbini"]
+"""
+
+
+def test_plans_load_with_their_interval_and_trial() -> None:
+    catalog = parse_catalog(PLANS)
+    monthly = catalog.get("stream-monthly")
+    assert (monthly.kind, monthly.interval, monthly.trial_days, monthly.price) == (
+        "subscription", "month", 7, 980)
+    assert catalog.get("stream-lite").trial_days is None
+
+
+@pytest.mark.parametrize("lines, field", [
+    ('interval = "week"\ntrial_days = 7', "interval"),
+    ('interval = "month"\ntrial_days = 0', "trial_days"),
+    ('interval = "month"\ntrial_days = "7"', "trial_days")])
+def test_a_bad_plan_field_is_named(lines: str, field: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_catalog(PLANS.replace('interval = "month"\ntrial_days = 7', lines, 1))
+    assert "stream-monthly" in err.value.message and field in err.value.message
+
+
+def test_only_plans_have_an_interval() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_catalog(TICKET.replace('kind = "video_ticket"',
+                                     'kind = "video_ticket"\ninterval = "month"'))
+    assert "interval" in err.value.message and "only subscriptions" in err.value.message
+
+
+def test_fees_audit_refuses_a_300_yen_monthly_konbini_plan(tmp_path: Path) -> None:
+    """Each renewal's invoice pays ¥220 + 3.6%: ¥231 of every ¥300, so the design is refused
+    before release."""
+    path = tmp_path / "plans.toml"
+    path.write_text(PLANS)
+    done = subprocess.run([sys.executable, "-m", "ichido", "fees", "audit", str(path),
+                           "--max-share", "0.2", "--json"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["offenders"] == ["stream-lite/konbini"]
+    lite = [r for r in report["rows"] if r["product"] == "stream-lite" and
+            r["method"] == "konbini"][0]
+    assert (lite["fee"], lite["interval"], lite["over_limit"]) == (231, "month", True)

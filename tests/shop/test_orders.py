@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import pytest
 
 from ichido.config import Settings
-from ichido.shop import orders
+from ichido.shop import orders, refunds
 from ichido.shop.schema import SHOP_SCHEMA
 from ichido.errors import RetryLater
 from ichido.db import Database as Inbox, open_database
@@ -90,7 +90,7 @@ def apply_all(store: Inbox, events: list[tuple[str, dict[str, Any]]]) -> int:
                 if kind == "pi":
                     orders.apply_payment_intent(tx, obj)
                 else:
-                    orders.apply_refund(tx, obj)
+                    refunds.apply_refund(tx, obj)
         except RetryLater:
             retries += 1
             assert retries < 100, "an event never became applicable"
@@ -185,7 +185,7 @@ def test_refund_before_its_payment_is_known_is_retried_not_dropped(store: Inbox)
     order_id = new_order(store, kind="video_ticket", method="card")
     with pytest.raises(RetryLater):
         with store.transaction() as tx:
-            orders.apply_refund(tx, refund(order_id, "succeeded"))
+            refunds.apply_refund(tx, refund(order_id, "succeeded"))
     retries = apply_all(store, [("refund", refund(order_id, "succeeded")),
                                 ("pi", pi(order_id, "succeeded", "card"))])
     assert retries == 1
@@ -197,3 +197,104 @@ def test_payment_for_someone_elses_payment_intent_is_ignored(store: Inbox) -> No
     with store.transaction() as tx:
         assert orders.apply_payment_intent(tx, {"id": "pi_foreign", "status": "succeeded",
                                                 "payment_method_types": ["card"]}) is None
+
+
+# -- a konbini voucher renewed after it expired (attempts) ---------------------------------------
+
+def voucher(n: int) -> dict[str, Any]:
+    return {"type": "konbini_display_details", "konbini_display_details": {
+        "expires_at": 1_900_000_000 + n, "hosted_voucher_url": f"https://example.test/v/{n}",
+        "stores": {"lawson": {"confirmation_number": f"1234567890{n}", "payment_code": "1"}}}}
+
+
+def attempt_events(order_id: str, n: int) -> dict[str, dict[str, Any]]:
+    """Snapshots of attempt ``n``: its voucher, its expiry, its payment (pm_n identifies it)."""
+    return {
+        "open": pi(order_id, "requires_action", "konbini", payment_method=f"pm_{n}",
+                   next_action=voucher(n)),
+        "expired": pi(order_id, "requires_payment_method", "konbini", payment_method=None,
+                      last_payment_error={"message": "expired", "payment_method": {
+                          "id": f"pm_{n}", "type": "konbini"}}),
+        "paid": pi(order_id, "succeeded", "konbini", payment_method=f"pm_{n}"),
+    }
+
+
+@pytest.mark.parametrize("second", ["paid", "expired"])
+def test_a_renewed_voucher_moves_the_order_whatever_the_order_of_events(
+        store: Inbox, second: str) -> None:
+    """Attempt 1's voucher (the create response) expires; the shop renews (attempt 2, its
+    confirm response); then every event of both attempts comes in every order, duplicated.
+    Old news about attempt 1 never moves the order; attempt 2 decides it."""
+
+    def play(order_id: str, ordering: tuple[int, ...], rng: random.Random) -> dict[str, Any]:
+        one, two = attempt_events(order_id, 1), attempt_events(order_id, 2)
+        apply_all(store, [("pi", one["open"])])  # the create call's answer
+        first = [("pi", one["open"]), ("pi", one["expired"])]
+        apply_all(store, first + [rng.choice(first)])
+        assert outcome(store, order_id)["status"] == "expired"
+        apply_all(store, [("pi", two["open"])])  # the renewing confirm call's answer
+        late = [("pi", one["open"]), ("pi", one["expired"]), ("pi", two["open"]),
+                ("pi", two[second])]
+        events = [late[i] for i in ordering] + [rng.choice(late)]
+        apply_all(store, events)
+        return outcome(store, order_id)
+
+    rng = random.Random(second)
+    results = [play(new_order(store, kind="physical", method="konbini", stock=5), ordering, rng)
+               for ordering in itertools.permutations(range(4))]
+    want = {"status": "paid", "stock": 4, "mails": ["paid", "voucher", "voucher-2",
+                                                     "warehouse-ship"]} if second == "paid" else {
+        "status": "expired", "stock": 5, "mails": ["voucher", "voucher-2"]}
+    for result in results:
+        assert {k: result[k] for k in want} == want, result
+        assert result["voucher"] == "https://example.test/v/2"
+
+
+def test_attempt_two_heard_of_before_its_answer_is_still_attempt_two(store: Inbox) -> None:
+    """The renewing call's webhook can beat its own answer: the unknown PaymentMethod is the
+    newest attempt, never mistaken for old news."""
+    order_id = new_order(store, kind="video_ticket", method="konbini")
+    one, two = attempt_events(order_id, 1), attempt_events(order_id, 2)
+    apply_all(store, [("pi", one["open"]), ("pi", one["expired"]), ("pi", two["open"])])
+    assert outcome(store, order_id)["status"] == "awaiting_payment"
+    apply_all(store, [("pi", one["expired"]), ("pi", one["open"])])  # late news of attempt 1
+    assert outcome(store, order_id)["status"] == "awaiting_payment"
+    apply_all(store, [("pi", two["paid"])])
+    assert outcome(store, order_id)["status"] == "paid"
+
+
+# -- a refund that fails after the parcel was stopped ---------------------------------------------
+
+def test_a_failed_refund_resumes_the_stopped_parcel_in_every_order(store: Inbox) -> None:
+    """The shop's own refund call answers first (pending); then the payment, the refund's
+    events and its failure come in every order: the parcel ships after all, once."""
+    results = []
+    for ordering in itertools.permutations(range(3)):
+        order_id = new_order(store, kind="physical", method="card", stock=5)
+        apply_all(store, [("pi", pi(order_id, "succeeded", "card"))])
+        apply_all(store, [("refund", refund(order_id, "pending"))])  # the create call's answer
+        late = [("pi", pi(order_id, "succeeded", "card")), ("refund", refund(order_id, "pending")),
+                ("refund", refund(order_id, "failed"))]
+        apply_all(store, [late[i] for i in ordering])
+        results.append(outcome(store, order_id))
+    for result in results:
+        assert (result["status"], result["shipment"], result["stock"]) == ("paid",
+                                                                          "ready_to_ship", 4)
+        assert result["mails"] == ["paid", "refund-1", "warehouse-cancel", "warehouse-resume",
+                                   "warehouse-ship"]
+
+
+def test_a_failed_refund_whose_item_was_sold_meanwhile_asks_a_person(store: Inbox) -> None:
+    order_id = new_order(store, kind="physical", method="card", stock=1)
+    apply_all(store, [("pi", pi(order_id, "succeeded", "card")),
+                      ("refund", refund(order_id, "pending"))])
+    stopped = outcome(store, order_id)
+    assert (stopped["status"], stopped["shipment"], stopped["stock"]) == ("refunded", "canceled", 1)
+    with store.transaction() as tx:  # the released item is sold to someone else
+        tx.execute("UPDATE shop_stock SET available = 0 WHERE product_id = ?",
+                   (f"prod_{order_id}",))
+    apply_all(store, [("refund", refund(order_id, "failed"))] * 2)
+    result = outcome(store, order_id)
+    assert (result["status"], result["shipment"], result["stock"]) == ("paid", "needs_attention",
+                                                                      0)
+    assert "warehouse-attention" in result["mails"] and "warehouse-resume" not in result["mails"]

@@ -4,7 +4,7 @@ It is ``ichido serve``'s own receiver (same checks, same reason codes, same 4xx)
 mangum, which turns the invocation into one ASGI request: headers lower-cased, ``body``
 base64-decoded when ``isBase64Encoded``, so the signature is checked over the exact bytes
 Stripe sent. The durable write is the queue: the 200 goes out only after SQS (or, on the
-Streams layout, DynamoDB's conditional put) has the event (I1).
+Streams layout, DynamoDB's conditional put) has the event (I1, docs/invariants.md).
 
 One invocation is one request, so the group commit never groups anything: each delivery pays
 its own round trips (one SQS SendMessage, plus a Redis look-up and learn with a seen tier).

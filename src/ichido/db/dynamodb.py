@@ -3,8 +3,9 @@
 A handler does not run SQL here. Its ``tx`` collects Put, Update, Delete and ConditionCheck
 items, plain Python values in and out (boto3's serializer), and reads with a consistent
 ``GetItem``. Nothing is written until the event's transaction commits, together with the
-processed marker, or not at all (I2). DynamoDB allows 100 items in one transaction: the item
-past that raises ``TransactionTooLarge`` at once, so nothing is written rather than a part.
+processed marker, or not at all (I2, docs/invariants.md). DynamoDB allows 100 items in one
+transaction: the item past that raises ``TransactionTooLarge`` at once, so nothing is written
+rather than a part.
 Reads are not part of the transaction: guard what a handler read with a condition on the
 write (``condition="#status = :seen"``), which DynamoDB checks at commit.
 """

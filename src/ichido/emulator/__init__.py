@@ -18,7 +18,8 @@ Stripe's API (``/v1/…``, through the official SDK): PaymentIntents (card test 
 Refunds, Charges, Balance Transactions, PaymentMethods (+ attach), Events (filters, cursors,
 30 days), Customers, Products, Prices (one-time and recurring), Subscriptions (create, update,
 ``DELETE`` to cancel), Invoices (list, retrieve, ``pay``), Checkout Sessions (payment mode:
-create, retrieve, list, ``line_items``, ``expire``).
+create, retrieve, list, ``line_items``, ``expire``), Webhook Endpoints (list, retrieve, update
+``disabled``).
 
 Controls (``/_emulator/…``, same API key; they act as the buyer, the bank or the clock):
 
@@ -42,6 +43,8 @@ Controls (``/_emulator/…``, same API key; they act as the buyer, the bank or t
                                                  endpoint gets no new events, its due retries drop
 ``POST /_emulator/webhook_endpoints/{id}/down|up``  the receiver unreachable: attempts fail,
                                                  retries go on until Stripe gives up (72 h)
+``POST /_emulator/rate_limit`` requests=N        the next N ``/v1/`` requests answer 429
+                                                 (``stripe.RateLimitError``), as Stripe's limiter
 ``GET /_emulator/stats``                         deliveries, retries, duplicates, per endpoint
 ==============================================  ==================================================
 

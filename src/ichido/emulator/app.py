@@ -34,6 +34,9 @@ from ichido.emulator.state import REQUEST
 
 log = logging.getLogger("ichido.emulator")
 TICK_SECONDS = 0.1
+# docs.stripe.com/rate-limits: 429; since API 2015-09-08 without the old rate_limit code.
+RATE_LIMITED = ("Too many requests hit the API too quickly. We recommend an exponential "
+                "backoff of your requests.")
 NO_KEY = ("You did not provide an API key. You need to provide your API key in the "
           "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
           "YOUR_SECRET_KEY'). See https://stripe.com/docs/api#authentication for details, or we "
@@ -58,6 +61,8 @@ class Api:
         try:
             self._authenticate(request)
             endpoint, path_params = self._match(method, path)
+            if endpoint.records and self.emu.take_rate_limit():
+                raise StripeError(429, "invalid_request_error", RATE_LIMITED)
             body = forms.decode(await request.body()) if method == "POST" else ""
             params = forms.parse(body or request.url.query)
             key = request.headers.get("Idempotency-Key") if method == "POST" else None
@@ -89,6 +94,9 @@ class Api:
         """Execute one request; the third value says whether an idempotency key keeps it."""
         if self.emu.api_delay:
             await asyncio.sleep(self.emu.api_delay)
+        gate = self.emu.api_gate
+        if gate is not None and not gate.is_set():  # a test holds requests mid-execution
+            await asyncio.to_thread(gate.wait, 30)
         store = self.emu.store
         with store.lock:
             store.fire_due()  # outside the journal: due work belongs to no request
@@ -96,8 +104,9 @@ class Api:
                 if endpoint.records else None
             store.begin()
             try:
+                expand = forms.expansions(params)
                 result = endpoint.handler(*path_params.values(), params)
-                content = _dumps(store.expand(result, forms.strings(params, "expand")))
+                content = _dumps(store.expand(result, expand))
             except StripeError as error:
                 # A refusal stores nothing; a result (a 402 decline) keeps what it did.
                 store.undo() if error.undo else store.commit()

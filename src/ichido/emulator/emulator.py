@@ -8,6 +8,7 @@ emulator clock (``advance``); webhook retries run on real time multiplied by ``t
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -50,6 +51,11 @@ class Emulator:
         all_endpoints = [*endpoints, *(Endpoint(url, tuple(webhook_secrets))
                                        for url in webhook_urls)]
         self.api_key, self.api_delay = api_key, api_delay
+        self.rate_limited = 0  # the next N API requests get a 429 (a control sets it)
+        # While set and closed, API requests wait here once begun: tests make two overlap
+        # without depending on timing.
+        self.api_gate: threading.Event | None = None
+        self.started = int(time.time())
         self.store = Store()
         self.pricing = fees.load(pricing)
         self.payments = Payments(self.store, self.pricing)
@@ -89,6 +95,18 @@ class Emulator:
             if reachable is not None:
                 state.reachable = reachable
             return state.describe()
+
+    def rate_limit(self, requests: int) -> None:
+        """The next ``requests`` API requests (``/v1/…``) answer 429, as Stripe's limiter."""
+        with self.store.lock:
+            self.rate_limited = requests
+
+    def take_rate_limit(self) -> bool:
+        with self.store.lock:
+            if self.rate_limited <= 0:
+                return False
+            self.rate_limited -= 1
+            return True
 
     def webhook_endpoints(self) -> list[dict[str, Any]]:
         with self.store.lock:

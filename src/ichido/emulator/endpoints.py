@@ -60,6 +60,13 @@ class EndpointState:
     def url(self) -> str:
         return self.endpoint.url
 
+    def stripe_object(self, created: int) -> dict[str, Any]:
+        """As ``GET /v1/webhook_endpoints`` shows it (``api_version`` null: the account's)."""
+        return {"id": self.id, "object": "webhook_endpoint", "api_version": None,
+                "application": None, "created": created, "description": None,
+                "enabled_events": ["*"], "livemode": False, "metadata": {},
+                "status": "enabled" if self.enabled else "disabled", "url": self.url}
+
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "object": "emulator.webhook_endpoint", "url": self.url,
                 "status": "enabled" if self.enabled else "disabled",

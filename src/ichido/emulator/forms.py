@@ -48,11 +48,13 @@ def parse(text: str) -> dict[str, Any]:
     for key, value in pairs:
         head, _, rest = key.partition("[")
         parts = [head] + (_PART.findall("[" + rest) if rest else [])
+        if not head:
+            raise invalid(f"Invalid request: a parameter without a name ({key[:40]!r}).")
         if len(parts) > MAX_DEPTH:
             raise invalid(f"Invalid parameter: {head} is nested more than {MAX_DEPTH} levels "
                           "deep.", param=head)
         _put(root, parts, value)
-    return _listify(root)
+    return {name: _listify(value) for name, value in root.items()}  # the top stays a dict
 
 
 def _put(node: dict[str, Any], parts: list[str], value: str) -> None:
@@ -163,3 +165,14 @@ def metadata(params: Mapping[str, Any]) -> dict[str, str]:
         if not isinstance(value, str) or len(key) > 40 or len(value) > 500:
             raise invalid(f"Invalid metadata[{key}]", param=f"metadata[{key}]")
     return dict(meta)
+
+
+def expansions(params: Mapping[str, Any]) -> list[str]:
+    """``expand[]``: "Expansions have a maximum depth of four levels" (docs.stripe.com/api/
+    expanding_objects), ``data.`` of a list included."""
+    paths = strings(params, "expand")
+    for path in paths:
+        if len(path.split(".")) > 4:
+            raise invalid(f"You cannot expand more than 4 levels of a property: {path[:80]}",
+                          param="expand")
+    return paths

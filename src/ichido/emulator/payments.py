@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, NoReturn
 
-from ichido.emulator import forms, konbini, ledger, methods, objects
+from ichido.emulator import forms, intent_params, konbini, ledger, methods, objects
 from ichido.emulator.errors import StripeError, invalid, missing_param, unexpected_state
 from ichido.emulator.fees import Pricing
 from ichido.emulator.state import Store, snapshot
@@ -52,13 +52,13 @@ class Payments:
         if currency == "jpy" and amount < 50:
             raise invalid("Amount must be at least ¥50 jpy", param="amount",
                           code="amount_too_small")
-        types, auto = self._types(params, amount, currency)
+        types, auto = intent_params.types(params, amount, currency)
         capture = forms.text(params, "capture_method") or "automatic_async"
         if capture not in ("automatic", "automatic_async"):
             raise invalid("The emulator supports automatic capture only.",
                           param="capture_method")
         now = self.store.clock.now()
-        options = self._options(types, params, now)
+        options = intent_params.options(types, params, now)
         pm = methods.resolve(self.store, params, now)
         pi = objects.payment_intent(
             amount, currency, types, now, options, capture_method=capture,
@@ -84,8 +84,8 @@ class Payments:
                 f"{pi['status']}. Only a PaymentIntent with one of the following statuses may "
                 f"be confirmed: {', '.join(CONFIRMABLE)}.", payment_intent=snapshot(pi))
         now = self.store.clock.now()
-        options = self._options(pi["payment_method_types"], params, now,
-                                base=snapshot(pi["payment_method_options"]))
+        options = intent_params.options(pi["payment_method_types"], params, now,
+                                       base=snapshot(pi["payment_method_options"]))
         pm = methods.resolve(self.store, params, now)
         change: dict[str, Any] = {"payment_method_options": options}
         return self._confirm(pi, change | ({"payment_method": pm["id"]} if pm else {}), now)
@@ -258,7 +258,7 @@ class Payments:
                     description: str | None, metadata: dict[str, str],
                     konbini_expires_at: int | None = None) -> dict[str, Any]:
         now = self.store.clock.now()
-        options = self._options(types, {}, now)
+        options = intent_params.options(types, {}, now)
         if konbini_expires_at is not None:
             options["konbini"]["expires_at"] = konbini_expires_at
         pi = self.store.add(objects.payment_intent(
@@ -284,36 +284,3 @@ class Payments:
             self.store.clock.now())
         assert pm is not None
         return pm["id"]
-
-    # -- inputs ----------------------------------------------------------------------------
-    @staticmethod
-    def _types(params: dict[str, Any], amount: int, currency: str) -> tuple[list[str], bool]:
-        """``payment_method_types``; with ``automatic_payment_methods[enabled]``, card and
-        (for yen) konbini, the two methods the emulator knows."""
-        types = forms.strings(params, "payment_method_types")
-        auto = forms.mapping(params, "automatic_payment_methods").get("enabled") == "true"
-        if not types:
-            types = ["card", "konbini"] if auto and currency == "jpy" else ["card"]
-        for pm_type in types:
-            if pm_type not in ("card", "konbini"):
-                raise invalid(f"The payment method type provided: {pm_type} is invalid.",
-                              param="payment_method_types",
-                              code="payment_intent_invalid_parameter")
-        if types == ["konbini"]:
-            konbini.check_amount(amount, currency)
-        return types, auto
-
-    def _options(self, types: list[str], params: dict[str, Any], now: int,
-                 base: dict[str, Any] | None = None) -> dict[str, Any]:
-        """``payment_method_options``: ``base`` (or the defaults) with what ``params`` sets."""
-        raw = forms.mapping(params, "payment_method_options")
-        forms.check_known(raw, set(types), "payment_method_options")
-        options: dict[str, Any] = base if base is not None else {}
-        if "card" in types:
-            options.setdefault("card", {"installments": None, "mandate_options": None,
-                                        "network": None, "request_three_d_secure": "automatic"})
-        if "konbini" in types:
-            given = forms.mapping(raw, "konbini", "payment_method_options[konbini]")
-            options.setdefault("konbini", konbini.empty_options())
-            options["konbini"].update(konbini.read_options(given, now))
-        return options

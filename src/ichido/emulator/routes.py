@@ -81,6 +81,10 @@ def api(emu: Emulator) -> list[tuple[str, str, Handler]]:
         ("GET", "/v1/checkout/sessions/{id}", co.retrieve),
         ("GET", "/v1/checkout/sessions/{id}/line_items", co.line_items),
         ("POST", "/v1/checkout/sessions/{id}/expire", co.expire),
+        ("GET", "/v1/webhook_endpoints", lambda params: _list_endpoints(emu, params)),
+        ("GET", "/v1/webhook_endpoints/{id}", lambda i, params: _endpoint(emu, i)),
+        ("POST", "/v1/webhook_endpoints/{id}", lambda i, params: _update_endpoint(emu, i,
+                                                                                   params)),
     ]
 
 
@@ -94,6 +98,7 @@ def controls(emu: Emulator) -> list[tuple[str, str, Handler]]:
         ("POST", "/_emulator/invoices/{id}/lapse", inv.lapse_now),
         ("POST", "/_emulator/checkout_sessions/{id}/complete", co.complete),
         ("POST", "/_emulator/clock/advance", lambda params: _advance(emu, params)),
+        ("POST", "/_emulator/rate_limit", lambda params: _rate_limit(emu, params)),
         ("GET", "/_emulator/webhook_endpoints", lambda params: {
             "object": "list", "data": emu.webhook_endpoints(), "has_more": False,
             "url": "/_emulator/webhook_endpoints"}),
@@ -131,3 +136,37 @@ def _advance(emu: Emulator, params: dict[str, Any]) -> dict[str, Any]:
                       " (a century)", param="seconds")
     fired = emu.advance(seconds)
     return {"object": "emulator.clock", "now": emu.now(), "fired": fired}
+
+
+def _rate_limit(emu: Emulator, params: dict[str, Any]) -> dict[str, Any]:
+    forms.check_known(params, {"requests"})
+    count = forms.integer(params, "requests", required=True)
+    assert count is not None
+    if not 0 <= count <= 1_000_000:
+        raise invalid("requests is 0 to 1,000,000.", param="requests")
+    emu.rate_limit(count)
+    return {"object": "emulator.rate_limit", "requests": count}
+
+
+def _endpoint(emu: Emulator, endpoint_id: str) -> dict[str, Any]:
+    try:
+        state = endpoints.find(emu.sender.endpoints, endpoint_id)
+    except endpoints.EndpointNotFound:
+        raise no_such("webhook_endpoint", endpoint_id, "webhook_endpoint") from None
+    return state.stripe_object(emu.started)
+
+
+def _list_endpoints(emu: Emulator, params: dict[str, Any]) -> dict[str, Any]:
+    everything = [s.stripe_object(emu.started) for s in reversed(emu.sender.endpoints)]
+    return reading.page(everything, params, "/v1/webhook_endpoints", "webhook_endpoint",
+                        everything)
+
+
+def _update_endpoint(emu: Emulator, endpoint_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Stripe's ``POST /v1/webhook_endpoints/{id}`` with ``disabled``: the same switch as
+    ``/_emulator/webhook_endpoints/{id}/disable|enable``."""
+    forms.check_known(params, {"disabled", "expand"})
+    _endpoint(emu, endpoint_id)
+    if "disabled" in params:
+        emu.endpoint(endpoint_id, enabled=not forms.boolean(params, "disabled"))
+    return _endpoint(emu, endpoint_id)

@@ -45,6 +45,10 @@ class Clock:
             raise ValueError("the emulator clock only moves forward")
         self.offset += seconds
 
+    def move_to(self, when: int) -> None:
+        """Forward to the Unix second ``when`` (never back)."""
+        self.offset = max(self.offset, when - time.time() + 1e-3)
+
 
 def snapshot(obj: Any) -> Any:
     """A deep copy: an event keeps the object as it was, whatever happens to it later."""
@@ -180,9 +184,17 @@ class Store:
         return fired
 
     def advance(self, seconds: float) -> int:
+        """Move forward, firing each due transition at its own time: a renewal due on day 30
+        of a 90-day jump happens on day 30, and what it schedules (the invoice's finalization
+        an hour later, the next renewal) follows from there."""
         with self.lock:
-            self.clock.advance(seconds)
-            return self.fire_due()
+            target = self.clock.now() + seconds
+            fired = 0
+            while self._due and self._due[0][0] <= target:
+                self.clock.move_to(self._due[0][0])
+                fired += self.fire_due()
+            self.clock.advance(max(0.0, target - self.clock.now()))
+            return fired + self.fire_due()
 
     # -- reading ---------------------------------------------------------------------------
     def expand(self, obj: dict[str, Any], paths: Iterable[str]) -> dict[str, Any]:

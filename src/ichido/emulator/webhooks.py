@@ -39,6 +39,7 @@ from ichido.emulator.endpoints import (
 
 USER_AGENT = "Stripe/1.0 (+https://stripe.com/docs/webhooks)"
 DEFAULT_CONCURRENCY = 32  # requests on the wire at once, well under httpx's 100 connections
+SOON = 1.0  # seconds: a retry due sooner than this in real time keeps the sender busy
 
 
 @dataclass
@@ -85,6 +86,7 @@ class WebhookSender:
         self._held: dict[str, list[tuple[str, list[EndpointState]]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._done: set[tuple[str, str]] = set()  # (event id, url) answered 2xx
+        self._waiting: dict[int, tuple[float, float]] = {}  # retries asleep: clock, real due
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -137,7 +139,14 @@ class WebhookSender:
             self._clock_moved = asyncio.Event()
 
     def busy(self) -> bool:
-        return bool(self._incoming or self._tasks or self._held)
+        """Anything on its way: a delivery in flight, held, or a retry due within ``SOON``
+        seconds of real time. A retry that waits for the emulator clock (or hours of real
+        time) is not busy: nothing will happen until someone advances the clock."""
+        now, real = self.now(), time.monotonic()
+        with self._lock:
+            far = sum(clock_due > now and real_due - real > SOON
+                      for clock_due, real_due in self._waiting.values())
+        return bool(self._incoming or self._held or len(self._tasks) > far)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -188,7 +197,7 @@ class WebhookSender:
             await asyncio.sleep(hold)
         key = (event_id, endpoint.url)
         assert self._loop is not None
-        first_clock, first_real, waited = self.now(), self._loop.time(), 0.0
+        first_clock, first_real, waited = self.now(), time.monotonic(), 0.0
         for attempt in range(len(self.retry_delays) + 1):
             if attempt:
                 waited += self.retry_delays[attempt - 1]
@@ -220,14 +229,21 @@ class WebhookSender:
                 endpoint.stats.gave_up += 1
 
     async def _until(self, clock_due: float, real_due: float) -> None:
-        """Sleep until the emulator clock reaches ``clock_due`` or the loop's ``real_due``."""
-        assert self._loop is not None
-        while self.now() < clock_due:
-            left = real_due - self._loop.time()
-            if left <= 0 or self._clock_moved is None:
-                return
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._clock_moved.wait(), left)
+        """Sleep until the emulator clock reaches ``clock_due`` or ``time.monotonic()`` reaches
+        ``real_due``, whichever is first."""
+        token = object()
+        with self._lock:
+            self._waiting[id(token)] = (clock_due, real_due)
+        try:
+            while self.now() < clock_due:
+                left = real_due - time.monotonic()
+                if left <= 0 or self._clock_moved is None:
+                    return
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._clock_moved.wait(), left)
+        finally:
+            with self._lock:
+                del self._waiting[id(token)]
 
     async def _post(self, endpoint: EndpointState, body: bytes) -> bool:
         assert self._client is not None and self._gate is not None

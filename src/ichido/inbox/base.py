@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from ichido.event import Delivery
 from ichido.queue.base import Status
+
+if TYPE_CHECKING:
+    from ichido.db.base import Transaction
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,27 @@ class EventRecord:
     last_error: str | None
     body: bytes
     failures: tuple[tuple[int, float, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which stored events ``Inbox.page`` and ``Inbox.count`` select; unset fields match all.
+
+    ``types`` are exact types or patterns ending in ``*`` (``"customer.subscription.*"``);
+    ``since``/``until`` bound the event's ``created`` (Stripe's clock, Unix seconds):
+    ``since <= created < until``; ``ids``: only these events (which of them are stored).
+    """
+
+    statuses: tuple[str, ...] = ()
+    ids: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+    object_id: str | None = None
+    since: int | None = None
+    until: int | None = None
+
+
+#: a keyset position in the listing: the (``created``, ``id``) of the last row seen
+Cursor = tuple[int, str]
 
 
 class Inbox(abc.ABC):
@@ -60,6 +84,36 @@ class Inbox(abc.ABC):
         self, *, status: str | None = None, type: str | None = None, limit: int = 50
     ) -> list[EventRecord]: ...
 
+    def page(self, where: EventFilter = EventFilter(), *, after: Cursor | None = None,
+             limit: int = 1000, newest_first: bool = False,
+             bodies: bool = True) -> list[EventRecord]:
+        """One page of the events ``where`` selects, in (``created``, ``id``) order (oldest
+        first, or newest first), starting after the keyset ``after``.
+
+        How to page through everything, in constant memory, however many rows match::
+
+            cursor = None
+            while rows := inbox.page(where, after=cursor, limit=1000):
+                ...
+                cursor = (rows[-1].created, rows[-1].id)
+
+        The keyset is stable while events arrive (no OFFSET: nothing is skipped or shown
+        twice). ``bodies=False`` leaves ``body`` empty (``b""``) for listings that do not
+        show payloads. Used by ``ichido replay`` and the dashboard's events page.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot list events by filter yet")
+
+    def count(self, where: EventFilter = EventFilter()) -> int:
+        """How many stored events ``where`` selects (for progress bars and page counts)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot count events by filter yet")
+
+    def requeue(self, event_ids: Sequence[str], *, statuses: Sequence[str],
+                record: "Callable[[Transaction, int], None] | None" = None) -> int:
+        """Give those of ``event_ids`` still in one of ``statuses`` a fresh set of attempts
+        (replay), due now; return how many. ``record(tx, n)`` runs in the same transaction,
+        so a job's progress commits with what it did, or not at all."""
+        raise NotImplementedError(f"{type(self).__name__} cannot requeue events yet")
+
     @abc.abstractmethod
     def requeue_dead(self, event_ids: Sequence[str] | None = None) -> int:
         """Give dead events (all, when ``event_ids`` is None) a fresh set of attempts."""
@@ -80,6 +134,7 @@ class Inbox(abc.ABC):
 
 
 COUNTER_NAMES = ("received", "unique", "duplicates_cache", "duplicates_durable")
+RECOVERY_COUNTERS = ("reconciled", "replayed", "alerts")
 
 
 def counts_for(accepted: Sequence[bool], cache_hits: int) -> dict[str, int]:
@@ -96,15 +151,19 @@ def counts_for(accepted: Sequence[bool], cache_hits: int) -> dict[str, int]:
 def stats_from(counters: dict[str, int], by_status: dict[str, int]) -> dict[str, int]:
     """Counters plus the live status counts; pruned events still count as processed."""
     ignored = by_status.get(Status.IGNORED, 0) + counters.get("pruned_ignored", 0)
+    stale = by_status.get(Status.STALE, 0) + counters.get("pruned_stale", 0)
     processed = (by_status.get(Status.PROCESSED, 0) + counters.get("pruned_processed", 0)
-                 + ignored)
+                 + ignored + stale)
     stats = {name: int(counters.get(name, 0)) for name in COUNTER_NAMES}
     stats.update(
         processed=int(processed),
         ignored=int(ignored),
+        stale=int(stale),
         pending=by_status.get(Status.PENDING, 0),
         processing=by_status.get(Status.PROCESSING, 0),
         retrying=by_status.get(Status.RETRYING, 0),
         dead=by_status.get(Status.DEAD, 0),
     )
+    # recovery's counters (issue 13): events the reconciler stored, replays requeued, alerts
+    stats.update({name: int(counters.get(name, 0)) for name in RECOVERY_COUNTERS})
     return stats

@@ -8,15 +8,19 @@ uses ``?`` placeholders, which the PostgreSQL transaction translates.
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from contextlib import AbstractContextManager
+from typing import Callable, Sequence
 
+from ichido.dashboard.schema import DASHBOARD_SCHEMA
 from ichido.db import migrations
 from ichido.db.base import Transaction
 from ichido.db.sql import SqlDatabase
 from ichido.event import Delivery
-from ichido.inbox.base import EventRecord, Inbox, stats_from
+from ichido.inbox.base import Cursor, EventFilter, EventRecord, Inbox, stats_from
+from ichido.outbox import OUTBOX_SCHEMA
 from ichido.queue.base import FINISHED
 from ichido.queue.table import DUE
+from ichido.recovery.schema import RECOVERY_SCHEMA
 FINISHED_SQL = ", ".join(f"'{status.value}'" for status in FINISHED)
 EVENT_COLUMNS = ("id, type, created, object_id, status, attempts, received_at, next_attempt_at,"
                  " finished_at, last_error, body")
@@ -64,6 +68,12 @@ SCHEMA: list[migrations.Step] = [
             id TEXT NOT NULL
         )""",
     ]),
+    # The outbox is core too: recovery's alerts leave through it, with or without the shop.
+    *OUTBOX_SCHEMA,
+    # Recovery (issue 13): the stale guard, reconcile cursors, replays, alerts, listing indexes.
+    *RECOVERY_SCHEMA,
+    # The operator page's audit trail (issue 15), there whether the page is on or not.
+    *DASHBOARD_SCHEMA,
 ]
 
 
@@ -73,6 +83,20 @@ class SqlInbox(Inbox):
     def __init__(self, database: SqlDatabase, *, shard: str) -> None:
         self.database = database
         self.shard = shard
+        self.owned_database: SqlDatabase | None = None  # opened by ``open_inbox`` itself
+
+    def reading(self) -> AbstractContextManager[Transaction]:
+        """A read connection on the inbox's tables (the operator's pages read through it)."""
+        return self.database.reading()
+
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """A write transaction on the inbox's tables."""
+        return self.database.transaction()
+
+    def close(self) -> None:
+        if self.owned_database is not None:
+            self.owned_database.close()
+            self.owned_database = None
 
     # -- receiving ---------------------------------------------------------------------------
     # Each engine writes ``accept`` its own way (the cost of the whole pipeline is there); both
@@ -116,6 +140,42 @@ class SqlInbox(Inbox):
                               (*params, limit)).fetchall()
         return [_record(row) for row in rows]
 
+    def page(self, where: EventFilter = EventFilter(), *, after: Cursor | None = None,
+             limit: int = 1000, newest_first: bool = False,
+             bodies: bool = True) -> list[EventRecord]:
+        sql, params = _where(where)
+        if after is not None:
+            sql += f" AND (created, id) {'<' if newest_first else '>'} (?, ?)"
+            params.extend(after)
+        order = "DESC" if newest_first else "ASC"
+        columns = EVENT_COLUMNS if bodies else EVENT_COLUMNS.replace(", body", "")
+        with self.reading() as tx:
+            rows = tx.execute(f"SELECT {columns} FROM ichido_events WHERE {sql}"
+                              f" ORDER BY created {order}, id {order} LIMIT ?",
+                              (*params, limit)).fetchall()
+        return [_record(row if bodies else (*row, b"")) for row in rows]
+
+    def count(self, where: EventFilter = EventFilter()) -> int:
+        sql, params = _where(where)
+        with self.reading() as tx:
+            return int(tx.execute(f"SELECT count(*) FROM ichido_events WHERE {sql}",
+                                  params).fetchone()[0])
+
+    def requeue(self, event_ids: Sequence[str], *, statuses: Sequence[str],
+                record: Callable[[Transaction, int], None] | None = None) -> int:
+        if not event_ids or not statuses:
+            return 0
+        with self.database.storage("requeue events"), self.database.transaction() as tx:
+            done = tx.execute(
+                "UPDATE ichido_events SET status = 'retrying', attempts = 0, next_attempt_at = ?,"
+                " finished_at = NULL, lease_owner = NULL"
+                f" WHERE id IN ({', '.join('?' for _ in event_ids)})"
+                f" AND status IN ({', '.join('?' for _ in statuses)})",
+                (time.time(), *event_ids, *statuses)).rowcount
+            if record is not None:
+                record(tx, done)
+        return done
+
     def requeue_dead(self, event_ids: Sequence[str] | None = None) -> int:
         sql = ("UPDATE ichido_events SET status = 'retrying', attempts = 0, next_attempt_at = ?"
                " WHERE status = 'dead'")
@@ -151,6 +211,41 @@ class SqlInbox(Inbox):
     def ping(self) -> None:
         with self.database.storage("read"), self.database.reading() as tx:
             tx.execute("SELECT 1 FROM ichido_events LIMIT 1").fetchall()
+
+
+def _where(where: EventFilter) -> tuple[str, list[object]]:
+    """The SQL condition (``?`` placeholders) for an ``EventFilter``."""
+    terms, params = ["1 = 1"], []
+    if where.statuses:
+        terms.append(f"status IN ({', '.join('?' for _ in where.statuses)})")
+        params.extend(where.statuses)
+    if where.ids:
+        terms.append(f"id IN ({', '.join('?' for _ in where.ids)})")
+        params.extend(where.ids)
+    if where.types:
+        alternatives = []
+        for pattern in where.types:
+            if pattern.endswith("*"):  # a prefix; _ and % are literal in Stripe's type names
+                prefix = pattern[:-1]
+                for char in ("\\", "%", "_"):
+                    prefix = prefix.replace(char, "\\" + char)
+                alternatives.append("type LIKE ? ESCAPE '\\'")
+                params.append(prefix + "%")
+            else:
+                alternatives.append("type = ?")
+                params.append(pattern)
+        terms.append(f"({' OR '.join(alternatives)})")
+    if where.object_id is not None:
+        terms.append("object_id = ?")
+        params.append(where.object_id)
+    if where.since is not None:
+        terms.append("created >= ?")
+        params.append(where.since)
+    if where.until is not None:
+        terms.append("created < ?")
+        params.append(where.until)
+    return " AND ".join(terms), params
+
 
 
 def _record(row: Sequence, failures: tuple = ()) -> EventRecord:

@@ -146,3 +146,4 @@ class SqliteInbox(SqlInbox):
             self._writer.shutdown(wait=True)
             self._writer = None
         self._nowait = None
+        super().close()

@@ -23,9 +23,10 @@ class Status(enum.StrEnum):
     PROCESSED = "processed"  # handlers committed (the outbox: sent)
     IGNORED = "ignored"  # no handler for its type: done, nothing to do
     DEAD = "dead"  # failed max_attempts times; waits for `dlq retry`
+    STALE = "stale"  # older than what was applied to its object: latest_only handlers skip it
 
 
-FINISHED = (Status.PROCESSED, Status.IGNORED)
+FINISHED = (Status.PROCESSED, Status.IGNORED, Status.STALE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,8 @@ class SqsQueue:
     # -- the receiver's side -----------------------------------------------------------------
 
     def send(self, deliveries: Sequence[Delivery]) -> None:
-        """Put deliveries on the queue; return only once SQS has stored every one (I1)."""
+        """Put deliveries on the queue; return only once SQS has stored every one
+        (I1, docs/invariants.md)."""
         for start in range(0, len(deliveries), BATCH):
             chunk = deliveries[start:start + BATCH]
             try:

@@ -11,7 +11,7 @@ The worker takes INSERT records of event items, and MODIFY records whose new sta
 ``requeued`` (``ichido dlq retry``); everything else ichido writes to the table (markers,
 failures, counters) is filtered out, on Lambda by the mapping's FilterCriteria (not billed).
 Failed records are retried in shard order by Lambda; the worker itself marks an event dead
-after ``max_attempts`` so that one bad event does not hold its shard (I5).
+after ``max_attempts`` so that one bad event does not hold its shard (I5, docs/invariants.md).
 """
 
 from __future__ import annotations

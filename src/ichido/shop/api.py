@@ -21,7 +21,9 @@ class _Json(JSONResponse):
 
 
 def _error(exc: IchidoError) -> Response:
-    return _Json(exc.to_json(), status_code=exc.http_status)
+    # ichido's errors carry no HTTP status (its receiver maps codes); the shop's own do
+    status = getattr(exc, "http_status", 404 if exc.code.startswith("unknown_") else 400)
+    return _Json(exc.to_json(), status_code=status)
 
 
 async def _body(request: Request, limit: int) -> Any:
@@ -79,8 +81,26 @@ def routes(shop: Shop) -> list[Route]:
                       "order": await run_in_threadpool(_load, shop, accepted["order"])},
                      status_code=202)
 
+    async def place_checkout(request: Request) -> Response:
+        try:
+            checkout_request = OrderRequest.parse_checkout(await _body(request, limit))
+            order = await run_in_threadpool(shop.place_checkout, checkout_request,
+                                            request.headers.get("idempotency-key"))
+        except IchidoError as exc:
+            return _error(exc)
+        return _Json(order, status_code=201)
+
+    async def renew(request: Request) -> Response:
+        try:
+            order = await run_in_threadpool(shop.renew_voucher, request.path_params["order_id"])
+        except IchidoError as exc:
+            return _error(exc)
+        return _Json(order)
+
     return [
         Route("/orders", place, methods=["POST"]),
+        Route("/checkout", place_checkout, methods=["POST"]),
+        Route("/orders/{order_id}/voucher", renew, methods=["POST"]),
         Route("/orders/{order_id}", show, methods=["GET"]),
         Route("/orders/{order_id}/refund", refund, methods=["POST"]),
     ]

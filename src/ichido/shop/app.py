@@ -56,4 +56,5 @@ def create_shop(settings: Settings | None = None, shop_settings: ShopSettings | 
     events.register(app)
     app.add_routes(routes(shop))
     app.background.append(shop.outbox.run)
+    app.background.append(shop.run_reaper)
     return shop

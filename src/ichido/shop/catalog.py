@@ -20,18 +20,21 @@ from ichido.errors import ConfigError, NotFound
 
 _Bad = Callable[[str, str], ConfigError]
 
-KINDS: tuple[str, ...] = ("video_ticket", "physical", "live_item")
-_FIELDS = ("id", "name", "price", "kind", "methods", "stock")
+KINDS: tuple[str, ...] = ("video_ticket", "physical", "live_item", "subscription")
+INTERVALS: tuple[str, ...] = ("month", "year")
+_FIELDS = ("id", "name", "price", "kind", "methods", "stock", "interval", "trial_days")
 
 
 @dataclass(frozen=True)
 class Product:
     id: str
     name: str
-    price: int  # yen, tax included: what the buyer pays and what Stripe charges
+    price: int  # yen, tax included: what the buyer pays (per period, for a subscription)
     kind: str
     methods: tuple[str, ...]
     stock: int | None = None  # physical items only
+    interval: str | None = None  # subscriptions only: "month" or "year"
+    trial_days: int | None = None  # subscriptions only, optional
 
 
 class Catalog:
@@ -107,8 +110,27 @@ def _product(number: int, entry: Any, origin: str, first_seen: dict[str, int]) -
     if kind not in KINDS:
         raise bad("kind", f"must be one of {', '.join(KINDS)}, got {shown(kind)}")
     methods = _methods(entry.get("methods"), price, bad)
+    interval, trial_days = _plan(kind, entry, bad)
     return Product(id=pid, name=name, price=price, kind=kind, methods=methods,
-                   stock=_stock(kind, entry, bad))
+                   stock=_stock(kind, entry, bad), interval=interval, trial_days=trial_days)
+
+
+def _plan(kind: str, entry: dict[str, Any], bad: _Bad) -> tuple[str | None, int | None]:
+    """A subscription plan bills every ``interval``; each invoice pays the fee again, so the
+    audit judges the price of one period (konbini invoices are sent, never charged)."""
+    interval, trial = entry.get("interval"), entry.get("trial_days")
+    if kind != "subscription":
+        for field, value in (("interval", interval), ("trial_days", trial)):
+            if value is not None:
+                raise bad(field, f"only subscriptions have one (this one is {kind})")
+        return None, None
+    if interval not in INTERVALS:
+        raise bad("interval", f"must be one of {', '.join(INTERVALS)}, got {shown(interval)}")
+    if trial is not None and (isinstance(trial, bool) or not isinstance(trial, int)
+                              or not 1 <= trial <= 730):
+        raise bad("trial_days", f"must be a whole number of days from 1 to 730 (Stripe's "
+                                f"limit), got {shown(trial)}")
+    return interval, trial
 
 
 def _methods(value: Any, price: int, bad: _Bad) -> tuple[str, ...]:
@@ -147,11 +169,13 @@ class AuditRow:
     fee: int
     fee_share: Decimal
     over_limit: bool
+    interval: str | None = None  # a plan's fee is paid again on every renewal
 
     def to_json(self) -> dict[str, Any]:
         return {"product": self.product_id, "name": self.name, "price": self.price,
                 "method": self.method, "fee": self.fee, "net": self.price - self.fee,
-                "fee_share": float(self.fee_share), "over_limit": self.over_limit}
+                "fee_share": float(self.fee_share), "over_limit": self.over_limit,
+                "interval": self.interval}
 
 
 def audit(catalog: Catalog, pricing: PricingTable,
@@ -164,5 +188,5 @@ def audit(catalog: Catalog, pricing: PricingTable,
             quote = pricing.quote(product.price, method)
             rows.append(AuditRow(product_id=product.id, name=product.name, price=product.price,
                                  method=method, fee=quote.fee, fee_share=quote.fee_share,
-                                 over_limit=quote.exceeds(limit)))
+                                 over_limit=quote.exceeds(limit), interval=product.interval))
     return rows

@@ -121,7 +121,8 @@ def fees_audit(catalog: str = typer.Argument(..., help="The catalogue TOML file.
                       title=f"fee audit (limit {float(max_share):.0%})")
         for row in rows:
             verdict = "[red]OVER[/red]" if row.over_limit else "ok"
-            table.add_row(row.product_id, f"¥{row.price:,}", row.method, f"¥{row.fee:,}",
+            per = f"/{row.interval}" if row.interval else ""  # a plan pays the fee each period
+            table.add_row(row.product_id, f"¥{row.price:,}{per}", row.method, f"¥{row.fee:,}",
                           f"{float(row.fee_share):.1%}", verdict)
         out.print(table)
         for row in offenders:

@@ -102,10 +102,10 @@ class Demo:
     def play(self, step: Callable[[str], None]) -> list[Expectation]:
         ticket = Expectation("video ticket ¥1,500, konbini at Seicomart, then refunded by bank "
                              "transfer", "ticket, konbini", "refunded", entitlement="revoked",
-                             mails=("paid", "voucher"), refunds=1)
+                             mails=("paid", "refund-1", "voucher"), refunds=1)
         shirt = Expectation("T-shirt ¥3,500 by card, refunded before shipping", "T-shirt, card",
                             "refunded", shipment="canceled",
-                            mails=("paid", "warehouse-cancel", "warehouse-ship"), refunds=1)
+                            mails=("paid", "refund-1", "warehouse-cancel", "warehouse-ship"), refunds=1)
         stand = Expectation("live-commerce stand ¥2,000 by card", "live item, card", "paid",
                             shipment="ready_to_ship", mails=("paid", "warehouse-ship"))
         lapsed = Expectation("video ticket ¥1,500, konbini voucher left to expire",
@@ -146,7 +146,7 @@ class Demo:
 
     def resend_after_flush(self, count: int) -> None:
         """Like the Dashboard's "resend": old events again, after the fast tier forgot them.
-        Only the durable tier can catch these now (I3)."""
+        Only the durable tier can catch these now (I3, docs/invariants.md)."""
         self.settle()  # everything in flight lands first, so these ids are all stored
         self.shop.app.seen.clear()
         events = self.stripe_http.get("/v1/events", params={"limit": count}).json()["data"]

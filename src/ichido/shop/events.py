@@ -7,7 +7,7 @@ state machine in ``orders`` decides from Stripe's status whether the snapshot mo
 from __future__ import annotations
 
 from ichido.app import App
-from ichido.shop import orders
+from ichido.shop import checkout, orders, refunds
 from ichido.event import Event
 from ichido.db.base import Transaction
 
@@ -22,6 +22,11 @@ def register(app: App) -> None:
     app.on(*PAYMENT_EVENTS)(on_payment_intent)
     app.on(*REFUND_EVENTS)(on_refund)
     app.on("charge.refunded")(on_charge_refunded)
+    app.on(*checkout.EVENTS)(on_checkout_session)
+
+
+def on_checkout_session(event: Event, tx: Transaction) -> None:
+    checkout.apply_session(tx, event.type, event.object)
 
 
 def on_payment_intent(event: Event, tx: Transaction) -> None:
@@ -29,10 +34,10 @@ def on_payment_intent(event: Event, tx: Transaction) -> None:
 
 
 def on_refund(event: Event, tx: Transaction) -> None:
-    orders.apply_refund(tx, event.object)
+    refunds.apply_refund(tx, event.object)
 
 
 def on_charge_refunded(event: Event, tx: Transaction) -> None:
     """The charge lists its refunds; each one is applied as if its own event had come."""
     for refund in (event.object.get("refunds") or {}).get("data") or []:
-        orders.apply_refund(tx, refund)
+        refunds.apply_refund(tx, refund)

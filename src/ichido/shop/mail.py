@@ -47,7 +47,9 @@ class MailSender:
         message["Subject"] = payload["subject"]
         message["Message-ID"] = f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@ichido>"
         message["X-Ichido-Order"] = payload["order_id"]
-        message.set_content(payload["body"])
+        # Quoted-printable UTF-8: Japanese text that any mail client decodes, and whose ASCII
+        # parts (order ids, URLs, codes) stay readable in the raw message.
+        message.set_content(payload["body"], charset="utf-8", cte="quoted-printable")
         return message
 
 

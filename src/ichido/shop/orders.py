@@ -2,14 +2,22 @@
 twice with the same input: that, with the inbox's exactly-once processing, is what keeps a
 duplicate or reordered event from doing anything twice.
 
-Payment state moves only forward (I4), judged by Stripe's own object status, never by arrival
-order:
+Payment state moves only forward (I4 in docs/invariants.md), judged by Stripe's own object
+status, never by arrival order:
 
-    created → awaiting_payment → failed → expired | canceled → paid
+    created → awaiting_payment → failed → expired | canceled | abandoned → paid
 
 A late ``requires_action`` after ``succeeded`` ranks lower and changes nothing. Past ``paid``,
-``partially_refunded`` and ``refunded`` are derived from the order's refunds, each of which
-only moves forward, so they too come out the same whatever order the events arrive in.
+``partially_refunded`` and ``refunded`` are derived from the order's refunds (``refunds.py``).
+
+One exception, decided here: a konbini order whose voucher expired may be confirmed again for
+a new voucher (``Shop.renew_voucher``). Each voucher is a payment *attempt*, told apart by the
+PaymentMethod that Stripe creates for each confirmation; attempts are numbered in the order the
+shop learns of them, and the shop starts attempt n+1 only once attempt n is known to have
+expired, so an unknown PaymentMethod is always the newest attempt. The rank is judged within the
+current attempt: a newer attempt starts again from ``created`` (so ``expired`` →
+``awaiting_payment`` takes the stock back), news of an older one changes nothing, and money is
+money: ``succeeded`` from any attempt makes the order ``paid``.
 """
 
 from __future__ import annotations
@@ -19,19 +27,20 @@ from typing import Any
 
 import orjson
 
-from ichido.errors import RetryLater
 from ichido.db.base import Transaction
 from ichido.outbox import enqueue
+from ichido.shop import notices, shipments, stock
+from ichido.shop.messages import iso
 
 RANK = {"created": 0, "awaiting_payment": 1, "failed": 2, "expired": 3, "canceled": 3,
-        "paid": 4, "partially_refunded": 5, "refunded": 6}
-RELEASED = ("failed", "expired", "canceled")
-REFUND_RANK = {"pending": 0, "requires_action": 1, "succeeded": 2, "failed": 2, "canceled": 2}
+        "abandoned": 3, "paid": 4, "partially_refunded": 5, "refunded": 6}
+RELEASED = ("failed", "expired", "canceled", "abandoned")
 ACTIVE_REFUNDS = ("pending", "requires_action", "succeeded")
 ORDER_COLUMNS = ("id, product_id, product_name, kind, quantity, amount, payment_method, email,"
                  " status, payment_intent, voucher_url, voucher_expires_at, voucher_stores,"
-                 " failure, created_at, updated_at")
-SHIPPED_KINDS = ("physical", "live_item")
+                 " failure, created_at, updated_at, locale, attempt, checkout_session,"
+                 " checkout_url")
+CHECKOUT = "checkout"  # the method of a Checkout order until the buyer has chosen one
 
 
 def status_for_payment(pi: dict[str, Any]) -> str | None:
@@ -62,8 +71,8 @@ def load(tx: Transaction, order_id: str) -> dict[str, Any] | None:
 
 
 def find_by_payment(tx: Transaction, pi: dict[str, Any]) -> dict[str, Any] | None:
-    """Our order for a PaymentIntent: by the metadata we set (the event may come before we
-    stored the PaymentIntent's id), else by the id."""
+    """Our order for a PaymentIntent (or a Checkout Session): by the metadata we set (the
+    event may come before we stored the object's id), else by the PaymentIntent's id."""
     order_id = (pi.get("metadata") or {}).get("order_id")
     if order_id:
         return load(tx, order_id)
@@ -89,45 +98,107 @@ def apply_payment_intent(tx: Transaction, pi: dict[str, Any]) -> str | None:
     now = time.time()
     tx.execute("UPDATE shop_orders SET payment_intent = ? WHERE id = ? AND payment_intent IS NULL",
                (pi["id"], order["id"]))
+    target = status_for_payment(pi)
+    if order["checkout_session"] and target in RELEASED:
+        target = None  # a buyer on the Checkout page may try again: the session says when not
+    learn_method(tx, order, pi)
+    attempt = attempt_of(tx, order["id"], pi) or order["attempt"]
+    if attempt < order["attempt"] and target != "paid":
+        return None  # an older voucher's news: the order has moved on to a newer one
     voucher = (pi.get("next_action") or {}).get("konbini_display_details") or {}
     if voucher.get("hosted_voucher_url"):
-        record_voucher(tx, order, voucher)
-    target = status_for_payment(pi)
-    if target is None or RANK[target] <= RANK[order["status"]]:
+        record_voucher(tx, order, voucher, attempt)
+    before = order["status"]
+    newer = attempt > order["attempt"] and RANK[before] < RANK["paid"]
+    if newer:
+        tx.execute("UPDATE shop_orders SET attempt = ? WHERE id = ?", (attempt, order["id"]))
+    if target is None:
         return None
-    error = (pi.get("last_payment_error") or {}).get("message")
+    return move(tx, order, target, now, floor=RANK["created"] if newer else None,
+                error=(pi.get("last_payment_error") or {}).get("message"))
+
+
+def move(tx: Transaction, order: dict[str, Any], target: str, now: float, *,
+         floor: int | None = None, error: str | None = None) -> str | None:
+    """The one place an order's payment status changes: forward only (above ``floor``, by
+    default its current rank), by a conditional update, so each transition and its effects
+    happen once whichever event (PaymentIntent or Checkout Session) brings it first."""
+    before = order["status"]
+    if RANK[target] <= (RANK[before] if floor is None else floor) or target == before:
+        return None
     changed = tx.execute(
         "UPDATE shop_orders SET status = ?, updated_at = ?, failure = COALESCE(?, failure)"
-        " WHERE id = ? AND status = ?",
-        (target, now, error, order["id"], order["status"]),
-    ).rowcount
+        " WHERE id = ? AND status = ?", (target, now, error, order["id"], before)).rowcount
     if not changed:
         return None
-    _on_payment_status(tx, order, order["status"], target, now)
+    _on_payment_status(tx, order, before, target, now)
     return target
 
 
-def record_voucher(tx: Transaction, order: dict[str, Any], voucher: dict[str, Any]) -> None:
-    """The voucher is a fact of the order whatever its status: recorded, and mailed, the first
-    time any snapshot shows it, so the outcome does not depend on which event came first."""
+def learn_method(tx: Transaction, order: dict[str, Any], pi: dict[str, Any]) -> None:
+    """A Checkout order learns how the buyer paid from the PaymentIntent it made: one method
+    type, or a konbini voucher. (It decides which mails a refund sends.)"""
+    if order["payment_method"] != CHECKOUT:
+        return
+    types = pi.get("payment_method_types") or []
+    voucher = (pi.get("next_action") or {}).get("type") == "konbini_display_details"
+    method = "konbini" if voucher else types[0] if len(types) == 1 else None
+    if method:
+        set_method(tx, order, method)
+
+
+def set_method(tx: Transaction, order: dict[str, Any], method: str) -> None:
+    tx.execute("UPDATE shop_orders SET payment_method = ? WHERE id = ? AND payment_method = ?",
+               (method, order["id"], CHECKOUT))
+    order["payment_method"] = method
+
+
+def attempt_of(tx: Transaction, order_id: str, pi: dict[str, Any]) -> int | None:
+    """The number of the payment attempt this snapshot is about, by its PaymentMethod (a new
+    one is numbered next), or None when the snapshot names none."""
+    method = pi.get("payment_method")
+    if not method:
+        method = (pi.get("last_payment_error") or {}).get("payment_method")
+    if isinstance(method, dict):
+        method = method.get("id")
+    if not method:
+        return None
+    row = tx.execute("SELECT seq FROM shop_payment_attempts WHERE order_id = ? AND"
+                     " payment_method = ?", (order_id, method)).fetchone()
+    if row is not None:
+        return int(row[0])
+    seq = 1 + int(tx.execute("SELECT COALESCE(MAX(seq), 0) FROM shop_payment_attempts"
+                             " WHERE order_id = ?", (order_id,)).fetchone()[0])
+    tx.execute("INSERT INTO shop_payment_attempts (order_id, seq, payment_method) VALUES (?, ?, ?)",
+               (order_id, seq, method))
+    return seq
+
+
+def record_voucher(tx: Transaction, order: dict[str, Any], voucher: dict[str, Any],
+                   attempt: int) -> None:
+    """The voucher is a fact of its attempt whatever the order's status: recorded, and mailed,
+    the first time any snapshot shows it, so the outcome does not depend on which event came
+    first. A newer attempt's voucher replaces the old one (``voucher-2``, ``voucher-3`` ...)."""
+    url = voucher["hosted_voucher_url"]
     recorded = tx.execute(
         "UPDATE shop_orders SET voucher_url = ?, voucher_expires_at = ?, voucher_stores = ?"
-        " WHERE id = ? AND voucher_url IS NULL",
-        (voucher["hosted_voucher_url"], voucher.get("expires_at"),
-         orjson.dumps(voucher.get("stores") or {}).decode(), order["id"]),
+        " WHERE id = ? AND (voucher_url IS NULL OR voucher_url <> ?)",
+        (url, voucher.get("expires_at"), orjson.dumps(voucher.get("stores") or {}).decode(),
+         order["id"], url),
     ).rowcount
     if recorded:
-        enqueue(tx, "mail", f"mail:{order['id']}:voucher", voucher_mail(order, voucher))
+        what = "voucher" if attempt == 1 else f"voucher-{attempt}"
+        enqueue(tx, "mail", f"mail:{order['id']}:{what}", notices.voucher(order, voucher))
 
 
 def _on_payment_status(tx: Transaction, order: dict[str, Any], before: str, after: str,
                        now: float) -> None:
     if after in RELEASED and before not in RELEASED:
-        release_stock(tx, order)
-    elif after == "paid":
-        if before in RELEASED:  # money came in after we let the stock go: take it back
-            tx.execute("UPDATE shop_stock SET available = available - ? WHERE product_id = ?",
-                       (order["quantity"], order["product_id"]))
+        stock.release(tx, order)
+    elif before in RELEASED and after not in RELEASED:
+        # Money came in, or a new voucher was issued, after we let the stock go: take it back.
+        stock.take(tx, order)
+    if after == "paid":
         fulfil(tx, order, now)
         settle_refunds(tx, order["id"], now)  # a refund seen before its payment counts now
 
@@ -140,52 +211,15 @@ def fulfil(tx: Transaction, order: dict[str, Any], now: float) -> None:
                    " VALUES (?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING",
                    (oid, order["product_id"], order["email"], now))
     else:
-        created = tx.execute("INSERT INTO shop_shipments (order_id, status, created_at, updated_at)"
-                             " VALUES (?, 'ready_to_ship', ?, ?) ON CONFLICT (order_id) DO NOTHING",
-                             (oid, now, now)).rowcount
-        if created:
-            enqueue(tx, "mail", f"mail:{oid}:warehouse-ship", warehouse_mail(order, "ship"))
-    enqueue(tx, "mail", f"mail:{oid}:paid", paid_mail(order))
-
-
-def release_stock(tx: Transaction, order: dict[str, Any]) -> None:
-    if order["kind"] in SHIPPED_KINDS:
-        tx.execute("UPDATE shop_stock SET available = available + ? WHERE product_id = ?",
-                   (order["quantity"], order["product_id"]))
-
-
-def apply_refund(tx: Transaction, refund: dict[str, Any]) -> str | None:
-    """Record a Refund snapshot (forward only) and settle the order's refund state."""
-    row = tx.execute("SELECT id FROM shop_orders WHERE payment_intent = ?",
-                     (refund.get("payment_intent"),)).fetchone()
-    if row is None:
-        # The refund may come before we know its payment: retry, never drop (I4).
-        raise RetryLater(f"refund {refund.get('id')}: payment {refund.get('payment_intent')} "
-                         "is not known yet")
-    order_id = row[0]
-    lock(tx, order_id)
-    status = refund.get("status") or "pending"
-    next_action = orjson.dumps(refund["next_action"]).decode() if refund.get("next_action") else None
-    current = tx.execute("SELECT status FROM shop_refunds WHERE id = ?", (refund["id"],)).fetchone()
-    now = time.time()
-    if current is None:
-        tx.execute("INSERT INTO shop_refunds (id, order_id, amount, status, next_action, created,"
-                   " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-                   (refund["id"], order_id, refund["amount"], status, next_action,
-                    refund.get("created") or int(now), now))
-    elif REFUND_RANK.get(status, 0) > REFUND_RANK.get(current[0], 0):
-        tx.execute("UPDATE shop_refunds SET status = ?, next_action = ?, updated_at = ?"
-                   " WHERE id = ?", (status, next_action, now, refund["id"]))
-    else:
-        return None
-    settle_refunds(tx, order_id, now)
-    return status
+        shipments.create(tx, order, now)
+    enqueue(tx, "mail", f"mail:{oid}:paid", notices.paid(order))
 
 
 def settle_refunds(tx: Transaction, order_id: str, now: float) -> None:
     """The order's refund status, derived from its refunds (each of which only moves forward),
     so it may go down again when a refund fails: a full refund revokes access or stops the
-    shipment once; a refund that then fails gives access back (a stopped parcel stays stopped).
+    shipment once; a refund that then fails gives access back and resumes the parcel (or, if
+    its item is gone meanwhile, flags it for a person).
     """
     order = load(tx, order_id)
     if order is None or RANK[order["status"]] < RANK["paid"]:
@@ -203,14 +237,11 @@ def settle_refunds(tx: Transaction, order_id: str, now: float) -> None:
     if target != "refunded":
         tx.execute("UPDATE shop_entitlements SET revoked_at = NULL WHERE order_id = ?",
                    (order_id,))
+        shipments.resume(tx, order, now)
         return
     tx.execute("UPDATE shop_entitlements SET revoked_at = ? WHERE order_id = ?"
                " AND revoked_at IS NULL", (now, order_id))
-    stopped = tx.execute("UPDATE shop_shipments SET status = 'canceled', updated_at = ?"
-                         " WHERE order_id = ? AND status = 'ready_to_ship'", (now, order_id)).rowcount
-    if stopped:
-        enqueue(tx, "mail", f"mail:{order_id}:warehouse-cancel", warehouse_mail(order, "cancel"))
-        release_stock(tx, order)
+    shipments.stop(tx, order, now)
 
 
 def to_json(tx: Transaction, order_id: str) -> dict[str, Any] | None:
@@ -226,47 +257,25 @@ def to_json(tx: Transaction, order_id: str) -> dict[str, Any] | None:
                          " WHERE order_id = ? ORDER BY created, id", (order_id,)).fetchall()
     voucher = None
     if order["voucher_url"]:
-        voucher = {"url": order["voucher_url"], "expires_at": order["voucher_expires_at"],
+        voucher = {"url": order["voucher_url"], "expires_at": iso(order["voucher_expires_at"]),
                    "stores": orjson.loads(order["voucher_stores"] or "{}")}
     return {
         "id": order["id"], "status": order["status"], "product": order["product_id"],
         "quantity": order["quantity"], "amount": order["amount"], "currency": "jpy",
         "payment_method": order["payment_method"], "payment_intent": order["payment_intent"],
-        "email": order["email"], "voucher": voucher, "failure": order["failure"],
+        "email": order["email"], "locale": order["locale"], "voucher": voucher,
+        "failure": order["failure"],
         "entitlement": None if entitlement is None else
-        {"granted_at": entitlement[0], "revoked_at": entitlement[1]},
+        {"granted_at": iso(entitlement[0]), "revoked_at": iso(entitlement[1])},
         "shipment": None if shipment is None else {"status": shipment[0]},
+        "checkout": None if not order["checkout_session"] else
+        {"id": order["checkout_session"], "url": order["checkout_url"]},
         "refunds": [{"id": r[0], "amount": r[1], "status": r[2],
                      "next_action": orjson.loads(r[3]) if r[3] else None} for r in refunds],
-        "created_at": order["created_at"], "updated_at": order["updated_at"],
+        "created_at": iso(order["created_at"]), "updated_at": iso(order["updated_at"]),
     }
 
 
 def recent(tx: Transaction, limit: int = 50) -> list[str]:
     return [row[0] for row in tx.execute(
         "SELECT id FROM shop_orders ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()]
-
-
-def voucher_mail(order: dict[str, Any], voucher: dict[str, Any]) -> dict[str, Any]:
-    stores = voucher.get("stores") or {}
-    lines = [f"Thank you for your order {order['id']} ({order['product_name']}, ¥{order['amount']:,}).",
-             "Pay in cash at a convenience store before the voucher expires:",
-             f"  Voucher: {voucher.get('hosted_voucher_url')}",
-             f"  Expires: {voucher.get('expires_at')} (Unix time)"]
-    for store, codes in sorted(stores.items()):
-        lines.append(f"  {store}: payment code {codes.get('payment_code')},"
-                     f" confirmation {codes.get('confirmation_number')}")
-    return {"order_id": order["id"], "to": order["email"], "subject": "Your konbini payment voucher",
-            "body": "\n".join(lines)}
-
-
-def paid_mail(order: dict[str, Any]) -> dict[str, Any]:
-    what = ("Your access to the stream is ready." if order["kind"] == "video_ticket"
-            else "We are preparing your parcel.")
-    return {"order_id": order["id"], "to": order["email"], "subject": "Payment received",
-            "body": f"We received ¥{order['amount']:,} for order {order['id']}. {what}"}
-
-
-def warehouse_mail(order: dict[str, Any], action: str) -> dict[str, Any]:
-    return {"order_id": order["id"], "to": None, "subject": f"[{action}] order {order['id']}",
-            "body": f"{action}: {order['quantity']} × {order['product_id']} for {order['email']}"}

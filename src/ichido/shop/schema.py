@@ -67,4 +67,29 @@ SHOP_SCHEMA: list[Step] = [
             UNIQUE (order_id, idempotency_key)
         )""",
     ]),
+    # The buyer's language (mails), and which refunds were mailed (refund-1, refund-2, ...).
+    ("shop", 2, [
+        "ALTER TABLE shop_orders ADD COLUMN locale TEXT NOT NULL DEFAULT 'ja'",
+        "ALTER TABLE shop_refunds ADD COLUMN mail_number INTEGER",
+    ]),
+    # Konbini vouchers renewed after expiry (payment attempts), parcels stopped and resumed,
+    # and the reaper's look-up of unpaid orders.
+    ("shop", 3, [
+        "ALTER TABLE shop_orders ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1",
+        """CREATE TABLE shop_payment_attempts (
+            order_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            payment_method TEXT NOT NULL,
+            PRIMARY KEY (order_id, seq),
+            UNIQUE (order_id, payment_method)
+        )""",
+        "ALTER TABLE shop_shipments ADD COLUMN stops INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX shop_orders_unpaid ON shop_orders (status, created_at)",
+    ]),
+    # Orders paid through Stripe Checkout: the session and its hosted page.
+    ("shop", 4, [
+        "ALTER TABLE shop_orders ADD COLUMN checkout_session TEXT",
+        "ALTER TABLE shop_orders ADD COLUMN checkout_url TEXT",
+        "CREATE UNIQUE INDEX shop_orders_checkout ON shop_orders (checkout_session)",
+    ]),
 ]

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -20,10 +21,11 @@ from ichido.app import App
 from ichido.errors import IchidoError
 from ichido.db.base import Transaction
 from ichido.outbox import OutboxDispatcher, enqueue
-from ichido.shop import orders
+from ichido.shop import checkout, orders, reaper, refunds, stock
 from ichido.shop.catalog import Catalog, Product
 from ichido.shop.fees import PricingTable, within_limits
 from ichido.shop.mail import MailSender
+from ichido.shop.messages import LOCALES
 from ichido.shop.settings import ShopSettings
 
 
@@ -50,6 +52,22 @@ class OrderRequest:
     payment_method: str
     email: str
     payment_method_id: str | None = None
+    locale: str | None = None  # "ja" or "en"; None: the shop's default
+    methods: tuple[str, ...] | None = None  # Checkout: the methods offered (None: all allowed)
+
+    @classmethod
+    def parse_checkout(cls, body: Any) -> "OrderRequest":
+        """``POST /checkout``: no method yet (the buyer picks one on Stripe's page)."""
+        if not isinstance(body, dict):
+            raise OrderError("the body must be a JSON object", code="invalid_request")
+        methods = body.get("payment_methods")
+        if methods is not None and (not isinstance(methods, list) or not methods
+                                    or not all(isinstance(m, str) for m in methods)):
+            raise OrderError('payment_methods must be a list such as ["card", "konbini"]',
+                             code="invalid_request")
+        rest = {k: v for k, v in body.items() if k != "payment_methods"}
+        request = cls.parse(rest | {"payment_method": orders.CHECKOUT})
+        return replace(request, methods=tuple(methods) if methods else None)
 
     @classmethod
     def parse(cls, body: Any) -> "OrderRequest":
@@ -66,8 +84,11 @@ class OrderRequest:
             if not isinstance(body.get(field), str):
                 raise OrderError(f"{field} is required", code="invalid_request")
         pm = body.get("payment_method_id")
+        locale = body.get("locale")
+        if locale is not None and locale not in LOCALES:
+            raise OrderError(f"locale must be one of {', '.join(LOCALES)}", code="invalid_locale")
         return cls(body["product"], quantity, body["payment_method"], email,
-                   pm if isinstance(pm, str) else None)
+                   pm if isinstance(pm, str) else None, locale)
 
     def fingerprint(self) -> str:
         return hashlib.sha256(orjson.dumps(self.__dict__, option=orjson.OPT_SORT_KEYS)).hexdigest()
@@ -91,22 +112,78 @@ class Shop:
     # -- orders ------------------------------------------------------------------------------
 
     def check(self, request: OrderRequest) -> tuple[Product, int]:
-        product = self.catalog.get(request.product)
-        if request.payment_method not in product.methods:
-            raise OrderError(f"{product.id} cannot be paid by {request.payment_method}",
-                             code="method_not_allowed", allowed=list(product.methods))
+        product = self.product(request.product)
         amount = product.price * request.quantity
-        if not within_limits(request.payment_method, amount):
-            raise OrderError(f"¥{amount:,} is outside what {request.payment_method} accepts",
+        self.check_method(product, request.payment_method, amount)
+        return product, amount
+
+    def product(self, product_id: str) -> Product:
+        """A product sold once; a subscription plan is not an order."""
+        product = self.catalog.get(product_id)
+        if product.kind == "subscription":
+            raise OrderError(f"{product_id} is a subscription plan, not sold as an order",
+                             code="subscription_plan")
+        return product
+
+    def check_method(self, product: Product, method: str, amount: int) -> None:
+        """The product takes the method, Stripe takes the amount, and the fee guard agrees."""
+        if method not in product.methods:
+            raise OrderError(f"{product.id} cannot be paid by {method}",
+                             code="method_not_allowed", allowed=list(product.methods))
+        if not within_limits(method, amount):
+            raise OrderError(f"¥{amount:,} is outside what {method} accepts",
                              code="amount_out_of_range", amount=amount)
-        quote = self.pricing.quote(amount, request.payment_method)
+        quote = self.pricing.quote(amount, method)
         if quote.exceeds(str(self.settings.max_fee_share)):
             raise OrderError(
-                f"{request.payment_method} would take ¥{quote.fee:,} of ¥{amount:,}"
+                f"{method} would take ¥{quote.fee:,} of ¥{amount:,}"
                 f" ({float(quote.fee_share):.1%}), above the {self.settings.max_fee_share:.0%} limit",
                 code="fee_share_exceeded", fee=quote.fee, fee_share=float(quote.fee_share),
                 max_fee_share=self.settings.max_fee_share)
-        return product, amount
+
+    # -- Stripe Checkout ---------------------------------------------------------------------
+
+    def place_checkout(self, request: OrderRequest, key: str | None) -> dict[str, Any]:
+        """Reserve and record, then open a Checkout Session offering every method the product
+        takes and the fee guard allows (or those asked for, each checked)."""
+        product = self.product(request.product)
+        amount = product.price * request.quantity
+        offered = []
+        for method in request.methods or product.methods:
+            try:
+                self.check_method(product, method, amount)
+            except OrderError:
+                if request.methods:  # asked for by name: say why not
+                    raise
+                continue
+            offered.append(method)
+        if not offered:
+            raise OrderError(f"no payment method is open to {product.id} at ¥{amount:,}",
+                             code="no_payment_method", allowed=list(product.methods))
+        order_id = self._record_order(request, product, amount, key)
+        order = self._order(order_id)
+        if order["status"] == "created" and not order["checkout_session"]:
+            params = checkout.session_params(
+                order, offered, expires_after_days=self.settings.konbini_expires_after_days,
+                return_url=self.settings.checkout_return_url)
+            try:
+                session = self.stripe.v1.checkout.sessions.create(
+                    params=params, options={"idempotency_key": f"ichido-checkout-{order_id}"})
+            except stripe.StripeError as exc:
+                raise OrderError(f"Stripe is not answering ({type(exc).__name__}); retry with"
+                                 " the same Idempotency-Key", code="payment_provider_unavailable",
+                                 status=502, order=order_id) from exc
+            with self.app.inbox.transaction() as tx:
+                tx.execute("UPDATE shop_orders SET checkout_session = ?, checkout_url = ?"
+                           " WHERE id = ? AND checkout_session IS NULL",
+                           (session.id, session.url, order_id))
+        return self._json(order_id)
+
+    def _order(self, order_id: str) -> dict[str, Any]:
+        with self.app.inbox.reading() as tx:
+            order = orders.load(tx, order_id)
+        assert order is not None
+        return order
 
     def place_order(self, request: OrderRequest, idempotency_key: str | None) -> tuple[int, dict]:
         """Reserve, record, then ask Stripe; a retry with the same key resumes the same order."""
@@ -134,10 +211,12 @@ class Shop:
             inserted = tx.execute(
                 "INSERT INTO shop_orders (id, product_id, product_name, kind, quantity, amount,"
                 " payment_method, email, status, idempotency_key, request_fingerprint,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'created', ?, ?, ?, ?)"
+                " created_at, updated_at, locale)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'created', ?, ?, ?, ?, ?)"
                 " ON CONFLICT (idempotency_key) DO NOTHING",
                 (order_id, product.id, product.name, product.kind, request.quantity, amount,
-                 request.payment_method, request.email, key, fingerprint, now, now)).rowcount
+                 request.payment_method, request.email, key, fingerprint, now, now,
+                 request.locale or self.settings.default_locale)).rowcount
             if inserted:
                 self._reserve(tx, product, request.quantity)  # out of stock rolls it all back
                 return order_id
@@ -149,14 +228,17 @@ class Shop:
         return found[0]
 
     def _reserve(self, tx: Transaction, product: Product, quantity: int) -> None:
-        if product.stock is None:
-            return
-        tx.execute("INSERT INTO shop_stock (product_id, available) VALUES (?, ?)"
-                   " ON CONFLICT (product_id) DO NOTHING", (product.id, product.stock))
-        taken = tx.execute("UPDATE shop_stock SET available = available - ? WHERE product_id = ?"
-                           " AND available >= ?", (quantity, product.id, quantity)).rowcount
-        if not taken:
+        if not stock.reserve(tx, product.id, product.stock, quantity):
             raise OrderError(f"{product.id} is out of stock", code="out_of_stock", status=409)
+
+    def _konbini_params(self, order: dict[str, Any]) -> dict[str, Any]:
+        """A konbini confirmation: the buyer's e-mail gets the voucher (and, later, any refund's
+        request for bank details)."""
+        return {"payment_method_data": {"type": "konbini", "billing_details": {
+                    "email": order["email"], "name": order["email"]}},
+                "payment_method_options": {"konbini": {
+                    "expires_after_days": self.settings.konbini_expires_after_days,
+                    "product_description": order["product_name"][:22]}}}
 
     def _create_payment(self, order: dict[str, Any], request: OrderRequest) -> int:
         params: dict[str, Any] = {
@@ -166,11 +248,7 @@ class Shop:
             "description": f"{order['product_name']} × {order['quantity']}",
         }
         if order["payment_method"] == "konbini":
-            params["payment_method_data"] = {
-                "type": "konbini", "billing_details": {"email": order["email"], "name": order["email"]}}
-            params["payment_method_options"] = {"konbini": {
-                "expires_after_days": self.settings.konbini_expires_after_days,
-                "product_description": order["product_name"][:22]}}
+            params.update(self._konbini_params(order))
         else:
             params["payment_method"] = request.payment_method_id or "pm_card_visa"
         try:
@@ -203,7 +281,7 @@ class Shop:
                                  " updated_at = ? WHERE id = ? AND status = 'created'",
                                  (reason, time.time(), order["id"])).rowcount
             if changed:
-                orders.release_stock(tx, order)
+                stock.release(tx, order)
 
     # -- refunds -----------------------------------------------------------------------------
 
@@ -256,4 +334,49 @@ class Shop:
         with self.app.database.transaction() as tx:
             tx.execute("UPDATE shop_refund_requests SET refund_id = ? WHERE id = ?",
                        (refund.id, payload["request_id"]))
-            orders.apply_refund(tx, refund.to_dict())
+            refunds.apply_refund(tx, refund.to_dict())
+
+    # -- konbini vouchers that expired -------------------------------------------------------
+
+    def renew_voucher(self, order_id: str) -> dict[str, Any]:
+        """Confirm an expired konbini order's PaymentIntent again: a new voucher, the same order.
+
+        Idempotent: the Stripe key is derived from the attempt it starts, and an order that
+        already waits on a live voucher is answered as it is."""
+        with self.app.inbox.reading() as tx:
+            order = orders.load(tx, order_id)
+            left = None if order is None else stock.available(tx, order["product_id"])
+        if order is None:
+            raise OrderError(f"no order {order_id}", code="unknown_order", status=404)
+        if order["status"] == "awaiting_payment":
+            return self._json(order_id)
+        if order["payment_method"] != "konbini" or order["status"] != "expired" \
+                or not order["payment_intent"] or order["checkout_session"]:
+            raise OrderError(f"order {order_id} is {order['status']}: only an expired konbini"
+                             " order gets a new voucher", code="not_renewable", status=409)
+        if left is not None and left < order["quantity"]:
+            raise OrderError(f"{order['product_id']} is out of stock", code="out_of_stock",
+                             status=409)
+        key = f"ichido-voucher-{order_id}-{order['attempt'] + 1}"
+        try:
+            pi = self.stripe.v1.payment_intents.confirm(
+                order["payment_intent"], params=self._konbini_params(order),
+                options={"idempotency_key": key})
+        except stripe.StripeError as exc:
+            raise OrderError(f"Stripe did not issue a new voucher ({type(exc).__name__}):"
+                             " retry", code="payment_provider_unavailable", status=502,
+                             order=order_id) from exc
+        self._apply_payment(pi.to_dict())
+        return self._json(order_id)
+
+    def _json(self, order_id: str) -> dict[str, Any]:
+        with self.app.inbox.reading() as tx:
+            return orders.to_json(tx, order_id) or {}
+
+    # -- orders nobody paid for --------------------------------------------------------------
+
+    def reap_unpaid(self, now: float | None = None) -> int:
+        return reaper.reap(self.app.inbox, self.settings.unpaid_order_ttl_seconds, now)
+
+    def run_reaper(self, stop: threading.Event) -> None:
+        reaper.run(self.app.inbox, self.settings.unpaid_order_ttl_seconds, stop)

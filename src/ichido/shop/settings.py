@@ -29,6 +29,7 @@ _ENV: dict[str, tuple[str, str]] = {
     "ICHIDO_ORDER_MAX_BODY": ("order_max_body_bytes", "size"),
     "ICHIDO_ORDER_UNPAID_TTL": ("unpaid_order_ttl_seconds", "duration"),
     "ICHIDO_SHOP_LOCALE": ("default_locale", "text"),
+    "ICHIDO_CHECKOUT_RETURN_URL": ("checkout_return_url", "text"),
 }
 LOCALES = ("ja", "en")
 
@@ -53,6 +54,8 @@ class ShopSettings:
     # gives its stock back.
     unpaid_order_ttl_seconds: float = 3600.0
     default_locale: str = "ja"  # the buyers' language unless an order says otherwise
+    # Where Stripe Checkout sends the buyer back (``?order=…&checkout=success|cancel``).
+    checkout_return_url: str = "http://127.0.0.1:8000/checkout/done"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "ShopSettings":
@@ -87,7 +90,8 @@ class ShopSettings:
         return self.stripe_api_key
 
     def __repr__(self) -> str:
-        """The API key and an SMTP password never reach a log or a traceback (I6)."""
+        """The API key and an SMTP password never reach a log or a traceback
+        (I6, docs/invariants.md)."""
         shown = []
         for field in fields(self):
             value = getattr(self, field.name)

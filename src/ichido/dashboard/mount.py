@@ -1,0 +1,32 @@
+"""The dashboard inside an ``ichido.App``: its routes when ``ICHIDO_DASHBOARD_TOKEN`` is set."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ichido.dashboard.settings import DashboardSettings
+
+
+def routes(app: Any, settings: DashboardSettings | None = None) -> list:
+    """``[Mount("/dashboard", …)]`` for an ``ichido.App`` when the dashboard is on, else ``[]``.
+
+    The page reads the app's own inbox and knows its handlers; ``app.fee_report`` (a callable
+    returning fee rows per payment method, ``{"method", "gross", "fees"}`` and optionally the
+    shop's ``"max_share"``, which the shop sets) feeds the fee chart.
+    """
+    settings = settings or DashboardSettings.from_env()
+    if not settings.enabled:
+        return []
+    from starlette.routing import Mount
+
+    def fee_report():  # type: ignore[no-untyped-def]
+        report = getattr(app, "fee_report", None)
+        return None if report is None else report()
+
+    from ichido.dashboard.pages import create_dashboard
+
+    # The database role, where the app has one apart from its inbox.
+    database = (lambda: app.database) if hasattr(type(app), "database") else None
+    page = create_dashboard(lambda: app.inbox, settings, database=database,
+                            handlers=app.handlers, fee_report=fee_report)
+    return [Mount("/dashboard", app=page)]

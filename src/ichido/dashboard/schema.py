@@ -1,0 +1,28 @@
+"""The dashboard's tables: the audit trail of operators' actions, migrated with the core schema
+(the page can be switched on later without a migration). Imports nothing, so the storage roles
+can list these steps with their own.
+"""
+
+from __future__ import annotations
+
+DASHBOARD_SCHEMA: list[tuple[str, int, list[str]]] = [
+    ("dashboard", 1, [
+        """CREATE TABLE ichido_dashboard_actions (
+            id TEXT PRIMARY KEY,
+            at DOUBLE PRECISION NOT NULL,
+            who TEXT NOT NULL,
+            session TEXT NOT NULL,
+            client TEXT,
+            action TEXT NOT NULL,
+            target TEXT,
+            count INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX ichido_dashboard_actions_at ON ichido_dashboard_actions (at)",
+        # The ids one retry requeued, so its progress can be shown as they finish.
+        """CREATE TABLE ichido_dashboard_retried (
+            action_id TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            PRIMARY KEY (action_id, event_id)
+        )""",
+    ]),
+]

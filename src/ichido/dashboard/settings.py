@@ -1,0 +1,72 @@
+"""The dashboard's own settings, read once from the environment (the core's stay in config.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+from ichido.config import parse_duration
+from ichido.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Operator:
+    """Who holds a token. The digest, not the token, is what a session remembers."""
+
+    name: str
+    token: str = ""
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.token.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    """``ICHIDO_DASHBOARD_TOKEN``: one token, or ``name:token`` entries separated by commas so
+    that the audit trail names the person. ``ICHIDO_DASHBOARD_SECRET`` signs sessions (default:
+    derived from the tokens, so changing a token logs everyone out)."""
+
+    operators: tuple[Operator, ...] = ()
+    secret: str = ""
+    session_seconds: float = 8 * 3600.0
+    refresh_seconds: int = 10
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "DashboardSettings":
+        env = os.environ if env is None else env
+        operators = parse_tokens(env.get("ICHIDO_DASHBOARD_TOKEN", ""))
+        secret = env.get("ICHIDO_DASHBOARD_SECRET") or derived_secret(operators)
+        session = parse_duration(env.get("ICHIDO_DASHBOARD_SESSION") or "8h")
+        refresh = max(1, int(parse_duration(env.get("ICHIDO_DASHBOARD_REFRESH") or "10s")))
+        return cls(operators=operators, secret=secret, session_seconds=session,
+                   refresh_seconds=refresh)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.operators)
+
+    def __repr__(self) -> str:
+        names = ", ".join(operator.name for operator in self.operators)
+        return f"DashboardSettings(operators=[{names}], secret=***)"
+
+
+def parse_tokens(text: str) -> tuple[Operator, ...]:
+    operators = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        name, _, token = entry.partition(":") if ":" in entry else ("operator", "", entry)
+        if len(token) < 16:
+            raise ConfigError("ICHIDO_DASHBOARD_TOKEN: each token needs at least 16 characters"
+                              " (e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)")
+        operators.append(Operator(name=name.strip() or "operator", token=token))
+    return tuple(operators)
+
+
+def derived_secret(operators: tuple[Operator, ...]) -> str:
+    key = "\n".join(operator.token for operator in operators).encode()
+    return hmac.new(key, b"ichido-dashboard-session", hashlib.sha256).hexdigest()

@@ -1,0 +1,65 @@
+"""Orders left in ``created`` by a client that never came back (Stripe never answered, and the
+client never retried with its key) hold stock that nobody will pay for. After
+``ShopSettings.unpaid_order_ttl_seconds`` they are ``abandoned`` and give it back.
+
+Exactly once: the conditional update (``WHERE status = 'created'``) is the check itself, so two
+reapers, or a reaper and a late payment, cannot both release. A payment that does come later
+still counts (``abandoned`` ranks below ``paid``, and the stock is taken back then). Checkout
+orders are left alone: their session expires on its own (``checkout.session.expired``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from ichido.shop import orders, stock
+
+log = logging.getLogger("ichido.shop.reaper")
+BATCH = 100
+
+
+def abandon(tx: Any, order_id: str, cutoff: float, now: float) -> bool:
+    orders.lock(tx, order_id)
+    changed = tx.execute(
+        "UPDATE shop_orders SET status = 'abandoned', updated_at = ?, failure = ?"
+        " WHERE id = ? AND status = 'created' AND created_at < ? AND checkout_session IS NULL",
+        (now, "never paid: released after the unpaid-order time", order_id, cutoff)).rowcount
+    if changed:
+        order = orders.load(tx, order_id)
+        assert order is not None
+        stock.release(tx, order)
+    return bool(changed)
+
+
+def reap(store: Any, ttl: float, now: float | None = None) -> int:
+    """Abandon every order ``created`` more than ``ttl`` seconds before ``now``; the count."""
+    now = time.time() if now is None else now
+    cutoff = now - ttl
+    total = 0
+    while True:
+        with store.reading() as tx:
+            stale = [row[0] for row in tx.execute(
+                "SELECT id FROM shop_orders WHERE status = 'created' AND created_at < ?"
+                " AND checkout_session IS NULL ORDER BY created_at LIMIT ?",
+                (cutoff, BATCH)).fetchall()]
+        for order_id in stale:
+            with store.transaction() as tx:
+                total += abandon(tx, order_id, cutoff, now)
+        if len(stale) < BATCH:
+            return total
+
+
+def run(store: Any, ttl: float, stop: threading.Event) -> None:
+    """The background loop: a pass every tenth of the TTL (at most a minute apart)."""
+    interval = min(max(ttl / 10, 1.0), 60.0)
+    while not stop.wait(interval):
+        try:
+            reaped = reap(store, ttl)
+        except Exception:  # logged with its traceback; the next pass tries again
+            log.exception("reaper: pass failed")
+            continue
+        if reaped:
+            log.info("reaper: %d unpaid order(s) abandoned, stock released", reaped)
