@@ -110,9 +110,10 @@ class GroupCommit:
                     self._fail(batch, _unavailable(exc, 1))
                 return
             self._answer(batch, outcomes)
-        finally:  # cancelled at shutdown: nobody may wait for an answer that never comes
+        except asyncio.CancelledError:  # at shutdown: nobody may wait for an answer never sent
             self._fail(batch, StorageUnavailable("the receiver shut down before storing this "
                                                  "delivery", code="shutting_down"))
+            raise
 
     async def _flush_singly(self, batch: list[tuple[Delivery, asyncio.Future[Outcome]]],
                             batch_error: Exception) -> None:

@@ -41,7 +41,9 @@ def dashboard_app(settings: Settings, flaky: Flaky,
                   monkeypatch: pytest.MonkeyPatch) -> Iterator[ichido.App]:
     """Events go dead on their first failure, so a test needs no retries to wait for."""
     monkeypatch.setenv("ICHIDO_DASHBOARD_TOKEN", f"alice:{TOKEN}")
-    monkeypatch.setenv("ICHIDO_DASHBOARD_REFRESH", "1s")  # pages that wait reload each second
+    # The overview's own reload would race the tests' navigations; pages that wait for a
+    # retry reload every 2 s whatever this says.
+    monkeypatch.setenv("ICHIDO_DASHBOARD_REFRESH", "10m")
     app = ichido.App(settings.with_(max_attempts=1), workers=0)
 
     @app.on("payment_intent.succeeded")
@@ -55,6 +57,7 @@ def dashboard_app(settings: Settings, flaky: Flaky,
 
     app.migrate()
     yield app
+    app.close()  # what a test's requests started (a served app closes itself)
 
 
 def deliver(client: TestClient, body: bytes) -> None:

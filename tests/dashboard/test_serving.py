@@ -82,3 +82,11 @@ def ready(client: httpx.Client, proc: subprocess.Popen, timeout: float = 30.0) -
             pass
         time.sleep(0.05)
     pytest.fail("ichido dashboard did not answer in time")
+
+
+def test_the_page_works_in_a_host_that_never_runs_ichidos_lifespan(
+        dashboard_app: ichido.App) -> None:
+    host = Starlette(routes=[Mount("/ichido", app=dashboard_app)])  # no lifespan passed on
+    with TestClient(host) as client:
+        client.post("/ichido/dashboard/login", data={"token": TOKEN})
+        assert 'data-counter="received"' in client.get("/ichido/dashboard/").text

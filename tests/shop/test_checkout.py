@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import pytest
 
 from ichido.config import Settings
-from ichido.inbox import Inbox, open_inbox
+from ichido.db import Database as Inbox, open_database
 from ichido.outbox import OUTBOX_SCHEMA
 from ichido.shop import checkout, orders, refunds
 from ichido.shop.schema import SHOP_SCHEMA
@@ -57,7 +57,7 @@ methods = ["card"]
 
 @pytest.fixture
 def store(database_url: str) -> Iterator[Inbox]:
-    inbox = open_inbox(Settings(database_url=database_url), migrate=True,
+    inbox = open_database(Settings(database_url=database_url), migrate=True,
                        steps=[*OUTBOX_SCHEMA, *SHOP_SCHEMA])
     yield inbox
     inbox.close()

@@ -25,8 +25,11 @@ def routes(app: Any, settings: DashboardSettings | None = None) -> list:
 
     from ichido.dashboard.pages import create_dashboard
 
-    # The database role, where the app has one apart from its inbox.
-    database = (lambda: app.database) if hasattr(type(app), "database") else None
-    page = create_dashboard(lambda: app.inbox, settings, database=database,
-                            handlers=app.handlers, fee_report=fee_report)
+    def started() -> Any:
+        app.start()  # idempotent; a host app may never run ichido's lifespan (as the receiver)
+        return app
+
+    page = create_dashboard(lambda: started().inbox, settings,
+                            database=lambda: started().database, handlers=app.handlers,
+                            fee_report=fee_report)
     return [Mount("/dashboard", app=page)]

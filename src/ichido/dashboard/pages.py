@@ -33,6 +33,7 @@ from ichido.handlers import HandlerRegistry
 from ichido.inbox import Inbox
 
 LANG_COOKIE = "ichido_lang"
+WAITING = 2  # seconds between reloads of a page that waits for something (a retry, a replay)
 log = logging.getLogger("ichido.dashboard")
 
 
@@ -89,7 +90,8 @@ class Dashboard:
         if (session := self._session(request)) is None:
             return self._to_login(request)
         data = await self._cached("overview", 5.0, self._read_overview)
-        return self._page(request, session, "overview.html", refresh=True, **data)
+        return self._page(request, session, "overview.html",
+                          refresh=self.settings.refresh_seconds, **data)
 
     def _read_overview(self) -> dict[str, Any]:
         now = time.time()
@@ -137,8 +139,8 @@ class Dashboard:
             f"{h.__module__}.{h.__qualname__}" for h in self.handlers.for_type(record.type)]
         pretty = json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=True)
         going = record.status in reading.DUE
-        return self._page(request, session, "event.html", refresh=going, record=record,
-                          payload=pretty,
+        return self._page(request, session, "event.html", refresh=WAITING if going else 0,
+                          record=record, payload=pretty,
                           obj=obj, order=order, others=others, handlers=handlers,
                           retried=request.query_params.get("retried"))
 
@@ -165,7 +167,8 @@ class Dashboard:
             return self._page(request, session, "error.html", status_code=404,
                               message_key="not_found")
         found = await run_in_threadpool(audit.progress, self.db, action_id)
-        return self._page(request, session, "retry.html", refresh=found["going"] > 0,
+        return self._page(request, session, "retry.html",
+                          refresh=WAITING if found["going"] > 0 else 0,
                           progress=found, action=action)
 
     async def shop(self, request: Request) -> Response:
@@ -248,7 +251,8 @@ class Dashboard:
             return self._page(request, session, "error.html", status_code=404,
                               message_key="not_found")
         going = found["record"].state == "running" or found["in_flight"] > 0
-        return self._page(request, session, "replay.html", refresh=going, **found)
+        return self._page(request, session, "replay.html",
+                          refresh=WAITING if going else 0, **found)
 
     def _requeue(self, session: Session, request: Request, name: str, target: str,
                  pages: list[list[str]]) -> str:
@@ -323,7 +327,8 @@ class Dashboard:
         return session, form, None
 
     def _page(self, request: Request, session: Session, name: str, *, status_code: int = 200,
-              refresh: bool = False, **context: Any) -> Response:
+              refresh: int = 0, **context: Any) -> Response:
+        """``refresh``: seconds after which the browser reloads the page (0: never)."""
         return self._render(request, name, context | {"session": session, "refresh": refresh},
                             status_code)
 
@@ -333,7 +338,6 @@ class Dashboard:
         base = (request.scope.get("root_path") or "").rstrip("/")
         html = self.templates.get_template(name).render(
             context | {"t": translator(lang), "lang": lang, "base": base,
-                       "refresh_seconds": self.settings.refresh_seconds,
                        "other_lang": "en" if lang == "ja" else "ja", "path": request.url.path})
         return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
 

@@ -33,7 +33,7 @@ class DashboardSettings:
     operators: tuple[Operator, ...] = ()
     secret: str = ""
     session_seconds: float = 8 * 3600.0
-    refresh_seconds: int = 10
+    refresh_seconds: int = 10  # the overview reloads itself this often
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "DashboardSettings":

@@ -28,6 +28,7 @@ def standalone(service: Any, settings: DashboardSettings | None = None) -> Starl
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
+        service.start()
         try:
             yield
         finally:

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ichido.errors import IchidoError
-from ichido.shop import orders
+from ichido.shop import orders, subscribe
 from ichido.shop.service import OrderError, OrderRequest, Shop
 
 
@@ -90,6 +90,22 @@ def routes(shop: Shop) -> list[Route]:
             return _error(exc)
         return _Json(order, status_code=201)
 
+    async def place_subscription(request: Request) -> Response:
+        try:
+            wanted = subscribe.SubscriptionRequest.parse(await _body(request, limit))
+            made = await run_in_threadpool(subscribe.subscribe, shop, wanted,
+                                           request.headers.get("idempotency-key"))
+        except IchidoError as exc:
+            return _error(exc)
+        return _Json(made, status_code=201)
+
+    async def show_subscription(request: Request) -> Response:
+        found = await run_in_threadpool(subscribe.show, shop, request.path_params["sub_id"])
+        if found is None:
+            return _Json({"error": {"code": "unknown_subscription",
+                                    "message": "no such subscription"}}, status_code=404)
+        return _Json(found)
+
     async def renew(request: Request) -> Response:
         try:
             order = await run_in_threadpool(shop.renew_voucher, request.path_params["order_id"])
@@ -100,6 +116,8 @@ def routes(shop: Shop) -> list[Route]:
     return [
         Route("/orders", place, methods=["POST"]),
         Route("/checkout", place_checkout, methods=["POST"]),
+        Route("/subscriptions", place_subscription, methods=["POST"]),
+        Route("/subscriptions/{sub_id}", show_subscription, methods=["GET"]),
         Route("/orders/{order_id}/voucher", renew, methods=["POST"]),
         Route("/orders/{order_id}", show, methods=["GET"]),
         Route("/orders/{order_id}/refund", refund, methods=["POST"]),

@@ -68,6 +68,7 @@ class Demo:
         self.emulator_server = EmulatorServer(self.emulator, port=emulator_port)
         self.mail_dir = workdir / "mail"
         self.http = httpx.Client(timeout=30)
+        self.subscription_id = ""
         self.stripe_http = httpx.Client(base_url=self.emulator_url, timeout=30,
                                         headers={"Authorization": f"Bearer {API_KEY}"})
 
@@ -140,9 +141,36 @@ class Demo:
         refund_id = self.status_of(ticket.order_id)["refunds"][0]["id"]
         step("the buyer sends bank details; Stripe pays the refund out")
         self.control(f"refunds/{refund_id}/bank_details", account_number="0001234")
+        self.subscription_story(step)
         step("letting every delivery, retry and duplicate land")
         self.settle()
         return [ticket, shirt, stand, lapsed]
+
+    def subscription(self) -> dict[str, Any]:
+        return self.http.get(f"{self.service.url}/subscriptions/{self.subscription_id}").json()
+
+    def subscription_story(self, step: Callable[[str], None]) -> None:
+        """Streaming: a trial, the first month charged when it ends, then a cancellation."""
+        step("a viewer subscribes to the monthly streaming pass by card (7-day trial)")
+        response = self.http.post(f"{self.service.url}/subscriptions", json={
+            "plan": "stream-monthly", "payment_method": "card", "email": "viewer@example.com"},
+            headers={"Idempotency-Key": secrets.token_hex(8)})
+        if response.status_code >= 400:
+            raise RuntimeError(f"subscription refused: {response.text}")
+        self.subscription_id = response.json()["id"]
+        stripe_id = response.json()["stripe_subscription"]
+        self.wait_for("access to the stream", lambda: self.subscription()["entitlement"])
+        step("the trial ends (Stripe's clock moves a week): the first month is charged")
+        period_end = self.stripe_http.get(f"/v1/subscriptions/{stripe_id}").json()[
+            "current_period_end"]
+        now = self.control("clock/advance", seconds=0)["now"]
+        self.control("clock/advance", seconds=period_end - now + 2 * 3600)
+        self.wait_for("the first month's invoice paid", lambda: [
+            i["status"] for i in self.subscription()["invoices"]] == ["paid", "paid"])
+        step("the viewer cancels: access to the stream ends")
+        self.stripe_http.delete(f"/v1/subscriptions/{stripe_id}").raise_for_status()
+        self.wait_for("access revoked", lambda: (self.subscription()["entitlement"] or {}).get(
+            "revoked_at"))
 
     def resend_after_flush(self, count: int) -> None:
         """Like the Dashboard's "resend": old events again, after the fast tier forgot them.
@@ -200,6 +228,15 @@ class Demo:
                       "PaymentIntents at Stripe": (payment_intents[exp.order_id], 1)}
             problems += [f"{exp.label}: {name} is {got!r}, expected {want!r}"
                          for name, (got, want) in checks.items() if got != want]
+        subscription = self.subscription()
+        access = self.shop.app.database.reading
+        with access() as tx:
+            grants = tx.execute("SELECT count(*) FROM shop_subscription_access").fetchone()[0]
+        got = (subscription["status"], bool((subscription["entitlement"] or {}).get("revoked_at")),
+               [(i["amount"], i["status"]) for i in subscription["invoices"]], grants)
+        want = ("canceled", True, [(0, "paid"), (980, "paid")], 1)
+        if got != want:
+            problems.append(f"streaming subscription: {got!r}, expected {want!r}")
         stats = self.shop.app.inbox.stats()
         if stats["dead"]:
             problems.append(f"{stats['dead']} event(s) dead-lettered")
@@ -237,6 +274,13 @@ class Demo:
                           ", ".join(f"¥{r['amount']:,} {r['status']}" for r in got.get("refunds", []))
                           or "-")
         self.console.print(final)
+        subscription = self.subscription()
+        self.console.print(f"streaming subscription {subscription['id'][:12]}…: "
+                           f"{subscription['status']}, invoices "
+                           + ", ".join(f"¥{i['amount']:,} {i['status']}"
+                                       for i in subscription["invoices"])
+                           + (", access granted then revoked"
+                              if (subscription["entitlement"] or {}).get("revoked_at") else ""))
         for problem in problems:
             self.console.print(f"[red]✗ {problem}[/red]")
         if not problems:

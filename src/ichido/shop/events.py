@@ -7,7 +7,7 @@ state machine in ``orders`` decides from Stripe's status whether the snapshot mo
 from __future__ import annotations
 
 from ichido.app import App
-from ichido.shop import checkout, orders, refunds
+from ichido.shop import checkout, orders, refunds, subscriptions
 from ichido.event import Event
 from ichido.db.base import Transaction
 
@@ -23,6 +23,17 @@ def register(app: App) -> None:
     app.on(*REFUND_EVENTS)(on_refund)
     app.on("charge.refunded")(on_charge_refunded)
     app.on(*checkout.EVENTS)(on_checkout_session)
+    app.on(*subscriptions.EVENTS)(on_subscription)
+    app.on(*subscriptions.INVOICE_EVENTS)(on_invoice)
+
+
+def on_subscription(event: Event, tx: Transaction) -> None:
+    subscriptions.apply_subscription(tx, event.object, at=event.created,
+                                     deleted=event.type == "customer.subscription.deleted")
+
+
+def on_invoice(event: Event, tx: Transaction) -> None:
+    subscriptions.apply_invoice(tx, event.object)
 
 
 def on_checkout_session(event: Event, tx: Transaction) -> None:

@@ -51,6 +51,11 @@ MESSAGES: dict[str, dict[str, str]] = {
                                "（銀行名・支店名・口座種別・口座番号・口座名義）をご登録ください。",
         "refund.bank_deadline": "ご登録期限: {deadline}",
         "closing": "ご不明な点がございましたら、このメールにご返信ください。",
+        "invoice.subject": "【コンビニ払い】{plan} のご請求（{amount}）",
+        "invoice.body": "{plan} の次の期間のご請求です。お支払い金額: {amount}\n"
+                        "お支払い期限: {deadline}\n"
+                        "下記のページに表示されるお支払い番号で、コンビニで現金でお支払いください。\n"
+                        "{url}",
     },
     "en": {
         "greeting": "Dear {email},",
@@ -77,6 +82,11 @@ MESSAGES: dict[str, dict[str, str]] = {
                                "holder's name).",
         "refund.bank_deadline": "Please enter it by: {deadline}",
         "closing": "If anything is unclear, just reply to this e-mail.",
+        "invoice.subject": "Konbini payment for {plan} ({amount})",
+        "invoice.body": "Here is the invoice for the next period of {plan}. Amount: {amount}\n"
+                        "Pay by: {deadline}\n"
+                        "Pay in cash at a convenience store with the codes on this page:\n"
+                        "{url}",
     },
 }
 

@@ -72,3 +72,16 @@ def warehouse(order: dict[str, Any], action: str, now: float) -> dict[str, Any]:
     return {"order_id": order["id"], "to": None, "subject": f"[{action}] order {order['id']}",
             "body": f"{action}: {order['quantity']} × {order['product_id']} for "
                     f"{order['email']} (at {iso(now)})\n"}
+
+
+def subscription_voucher(sub: dict[str, Any], invoice: dict[str, Any]) -> dict[str, Any]:
+    """A konbini subscription's invoice: cannot be charged, so the buyer gets it by mail."""
+    locale = sub.get("locale")
+    amount = yen(int(invoice.get("amount_due") or 0), locale)
+    due = invoice["due_date"]
+    body = text(locale, "invoice.body", plan=sub["plan"], amount=amount,
+                deadline=deadline(due, locale),
+                url=invoice.get("hosted_invoice_url"))
+    letter = _letter({**sub, "id": sub["id"]}, text(locale, "invoice.subject", plan=sub["plan"],
+                                                    amount=amount), [body])
+    return letter

@@ -92,4 +92,44 @@ SHOP_SCHEMA: list[Step] = [
         "ALTER TABLE shop_orders ADD COLUMN checkout_url TEXT",
         "CREATE UNIQUE INDEX shop_orders_checkout ON shop_orders (checkout_session)",
     ]),
+    # Streaming subscriptions: ours, their invoices, the access they give, Stripe's prices.
+    ("shop", 5, [
+        """CREATE TABLE shop_subscriptions (
+            id TEXT PRIMARY KEY,
+            plan TEXT NOT NULL,
+            email TEXT NOT NULL,
+            payment_method TEXT NOT NULL,
+            locale TEXT NOT NULL,
+            stripe_subscription TEXT UNIQUE,
+            status TEXT NOT NULL,
+            status_at BIGINT NOT NULL DEFAULT 0,
+            ended INTEGER NOT NULL DEFAULT 0,
+            current_period_end BIGINT,
+            idempotency_key TEXT UNIQUE,
+            request_fingerprint TEXT,
+            created_at DOUBLE PRECISION NOT NULL
+        )""",
+        """CREATE TABLE shop_subscription_invoices (
+            id TEXT PRIMARY KEY,
+            subscription_id TEXT NOT NULL,
+            amount BIGINT NOT NULL,
+            status TEXT NOT NULL,
+            voucher_url TEXT,
+            period_end BIGINT,
+            created BIGINT NOT NULL
+        )""",
+        "CREATE INDEX shop_subscription_invoices_sub ON shop_subscription_invoices (subscription_id)",
+        """CREATE TABLE shop_subscription_access (
+            subscription_id TEXT PRIMARY KEY,
+            granted_at DOUBLE PRECISION NOT NULL,
+            revoked_at DOUBLE PRECISION
+        )""",
+        """CREATE TABLE shop_plan_prices (
+            plan TEXT NOT NULL,
+            amount BIGINT NOT NULL,
+            period TEXT NOT NULL,
+            price TEXT NOT NULL,
+            PRIMARY KEY (plan, amount, period)
+        )""",
+    ]),
 ]

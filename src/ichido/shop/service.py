@@ -173,14 +173,14 @@ class Shop:
                 raise OrderError(f"Stripe is not answering ({type(exc).__name__}); retry with"
                                  " the same Idempotency-Key", code="payment_provider_unavailable",
                                  status=502, order=order_id) from exc
-            with self.app.inbox.transaction() as tx:
+            with self.app.database.transaction() as tx:
                 tx.execute("UPDATE shop_orders SET checkout_session = ?, checkout_url = ?"
                            " WHERE id = ? AND checkout_session IS NULL",
                            (session.id, session.url, order_id))
         return self._json(order_id)
 
     def _order(self, order_id: str) -> dict[str, Any]:
-        with self.app.inbox.reading() as tx:
+        with self.app.database.reading() as tx:
             order = orders.load(tx, order_id)
         assert order is not None
         return order
@@ -343,7 +343,7 @@ class Shop:
 
         Idempotent: the Stripe key is derived from the attempt it starts, and an order that
         already waits on a live voucher is answered as it is."""
-        with self.app.inbox.reading() as tx:
+        with self.app.database.reading() as tx:
             order = orders.load(tx, order_id)
             left = None if order is None else stock.available(tx, order["product_id"])
         if order is None:
@@ -370,13 +370,13 @@ class Shop:
         return self._json(order_id)
 
     def _json(self, order_id: str) -> dict[str, Any]:
-        with self.app.inbox.reading() as tx:
+        with self.app.database.reading() as tx:
             return orders.to_json(tx, order_id) or {}
 
     # -- orders nobody paid for --------------------------------------------------------------
 
     def reap_unpaid(self, now: float | None = None) -> int:
-        return reaper.reap(self.app.inbox, self.settings.unpaid_order_ttl_seconds, now)
+        return reaper.reap(self.app.database, self.settings.unpaid_order_ttl_seconds, now)
 
     def run_reaper(self, stop: threading.Event) -> None:
-        reaper.run(self.app.inbox, self.settings.unpaid_order_ttl_seconds, stop)
+        reaper.run(self.app.database, self.settings.unpaid_order_ttl_seconds, stop)

@@ -1,0 +1,284 @@
+"""Streaming subscriptions: every order of a whole lifecycle's events, with same-second ties
+and duplicates, gives one grant and one revoke; end to end through the emulator's Billing with
+the official SDK: a card plan over three renewals (one failing, then recovering), a konbini
+plan whose second invoice is never paid."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import random
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from ichido.config import Settings
+from ichido.errors import RetryLater
+from ichido.db import Database as Inbox, open_database
+from ichido.outbox import OUTBOX_SCHEMA
+from ichido.shop import subscriptions
+from ichido.shop.schema import SHOP_SCHEMA
+from tests.shop.conftest import ShopWorld
+
+BUYER = "viewer@example.com"
+
+
+# -- the lifecycle in every order ----------------------------------------------------------------
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Inbox]:
+    inbox = open_database(Settings(database_url=database_url), migrate=True,
+                       steps=[*OUTBOX_SCHEMA, *SHOP_SCHEMA])
+    yield inbox
+    inbox.close()
+
+
+def new_subscription(store: Inbox) -> str:
+    sub_id = f"sub_{random.getrandbits(64):x}"
+    with store.transaction() as tx:
+        tx.execute("INSERT INTO shop_subscriptions (id, plan, email, payment_method, locale,"
+                   " status, created_at) VALUES (?, 'stream-monthly', ?, 'card', 'ja',"
+                   " 'created', ?)", (sub_id, BUYER, time.time()))
+    return sub_id
+
+
+def lifecycle(sub_id: str) -> list[tuple[str, int, dict[str, Any]]]:
+    """trial → active → renewal paid → renewal unpaid → canceled, as (type, second, object)."""
+    stripe_id = f"stripe_{sub_id}"
+
+    def sub(status: str, end: int) -> dict[str, Any]:
+        return {"id": stripe_id, "object": "subscription", "status": status,
+                "current_period_end": end, "metadata": {"subscription_id": sub_id}}
+
+    def inv(n: int, status: str, amount: int = 980) -> dict[str, Any]:
+        return {"id": f"in_{n}_{sub_id}", "object": "invoice", "subscription": stripe_id,
+                "status": status, "amount_due": amount, "created": 100 * n,
+                "collection_method": "charge_automatically"}
+
+    return [
+        ("customer.subscription.created", 100, sub("trialing", 200)),
+        ("invoice.paid", 100, inv(0, "paid", 0)),  # the trial's ¥0 invoice
+        ("customer.subscription.updated", 200, sub("active", 300)),
+        ("invoice.paid", 200, inv(1, "paid")),
+        ("invoice.payment_succeeded", 200, inv(1, "paid")),  # same second as .updated
+        ("customer.subscription.updated", 300, sub("active", 400)),  # renewed
+        ("invoice.paid", 300, inv(2, "paid")),
+        ("invoice.created", 400, inv(3, "draft")),
+        ("invoice.payment_failed", 401, inv(3, "open")),
+        ("customer.subscription.updated", 401, sub("past_due", 500)),
+        ("customer.subscription.deleted", 500, sub("canceled", 500)),
+    ]
+
+
+def apply(store: Inbox, events: list[tuple[str, int, dict[str, Any]]]) -> None:
+    queue = list(events)
+    while queue:
+        kind, second, obj = queue.pop(0)
+        try:
+            with store.transaction() as tx:
+                if kind.startswith("invoice."):
+                    subscriptions.apply_invoice(tx, obj)
+                else:
+                    subscriptions.apply_subscription(
+                        tx, obj, at=second, deleted=kind == "customer.subscription.deleted")
+        except RetryLater:  # an invoice before its subscription: the worker retries it
+            queue.append((kind, second, obj))
+
+
+def seen(store: Inbox, sub_id: str) -> dict[str, Any]:
+    with store.reading() as tx:
+        shown = subscriptions.to_json(tx, sub_id)
+        rows = tx.execute("SELECT count(*) FROM shop_subscription_access WHERE"
+                          " subscription_id = ?", (sub_id,)).fetchone()[0]
+    assert shown is not None
+    entitlement = shown["entitlement"]
+    return {"status": shown["status"], "end": shown["current_period_end"], "rows": rows,
+            "access": None if entitlement is None else
+            ("revoked" if entitlement["revoked_at"] else "granted"),
+            "invoices": [(i["id"].split("_")[1], i["status"]) for i in shown["invoices"]]}
+
+
+def test_a_whole_lifecycle_in_any_order_grants_once_and_revokes_once(store: Inbox) -> None:
+    rng = random.Random(14)
+    reference = new_subscription(store)
+    apply(store, lifecycle(reference))
+    want = seen(store, reference)
+    assert want == {"status": "canceled", "end": "1970-01-01T00:08:20+00:00", "rows": 1,
+                    "access": "revoked", "invoices": [("0", "paid"), ("1", "paid"),
+                                                      ("2", "paid"), ("3", "open")]}
+    for _ in range(150):
+        sub_id = new_subscription(store)
+        events = lifecycle(sub_id)
+        events += [rng.choice(events) for _ in range(3)]  # duplicates
+        rng.shuffle(events)
+        apply(store, events)
+        assert seen(store, sub_id) == want, [e[0] for e in events]
+
+
+def test_before_the_end_a_failed_renewal_keeps_access_whatever_the_order(store: Inbox) -> None:
+    """Everything up to ``past_due`` (its same-second tie with the failed invoice included):
+    access stays granted, the status is past_due."""
+    rng = random.Random(7)
+    for _ in range(100):
+        sub_id = new_subscription(store)
+        events = lifecycle(sub_id)[:-1]
+        events += [rng.choice(events) for _ in range(2)]
+        rng.shuffle(events)
+        apply(store, events)
+        got = seen(store, sub_id)
+        assert (got["status"], got["access"], got["rows"]) == ("past_due", "granted", 1), events
+
+
+def test_same_second_ties_are_settled_by_the_later_stage(store: Inbox) -> None:
+    sub_id = new_subscription(store)
+    past_due, active = lifecycle(sub_id)[9], lifecycle(sub_id)[5]
+    apply(store, [past_due, (active[0], past_due[1], active[2])])  # active in the same second
+    assert seen(store, sub_id)["status"] == "past_due"
+
+
+# -- end to end: the shop, the emulator's Billing, the SDK ---------------------------------------
+
+PLANS = """
+[[products]]
+id = "stream-monthly"
+name = "Streaming pass, monthly"
+price = 980
+kind = "subscription"
+interval = "month"
+methods = ["card"]
+
+[[products]]
+id = "stream-konbini"
+name = "Streaming pass, monthly (konbini)"
+price = 1980
+kind = "subscription"
+interval = "month"
+methods = ["konbini"]
+
+[[products]]
+id = "stream-lite"
+name = "Streaming lite"
+price = 300
+kind = "subscription"
+interval = "month"
+methods = ["card", "konbini"]
+"""
+
+
+@pytest.fixture
+def shop(make_world, sqlite_url: str, tmp_path: Path) -> ShopWorld:
+    path = tmp_path / "plans.toml"
+    path.write_text(PLANS)
+    return make_world(sqlite_url, mode="thread", catalog=path)
+
+
+def subscribe(world: ShopWorld, key: str, **body: Any) -> dict[str, Any]:
+    response = world.http.post("/subscriptions", json={"email": BUYER} | body,
+                               headers={"Idempotency-Key": key})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def shown(world: ShopWorld, sub_id: str) -> dict[str, Any]:
+    response = world.http.get(f"/subscriptions/{sub_id}")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def wait_sub(world: ShopWorld, sub_id: str, check: Any, what: str) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+
+    def ready() -> bool:
+        found.update(shown(world, sub_id))
+        return bool(check(found))
+
+    from tests.support import wait_until
+    wait_until(ready, timeout=60, interval=0.05, message=f"{sub_id}: {what} (last: {found})")
+    return dict(found)
+
+
+def to_next_period(world: ShopWorld, stripe_id: str) -> None:
+    """Move Stripe's clock past the period's end and the renewal invoice's finalization."""
+    sub = world.stripe.get(f"/v1/subscriptions/{stripe_id}").json()
+    now = world.control("clock/advance", seconds=0)["now"]
+    world.control("clock/advance", seconds=sub["current_period_end"] - now + 2 * 3600)
+
+
+def test_a_card_plan_renews_three_times_one_failing_then_recovering(shop: ShopWorld) -> None:
+    sub = subscribe(shop, "s-1", plan="stream-monthly", payment_method="card")
+    again = subscribe(shop, "s-1", plan="stream-monthly", payment_method="card")
+    assert again["id"] == sub["id"] and len(shop.stripe_list("subscriptions")) == 1
+    stripe_id = sub["stripe_subscription"]
+    first = wait_sub(shop, sub["id"], lambda s: s["entitlement"] and s["status"] == "active",
+                     "access granted")
+    assert first["current_period_end"].endswith("+00:00")
+    to_next_period(shop, stripe_id)  # renewal 1: paid
+    wait_sub(shop, sub["id"], lambda s: [i["status"] for i in s["invoices"]] == ["paid"] * 2,
+             "renewal 1 paid")
+    shop.stripe.post(f"/v1/subscriptions/{stripe_id}",
+                     data={"default_payment_method": "pm_card_chargeDeclined"})
+    to_next_period(shop, stripe_id)  # renewal 2: declined
+    failing = wait_sub(shop, sub["id"], lambda s: s["status"] == "past_due"
+                       and len(s["invoices"]) == 3 and s["invoices"][-1]["status"] == "open",
+                       "past due")
+    assert failing["entitlement"]["revoked_at"] is None  # grace: still watching
+    shop.control(f"invoices/{failing['invoices'][-1]['id']}/pay")  # the buyer fixes the card
+    wait_sub(shop, sub["id"], lambda s: s["status"] == "active"
+             and s["invoices"][-1]["status"] == "paid", "recovered")
+    shop.stripe.post(f"/v1/subscriptions/{stripe_id}",
+                     data={"default_payment_method": "pm_card_visa"})
+    to_next_period(shop, stripe_id)  # renewal 3: paid
+    wait_sub(shop, sub["id"], lambda s: len(s["invoices"]) == 4
+             and s["invoices"][-1]["status"] == "paid", "renewal 3 paid")
+    shop.stripe.delete(f"/v1/subscriptions/{stripe_id}")
+    ended = wait_sub(shop, sub["id"], lambda s: s["status"] == "canceled"
+                     and s["entitlement"]["revoked_at"], "revoked")
+    shop.settle()
+    assert shown(shop, sub["id"]) == ended
+    assert [i["status"] for i in ended["invoices"]] == ["paid"] * 4
+    assert all(i["voucher"] is None for i in ended["invoices"])
+    assert shop.query("SELECT count(*) FROM shop_subscription_access")[0][0] == 1
+
+
+def test_a_konbini_plan_whose_second_invoice_is_never_paid_loses_access(
+        shop: ShopWorld) -> None:
+    # Stripe's test e-mail "fill_never": no voucher pays by itself; the test pays the first.
+    sub = subscribe(shop, "s-2", plan="stream-konbini", payment_method="konbini",
+                    email="fill_never@example.com")
+    stripe_id = sub["stripe_subscription"]
+    opened = wait_sub(shop, sub["id"], lambda s: s["invoices"] and s["invoices"][0]["voucher"],
+                      "the first invoice's voucher")
+    assert opened["entitlement"] is None  # nothing paid yet
+    shop.control(f"invoices/{opened['invoices'][0]['id']}/pay", store="lawson")
+    wait_sub(shop, sub["id"], lambda s: s["entitlement"], "access granted")
+    to_next_period(shop, stripe_id)
+    second = wait_sub(shop, sub["id"], lambda s: len(s["invoices"]) == 2
+                      and s["invoices"][1]["voucher"], "the second invoice's voucher")
+    assert second["entitlement"]["revoked_at"] is None  # open, not yet due: kept
+    shop.control(f"invoices/{second['invoices'][1]['id']}/lapse")
+    shop.control("clock/advance", seconds=8 * 86400)  # past the overdue period: canceled
+    ended = wait_sub(shop, sub["id"], lambda s: s["status"] == "canceled"
+                     and s["entitlement"]["revoked_at"], "revoked")
+    shop.settle()
+    assert shown(shop, sub["id"]) == ended
+    assert [i["amount"] for i in ended["invoices"]] == [1980, 1980]
+    mails = sorted(p.name.split("--", 1)[1] for p in shop.mail_dir.glob(f"{sub['id']}--*.eml"))
+    assert mails == sorted(f"invoice-{i['id']}.eml" for i in ended["invoices"])
+    first = ended["invoices"][0]
+    letter = email.message_from_bytes(
+        (shop.mail_dir / f"{sub['id']}--invoice-{first['id']}.eml").read_bytes(),
+        policy=email.policy.default)
+    text = letter.get_content()  # quoted-printable UTF-8, decoded as the buyer reads it
+    assert "1,980円" in text and "お支払い期限: " in text and "まで" in text
+    assert first["voucher"]["url"] in text
+
+
+def test_a_plan_and_method_are_checked_before_stripe_is_asked(shop: ShopWorld) -> None:
+    cheap = shop.http.post("/subscriptions", json={"plan": "stream-lite", "email": BUYER,
+                                                   "payment_method": "konbini"})
+    assert cheap.status_code == 422 and cheap.json()["error"]["code"] == "fee_share_exceeded"
+    unknown = shop.http.get("/subscriptions/sub_nope")
+    assert unknown.status_code == 404
+    assert shop.stripe_list("subscriptions") == []
