@@ -29,6 +29,8 @@ BENCHMARKS: dict[str, Benchmark] = {
                               "sleeps 30 s in a handler's transaction (SQLite by default)"),
     "dashboard": Benchmark("bench.dashboard", "ingest req/s and p99 with and without an "
                            "operator polling the dashboard (issue 15)", in_all=False),
+    "replay": Benchmark("bench.replay", "replay by filter: requeued events/s and memory at "
+                        "100,000 events (issue 13)"),
     "torture": Benchmark("bench.torture.pipeline", "up to a million events, "
                          "duplicates, kill -9, Redis flush, PostgreSQL restart", in_all=False),
     "shop-torture": Benchmark("bench.torture.shop", "shop orders through the "

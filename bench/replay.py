@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import tempfile
 import time
 import tracemalloc
@@ -86,6 +87,7 @@ def main(argv: list[str]) -> int:
         result["process_per_s"] = round(done / (time.perf_counter() - started))
         app.inbox.close()
     inbox.close()
+    shutil.rmtree(directory, ignore_errors=True)
     if args.json:
         print(json.dumps(result))
     else:

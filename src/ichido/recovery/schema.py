@@ -63,4 +63,10 @@ RECOVERY_SCHEMA: list[tuple[str, int, list[str]]] = [
             value DOUBLE PRECISION NOT NULL
         )""",
     ]),
+    # A replay by status pages by keyset within the status: without this the planner takes
+    # the (status, type) index and sorts every matching row for each page (4,400/s at 100k
+    # events instead of a steady rate).
+    ("recovery", 2, [
+        "CREATE INDEX ichido_events_status_created ON ichido_events (status, created, id)",
+    ]),
 ]

@@ -18,6 +18,7 @@ from ichido.shop import events
 from ichido.shop.api import routes
 from ichido.shop.catalog import audit, load_catalog
 from ichido.shop.fees import load_pricing
+from ichido.shop.report import dashboard_rows
 from ichido.shop.schema import SHOP_SCHEMA
 from ichido.shop.service import Shop
 from ichido.shop.settings import ShopSettings
@@ -55,6 +56,7 @@ def create_shop(settings: Settings | None = None, shop_settings: ShopSettings | 
     shop = Shop(app, shop_settings, catalog, pricing, client)
     events.register(app)
     app.add_routes(routes(shop))
+    app.fee_report = lambda: dashboard_rows(client, shop_settings.max_fee_share)
     app.background.append(shop.outbox.run)
     app.background.append(shop.run_reaper)
     return shop

@@ -7,6 +7,7 @@ the fee of a refunded charge, and a refunded cheap konbini sale can cost more th
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Iterable
@@ -65,3 +66,12 @@ def fetch_charges(client: stripe.StripeClient, since: int | None) -> Iterable[di
         params["created"] = {"gte": since}
     for charge in client.v1.charges.list(params=params).auto_paging_iter():
         yield charge.to_dict()
+
+
+def dashboard_rows(client: stripe.StripeClient, max_share: float,
+                   days: int = 30) -> list[dict[str, Any]]:
+    """The report as the operator dashboard's fee chart takes it (``App.fee_report``): the last
+    ``days`` of real fees per method, each with the limit the fee guard applies."""
+    since = int(time.time()) - days * 86400
+    return [dict(row.to_json(), max_share=max_share)
+            for row in totals(fetch_charges(client, since))]
