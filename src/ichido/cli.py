@@ -143,16 +143,16 @@ def _inbox(database_url: str | None) -> Iterator[Any]:
     from ichido.inbox import open_inbox
 
     _environ(database_url=database_url)
+    settings = Settings.from_env()
     if os.environ.get("ICHIDO_QUEUE_URL") or os.environ.get("ICHIDO_AWS_LAYOUT"):
         from ichido.aws.admin import open_admin  # the store and the queue of an AWS layout
 
-        admin = open_admin(Settings.from_env())
+        admin = open_admin(settings)
         try:
             yield admin
         finally:
             admin.close()
         return
-    settings = Settings.from_env()
     database = open_database(settings)
     try:
         inbox = open_inbox(settings, database)

@@ -13,6 +13,7 @@ from collections import Counter
 import boto3
 
 from ichido.aws.ledger import SqlLedger
+from ichido.db.dynamodb import DynamoDatabase
 from ichido.inbox.dynamodb import DynamoInbox
 from ichido.aws.receiver import lambda_handler
 from ichido.aws.stores import QueueInbox
@@ -21,7 +22,7 @@ from ichido.aws.worker import EventApplier, SqsWorker
 from ichido.config import Settings
 from ichido.handlers import HandlerRegistry
 from ichido.inbox import process_shard
-from ichido.seen import open_seen as open_seen_cache
+from ichido.seen import open_seen
 from ichido.seen.memory import MemorySeenCache
 from ichido.queue.sqs import SqsQueue
 from tests.support import SECRET, effect_counts, open_store, record_effect, signed_headers
@@ -30,7 +31,7 @@ from tests.support import SECRET, effect_counts, open_store, record_effect, sign
 def dynamodb_url() -> str:
     """A fresh ichido table in moto, for one test."""
     table = f"ichido-{uuid.uuid4().hex[:10]}"
-    DynamoInbox(table, shard="setup").create_table(stream=True)
+    DynamoDatabase(table).create_table(stream=True)
     return f"dynamodb://{table}"
 
 
@@ -100,13 +101,13 @@ class SqsLayout:
         self.settings = Settings(database_url=self.database_url, webhook_secrets=(SECRET,),
                                  redis_url=self.redis_url)
         if self.database_url.startswith("dynamodb:"):
-            self.inbox = DynamoInbox(self.database_url.split("://")[1], shard=process_shard(),
-                                     client=self.dynamodb)
+            self.inbox = DynamoInbox(DynamoDatabase.from_url(self.database_url, self.dynamodb),
+                                     shard=process_shard())
             self.ledger = self.inbox
             self.effects = DynamoEffects()
         else:
             self.inbox = open_store(self.database_url)
-            self.ledger = SqlLedger(self.inbox, process_shard())
+            self.ledger = SqlLedger(self.inbox.database, process_shard())
             self.effects = SqlEffects()
         self.queue = SqsQueue(self.queue_url, dlq_url=self.dlq_url, client=self.sqs)
         self.worker = SqsWorker(EventApplier(self.handlers, self.ledger),
@@ -121,7 +122,7 @@ class SqsLayout:
     def _receiver(self, seen: Any = None) -> Callable[[dict, Any], dict]:
         """One Lambda execution environment of the receiver (its own loop, its own seen tier)."""
         if seen is None:
-            seen = (open_seen_cache(self.settings, self.queue_url.rsplit("/", 1)[-1])
+            seen = (open_seen(self.settings, self.queue_url.rsplit("/", 1)[-1])
                     if self.redis_url else MemorySeenCache(3600, 1000))
         return lambda_handler(self.settings, QueueInbox(self.queue, self.ledger.count), seen)
 
@@ -156,7 +157,7 @@ class StreamsLayout:
                                    accepts=streams.wanted, client=streams_client)
 
     def _store(self) -> DynamoInbox:
-        return DynamoInbox(self.url.split("://")[1], shard=process_shard(), client=self.dynamodb)
+        return DynamoInbox(DynamoDatabase.from_url(self.url, self.dynamodb), shard=process_shard())
 
     def receiver(self) -> Callable[[dict, Any], dict]:
         return lambda_handler(self.settings, self._store(), MemorySeenCache(3600, 1000))

@@ -110,10 +110,9 @@ def test_sql_on_dynamodb_is_a_named_error(layout: SqsLayout) -> None:
 
 
 def test_stats_have_the_keys_of_every_other_store(layout: SqsLayout, tmp_path) -> None:
-    from ichido.config import Settings
-    from ichido.inbox import open_inbox
+    from tests.support import open_store
 
-    sqlite = open_inbox(Settings(database_url=f"sqlite:///{tmp_path / 'i.db'}"))
+    sqlite = open_store(f"sqlite:///{tmp_path / 'i.db'}")
     try:
         assert set(layout.inbox.stats()) == set(sqlite.stats())
     finally:

@@ -203,9 +203,9 @@ def test_a_redis_flush_loses_nothing_and_applies_nothing_twice(
             deliver(layout, body, receiver)
         assert {deliver(layout, b, receiver)["tier"] for b in bodies} == {"cache"}
         flushed = layout.receiver()
-        from ichido.seen import open_seen as open_seen_cache
+        from ichido.seen import open_seen
 
-        open_seen_cache(layout.settings, layout.queue_url.rsplit("/", 1)[-1]).clear()
+        open_seen(layout.settings, layout.queue_url.rsplit("/", 1)[-1]).clear()
         assert {deliver(layout, b, flushed)["status"] for b in bodies} == {"accepted"}
         layout.poller.drain()
         counts = layout.effect_counts()

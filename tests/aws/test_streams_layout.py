@@ -172,11 +172,11 @@ def test_always_failing_is_dead_then_requeued_and_applied_once(layout: StreamsLa
     assert record.status == Status.DEAD and len(record.failures) == 3
     assert [r.id for r in layout.inbox.list(status="dead")] == [event_id]
     fixed.set()
-    assert layout.queue.requeue([event_id]) == 1
+    assert layout.inbox.requeue_dead([event_id]) == 1
     layout.poller.drain()
     assert layout.effects.counts(None)[event_id] == 1
     assert layout.inbox.get(event_id).status == Status.PROCESSED
-    assert layout.queue.requeue([event_id]) == 0  # only dead events are requeued
+    assert layout.inbox.requeue_dead([event_id]) == 0  # only dead events are requeued
 
 
 def test_ichidos_own_writes_never_reach_the_worker(layout: StreamsLayout) -> None:

@@ -9,15 +9,14 @@ from typing import Any, Sequence
 from ichido.aws import stores
 from ichido.aws.settings import AwsSettings
 from ichido.config import Settings
-from ichido.errors import IchidoError
 from ichido.inbox.base import EventRecord
 
 
 class AwsAdmin:
-    def __init__(self, store: Any, *, sqs: Any = None, streams: Any = None) -> None:
+    def __init__(self, store: Any, *, sqs: Any = None, database: Any = None) -> None:
         self.store = store
         self.sqs = sqs
-        self.streams = streams
+        self.database = database
 
     def get(self, event_id: str) -> EventRecord | None:
         return self.store.get(event_id)
@@ -36,36 +35,29 @@ class AwsAdmin:
     def requeue_dead(self, event_ids: Sequence[str] | None = None) -> int:
         if self.sqs is not None:
             return self.sqs.redrive(event_ids)
-        ids = event_ids if event_ids is not None else [
-            record.id for record in self.store.list(status="dead", limit=1_000_000)]
-        return self.streams.requeue(ids)
+        return self.store.requeue_dead(event_ids)  # the Streams layout: its item's status
 
     def prune(self, older_than_seconds: float) -> int:
-        if not stores.is_dynamodb_store(self.store):
-            return self.store.prune(older_than_seconds)
-        raise IchidoError("prune is not offered on DynamoDB: markers are small and kept (a "
-                          "pruned id redelivered would apply again)", code="not_supported")
+        return self.store.prune(older_than_seconds)
 
     def reading(self) -> Any:
-        """The store's own reads (SQL on PostgreSQL), for the app's tables."""
-        return self.store.reading()
+        """The database's reads (SQL on PostgreSQL), for the app's tables."""
+        return self.database.reading()
 
     def ping(self) -> None:
         self.store.ping()
 
     def close(self) -> None:
         self.store.close()
+        if self.database is not None:
+            self.database.close()
 
 
 def open_admin(settings: Settings, aws: AwsSettings | None = None) -> AwsAdmin:
     aws = aws or AwsSettings.from_env()
-    store = (stores.dynamodb_store(settings) if stores.is_dynamodb(settings)
-             else stores.open_inbox(settings))
-    if aws.layout == "streams":
-        from ichido.queue.streams import StreamsQueue
-
-        return AwsAdmin(store, streams=StreamsQueue(store.table_name))
-    return AwsAdmin(store, sqs=stores.sqs_queue(aws))
+    database, store = stores.open_store(settings)
+    return AwsAdmin(store, sqs=stores.sqs_queue(aws) if aws.layout == "sqs" else None,
+                    database=database)
 
 
 def wanted(settings: Settings, env: dict[str, str]) -> bool:

@@ -2,8 +2,7 @@
 delivery, the store learns of an event only in the worker's transaction.
 
 ``applying`` opens one transaction, writes the processed marker unless the event already has
-one, and hands the handlers the same transaction (I2, docs/invariants.md): both commit, or
-neither. A second copy
+one, and hands the handlers the same transaction (I2): both commit, or neither. A second copy
 (a Stripe redelivery, SQS's at-least-once delivery, a redriven dead letter that had in fact
 been applied) finds the marker and is acknowledged as a durable duplicate. This module holds
 the protocol and its SQL engine (PostgreSQL on RDS, or SQLite for ``ichido aws local``);
@@ -52,19 +51,18 @@ _COUNT = ("INSERT INTO ichido_counters (shard, name, value) VALUES (?, ?, ?)"
 
 
 class SqlLedger:
-    """On any SQL inbox (its schema, its transactions, its per-object lock)."""
+    """On a SQL database with the inbox's schema (its transactions, its per-object lock)."""
 
-    def __init__(self, inbox: Any, shard: str) -> None:
-        self.inbox = inbox
+    def __init__(self, database: Any, shard: str) -> None:
+        self.database = database
         self.shard = shard
 
     @contextmanager
     def applying(self, delivery: Delivery, status: Status, attempt: int,
                  received_at: float) -> Iterator[Transaction | None]:
-        with self.inbox.transaction() as tx:
-            lock = getattr(getattr(self.inbox, "database", None), "lock_objects", None)
-            if delivery.object_id and lock is not None:
-                lock(tx, [delivery.object_id])  # one object's events apply one at a time (I4)
+        with self.database.transaction() as tx:
+            if delivery.object_id:  # one object's events apply one at a time (I4, I8)
+                self.database.lock_objects(tx, [delivery.object_id])
             row = tx.execute(_MARK, (*_columns(delivery, received_at), status.value, attempt,
                                      time.time(), None)).fetchone()
             if row is None:
@@ -77,7 +75,7 @@ class SqlLedger:
     def record_failure(self, delivery: Delivery, attempt: int, error: str, *,
                        dead: bool) -> None:
         status = Status.DEAD if dead else Status.RETRYING
-        with self.inbox.transaction() as tx:
+        with self.database.transaction() as tx:
             row = tx.execute(_MARK, (*_columns(delivery, time.time()), status.value, attempt,
                                      None, error)).fetchone()
             if row is not None:
@@ -85,7 +83,7 @@ class SqlLedger:
                            " VALUES (?, ?, ?, ?)", (delivery.id, attempt, time.time(), error))
 
     def count(self, increments: dict[str, int]) -> None:
-        with self.inbox.transaction() as tx:
+        with self.database.transaction() as tx:
             self._count(tx, increments)
 
     def _count(self, tx: Transaction, increments: dict[str, int]) -> None:

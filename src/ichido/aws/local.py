@@ -145,11 +145,11 @@ def provision(endpoint: str, *, layout: str, fifo: bool, max_receive_count: int,
            "ICHIDO_MAX_RECEIVE_COUNT": str(max_receive_count)}
     settings = Settings.from_env().with_(database_url=database_url)
     if stores.is_dynamodb(settings):
-        stores.dynamodb_store(settings).create_table(stream=layout == "streams")
-    else:
-        from ichido.inbox import open_inbox
+        from ichido.db.dynamodb import DynamoDatabase
 
-        open_inbox(settings, migrate=True, steps=app.schema).close()
+        DynamoDatabase.from_url(database_url).create_table(stream=layout == "streams")
+    else:
+        app.migrate()  # ichido's and the app's tables, as `ichido migrate --app` would
     if layout == "sqs":
         env.update(zip(("ICHIDO_QUEUE_URL", "ICHIDO_DLQ_URL"),
                        create_queues(boto3.client("sqs"), fifo, max_receive_count)))

@@ -13,8 +13,9 @@ from ichido.aws.ledger import Ledger, SqlLedger
 from ichido.aws.settings import AwsSettings
 from ichido.config import Settings, split_secrets
 from ichido.errors import ConfigError
+from ichido.db import open_database
 from ichido.inbox import open_inbox, process_shard
-from ichido.seen import open_seen as open_seen_cache
+from ichido.seen import open_seen
 from ichido.seen.base import SeenCache
 
 
@@ -51,21 +52,22 @@ def is_dynamodb(settings: Settings) -> bool:
     return settings.database_url.startswith("dynamodb:")
 
 
-def is_dynamodb_store(store: Any) -> bool:
-    return hasattr(store, "table_name")
-
-
-def dynamodb_store(settings: Settings) -> Any:
-    from ichido.inbox.dynamodb import DynamoInbox
-
-    return DynamoInbox.from_url(settings.database_url, shard=process_shard())
+def open_store(settings: Settings) -> tuple[Any, Any]:
+    """The database and the inbox on it (DynamoDB's table, or PostgreSQL's schema, checked)."""
+    database = open_database(settings)
+    try:
+        return database, open_inbox(settings, database)
+    except BaseException:
+        database.close()
+        raise
 
 
 def ledger(settings: Settings) -> Ledger:
     """The worker's marker, on the store that holds the handlers' writes."""
+    database, inbox = open_store(settings)
     if is_dynamodb(settings):
-        return dynamodb_store(settings)
-    return SqlLedger(open_inbox(settings), process_shard())
+        return inbox
+    return SqlLedger(database, process_shard())
 
 
 def sqs_queue(aws: AwsSettings) -> Any:
@@ -81,7 +83,7 @@ def receiver_store(settings: Settings, aws: AwsSettings) -> tuple[Any, str]:
     if aws.layout == "streams":
         if not is_dynamodb(settings):
             raise ConfigError("the streams layout needs a dynamodb:// ICHIDO_DATABASE_URL")
-        store = dynamodb_store(settings)
+        _database, store = open_store(settings)
         return store, store.table_name
     queue = sqs_queue(aws)
     counter = ledger(settings)
@@ -108,4 +110,4 @@ class QueueInbox:
 
 
 def seen_tier(settings: Settings, namespace: str) -> SeenCache:
-    return open_seen_cache(settings, namespace)
+    return open_seen(settings, namespace)

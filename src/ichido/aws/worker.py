@@ -98,7 +98,7 @@ class SqsWorker:
                                   received_at=int(sent) / 1000 if sent else None)
 
 
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
 class StreamsWorker:
@@ -138,10 +138,10 @@ class StreamsWorker:
 
 # -- the functions' entry points (deploy/template.yaml), built once per cold start ------------
 
-_workers: dict[str, Callable[[dict[str, Any], Any], dict[str, Any]]] = {}
+_workers: dict[str, LambdaHandler] = {}
 
 
-def _worker(layout: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+def _worker(layout: str) -> LambdaHandler:
     if layout not in _workers:
         from ichido.aws import stores
         from ichido.aws.settings import AwsSettings

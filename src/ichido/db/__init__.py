@@ -31,6 +31,10 @@ def open_database(settings: Settings, *, migrate: bool | None = None,
         from ichido.db.postgres import PostgresDatabase
 
         database = PostgresDatabase(url, pool_size=settings.db_pool_size)
+    elif scheme == "dynamodb":  # dynamodb://TABLE, the AWS layouts' store (ichido[aws])
+        from ichido.db.dynamodb import DynamoDatabase
+
+        database = DynamoDatabase.from_url(url)
     else:
         raise ConfigError(f"unsupported ICHIDO_DATABASE_URL scheme {scheme!r}: use sqlite:/// or"
                           " postgresql://")

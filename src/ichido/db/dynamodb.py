@@ -12,15 +12,18 @@ write (``condition="#status = :seen"``), which DynamoDB checks at commit.
 
 from __future__ import annotations
 
+import uuid
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ichido.errors import IchidoError, StorageUnavailable
+from ichido.db.base import Database
+from ichido.db.migrations import Step
+from ichido.errors import ConfigError, IchidoError, StorageUnavailable
 
 MAX_ITEMS = 100  # DynamoDB's limit of items per TransactWriteItems (4 MB in all)
 
@@ -116,17 +119,35 @@ class DynamoTransaction:
         self.items.append({kind: body})
 
 
-class DynamoDatabase:
-    """The client and the commit; ``transaction()`` for writes outside an event."""
+class DynamoDatabase(Database):
+    """One table of ichido's own (``dynamodb://TABLE``) and the client every role shares; the
+    app's tables are the app's (the template, or its own code, creates them)."""
 
-    def __init__(self, client: Any = None) -> None:
+    engine = "dynamodb"
+
+    def __init__(self, table: str, client: Any = None) -> None:
+        self.table = table
         self.client = client or boto3.client("dynamodb")
+
+    @classmethod
+    def from_url(cls, url: str, client: Any = None) -> "DynamoDatabase":
+        """``dynamodb://TABLE``; region and endpoint are boto3's own settings (``AWS_REGION``,
+        ``AWS_ENDPOINT_URL``)."""
+        table = url.split("://", 1)[-1].strip("/")
+        if not table:
+            raise ConfigError("name the table: ICHIDO_DATABASE_URL=dynamodb://TABLE")
+        return cls(table, client)
 
     @contextmanager
     def transaction(self) -> Iterator[DynamoTransaction]:
         tx = DynamoTransaction(self)
         yield tx
         self.commit(tx.items)
+
+    @contextmanager
+    def reading(self) -> Iterator[DynamoTransaction]:
+        """Consistent reads (``tx.get``); whatever is collected here is never written."""
+        yield DynamoTransaction(self)
 
     def commit(self, items: list[dict[str, Any]]) -> None:
         if not items:
@@ -150,6 +171,46 @@ class DynamoDatabase:
         except (BotoCoreError, ClientError) as exc:
             raise StorageUnavailable(f"cannot read DynamoDB: {exc}") from exc
         return from_item(answer["Item"]) if "Item" in answer else None
+
+    def ping(self) -> None:
+        try:
+            self.client.describe_table(TableName=self.table)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageUnavailable(f"cannot reach DynamoDB table {self.table}: {exc}") from exc
+
+    def store_id(self) -> str:
+        try:
+            self.client.put_item(TableName=self.table,
+                                 Item=to_item({"pk": "store", "sk": "id", "id": uuid.uuid4().hex}),
+                                 ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise StorageUnavailable(f"could not name the store: {exc}") from exc
+        return self.get(self.table, {"pk": "store", "sk": "id"})["id"]
+
+    def migrate(self, steps: Sequence[Step]) -> None:
+        """SQL steps have no meaning here; the table is the template's (or ``create_table``)."""
+        if steps:
+            raise ConfigError("schema steps are SQL and cannot apply to DynamoDB: create the "
+                              "app's tables in the template", code="sql_on_dynamodb")
+
+    def check(self, steps: Sequence[Step]) -> None:
+        self.migrate(steps)
+        self.ping()
+
+    def close(self) -> None:
+        return None
+
+    def create_table(self, *, stream: bool = False) -> None:
+        """The table as deploy/template.yaml declares it (``ichido aws local`` and tests)."""
+        extra = ({"StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}}
+                 if stream else {})
+        self.client.create_table(
+            TableName=self.table, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                       {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                  {"AttributeName": "sk", "AttributeType": "S"}], **extra)
 
 
 def _numbers(value: Any) -> Any:

@@ -43,9 +43,14 @@ def open_inbox(settings: Settings, database: Database | None = None, *,
             from ichido.inbox.postgres import PostgresInbox
 
             inbox = PostgresInbox(database, shard=process_shard())  # type: ignore[arg-type]
+        elif engine == "dynamodb":  # its own items, no SQL schema (ichido[aws])
+            from ichido.inbox.dynamodb import DynamoInbox
+
+            inbox = DynamoInbox(database, shard=process_shard())  # type: ignore[arg-type]
         else:
             raise ConfigError(f"no inbox for a database of type {type(database).__name__}")
-        database.prepare(SCHEMA, migrate)
+        if engine != "dynamodb":
+            database.prepare(SCHEMA, migrate)
     except BaseException:
         if own:
             database.close()

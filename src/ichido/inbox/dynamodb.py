@@ -11,51 +11,41 @@ Items, keyed ``pk`` + ``sk``:
 The processed marker is the event item, written in the handlers' ``TransactWriteItems``: a
 ``Put`` conditional on ``attribute_not_exists(pk)`` when no item exists yet, else an ``Update``
 conditional on the status as it was read (a stored, failed or requeued event). A consistent
-``GetItem`` first answers most duplicates without a transaction (I2, I8 in docs/invariants.md:
-a copy that slips past it is cancelled by the condition at commit).
+``GetItem`` first answers most duplicates without a transaction (I2, I8: a copy that slips
+past it is cancelled by the condition at commit).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ichido.db.dynamodb import (DynamoDatabase, DynamoTransaction, TransactionCancelled,
                                 from_item, to_item)
-from ichido.errors import ConfigError, StorageUnavailable
+from ichido.errors import IchidoError, StorageUnavailable
 from ichido.event import Delivery
-from ichido.inbox.base import EventRecord, stats_from
+from ichido.inbox.base import EventRecord, Inbox, stats_from
 from ichido.queue.base import FINISHED, Status
 
 EVENT = "event"
+REQUEUED = "requeued"  # what the Streams worker's filter takes (ichido.queue.streams.REQUEUED)
 MAX_FAILURES_KEPT = 10  # the item stays far below DynamoDB's 400 KB
 
 
-class DynamoInbox:
+class DynamoInbox(Inbox):
     """The worker's ledger (``applying``, ``record_failure``, ``count``), the Streams layout's
     durable write (``accept``), and the admin reads behind ``ichido events``/``stats``."""
 
-    def __init__(self, table: str, *, shard: str, client: Any = None) -> None:
-        self.table_name = table
+    def __init__(self, database: DynamoDatabase, *, shard: str) -> None:
+        self.database = database
+        self.table_name = database.table
         self.shard = shard
-        self.client = client or boto3.client("dynamodb")
-        self.database = DynamoDatabase(self.client)
+        self.client = database.client
         self._read_ahead: tuple[str, dict[str, Any] | None] | None = None
-
-    @classmethod
-    def from_url(cls, url: str, *, shard: str) -> "DynamoInbox":
-        """``dynamodb://TABLE``; the region and endpoint are boto3's own settings
-        (``AWS_REGION``, ``AWS_ENDPOINT_URL``)."""
-        table = url.split("://", 1)[-1].strip("/")
-        if not table:
-            raise ConfigError("name the table: ICHIDO_DATABASE_URL=dynamodb://TABLE")
-        return cls(table, shard=shard)
 
     # -- the worker's marker -----------------------------------------------------------------
 
@@ -205,36 +195,35 @@ class DynamoInbox:
             by_status[item["status"]] = by_status.get(item["status"], 0) + 1
         return stats_from(counters, by_status)
 
-    def store_id(self) -> str:
-        try:
-            self.client.put_item(TableName=self.table_name,
-                                 Item=to_item({"pk": "store", "sk": "id", "id": uuid.uuid4().hex}),
-                                 ConditionExpression="attribute_not_exists(pk)")
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise StorageUnavailable(f"could not name the store: {exc}") from exc
-        return self.database.get(self.table_name, {"pk": "store", "sk": "id"})["id"]
+    def requeue_dead(self, event_ids: Sequence[str] | None = None) -> int:
+        """The Streams layout's replay: a dead event's status becomes ``requeued``, a MODIFY
+        record its worker takes (on the SQS layout the DLQ is redriven instead)."""
+        ids = event_ids if event_ids is not None else [
+            record.id for record in self.list(status=Status.DEAD.value, limit=1_000_000)]
+        moved = 0
+        for event_id in ids:
+            try:
+                self.client.update_item(
+                    TableName=self.table_name, Key=to_item({"pk": event_id, "sk": EVENT}),
+                    UpdateExpression="SET #status = :requeued, attempts = :zero, requeued_at = :now",
+                    ConditionExpression="#status = :dead",
+                    ExpressionAttributeNames={"#status": "status"},
+                    ExpressionAttributeValues=to_item({":requeued": REQUEUED, ":zero": 0,
+                                                       ":dead": Status.DEAD.value,
+                                                       ":now": time.time()}))
+                moved += 1
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise StorageUnavailable(f"could not requeue {event_id}: {exc}") from exc
+        return moved
+
+    def prune(self, older_than_seconds: float) -> int:
+        raise IchidoError("prune is not offered on DynamoDB: an event's item is small and "
+                          "kept (a pruned id redelivered would apply again)",
+                          code="not_supported")
 
     def ping(self) -> None:
-        try:
-            self.client.describe_table(TableName=self.table_name)
-        except (BotoCoreError, ClientError) as exc:
-            raise StorageUnavailable(f"cannot reach DynamoDB table {self.table_name}: {exc}") \
-                from exc
-
-    def close(self) -> None:
-        return None
-
-    def create_table(self, *, stream: bool = False) -> None:
-        """The table as deploy/template.yaml declares it (``ichido aws local`` and tests)."""
-        extra = ({"StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}}
-                 if stream else {})
-        self.client.create_table(
-            TableName=self.table_name, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                       {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "sk", "AttributeType": "S"}], **extra)
+        self.database.ping()
 
     def _events(self, projection: bool = False) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {"TableName": self.table_name,

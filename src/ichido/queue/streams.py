@@ -17,11 +17,9 @@ after ``max_attempts`` so that one bad event does not hold its shard (I5, docs/i
 from __future__ import annotations
 
 import json
-import time
-from typing import Any, Sequence
+from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
 
 REQUEUED = "requeued"
 
@@ -48,8 +46,7 @@ def filter_criteria_json() -> list[str]:
 
 
 class StreamsQueue:
-    """The operator's side of the table's stream: the stream's ARN, and requeueing dead
-    events (a MODIFY to ``requeued`` that the worker's filter takes)."""
+    """The table's stream, for the local runner and the operator (the stream's ARN)."""
 
     def __init__(self, table: str, client: Any = None) -> None:
         self.table = table
@@ -57,21 +54,3 @@ class StreamsQueue:
 
     def stream_arn(self) -> str:
         return self.client.describe_table(TableName=self.table)["Table"]["LatestStreamArn"]
-
-    def requeue(self, event_ids: Sequence[str]) -> int:
-        moved = 0
-        for event_id in event_ids:
-            try:
-                self.client.update_item(
-                    TableName=self.table, Key={"pk": {"S": event_id}, "sk": {"S": "event"}},
-                    UpdateExpression="SET #status = :requeued, attempts = :zero, requeued_at = :now",
-                    ConditionExpression="#status = :dead",
-                    ExpressionAttributeNames={"#status": "status"},
-                    ExpressionAttributeValues={":requeued": {"S": REQUEUED},
-                                               ":zero": {"N": "0"}, ":dead": {"S": "dead"},
-                                               ":now": {"N": repr(time.time())}})
-                moved += 1
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                    raise
-        return moved
