@@ -10,7 +10,7 @@ import tomllib
 from decimal import Decimal
 from pathlib import Path
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from ichido.errors import ConfigError
@@ -202,6 +202,32 @@ def _check_bound(attr: str, env: str, value: Any, low: float, high: float) -> No
 
 
 _FLOATS = {f.name for f in dataclasses.fields(Settings) if f.type in ("float", float)}
+
+
+def parse_setting(name: str, kind: str, text: str) -> Any:
+    """One environment value of ``kind`` (text, int, float, duration, size), for the settings
+    classes of applications built on ichido (the shop's, the recovery tools')."""
+    if kind == "text":
+        return text
+    if kind == "size":
+        return parse_size(text)
+    if kind == "duration":
+        return parse_duration(text)
+    return _int(name, text) if kind == "int" else _float(name, text)
+
+
+def shown_settings(settings: Any, hidden: Sequence[str]) -> str:
+    """A settings dataclass as ``Name(field=value, ...)`` with ``hidden`` fields as ``***`` and
+    passwords cut out of URLs: secrets never reach a log or a traceback (I6)."""
+    shown = []
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        if field.name in hidden and value:
+            value = "***"
+        elif field.name.endswith("_url") and isinstance(value, str):
+            value = redact_url(value)
+        shown.append(f"{field.name}={value!r}")
+    return f"{type(settings).__name__}({', '.join(shown)})"
 
 
 def read_text(path: "os.PathLike[str] | str", what: str) -> str:

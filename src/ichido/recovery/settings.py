@@ -8,10 +8,10 @@ core settings.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
-from ichido.config import parse_duration
+from ichido.config import parse_setting, shown_settings
 from ichido.errors import ConfigError
 
 # environment variable -> (field, parser)
@@ -49,7 +49,7 @@ class RecoverySettings:
         values: dict[str, Any] = {}
         for name, (attr, kind) in _ENV.items():
             if env.get(name):
-                values[attr] = _parse(name, kind, env[name])
+                values[attr] = parse_setting(name, kind, env[name])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values).validated()
 
@@ -75,24 +75,7 @@ class RecoverySettings:
 
     def __repr__(self) -> str:
         """The API key and the alert webhook (its path is the secret) never reach a log."""
-        shown = []
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if field.name in ("stripe_api_key", "alert_webhook_url") and value:
-                value = "***"
-            shown.append(f"{field.name}={value!r}")
-        return f"RecoverySettings({', '.join(shown)})"
+        return shown_settings(self, ("stripe_api_key", "alert_webhook_url"))
 
     __str__ = __repr__
 
-
-def _parse(name: str, kind: str, text: str) -> Any:
-    if kind == "text":
-        return text
-    if kind == "duration":
-        return parse_duration(text)
-    try:
-        return int(text) if kind == "int" else float(text)
-    except ValueError:
-        raise ConfigError(f"{name} must be {'an integer' if kind == 'int' else 'a number'},"
-                          f" not {text!r}") from None

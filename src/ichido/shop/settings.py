@@ -8,10 +8,10 @@ no code reads the environment behind the settings' back.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
-from ichido.config import parse_duration, parse_size, redact_url
+from ichido.config import parse_setting, shown_settings
 from ichido.errors import ConfigError
 
 # environment variable -> (field, parser)
@@ -63,7 +63,7 @@ class ShopSettings:
         values: dict[str, Any] = {}
         for name, (attr, kind) in _ENV.items():
             if env.get(name):
-                values[attr] = _parse(name, kind, env[name])
+                values[attr] = parse_setting(name, kind, env[name])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values).validated()
 
@@ -92,28 +92,7 @@ class ShopSettings:
     def __repr__(self) -> str:
         """The API key and an SMTP password never reach a log or a traceback
         (I6, docs/invariants.md)."""
-        shown = []
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if field.name == "stripe_api_key" and value:
-                value = "***"
-            elif field.name.endswith("_url") and isinstance(value, str):
-                value = redact_url(value)
-            shown.append(f"{field.name}={value!r}")
-        return f"ShopSettings({', '.join(shown)})"
+        return shown_settings(self, ("stripe_api_key",))
 
     __str__ = __repr__
 
-
-def _parse(name: str, kind: str, text: str) -> Any:
-    if kind == "text":
-        return text
-    if kind == "size":
-        return parse_size(text)
-    if kind == "duration":
-        return parse_duration(text)
-    try:
-        return int(text) if kind == "int" else float(text)
-    except ValueError:
-        raise ConfigError(f"{name} must be {'an integer' if kind == 'int' else 'a number'},"
-                          f" not {text!r}") from None
