@@ -192,7 +192,7 @@ class DynamoDatabase(Database):
         """SQL steps have no meaning here; the table is the template's (or ``create_table``)."""
         if steps:
             raise ConfigError("schema steps are SQL and cannot apply to DynamoDB: create the "
-                              "app's tables in the template", code="sql_on_dynamodb")
+                              "app's tables in the template", code="no_sql_on_dynamodb")
 
     def check(self, steps: Sequence[Step]) -> None:
         self.migrate(steps)
