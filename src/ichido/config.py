@@ -216,6 +216,17 @@ def parse_setting(name: str, kind: str, text: str) -> Any:
     return _int(name, text) if kind == "int" else _float(name, text)
 
 
+def settings_from_env(cls: Any, table: Mapping[str, tuple[str, str]],
+                      env: Mapping[str, str] | None, overrides: Mapping[str, Any]) -> Any:
+    """Build an application's settings dataclass from ``table`` (variable → (field, kind)),
+    the environment and non-None ``overrides``, validated."""
+    env = os.environ if env is None else env
+    values = {attr: parse_setting(name, kind, env[name])
+              for name, (attr, kind) in table.items() if env.get(name)}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return cls(**values).validated()
+
+
 def shown_settings(settings: Any, hidden: Sequence[str]) -> str:
     """A settings dataclass as ``Name(field=value, ...)`` with ``hidden`` fields as ``***`` and
     passwords cut out of URLs: secrets never reach a log or a traceback (I6)."""

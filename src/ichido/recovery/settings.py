@@ -7,11 +7,10 @@ core settings.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
-from ichido.config import parse_setting, shown_settings
+from ichido.config import settings_from_env, shown_settings
 from ichido.errors import ConfigError
 
 # environment variable -> (field, parser)
@@ -45,13 +44,7 @@ class RecoverySettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None,
                  **overrides: Any) -> "RecoverySettings":
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for name, (attr, kind) in _ENV.items():
-            if env.get(name):
-                values[attr] = parse_setting(name, kind, env[name])
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values).validated()
+        return settings_from_env(cls, _ENV, env, overrides)
 
     def with_(self, **changes: Any) -> "RecoverySettings":
         return replace(self, **{k: v for k, v in changes.items() if v is not None}).validated()
