@@ -25,7 +25,7 @@ from ichido.config import Settings
 from ichido.event import parse_delivery
 from ichido.inbox import EventFilter, open_inbox
 from ichido.queue.base import Status
-from ichido.queue.table import TableQueue
+from ichido.queue import open_queue
 
 
 def body(n: int) -> bytes:
@@ -41,7 +41,7 @@ def body(n: int) -> bytes:
 def fill(inbox, events: int) -> None:
     for start in range(0, events, 1000):
         inbox.accept([parse_delivery(body(n)) for n in range(start, min(events, start + 1000))])
-    queue = TableQueue(inbox.database)
+    queue = open_queue(Settings(), inbox)
     while claims := queue.claim("bench", 1000, 600):
         queue.finish({Status.IGNORED: claims})
 

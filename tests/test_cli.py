@@ -9,6 +9,7 @@ import pytest
 from ichido import App, Event
 from ichido.config import Settings
 from ichido.event import parse_delivery
+from tests.test_worker import settle_intake
 from tests.support import (
     cli_json,
     event_id_of,
@@ -40,7 +41,9 @@ def accept(app: App, *bodies: bytes, cache_hits: int = 0) -> list[str]:
 
 
 def shift_received_at(app: App, seconds: float, *event_ids: str) -> None:
-    """Age (or order) events by moving ``received_at``; plain SQL that every backend takes."""
+    """Age (or order) events by moving ``received_at``; plain SQL that every backend takes
+    (once SQLite's intake is settled into the events table, as any claim would)."""
+    settle_intake(app)
     with app.database.transaction() as tx:
         for event_id in event_ids:
             tx.execute("UPDATE ichido_events SET received_at = received_at + ? WHERE id = ?",

@@ -125,7 +125,7 @@ def test_outbox_messages_of_a_sender_killed_mid_send_are_due_again_after_the_set
         status, attempts, due_at = tx.execute(
             "SELECT status, attempts, next_attempt_at FROM ichido_outbox").fetchone()
     inbox.close()
-    assert (status, attempts) == ("pending", 1)
+    assert (status, attempts) == ("processing", 1)  # claimed under a lease when it died
     assert due_at - claimed_at <= settings.lease_seconds + 1.0, (
         f"due again {due_at - claimed_at:.0f} s after the claim; the lease is "
         f"{settings.lease_seconds:g} s")

@@ -165,8 +165,8 @@ def test_one_row_the_store_refuses_does_not_fail_its_batch_neighbours(tmp_path: 
     group = _group(f"sqlite:///{tmp_path / 'poison.db'}")
     deliveries = [parse_delivery(make_event()) for _ in range(40)]
     poison = deliveries[17]
-    with group.inbox.transaction() as tx:
-        tx.execute(f"CREATE TRIGGER poison BEFORE INSERT ON ichido_events WHEN NEW.id = "
+    with group.inbox.intake.transaction() as tx:  # where the receiver writes on SQLite
+        tx.execute(f"CREATE TRIGGER poison BEFORE INSERT ON ichido_intake WHEN NEW.id = "
                    f"'{poison.id}' BEGIN SELECT RAISE(ABORT, 'refused by the store'); END")
 
     async def scenario() -> list[Outcome | BaseException]:

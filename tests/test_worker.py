@@ -34,8 +34,17 @@ def new_app(settings: Settings, **changes: object) -> App:
 
 
 def store(app: App, *bodies: bytes) -> list[str]:
+    """Accept as the receiver does, then settle SQLite's intake as a worker's claim would, so
+    that tests can look at (and age) the rows in ``ichido_events`` before any claim."""
     app.inbox.accept([parse_delivery(body) for body in bodies])
+    settle_intake(app)
     return [event_id_of(body) for body in bodies]
+
+
+def settle_intake(app: App) -> None:
+    settle = getattr(app.inbox, "settle_intake", None)
+    if settle is not None:
+        settle()
 
 
 def drive(worker: Worker, until, *, timeout: float = 60.0, what: str = "the worker") -> None:

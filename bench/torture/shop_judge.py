@@ -52,8 +52,8 @@ class Judge:
                 (stored, open_work), = self.query(
                     "SELECT count(*), count(*) FILTER (WHERE status IN"
                     " ('pending', 'processing', 'retrying')) FROM ichido_events")
-                (unsent,), = self.query("SELECT count(*) FROM ichido_outbox"
-                                        " WHERE status = 'pending'")
+                (unsent,), = self.query("SELECT count(*) FROM ichido_outbox WHERE status"
+                                        " IN ('pending', 'processing', 'retrying')")
             except psycopg.Error:
                 time.sleep(1)
                 continue
@@ -152,7 +152,7 @@ class Judge:
         missing["mail"] += len(expected_mail - set(mails))
         problems += [f"unexpected mail {m}" for m in sorted(set(mails) - expected_mail)[:10]]
         problems += [f"missing mail {m}" for m in sorted(expected_mail - set(mails))[:10]]
-        missing["outbox_unsent"] += sum(n for status, n in outbox.items() if status != "sent")
+        missing["outbox_unsent"] += sum(n for status, n in outbox.items() if status != "processed")
 
         # Fulfilment: one entitlement / shipment for each order that was paid, none otherwise.
         for order_id, row in orders.items():

@@ -9,6 +9,8 @@ key, and the receiving side sees one effect.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 import traceback
@@ -18,7 +20,8 @@ import orjson
 
 from ichido.db.base import Database, Transaction
 from ichido.db.migrations import Step
-from ichido.queue.base import backoff_seconds
+from ichido.queue.base import Claim, Status, retry_at
+from ichido.queue.table import DUE, OUTBOX, TableQueue
 from ichido.worker import drain, poll
 
 log = logging.getLogger("ichido.outbox")
@@ -39,6 +42,26 @@ OUTBOX_SCHEMA: list[Step] = [
         )""",
         "CREATE INDEX ichido_outbox_due ON ichido_outbox (next_attempt_at) WHERE status = 'pending'",
     ]),
+    # The outbox on the events' queue machinery (one state machine, one set of statements):
+    # the queue's columns and statuses ('sent' is 'processed'; a row that failed or whose
+    # claim ran out is 'retrying'), and the history of every failed attempt.
+    ("outbox", 2, [
+        "ALTER TABLE ichido_outbox ADD COLUMN lease_owner TEXT",
+        "ALTER TABLE ichido_outbox ADD COLUMN finished_at DOUBLE PRECISION",
+        "ALTER TABLE ichido_outbox ADD COLUMN requeued_at_attempt INTEGER NOT NULL DEFAULT 0",
+        "UPDATE ichido_outbox SET status = 'processed', finished_at = sent_at"
+        " WHERE status = 'sent'",
+        "UPDATE ichido_outbox SET status = 'retrying' WHERE status = 'pending' AND attempts > 0",
+        "DROP INDEX ichido_outbox_due",
+        f"CREATE INDEX ichido_outbox_due ON ichido_outbox (next_attempt_at) WHERE {DUE}",
+        """CREATE TABLE ichido_outbox_failures (
+            key TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            failed_at DOUBLE PRECISION NOT NULL,
+            error TEXT NOT NULL
+        )""",
+        "CREATE INDEX ichido_outbox_failures_key ON ichido_outbox_failures (key)",
+    ]),
 ]
 
 #: sends one message; raises to have it retried. Gets the row's key (its idempotency key).
@@ -56,8 +79,10 @@ def enqueue(tx: Transaction, kind: str, key: str, payload: Mapping[str, Any]) ->
 
 
 class OutboxDispatcher:
-    """Sends due outbox rows. ``store`` gives the database on first use, so building an app
-    does not open it (``ichido migrate`` must be able to load an app whose schema is behind)."""
+    """Sends due outbox rows: claimed under a lease, finished, or failed for a retry with
+    backoff and then dead, by the same queue as events (``TableQueue`` on ``OUTBOX``).
+    ``store`` gives the database on first use, so building an app does not open it
+    (``ichido migrate`` must be able to load an app whose schema is behind)."""
 
     def __init__(self, store: Callable[[], Database], senders: Mapping[str, Sender], *,
                  lease_seconds: float = 60,
@@ -71,41 +96,37 @@ class OutboxDispatcher:
         self.retry_cap = retry_cap
         self.wake = wake or threading.Event()
         self.poll_interval = poll_interval
+        self.name = f"{socket.gethostname()}:{os.getpid()}:outbox"
+        self._queue: TableQueue | None = None
+
+    @property
+    def queue(self) -> TableQueue:
+        database = self.store()
+        if self._queue is None or self._queue.database is not database:
+            self._queue = TableQueue(database, OUTBOX)  # type: ignore[arg-type]
+        return self._queue
 
     def dispatch_once(self, limit: int = 32) -> int:
-        now = time.time()
-        due = "status = 'pending' AND next_attempt_at <= ?"
-        with self.store().transaction() as tx:
-            rows = tx.execute(
-                "UPDATE ichido_outbox SET attempts = attempts + 1, lease_token = lease_token + 1,"
-                f" next_attempt_at = ? WHERE {due} AND key IN (SELECT key FROM ichido_outbox"
-                f" WHERE {due} ORDER BY next_attempt_at LIMIT ?)"
-                " RETURNING key, kind, payload, attempts, lease_token",
-                (now + self.lease_seconds, now, now, limit),
-            ).fetchall()
-        for key, kind, payload, attempts, token in rows:
-            self._send(key, kind, orjson.loads(payload), attempts, token)
-        return len(rows)
+        claims = self.queue.claim(self.name, limit, self.lease_seconds)
+        for claim in claims:
+            self._send(claim)
+        return len(claims)
 
-    def _send(self, key: str, kind: str, payload: dict[str, Any], attempt: int, token: int) -> None:
+    def _send(self, claim: Claim) -> None:
+        if claim.attempt > self.max_attempts:  # claims that never finished: crashes, leases
+            self.queue.fail(claim, f"gave up after {claim.attempt - 1} attempts that never"
+                                   " finished (dispatcher crash or lease expiry)", None)
+            return
         try:
-            sender = self.senders[kind]
-            sender(key, payload)
+            self.senders[claim.type](claim.id, orjson.loads(claim.body))
         except Exception:  # kept with its traceback on the row, retried, then dead
             error = traceback.format_exc(limit=-6)
-            dead = attempt >= self.max_attempts
-            retry_at = None if dead else time.time() + backoff_seconds(
-                attempt, self.retry_base, self.retry_cap)
-            with self.store().transaction() as tx:
-                tx.execute("UPDATE ichido_outbox SET status = ?, next_attempt_at = ?,"
-                           " last_error = ? WHERE key = ? AND lease_token = ?",
-                           ("dead" if dead else "pending", retry_at, error, key, token))
-            log.warning("outbox %s (%s) attempt %d failed: %s", key, kind, attempt,
-                        error.strip().splitlines()[-1])
+            self.queue.fail(claim, error, retry_at(claim.attempt, self.max_attempts,
+                                                   self.retry_base, self.retry_cap))
+            log.warning("outbox %s (%s) attempt %d failed: %s", claim.id, claim.type,
+                        claim.attempt, error.strip().splitlines()[-1])
             return
-        with self.store().transaction() as tx:
-            tx.execute("UPDATE ichido_outbox SET status = 'sent', sent_at = ?, last_error = NULL"
-                       " WHERE key = ? AND lease_token = ?", (time.time(), key, token))
+        self.queue.finish({Status.PROCESSED: [claim]})
 
     def drain(self) -> int:
         return drain(self.dispatch_once)

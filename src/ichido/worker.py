@@ -10,7 +10,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import traceback
 from typing import Callable
 
@@ -18,7 +17,7 @@ from ichido.config import Settings
 from ichido.errors import IchidoError, LeaseLost
 from ichido.event import Event
 from ichido.handlers import HandlerRegistry
-from ichido.queue.base import Claim, Status, backoff_seconds
+from ichido.queue.base import Claim, Status, retry_at
 from ichido.queue.table import TableQueue
 
 log = logging.getLogger("ichido.worker")
@@ -145,10 +144,9 @@ class Worker:
                 batch.finish(claim, status)
 
     def _record_failure(self, claim: Claim, error: str) -> None:
-        retry_at = None
-        if claim.attempt < self.settings.max_attempts:
-            retry_at = time.time() + backoff_seconds(
-                claim.attempt, self.settings.retry_base_seconds, self.settings.retry_cap_seconds)
-        self.queue.fail(claim, error, retry_at)
+        settings = self.settings
+        self.queue.fail(claim, error, retry_at(claim.attempt, settings.max_attempts,
+                                               settings.retry_base_seconds,
+                                               settings.retry_cap_seconds))
         log.warning("event %s (%s) failed attempt %d: %s", claim.id, claim.type, claim.attempt,
                     error.strip().splitlines()[-1])

@@ -55,7 +55,7 @@ def app(settings, slack):
 def send(app) -> int:
     """What ``serve`` runs: the outbox dispatcher with the alert sender."""
     sender = AlertSender(app.recovery, lambda: app.inbox)
-    return OutboxDispatcher(lambda: app.inbox, {"alert": sender}).drain()
+    return OutboxDispatcher(lambda: app.database, {"alert": sender}).drain()
 
 
 def kinds(slack: Slack) -> list[str]:

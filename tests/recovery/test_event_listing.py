@@ -11,7 +11,7 @@ from ichido.config import Settings
 from ichido.event import parse_delivery
 from ichido.inbox import EventFilter, Inbox, open_inbox
 from ichido.queue.base import Status
-from ichido.queue.table import TableQueue
+from ichido.queue import open_queue
 from tests.support import make_event
 
 T0 = 1_760_000_000
@@ -66,7 +66,7 @@ def test_filters_combine(inbox: Inbox) -> None:
 
 def test_requeue_touches_only_the_statuses_named(inbox: Inbox) -> None:
     fill(inbox)
-    queue = TableQueue(inbox.database)  # type: ignore[attr-defined]
+    queue = open_queue(Settings(), inbox)  # the queue of this inbox, as an app opens it
     claims = queue.claim("w", 60, 60)
     queue.finish({Status.IGNORED: [c for c in claims if c.type == "charge.refunded"],
                   Status.PROCESSED: [c for c in claims if c.type != "charge.refunded"]})

@@ -210,7 +210,8 @@ class ShopWorld:
             self.emulator.settle(timeout=DEADLINE)
             stats = self.store.stats()
             pending_outbox = self.query(
-                "SELECT count(*) FROM ichido_outbox WHERE status = 'pending'")[0][0]
+                "SELECT count(*) FROM ichido_outbox"
+                " WHERE status IN ('pending', 'processing', 'retrying')")[0][0]
             busy = (stats["pending"] + stats["processing"] + stats["retrying"] + pending_outbox
                     or self.emulator.sender.busy())
             if busy:

@@ -1,9 +1,10 @@
 """The outbox (I7): an effect that leaves the database is sent after the commit, with the row's
-key as its idempotency key. A crash between the effect and the "sent" mark sends again with the
-same key, and the receiving side (the mail directory, Stripe) still has one. A failing sender
-is retried with backoff, then dead with its error, without holding back the others.
+key as its idempotency key. A crash between the effect and the "processed" mark sends again with
+the same key, and the receiving side (the mail directory, Stripe) still has one. A failing sender
+is retried with backoff, then dead with its error, without holding back the others: the outbox
+runs on the events' queue (claim, lease, retry, dead letter), with the same statuses.
 
-Time is the outbox module's clock, moved by the test (no sleeping, no timing assertions).
+Time is the queue's clock, moved by the test (no sleeping, no timing assertions).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import httpx
 import pytest
 
 import ichido.outbox
+import ichido.queue.base
+import ichido.queue.table
 from ichido.config import Settings
 from ichido.shop import orders
 from ichido.shop.mail import MailSender
@@ -35,7 +38,7 @@ class Crash(BaseException):
 
 
 class Clock:
-    """The outbox's ``time`` module, with a hand on it."""
+    """The queue's ``time`` module (its leases and backoffs), with a hand on it."""
 
     def __init__(self) -> None:
         self.offset = 0.0
@@ -50,7 +53,8 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
-    monkeypatch.setattr(ichido.outbox, "time", SimpleNamespace(time=fake.time))
+    for module in (ichido.outbox, ichido.queue.table, ichido.queue.base):
+        monkeypatch.setattr(module, "time", SimpleNamespace(time=fake.time))
     return fake
 
 
@@ -63,10 +67,18 @@ def outbox_store(database_url: str) -> Iterator[Inbox]:
 
 def row(store: Inbox, key: str) -> dict[str, Any]:
     with store.reading() as tx:
-        found = tx.execute("SELECT status, attempts, next_attempt_at, last_error, sent_at"
+        found = tx.execute("SELECT status, attempts, next_attempt_at, last_error, finished_at"
                            " FROM ichido_outbox WHERE key = ?", (key,)).fetchone()
     assert found is not None, f"no outbox row {key}"
-    return dict(zip(("status", "attempts", "next_attempt_at", "last_error", "sent_at"), found))
+    return dict(zip(("status", "attempts", "next_attempt_at", "last_error", "finished_at"),
+                    found))
+
+
+def failures(store: Inbox, key: str) -> list[tuple[int, str]]:
+    with store.reading() as tx:
+        return [(attempt, error) for attempt, error in tx.execute(
+            "SELECT attempt, error FROM ichido_outbox_failures WHERE key = ? ORDER BY attempt",
+            (key,)).fetchall()]
 
 
 MAIL = {"order_id": "ord_1", "to": "fan@example.com", "subject": "Payment received",
@@ -92,7 +104,7 @@ def test_mail_written_before_a_crash_is_sent_again_with_the_same_key_and_lands_o
     with pytest.raises(Crash):
         first.dispatch_once()
     written = (mail_dir / "ord_1--paid.eml").read_bytes()
-    assert row(outbox_store, "mail:ord_1:paid")["status"] == "pending"
+    assert row(outbox_store, "mail:ord_1:paid")["status"] == "processing"  # claimed, leased
 
     def send(key: str, payload: dict[str, Any]) -> None:
         keys.append(key)
@@ -103,7 +115,7 @@ def test_mail_written_before_a_crash_is_sent_again_with_the_same_key_and_lands_o
     clock.advance(31)  # the dead process's claim has run out
     assert restarted.dispatch_once() == 1
     assert keys == ["mail:ord_1:paid", "mail:ord_1:paid"]
-    assert row(outbox_store, "mail:ord_1:paid")["status"] == "sent"
+    assert row(outbox_store, "mail:ord_1:paid")["status"] == "processed"
     assert sorted(p.name for p in mail_dir.iterdir()) == ["ord_1--paid.eml"]
     assert (mail_dir / "ord_1--paid.eml").read_bytes() == written
     assert restarted.drain() == 0 and len(keys) == 2
@@ -129,7 +141,7 @@ def test_failing_sender_is_retried_with_backoff_then_dead_with_its_error(
     waits = []
     for attempt in range(1, 4):
         state = row(outbox_store, "mail:ord_2:voucher")
-        assert (state["status"], state["attempts"]) == ("pending", attempt)
+        assert (state["status"], state["attempts"]) == ("retrying", attempt)
         assert f"try {attempt}" in state["last_error"]
         wait = state["next_attempt_at"] - attempts[-1]
         ceiling = min(25, 10 * 2 ** (attempt - 1))
@@ -141,9 +153,12 @@ def test_failing_sender_is_retried_with_backoff_then_dead_with_its_error(
     state = row(outbox_store, "mail:ord_2:voucher")
     assert (state["status"], state["attempts"], state["next_attempt_at"]) == ("dead", 4, None)
     assert "ConnectionError" in state["last_error"] and "try 4" in state["last_error"]
+    history = failures(outbox_store, "mail:ord_2:voucher")
+    assert [attempt for attempt, _ in history] == [1, 2, 3, 4]
+    assert all(f"try {n}" in error for n, (_, error) in enumerate(history, 1))
     clock.advance(10_000)
     assert dispatcher.drain() == 0 and len(attempts) == 4, "a dead message was sent again"
-    assert dispatcher.counts() == {"sent": 1, "dead": 1}
+    assert dispatcher.counts() == {"processed": 1, "dead": 1}
 
 
 # -- Stripe refunds through a real Shop and the emulator ----------------------------------------
@@ -208,7 +223,7 @@ def test_refund_made_at_stripe_before_a_crash_is_asked_again_with_its_key_and_st
         assert tx.execute("SELECT refund_id FROM shop_refund_requests WHERE id = ?",
                           (request["id"],)).fetchall() == [(made[0]["id"],)]
         assert tx.execute("SELECT status FROM ichido_outbox WHERE key = ?",
-                          (keys[0],)).fetchall() == [("sent",)]
+                          (keys[0],)).fetchall() == [("processed",)]
         shown = orders.to_json(tx, order["id"])
     assert shown is not None and shown["status"] == "refunded"
     assert [(r["id"], r["amount"]) for r in shown["refunds"]] == [(made[0]["id"], 1500)]

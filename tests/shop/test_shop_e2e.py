@@ -71,7 +71,7 @@ def check_exactly_once(world: ShopWorld, expected: dict[str, Expect]) -> None:
                                          " WHERE order_id = ?", (exp.order_id,))[0][0],
             "mail rows in the outbox, all sent": sorted(
                 key.rsplit(":", 1)[1] for key, (kind, status, _) in outbox.items()
-                if kind == "mail" and key.split(":")[1] == exp.order_id and status == "sent"),
+                if kind == "mail" and key.split(":")[1] == exp.order_id and status == "processed"),
         }
         want = {
             "status": exp.status, "entitlement": exp.entitlement, "shipment": exp.shipment,
@@ -92,7 +92,7 @@ def check_exactly_once(world: ShopWorld, expected: dict[str, Expect]) -> None:
     stats = world.store.stats()
     if stats["dead"]:
         problems.append(f"{stats['dead']} event(s) dead-lettered")
-    not_sent = {k: v for k, v in outbox.items() if v[1] != "sent"}
+    not_sent = {k: v for k, v in outbox.items() if v[1] != "processed"}
     if not_sent:
         problems.append(f"outbox rows not sent: {not_sent}")
     assert not problems, "\n".join(problems)
@@ -246,7 +246,7 @@ def test_shop_killed_inside_an_event_a_mail_send_and_a_refund_call_still_does_ea
     # Stripe makes it, and the process dies before the database learns of it.
     start_again(world)
     world.wait_order(ticket["id"], lambda o: o["status"] == "paid" and world.outbox().get(
-        f"mail:{o['id']}:paid", ("", ""))[1] == "sent", "the paid mail marked sent")
+        f"mail:{o['id']}:paid", ("", ""))[1] == "processed", "the paid mail marked processed")
     key = f"refund-{uuid.uuid4()}"
     try:
         accepted = world.refund(ticket["id"], key=key)

@@ -27,7 +27,6 @@ def open_inbox(settings: Settings, database: Database | None = None, *,
     as in ``open_database``). ``database`` is not the inbox's to close; without one, the inbox
     opens its own (with ``steps``) and closes it with itself."""
     from ichido.db import open_database
-    from ichido.inbox.sql import SCHEMA
 
     own = database is None
     if database is None:
@@ -50,7 +49,7 @@ def open_inbox(settings: Settings, database: Database | None = None, *,
         else:
             raise ConfigError(f"no inbox for a database of type {type(database).__name__}")
         if engine != "dynamodb":
-            database.prepare(SCHEMA, migrate)
+            database.prepare(inbox.schema, migrate)  # type: ignore[attr-defined]
     except BaseException:
         if own:
             database.close()

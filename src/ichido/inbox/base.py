@@ -126,6 +126,10 @@ class Inbox(abc.ABC):
     @abc.abstractmethod
     def stats(self) -> dict[str, int]: ...
 
+    def oldest_pending(self) -> float | None:
+        """When the oldest event never tried yet was received (the backlog alert's measure)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot tell its backlog yet")
+
     @abc.abstractmethod
     def ping(self) -> None:
         """Raise ``StorageUnavailable`` when the inbox cannot be reached."""

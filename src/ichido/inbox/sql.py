@@ -85,6 +85,9 @@ SCHEMA: list[migrations.Step] = [
 class SqlInbox(Inbox):
     """The inbox on any SQL database; engines add ``accept``."""
 
+    #: the steps its database needs (an engine may add its own)
+    schema: list[migrations.Step] = SCHEMA
+
     def __init__(self, database: SqlDatabase, *, shard: str) -> None:
         self.database = database
         self.shard = shard
@@ -218,6 +221,12 @@ class SqlInbox(Inbox):
             by_status = dict(tx.execute("SELECT status, count(*) FROM ichido_events"
                                         " GROUP BY status").fetchall())
         return stats_from(counters, by_status)
+
+    def oldest_pending(self) -> float | None:
+        with self.database.reading() as tx:
+            oldest = tx.execute("SELECT min(received_at) FROM ichido_events"
+                                " WHERE status = 'pending'").fetchone()[0]
+        return None if oldest is None else float(oldest)
 
     def ping(self) -> None:
         with self.database.storage("read"), self.database.reading() as tx:

@@ -1,14 +1,19 @@
-"""The inbox in a SQLite file: written from the event loop at once when the lock is free.
+"""The inbox on SQLite: the receiver writes to an intake file of its own, never to the file
+whose write lock the handlers hold.
 
-The loop's own connection never waits for the write lock (``busy_timeout`` 0) and never
-checkpoints; a writer thread takes over when the lock is held, and copies the WAL into the
-database every ``checkpoint_rows`` rows while the loop goes on writing.
+SQLite has one writer per file. A handler's transaction holds its file's write lock for as
+long as the handler runs, so a receiver writing to that file would wait on it (and answer 503
+after the busy timeout). Deliveries therefore land in ``<name>.intake<.ext>`` beside the store:
+durable there (I1), deduplicated against both files, and answered. Workers settle the intake
+into ``ichido_events`` before they claim (``settle_intake``), in the store's own transactions;
+the handlers, their markers and the queue stay in one file, so I2 is untouched.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,31 +24,82 @@ from ichido.db.base import Transaction
 from ichido.db.sqlite import SqliteDatabase
 from ichido.errors import StorageUnavailable
 from ichido.event import Delivery
-from ichido.inbox.base import counts_for
-from ichido.inbox.sql import SqlInbox, first_of_each
+from ichido.inbox.base import EventFilter, EventRecord, counts_for
+from ichido.inbox.sql import SCHEMA, SqlInbox, first_of_each
 
-_CHUNK = 100  # rows per INSERT: SQLite caps bound variables per statement
+_CHUNK = 100  # rows per statement: SQLite caps bound variables per statement
 CHECKPOINT_ROWS = 1000  # about 7 MB of WAL at Stripe's event sizes
+SETTLE_BATCHES = 256  # intake batches moved per store transaction
 
 log = logging.getLogger("ichido.inbox")
+
+# The intake: receiver batches in commit order (AUTOINCREMENT: a number is never reused, even
+# after the rows are settled and deleted), each with its counters and its new events.
+INTAKE_SCHEMA = [
+    ("intake", 1, [
+        """CREATE TABLE ichido_intake_batches (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            received INTEGER NOT NULL,
+            fresh INTEGER NOT NULL,
+            duplicates_cache INTEGER NOT NULL,
+            duplicates_durable INTEGER NOT NULL
+        )""",
+        """CREATE TABLE ichido_intake (
+            id TEXT PRIMARY KEY,
+            batch INTEGER NOT NULL,
+            type TEXT NOT NULL,
+            created BIGINT NOT NULL,
+            object_id TEXT,
+            body BLOB NOT NULL,
+            received_at DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX ichido_intake_batch ON ichido_intake (batch)",
+    ]),
+]
+
+# In the store, committed with the settled events: the last intake batch they came from, so a
+# settle that died between the store's commit and the intake's clean-up moves nothing twice.
+STORE_SCHEMA = [
+    *SCHEMA,
+    ("sqlite-intake", 1, [
+        """CREATE TABLE ichido_intake_settled (
+            singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+            upto BIGINT NOT NULL
+        )""",
+        "INSERT INTO ichido_intake_settled (singleton, upto) VALUES (1, 0)",
+    ]),
+]
+
+
+def intake_path(store_path: str) -> str:
+    """``ichido.db`` → ``ichido.intake.db``: beside the store, and matched by the same ignores."""
+    root, ext = os.path.splitext(store_path)
+    return f"{root}.intake{ext or '.db'}"
 
 
 class SqliteInbox(SqlInbox):
     database: SqliteDatabase
+    schema = STORE_SCHEMA
 
     def __init__(self, database: SqliteDatabase, *, shard: str,
                  checkpoint_rows: int = CHECKPOINT_ROWS) -> None:
         super().__init__(database, shard=shard)
+        self.intake = SqliteDatabase(intake_path(database.path),
+                                     synchronous=database.synchronous)
+        self.intake.migrate(INTAKE_SCHEMA)
         # Without an fsync per commit (WAL + NORMAL) a commit is a few page writes: cheaper on
         # the event loop than a hand-over to a writer thread, whose GIL ping-pong with the loop
         # costs more than the write. With FULL or EXTRA every commit waits for the disk: no.
         self._inline = database.synchronous == "NORMAL"
         self._nowait: sqlite3.Connection | None = None
+        self._store_nowait_conn: sqlite3.Connection | None = None
         self._writer: ThreadPoolExecutor | None = None
         self.checkpoint_rows = checkpoint_rows
         self._unchecked_rows = 0  # written by the loop's connection since its last checkpoint
         self._checkpointing = False
         self._holding_off = False  # a RESTART checkpoint waits for the write lock
+
+    # -- receiving: into the intake ------------------------------------------------------------
 
     async def accept_async(self, deliveries: Sequence[Delivery], *,
                            cache_hits: int = 0) -> list[bool]:
@@ -56,19 +112,18 @@ class SqliteInbox(SqlInbox):
     def accept_nowait(self, deliveries: Sequence[Delivery], *,
                       cache_hits: int = 0) -> list[bool] | None:
         """``accept`` if it can be done at once; None, with nothing written, when another
-        writer holds the lock or a checkpoint is restarting the WAL."""
+        writer holds the intake's lock or a checkpoint is restarting its WAL."""
         # Its own connection, which gives up at once when another writer holds the lock
         # (busy_timeout 0), so the event loop never sleeps on a lock, and which never
-        # checkpoints (copies the WAL into the database, with an fsync) itself: every
+        # checkpoints (copies the WAL into the file, with an fsync) itself: every
         # ``checkpoint_rows`` rows the writer thread does, while the loop goes on writing.
         if self._holding_off:
             return None
         if self._nowait is None:
-            self._nowait = self.database.connect(*self.database.pragmas,
-                                                 "PRAGMA busy_timeout = 0",
-                                                 "PRAGMA wal_autocheckpoint = 0")
+            self._nowait = self.intake.connect(*self.intake.pragmas, "PRAGMA busy_timeout = 0",
+                                               "PRAGMA wal_autocheckpoint = 0")
         try:
-            with self.database.transaction_on(self._nowait) as tx:
+            with self.intake.transaction_on(self._nowait) as tx:
                 accepted = self._accept(tx, deliveries, cache_hits)
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
@@ -83,16 +138,162 @@ class SqliteInbox(SqlInbox):
         return accepted
 
     def accept(self, deliveries: Sequence[Delivery], *, cache_hits: int = 0) -> list[bool]:
-        with self.database.storage("store deliveries"), self.database.transaction() as tx:
+        with self.intake.storage("store deliveries"), self.intake.transaction() as tx:
             return self._accept(tx, deliveries, cache_hits)
 
-    def _checkpoint(self) -> None:
-        """Copy the WAL into the database while the loop goes on writing (PASSIVE). The next
-        write starts the WAL afresh only if it finds everything copied, which steady writes
-        rarely allow; when the WAL has grown long all the same, RESTART: it holds writers off
-        (they queue on this thread meanwhile) for the little the passive passes left to copy."""
+    def _accept(self, tx: Transaction, deliveries: Sequence[Delivery],
+                cache_hits: int) -> list[bool]:
+        """In the intake's write transaction. Holding its lock keeps settling from deleting
+        intake rows meanwhile, and a settle commits the store before it deletes: so an id is
+        always in the intake or visible in the store, and the two reads below cannot miss it."""
+        ordered = sorted(deliveries, key=lambda d: d.id)
+        ids = [d.id for d in ordered]
+        known = _present(tx, "ichido_intake", ids) | _present(self.database.conn(),
+                                                              "ichido_events", ids)
+        fresh = {d.id: d for d in ordered if d.id not in known}
+        accepted = first_of_each(deliveries, set(fresh))
+        counts = counts_for(accepted, cache_hits)
+        batch = tx.execute(
+            "INSERT INTO ichido_intake_batches (received, fresh, duplicates_cache,"
+            " duplicates_durable) VALUES (?, ?, ?, ?) RETURNING seq",
+            (counts["received"], counts["unique"], counts["duplicates_cache"],
+             counts["duplicates_durable"])).fetchone()[0]
+        rows, now = list(fresh.values()), time.time()
+        for start in range(0, len(rows), _CHUNK):
+            chunk = rows[start : start + _CHUNK]
+            tx.execute(
+                "INSERT INTO ichido_intake (id, batch, type, created, object_id, body,"
+                f" received_at) VALUES {','.join('(?,?,?,?,?,?,?)' for _ in chunk)}",
+                [v for d in chunk for v in (d.id, batch, d.type, d.created, d.object_id,
+                                            d.body, now)])
+        return accepted
+
+    # -- settling: from the intake into the store ------------------------------------------------
+
+    def settle_intake(self, *, wait: bool = True) -> int:
+        """Move what the intake holds into ``ichido_events`` (where the queue claims it), with
+        its counters; return how many events moved. ``wait=False`` gives up at once, moving
+        nothing, when a handler holds the store's lock (for readers that only want freshness).
+        """
+        reader = self.intake.conn()
+        upto = self._settled_upto()
+        batches = reader.execute(
+            "SELECT seq, received, fresh, duplicates_cache, duplicates_durable FROM"
+            " ichido_intake_batches WHERE seq > ? ORDER BY seq LIMIT ?",
+            (upto, SETTLE_BATCHES)).fetchall()
+        if not batches:
+            return 0
+        last = batches[-1][0]
+        events = reader.execute(
+            "SELECT batch, id, type, created, object_id, body, received_at FROM ichido_intake"
+            " WHERE batch > ? AND batch <= ? ORDER BY id", (upto, last)).fetchall()
         try:
-            conn = self.database.conn()
+            moved = self._move(batches, events, wait=wait)
+        except sqlite3.OperationalError as exc:
+            if wait or exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY,
+                                                           sqlite3.SQLITE_LOCKED):
+                raise StorageUnavailable(f"could not settle the intake: {exc}") from exc
+            return 0
+        if moved is None:
+            return 0  # another process settled these meanwhile
+        with self.intake.storage("clean the intake"), self.intake.transaction() as tx:
+            tx.execute("DELETE FROM ichido_intake WHERE batch <= ?", (last,))
+            tx.execute("DELETE FROM ichido_intake_batches WHERE seq <= ?", (last,))
+        return moved
+
+    def _move(self, batches: list, events: list, *, wait: bool) -> int | None:
+        conn = self.database.conn() if wait else self._store_nowait()
+        with self.database.transaction_on(conn) as tx:
+            upto = tx.execute("SELECT upto FROM ichido_intake_settled").fetchone()[0]
+            if upto >= batches[-1][0]:
+                return None
+            batches = [b for b in batches if b[0] > upto]  # another process settled the rest
+            events = [e[1:] for e in events if e[0] > upto]
+            moved = 0
+            for start in range(0, len(events), _CHUNK):
+                chunk = events[start : start + _CHUNK]
+                moved += tx.execute(
+                    "INSERT INTO ichido_events (id, type, created, object_id, body, received_at,"
+                    f" next_attempt_at) VALUES {','.join('(?,?,?,?,?,?,?)' for _ in chunk)}"
+                    " ON CONFLICT (id) DO NOTHING",
+                    [v for e in chunk for v in (*e, e[5])]).rowcount
+            totals = [sum(b[i] for b in batches) for i in range(1, 5)]
+            already = len(events) - moved  # stored before: durable duplicates after all
+            self._count(tx, {"received": totals[0], "unique": totals[1] - already,
+                             "duplicates_cache": totals[2],
+                             "duplicates_durable": totals[3] + already})
+            tx.execute("UPDATE ichido_intake_settled SET upto = ?", (batches[-1][0],))
+        return moved
+
+    def _settled_upto(self) -> int:
+        row = self.database.conn().execute("SELECT upto FROM ichido_intake_settled").fetchone()
+        return int(row[0])
+
+    def _store_nowait(self) -> sqlite3.Connection:
+        if self._store_nowait_conn is None:
+            self._store_nowait_conn = self.database.connect(*self.database.pragmas,
+                                                            "PRAGMA busy_timeout = 0")
+        return self._store_nowait_conn
+
+    # -- reading: the store, after a settle that never waits ------------------------------------
+
+    def get(self, event_id: str) -> EventRecord | None:
+        record = super().get(event_id)
+        if record is not None:
+            return record
+        row = self.intake.conn().execute(
+            "SELECT id, type, created, object_id, 'pending', 0, received_at, received_at, NULL,"
+            " NULL, body FROM ichido_intake WHERE id = ?", (event_id,)).fetchone()
+        if row is None:  # settled between the two reads
+            return super().get(event_id)
+        return EventRecord(*row[:-1], bytes(row[-1]))
+
+    def list(self, **kwargs) -> list[EventRecord]:  # type: ignore[override]
+        self.settle_intake(wait=False)
+        return super().list(**kwargs)
+
+    def page(self, where: EventFilter = EventFilter(), **kwargs) -> list[EventRecord]:  # type: ignore[override]
+        self.settle_intake(wait=False)
+        return super().page(where, **kwargs)
+
+    def count(self, where: EventFilter = EventFilter()) -> int:
+        self.settle_intake(wait=False)
+        return super().count(where)
+
+    def stats(self) -> dict[str, int]:
+        """The store's figures plus what still waits in the intake (pending, and counted)."""
+        stats = super().stats()
+        reader = self.intake.conn()
+        upto = self._settled_upto()
+        received, fresh, cache, durable = reader.execute(
+            "SELECT coalesce(sum(received), 0), coalesce(sum(fresh), 0),"
+            " coalesce(sum(duplicates_cache), 0), coalesce(sum(duplicates_durable), 0)"
+            " FROM ichido_intake_batches WHERE seq > ?", (upto,)).fetchone()
+        waiting = reader.execute("SELECT count(*) FROM ichido_intake WHERE batch > ?",
+                                 (upto,)).fetchone()[0]
+        stats["received"] += received
+        stats["unique"] += fresh
+        stats["duplicates_cache"] += cache
+        stats["duplicates_durable"] += durable
+        stats["pending"] += waiting
+        return stats
+
+    def oldest_pending(self) -> float | None:
+        waiting = self.intake.conn().execute("SELECT min(received_at) FROM ichido_intake"
+                                             " WHERE batch > ?", (self._settled_upto(),)
+                                             ).fetchone()[0]
+        stored = super().oldest_pending()
+        return min((t for t in (waiting, stored) if t is not None), default=None)
+
+    # -- upkeep ------------------------------------------------------------------------------
+
+    def _checkpoint(self) -> None:
+        """Copy the intake's WAL into its file while the loop goes on writing (PASSIVE). The
+        next write starts the WAL afresh only if it finds everything copied, which steady
+        writes rarely allow; when the WAL has grown long all the same, RESTART: it holds
+        writers off (they queue on this thread meanwhile) for the little left to copy."""
+        try:
+            conn = self.intake.conn()
             _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             if frames >= 8 * self.checkpoint_rows:  # ~4 checkpoints' worth of pages
                 self._holding_off = True  # else the loop's writes starve it of the lock
@@ -111,39 +312,21 @@ class SqliteInbox(SqlInbox):
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="ichido-accept")
         return self._writer
 
-    def _accept(self, tx: Transaction, deliveries: Sequence[Delivery],
-                cache_hits: int) -> list[bool]:
-        ordered = sorted(deliveries, key=lambda d: d.id)
-        new_ids = self._insert_new(tx, ordered, time.time()) if deliveries else set()
-        accepted = first_of_each(deliveries, new_ids)
-        self._count(tx, counts_for(accepted, cache_hits))
-        return accepted
-
-    def _insert_new(self, tx: Transaction, deliveries: Sequence[Delivery], now: float) -> set[str]:
-        """Insert, skipping ids already stored; return the ids this call inserted."""
-        # Ask which ids exist (few: the seen tier caught most duplicates), then insert the rest
-        # without RETURNING, which would step once per inserted row. We hold the write lock
-        # (BEGIN IMMEDIATE), so nothing can appear in between.
-        fresh = {d.id: d for d in deliveries}
-        for start in range(0, len(deliveries), _CHUNK):
-            ids = [d.id for d in deliveries[start : start + _CHUNK]]
-            for (known,) in tx.execute("SELECT id FROM ichido_events WHERE id IN"
-                                       f" ({','.join('?' * len(ids))})", ids):
-                fresh.pop(known, None)
-        rows = list(fresh.values())
-        for start in range(0, len(rows), _CHUNK):
-            chunk = rows[start : start + _CHUNK]
-            tx.execute(
-                "INSERT INTO ichido_events (id, type, created, object_id, body, received_at,"
-                f" next_attempt_at) VALUES {','.join('(?,?,?,?,?,?,?)' for _ in chunk)}",
-                [v for d in chunk for v in (d.id, d.type, d.created, d.object_id, d.body, now, now)],
-            )
-        return set(fresh)
-
     def close(self) -> None:
-        """The writer thread; the connections are the database's, closed with it."""
+        """The writer thread and the intake; the store's connections close with the store."""
         if self._writer is not None:
             self._writer.shutdown(wait=True)
             self._writer = None
-        self._nowait = None
+        self._nowait = self._store_nowait_conn = None
+        self.intake.close()
         super().close()
+
+
+def _present(conn: Transaction, table: str, ids: Sequence[str]) -> set[str]:
+    """Which of ``ids`` ``table`` holds."""
+    found: set[str] = set()
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        found.update(row[0] for row in conn.execute(
+            f"SELECT id FROM {table} WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+    return found

@@ -6,9 +6,10 @@ from typing import Any
 
 from ichido.config import Settings
 from ichido.errors import ConfigError
-from ichido.queue.base import FINISHED, Batch, Claim, Queue, Status, backoff_seconds
+from ichido.queue.base import FINISHED, Batch, Claim, Queue, Status, backoff_seconds, retry_at
 
-__all__ = ["FINISHED", "Batch", "Claim", "Queue", "Status", "backoff_seconds", "open_queue"]
+__all__ = ["FINISHED", "Batch", "Claim", "Queue", "Status", "backoff_seconds", "open_queue",
+           "retry_at"]
 
 
 def open_queue(settings: Settings, inbox: Any) -> Queue:
@@ -18,5 +19,7 @@ def open_queue(settings: Settings, inbox: Any) -> Queue:
 
     database = getattr(inbox, "database", None)
     if isinstance(database, SqlDatabase):
-        return TableQueue(database)
+        # an inbox that takes deliveries in somewhere else first (SQLite's intake) moves them
+        # into the table before each claim
+        return TableQueue(database, refill=getattr(inbox, "settle_intake", None))
     raise ConfigError(f"no queue for an inbox of type {type(inbox).__name__}")

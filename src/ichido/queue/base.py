@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import enum
 import random
+import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -80,6 +81,14 @@ class Queue(abc.ABC):
 
     def close(self) -> None:
         return None
+
+
+def retry_at(attempt: int, max_attempts: int, base: float, cap: float) -> float | None:
+    """When a failed attempt is tried again: after a backoff, or never (None: dead) once it
+    was the last attempt allowed."""
+    if attempt >= max_attempts:
+        return None
+    return time.time() + backoff_seconds(attempt, base, cap)
 
 
 def backoff_seconds(attempt: int, base: float, cap: float,

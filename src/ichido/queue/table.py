@@ -1,6 +1,7 @@
 """The queue as a table in a SQL database: a row per item, its status, attempts and lease.
 
-On the events table, the inbox's own insert enqueues (nothing to send anywhere). Claims are
+Two tables run on it: the events (where the inbox's own insert enqueues) and the outbox
+(where a handler's ``enqueue`` does), with one state machine and one set of statements. Claims are
 one statement; SQLite's single writer needs no row locks, PostgreSQL's workers skip each
 other's locked rows (``FOR UPDATE SKIP LOCKED``). When the handlers' database is this one,
 ``processing`` runs them in the same transaction as the finish: one commit (I2).
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Callable, Iterator, Mapping, Sequence
 
 from ichido.db.base import Transaction
 from ichido.db.sql import SqlDatabase
@@ -19,41 +21,69 @@ from ichido.queue.base import Batch, Claim, Queue, Status
 
 DUE = "status IN ('pending', 'retrying', 'processing')"
 
-# ``attempts`` counts every attempt ever; ``requeued_at_attempt`` is where the current round
-# began (``dlq retry``, a replay): a claim's ``attempt`` is the round's (the retry budget), its
-# ``number`` the attempt's over the event's whole life (the failures' history).
-_CLAIM = {
-    # The hint keeps the planner on the partial index: without it SQLite may pick the status
-    # index and sort the whole backlog on every claim (60 ms at 20k pending).
-    "sqlite": (
-        "UPDATE ichido_events SET status = 'processing', attempts = attempts + 1,"
-        " lease_token = lease_token + 1, lease_owner = ?, next_attempt_at = ?"
-        " WHERE id IN (SELECT id FROM ichido_events INDEXED BY ichido_events_due"
-        f" WHERE {DUE} AND next_attempt_at <= ?"
-        " ORDER BY next_attempt_at LIMIT ?)"
-        " RETURNING id, type, body, attempts - requeued_at_attempt, lease_token, object_id,"
-        " requeued_at_attempt"),
-    "postgresql": (
-        "UPDATE ichido_events e SET status = 'processing', attempts = e.attempts + 1,"
-        " lease_token = e.lease_token + 1, lease_owner = ?, next_attempt_at = ?"
-        f" FROM (SELECT id FROM ichido_events WHERE {DUE} AND next_attempt_at <= ?"
-        "  ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED) due"
-        " WHERE e.id = due.id"
-        " RETURNING e.id, e.type, e.body, e.attempts - e.requeued_at_attempt, e.lease_token,"
-        " e.object_id, e.requeued_at_attempt"),
-}
+
+@dataclass(frozen=True)
+class QueueTable:
+    """A table that is a queue: one row per item, with the queue's columns (``status``,
+    ``attempts``, ``requeued_at_attempt``, ``lease_token``, ``lease_owner``,
+    ``next_attempt_at``, ``finished_at``, ``last_error``) and a partial index on the due rows.
+    Only the item's own columns are named differently from table to table."""
+
+    name: str
+    key: str  # the item's id
+    kind: str  # what it is (an event's type, a message's kind)
+    body: str
+    object_id: str  # a column, or NULL: items of one object apply one at a time
+    failures: str  # (key, attempt, failed_at, error): every failed attempt, kept
+    due_index: str
+
+
+EVENTS = QueueTable("ichido_events", "id", "type", "body", "object_id", "ichido_failures",
+                    "ichido_events_due")
+OUTBOX = QueueTable("ichido_outbox", "key", "kind", "payload", "NULL", "ichido_outbox_failures",
+                    "ichido_outbox_due")
+
+
+def _claim_sql(engine: str, t: QueueTable) -> str:
+    """One statement that takes due items: ``attempts`` counts every attempt ever;
+    ``requeued_at_attempt`` is where the current round began (``dlq retry``, a replay): a
+    claim's ``attempt`` is the round's (the retry budget), its ``number`` the attempt's over
+    the item's whole life (the failures' history)."""
+    def returning(alias: str) -> str:
+        return ", ".join(c if c == "NULL" else alias + c for c in (
+            t.key, t.kind, t.body, "attempts - requeued_at_attempt", "lease_token",
+            t.object_id, "requeued_at_attempt"))
+
+    if engine == "sqlite":
+        # The hint keeps the planner on the partial index: without it SQLite may pick the
+        # status index and sort the whole backlog on every claim (60 ms at 20k pending).
+        return (f"UPDATE {t.name} SET status = 'processing', attempts = attempts + 1,"
+                " lease_token = lease_token + 1, lease_owner = ?, next_attempt_at = ?"
+                f" WHERE {t.key} IN (SELECT {t.key} FROM {t.name} INDEXED BY {t.due_index}"
+                f" WHERE {DUE} AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?)"
+                f" RETURNING {returning('')}")
+    return (f"UPDATE {t.name} e SET status = 'processing', attempts = e.attempts + 1,"
+            " lease_token = e.lease_token + 1, lease_owner = ?, next_attempt_at = ?"
+            f" FROM (SELECT {t.key} FROM {t.name} WHERE {DUE} AND next_attempt_at <= ?"
+            "  ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED) due"
+            f" WHERE e.{t.key} = due.{t.key} RETURNING {returning('e.')}")
 
 
 class TableQueue(Queue):
-    def __init__(self, database: SqlDatabase) -> None:
+    def __init__(self, database: SqlDatabase, table: QueueTable = EVENTS, *,
+                 refill: Callable[[], int] | None = None) -> None:
         self.database = database
-        self._claim_sql = _CLAIM[database.engine]
+        self.table = table
+        self.refill = refill
+        self._claim_sql = _claim_sql(database.engine, table)
 
     def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Claim]:
+        if self.refill is not None:
+            self.refill()
         now = time.time()
         with self.database.storage("claim"), self.database.statement() as tx:
             rows = tx.execute(self._claim_sql, (owner, now + lease_seconds, now, limit)).fetchall()
-        return [Claim(r[0], r[1], bytes(r[2]), *r[3:]) for r in rows]
+        return [Claim(r[0], r[1], _bytes(r[2]), *r[3:]) for r in rows]
 
     @contextmanager
     def processing(self, claims: Sequence[Claim]) -> Iterator[Batch]:
@@ -89,8 +119,8 @@ class TableQueue(Queue):
 
     def _finish(self, tx: Transaction, status: Status, done: Sequence[Claim]) -> int:
         return tx.execute(
-            "UPDATE ichido_events SET status = ?, finished_at = ?, next_attempt_at = NULL,"
-            f" lease_owner = NULL WHERE status = 'processing' AND {_tokens(done)}",
+            f"UPDATE {self.table.name} SET status = ?, finished_at = ?, next_attempt_at = NULL,"
+            f" lease_owner = NULL WHERE status = 'processing' AND {self._tokens(done)}",
             (status.value, time.time(), *_token_params(done)),
         ).rowcount
 
@@ -98,27 +128,34 @@ class TableQueue(Queue):
         """Lock the claimed rows that are still ours (a takeover's claim then skips them)."""
         if not claims:
             return set()
+        t = self.table
         rows = tx.execute(
-            "UPDATE ichido_events SET lease_owner = lease_owner WHERE status = 'processing'"
-            f" AND {_tokens(claims)} RETURNING id", _token_params(claims)).fetchall()
+            f"UPDATE {t.name} SET lease_owner = lease_owner WHERE status = 'processing'"
+            f" AND {self._tokens(claims)} RETURNING {t.key}", _token_params(claims)).fetchall()
         return {row[0] for row in rows}
 
     def fail(self, claim: Claim, error: str, retry_at: float | None) -> bool:
         status = Status.DEAD if retry_at is None else Status.RETRYING
         with self.database.storage("record a failure"), self.database.transaction() as tx:
             marked = tx.execute(
-                "UPDATE ichido_events SET status = ?, next_attempt_at = ?, last_error = ?,"
-                " lease_owner = NULL WHERE id = ? AND lease_token = ? AND status = 'processing'",
+                f"UPDATE {self.table.name} SET status = ?, next_attempt_at = ?, last_error = ?,"
+                f" lease_owner = NULL WHERE {self.table.key} = ? AND lease_token = ?"
+                " AND status = 'processing'",
                 (status.value, retry_at, error, claim.id, claim.token),
             ).rowcount
             if marked:
-                tx.execute("INSERT INTO ichido_failures (event_id, attempt, failed_at, error)"
-                           " VALUES (?, ?, ?, ?)", (claim.id, claim.number, time.time(), error))
+                tx.execute(f"INSERT INTO {self.table.failures} VALUES (?, ?, ?, ?)",
+                           (claim.id, claim.number, time.time(), error))
         return bool(marked)
 
+    def _tokens(self, claims: Sequence[Claim]) -> str:
+        return (f"({self.table.key}, lease_token) IN"
+                f" (VALUES {', '.join('(?, ?)' for _ in claims)})")
 
-def _tokens(claims: Sequence[Claim]) -> str:
-    return f"(id, lease_token) IN (VALUES {', '.join('(?, ?)' for _ in claims)})"
+
+def _bytes(body: bytes | memoryview | str) -> bytes:
+    """A body as bytes, whether the column is binary (events) or text (outbox payloads)."""
+    return body.encode() if isinstance(body, str) else bytes(body)
 
 
 def _token_params(claims: Sequence[Claim]) -> list[object]:

@@ -40,6 +40,7 @@ class Alerts:
         """``database``: where the events, the outbox and the alert tables are (an inbox
         stands for its database)."""
         self.database = getattr(database, "database", database)
+        self.inbox = database if hasattr(database, "oldest_pending") else None
         self.settings, self.clock = settings, clock
         self._signatures = signature_counts()  # (refused, received) at the last look
 
@@ -75,6 +76,7 @@ class Alerts:
         alerts opened a window."""
         opened = 0
         now = self.clock()
+        oldest = self._oldest_pending()
         with self.database.transaction() as tx:
             since = self._mark(tx, "failures_seen_at")
             rows = tx.execute(
@@ -93,14 +95,21 @@ class Alerts:
                                                f"{event_id} ({event_type}) is dead-lettered"
                                                " after every attempt: `ichido dlq list`")
             self._set_mark(tx, "failures_seen_at", since)
-            oldest = tx.execute("SELECT min(received_at) FROM ichido_events WHERE status"
-                                " = 'pending'").fetchone()[0]
             if oldest is not None and now - float(oldest) > self.settings.alert_backlog_seconds:
                 opened += self.raise_alert(tx, "backlog", "pending",
                                            f"the oldest pending event waits for"
                                            f" {now - float(oldest):.0f} s: are the workers up?")
             opened += self._signature_check(tx)
         return opened
+
+    def _oldest_pending(self) -> float | None:
+        """The oldest event never tried: through the inbox, which knows where events wait
+        before the queue has them (SQLite's intake)."""
+        if self.inbox is not None:
+            return self.inbox.oldest_pending()
+        with self.database.reading() as tx:
+            return tx.execute("SELECT min(received_at) FROM ichido_events WHERE status"
+                              " = 'pending'").fetchone()[0]
 
     def _signature_check(self, tx: Any) -> int:
         """The share of refused signatures since the last look (this process's receiver)."""

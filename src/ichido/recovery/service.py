@@ -32,7 +32,7 @@ def install(app: Any, settings: RecoverySettings | None = None) -> None:
     if dispatcher is not None:  # one dispatcher per outbox table: it must know every kind
         dispatcher.senders.setdefault("alert", sender)
     else:
-        dispatcher = OutboxDispatcher(lambda: app.inbox, {"alert": sender},
+        dispatcher = OutboxDispatcher(lambda: app.database, {"alert": sender},
                                       poll_interval=app.settings.poll_interval_seconds)
         app.background.append(dispatcher.run)
 
