@@ -1,5 +1,6 @@
 """docs/invariants.md names, under each invariant, the tests that prove it: each one must exist
-in the file cited, so that the page cannot go on citing a test that was renamed, moved or removed."""
+in the file cited, so that the page cannot go on citing a test that was renamed, moved or
+removed."""
 
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ take with them (a delivery, a claim, a retake after an expired lease, an effect,
 
 from __future__ import annotations
 
+import threading
+
 from ichido.config import Settings
 from ichido.event import Delivery, parse_delivery
 from ichido.queue import open_queue
@@ -37,6 +39,17 @@ Inbox = Roles
 
 def open_inbox(settings: Settings) -> Roles:
     return Roles(settings.database_url)
+
+
+def run_then_close(threads: list[threading.Thread], stores: list[Roles]) -> None:
+    """Start the threads together, wait for each (a minute at most), then close the extra
+    stores they went through."""
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for store in stores:
+        store.close()
 
 
 def delivery(type: str = "charge.succeeded", **kwargs) -> Delivery:

@@ -11,7 +11,7 @@ import pytest
 
 from ichido.config import Settings
 from ichido.event import Delivery, parse_delivery
-from tests.inbox.support import Inbox, counters, delivery, open_inbox
+from tests.inbox.support import Inbox, counters, delivery, open_inbox, run_then_close
 from tests.support import make_event, wait_until
 
 
@@ -69,12 +69,7 @@ def test_concurrent_writers_store_each_id_once(database_url: str, inbox: Inbox) 
                 new_by_id.update(d.id for d, new in zip(chunk, flags) if new)
 
     threads = [threading.Thread(target=write, args=(s, i * 13)) for i, s in enumerate(stores)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    for store in stores:
-        store.close()
+    run_then_close(threads, stores)
     assert new_by_id == Counter(d.id for d in deliveries)
     assert counters(inbox) == {"received": 120, "unique": 40, "duplicates_cache": 0,
                                "duplicates_durable": 80}

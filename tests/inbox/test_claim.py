@@ -8,7 +8,8 @@ import time
 from collections import Counter
 
 from ichido.config import Settings
-from tests.inbox.support import Inbox, claim_one, delivery, open_inbox, retake
+from tests.inbox.support import (Inbox, claim_one, delivery, open_inbox, retake,
+                                 run_then_close)
 
 
 def test_claim_takes_due_events_up_to_the_limit(inbox: Inbox) -> None:
@@ -70,10 +71,5 @@ def test_concurrent_claims_never_hand_one_event_to_two_workers(database_url: str
                 claimed.extend(c.id for c in claims)
 
     threads = [threading.Thread(target=work, args=(stores[i % 2], f"w{i}")) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    for store in stores:
-        store.close()
+    run_then_close(threads, stores)
     assert Counter(claimed) == Counter(d.id for d in deliveries)
