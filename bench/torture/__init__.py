@@ -5,6 +5,6 @@ purpose, then a judge checks that nothing was lost, nothing applied twice, nothi
   (pipeline.py: its plan, sender and judge in pipeline_*.py);
 - ``python -m bench shop-torture``: shop orders through the local Stripe (shop*.py).
 
-Both run on a PostgreSQL and a Redis of their own (services.py) and share the faults
-(chaos.py).
+Both run on a PostgreSQL and a Redis of their own (services.py), share the faults
+(chaos.py) and the flags, running and report around their own work (harness.py).
 """

@@ -9,12 +9,13 @@ work is under way, however small the run. Random kills come on top, every ``kill
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 from bench.torture.services import Fleet, log
 
@@ -112,3 +113,23 @@ class Chaos:
                 self.figures.pg_restarts += 1
                 self.figures.pg_down_seconds = round(time.monotonic() - started, 1)
                 log(f"PostgreSQL back after {self.figures.pg_down_seconds} s")
+
+    def add_figures(self, result: dict[str, Any], *, error_counts_as: str) -> None:
+        """The faults a run had, into its result; a chaos thread that failed is a problem of
+        the run (``error_counts_as`` names the count it adds to), never a silent pass."""
+        figures = self.figures
+        result.update(kills=dict(figures.kills), redis_flushes=figures.redis_flushes,
+                      pg_restarts=figures.pg_restarts, pg_down_seconds=figures.pg_down_seconds)
+        if self.error is not None:
+            result["problems"].insert(0, f"chaos failed: {self.error!r}")
+            result[error_counts_as] += 1
+
+    @contextlib.contextmanager
+    def held(self, timeout: float = 120.0) -> Iterator[None]:
+        """For tear-down: a fault under way finishes first, and no other begins meanwhile."""
+        locked = self.lock.acquire(timeout=timeout)
+        try:
+            yield
+        finally:
+            if locked:
+                self.lock.release()

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import shutil
-import signal
 import tempfile
 import threading
 import time
@@ -27,7 +25,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.torture.chaos import Chaos, Faults
+from bench.torture import harness
+from bench.torture.chaos import Chaos
 from bench.torture.pipeline_judge import Judge
 from bench.torture.pipeline_plan import Plan
 from bench.torture.pipeline_sender import Sender
@@ -47,17 +46,12 @@ class PipelineTorture:
                          run=uuid.uuid4().hex[:8])
         secret = f"whsec_torture_{uuid.uuid4().hex}"
         self.fleet = Fleet(self.tmp / "logs", app=APP, receivers=args.receivers,
-                           workers=args.workers, worker_threads=args.worker_threads, env={
-            "STRIPE_WEBHOOK_SECRET": secret, "ICHIDO_LEASE": args.lease,
-            "ICHIDO_RETRY_BASE": "0.2s", "ICHIDO_RETRY_CAP": "2s",
-            "ICHIDO_POLL_INTERVAL": "0.05s"},
-            postgres_settings={"shared_buffers": "256MB", "max_wal_size": "2GB",
+                           workers=args.workers, worker_threads=args.worker_threads,
+                           env=harness.process_env(args, secret),
+                           postgres_settings={"shared_buffers": "256MB", "max_wal_size": "2GB",
                                "checkpoint_timeout": "60s"})  # a short crash recovery
-        self.chaos = Chaos(self.fleet, Faults(
-            kills=not args.no_kills, redis_flush=not args.no_redis_flush,
-            pg_restart=not args.no_pg_restart, kill_every=args.kill_every,
-            pg_down=args.pg_down), random.Random(args.seed),
-            total=int(args.events * (1 + self.plan.late_rate)))  # the sender's units
+        self.chaos = Chaos(self.fleet, harness.faults(args), random.Random(args.seed),
+                           total=int(args.events * (1 + self.plan.late_rate)))  # the sender's units
         self.sender = Sender(self.plan, [r.port for r in self.fleet.receivers], secret,
                              self.chaos, lanes=args.lanes)
         self.chaos.progress = self.sender.progress
@@ -86,14 +80,9 @@ class PipelineTorture:
         seconds = time.monotonic() - started
         self.fleet.stop_services()  # freeze, then look
         result = judge.judge(self.sender, seconds, settled)
-        figures = self.chaos.figures
         result.update(receivers=len(self.fleet.receivers), workers=len(self.fleet.workers),
-                      kills=dict(figures.kills), redis_flushes=figures.redis_flushes,
-                      pg_restarts=figures.pg_restarts, pg_down_seconds=figures.pg_down_seconds,
                       seed=self.args.seed)
-        if self.chaos.error is not None:
-            result["problems"].insert(0, f"chaos failed: {self.chaos.error!r}")
-            result["refused"] += 1
+        self.chaos.add_figures(result, error_counts_as="refused")
         return result
 
     def report_progress(self) -> None:
@@ -104,77 +93,39 @@ class PipelineTorture:
 
     def close(self) -> None:
         self.running.clear()
-        locked = self.chaos.lock.acquire(timeout=120)  # a fault under way finishes first
-        self.fleet.close(keep=self.args.keep)
-        if not self.args.keep:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        if locked:
-            self.chaos.lock.release()
+        with self.chaos.held():
+            self.fleet.close(keep=self.args.keep)
+            if not self.args.keep:
+                shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench torture", description=__doc__.split(
         "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000, help="unique events")
-    parser.add_argument("--json", action="store_true", help="end with one JSON line of figures")
-    parser.add_argument("--receivers", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=2, help="worker processes")
-    parser.add_argument("--worker-threads", type=int, default=2)
     parser.add_argument("--lanes", type=int, default=48, help="deliveries under way at once")
     parser.add_argument("--duplicate-rate", type=float, default=0.3,
                         help="share of deliveries that are copies of an event sent before")
     parser.add_argument("--concurrent-share", type=float, default=0.35,
                         help="share of the copies sent to both receivers at the same instant")
-    parser.add_argument("--lease", default="5s", help="ICHIDO_LEASE of the processes")
-    parser.add_argument("--kill-every", type=float, default=15.0,
-                        help="seconds between random kill -9s (after the planned ones)")
-    parser.add_argument("--no-kills", action="store_true")
-    parser.add_argument("--no-redis-flush", action="store_true")
-    parser.add_argument("--no-pg-restart", action="store_true")
-    parser.add_argument("--pg-down", type=float, default=2.0, help="seconds PostgreSQL is down")
-    parser.add_argument("--settle-timeout", type=float, default=1800.0)
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--keep", action="store_true", help="keep the servers' files and logs")
-    args = parser.parse_args(argv)
-    if args.seed is None:
-        args.seed = random.randrange(1 << 30)
-    if args.events < 1 or args.receivers < 1 or args.workers < 1:
-        parser.error("--events, --receivers and --workers must be at least 1")
-    return args
+    harness.add_run_flags(parser, kill_every=15.0, settle_timeout=1800.0)
+    return harness.parse_run_flags(parser, argv, "events")
 
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
     torture = PipelineTorture(args)
-
-    def interrupted(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupted)
-    try:
-        result = torture.run()
-    except KeyboardInterrupt:
-        log("interrupted: stopping every process this run started")
+    result = harness.run_to_the_end(torture.run, torture.close)
+    if result is None:
         return 130
-    finally:
-        torture.close()
-        signal.signal(signal.SIGTERM, previous)
     ok = result["settled"] and not any(result[k] for k in PROBLEMS)
-    print(f"ichido torture (seed {result['seed']}): {result['events']:,} events, "
-          f"{result['deliveries']:,} deliveries ({result['duplicate_copies_sent']:,} duplicate "
-          f"copies, {result['concurrent_copies']:,} of them concurrent) to "
-          f"{result['receivers']} receivers, {result['workers']} workers, in "
-          f"{result['seconds']} s ({result['events_per_second']} events/s)")
-    print(f"  faults: kill -9 {result['kills']}, Redis FLUSHALL {result['redis_flushes']}, "
-          f"PostgreSQL restarts {result['pg_restarts']} ({result['pg_down_seconds']} s down); "
-          f"{result['retried_deliveries']:,} deliveries retried")
-    print(f"  duplicates caught: {result['duplicates_cache']:,} by Redis, "
-          f"{result['duplicates_durable']:,} by PostgreSQL")
-    for name in PROBLEMS:
-        print(f"  {name.replace('_', ' ')}: {result[name]}")
-    for problem in result["problems"]:
-        print(f"  ✗ {problem}")
-    print("  ✓ nothing lost, nothing applied twice, no effect missing" if ok else "  ✗ FAILED")
-    if args.json:
-        print(json.dumps(result))
+    harness.report(
+        result, problems=PROBLEMS, ok=ok, as_json=args.json,
+        title=f"ichido torture (seed {result['seed']}): {result['events']:,} events, "
+              f"{result['deliveries']:,} deliveries ({result['duplicate_copies_sent']:,} "
+              f"duplicate copies, {result['concurrent_copies']:,} of them concurrent) to "
+              f"{result['receivers']} receivers, {result['workers']} workers, in "
+              f"{result['seconds']} s ({result['events_per_second']} events/s)",
+        retried=f"{result['retried_deliveries']:,} deliveries retried",
+        ok_line="nothing lost, nothing applied twice, no effect missing")
     return 0 if ok else 1

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import random
 import shutil
-import signal
 import tempfile
 import threading
 import time
@@ -32,7 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.torture.chaos import Chaos, Faults
+from bench.torture import harness
+from bench.torture.chaos import Chaos
 from bench.torture.services import Fleet, log
 from bench.torture.shop_buyers import Buyers
 from bench.torture.shop_emulator import EmulatorProcess, serve_emulator
@@ -58,16 +57,11 @@ class ShopTorture:
         self.emulator_port = free_port()
         self.fleet = Fleet(self.tmp / "logs", app=SHOP_APP, receivers=args.receivers,
                            workers=args.workers, worker_threads=args.worker_threads, env={
-            "STRIPE_WEBHOOK_SECRET": self.secret, "STRIPE_API_KEY": API_KEY,
+            **harness.process_env(args, self.secret), "STRIPE_API_KEY": API_KEY,
             "STRIPE_API_BASE": f"http://127.0.0.1:{self.emulator_port}",
             "ICHIDO_CATALOG": str(write_catalog(self.tmp / "catalog.toml")),
-            "ICHIDO_MAIL_DIR": str(self.tmp / "mail"), "ICHIDO_LEASE": args.lease,
-            "ICHIDO_RETRY_BASE": "0.2s", "ICHIDO_RETRY_CAP": "2s",
-            "ICHIDO_POLL_INTERVAL": "0.05s", "ICHIDO_DB_POOL_SIZE": "4"})
-        self.chaos = Chaos(self.fleet, Faults(
-            kills=not args.no_kills, redis_flush=not args.no_redis_flush,
-            pg_restart=not args.no_pg_restart, kill_every=args.kill_every,
-            pg_down=args.pg_down), self.rng, total=len(self.plans))
+            "ICHIDO_MAIL_DIR": str(self.tmp / "mail"), "ICHIDO_DB_POOL_SIZE": "4"})
+        self.chaos = Chaos(self.fleet, harness.faults(args), self.rng, total=len(self.plans))
         self.emulator: EmulatorProcess | None = None
         self.buyers: Buyers | None = None
         self.monitor: threading.Thread | None = None
@@ -86,20 +80,18 @@ class ShopTorture:
         self.monitor.start()
         self.fleet.start_services()
 
-    def teardown(self) -> None:
-        self.placing.clear()  # the chaos thread stops; wait for a fault under way to finish
-        locked = self.chaos.lock.acquire(timeout=120)
-        self.aborting.set()  # the emulator watch ends before the emulator does
-        if self.monitor is not None:
-            self.monitor.join(10)
-        if self.emulator is not None:
-            with contextlib.suppress(Exception):
-                self.emulator.stop()
-        self.fleet.close(keep=self.args.keep)
-        if not self.args.keep:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        if locked:
-            self.chaos.lock.release()
+    def close(self) -> None:
+        self.aborting.set()  # buyers give up; the emulator watch ends before the emulator does
+        self.placing.clear()  # the chaos thread stops
+        with self.chaos.held():
+            if self.monitor is not None:
+                self.monitor.join(10)
+            if self.emulator is not None:
+                with contextlib.suppress(Exception):
+                    self.emulator.stop()
+            self.fleet.close(keep=self.args.keep)
+            if not self.args.keep:
+                shutil.rmtree(self.tmp, ignore_errors=True)
 
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
@@ -129,14 +121,9 @@ class ShopTorture:
         seconds = time.monotonic() - started
         self.fleet.stop_services()  # freeze, then look
         result = judge.judge(seconds, settled)
-        figures = self.chaos.figures
-        result.update(receivers=len(self.fleet.receivers), kills=dict(figures.kills),
-                      redis_flushes=figures.redis_flushes, pg_restarts=figures.pg_restarts,
-                      pg_down_seconds=figures.pg_down_seconds,
+        result.update(receivers=len(self.fleet.receivers),
                       client_retries=self.buyers.client_retries)
-        if self.chaos.error is not None:
-            result["problems"].insert(0, f"chaos failed: {self.chaos.error!r}")
-            result["unexpected_outcomes"] += 1
+        self.chaos.add_figures(result, error_counts_as="unexpected_outcomes")
         return result
 
     def report_progress(self) -> None:
@@ -152,11 +139,6 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench shop-torture", description=__doc__.split(
         "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--orders", type=int, default=200)
-    parser.add_argument("--json", action="store_true", help="end with one JSON line of figures")
-    parser.add_argument("--receivers", type=int, default=2,
-                        help="receiver processes; every event goes to each at once")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes")
-    parser.add_argument("--worker-threads", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=0,
                         help="buyers at once (default: orders/10, 2 to 32)")
     parser.add_argument("--duplicate-rate", type=float, default=0.3)
@@ -165,24 +147,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         help="webhook requests the emulator has on the wire at once")
     parser.add_argument("--max-in-flight", type=int, default=400,
                         help="buyers pause while the emulator has more deliveries under way")
-    parser.add_argument("--lease", default="5s", help="ICHIDO_LEASE of the processes")
-    parser.add_argument("--kill-every", type=float, default=8.0,
-                        help="seconds between random kill -9s (after the planned ones)")
-    parser.add_argument("--no-kills", action="store_true")
-    parser.add_argument("--no-redis-flush", action="store_true")
-    parser.add_argument("--no-pg-restart", action="store_true")
-    parser.add_argument("--pg-down", type=float, default=2.0, help="seconds PostgreSQL is down")
-    parser.add_argument("--settle-timeout", type=float, default=300.0)
     parser.add_argument("--story-timeout", type=float, default=240.0,
                         help="seconds one buyer's step may take, retries included")
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--keep", action="store_true", help="keep the servers' files and logs")
-    args = parser.parse_args(argv)
-    if args.seed is None:
-        args.seed = random.randrange(1 << 30)
-    if args.orders < 1 or args.receivers < 1 or args.workers < 1:
-        parser.error("--orders, --receivers and --workers must be at least 1")
-    return args
+    harness.add_run_flags(parser, kill_every=8.0, settle_timeout=300.0,
+                          receivers_help="receiver processes; every event goes to each at once")
+    return harness.parse_run_flags(parser, argv, "orders")
 
 
 def main(argv: list[str]) -> int:
@@ -190,37 +159,16 @@ def main(argv: list[str]) -> int:
         return serve_emulator(argv)
     args = parse(argv)
     torture = ShopTorture(args)
-
-    def interrupted(signum: int, _frame: Any) -> None:
-        torture.aborting.set()
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupted)
-    try:
-        result = torture.run()
-    except KeyboardInterrupt:
-        log("interrupted: stopping every process this run started")
+    result = harness.run_to_the_end(torture.run, torture.close, interrupt=torture.aborting.set)
+    if result is None:
         return 130
-    finally:
-        torture.aborting.set()
-        torture.teardown()
-        signal.signal(signal.SIGTERM, previous)
     ok = not any(result[k] for k in PROBLEMS)
-    print(f"ichido shop torture (seed {args.seed}): {result['orders']} orders, "
-          f"{result['events']} events, {result['deliveries']} deliveries to "
-          f"{result['receivers']} receivers in {result['seconds']} s "
-          f"({result['events_per_second']} events/s)")
-    print(f"  faults: kill -9 {result['kills']}, Redis flushes {result['redis_flushes']}, "
-          f"PostgreSQL restarts {result['pg_restarts']} ({result['pg_down_seconds']} s down), "
-          f"{result['delivery_failures']} failed deliveries retried")
-    print(f"  duplicates caught: {result['duplicates_cache']} by Redis, "
-          f"{result['duplicates_durable']} by PostgreSQL")
-    for name in PROBLEMS:
-        print(f"  {name.replace('_', ' ')}: {result[name]}")
-    for problem in result["problems"]:
-        print(f"  ✗ {problem}")
-    print("  ✓ nothing lost, nothing applied twice, states as an in-order replay" if ok
-          else "  ✗ FAILED")
-    if args.json:
-        print(json.dumps(result))
+    harness.report(
+        result, problems=PROBLEMS, ok=ok, as_json=args.json,
+        title=f"ichido shop torture (seed {args.seed}): {result['orders']} orders, "
+              f"{result['events']} events, {result['deliveries']} deliveries to "
+              f"{result['receivers']} receivers in {result['seconds']} s "
+              f"({result['events_per_second']} events/s)",
+        retried=f"{result['delivery_failures']} failed deliveries retried",
+        ok_line="nothing lost, nothing applied twice, states as an in-order replay")
     return 0 if ok else 1

@@ -1,27 +1,28 @@
-"""The ``ichido`` command: parse flags, call the library, print. No logic of its own lives here."""
+"""The ``ichido`` command: parse flags, call the library, print. No logic of its own lives here.
+
+This module holds the group and the commands that run ichido (serve, dashboard, worker,
+migrate); the commands over stored events are in ``ichido.admin_cli``, and the example shop's,
+the emulator's, recovery's and AWS's are loaded by name from their own packages."""
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import gc
 import importlib
-import json
 import logging
 import os
 import sys
 import threading
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import click
 import typer
 import typer.main
-from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
-from ichido.config import Settings, parse_duration, redact_url
+from ichido import admin_cli
+from ichido.config import redact_url
+from ichido.console import err, out, shown
 from ichido.errors import IchidoError, StorageUnavailable
 
 # The example shop's and the local Stripe's commands, by name: imported only when one is run
@@ -65,17 +66,6 @@ def _load_command(name: str, spec: str) -> click.Command:
 
 cli = typer.Typer(cls=LazyGroup, no_args_is_help=True, add_completion=False,
                   help="Receive Stripe webhooks and apply every event's effects exactly once.")
-events_cli = typer.Typer(no_args_is_help=True, help="Inspect stored events.")
-dlq_cli = typer.Typer(no_args_is_help=True, help="Dead letters: inspect and replay.")
-cli.add_typer(events_cli, name="events")
-cli.add_typer(dlq_cli, name="dlq")
-out = Console()
-err = Console(stderr=True)
-
-# Stripe retries for up to three days: the bodies of those events are kept (events show,
-# replays, the reconciler's safe window); the ids are kept whatever the window (tombstones).
-STRIPE_RETRY_WINDOW = 73 * 3600.0
-
 DatabaseOpt = typer.Option(None, "--database-url", help="Overrides ICHIDO_DATABASE_URL.")
 AppOpt = typer.Option(None, "--app", help="module:attribute of your ichido.App (handlers).")
 
@@ -88,17 +78,6 @@ def main() -> None:
         err.print(Text.assemble(("error", "red"), " ", shown(f"[{exc.code}] {exc.message}")),
                   soft_wrap=True)
         sys.exit(2)
-
-
-def shown(value: object) -> Text:
-    """A stored string as the operator's terminal may print it: plain text (no markup), and
-    every control or invisible formatting character visible as an escape (no ANSI sequence,
-    no bidirectional override, no line break a sender put there)."""
-    text = "" if value is None else str(value)
-    if not text.isprintable():
-        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                       for c in text)
-    return Text(text)
 
 
 def _environ(**flags: Optional[str]) -> None:
@@ -134,34 +113,6 @@ def _install_recovery(service: Any) -> None:
     from ichido.recovery.service import install  # alerts, the reconcile sweep (issue 13)
 
     install(service)
-
-
-@contextlib.contextmanager
-def _inbox(database_url: str | None) -> Iterator[Any]:
-    """The inbox of the configured store, closed (with its database) when the command ends."""
-    from ichido.db import open_database
-    from ichido.inbox import open_inbox
-
-    _environ(database_url=database_url)
-    settings = Settings.from_env()
-    if os.environ.get("ICHIDO_QUEUE_URL") or os.environ.get("ICHIDO_AWS_LAYOUT"):
-        from ichido.aws.admin import open_admin  # the store and the queue of an AWS layout
-
-        admin = open_admin(settings)
-        try:
-            yield admin
-        finally:
-            admin.close()
-        return
-    database = open_database(settings)
-    try:
-        inbox = open_inbox(settings, database)
-        try:
-            yield inbox
-        finally:
-            inbox.close()
-    finally:
-        database.close()
 
 
 @cli.command()
@@ -288,131 +239,9 @@ def migrate(app: Optional[str] = AppOpt, database_url: Optional[str] = DatabaseO
     out.print("schema is up to date")
 
 
-@events_cli.command("list")
-def events_list(
-    status: Optional[str] = typer.Option(None, help="pending, processing, retrying, processed, "
-                                         "ignored or dead."),
-    type: Optional[str] = typer.Option(None, "--type", help="Event type, e.g. charge.refunded."),
-    limit: int = typer.Option(50, min=1, max=10_000),
-    database_url: Optional[str] = DatabaseOpt,
-    as_json: bool = typer.Option(False, "--json"),
-) -> None:
-    """List stored events, newest first."""
-    with _inbox(database_url) as inbox:
-        records = inbox.list(status=status, type=type, limit=limit)
-    _print_records(records, as_json)
-
-
-@events_cli.command("show")
-def events_show(event_id: str, database_url: Optional[str] = DatabaseOpt,
-                as_json: bool = typer.Option(False, "--json")) -> None:
-    """One event: payload, attempts and every error."""
-    with _inbox(database_url) as inbox:
-        record = inbox.get(event_id)
-    if record is None:
-        err.print(Text.assemble("no event ", shown(event_id)))
-        raise typer.Exit(1)
-    detail = _record_json(record) | {
-        "payload": _payload(record.body),
-        "failures": [{"attempt": a, "at": _when(t), "error": e} for a, t, e in record.failures],
-    }
-    if as_json:
-        print(json.dumps(detail, indent=2))  # ensure_ascii: no raw control character
-        return
-    for key in ("id", "type", "status", "attempts", "received_at", "finished_at"):
-        out.print(Text.assemble((key, "bold"), ": ", shown(detail[key])), highlight=False)
-    for failure in detail["failures"]:
-        out.print(Text(f"attempt {failure['attempt']} failed at {failure['at']}", style="red"))
-        for line in str(failure["error"]).splitlines():
-            out.print(shown(line), highlight=False)
-    out.print_json(data=detail["payload"], ensure_ascii=True)
-
-
-def _payload(body: bytes) -> Any:
-    """The stored body as JSON, or, for one stored before bodies were checked, as text; None
-    once pruned (the id is kept, the body is not)."""
-    if not body:
-        return None
-    try:
-        return json.loads(body)
-    except ValueError:
-        return {"unreadable_body": body.decode("utf-8", "backslashreplace")}
-
-
-@dlq_cli.command("list")
-def dlq_list(limit: int = typer.Option(50, min=1), database_url: Optional[str] = DatabaseOpt,
-             as_json: bool = typer.Option(False, "--json")) -> None:
-    """Dead events: failed every attempt."""
-    with _inbox(database_url) as inbox:
-        _print_records(inbox.list(status="dead", limit=limit), as_json)
-
-
-@dlq_cli.command("retry")
-def dlq_retry(event_id: Optional[str] = typer.Argument(None),
-              all_: bool = typer.Option(False, "--all", help="Replay every dead event."),
-              database_url: Optional[str] = DatabaseOpt) -> None:
-    """Give a dead event (or all of them) a fresh set of attempts."""
-    if (event_id is None) == (not all_):
-        err.print("name one event id, or --all")
-        raise typer.Exit(2)
-    with _inbox(database_url) as inbox:
-        count = inbox.requeue_dead(None if all_ else [event_id])
-    out.print(f"requeued {count} dead event(s)")
-    if event_id and not count:
-        raise typer.Exit(1)
-
-
-@cli.command()
-def stats(database_url: Optional[str] = DatabaseOpt,
-          as_json: bool = typer.Option(False, "--json")) -> None:
-    """Counts: received, unique, duplicates per tier, processed, ignored, retrying, dead."""
-    with _inbox(database_url) as inbox:
-        numbers = inbox.stats()
-    if as_json:
-        print(json.dumps(numbers))
-        return
-    table = Table("count", "value", title="ichido")
-    for key, value in numbers.items():
-        table.add_row(key, str(value))
-    out.print(table)
-
-
-@cli.command()
-def prune(older_than: str = typer.Option("30d", help="Age, e.g. 30d (Stripe resends nothing "
-                                         "older than 30 days)."),
-          database_url: Optional[str] = DatabaseOpt) -> None:
-    """Drop the bodies of finished events older than the window; ids and counts are kept."""
-    window = parse_duration(older_than)
-    if window < STRIPE_RETRY_WINDOW:
-        raise IchidoError(f"--older-than {older_than} is shorter than Stripe's 3-day retry window:"
-                          " its events' bodies are kept for events show, replays and the reconciler",
-                          code="window_too_short")
-    with _inbox(database_url) as inbox:
-        removed = inbox.prune(window)
-    out.print(f"pruned {removed} finished event(s) older than {older_than}")
-
-
-def _record_json(record: Any) -> dict[str, Any]:
-    return {"id": record.id, "type": record.type, "status": record.status,
-            "attempts": record.attempts, "object_id": record.object_id,
-            "received_at": _when(record.received_at), "finished_at": _when(record.finished_at),
-            "last_error": (record.last_error or "").strip().splitlines()[-1:] or None}
-
-
-def _print_records(records: list[Any], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps([_record_json(r) for r in records]))
-        return
-    table = Table("id", "type", "status", "attempts", "received", "last error")
-    for record in records:
-        row = _record_json(record)
-        table.add_row(shown(row["id"]), shown(row["type"]), shown(row["status"]),
-                      shown(row["attempts"]), shown(row["received_at"]),
-                      shown((row["last_error"] or [""])[0][:60]))
-    out.print(table)
-
-
-def _when(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).isoformat(timespec="seconds")
+# The operator's commands over stored events live in their own module; they are registered
+# after the commands above so that help lists them in the same order as ever.
+cli.command()(admin_cli.stats)
+cli.command()(admin_cli.prune)
+cli.add_typer(admin_cli.events_cli, name="events")
+cli.add_typer(admin_cli.dlq_cli, name="dlq")

@@ -25,6 +25,8 @@ from typing import Any, Callable
 
 import boto3
 
+from ichido import worker
+
 log = logging.getLogger("ichido.aws.runner")
 
 LambdaHandler = Callable[[dict[str, Any], Any], Any]
@@ -77,23 +79,13 @@ class SqsPoller:
 
     def drain(self, max_batches: int = 10_000) -> int:
         """Poll until a receive comes back empty; return how many messages were received."""
-        total = 0
-        for _ in range(max_batches):
-            got = self.poll_once()
-            if not got:
-                break
-            total += got
-        return total
+        return worker.drain(self.poll_once, max_batches)
 
     def run(self, stop: threading.Event, idle_wait: float = 0.2) -> None:
-        while not stop.is_set():
-            try:
-                busy = self.poll_once()
-            except Exception:  # keep polling, as Lambda's poller does; log what happened
-                log.exception("SQS poll failed")
-                busy = 0
-            if not busy:
-                stop.wait(idle_wait)
+        """Poll until ``stop``, as Lambda's poller does: a failed poll is logged, backed off
+        and tried again (the worker's loop, with nothing to wake it early)."""
+        worker.poll(f"SQS poller {self.url}", self.poll_once, stop, threading.Event(),
+                    idle_wait)
 
     def _record(self, message: dict[str, Any]) -> dict[str, Any]:
         """The record Lambda builds from a received message."""
@@ -149,23 +141,14 @@ class StreamPoller:
         return handled
 
     def drain(self, max_rounds: int = 10_000) -> int:
-        total = 0
-        for _ in range(max_rounds):
-            got = self.poll_once()
-            if not got and not any(self._pending.values()):
-                break
-            total += got
-        return total
+        """Poll until a round hands nothing over; return how many records it handed over. A
+        shard with records left always hands some over, so nothing is left pending then."""
+        return worker.drain(self.poll_once, max_rounds)
 
     def run(self, stop: threading.Event, idle_wait: float = 0.2) -> None:
-        while not stop.is_set():
-            try:
-                busy = self.poll_once()
-            except Exception:
-                log.exception("stream poll failed")
-                busy = 0
-            if not busy:
-                stop.wait(idle_wait)
+        """Poll until ``stop``; a failed poll is logged, backed off and tried again."""
+        worker.poll(f"stream poller {self.arn}", self.poll_once, stop, threading.Event(),
+                    idle_wait)
 
     def _discover(self) -> None:
         shards = self.client.describe_stream(StreamArn=self.arn)["StreamDescription"]["Shards"]

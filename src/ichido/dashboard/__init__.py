@@ -12,7 +12,7 @@ from typing import Any
 
 
 def create_dashboard(*args: Any, **kwargs: Any) -> Any:
-    """The dashboard's ASGI app: see ``ichido.dashboard.pages.create_dashboard``."""
-    from ichido.dashboard.pages import create_dashboard as create
+    """The dashboard's ASGI app: see ``ichido.dashboard.app.create_dashboard``."""
+    from ichido.dashboard.app import create_dashboard as create
 
     return create(*args, **kwargs)

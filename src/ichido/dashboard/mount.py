@@ -23,7 +23,7 @@ def routes(app: Any, settings: DashboardSettings | None = None) -> list:
         report = getattr(app, "fee_report", None)
         return None if report is None else report()
 
-    from ichido.dashboard.pages import create_dashboard
+    from ichido.dashboard.app import create_dashboard
 
     def started() -> Any:
         app.start()  # idempotent; a host app may never run ichido's lifespan (as the receiver)

@@ -12,11 +12,9 @@ import time
 from typing import Any, List, Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
-out = Console()
-err = Console(stderr=True)
+from ichido.console import err, out, shown
 
 
 def parse_when(text: str | None, *, now: float | None = None) -> int | None:
@@ -87,11 +85,12 @@ def reconcile(
         print(json.dumps(report.to_json()))
         return
     for warning in report.warnings:
-        err.print(f"[bold red]WARNING[/bold red] {escape(warning)}", soft_wrap=True)
+        err.print(Text.assemble(("WARNING", "bold red"), " ", shown(warning)), soft_wrap=True)
     verb = "would store" if dry_run else "stored"
-    out.print(f"reconcile {escape(report.account)}: listed {report.listed}, {verb}"
-              f" {report.reconciled} missed, {report.known} already stored, "
-              f"{report.skipped_delivered} old delivered skipped, cursor {report.cursor}")
+    out.print(Text.assemble(
+        "reconcile ", shown(report.account), f": listed {report.listed}, {verb}"
+        f" {report.reconciled} missed, {report.known} already stored, "
+        f"{report.skipped_delivered} old delivered skipped, cursor {report.cursor}"))
 
 
 def replay(
@@ -127,13 +126,15 @@ def replay(
             if as_json:
                 print(json.dumps(records))
             for r in records if not as_json else ():
-                out.print(f"{r['id']} {r['state']} by {escape(r['actor'])}: matched"
-                          f" {r['matched']}, requeued {r['requeued']}, filter"
-                          f" {escape(json.dumps(r['filter']))}")
+                out.print(Text.assemble(
+                    shown(r["id"]), " ", shown(r["state"]), " by ", shown(r["actor"]),
+                    f": matched {r['matched']}, requeued {r['requeued']}, filter ",
+                    shown(json.dumps(r["filter"]))))
             return
         if cancel_id:
             done = replays.cancel(inbox, cancel_id)
-            out.print(f"{escape(cancel_id)}: {'cancelling' if done else 'not running'}")
+            out.print(Text.assemble(shown(cancel_id),
+                                    f": {'cancelling' if done else 'not running'}"))
             raise typer.Exit(0 if done else 1)
         if resume:
             job = replays.Replay.resume(inbox, resume)
@@ -143,7 +144,8 @@ def replay(
                                 until=parse_when(until))
             job = replays.Replay.start(inbox, where, force=force, dry_run=dry_run, actor=actor)
             if force and not as_json:
-                err.print(f"[yellow]note[/yellow] {escape(replays.FORCE_MEANS)}", soft_wrap=True)
+                err.print(Text.assemble(("note", "yellow"), " ", replays.FORCE_MEANS),
+                          soft_wrap=True)
         record = _run_with_progress(job, quiet=as_json)
     finally:
         inbox.close()
