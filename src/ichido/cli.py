@@ -166,7 +166,7 @@ def _check_writable(service: Any) -> None:
     try:
         service.start()
         service.inbox.ping()
-        with service.inbox.transaction():
+        with service.database.transaction():
             pass
     except Exception as exc:  # the engine's or the file system's own error, named in one line
         read_only = any(word in str(exc).replace(" ", "").lower()

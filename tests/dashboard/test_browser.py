@@ -228,7 +228,7 @@ def add_shop(app: ichido.App) -> None:
 
     now = time.time()
     end_of_today = today_in_japan(now)[1] - 1
-    with app.inbox.transaction() as tx:
+    with app.database.transaction() as tx:
         for order_id, expires in (("ord_today", end_of_today),
                                   ("ord_later", end_of_today + 3 * 86400)):
             tx.execute("INSERT INTO shop_orders (id, product_id, product_name, kind, quantity,"

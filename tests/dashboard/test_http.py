@@ -244,7 +244,7 @@ def test_a_failing_fee_report_leaves_the_shop_page_up(client: TestClient,
 
 def test_the_overview_shows_the_reconcilers_cursor_and_last_run(
         client: TestClient, dashboard_app: ichido.App) -> None:
-    with dashboard_app.inbox.transaction() as tx:  # what a reconcile run leaves behind
+    with dashboard_app.database.transaction() as tx:  # what a reconcile run leaves behind
         tx.execute("INSERT INTO ichido_reconcile_cursors (account, created, updated_at)"
                    " VALUES ('acct_main', 1764547200, 1764550800)")
     login(client)

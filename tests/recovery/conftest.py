@@ -87,7 +87,7 @@ class World:
         self.shop.outbox.drain()
 
     def payment_intent(self, order_id: str) -> str:
-        with self.app.inbox.reading() as tx:
+        with self.app.database.reading() as tx:
             return tx.execute("SELECT payment_intent FROM shop_orders WHERE id = ?",
                               (order_id,)).fetchone()[0]
 
@@ -117,7 +117,7 @@ class World:
 
     def state(self) -> dict[str, Any]:
         """What the shop ended with, per buyer e-mail (order ids differ between worlds)."""
-        with self.app.inbox.reading() as tx:
+        with self.app.database.reading() as tx:
             orders = {row[0]: row[1:] for row in tx.execute(
                 "SELECT id, email, status FROM shop_orders").fetchall()}
             refunds = Counter((orders[r[0]][0], r[1]) for r in tx.execute(

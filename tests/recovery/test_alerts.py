@@ -66,7 +66,7 @@ def test_an_alert_storm_sends_one_message(app, slack, caplog) -> None:
     alerts = Alerts(app.inbox, app.recovery, clock=lambda: 1_000_000.0)
     opened = 0
     for n in range(1000):
-        with app.inbox.transaction() as tx:
+        with app.database.transaction() as tx:
             opened += alerts.raise_alert(tx, "dead_letter", f"evt_{n}", f"evt_{n} is dead")
     assert opened == 1
     assert send(app) == 1
@@ -75,7 +75,7 @@ def test_an_alert_storm_sends_one_message(app, slack, caplog) -> None:
     assert "ichido alert [dead_letter]" in caplog.text
     assert send(app) == 0 and len(slack.messages) == 1  # sent once, whatever runs again
     later = Alerts(app.inbox, app.recovery, clock=lambda: 1_000_000.0 + 600)
-    with app.inbox.transaction() as tx:
+    with app.database.transaction() as tx:
         assert later.raise_alert(tx, "dead_letter", "evt_x", "evt_x is dead")  # a new window
     send(app)
     assert len(slack.messages) == 2

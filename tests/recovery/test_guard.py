@@ -82,7 +82,7 @@ def deliver_in_orders(app, orders: dict[str, list[bytes]]) -> None:
 
 
 def check_against_in_order(app, stories: dict[str, list[bytes]]) -> None:
-    with app.inbox.reading() as tx:
+    with app.database.reading() as tx:
         final = dict((row[0], row[1:]) for row in tx.execute(
             "SELECT id, status, event_id FROM subs").fetchall())
         applied = tx.execute("SELECT sub_id, event_id FROM sub_applied").fetchall()
@@ -136,7 +136,7 @@ def test_indistinguishable_ties_agree_whatever_the_order(app) -> None:
                   for i in range(3)]
         orders[sub_id] = [bodies[i] for i in perm]
     deliver_in_orders(app, orders)
-    with app.inbox.reading() as tx:
+    with app.database.reading() as tx:
         winners = {row[0][len("evt_"):].rsplit("_", 1)[1]
                    for row in tx.execute("SELECT event_id FROM subs").fetchall()}
     assert winners == {"2"}  # evt_…_2 sorts last

@@ -8,7 +8,6 @@ uses ``?`` placeholders, which the PostgreSQL transaction translates.
 from __future__ import annotations
 
 import time
-from contextlib import AbstractContextManager
 from typing import Callable, Sequence
 
 from ichido.dashboard.schema import DASHBOARD_SCHEMA
@@ -93,14 +92,6 @@ class SqlInbox(Inbox):
         self.shard = shard
         self.owned_database: SqlDatabase | None = None  # opened by ``open_inbox`` itself
 
-    def reading(self) -> AbstractContextManager[Transaction]:
-        """A read connection on the inbox's tables (the operator's pages read through it)."""
-        return self.database.reading()
-
-    def transaction(self) -> AbstractContextManager[Transaction]:
-        """A write transaction on the inbox's tables."""
-        return self.database.transaction()
-
     def close(self) -> None:
         if self.owned_database is not None:
             self.owned_database.close()
@@ -157,7 +148,7 @@ class SqlInbox(Inbox):
             params.extend(after)
         order = "DESC" if newest_first else "ASC"
         columns = EVENT_COLUMNS if bodies else EVENT_COLUMNS.replace(", body", "")
-        with self.reading() as tx:
+        with self.database.reading() as tx:
             rows = tx.execute(f"SELECT {columns} FROM ichido_events WHERE {sql}"
                               f" ORDER BY created {order}, id {order} LIMIT ?",
                               (*params, limit)).fetchall()
@@ -165,7 +156,7 @@ class SqlInbox(Inbox):
 
     def count(self, where: EventFilter = EventFilter()) -> int:
         sql, params = _where(where)
-        with self.reading() as tx:
+        with self.database.reading() as tx:
             return int(tx.execute(f"SELECT count(*) FROM ichido_events WHERE {sql}",
                                   params).fetchone()[0])
 

@@ -182,6 +182,7 @@ class SqliteInbox(SqlInbox):
             " ichido_intake_batches WHERE seq > ? ORDER BY seq LIMIT ?",
             (upto, SETTLE_BATCHES)).fetchall()
         if not batches:
+            self._clean_up(upto)
             return 0
         last = batches[-1][0]
         events = reader.execute(
@@ -189,17 +190,23 @@ class SqliteInbox(SqlInbox):
             " WHERE batch > ? AND batch <= ? ORDER BY id", (upto, last)).fetchall()
         try:
             moved = self._move(batches, events, wait=wait)
-        except sqlite3.OperationalError as exc:
-            if wait or exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY,
-                                                           sqlite3.SQLITE_LOCKED):
-                raise StorageUnavailable(f"could not settle the intake: {exc}") from exc
-            return 0
-        if moved is None:
-            return 0  # another process settled these meanwhile
+        except sqlite3.Error as exc:
+            busy = exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if busy and not wait:
+                return 0
+            raise StorageUnavailable(f"could not settle the intake: {exc}") from exc
+        self._clean_up(last)
+        return moved or 0  # None: another process settled these meanwhile
+
+    def _clean_up(self, upto: int) -> None:
+        """Delete what the store holds already (also what a settle that died left behind)."""
+        oldest = self.intake.conn().execute("SELECT min(seq) FROM ichido_intake_batches"
+                                            ).fetchone()[0]
+        if oldest is None or oldest > upto:
+            return
         with self.intake.storage("clean the intake"), self.intake.transaction() as tx:
-            tx.execute("DELETE FROM ichido_intake WHERE batch <= ?", (last,))
-            tx.execute("DELETE FROM ichido_intake_batches WHERE seq <= ?", (last,))
-        return moved
+            tx.execute("DELETE FROM ichido_intake WHERE batch <= ?", (upto,))
+            tx.execute("DELETE FROM ichido_intake_batches WHERE seq <= ?", (upto,))
 
     def _move(self, batches: list, events: list, *, wait: bool) -> int | None:
         conn = self.database.conn() if wait else self._store_nowait()
