@@ -196,8 +196,9 @@ def _on_payment_status(tx: Transaction, order: dict[str, Any], before: str, afte
     if after in RELEASED and before not in RELEASED:
         stock.release(tx, order)
     elif before in RELEASED and after not in RELEASED:
-        # Money came in, or a new voucher was issued, after we let the stock go: take it back.
-        stock.take(tx, order)
+        # Money came in, or a new voucher was issued, after we let the stock go: take it back
+        # if it is still there; if not, the parcel waits for a person (shipments.create).
+        stock.take_if_left(tx, order)
     if after == "paid":
         fulfil(tx, order, now)
         settle_refunds(tx, order["id"], now)  # a refund seen before its payment counts now
