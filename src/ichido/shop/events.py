@@ -22,6 +22,7 @@ def register(app: App) -> None:
     app.on(*PAYMENT_EVENTS)(on_payment_intent)
     app.on(*REFUND_EVENTS)(on_refund)
     app.on("charge.refunded")(on_charge_refunded)
+    app.on("charge.succeeded")(on_charge)
     app.on(*checkout.EVENTS)(on_checkout_session)
     app.on(*subscriptions.EVENTS)(on_subscription)
     app.on(*subscriptions.INVOICE_EVENTS)(on_invoice)
@@ -48,7 +49,13 @@ def on_refund(event: Event, tx: Transaction) -> None:
     refunds.apply_refund(tx, event.object)
 
 
+def on_charge(event: Event, tx: Transaction) -> None:
+    """A charge names the method the buyer paid with (``payment_method_details.type``)."""
+    orders.apply_charge(tx, event.object)
+
+
 def on_charge_refunded(event: Event, tx: Transaction) -> None:
     """The charge lists its refunds; each one is applied as if its own event had come."""
+    orders.apply_charge(tx, event.object)
     for refund in (event.object.get("refunds") or {}).get("data") or []:
         refunds.apply_refund(tx, refund)
