@@ -10,8 +10,9 @@ only moves forward), its end, refunds of its invoices, and the clock.
   charged within the hour, then retried for days while ``past_due``); a konbini invoice
   (``send_invoice``) from its due date, since open and not yet due is how konbini is paid;
 - **suspended** after that, by whichever comes first: an event, or the sweep (``sweep``), for a
-  buyer who simply does not pay sends no event. Stripe's dunning may still collect: once no
-  late invoice is left unpaid, access comes back (**restored**). A suspension is a decision on
+  buyer who simply does not pay sends no event. Stripe's dunning may still collect: once that
+  invoice is paid (or voided), access comes back (**restored**), whatever any clock says (a
+  sweep on another host may run ahead of a worker). A suspension is a decision on
   what is known at the time: a payment whose webhook is late past the grace period suspends,
   then restores, once each;
 - **revoked** for good when the subscription ends (``customer.subscription.deleted``, or a
@@ -63,14 +64,22 @@ def settle(tx: Transaction, sub_id: str, now: float, grace: float) -> list[str]:
         return made + _revoke(tx, sub_id, final, now)
     if access[0] in ("ended", "refunded"):
         return made
-    late = _late_invoice(tx, sub_id, now - grace)
-    if late is not None and access[0] is None:
-        made += _suspend(tx, sub_id, late, now)
-    elif late is None and access[0] is not None:
+    if access[0] is not None:  # suspended: lifted once that invoice is settled, not by a clock
+        if _unpaid(tx, access[0].removeprefix("unpaid:")):
+            return made
         made += _changed(tx, sub_id, "restored", access[0].removeprefix("unpaid:"), now)
         tx.execute("UPDATE shop_subscription_access SET revoked_at = NULL, revoked_reason = NULL"
                    " WHERE subscription_id = ?", (sub_id,))
+    late = _late_invoice(tx, sub_id, now - grace)
+    if late is not None:
+        made += _suspend(tx, sub_id, late, now)
     return made
+
+
+def _unpaid(tx: Transaction, invoice_id: str) -> bool:
+    row = tx.execute("SELECT status FROM shop_subscription_invoices WHERE id = ?",
+                     (invoice_id,)).fetchone()
+    return row is not None and row[0] in UNPAID
 
 
 def _final_cause(tx: Transaction, sub_id: str) -> str | None:
