@@ -150,3 +150,38 @@ def test_a_konbini_plan_whose_second_invoice_is_never_paid_with_the_shop_killed(
                [*(f"invoice-{i}" for i in invoices), f"access-suspended-{unpaid}",
                 "access-ended"])
     assert world.process.starts == 2
+
+
+def test_a_paid_invoice_refunded_in_full_revokes_and_cancels_at_stripe_once(
+        make_world: Any, sqlite_url: str, tmp_path: Path) -> None:
+    """An operator refunds a subscriber's invoice in full (the Dashboard, or the API as here):
+    access is revoked for good and the shop cancels the subscription at Stripe, once. A partial
+    refund of another subscriber's invoice changes nothing."""
+    catalog = tmp_path / "plans.toml"
+    catalog.write_text(PLANS)
+    world = make_world(sqlite_url, mode="thread", catalog=catalog)
+    subs = {}
+    for name in ("full", "partial"):
+        made = subscribe(world, name, plan="stream-monthly", payment_method="card",
+                         email=f"{name}@example.com")
+        assert made is not None
+        subs[name] = wait_sub(world, made["id"], lambda s: s["entitlement"], "granted")
+    for name, amount in (("full", 980), ("partial", 300)):
+        invoice = world.stripe.get(f"/v1/invoices/{subs[name]['invoices'][0]['id']}").json()
+        refund = world.stripe.post("/v1/refunds", data={
+            "payment_intent": invoice["payment_intent"], "amount": amount})
+        assert refund.status_code == 200, refund.text
+    ended = wait_sub(world, subs["full"]["id"], lambda s: s["status"] == "canceled"
+                     and s["entitlement"]["revoked_at"], "revoked and canceled at Stripe")
+    assert ended["entitlement"]["reason"] == "refunded"
+    world.settle()
+    kept = wait_sub(world, subs["partial"]["id"], lambda s: s["entitlement"], "kept")
+    assert kept["status"] == "active" and kept["entitlement"]["revoked_at"] is None
+    at_stripe = world.stripe.get(f"/v1/subscriptions/{subs['full']['stripe_subscription']}")
+    assert at_stripe.json()["status"] == "canceled"
+    assert world.outbox()[f"ichido-cancel-{subs['full']['id']}"][1:] == ("sent", 1)
+    assert world.query("SELECT change, cause FROM shop_access_changes WHERE subscription_id = ?"
+                       " ORDER BY change", (subs["full"]["id"],)) == [
+        ("granted", "paid"), ("revoked", "final")]
+    assert sorted(p.name for p in world.mail_dir.glob(f"{subs['full']['id']}--*.eml")) == [
+        f"{subs['full']['id']}--access-ended.eml"]
