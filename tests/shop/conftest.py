@@ -272,7 +272,11 @@ def create_crashing_shop() -> Any:
       the shop's handler wrote the order's entitlement and queued its mail, before the commit;
     - ``mail``: after the "paid" mail file of a konbini order is written, before its outbox
       row is marked sent;
-    - ``refund``: after Stripe created the refund, before the shop's database heard of it.
+    - ``refund``: after Stripe created the refund, before the shop's database heard of it;
+    - ``grant``: inside the transaction of an ``invoice.paid`` event, after the shop's handler
+      granted a subscription's access, before the commit;
+    - ``invoice-mail``: after a subscription invoice's voucher mail file is written, before its
+      outbox row is marked sent.
     """
     from ichido.shop.app import create_shop
 
@@ -302,10 +306,21 @@ def create_crashing_shop() -> Any:
         if queued and granted:  # the effects are written, not committed
             crash_once("handler")
 
+    @shop.app.on("invoice.paid")
+    def crash_inside_the_grant(event: Any, tx: Any) -> None:
+        sub_id = ((event.object.get("subscription_details") or {}).get("metadata") or {}).get(
+            "subscription_id")
+        granted = tx.execute("SELECT count(*) FROM shop_access_changes WHERE subscription_id = ?"
+                             " AND change = 'granted'", (sub_id,)).fetchone()[0]
+        if granted:  # written by the shop's handler in this transaction, or an earlier one
+            crash_once("grant")
+
     send_mail = shop.outbox.senders["mail"]
 
     def mail_then_crash(key: str, payload: dict[str, Any]) -> None:
         send_mail(key, payload)
+        if ":invoice-" in key:
+            crash_once("invoice-mail")
         if key.endswith(":paid"):
             with shop.app.database.reading() as tx:
                 method = tx.execute("SELECT payment_method FROM shop_orders WHERE id = ?",

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import pytest
 
 from ichido.config import Settings
-from ichido.db import Database as Inbox, open_database
+from ichido.db import Database, open_database
 from ichido.outbox import OUTBOX_SCHEMA
 from ichido.shop import checkout, orders, refunds
 from ichido.shop.schema import SHOP_SCHEMA
@@ -56,14 +56,14 @@ methods = ["card"]
 # -- the state machine, every order of events ---------------------------------------------------
 
 @pytest.fixture
-def store(database_url: str) -> Iterator[Inbox]:
+def store(database_url: str) -> Iterator[Database]:
     inbox = open_database(Settings(database_url=database_url), migrate=True,
                        steps=[*OUTBOX_SCHEMA, *SHOP_SCHEMA])
     yield inbox
     inbox.close()
 
 
-def checkout_order(store: Inbox) -> str:
+def checkout_order(store: Database) -> str:
     order_id = f"ord_{random.getrandbits(64):x}"
     now = time.time()
     with store.transaction() as tx:
@@ -108,16 +108,18 @@ def konbini_story(order_id: str, ends: str) -> list[tuple[str, dict[str, Any]]]:
         ("checkout.session.async_payment_failed", session(order_id, payment_status="unpaid"))]
 
 
-def apply(store: Inbox, events: list[tuple[str, dict[str, Any]]]) -> None:
+def apply(store: Database, events: list[tuple[str, dict[str, Any]]]) -> None:
     for kind, obj in events:
         with store.transaction() as tx:
             if kind.startswith("checkout."):
                 checkout.apply_session(tx, kind, obj)
+            elif kind.startswith("charge."):
+                orders.apply_charge(tx, obj)
             else:
                 orders.apply_payment_intent(tx, obj)
 
 
-def state(store: Inbox, order_id: str) -> dict[str, Any]:
+def state(store: Database, order_id: str) -> dict[str, Any]:
     with store.reading() as tx:
         order = orders.to_json(tx, order_id)
         mails = sorted(r[0].rsplit(":", 1)[1] for r in tx.execute(
@@ -136,7 +138,7 @@ def state(store: Inbox, order_id: str) -> dict[str, Any]:
                  "mails": ["voucher"]}),
 ])
 def test_a_checkout_konbini_order_ends_the_same_whatever_comes_first(
-        store: Inbox, ends: str, want: dict[str, Any]) -> None:
+        store: Database, ends: str, want: dict[str, Any]) -> None:
     rng = random.Random(ends)
     for ordering in itertools.permutations(range(4)):
         order_id = checkout_order(store)
@@ -147,7 +149,7 @@ def test_a_checkout_konbini_order_ends_the_same_whatever_comes_first(
 
 
 def test_completed_unpaid_fulfils_nothing_and_a_declined_card_on_the_page_moves_nothing(
-        store: Inbox) -> None:
+        store: Database) -> None:
     order_id = checkout_order(store)
     apply(store, [("payment_intent.payment_failed", intent(
         order_id, "requires_payment_method", payment_method_types=["card"],
@@ -158,7 +160,7 @@ def test_completed_unpaid_fulfils_nothing_and_a_declined_card_on_the_page_moves_
     assert (after["status"], after["shipment"], after["mails"]) == ("awaiting_payment", None, [])
 
 
-def test_an_unfinished_session_that_expires_gives_the_stock_back_once(store: Inbox) -> None:
+def test_an_unfinished_session_that_expires_gives_the_stock_back_once(store: Database) -> None:
     order_id = checkout_order(store)
     expired = ("checkout.session.expired", session(order_id, payment_intent=None,
                                                    status="expired"))
@@ -167,9 +169,35 @@ def test_an_unfinished_session_that_expires_gives_the_stock_back_once(store: Inb
         "status": "canceled", "method": "checkout", "shipment": None, "stock": 5, "mails": []}
 
 
-def test_a_refund_of_a_checkout_order_is_applied_like_any_other(store: Inbox) -> None:
+def test_the_method_is_what_stripe_names_never_guessed_from_a_paid_session(
+        store: Database) -> None:
+    """A session paid at once says nothing of how, nor does a PaymentIntent that allowed card
+    and konbini; the charge does (``payment_method_details.type``), in any order."""
+    both = {"payment_method_types": ["card", "konbini"]}
+    story = [("checkout.session.completed", "session"), ("payment_intent.succeeded", "intent"),
+             ("charge.succeeded", "charge")]
+    for ordering in itertools.permutations(story):
+        order_id = checkout_order(store)
+        objects = {"session": session(order_id, payment_status="paid"),
+                   "intent": intent(order_id, "succeeded", **both),
+                   "charge": {"id": f"ch_{order_id}", "object": "charge",  # the PI's metadata
+                              "payment_intent": f"pi_{order_id}",
+                              "metadata": {"order_id": order_id},
+                              "payment_method_details": {"type": "card", "card": {}}}}
+        events = [(kind, objects[name]) for kind, name in ordering]
+        apply(store, events[:-1] if ordering[-1][1] == "charge" else events)
+        if ordering[-1][1] == "charge":
+            assert state(store, order_id)["method"] == "checkout"  # not named yet: not guessed
+            apply(store, events[-1:])
+        got = state(store, order_id)
+        assert (got["status"], got["method"]) == ("paid", "card"), ordering
+
+
+def test_a_refund_of_a_checkout_order_is_applied_like_any_other(store: Database) -> None:
     order_id = checkout_order(store)
-    apply(store, [("checkout.session.completed", session(order_id, payment_status="paid"))])
+    apply(store, [("checkout.session.completed", session(order_id, payment_status="paid")),
+                  ("charge.succeeded", {"id": "ch_1", "payment_intent": f"pi_{order_id}",
+                                        "payment_method_details": {"type": "card"}})])
     with store.transaction() as tx:
         refunds.apply_refund(tx, {"id": "re_1", "amount": 2000, "status": "succeeded",
                                   "payment_intent": f"pi_{order_id}", "created": 1})

@@ -46,3 +46,14 @@ def test_without_an_api_key_the_shop_refuses_to_start() -> None:
     with pytest.raises(ConfigError) as err:
         ShopSettings().require_api_key()
     assert err.value.code == "missing_api_key"
+
+
+def test_the_subscription_grace_period_is_a_bounded_duration() -> None:
+    assert ShopSettings.from_env({}).subscription_grace_seconds == 3 * 86400
+    assert ShopSettings.from_env({"ICHIDO_SUBSCRIPTION_GRACE": "36h"}) \
+        .subscription_grace_seconds == 36 * 3600
+    assert ShopSettings.from_env({"ICHIDO_SUBSCRIPTION_GRACE": "0"}) \
+        .subscription_grace_seconds == 0  # lose access as soon as an invoice is late
+    for bad in ("61d", "soon"):
+        with pytest.raises(ConfigError, match="ICHIDO_SUBSCRIPTION_GRACE|duration"):
+            ShopSettings.from_env({"ICHIDO_SUBSCRIPTION_GRACE": bad})

@@ -14,7 +14,7 @@ import stripe
 from ichido.app import App
 from ichido.config import Settings
 from ichido.outbox import OUTBOX_SCHEMA
-from ichido.shop import events
+from ichido.shop import access, events, subscribe
 from ichido.shop.api import routes
 from ichido.shop.catalog import audit, load_catalog
 from ichido.shop.fees import load_pricing
@@ -54,9 +54,13 @@ def create_shop(settings: Settings | None = None, shop_settings: ShopSettings | 
                         " checkout will refuse it", row.product_id, f"{row.price:,}", row.method,
                         float(row.fee_share) * 100, shop_settings.max_fee_share * 100)
     shop = Shop(app, shop_settings, catalog, pricing, client)
-    events.register(app)
+    grace = shop_settings.subscription_grace_seconds
+    events.register(app, grace)
+    shop.outbox.senders["stripe_cancel_subscription"] = \
+        lambda key, payload: subscribe.cancel_at_stripe(shop, key, payload)
     app.add_routes(routes(shop))
     app.fee_report = lambda: dashboard_rows(client, shop_settings.max_fee_share)
     app.background.append(shop.outbox.run)
     app.background.append(shop.run_reaper)
+    app.background.append(lambda stop: access.run(app.database, grace, stop))
     return shop

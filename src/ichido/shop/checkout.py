@@ -10,6 +10,11 @@ whichever comes first.
 
 A declined card or a lapsed voucher on the PaymentIntent alone moves nothing: on the hosted
 page the buyer may try again, and the session says when they can no longer.
+
+How the buyer paid is never guessed from the session ("paid at once, so a card"): the order
+learns it from what Stripe names (``orders.learn_method``): the charge's
+``payment_method_details.type``, a konbini voucher on the PaymentIntent, or a PaymentIntent
+that allows one type only.
 """
 
 from __future__ import annotations
@@ -45,9 +50,6 @@ def apply_session(tx: Transaction, event_type: str, session: dict[str, Any]) -> 
         tx.execute("UPDATE shop_orders SET payment_intent = ? WHERE id = ?"
                    " AND payment_intent IS NULL", (session["payment_intent"], order["id"]))
     target = target_of(event_type, session)
-    if event_type == "checkout.session.completed":
-        # Paid at once is a card; a voucher waits (konbini is never paid in the session).
-        orders.set_method(tx, order, "card" if target == "paid" else "konbini")
     if target is None:
         return None
     failure = {"expired": "the konbini voucher was not paid in time",

@@ -56,6 +56,12 @@ MESSAGES: dict[str, dict[str, str]] = {
                         "お支払い期限: {deadline}\n"
                         "下記のページに表示されるお支払い番号で、コンビニで現金でお支払いください。\n"
                         "{url}",
+        "access.suspended.subject": "【重要】{plan} のご視聴を一時停止しました",
+        "access.suspended.body": "{plan} のお支払いが確認できないため、ご視聴を一時停止しました。"
+                                 "お支払いが確認でき次第、ご視聴を再開いただけます。",
+        "access.ended.subject": "{plan} のご視聴期間が終了しました",
+        "access.ended.body": "{plan} のご契約が終了したため、ご視聴いただけなくなりました。"
+                             "これまでのご利用ありがとうございました。",
     },
     "en": {
         "greeting": "Dear {email},",
@@ -87,6 +93,12 @@ MESSAGES: dict[str, dict[str, str]] = {
                         "Pay by: {deadline}\n"
                         "Pay in cash at a convenience store with the codes on this page:\n"
                         "{url}",
+        "access.suspended.subject": "Your access to {plan} is on hold",
+        "access.suspended.body": "We have not received the payment for {plan}, so your access "
+                                 "is on hold. It comes back as soon as the payment arrives.",
+        "access.ended.subject": "Your access to {plan} has ended",
+        "access.ended.body": "Your {plan} subscription has ended, and with it your access. "
+                             "Thank you for watching.",
     },
 }
 

@@ -85,3 +85,11 @@ def subscription_voucher(sub: dict[str, Any], invoice: dict[str, Any]) -> dict[s
     letter = _letter({**sub, "id": sub["id"]}, text(locale, "invoice.subject", plan=sub["plan"],
                                                     amount=amount), [body])
     return letter
+
+
+def access(sub: dict[str, Any], message: str) -> dict[str, Any]:
+    """The stream's access stopped: ``access.suspended`` (an invoice unpaid past the grace
+    period: paying it brings access back) or ``access.ended``."""
+    locale = sub.get("locale")
+    return _letter(sub, text(locale, f"{message}.subject", plan=sub["plan"]),
+                   [text(locale, f"{message}.body", plan=sub["plan"])])

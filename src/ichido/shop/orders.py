@@ -135,16 +135,36 @@ def move(tx: Transaction, order: dict[str, Any], target: str, now: float, *,
     return target
 
 
-def learn_method(tx: Transaction, order: dict[str, Any], pi: dict[str, Any]) -> None:
-    """A Checkout order learns how the buyer paid from the PaymentIntent it made: one method
-    type, or a konbini voucher. (It decides which mails a refund sends.)"""
+def learn_method(tx: Transaction, order: dict[str, Any], obj: dict[str, Any]) -> None:
+    """A Checkout order learns how the buyer paid (it decides which mails a refund sends)."""
     if order["payment_method"] != CHECKOUT:
         return
-    types = pi.get("payment_method_types") or []
-    voucher = (pi.get("next_action") or {}).get("type") == "konbini_display_details"
-    method = "konbini" if voucher else types[0] if len(types) == 1 else None
+    method = method_named(obj)
     if method:
         set_method(tx, order, method)
+
+
+def method_named(obj: dict[str, Any]) -> str | None:
+    """The payment method type Stripe names in a snapshot, or None: a Charge's
+    ``payment_method_details.type``; a PaymentIntent's konbini voucher
+    (``next_action.type``), or its only allowed type. Never a type a failed attempt used: on
+    the Checkout page the buyer may still pay another way."""
+    details = obj.get("payment_method_details") or {}
+    if details.get("type"):
+        return str(details["type"])
+    if (obj.get("next_action") or {}).get("type") == "konbini_display_details":
+        return "konbini"
+    types = obj.get("payment_method_types") or []
+    return str(types[0]) if len(types) == 1 else None
+
+
+def apply_charge(tx: Transaction, charge: dict[str, Any]) -> None:
+    """A Charge: only what it says of the method (its payment is the PaymentIntent's news)."""
+    order = find_by_payment(tx, {"id": charge.get("payment_intent"),
+                                 "metadata": charge.get("metadata")})
+    if order is not None and order["payment_method"] == CHECKOUT:
+        lock(tx, order["id"])
+        learn_method(tx, order, charge)
 
 
 def set_method(tx: Transaction, order: dict[str, Any], method: str) -> None:
@@ -196,8 +216,9 @@ def _on_payment_status(tx: Transaction, order: dict[str, Any], before: str, afte
     if after in RELEASED and before not in RELEASED:
         stock.release(tx, order)
     elif before in RELEASED and after not in RELEASED:
-        # Money came in, or a new voucher was issued, after we let the stock go: take it back.
-        stock.take(tx, order)
+        # Money came in, or a new voucher was issued, after we let the stock go: take it back
+        # if it is still there; if not, the parcel waits for a person (shipments.create).
+        stock.take_if_left(tx, order)
     if after == "paid":
         fulfil(tx, order, now)
         settle_refunds(tx, order["id"], now)  # a refund seen before its payment counts now

@@ -4,7 +4,8 @@ client never retried with its key) hold stock that nobody will pay for. After
 
 Exactly once: the conditional update (``WHERE status = 'created'``) is the check itself, so two
 reapers, or a reaper and a late payment, cannot both release. A payment that does come later
-still counts (``abandoned`` ranks below ``paid``, and the stock is taken back then). Checkout
+still counts (``abandoned`` ranks below ``paid``): the stock is taken back if it is still there,
+else the parcel is ``needs_attention`` for a person (never below zero, see ``stock``). Checkout
 orders are left alone: their session expires on its own (``checkout.session.expired``).
 """
 

@@ -11,15 +11,21 @@ import orjson
 from ichido.errors import RetryLater
 from ichido.db.base import Transaction
 from ichido.outbox import enqueue
-from ichido.shop import notices, orders
+from ichido.shop import access, notices, orders
+from ichido.shop.subscriptions import DEFAULT_GRACE
 
 REFUND_RANK = {"pending": 0, "requires_action": 1, "succeeded": 2, "failed": 2, "canceled": 2}
 
 
-def apply_refund(tx: Transaction, refund: dict[str, Any]) -> str | None:
-    """Record a Refund snapshot (forward only) and settle the order's refund state."""
+def apply_refund(tx: Transaction, refund: dict[str, Any], *, grace: float = DEFAULT_GRACE,
+                 now: float | None = None) -> str | None:
+    """Record a Refund snapshot (forward only) and settle the order's refund state, or the
+    access of the subscription whose invoice it refunds."""
     row = tx.execute("SELECT id FROM shop_orders WHERE payment_intent = ?",
                      (refund.get("payment_intent"),)).fetchone()
+    if row is None and (sub_id := access.record_refund(tx, refund)) is not None:
+        access.settle(tx, sub_id, time.time() if now is None else now, grace)
+        return refund.get("status")
     if row is None:
         # The refund may come before we know its payment: retry, never drop (I4).
         raise RetryLater(f"refund {refund.get('id')}: payment {refund.get('payment_intent')} "

@@ -132,4 +132,32 @@ SHOP_SCHEMA: list[Step] = [
             PRIMARY KEY (plan, amount, period)
         )""",
     ]),
+    # An order that gave its stock back holds none until it takes it again (a late payment may
+    # find the shelf empty); subscription invoices' payments (refunds find them) and lateness
+    # (the grace period runs from it); each change of a subscription's access, once.
+    ("shop", 6, [
+        "ALTER TABLE shop_orders ADD COLUMN stock_held INTEGER NOT NULL DEFAULT 1",
+        "UPDATE shop_orders SET stock_held = 0 WHERE status IN"
+        " ('failed', 'expired', 'canceled', 'abandoned') OR id IN (SELECT order_id FROM"
+        " shop_shipments WHERE status IN ('canceled', 'needs_attention'))",
+        "ALTER TABLE shop_subscription_invoices ADD COLUMN payment_intent TEXT",
+        "ALTER TABLE shop_subscription_invoices ADD COLUMN late_since BIGINT",
+        "CREATE INDEX shop_subscription_invoices_pi ON shop_subscription_invoices"
+        " (payment_intent)",
+        "ALTER TABLE shop_subscription_access ADD COLUMN revoked_reason TEXT",
+        """CREATE TABLE shop_subscription_refunds (
+            id TEXT PRIMARY KEY,
+            invoice_id TEXT NOT NULL,
+            subscription_id TEXT NOT NULL,
+            amount BIGINT NOT NULL,
+            status TEXT NOT NULL
+        )""",
+        """CREATE TABLE shop_access_changes (
+            subscription_id TEXT NOT NULL,
+            change TEXT NOT NULL,
+            cause TEXT NOT NULL,
+            at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (subscription_id, change, cause)
+        )""",
+    ]),
 ]

@@ -29,7 +29,9 @@ _ENV: dict[str, tuple[str, str]] = {
     "ICHIDO_ORDER_UNPAID_TTL": ("unpaid_order_ttl_seconds", "duration"),
     "ICHIDO_SHOP_LOCALE": ("default_locale", "text"),
     "ICHIDO_CHECKOUT_RETURN_URL": ("checkout_return_url", "text"),
+    "ICHIDO_SUBSCRIPTION_GRACE": ("subscription_grace_seconds", "duration"),
 }
+MAX_GRACE_SECONDS = 60 * 86400.0  # Stripe's own dunning gives up within two months
 LOCALES = ("ja", "en")
 
 
@@ -55,6 +57,9 @@ class ShopSettings:
     default_locale: str = "ja"  # the buyers' language unless an order says otherwise
     # Where Stripe Checkout sends the buyer back (``?order=…&checkout=success|cancel``).
     checkout_return_url: str = "http://127.0.0.1:8000/checkout/done"
+    # A subscriber keeps the stream this long after an invoice became late (a card renewal
+    # from its period's start, a konbini invoice from its due date), then loses it until paid.
+    subscription_grace_seconds: float = 3 * 86400.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "ShopSettings":
@@ -72,6 +77,9 @@ class ShopSettings:
             raise ConfigError("ICHIDO_ORDER_MAX_BODY must be at least 256 bytes")
         if self.unpaid_order_ttl_seconds <= 0:
             raise ConfigError("ICHIDO_ORDER_UNPAID_TTL must be a positive duration, e.g. 1h")
+        if not 0 <= self.subscription_grace_seconds <= MAX_GRACE_SECONDS:
+            raise ConfigError("ICHIDO_SUBSCRIPTION_GRACE must be a duration from 0 to 60d,"
+                              " e.g. 3d")
         if self.default_locale not in LOCALES:
             raise ConfigError(f"ICHIDO_SHOP_LOCALE must be one of {', '.join(LOCALES)}")
         return self

@@ -16,11 +16,15 @@ from ichido.shop import notices, stock
 
 
 def create(tx: Transaction, order: dict[str, Any], now: float) -> None:
+    """Ready to ship if the order holds its items; else (paid after it gave them back, and they
+    were sold meanwhile) a person decides: restock, or refund. Not refunded automatically: the
+    item may be back on the shelf tomorrow, and a refund cannot be undone."""
+    status = "ready_to_ship" if stock.holds(tx, order) else "needs_attention"
     created = tx.execute("INSERT INTO shop_shipments (order_id, status, created_at, updated_at)"
-                         " VALUES (?, 'ready_to_ship', ?, ?) ON CONFLICT (order_id) DO NOTHING",
-                         (order["id"], now, now)).rowcount
+                         " VALUES (?, ?, ?, ?) ON CONFLICT (order_id) DO NOTHING",
+                         (order["id"], status, now, now)).rowcount
     if created:
-        _notify(tx, order, "ship", now)
+        _notify(tx, order, "ship" if status == "ready_to_ship" else "attention", now)
 
 
 def stop(tx: Transaction, order: dict[str, Any], now: float) -> None:

@@ -76,7 +76,8 @@ def subscribe(shop: Shop, request: SubscriptionRequest, key: str | None) -> dict
                              " same Idempotency-Key", code="payment_provider_unavailable",
                              status=502, subscription=sub_id) from exc
         with shop.app.database.transaction() as tx:
-            subscriptions.apply_subscription(tx, made, at=0, deleted=False)
+            subscriptions.apply_subscription(tx, made, at=0, deleted=False,
+                                             grace=shop.settings.subscription_grace_seconds)
     return show(shop, sub_id) or {}
 
 
@@ -143,3 +144,21 @@ def _create_at_stripe(shop: Shop, plan: Product, request: SubscriptionRequest,
     made = shop.stripe.v1.subscriptions.create(
         params=params, options={"idempotency_key": f"ichido-subscription-{sub_id}"})
     return made.to_dict()
+
+
+class NotAtStripeYet(RuntimeError):
+    """A cancellation for a subscription whose Stripe id the shop has not stored yet."""
+
+
+def cancel_at_stripe(shop: Shop, key: str, payload: dict[str, Any]) -> None:
+    """Outbox sender: cancel a subscription whose paid invoice was refunded in full
+    (``access``). Stripe's cancel is a DELETE, which takes no idempotency key: a subscription
+    already ended is the answer wanted, so it is looked at first, and a resend is harmless."""
+    with shop.app.database.reading() as tx:
+        row = tx.execute("SELECT stripe_subscription FROM shop_subscriptions WHERE id = ?",
+                         (payload["subscription_id"],)).fetchone()
+    if row is None or not row[0]:
+        raise NotAtStripeYet(f"{payload['subscription_id']} has no Stripe subscription yet")
+    if shop.stripe.v1.subscriptions.retrieve(row[0]).status in subscriptions.ENDED:
+        return
+    shop.stripe.v1.subscriptions.cancel(row[0])

@@ -1,20 +1,13 @@
-"""Streaming subscriptions: what Stripe Billing's events say, and the access they give.
-
-Subscription webhooks are where ordering hurts most (``customer.subscription.updated`` before
-``.created``; ``invoice.paid``, ``invoice.payment_succeeded`` and ``.updated`` in one second), so
-the access to the stream is derived from facts that only accumulate, never from the last
-snapshot:
-
-- granted once, when any invoice of the subscription is first seen paid (a trial's ¥0 invoice
-  included);
-- kept while the subscription is ``past_due`` or a konbini invoice is open (the grace is
-  Stripe's own dunning: card retries, then the konbini due date and its overdue period);
-- revoked once, when the subscription has ended (``customer.subscription.deleted``, or a
-  snapshot ``canceled`` / ``incomplete_expired``: both are final at Stripe).
+"""Streaming subscriptions: what Stripe Billing's events say, recorded as facts that only
+accumulate, never as the last snapshot (subscription webhooks are where ordering hurts most:
+``customer.subscription.updated`` before ``.created``; ``invoice.paid``,
+``invoice.payment_succeeded`` and ``.updated`` in one second). The access to the stream is
+derived from these facts in ``access``.
 
 The status shown is the latest snapshot by the event's ``created`` second; within one second,
 the later stage of the lifecycle wins (``STAGE``); once ended, it stays ended. Invoices only move
-forward (``INVOICE_RANK``).
+forward (``INVOICE_RANK``), and each remembers its PaymentIntent (a refund names it) and since
+when it is late (the grace period runs from it, see ``access``).
 """
 
 from __future__ import annotations
@@ -25,10 +18,11 @@ from typing import Any
 from ichido.errors import RetryLater
 from ichido.db.base import Transaction
 from ichido.outbox import enqueue
-from ichido.shop import notices
+from ichido.shop import access, notices
 from ichido.shop.messages import iso
 
 ENDED = ("canceled", "incomplete_expired")
+DEFAULT_GRACE = 3 * 86400.0  # ShopSettings.subscription_grace_seconds
 STAGE = {"created": 0, "incomplete": 1, "trialing": 2, "active": 3, "past_due": 4, "unpaid": 5,
          "paused": 5, "incomplete_expired": 6, "canceled": 7}
 INVOICE_RANK = {"draft": 0, "open": 1, "uncollectible": 2, "paid": 3, "void": 3}
@@ -60,8 +54,10 @@ def lock(tx: Transaction, sub_id: str) -> None:
     tx.execute("UPDATE shop_subscriptions SET status_at = status_at WHERE id = ?", (sub_id,))
 
 
-def apply_subscription(tx: Transaction, sub: dict[str, Any], at: int, deleted: bool) -> None:
-    """A Subscription snapshot from an event created at ``at`` (Unix seconds)."""
+def apply_subscription(tx: Transaction, sub: dict[str, Any], at: int, deleted: bool, *,
+                       grace: float = DEFAULT_GRACE, now: float | None = None) -> None:
+    """A Subscription snapshot from an event created at ``at`` (Unix seconds); ``now`` is the
+    shop's clock for the grace period (tests pass one)."""
     sub_id = ours(tx, sub.get("id"), sub.get("metadata"))
     if sub_id is None:
         return  # a subscription made elsewhere on the account
@@ -83,10 +79,11 @@ def apply_subscription(tx: Transaction, sub: dict[str, Any], at: int, deleted: b
     if newer and not (current["ended"] and status not in ENDED):
         tx.execute("UPDATE shop_subscriptions SET status = ?, status_at = ? WHERE id = ?",
                    (status, at, sub_id))
-    settle_access(tx, sub_id, time.time())
+    access.settle(tx, sub_id, time.time() if now is None else now, grace)
 
 
-def apply_invoice(tx: Transaction, invoice: dict[str, Any]) -> None:
+def apply_invoice(tx: Transaction, invoice: dict[str, Any], *, grace: float = DEFAULT_GRACE,
+                  now: float | None = None) -> None:
     """An Invoice snapshot: recorded forward only; its konbini voucher mailed once."""
     if not invoice.get("subscription"):
         return
@@ -101,6 +98,8 @@ def apply_invoice(tx: Transaction, invoice: dict[str, Any]) -> None:
     row = tx.execute("SELECT status FROM shop_subscription_invoices WHERE id = ?",
                      (invoice["id"],)).fetchone()
     url = invoice.get("hosted_invoice_url")
+    tx.execute("UPDATE shop_subscriptions SET stripe_subscription = ? WHERE id = ?"
+               " AND stripe_subscription IS NULL", (invoice["subscription"], sub_id))
     if row is None:
         tx.execute("INSERT INTO shop_subscription_invoices (id, subscription_id, amount, status,"
                    " voucher_url, period_end, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -109,37 +108,35 @@ def apply_invoice(tx: Transaction, invoice: dict[str, Any]) -> None:
     elif INVOICE_RANK.get(status, 0) > INVOICE_RANK.get(row[0], 0):
         tx.execute("UPDATE shop_subscription_invoices SET status = ? WHERE id = ?",
                    (status, invoice["id"]))
-    if url:
-        tx.execute("UPDATE shop_subscription_invoices SET voucher_url = ? WHERE id = ?"
-                   " AND voucher_url IS NULL", (url, invoice["id"]))
+    for column, value in (("voucher_url", url), ("payment_intent", invoice.get("payment_intent")),
+                          ("late_since", late_since(invoice))):
+        if value:  # facts: once known, they stay
+            tx.execute(f"UPDATE shop_subscription_invoices SET {column} = ? WHERE id = ?"
+                       f" AND {column} IS NULL", (value, invoice["id"]))
     sub = load(tx, sub_id)
     assert sub is not None
     if url and invoice.get("due_date") and invoice.get("collection_method") == "send_invoice" \
             and invoice.get("amount_due"):  # finalized: its voucher and deadline exist
         enqueue(tx, "mail", f"mail:{sub_id}:invoice-{invoice['id']}",
                 notices.subscription_voucher(sub, invoice))
-    settle_access(tx, sub_id, time.time())
+    access.settle(tx, sub_id, time.time() if now is None else now, grace)
 
 
-def settle_access(tx: Transaction, sub_id: str, now: float) -> None:
-    """Grant on the first paid invoice, revoke once ended: each once, in any order."""
-    paid = tx.execute("SELECT count(*) FROM shop_subscription_invoices WHERE subscription_id = ?"
-                      " AND status = 'paid'", (sub_id,)).fetchone()[0]
-    if paid:
-        tx.execute("INSERT INTO shop_subscription_access (subscription_id, granted_at)"
-                   " VALUES (?, ?) ON CONFLICT (subscription_id) DO NOTHING", (sub_id, now))
-    ended = tx.execute("SELECT ended FROM shop_subscriptions WHERE id = ?", (sub_id,)).fetchone()
-    if ended and ended[0]:
-        tx.execute("UPDATE shop_subscription_access SET revoked_at = ? WHERE subscription_id = ?"
-                   " AND revoked_at IS NULL", (now, sub_id))
+def late_since(invoice: dict[str, Any]) -> int | None:
+    """When an unpaid invoice starts to be late: a konbini (``send_invoice``) one at its due
+    date, a card one at its creation (the start of the period it bills)."""
+    if invoice.get("collection_method") == "send_invoice":
+        return invoice.get("due_date")
+    return invoice.get("created")
 
 
 def to_json(tx: Transaction, sub_id: str) -> dict[str, Any] | None:
     sub = load(tx, sub_id)
     if sub is None:
         return None
-    access = tx.execute("SELECT granted_at, revoked_at FROM shop_subscription_access"
-                        " WHERE subscription_id = ?", (sub_id,)).fetchone()
+    entitled = tx.execute("SELECT granted_at, revoked_at, revoked_reason FROM"
+                          " shop_subscription_access WHERE subscription_id = ?",
+                          (sub_id,)).fetchone()
     invoices = tx.execute("SELECT id, amount, status, voucher_url FROM shop_subscription_invoices"
                           " WHERE subscription_id = ? ORDER BY created, id", (sub_id,)).fetchall()
     return {
@@ -147,8 +144,9 @@ def to_json(tx: Transaction, sub_id: str) -> dict[str, Any] | None:
         "payment_method": sub["payment_method"], "email": sub["email"],
         "stripe_subscription": sub["stripe_subscription"],
         "current_period_end": iso(sub["current_period_end"]),
-        "entitlement": None if access is None else
-        {"granted_at": iso(access[0]), "revoked_at": iso(access[1])},
+        "entitlement": None if entitled is None else
+        {"granted_at": iso(entitled[0]), "revoked_at": iso(entitled[1]),
+         "reason": (entitled[2] or "").split(":")[0] or None},
         "invoices": [{"id": r[0], "amount": int(r[1]), "status": r[2],
                       "voucher": {"url": r[3]} if r[3] and sub["payment_method"] == "konbini"
                       else None} for r in invoices],
