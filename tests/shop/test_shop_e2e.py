@@ -240,7 +240,7 @@ def test_shop_killed_inside_an_event_a_mail_send_and_a_refund_call_still_does_ea
     died_by_sigkill(world)
     assert (markers / "mail").exists() and "paid" in world.mails(ticket["id"])
     assert world.query("SELECT status FROM ichido_outbox WHERE key = ?",
-                       (f"mail:{ticket['id']}:paid",)) == [("pending",)]
+                       (f"mail:{ticket['id']}:paid",)) == [("processing",)]  # leased
 
     # 3. Restarted: the mail is sent again with the same key (one file); a refund is asked for,
     # Stripe makes it, and the process dies before the database learns of it.

@@ -70,7 +70,7 @@ def check_once(world: ShopWorld, sub_id: str, changes: list[str], mails: list[st
     made = world.stripe.get("/v1/subscriptions", params={"status": "all"}).json()["data"]
     assert len(made) == 1  # the client's retry after the kill made no second one
     assert world.store.stats()["dead"] == 0
-    assert all(status == "sent" for _, status, _ in world.outbox().values())
+    assert all(status == "processed" for _, status, _ in world.outbox().values())
 
 
 def test_a_card_plan_over_three_renewals_one_failing_with_the_shop_killed_twice(
@@ -179,7 +179,7 @@ def test_a_paid_invoice_refunded_in_full_revokes_and_cancels_at_stripe_once(
     assert kept["status"] == "active" and kept["entitlement"]["revoked_at"] is None
     at_stripe = world.stripe.get(f"/v1/subscriptions/{subs['full']['stripe_subscription']}")
     assert at_stripe.json()["status"] == "canceled"
-    assert world.outbox()[f"ichido-cancel-{subs['full']['id']}"][1:] == ("sent", 1)
+    assert world.outbox()[f"ichido-cancel-{subs['full']['id']}"][1:] == ("processed", 1)
     assert world.query("SELECT change, cause FROM shop_access_changes WHERE subscription_id = ?"
                        " ORDER BY change", (subs["full"]["id"],)) == [
         ("granted", "paid"), ("revoked", "final")]
