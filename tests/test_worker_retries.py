@@ -168,3 +168,19 @@ def test_event_that_never_finishes_goes_dead_after_max_attempts(settings: Settin
     assert record.status == "dead"
     assert "gave up" in record.last_error
     assert effect_counts(app.database) == {}
+
+
+def test_a_loop_with_a_long_interval_and_no_wake_event_stops_when_told() -> None:
+    """Found as a bug: the alert watcher slept its 30 s interval on an event nobody set, so
+    every ``ichido serve`` took that long to stop (and tests' processes were SIGKILLed). A
+    loop without a wake event sleeps on ``stop`` itself."""
+    stop = threading.Event()
+    steps: list[int] = []
+    thread = threading.Thread(target=worker_module.poll,
+                              args=("test", lambda: steps.append(1) or 0, stop, None, 3600.0))
+    thread.start()
+    wait_until(lambda: steps, timeout=30, message="the loop's first step")
+    stop.set()
+    thread.join(60)
+    assert not thread.is_alive(), "the loop slept its interval out instead of stopping"
+    assert steps == [1]

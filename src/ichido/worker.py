@@ -32,10 +32,12 @@ class HandlerFailed(Exception):
         self.error = error
 
 
-def poll(name: str, step: Callable[[], int], stop: threading.Event, wake: threading.Event,
-         interval: float) -> None:
-    """Run ``step`` until ``stop``; when it found nothing to do, sleep until ``wake`` or
-    ``interval``. Storage errors and bugs are logged and backed off: they never end the thread."""
+def poll(name: str, step: Callable[[], int], stop: threading.Event,
+         wake: threading.Event | None, interval: float) -> None:
+    """Run ``step`` until ``stop``; when it found nothing to do, sleep until ``wake`` (if there
+    is one: whoever sets ``stop`` must set it too) or ``interval``, or until ``stop`` when there
+    is none, so that a long interval never holds a shutdown up. Storage errors and bugs are
+    logged and backed off: they never end the thread."""
     while not stop.is_set():
         try:
             busy = step()
@@ -47,7 +49,11 @@ def poll(name: str, step: Callable[[], int], stop: threading.Event, wake: thread
             log.exception("%s: unexpected error, backing off", name)
             busy = 0
             stop.wait(1.0)
-        if not busy:
+        if busy:
+            continue
+        if wake is None:
+            stop.wait(interval)
+        else:
             wake.wait(interval)
             wake.clear()
 

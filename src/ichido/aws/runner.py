@@ -84,7 +84,7 @@ class SqsPoller:
     def run(self, stop: threading.Event, idle_wait: float = 0.2) -> None:
         """Poll until ``stop``, as Lambda's poller does: a failed poll is logged, backed off
         and tried again (the worker's loop, with nothing to wake it early)."""
-        worker.poll(f"SQS poller {self.url}", self.poll_once, stop, threading.Event(),
+        worker.poll(f"SQS poller {self.url}", self.poll_once, stop, None,
                     idle_wait)
 
     def _record(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -147,7 +147,7 @@ class StreamPoller:
 
     def run(self, stop: threading.Event, idle_wait: float = 0.2) -> None:
         """Poll until ``stop``; a failed poll is logged, backed off and tried again."""
-        worker.poll(f"stream poller {self.arn}", self.poll_once, stop, threading.Event(),
+        worker.poll(f"stream poller {self.arn}", self.poll_once, stop, None,
                     idle_wait)
 
     def _discover(self) -> None:

@@ -142,7 +142,7 @@ class Alerts:
         """The watcher's loop, one of the app's background loops."""
         from ichido.worker import poll
 
-        poll("alerts", self._look, stop, threading.Event(), self.settings.alert_interval_seconds)
+        poll("alerts", self._look, stop, None, self.settings.alert_interval_seconds)
 
     def _look(self) -> int:
         self.check()

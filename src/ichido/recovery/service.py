@@ -60,4 +60,4 @@ def sweep(app: Any, settings: RecoverySettings, stop: threading.Event) -> None:
         log.info("reconcile sweep: listed %d, stored %d", report.listed, report.reconciled)
         return 0  # sleep the interval whatever was found
 
-    poll("reconcile", once, stop, threading.Event(), settings.reconcile_interval_seconds)
+    poll("reconcile", once, stop, None, settings.reconcile_interval_seconds)
