@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
+import ichido.queue.base as queue_base
 import ichido.worker as worker_module
 from ichido import Event
 from ichido.config import Settings
@@ -42,12 +43,12 @@ def test_retry_spacing_follows_backoff(settings: Settings,
     def broken(event: Event, tx) -> None:
         raise RuntimeError("still broken")
 
-    # The worker's clock is pinned far in the past, so each retry is due at once while its
+    # The retry clock is pinned far in the past, so each retry is due at once while its
     # next_attempt_at still shows exactly the backoff the worker chose.
     pinned = time.time() - 100_000
-    monkeypatch.setattr(worker_module, "time", SimpleNamespace(time=lambda: pinned))
-    fixed = worker_module.backoff_seconds
-    monkeypatch.setattr(worker_module, "backoff_seconds",
+    monkeypatch.setattr(queue_base, "time", SimpleNamespace(time=lambda: pinned))
+    fixed = queue_base.backoff_seconds
+    monkeypatch.setattr(queue_base, "backoff_seconds",
                         lambda attempt, b, c: fixed(attempt, b, c, rand=lambda: 0.5))
 
     [event_id] = store(app, make_event("test.always_fails"))
