@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import sqlite3
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -92,7 +93,7 @@ class SqliteInbox(SqlInbox):
         # costs more than the write. With FULL or EXTRA every commit waits for the disk: no.
         self._inline = database.synchronous == "NORMAL"
         self._nowait: sqlite3.Connection | None = None
-        self._store_nowait_conn: sqlite3.Connection | None = None
+        self._store_nowait_conns = threading.local()
         self._writer: ThreadPoolExecutor | None = None
         self.checkpoint_rows = checkpoint_rows
         self._unchecked_rows = 0  # written by the loop's connection since its last checkpoint
@@ -237,10 +238,13 @@ class SqliteInbox(SqlInbox):
         return int(row[0])
 
     def _store_nowait(self) -> sqlite3.Connection:
-        if self._store_nowait_conn is None:
-            self._store_nowait_conn = self.database.connect(*self.database.pragmas,
-                                                            "PRAGMA busy_timeout = 0")
-        return self._store_nowait_conn
+        """This thread's store connection that gives up at once on a held lock (readers on
+        several threads settle: a connection is used by one thread at a time)."""
+        conn = getattr(self._store_nowait_conns, "conn", None)
+        if conn is None:
+            conn = self._store_nowait_conns.conn = self.database.connect(
+                *self.database.pragmas, "PRAGMA busy_timeout = 0")
+        return conn
 
     # -- reading: the store, after a settle that never waits ------------------------------------
 
@@ -324,7 +328,7 @@ class SqliteInbox(SqlInbox):
         if self._writer is not None:
             self._writer.shutdown(wait=True)
             self._writer = None
-        self._nowait = self._store_nowait_conn = None
+        self._nowait, self._store_nowait_conns = None, threading.local()
         self.intake.close()
         super().close()
 
