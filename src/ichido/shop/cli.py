@@ -9,15 +9,15 @@ import json
 from typing import Any, Iterator, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ichido.config import Settings
+from ichido.console import out, shown
 from ichido.shop.settings import ShopSettings
 
 orders_cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Inspect shop orders.")
 fees_cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Stripe fees: quote, audit a catalogue, report.")
-out = Console()
 
 PricingOpt = typer.Option(None, "--pricing", help="Your contract's pricing file (else "
                           "ICHIDO_PRICING, else Stripe Japan's public rates).")
@@ -59,8 +59,10 @@ def orders_list(limit: int = typer.Option(50, min=1), as_json: bool = typer.Opti
                   "refunded")
     for row in rows:
         assert row is not None
-        table.add_row(row["id"], row["product"], row["payment_method"], f"¥{row['amount']:,}",
-                      row["status"], _entitlement(row), (row["shipment"] or {}).get("status", "-"),
+        # buyers and clients chose some of these strings: text, never markup (ichido.console)
+        table.add_row(shown(row["id"]), shown(row["product"]), shown(row["payment_method"]),
+                      f"¥{row['amount']:,}", shown(row["status"]), _entitlement(row),
+                      shown((row["shipment"] or {}).get("status", "-")),
                       f"¥{sum(r['amount'] for r in row['refunds']):,}")
     out.print(table)
 
@@ -74,12 +76,12 @@ def orders_show(order_id: str, as_json: bool = typer.Option(False, "--json"),
     with _reading(database_url) as tx:
         order = orders.to_json(tx, order_id)
     if order is None:
-        out.print(f"no order {order_id}")
+        out.print(Text.assemble("no order ", shown(order_id)))
         raise typer.Exit(1)
     if as_json:
         print(json.dumps(order))
     else:
-        out.print_json(data=order)
+        out.print_json(data=order, ensure_ascii=True)
 
 
 def _entitlement(row: dict) -> str:
@@ -99,8 +101,8 @@ def fees_quote(amount: int = typer.Option(..., min=1, help="Price in yen."),
     if as_json:
         print(json.dumps(quote.to_json()))
         return
-    out.print(f"{method} on ¥{amount:,}: fee ¥{quote.fee:,}, net ¥{quote.net:,}, "
-              f"fee share {float(quote.fee_share):.1%}")
+    out.print(Text.assemble(shown(method), f" on ¥{amount:,}: fee ¥{quote.fee:,}, net"
+                            f" ¥{quote.net:,}, fee share {float(quote.fee_share):.1%}"))
 
 
 @fees_cli.command("audit")
@@ -120,14 +122,15 @@ def fees_audit(catalog: str = typer.Argument(..., help="The catalogue TOML file.
         table = Table("product", "price", "method", "fee", "share", "verdict",
                       title=f"fee audit (limit {float(max_share):.0%})")
         for row in rows:
-            verdict = "[red]OVER[/red]" if row.over_limit else "ok"
+            verdict = Text("OVER", style="red") if row.over_limit else Text("ok")
             per = f"/{row.interval}" if row.interval else ""  # a plan pays the fee each period
-            table.add_row(row.product_id, f"¥{row.price:,}{per}", row.method, f"¥{row.fee:,}",
-                          f"{float(row.fee_share):.1%}", verdict)
+            table.add_row(shown(row.product_id), f"¥{row.price:,}{per}", shown(row.method),
+                          f"¥{row.fee:,}", f"{float(row.fee_share):.1%}", verdict)
         out.print(table)
         for row in offenders:
-            out.print(f"[red]{row.product_id}[/red] ({row.name}): {row.method} takes "
-                      f"{float(row.fee_share):.1%} of ¥{row.price:,}")
+            out.print(Text.assemble((shown(row.product_id).plain, "red"), " (", shown(row.name),
+                                    f"): {row.method} takes {float(row.fee_share):.1%} of"
+                                    f" ¥{row.price:,}"))
     if offenders:
         raise typer.Exit(1)
 
@@ -155,7 +158,7 @@ def fees_report(since: Optional[str] = typer.Option(None, help="Only charges fro
                   title="Stripe fees by payment method")
     for row in rows:
         j = row.to_json()
-        table.add_row(row.method, str(row.count), f"¥{row.gross:,}", f"¥{row.fees:,}",
+        table.add_row(shown(row.method), str(row.count), f"¥{row.gross:,}", f"¥{row.fees:,}",
                       f"¥{row.net:,}", f"{j['fee_share']:.1%}", f"¥{row.refunded:,}",
                       f"¥{j['kept']:,}")
     out.print(table)
