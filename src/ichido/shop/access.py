@@ -37,6 +37,7 @@ from typing import Any
 from ichido.db.base import Transaction
 from ichido.outbox import enqueue
 from ichido.shop import notices
+from ichido.worker import poll
 
 ACTIVE_REFUNDS = ("pending", "requires_action", "succeeded")
 REFUND_RANK = {"pending": 0, "requires_action": 1, "succeeded": 2, "failed": 2, "canceled": 2}
@@ -203,13 +204,10 @@ def sweep(store: Any, grace: float, now: float | None = None) -> int:
 
 def run(store: Any, grace: float, stop: threading.Event) -> None:
     """The background loop: a pass every tenth of the grace period (1 s to a minute apart)."""
-    interval = min(max(grace / 10, 1.0), 60.0)
-    while not stop.wait(interval):
-        try:
-            suspended = sweep(store, grace)
-        except Exception:  # logged with its traceback; the next pass tries again
-            log.exception("grace sweep: pass failed")
-            continue
-        if suspended:
+    def one_pass() -> int:
+        if suspended := sweep(store, grace):
             log.info("grace sweep: %d subscription(s) unpaid past the grace period suspended",
                      suspended)
+        return 0  # then sleep the interval, whatever was done
+
+    poll("grace sweep", one_pass, stop, None, min(max(grace / 10, 1.0), 60.0))

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from ichido.shop import orders, stock
+from ichido.worker import poll
 
 log = logging.getLogger("ichido.shop.reaper")
 BATCH = 100
@@ -54,13 +55,10 @@ def reap(store: Any, ttl: float, now: float | None = None) -> int:
 
 
 def run(store: Any, ttl: float, stop: threading.Event) -> None:
-    """The background loop: a pass every tenth of the TTL (at most a minute apart)."""
-    interval = min(max(ttl / 10, 1.0), 60.0)
-    while not stop.wait(interval):
-        try:
-            reaped = reap(store, ttl)
-        except Exception:  # logged with its traceback; the next pass tries again
-            log.exception("reaper: pass failed")
-            continue
-        if reaped:
+    """The background loop: a pass every tenth of the TTL (1 s to a minute apart)."""
+    def one_pass() -> int:
+        if reaped := reap(store, ttl):
             log.info("reaper: %d unpaid order(s) abandoned, stock released", reaped)
+        return 0  # then sleep the interval, whatever was done
+
+    poll("reaper", one_pass, stop, None, min(max(ttl / 10, 1.0), 60.0))
