@@ -64,7 +64,7 @@ def check_once(world: ShopWorld, sub_id: str, changes: list[str], mails: list[st
     files = sorted(p.name.split("--", 1)[1].removesuffix(".eml")
                    for p in world.mail_dir.glob(f"{sub_id}--*.eml"))
     sent = sorted(key.split(":", 2)[2] for key, (kind, status, _) in world.outbox().items()
-                  if kind == "mail" and key.startswith(f"mail:{sub_id}:") and status == "sent")
+                  if kind == "mail" and key.startswith(f"mail:{sub_id}:") and status == "processed")
     assert (got_changes, files, sent) == (sorted(changes), sorted(mails), sorted(mails))
     assert world.query("SELECT count(*) FROM shop_subscription_access") == [(1,)]
     made = world.stripe.get("/v1/subscriptions", params={"status": "all"}).json()["data"]
