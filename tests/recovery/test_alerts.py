@@ -54,7 +54,7 @@ def app(settings, slack):
 
 def send(app) -> int:
     """What ``serve`` runs: the outbox dispatcher with the alert sender."""
-    sender = AlertSender(app.recovery, lambda: app.inbox)
+    sender = AlertSender(app.recovery, lambda: app.database)
     return OutboxDispatcher(lambda: app.database, {"alert": sender}).drain()
 
 

@@ -74,7 +74,7 @@ def test_a_crash_mid_walk_resumes_where_it_stopped(stripe_world, inbox: Inbox) -
         reconciler(inbox, proxy.url).run()
     first = stored_ids(inbox)
     assert 0 < len(first) < len(everything)
-    with inbox.reading() as tx:
+    with inbox.database.reading() as tx:
         upper, reached = tx.execute("SELECT walk_upper, walk_reached FROM"
                                     " ichido_reconcile_cursors").fetchone()
     assert reached < upper  # it knows how far down it got

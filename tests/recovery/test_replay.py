@@ -40,14 +40,14 @@ def test_a_handler_added_later_replays_its_ignored_events_once(settings, databas
     report = orjson.loads(done.stdout)
     assert report["state"] == "done" and report["requeued"] == 2100
     app.worker().drain()
-    assert effect_counts(app.inbox) == {event_id: 1 for event_id in wanted}
+    assert effect_counts(app.database) == {event_id: 1 for event_id in wanted}
     assert {app.inbox.get(i).status for i in others} == {Status.IGNORED}
 
     again = orjson.loads(ichido(database_url, "replay", "--status", "ignored", "--type",
                                 "invoice.paid", "--json").stdout)
     assert again["matched"] == 0  # they are processed now: nothing to replay twice
     app.worker().drain()
-    assert set(effect_counts(app.inbox).values()) == {1}
+    assert set(effect_counts(app.database).values()) == {1}
     [last, first] = replays.history(app.inbox)[:2]
     assert first.actor == "ops@test" and first.filter["types"] == ["invoice.paid"]
     assert recovery_counts(app.inbox)["replayed"] == 2100
@@ -64,7 +64,7 @@ def test_processed_events_need_force_and_say_what_it_means(settings, database_ur
     forced = ichido(database_url, "replay", "--status", "processed", "--force", "--json")
     assert orjson.loads(forced.stdout)["requeued"] == 3
     app.worker().drain()
-    assert effect_counts(app.inbox) == {i: 2 for i in ids}  # what --force means, shown
+    assert effect_counts(app.database) == {i: 2 for i in ids}  # what --force means, shown
     app.inbox.close()
 
 

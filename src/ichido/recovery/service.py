@@ -26,7 +26,7 @@ def install(app: Any, settings: RecoverySettings | None = None) -> None:
     from ichido.recovery.alerts import Alerts, AlertSender
 
     settings = settings or RecoverySettings.from_env()
-    sender = AlertSender(settings, lambda: app.inbox)
+    sender = AlertSender(settings, lambda: app.database)
     dispatcher = next((getattr(loop, "__self__", None) for loop in app.background
                        if isinstance(getattr(loop, "__self__", None), OutboxDispatcher)), None)
     if dispatcher is not None:  # one dispatcher per outbox table: it must know every kind
