@@ -133,7 +133,7 @@ def _effects(store: stores.Store) -> int:
 
 
 def _events(store: stores.Store) -> int:
-    return store.count("SELECT count(*) FROM ichido_events")
+    return store.events_stored()
 
 
 def _start_workers(store: stores.Store, workers: int) -> list[IchidoProcess]:

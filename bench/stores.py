@@ -45,6 +45,17 @@ class Store:
     def count(self, sql: str) -> int:
         return int(self.rows(sql)[0][0])
 
+    def events_stored(self) -> int:
+        """Every event the store holds, wherever the inbox keeps it (SQLite's intake too)."""
+        from ichido.config import Settings
+        from ichido.inbox import open_inbox
+
+        inbox = open_inbox(Settings(database_url=self.database_url))
+        try:
+            return inbox.stats()["unique"]
+        finally:
+            inbox.close()
+
     def rows(self, sql: str) -> list[tuple]:
         if self.database_url.startswith("sqlite"):
             import sqlite3

@@ -93,7 +93,7 @@ class SqliteInbox(SqlInbox):
         # costs more than the write. With FULL or EXTRA every commit waits for the disk: no.
         self._inline = database.synchronous == "NORMAL"
         self._nowait: sqlite3.Connection | None = None
-        self._store_nowait_conns = threading.local()
+        self._settlers = threading.local()
         self._writer: ThreadPoolExecutor | None = None
         self.checkpoint_rows = checkpoint_rows
         self._unchecked_rows = 0  # written by the loop's connection since its last checkpoint
@@ -175,76 +175,82 @@ class SqliteInbox(SqlInbox):
         """Move what the intake holds into ``ichido_events`` (where the queue claims it), with
         its counters; return how many events moved. ``wait=False`` gives up at once, moving
         nothing, when a handler holds the store's lock (for readers that only want freshness).
-        """
-        reader = self.intake.conn()
-        upto = self._settled_upto()
-        batches = reader.execute(
-            "SELECT seq, received, fresh, duplicates_cache, duplicates_durable FROM"
-            " ichido_intake_batches WHERE seq > ? ORDER BY seq LIMIT ?",
-            (upto, SETTLE_BATCHES)).fetchall()
-        if not batches:
-            self._clean_up(upto)
+
+        One statement copies the rows inside SQLite (the intake is attached to this thread's
+        settling connection), in a transaction that writes the store first: it waits for the
+        store's lock, never for the intake's, which it only reads."""
+        conn = self._settler(wait)
+        upto, newest, oldest = conn.execute(
+            "SELECT (SELECT upto FROM main.ichido_intake_settled),"
+            " (SELECT max(seq) FROM intake.ichido_intake_batches),"
+            " (SELECT min(seq) FROM intake.ichido_intake_batches)").fetchone()
+        if newest is None or newest <= upto:
+            if oldest is not None and oldest <= upto:
+                self._clean_up(upto)  # what a settle that died before its clean-up left
             return 0
-        last = batches[-1][0]
-        events = reader.execute(
-            "SELECT batch, id, type, created, object_id, body, received_at FROM ichido_intake"
-            " WHERE batch > ? AND batch <= ? ORDER BY id", (upto, last)).fetchall()
         try:
-            moved = self._move(batches, events, wait=wait)
+            moved, last = self._move(conn)
         except sqlite3.Error as exc:
             busy = exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
             if busy and not wait:
                 return 0
             raise StorageUnavailable(f"could not settle the intake: {exc}") from exc
         self._clean_up(last)
-        return moved or 0  # None: another process settled these meanwhile
+        return moved
+
+    def _move(self, conn: sqlite3.Connection) -> tuple[int, int]:
+        conn.execute("BEGIN")
+        try:
+            # A write first, so the lock is waited for before any read snapshot is taken.
+            conn.execute("UPDATE main.ichido_intake_settled SET upto = upto")
+            upto = conn.execute("SELECT upto FROM main.ichido_intake_settled").fetchone()[0]
+            last = conn.execute(
+                "SELECT coalesce(max(seq), ?) FROM (SELECT seq FROM intake.ichido_intake_batches"
+                " WHERE seq > ? ORDER BY seq LIMIT ?)", (upto, upto, SETTLE_BATCHES)).fetchone()[0]
+            moved = conn.execute(
+                "INSERT INTO main.ichido_events (id, type, created, object_id, body, received_at,"
+                " next_attempt_at) SELECT id, type, created, object_id, body, received_at,"
+                " received_at FROM intake.ichido_intake WHERE batch > ? AND batch <= ?"
+                " ORDER BY id ON CONFLICT (id) DO NOTHING", (upto, last)).rowcount
+            taken, received, fresh, cache, durable = conn.execute(
+                "SELECT (SELECT count(*) FROM intake.ichido_intake WHERE batch > ?1"
+                " AND batch <= ?2), coalesce(sum(received), 0), coalesce(sum(fresh), 0),"
+                " coalesce(sum(duplicates_cache), 0), coalesce(sum(duplicates_durable), 0)"
+                " FROM intake.ichido_intake_batches WHERE seq > ?1 AND seq <= ?2",
+                (upto, last)).fetchone()
+            already = taken - moved  # stored before: durable duplicates after all
+            self._count(conn, {"received": received, "unique": fresh - already,
+                               "duplicates_cache": cache, "duplicates_durable": durable + already})
+            conn.execute("UPDATE main.ichido_intake_settled SET upto = ?", (last,))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return moved, last
 
     def _clean_up(self, upto: int) -> None:
-        """Delete what the store holds already (also what a settle that died left behind)."""
-        oldest = self.intake.conn().execute("SELECT min(seq) FROM ichido_intake_batches"
-                                            ).fetchone()[0]
-        if oldest is None or oldest > upto:
-            return
+        """Delete from the intake what the store holds already."""
         with self.intake.storage("clean the intake"), self.intake.transaction() as tx:
             tx.execute("DELETE FROM ichido_intake WHERE batch <= ?", (upto,))
             tx.execute("DELETE FROM ichido_intake_batches WHERE seq <= ?", (upto,))
 
-    def _move(self, batches: list, events: list, *, wait: bool) -> int | None:
-        conn = self.database.conn() if wait else self._store_nowait()
-        with self.database.transaction_on(conn) as tx:
-            upto = tx.execute("SELECT upto FROM ichido_intake_settled").fetchone()[0]
-            if upto >= batches[-1][0]:
-                return None
-            batches = [b for b in batches if b[0] > upto]  # another process settled the rest
-            events = [e[1:] for e in events if e[0] > upto]
-            moved = 0
-            for start in range(0, len(events), _CHUNK):
-                chunk = events[start : start + _CHUNK]
-                moved += tx.execute(
-                    "INSERT INTO ichido_events (id, type, created, object_id, body, received_at,"
-                    f" next_attempt_at) VALUES {','.join('(?,?,?,?,?,?,?)' for _ in chunk)}"
-                    " ON CONFLICT (id) DO NOTHING",
-                    [v for e in chunk for v in (*e, e[5])]).rowcount
-            totals = [sum(b[i] for b in batches) for i in range(1, 5)]
-            already = len(events) - moved  # stored before: durable duplicates after all
-            self._count(tx, {"received": totals[0], "unique": totals[1] - already,
-                             "duplicates_cache": totals[2],
-                             "duplicates_durable": totals[3] + already})
-            tx.execute("UPDATE ichido_intake_settled SET upto = ?", (batches[-1][0],))
-        return moved
+    def _settler(self, wait: bool) -> sqlite3.Connection:
+        """This thread's settling connection: the store, with the intake attached; one that
+        waits for the store's lock and one that gives up at once (a connection is used by one
+        thread at a time, and readers on several threads settle)."""
+        name = "waiting" if wait else "nowait"
+        conn = getattr(self._settlers, name, None)
+        if conn is None:
+            conn = self.database.connect(*self.database.pragmas,
+                                         *(() if wait else ("PRAGMA busy_timeout = 0",)))
+            conn.execute("ATTACH DATABASE ? AS intake", (self.intake.path,))
+            setattr(self._settlers, name, conn)
+        return conn
 
     def _settled_upto(self) -> int:
         row = self.database.conn().execute("SELECT upto FROM ichido_intake_settled").fetchone()
         return int(row[0])
-
-    def _store_nowait(self) -> sqlite3.Connection:
-        """This thread's store connection that gives up at once on a held lock (readers on
-        several threads settle: a connection is used by one thread at a time)."""
-        conn = getattr(self._store_nowait_conns, "conn", None)
-        if conn is None:
-            conn = self._store_nowait_conns.conn = self.database.connect(
-                *self.database.pragmas, "PRAGMA busy_timeout = 0")
-        return conn
 
     # -- reading: the store, after a settle that never waits ------------------------------------
 
@@ -328,7 +334,7 @@ class SqliteInbox(SqlInbox):
         if self._writer is not None:
             self._writer.shutdown(wait=True)
             self._writer = None
-        self._nowait, self._store_nowait_conns = None, threading.local()
+        self._nowait, self._settlers = None, threading.local()
         self.intake.close()
         super().close()
 
