@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -29,9 +30,34 @@ import httpx
 T = TypeVar("T")
 
 
+_RANDOM = random.SystemRandom()  # not the random module's: a test may seed that one
+
+
+def _ephemeral_start() -> int:
+    """Where the ports the kernel picks for outgoing connections begin (Linux; else its default)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
+    """A TCP port on loopback that nothing listens on right now.
+
+    Taken at random below the kernel's ephemeral range: a port the kernel hands out (``bind``
+    to 0) can go to any outgoing connection before the server that was given it binds it, or
+    while it is down for a restart; many tests side by side make that likely enough to fail.
+    """
+    top = min(_ephemeral_start(), 32768)
+    for _ in range(200 if top > 21000 else 0):
+        port = _RANDOM.randrange(20000, top)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # a machine with an unusual port range: let the kernel pick
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
