@@ -30,6 +30,9 @@ OUTPUT = Path(os.environ.get("ICHIDO_TEST_OUTPUT", ROOT / "test-output")) / "das
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
+# One worker runs them all: one chromium for the module, not one per worker (pytest -n).
+pytestmark = pytest.mark.xdist_group("browser")
+
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
