@@ -139,7 +139,8 @@ def test_sigterm_ends_the_server_within_its_bound_while_a_write_hangs(
 
         sender = threading.Thread(target=send)
         sender.start()
-        wait_until(lambda: _waiting_on_lock(postgres_admin), message="the INSERT to wait on the lock")
+        wait_until(lambda: _waiting_on_lock(postgres_admin, blocker.info.backend_pid),
+                   message="the INSERT to wait on the lock")
         server.proc.send_signal(signal.SIGTERM)
         exit_code = server.proc.wait(45)  # old code: waits on the lock for ever
         sender.join(45)
@@ -152,10 +153,13 @@ def test_sigterm_ends_the_server_within_its_bound_while_a_write_hangs(
     assert "not stored" in server.output()
 
 
-def _waiting_on_lock(admin: psycopg.Connection) -> bool:
-    """(On an autocommit connection: a transaction sees one snapshot of these statistics.)"""
+def _waiting_on_lock(admin: psycopg.Connection, blocker_pid: int) -> bool:
+    """Someone waits on ``blocker_pid``'s lock: only this test's server can (other tests share
+    the PostgreSQL server, and their statements wait on locks of their own). (On an autocommit
+    connection: a transaction sees one snapshot of these statistics.)"""
     row = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                        " AND query LIKE '%ichido_events%'").fetchone()
+                        " AND query LIKE '%%ichido_events%%'"
+                        " AND %s = ANY(pg_blocking_pids(pid))", (blocker_pid,)).fetchone()
     return bool(row and row[0])
 
 

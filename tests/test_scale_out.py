@@ -164,10 +164,13 @@ def test_a_schema_that_is_behind_stops_serve_and_worker_naming_ichido_migrate(
         server.stop()
 
 
-def waiting_on_migration_lock(admin: psycopg.Connection) -> int:
+def waiting_on_migration_lock(admin: psycopg.Connection, application: str) -> int:
+    """How many of ``application``'s connections wait on the lock (which is one for the whole
+    server: other tests' migrations, side by side, may wait on it too)."""
     return admin.execute(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-        " AND classid = 0 AND objid = %s", (MIGRATION_LOCK,)).fetchone()[0]
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND NOT l.granted AND l.classid = 0 AND l.objid = %s"
+        " AND a.application_name = %s", (MIGRATION_LOCK, application)).fetchone()[0]
 
 
 def test_concurrent_migrate_runs_are_safe(postgres_admin: psycopg.Connection,
@@ -181,10 +184,12 @@ def test_concurrent_migrate_runs_are_safe(postgres_admin: psycopg.Connection,
     try:
         holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
         procs = [subprocess.Popen([sys.executable, "-m", "ichido", "migrate", "--app", EFFECTS_APP],
-                                  cwd=ROOT, env=cli_env(url), stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True) for _ in range(runs)]
+                                  cwd=ROOT, env=cli_env(url, PGAPPNAME=schema),
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for _ in range(runs)]
         deadline = time.monotonic() + 30
-        while (time.monotonic() < deadline and waiting_on_migration_lock(postgres_admin) < runs
+        while (time.monotonic() < deadline
+               and waiting_on_migration_lock(postgres_admin, schema) < runs
                and any(p.poll() is None for p in procs)):
             time.sleep(0.05)
     finally:
