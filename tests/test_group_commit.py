@@ -29,7 +29,6 @@ from tests.support import (
     post_async,
     record_effect,
     run_async,
-    wait_until,
 )
 
 

@@ -26,6 +26,9 @@ import httpx
 import pytest
 
 from ichido.config import Settings
+from ichido.db import Database, open_database
+from ichido.outbox import OUTBOX_SCHEMA
+from ichido.shop.schema import SHOP_SCHEMA
 from ichido.shop.settings import ShopSettings
 from ichido.emulator import Emulator, EmulatorServer
 from tests.support import ROOT, SECRET, IchidoProcess, free_port, open_store, wait_until
@@ -256,6 +259,21 @@ def make_world(tmp_path: Path) -> Iterator[Callable[..., ShopWorld]]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'shop.db'}"
+
+
+
+def open_shop_database(database_url: str) -> Database:
+    """The shop's database alone, without an app: ichido's outbox and the shop's tables."""
+    return open_database(Settings(database_url=database_url), migrate=True,
+                         steps=[*OUTBOX_SCHEMA, *SHOP_SCHEMA])
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Database]:
+    """The shop's database on each backend, for tests that drive its rules directly."""
+    database = open_shop_database(database_url)
+    yield database
+    database.close()
 
 
 # -- the shop with crash points (loaded by `ichido serve --app tests.shop.conftest:…`) ---------

@@ -23,12 +23,10 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from ichido.config import Settings
-from ichido.db import Database, open_database
+from ichido.db import Database
 from ichido.errors import RetryLater
-from ichido.outbox import OUTBOX_SCHEMA
 from ichido.shop import access, refunds, subscriptions
-from ichido.shop.schema import SHOP_SCHEMA
+from tests.shop.conftest import open_shop_database
 
 DAY = 86400
 NOW = 1_900_000_000  # the shop's clock in these tests
@@ -38,8 +36,8 @@ Event = tuple[str, int, dict[str, Any]]  # (type, created second, data.object)
 
 @pytest.fixture
 def store(sqlite_url: str) -> Iterator[Database]:
-    database = open_database(Settings(database_url=sqlite_url), migrate=True,
-                             steps=[*OUTBOX_SCHEMA, *SHOP_SCHEMA])
+    """On SQLite alone: the exhaustive walks are about the rules, not the engine."""
+    database = open_shop_database(sqlite_url)
     yield database
     database.close()
 

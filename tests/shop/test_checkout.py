@@ -8,15 +8,12 @@ import itertools
 import random
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from ichido.config import Settings
-from ichido.db import Database, open_database
-from ichido.outbox import OUTBOX_SCHEMA
+from ichido.db import Database
 from ichido.shop import checkout, orders, refunds
-from ichido.shop.schema import SHOP_SCHEMA
 from tests.shop.conftest import ShopWorld
 
 BUYER = "buyer@example.com"
@@ -54,14 +51,6 @@ methods = ["card"]
 
 
 # -- the state machine, every order of events ---------------------------------------------------
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Database]:
-    inbox = open_database(Settings(database_url=database_url), migrate=True,
-                       steps=[*OUTBOX_SCHEMA, *SHOP_SCHEMA])
-    yield inbox
-    inbox.close()
-
 
 def checkout_order(store: Database) -> str:
     order_id = f"ord_{random.getrandbits(64):x}"

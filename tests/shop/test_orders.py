@@ -6,28 +6,17 @@ from __future__ import annotations
 import itertools
 import random
 import time
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from ichido.config import Settings
 from ichido.shop import orders, refunds
-from ichido.shop.schema import SHOP_SCHEMA
 from ichido.errors import RetryLater
-from ichido.db import Database as Inbox, open_database
-from ichido.outbox import OUTBOX_SCHEMA
-
-STEPS = [*OUTBOX_SCHEMA, *SHOP_SCHEMA]
+from ichido.db import Database
 
 
-@pytest.fixture
-def store(database_url: str) -> Iterator[Inbox]:
-    inbox = open_database(Settings(database_url=database_url), migrate=True, steps=STEPS)
-    yield inbox
-    inbox.close()
 
-
-def new_order(store: Inbox, *, kind: str, method: str, amount: int = 1500,
+def new_order(store: Database, *, kind: str, method: str, amount: int = 1500,
               stock: int | None = None) -> str:
     order_id = f"ord_{random.getrandbits(64):x}"
     product = f"prod_{order_id}"
@@ -80,7 +69,7 @@ def lifecycle(name: str, order_id: str) -> list[tuple[str, dict[str, Any]]]:
     }[name]
 
 
-def apply_all(store: Inbox, events: list[tuple[str, dict[str, Any]]]) -> int:
+def apply_all(store: Database, events: list[tuple[str, dict[str, Any]]]) -> int:
     """Apply like the worker: each event in its own transaction, RetryLater goes to the back."""
     queue, retries = list(events), 0
     while queue:
@@ -98,7 +87,7 @@ def apply_all(store: Inbox, events: list[tuple[str, dict[str, Any]]]) -> int:
     return retries
 
 
-def outcome(store: Inbox, order_id: str) -> dict[str, Any]:
+def outcome(store: Database, order_id: str) -> dict[str, Any]:
     with store.reading() as tx:
         order = orders.to_json(tx, order_id)
         mails = [r[0].split(":", 2)[2] for r in tx.execute(
@@ -120,7 +109,7 @@ CASES = [("konbini_paid", "video_ticket", "konbini"), ("konbini_expired", "physi
 
 @pytest.mark.parametrize("name,kind,method", CASES)
 def test_every_order_of_events_with_duplicates_reaches_the_in_order_state(
-        store: Inbox, name: str, kind: str, method: str) -> None:
+        store: Database, name: str, kind: str, method: str) -> None:
     stock = 5 if kind == "physical" else None
     reference = new_order(store, kind=kind, method=method, stock=stock)
     apply_all(store, lifecycle(name, reference))
@@ -141,7 +130,7 @@ def test_every_order_of_events_with_duplicates_reaches_the_in_order_state(
         assert got == expected, f"ordering {ordering} of {name}"
 
 
-def test_expected_final_states(store: Inbox) -> None:
+def test_expected_final_states(store: Database) -> None:
     """The in-order outcomes themselves are right (so the permutation test compares with truth)."""
     results = {}
     for name, kind, method in CASES:
@@ -168,7 +157,7 @@ def test_expected_final_states(store: Inbox) -> None:
     assert results["konbini_partial_refund"]["revoked"] is False
 
 
-def test_late_requires_action_after_success_never_moves_the_order_back(store: Inbox) -> None:
+def test_late_requires_action_after_success_never_moves_the_order_back(store: Database) -> None:
     order_id = new_order(store, kind="video_ticket", method="konbini")
     apply_all(store, [("pi", pi(order_id, "succeeded", "konbini"))])
     before = outcome(store, order_id)
@@ -181,7 +170,7 @@ def test_late_requires_action_after_success_never_moves_the_order_back(store: In
     assert after["voucher"] == "https://example.test/v/1"
 
 
-def test_refund_before_its_payment_is_known_is_retried_not_dropped(store: Inbox) -> None:
+def test_refund_before_its_payment_is_known_is_retried_not_dropped(store: Database) -> None:
     order_id = new_order(store, kind="video_ticket", method="card")
     with pytest.raises(RetryLater):
         with store.transaction() as tx:
@@ -193,7 +182,7 @@ def test_refund_before_its_payment_is_known_is_retried_not_dropped(store: Inbox)
     assert result["status"] == "refunded" and result["revoked"] is True
 
 
-def test_payment_for_someone_elses_payment_intent_is_ignored(store: Inbox) -> None:
+def test_payment_for_someone_elses_payment_intent_is_ignored(store: Database) -> None:
     with store.transaction() as tx:
         assert orders.apply_payment_intent(tx, {"id": "pi_foreign", "status": "succeeded",
                                                 "payment_method_types": ["card"]}) is None
@@ -221,7 +210,7 @@ def attempt_events(order_id: str, n: int) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.parametrize("second", ["paid", "expired"])
 def test_a_renewed_voucher_moves_the_order_whatever_the_order_of_events(
-        store: Inbox, second: str) -> None:
+        store: Database, second: str) -> None:
     """Attempt 1's voucher (the create response) expires; the shop renews (attempt 2, its
     confirm response); then every event of both attempts comes in every order, duplicated.
     Old news about attempt 1 never moves the order; attempt 2 decides it."""
@@ -250,7 +239,7 @@ def test_a_renewed_voucher_moves_the_order_whatever_the_order_of_events(
         assert result["voucher"] == "https://example.test/v/2"
 
 
-def test_attempt_two_heard_of_before_its_answer_is_still_attempt_two(store: Inbox) -> None:
+def test_attempt_two_heard_of_before_its_answer_is_still_attempt_two(store: Database) -> None:
     """The renewing call's webhook can beat its own answer: the unknown PaymentMethod is the
     newest attempt, never mistaken for old news."""
     order_id = new_order(store, kind="video_ticket", method="konbini")
@@ -265,7 +254,7 @@ def test_attempt_two_heard_of_before_its_answer_is_still_attempt_two(store: Inbo
 
 # -- a refund that fails after the parcel was stopped ---------------------------------------------
 
-def test_a_failed_refund_resumes_the_stopped_parcel_in_every_order(store: Inbox) -> None:
+def test_a_failed_refund_resumes_the_stopped_parcel_in_every_order(store: Database) -> None:
     """The shop's own refund call answers first (pending); then the payment, the refund's
     events and its failure come in every order: the parcel ships after all, once."""
     results = []
@@ -284,7 +273,7 @@ def test_a_failed_refund_resumes_the_stopped_parcel_in_every_order(store: Inbox)
                                    "warehouse-ship"]
 
 
-def test_a_failed_refund_whose_item_was_sold_meanwhile_asks_a_person(store: Inbox) -> None:
+def test_a_failed_refund_whose_item_was_sold_meanwhile_asks_a_person(store: Database) -> None:
     order_id = new_order(store, kind="physical", method="card", stock=1)
     apply_all(store, [("pi", pi(order_id, "succeeded", "card")),
                       ("refund", refund(order_id, "pending"))])

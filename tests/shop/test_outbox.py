@@ -27,7 +27,7 @@ from ichido.shop.app import create_shop
 from ichido.shop.service import OrderRequest, Shop
 from ichido.shop.settings import ShopSettings
 from ichido.emulator import Emulator, EmulatorServer
-from ichido.db import Database as Inbox, open_database
+from ichido.db import Database, open_database
 from ichido.outbox import OUTBOX_SCHEMA, OutboxDispatcher, enqueue
 from tests.shop.conftest import KEY
 
@@ -59,13 +59,13 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 
 @pytest.fixture
-def outbox_store(database_url: str) -> Iterator[Inbox]:
+def outbox_store(database_url: str) -> Iterator[Database]:
     store = open_database(Settings(database_url=database_url), migrate=True, steps=OUTBOX_SCHEMA)
     yield store
     store.close()
 
 
-def row(store: Inbox, key: str) -> dict[str, Any]:
+def row(store: Database, key: str) -> dict[str, Any]:
     with store.reading() as tx:
         found = tx.execute("SELECT status, attempts, next_attempt_at, last_error, finished_at"
                            " FROM ichido_outbox WHERE key = ?", (key,)).fetchone()
@@ -74,7 +74,7 @@ def row(store: Inbox, key: str) -> dict[str, Any]:
                     found))
 
 
-def failures(store: Inbox, key: str) -> list[tuple[int, str]]:
+def failures(store: Database, key: str) -> list[tuple[int, str]]:
     with store.reading() as tx:
         return [(attempt, error) for attempt, error in tx.execute(
             "SELECT attempt, error FROM ichido_outbox_failures WHERE key = ? ORDER BY attempt",
@@ -86,7 +86,7 @@ MAIL = {"order_id": "ord_1", "to": "fan@example.com", "subject": "Payment receiv
 
 
 def test_mail_written_before_a_crash_is_sent_again_with_the_same_key_and_lands_once(
-        outbox_store: Inbox, clock: Clock, tmp_path: Path) -> None:
+        outbox_store: Database, clock: Clock, tmp_path: Path) -> None:
     mail_dir = tmp_path / "mail"
     sink = MailSender(ShopSettings(mail_dir=str(mail_dir)))
     keys: list[str] = []
@@ -122,7 +122,7 @@ def test_mail_written_before_a_crash_is_sent_again_with_the_same_key_and_lands_o
 
 
 def test_failing_sender_is_retried_with_backoff_then_dead_with_its_error(
-        outbox_store: Inbox, clock: Clock) -> None:
+        outbox_store: Database, clock: Clock) -> None:
     attempts: list[float] = []
     delivered: list[str] = []
 

@@ -6,23 +6,11 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any, Iterator
+from typing import Any
 
-import pytest
 
-from ichido.config import Settings
-from ichido.db import Database, open_database
-from ichido.outbox import OUTBOX_SCHEMA
+from ichido.db import Database
 from ichido.shop import orders, reaper, refunds, stock
-from ichido.shop.schema import SHOP_SCHEMA
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Database]:
-    database = open_database(Settings(database_url=database_url), migrate=True,
-                             steps=[*OUTBOX_SCHEMA, *SHOP_SCHEMA])
-    yield database
-    database.close()
 
 
 def placed(store: Database, product: str, left: int) -> str:
