@@ -26,14 +26,12 @@ import orjson
 from ichido import signature
 from ichido.testing import (  # noqa: F401 - re-exported for the test modules
     IchidoProcess,
-    PostgresCluster,
-    RedisServer,
     free_port,
     postgres_schema,
     postgres_up,
-    redis_up,
     wait_until,
 )
+from ichido.testing.servers import PostgresCluster, RedisServer, redis_up  # noqa: F401
 
 SECRET = "whsec_test_0123456789abcdef"
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,7 +3,7 @@ receivers answer 503 while it is down, never 200 for an event they did not store
 docs/invariants.md); the emulator's retries deliver later; nothing lost, nothing applied twice
 (I2).
 
-The test restarts a PostgreSQL server of its own (``ichido.testing.PostgresCluster``: initdb
+The test restarts a PostgreSQL server of its own (``ichido.testing.servers.PostgresCluster``: initdb
 into a temp dir, on a free port) and uses a Redis of its own: the machine's shared servers,
 and whoever else runs tests on them, never notice.
 """

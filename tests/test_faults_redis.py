@@ -5,7 +5,7 @@ docs/invariants.md: the cache is a hint).
   show the duplicates moving from ``duplicates_cache`` to ``duplicates_durable``.
 - Redis down: receivers carry on with the durable tier alone, no error reaches a sender.
 
-Each test has a redis-server of its own (``ichido.testing.RedisServer``), so its flush and its
+Each test has a redis-server of its own (``ichido.testing.servers.RedisServer``), so its flush and its
 outage reach nobody else's keys.
 """
 

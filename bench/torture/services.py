@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from ichido.testing import IchidoProcess, PostgresCluster, RedisServer
+from ichido.testing import IchidoProcess
+from ichido.testing.servers import PostgresCluster, RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
