@@ -120,6 +120,14 @@ def effect_counts(inbox: Any) -> Counter:
     return Counter(row[0] for row in rows)
 
 
+def settle_intake(app: Any) -> None:
+    """Move SQLite's intake into ``ichido_events``, as a worker's claim would, so that a test
+    can look at (and age) the rows there before any claim; other stores have nothing to do."""
+    settle = getattr(app.inbox, "settle_intake", None)
+    if settle is not None:
+        settle()
+
+
 def record_effect(event: Any, tx: Any) -> None:
     """A handler body for in-process apps: one effects row per application."""
     tx.execute("INSERT INTO effects (event_id, type, attempt) VALUES (?, ?, ?)",

@@ -9,7 +9,6 @@ import pytest
 from ichido import App, Event
 from ichido.config import Settings
 from ichido.event import parse_delivery
-from tests.test_worker import settle_intake
 from tests.support import (
     cli_json,
     event_id_of,
@@ -19,6 +18,7 @@ from tests.support import (
     record_effect,
     run_cli,
     run_cli_many,
+    settle_intake,
     wait_until,
 )
 

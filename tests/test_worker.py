@@ -24,6 +24,7 @@ from tests.support import (
     record_effect,
     run_async,
     run_cli,
+    settle_intake,
     tiers_match,
     wait_until,
 )
@@ -40,11 +41,6 @@ def store(app: App, *bodies: bytes) -> list[str]:
     settle_intake(app)
     return [event_id_of(body) for body in bodies]
 
-
-def settle_intake(app: App) -> None:
-    settle = getattr(app.inbox, "settle_intake", None)
-    if settle is not None:
-        settle()
 
 
 def drive(worker: Worker, until, *, timeout: float = 60.0, what: str = "the worker") -> None:

@@ -113,9 +113,8 @@ class OutboxDispatcher:
         return len(claims)
 
     def _send(self, claim: Claim) -> None:
-        if claim.attempt > self.max_attempts:  # claims that never finished: crashes, leases
-            self.queue.fail(claim, f"gave up after {claim.attempt - 1} attempts that never"
-                                   " finished (dispatcher crash or lease expiry)", None)
+        if claim.attempt > self.max_attempts:
+            self.queue.give_up(claim, "dispatcher")
             return
         try:
             self.senders[claim.type](claim.id, orjson.loads(claim.body))

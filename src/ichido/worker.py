@@ -105,10 +105,7 @@ class Worker:
         runnable = []
         for claim in claims:
             if claim.attempt > self.settings.max_attempts:
-                # Claimed more often than allowed without finishing: earlier runs crashed the
-                # worker or outlived the lease. Running it again would likely do the same.
-                self.queue.fail(claim, f"gave up after {claim.attempt - 1} attempts that never "
-                                       "finished (worker crash or lease expiry)", None)
+                self.queue.give_up(claim, "worker")
             else:
                 runnable.append(claim)
         if not runnable:

@@ -79,6 +79,13 @@ class Queue(abc.ABC):
         """Record a failed attempt: ``RETRYING`` until ``retry_at``, or ``DEAD`` when None.
         Every failure is kept, with its attempt number, for ``events show``."""
 
+    def give_up(self, claim: Claim, who: str) -> None:
+        """Dead-letter an item claimed more often than allowed without ever finishing: the
+        runs before crashed ``who`` or outlived the lease, and another would likely do the
+        same."""
+        self.fail(claim, f"gave up after {claim.attempt - 1} attempts that never finished"
+                         f" ({who} crash or lease expiry)", None)
+
     def close(self) -> None:
         return None
 

@@ -35,12 +35,11 @@ SIGNATURE_CODES = ("bad_signature", "stale_timestamp", "missing_signature")
 class Alerts:
     """Raises alerts (``raise_alert``) and watches the store for the conditions (``check``)."""
 
-    def __init__(self, database: Any, settings: RecoverySettings, *,
+    def __init__(self, inbox: Any, settings: RecoverySettings, *,
                  clock: Callable[[], float] = time.time) -> None:
-        """``database``: where the events, the outbox and the alert tables are (an inbox
-        stands for its database)."""
-        self.database = getattr(database, "database", database)
-        self.inbox = database if hasattr(database, "oldest_pending") else None
+        """``inbox``: the events (it knows where they wait before the queue has them, such as
+        SQLite's intake); its database holds the outbox and the alert tables."""
+        self.inbox, self.database = inbox, inbox.database
         self.settings, self.clock = settings, clock
         self._signatures = signature_counts()  # (refused, received) at the last look
 
@@ -76,7 +75,7 @@ class Alerts:
         alerts opened a window."""
         opened = 0
         now = self.clock()
-        oldest = self._oldest_pending()
+        oldest = self.inbox.oldest_pending()
         with self.database.transaction() as tx:
             since = self._mark(tx, "failures_seen_at")
             rows = tx.execute(
@@ -101,15 +100,6 @@ class Alerts:
                                            f" {now - float(oldest):.0f} s: are the workers up?")
             opened += self._signature_check(tx)
         return opened
-
-    def _oldest_pending(self) -> float | None:
-        """The oldest event never tried: through the inbox, which knows where events wait
-        before the queue has them (SQLite's intake)."""
-        if self.inbox is not None:
-            return self.inbox.oldest_pending()
-        with self.database.reading() as tx:
-            return tx.execute("SELECT min(received_at) FROM ichido_events WHERE status"
-                              " = 'pending'").fetchone()[0]
 
     def _signature_check(self, tx: Any) -> int:
         """The share of refused signatures since the last look (this process's receiver)."""
