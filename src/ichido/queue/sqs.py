@@ -75,6 +75,15 @@ class SqsQueue:
     async def aclose(self) -> None:
         return None
 
+    def max_message_size(self) -> int:
+        """The queue's ``MaximumMessageSize``: the largest body it takes (read once, at start)."""
+        try:
+            attributes = self.client.get_queue_attributes(
+                QueueUrl=self.url, AttributeNames=["MaximumMessageSize"])["Attributes"]
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageUnavailable(f"could not read the queue's attributes: {exc}") from exc
+        return int(attributes["MaximumMessageSize"])
+
     def _message(self, delivery: Delivery) -> dict[str, Any]:
         message: dict[str, Any] = {"MessageBody": delivery.body.decode("utf-8")}
         if self.fifo:

@@ -1,0 +1,158 @@
+"""Every event up to ``ICHIDO_MAX_BODY`` is storable on every AWS layout: a body larger than the
+layout's durable write holds (SQS: the queue's ``MaximumMessageSize``; Streams: DynamoDB's item)
+goes out of line to S3, the queue or the item holds its pointer. Through the deployed
+functions (``ichido.aws.receiver.handler``, ``worker.sqs_handler``/``streams_handler``),
+configured by environment alone, against moto."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import orjson
+import pytest
+
+from ichido.aws import receiver, worker
+from ichido.aws.admin import open_admin
+from ichido.aws.runner import SqsPoller, StreamPoller
+from ichido.aws.settings import AwsSettings
+from ichido.config import Settings
+from ichido.errors import ConfigError
+from ichido.queue import streams
+from tests.aws.conftest import make_queues
+from tests.aws.support import DynamoEffects, dynamodb_url, function_url_event
+from tests.support import make_event
+
+SQS_BEFORE_2025 = 256 * 1024  # a queue's MaximumMessageSize as AWS made them until 2025
+
+
+def large_event(size: int = 500_000) -> bytes:
+    """A valid invoice.paid event of about ``size`` bytes (many line items)."""
+    line = {"id": "il_0", "object": "line_item", "description": "x" * 400, "amount": 100}
+    count = size // (len(orjson.dumps(line)) + 1)
+    body = make_event("invoice.paid", obj={
+        "id": "in_large", "object": "invoice",
+        "lines": {"object": "list", "data": [{**line, "id": f"il_{i}"} for i in range(count)]}})
+    assert size - 2_000 < len(body) < 512 * 1024
+    return body
+
+
+def deliver(body: bytes) -> dict:
+    answer = receiver.handler(function_url_event(body), None)
+    assert answer["statusCode"] == 200, answer
+    return json.loads(answer["body"])
+
+
+def cold_start_again(cold: pytest.MonkeyPatch) -> None:
+    """Another execution environment: its own seen tier, so a copy reaches the durable tier."""
+    cold.setattr(receiver, "_handler", None)
+
+
+def objects(bucket: str) -> list[str]:
+    listed = boto3.client("s3").list_objects_v2(Bucket=bucket)
+    return [item["Key"] for item in listed.get("Contents", [])]
+
+
+@pytest.fixture
+def sqs_env(cold: pytest.MonkeyPatch, bucket: str) -> tuple[str, DynamoEffects]:
+    effects = DynamoEffects()
+    queue, dlq = make_queues(max_message_size=SQS_BEFORE_2025)
+    for name, value in {"ICHIDO_DATABASE_URL": dynamodb_url(), "ICHIDO_QUEUE_URL": queue,
+                        "ICHIDO_DLQ_URL": dlq, "ICHIDO_BODY_BUCKET": bucket,
+                        "EFFECTS_TABLE": effects.table,
+                        "ICHIDO_APP": "tests.aws.dynamodb_app:app"}.items():
+        cold.setenv(name, value)
+    return queue, effects
+
+
+@pytest.fixture
+def streams_env(cold: pytest.MonkeyPatch, bucket: str) -> tuple[str, DynamoEffects]:
+    effects = DynamoEffects()
+    url = dynamodb_url()
+    for name, value in {"ICHIDO_DATABASE_URL": url, "ICHIDO_AWS_LAYOUT": "streams",
+                        "ICHIDO_BODY_BUCKET": bucket, "EFFECTS_TABLE": effects.table,
+                        "ICHIDO_APP": "tests.aws.dynamodb_app:app"}.items():
+        cold.setenv(name, value)
+    return streams.StreamsQueue(url.split("://")[1]).stream_arn(), effects
+
+
+def test_a_500_kb_event_on_the_sqs_layout_is_stored_applied_once_and_a_copy_is_a_duplicate(
+        cold: pytest.MonkeyPatch, sqs_env: tuple[str, DynamoEffects], bucket: str) -> None:
+    queue, effects = sqs_env
+    body = large_event()
+    event_id = orjson.loads(body)["id"]
+    assert deliver(body)["status"] == "accepted"  # was 503 forever: larger than the queue takes
+    assert objects(bucket) == [f"events/{event_id}"]
+    poller = SqsPoller(queue, worker.sqs_handler, failed_visibility=0)
+    assert poller.drain() == 1
+    assert effects.counts(None) == {event_id: 1}
+    cold_start_again(cold)
+    assert deliver(body)["status"] == "accepted"  # a new environment: only the marker knows
+    assert poller.drain() == 1
+    assert effects.counts(None) == {event_id: 1}
+    admin = open_admin(Settings.from_env(), AwsSettings.from_env())
+    try:
+        assert admin.store.stats()["duplicates_durable"] == 1
+    finally:
+        admin.close()
+
+
+def test_a_500_kb_event_on_the_streams_layout_is_stored_applied_once_and_a_copy_is_a_duplicate(
+        cold: pytest.MonkeyPatch, streams_env: tuple[str, DynamoEffects], bucket: str) -> None:
+    arn, effects = streams_env
+    body = large_event()
+    event_id = orjson.loads(body)["id"]
+    assert deliver(body)["status"] == "accepted"  # was 503 forever: past DynamoDB's 400 KB
+    StreamPoller(arn, worker.streams_handler, accepts=streams.wanted).drain()
+    assert effects.counts(None) == {event_id: 1}
+    cold_start_again(cold)
+    assert deliver(body) == {"id": event_id, "status": "duplicate", "tier": "durable"}
+    StreamPoller(arn, worker.streams_handler, accepts=streams.wanted).drain()
+    assert effects.counts(None) == {event_id: 1}
+    admin = open_admin(Settings.from_env(), AwsSettings.from_env())
+    try:
+        record = admin.get(event_id)  # `ichido events show`: the body as Stripe sent it
+        assert (record.status, record.body) == ("processed", body)
+    finally:
+        admin.close()
+
+
+def test_small_events_never_touch_s3(cold: pytest.MonkeyPatch,
+                                     sqs_env: tuple[str, DynamoEffects], bucket: str) -> None:
+    queue, effects = sqs_env
+    body = make_event("charge.succeeded")
+    deliver(body)
+    SqsPoller(queue, worker.sqs_handler, failed_visibility=0).drain()
+    assert effects.counts(None) == {orjson.loads(body)["id"]: 1}
+    assert objects(bucket) == []
+
+
+def test_a_lost_body_object_fails_the_event_into_the_dlq_not_into_silence(
+        cold: pytest.MonkeyPatch, sqs_env: tuple[str, DynamoEffects], bucket: str) -> None:
+    queue, effects = sqs_env
+    body = large_event(300_000)
+    event_id = orjson.loads(body)["id"]
+    deliver(body)
+    boto3.client("s3").delete_object(Bucket=bucket, Key=f"events/{event_id}")
+    SqsPoller(queue, worker.sqs_handler, failed_visibility=0).drain()
+    assert effects.counts(None) == {}
+    admin = open_admin(Settings.from_env(), AwsSettings.from_env())
+    try:
+        assert [letter.event_id for letter in admin.sqs.dead_letters()] == [event_id]
+        record = admin.get(event_id)
+        assert record.status == "dead" and "is not in S3" in record.last_error
+    finally:
+        admin.close()
+
+
+@pytest.mark.parametrize("layout", ["sqs", "streams"])
+def test_a_body_limit_the_layout_cannot_hold_without_a_bucket_is_refused_at_start(
+        cold: pytest.MonkeyPatch, layout: str) -> None:
+    cold.setenv("ICHIDO_DATABASE_URL", dynamodb_url())
+    cold.setenv("ICHIDO_AWS_LAYOUT", layout)
+    if layout == "sqs":
+        cold.setenv("ICHIDO_QUEUE_URL", make_queues(max_message_size=SQS_BEFORE_2025)[0])
+    with pytest.raises(ConfigError, match="ICHIDO_MAX_BODY .* ICHIDO_BODY_BUCKET"):
+        receiver.handler(function_url_event(make_event()), None)
+    cold.setenv("ICHIDO_MAX_BODY", "256KiB")  # what the layout holds: no bucket needed
+    assert receiver.handler(function_url_event(make_event()), None)["statusCode"] == 200
