@@ -86,16 +86,28 @@ class SqsWorker:
         self.fifo = fifo
 
     def handle(self, event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
+        """Reported failed: each record that failed and, on FIFO, every later record of its
+        message group (applied now, they would overtake it). Other groups go on: one group's
+        poison holds back only that group, as Powertools' ``SqsFifoPartialProcessor`` with
+        ``skip_group_on_error`` does. A record that failed its last attempt (recorded dead, the
+        DLQ's next) holds back nothing: its group's later records apply after it, as they will
+        once SQS has moved it; held back, they would spend their receives beside it and be
+        dead-lettered with it."""
         failures: list[dict[str, str]] = []
+        held: set[str] = set()  # FIFO groups whose later records must wait
         for record in event.get("Records", []):
-            # FIFO: once one message fails, the rest of the batch must wait behind it, or one
-            # object's later events would overtake its earlier one (AWS's own rule for FIFO).
-            if (self.fifo and failures) or self._apply(record) is Outcome.FAILED:
+            group = record.get("attributes", {}).get("MessageGroupId", "") if self.fifo else None
+            if group in held:
                 failures.append({"itemIdentifier": record["messageId"]})
+                continue
+            attempt = receive_count(record)
+            if self._apply(record, attempt) is Outcome.FAILED:
+                failures.append({"itemIdentifier": record["messageId"]})
+                if group is not None and attempt < self.max_receive_count:
+                    held.add(group)
         return {"batchItemFailures": failures}
 
-    def _apply(self, record: dict[str, Any]) -> Outcome:
-        attempt = receive_count(record)
+    def _apply(self, record: dict[str, Any], attempt: int) -> Outcome:
         try:
             delivery = from_sqs_record(record)
         except RejectedDelivery as exc:
