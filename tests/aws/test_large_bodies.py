@@ -20,21 +20,10 @@ from ichido.config import Settings
 from ichido.errors import ConfigError
 from ichido.queue import streams
 from tests.aws.conftest import make_queues
-from tests.aws.support import DynamoEffects, dynamodb_url, function_url_event
+from tests.aws.support import DynamoEffects, dynamodb_url, function_url_event, large_event
 from tests.support import make_event
 
 SQS_BEFORE_2025 = 256 * 1024  # a queue's MaximumMessageSize as AWS made them until 2025
-
-
-def large_event(size: int = 500_000) -> bytes:
-    """A valid invoice.paid event of about ``size`` bytes (many line items)."""
-    line = {"id": "il_0", "object": "line_item", "description": "x" * 400, "amount": 100}
-    count = size // (len(orjson.dumps(line)) + 1)
-    body = make_event("invoice.paid", obj={
-        "id": "in_large", "object": "invoice",
-        "lines": {"object": "list", "data": [{**line, "id": f"il_{i}"} for i in range(count)]}})
-    assert size - 2_000 < len(body) < 512 * 1024
-    return body
 
 
 def deliver(body: bytes) -> dict:
