@@ -106,6 +106,29 @@ def test_a_500_kb_event_on_the_streams_layout_is_stored_applied_once_and_a_copy_
         admin.close()
 
 
+def test_a_failure_between_the_s3_put_and_the_send_answers_503_and_the_retry_loses_nothing(
+        cold: pytest.MonkeyPatch, sqs_env: tuple[str, DynamoEffects], bucket: str) -> None:
+    """S3 first, then the queue, then the 2xx: the queue gone at that moment, the body is in S3
+    with nothing naming it and Stripe gets 503; its retry overwrites the object and is applied."""
+    queue, effects = sqs_env
+    deliver(make_event("charge.succeeded"))  # the receiver is started (its ceiling read)
+    SqsPoller(queue, worker.sqs_handler, failed_visibility=0).drain()
+    sqs = boto3.client("sqs")
+    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+    sqs.delete_queue(QueueUrl=queue)
+    body = large_event()
+    event_id = orjson.loads(body)["id"]
+    answer = receiver.handler(function_url_event(body), None)
+    assert answer["statusCode"] == 503, answer
+    assert objects(bucket) == [f"events/{event_id}"]  # an orphan, not a loss
+    sqs.create_queue(QueueName=queue.rsplit("/", 1)[-1], Attributes={
+        name: attributes[name] for name in ("MaximumMessageSize", "RedrivePolicy")})
+    assert deliver(body)["status"] == "accepted"  # Stripe's retry
+    SqsPoller(queue, worker.sqs_handler, failed_visibility=0).drain()
+    assert effects.counts(None)[event_id] == 1
+    assert objects(bucket) == [f"events/{event_id}"]
+
+
 def test_small_events_never_touch_s3(cold: pytest.MonkeyPatch,
                                      sqs_env: tuple[str, DynamoEffects], bucket: str) -> None:
     queue, effects = sqs_env
