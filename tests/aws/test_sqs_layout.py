@@ -16,7 +16,7 @@ import pytest
 from ichido.event import Event
 from ichido.queue.base import Status
 from tests.aws.conftest import make_queues
-from tests.aws.support import SqsLayout, dynamodb_url, function_url_event
+from tests.aws.support import SqsLayout, dynamodb_url, function_url_event, large_event
 from tests.support import make_event, migrate_effects
 
 
@@ -302,3 +302,15 @@ def test_fifo_a_poison_holds_back_only_its_own_group(database_url: str) -> None:
         assert layout.inbox.get(poison_id).status == Status.DEAD
     finally:
         layout.close()
+
+
+def test_large_dead_letters_are_redriven_in_batches_sqs_takes(layout: SqsLayout) -> None:
+    """A batch of SQS messages carries 1 MiB in all: three dead 500 KB events in one
+    SendMessageBatch were refused, and `ichido dlq retry` with them."""
+    bodies = [large_event() for _ in range(3)]
+    for body in bodies:  # inline: the queue takes 1 MiB messages
+        boto3.client("sqs").send_message(QueueUrl=layout.dlq_url, MessageBody=body.decode())
+    assert layout.queue.redrive() == 3
+    layout.poller.drain()
+    assert layout.effect_counts() == {orjson.loads(b)["id"]: 1 for b in bodies}
+    assert layout.queue.dead_letters() == []
