@@ -30,8 +30,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ichido.errors import ConfigError, IchidoError, RejectedDelivery, StorageUnavailable
 from ichido.event import Delivery, parse_delivery
 
-# DynamoDB's item limit is 400 KB, names and values; the rest of an event item (its state, at
-# most ten failures of at most ``MAX_ERROR`` each in practice) stays well inside the remainder.
+# DynamoDB's item limit is 400 KB, names and values; the rest of an event item (its state, and
+# failures of at most 8 KiB each, whose list restarts before it would overflow) has the remainder.
 STREAMS_INLINE_MAX = 256 * 1024
 POINTER = b'{"ichido_body":'  # how a pointer begins; a Stripe event never does
 KEY_PREFIX = "events/"
@@ -92,7 +92,7 @@ class Bodies:
             return delivery
         if not self.bucket:  # check() refused this at start; never a silent loss
             raise StorageUnavailable("the body is too large for the layout and no "
-                                     "ICHIDO_BODY_BUCKET is set", code="body_too_large")
+                                     "ICHIDO_BODY_BUCKET is set")
         key = KEY_PREFIX + quote(delivery.id, safe="")
         try:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=delivery.body,
@@ -130,7 +130,6 @@ class Bodies:
         if stored.id != delivery.id:
             raise BodyUnavailable(f"the object for {delivery.id} holds {stored.id}")
         return stored
-
 
 
 class OutOfLine:
