@@ -7,6 +7,7 @@ configured by environment alone, against moto."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import boto3
 import orjson
@@ -21,7 +22,7 @@ from ichido.errors import ConfigError
 from ichido.queue import streams
 from tests.aws.conftest import make_queues
 from tests.aws.support import DynamoEffects, dynamodb_url, function_url_event, large_event
-from tests.support import make_event
+from tests.support import effect_counts, make_event, migrate_effects, open_store
 
 SQS_BEFORE_2025 = 256 * 1024  # a queue's MaximumMessageSize as AWS made them until 2025
 
@@ -42,6 +43,20 @@ def objects(bucket: str) -> list[str]:
     return [item["Key"] for item in listed.get("Contents", [])]
 
 
+class SqlEffects:
+    """tests/apps/effects.py's table on PostgreSQL, counted like ``DynamoEffects``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def counts(self, _inbox) -> Counter:
+        inbox = open_store(self.url)
+        try:
+            return effect_counts(inbox)
+        finally:
+            inbox.close()
+
+
 @pytest.fixture
 def sqs_env(cold: pytest.MonkeyPatch, bucket: str) -> tuple[str, DynamoEffects]:
     effects = DynamoEffects()
@@ -52,6 +67,22 @@ def sqs_env(cold: pytest.MonkeyPatch, bucket: str) -> tuple[str, DynamoEffects]:
                         "ICHIDO_APP": "tests.aws.dynamodb_app:app"}.items():
         cold.setenv(name, value)
     return queue, effects
+
+
+@pytest.fixture(params=["dynamodb", "postgres"])
+def any_sqs_env(request: pytest.FixtureRequest, cold: pytest.MonkeyPatch,
+                bucket: str) -> tuple[str, DynamoEffects | SqlEffects]:
+    """The SQS layout on either store (PostgreSQL keeps the body in its row, read from S3)."""
+    if request.param == "dynamodb":
+        return request.getfixturevalue("sqs_env")
+    url = request.getfixturevalue("postgres_url")
+    migrate_effects(url)
+    queue, dlq = make_queues(max_message_size=SQS_BEFORE_2025)
+    for name, value in {"ICHIDO_DATABASE_URL": url, "ICHIDO_QUEUE_URL": queue,
+                        "ICHIDO_DLQ_URL": dlq, "ICHIDO_BODY_BUCKET": bucket,
+                        "ICHIDO_APP": "tests.apps.effects:app"}.items():
+        cold.setenv(name, value)
+    return queue, SqlEffects(url)
 
 
 @pytest.fixture
@@ -66,8 +97,9 @@ def streams_env(cold: pytest.MonkeyPatch, bucket: str) -> tuple[str, DynamoEffec
 
 
 def test_a_500_kb_event_on_the_sqs_layout_is_stored_applied_once_and_a_copy_is_a_duplicate(
-        cold: pytest.MonkeyPatch, sqs_env: tuple[str, DynamoEffects], bucket: str) -> None:
-    queue, effects = sqs_env
+        cold: pytest.MonkeyPatch, any_sqs_env: tuple[str, DynamoEffects | SqlEffects],
+        bucket: str) -> None:
+    queue, effects = any_sqs_env
     body = large_event()
     event_id = orjson.loads(body)["id"]
     assert deliver(body)["status"] == "accepted"  # was 503 forever: larger than the queue takes
@@ -82,6 +114,10 @@ def test_a_500_kb_event_on_the_sqs_layout_is_stored_applied_once_and_a_copy_is_a
     admin = open_admin(Settings.from_env(), AwsSettings.from_env())
     try:
         assert admin.store.stats()["duplicates_durable"] == 1
+        record = admin.get(event_id)  # `ichido events show`
+        assert record.status == "processed"
+        # PostgreSQL's row keeps the body as read from S3; DynamoDB's marker on SQS keeps none
+        assert record.body == (b"" if isinstance(effects, DynamoEffects) else body)
     finally:
         admin.close()
 
