@@ -78,7 +78,9 @@ class OrderRequest:
             raise OrderError("quantity must be a whole number from 1 to 100",
                              code="invalid_quantity")
         email = body.get("email")
-        if not isinstance(email, str) or "@" not in email or len(email) > 254:
+        # No control character (CR/LF would end a mail header): refused here, not at the send.
+        if (not isinstance(email, str) or "@" not in email or len(email) > 254
+                or not email.isprintable()):
             raise OrderError("a valid email is required", code="invalid_email")
         for field in ("product", "payment_method"):
             if not isinstance(body.get(field), str):
