@@ -40,8 +40,9 @@ def create_dashboard(inbox: Callable[[], Inbox], settings: DashboardSettings | N
         Route("/login", on(login.login), methods=["POST"]),
         Route("/logout", on(login.logout), methods=["POST"]),
         Route("/events", on(pages.events)),
-        Route("/events/{event_id:str}", on(pages.event)),
-        Route("/events/{event_id:str}/retry", on(retries.retry_one), methods=["POST"]),
+        # ``path``: an id may hold ``/`` (links escape it as %2F, which the server decodes)
+        Route("/events/{event_id:path}", on(pages.event), methods=["GET"]),
+        Route("/events/{event_id:path}/retry", on(retries.retry_one), methods=["POST"]),
         Route("/dead", on(pages.dead)),
         Route("/dead/retry", on(retries.retry_filter), methods=["POST"]),
         Route("/retries/{action_id:str}", on(pages.retry_progress)),
