@@ -204,6 +204,13 @@ def _check_bound(attr: str, env: str, value: Any, low: float, high: float) -> No
 _FLOATS = {f.name for f in dataclasses.fields(Settings) if f.type in ("float", float)}
 
 
+def check_bounds(settings: Any, bounds: Sequence[tuple[str, str, float, float]]) -> None:
+    """``(attribute, variable, lowest, highest)`` bounds, both inclusive, for the settings
+    classes beside the core's (the dashboard's): the same refusals and messages."""
+    for attr, env, low, high in bounds:
+        _check_bound(attr, env, getattr(settings, attr), low, high)
+
+
 def parse_setting(name: str, kind: str, text: str) -> Any:
     """One environment value of ``kind`` (text, int, float, duration, size), for the settings
     classes of applications built on ichido (the shop's, the recovery tools')."""

@@ -55,9 +55,12 @@ def create_dashboard(inbox: Callable[[], Inbox], settings: DashboardSettings | N
 
     def failed(status: int, key: str) -> Callable[[Request, Exception], Any]:
         async def page(request: Request, exc: Exception) -> Response:
+            try:
+                session = await site.session(request)
+            except StorageUnavailable:  # the store is what failed: show the page without it
+                session = None
             return site.render(request, "error.html", {
-                "session": site.session(request), "message_key": key,
-                "detail": redact(str(exc))}, status)
+                "session": session, "message_key": key, "detail": redact(str(exc))}, status)
         return page
 
     app.add_exception_handler(StorageUnavailable, failed(503, "storage"))
