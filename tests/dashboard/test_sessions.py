@@ -5,6 +5,7 @@ never shuts the right token out."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterator
 
 import httpx
@@ -18,6 +19,14 @@ from tests.support import ServerProcess, in_process_app, stop_all
 
 NEW_TOKEN = "dashboard-rotated-token-9876543210"
 SIGNING = "a-fixed-dashboard-signing-secret"  # so only the token changes in a rotation
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """One store of each engine (sessions never touch Redis, so no third run with it)."""
+    if request.param == "sqlite":
+        return Settings(database_url=f"sqlite:///{tmp_path / 'ichido.db'}")
+    return Settings(database_url=request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture
