@@ -196,6 +196,17 @@ def test_a_bad_filter_is_a_400_that_quotes_it_as_text(client: TestClient) -> Non
     assert "&lt;b&gt;yesterday&lt;/b&gt;" in answer.text and "<b>" not in answer.text
 
 
+@pytest.mark.parametrize("since", ["9" * 30 + "d", "9" * 400 + "d", "0001-01-01",
+                                   "9999-12-31T23:59:59-23:59"])
+def test_a_filter_time_out_of_range_is_a_400_not_a_crash(client: TestClient, since: str) -> None:
+    """An age reaching before 1970, or one no float holds, would overflow the stores'
+    64-bit columns."""
+    csrf = login(client)
+    for answer in (client.get("/dashboard/events", params={"since": since}),
+                   client.post("/dashboard/dead/retry", data={"csrf": csrf, "since": since})):
+        assert answer.status_code == 400 and "1970 to 9999" in answer.text
+
+
 def test_a_session_ends_when_its_operators_token_is_removed(dashboard_app: ichido.App) -> None:
     from starlette.requests import Request
     from starlette.responses import Response

@@ -17,24 +17,20 @@ from rich.text import Text
 from ichido.console import err, out, shown
 
 
-# The last second a date can name (9999-12-31T23:59:59Z); Stripe's ``created`` and the stores'
-# 64-bit columns hold every moment from 1970 to then.
-LATEST_WHEN = 253_402_300_799
-
-
 def parse_when(text: str | None, *, now: float | None = None) -> int | None:
     """``1764547200``, ``2026-12-01``, ``2026-12-01T09:00:00+09:00`` or an age (``4d``, ``36h``:
     that long ago) → Unix seconds, from 1970 to the year 9999: anything else is a one-line
     error here rather than an overflow deep in a store or the SDK."""
     if text is None:
         return None
+    from ichido.config import LATEST_MOMENT
     from ichido.errors import ConfigError
 
     try:
         seconds = _seconds(text.strip(), time.time() if now is None else now)
     except (OverflowError, ValueError):
         seconds = None
-    if seconds is None or not 0 <= seconds <= LATEST_WHEN:
+    if seconds is None or not 0 <= seconds <= LATEST_MOMENT:
         raise ConfigError(f"not a time from 1970 to 9999: {text[:40]!r} (use 1764547200,"
                           " 2026-12-01, 2026-12-01T09:00:00+09:00, or an age such as 4d)")
     return seconds
