@@ -17,6 +17,9 @@ from ichido.errors import ConfigError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+# A time an operator types (``--since``, the dashboard's filters) names a moment from 1970 to
+# the last second of 9999: what Stripe's ``created`` and the stores' 64-bit columns all hold.
+LATEST_MOMENT = 253_402_300_799
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -202,6 +205,13 @@ def _check_bound(attr: str, env: str, value: Any, low: float, high: float) -> No
 
 
 _FLOATS = {f.name for f in dataclasses.fields(Settings) if f.type in ("float", float)}
+
+
+def check_bounds(settings: Any, bounds: Sequence[tuple[str, str, float, float]]) -> None:
+    """``(attribute, variable, lowest, highest)`` bounds, both inclusive, for the settings
+    classes beside the core's (the dashboard's): the same refusals and messages."""
+    for attr, env, low, high in bounds:
+        _check_bound(attr, env, getattr(settings, attr), low, high)
 
 
 def parse_setting(name: str, kind: str, text: str) -> Any:
