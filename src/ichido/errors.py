@@ -18,6 +18,8 @@ REASONS: dict[str, str] = {
     "invalid_utf8": "the body is not valid UTF-8 (Stripe's SDK refuses it too)",
     "nesting_too_deep": "the JSON nests deeper than the decoder's recursion limit (~1000)",
     "malformed_json": "the body is not valid JSON",
+    "integer_too_long": "an integer has more than 4300 digits (Python's limit: Stripe's SDK "
+                        "cannot read it)",
     "not_an_event": "valid JSON, but not a Stripe event (object, id, type, created)",
     "value_out_of_range": "a field the store keeps is outside its range (created: 64 bits)",
     "invalid_characters": "an id or type holds control or other characters no id has",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -53,13 +54,25 @@ INT64 = (-(2**63), 2**63 - 1)
 MAX_ID_LENGTH = 255  # Stripe's ids are about 30 characters; types about 50
 _ID = re.compile(r"[!-~]+")  # printable ASCII, no space: nothing a log line or terminal acts on
 
+# Python reads no integer of more than 4300 digits (``sys.int_info``), so Stripe's SDK
+# (``json.loads`` in ``construct_event``) refuses a body holding one, wherever it is: so does the
+# door. Only a run of that many digits can be one, so only bodies longer than that pay for a
+# look (a ``translate`` and a ``find``: about a microsecond per kilobyte), and only a body with
+# such a run is parsed again to tell a number from digits inside a string.
+MAX_INT_DIGITS = min(filter(None, (sys.int_info.default_max_str_digits,
+                                   sys.get_int_max_str_digits())))
+_DIGITS_AS_ZERO = bytes(48 if 48 <= byte <= 57 else 32 for byte in range(256))
+_TOO_MANY_DIGITS = b"0" * (MAX_INT_DIGITS + 1)
+# orjson reads an integer beyond 64 bits (19 digits and more) as a float; the SDK reads it exactly
+_PAST_64_BITS = b"0" * 19
+
 
 def parse_delivery(body: bytes) -> Delivery:
     """Read the fields the inbox needs; refuse what is not a Stripe event, or what Stripe's SDK
     (``stripe.Webhook.construct_event``) would refuse, or what no store could hold.
 
     Raises ``RejectedDelivery`` with ``invalid_utf8``, ``malformed_json``, ``nesting_too_deep``,
-    ``not_an_event``, ``invalid_characters``, ``value_out_of_range`` or ``field_too_long``.
+    ``integer_too_long``, ``not_an_event``, ``invalid_characters``, ``value_out_of_range`` or ``field_too_long``.
     """
     if not body.isascii():  # msgspec skips the strings it does not decode unchecked
         try:
@@ -76,6 +89,8 @@ def parse_delivery(body: bytes) -> Delivery:
     except RecursionError:  # free to catch, unlike a depth scan of every body
         raise RejectedDelivery("JSON nested deeper than the decoder's recursion limit",
                                code="nesting_too_deep") from None
+    if len(body) > MAX_INT_DIGITS and _TOO_MANY_DIGITS in body.translate(_DIGITS_AS_ZERO):
+        _check_integer_lengths(body)
     obj = head.data.object if head.data is not None else None
     return _checked(head.id, head.type, head.created, head.object,
                     obj.id if obj is not None else None, body)
@@ -91,10 +106,37 @@ def _parse_other_shape(body: bytes) -> Delivery:
                                code="nesting_too_deep") from None
     if not isinstance(doc, dict):
         raise RejectedDelivery("body is JSON but not an object", code="not_an_event")
+    if len(body) > MAX_INT_DIGITS and _TOO_MANY_DIGITS in body.translate(_DIGITS_AS_ZERO):
+        _check_integer_lengths(body)
     data = doc.get("data")
     obj = data.get("object") if isinstance(data, dict) else None
     return _checked(doc.get("id"), doc.get("type"), doc.get("created"), doc.get("object"),
                     obj.get("id") if isinstance(obj, dict) else None, body)
+
+
+class _IntegerTooLong(Exception):
+    pass
+
+
+def _integer_of_bounded_length(literal: str) -> int:
+    if len(literal) - literal.startswith("-") > MAX_INT_DIGITS:
+        raise _IntegerTooLong(len(literal))
+    return 0  # the value itself is not needed
+
+
+def _check_integer_lengths(body: bytes) -> None:
+    """The rare path: parse as the SDK does and find the integers too long for it."""
+    try:
+        json.loads(body, parse_int=_integer_of_bounded_length)
+    except _IntegerTooLong as exc:
+        raise RejectedDelivery(f"an integer has {exc.args[0]} characters: Python (and so "
+                               f"Stripe's SDK) reads at most {MAX_INT_DIGITS} digits",
+                               code="integer_too_long") from None
+    except RecursionError:
+        raise RejectedDelivery("JSON nested deeper than the decoder's recursion limit",
+                               code="nesting_too_deep") from None
+    except ValueError as exc:
+        raise RejectedDelivery(f"body is not valid JSON: {exc}", code="malformed_json") from None
 
 
 def _checked(event_id: Any, event_type: Any, created: Any, kind: Any, object_id: Any,
@@ -152,9 +194,12 @@ class Event:
 
     @staticmethod
     def parse(body: bytes) -> Any:
-        """Whatever the receiver accepted parses here: orjson, and for the few valid JSON
-        documents it refuses (a number beyond a double, such as 1e400, which Stripe's SDK reads
-        as infinity) Python's own parser, as the SDK does."""
+        """Whatever the receiver accepted parses here, to what Stripe's SDK would read: orjson,
+        and Python's own parser (the SDK's) for the few valid JSON documents orjson refuses (a
+        number beyond a double, such as 1e400, which the SDK reads as infinity) or reads
+        otherwise (an integer beyond 64 bits, which orjson makes a float)."""
+        if _PAST_64_BITS in body.translate(_DIGITS_AS_ZERO):
+            return json.loads(body)
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
