@@ -9,6 +9,8 @@ from __future__ import annotations
 
 REASONS: dict[str, str] = {
     # Refused deliveries (4xx from the receiver, nothing stored: I6)
+    "source_not_allowed": "the sender's address is not in ICHIDO_ALLOWED_SOURCES_FILE (Stripe's "
+                          "webhook addresses)",
     "missing_signature": "the request has no Stripe-Signature header",
     "bad_signature": "no v1 signature matches the body for any configured secret, or the "
                      "header cannot be read",
@@ -29,7 +31,11 @@ REASONS: dict[str, str] = {
     "headers_too_large": "the request line and headers exceed ICHIDO_MAX_HEADER",
     "request_timeout": "the headers (ICHIDO_HEADER_TIMEOUT) or the body (ICHIDO_BODY_TIMEOUT) "
                        "did not arrive in time",
-    "too_many_connections": "ICHIDO_MAX_CONNECTIONS connections are open already",
+    "too_many_connections": "ICHIDO_MAX_CONNECTIONS connections are open already, none of them "
+                            "waiting for its headers",
+    "too_many_connections_from_address": "the sender's address holds "
+                                         "ICHIDO_MAX_CONNECTIONS_PER_ADDRESS connections already, "
+                                         "none of them waiting for its headers",
     # Not stored now, retry later (503: Stripe retries)
     "storage_unavailable": "the durable store could not take the write",
     "shutting_down": "the receiver is stopping and did not store this delivery",
