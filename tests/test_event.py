@@ -169,8 +169,11 @@ def ichido_answer(body: bytes) -> str | None:
         delivery = parse_delivery(body)
     except RejectedDelivery as exc:
         return exc.code
-    # whatever is accepted, the worker parses, to what the SDK reads
-    assert Event.from_body(delivery.body).payload == json.loads(body)
+    # whatever is accepted, the worker parses, to what the SDK reads; the door read the same
+    read = json.loads(body)
+    assert Event.from_body(delivery.body).payload == read
+    assert (delivery.id, delivery.type, delivery.created) == (read["id"], read["type"],
+                                                              read["created"])
     return None
 
 
@@ -200,6 +203,24 @@ DAMAGE = {
     "utf_16": (lambda b: b.decode("utf-8").encode("utf-16-le"), True),
     "nan": (lambda b: b[:-1] + b',"n":NaN}', True),
     "lone_surrogate_escape": (lambda b: b[:-1] + b',"s":"\\ud800"}', True),
+    "infinity": (lambda b: b[:-1] + b',"i":Infinity}', True),
+    "minus_infinity": (lambda b: b[:-1] + b',"i":-Infinity}', True),
+    # duplicate keys: the last one counts, for the SDK and the door alike
+    "duplicate_id": (lambda b: b[:-1] + b',"id":"evt_the_second"}', False),
+    "duplicate_id_not_a_string": (lambda b: b[:-1] + b',"id":7}', True),
+    "duplicate_object_thin": (lambda b: b[:-1] + b',"object":"v2.core.event"}', False),
+    # the SDK needs an object at the top
+    "top_level_string": (lambda b: b'"evt_1"', False),
+    "top_level_number": (lambda b: b"1767000000", False),
+    "top_level_null": (lambda b: b"null", False),
+    # nesting around the door's fixed limit (100) and where the SDK stops (~330 objects deep
+    # from the top of a stack, fewer from deeper down)
+    "objects_99_deep": (lambda b: b[:-1] + b',"d":' + b'{"a":' * 99 + b"1" + b"}" * 100, False),
+    "objects_100_deep": (lambda b: b[:-1] + b',"d":' + b'{"a":' * 100 + b"1" + b"}" * 101, True),
+    "objects_340_deep": (lambda b: b[:-1] + b',"d":' + b'{"a":' * 340 + b"1" + b"}" * 341, True),
+    "lists_99_deep": (lambda b: b[:-1] + b',"d":' + b"[" * 99 + b"]" * 99 + b"}", False),
+    "lists_600_deep": (lambda b: b[:-1] + b',"d":' + b"[" * 600 + b"]" * 600 + b"}", True),
+    "brackets_in_a_string": (lambda b: b[:-1] + b',"s":"' + b"[{" * 300 + b'"}', False),
 }
 
 

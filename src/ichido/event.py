@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -12,6 +11,7 @@ import msgspec
 import orjson
 
 from ichido.errors import RejectedDelivery
+from ichido.json_limits import Unreadable, check_readable, may_hold_integers_past_64_bits
 
 
 class Delivery(NamedTuple):
@@ -54,25 +54,13 @@ INT64 = (-(2**63), 2**63 - 1)
 MAX_ID_LENGTH = 255  # Stripe's ids are about 30 characters; types about 50
 _ID = re.compile(r"[!-~]+")  # printable ASCII, no space: nothing a log line or terminal acts on
 
-# Python reads no integer of more than 4300 digits (``sys.int_info``), so Stripe's SDK
-# (``json.loads`` in ``construct_event``) refuses a body holding one, wherever it is: so does the
-# door. Only a run of that many digits can be one, so only bodies longer than that pay for a
-# look (a ``translate`` and a ``find``: about a microsecond per kilobyte), and only a body with
-# such a run is parsed again to tell a number from digits inside a string.
-MAX_INT_DIGITS = min(filter(None, (sys.int_info.default_max_str_digits,
-                                   sys.get_int_max_str_digits())))
-_DIGITS_AS_ZERO = bytes(48 if 48 <= byte <= 57 else 32 for byte in range(256))
-_TOO_MANY_DIGITS = b"0" * (MAX_INT_DIGITS + 1)
-# orjson reads an integer beyond 64 bits (19 digits and more) as a float; the SDK reads it exactly
-_PAST_64_BITS = b"0" * 19
-
-
 def parse_delivery(body: bytes) -> Delivery:
     """Read the fields the inbox needs; refuse what is not a Stripe event, or what Stripe's SDK
     (``stripe.Webhook.construct_event``) would refuse, or what no store could hold.
 
     Raises ``RejectedDelivery`` with ``invalid_utf8``, ``malformed_json``, ``nesting_too_deep``,
-    ``integer_too_long``, ``not_an_event``, ``invalid_characters``, ``value_out_of_range`` or ``field_too_long``.
+    ``integer_too_long`` (ichido.json_limits), ``not_an_event``, ``invalid_characters``,
+    ``value_out_of_range`` or ``field_too_long``.
     """
     if not body.isascii():  # msgspec skips the strings it does not decode unchecked
         try:
@@ -89,14 +77,14 @@ def parse_delivery(body: bytes) -> Delivery:
     except RecursionError:  # free to catch, unlike a depth scan of every body
         raise RejectedDelivery("JSON nested deeper than the decoder's recursion limit",
                                code="nesting_too_deep") from None
-    if len(body) > MAX_INT_DIGITS and _TOO_MANY_DIGITS in body.translate(_DIGITS_AS_ZERO):
-        _check_integer_lengths(body)
+    _check_readable(body)
     obj = head.data.object if head.data is not None else None
     return _checked(head.id, head.type, head.created, head.object,
                     obj.id if obj is not None else None, body)
 
 
 def _parse_other_shape(body: bytes) -> Delivery:
+    _check_readable(body)  # valid JSON (msgspec said so), maybe beyond what json.loads reads
     try:
         doc = Event.parse(body)
     except ValueError as exc:
@@ -106,32 +94,17 @@ def _parse_other_shape(body: bytes) -> Delivery:
                                code="nesting_too_deep") from None
     if not isinstance(doc, dict):
         raise RejectedDelivery("body is JSON but not an object", code="not_an_event")
-    if len(body) > MAX_INT_DIGITS and _TOO_MANY_DIGITS in body.translate(_DIGITS_AS_ZERO):
-        _check_integer_lengths(body)
     data = doc.get("data")
     obj = data.get("object") if isinstance(data, dict) else None
     return _checked(doc.get("id"), doc.get("type"), doc.get("created"), doc.get("object"),
                     obj.get("id") if isinstance(obj, dict) else None, body)
 
 
-class _IntegerTooLong(Exception):
-    pass
-
-
-def _integer_of_bounded_length(literal: str) -> int:
-    if len(literal) - literal.startswith("-") > MAX_INT_DIGITS:
-        raise _IntegerTooLong(len(literal))
-    return 0  # the value itself is not needed
-
-
-def _check_integer_lengths(body: bytes) -> None:
-    """The rare path: parse as the SDK does and find the integers too long for it."""
+def _check_readable(body: bytes) -> None:
     try:
-        json.loads(body, parse_int=_integer_of_bounded_length)
-    except _IntegerTooLong as exc:
-        raise RejectedDelivery(f"an integer has {exc.args[0]} characters: Python (and so "
-                               f"Stripe's SDK) reads at most {MAX_INT_DIGITS} digits",
-                               code="integer_too_long") from None
+        check_readable(body)
+    except Unreadable as exc:
+        raise RejectedDelivery(str(exc), code=exc.code) from None
     except RecursionError:
         raise RejectedDelivery("JSON nested deeper than the decoder's recursion limit",
                                code="nesting_too_deep") from None
@@ -198,7 +171,7 @@ class Event:
         and Python's own parser (the SDK's) for the few valid JSON documents orjson refuses (a
         number beyond a double, such as 1e400, which the SDK reads as infinity) or reads
         otherwise (an integer beyond 64 bits, which orjson makes a float)."""
-        if _PAST_64_BITS in body.translate(_DIGITS_AS_ZERO):
+        if may_hold_integers_past_64_bits(body):
             return json.loads(body)
         try:
             return orjson.loads(body)
