@@ -12,9 +12,11 @@ cannot read although the JSON is valid, found without parsing an ordinary body t
   its caller's stack is (the door, msgspec, stopped only near 1000: such events were stored).
   The door refuses past a fixed ``MAX_DEPTH`` instead: far below where the SDK stops for any
   caller under ~700 frames deep, ten times what Stripe's events nest (about 10 levels). A body
-  with fewer brackets than that cannot be that deep, so two ``count`` calls clear an ordinary
-  body; a larger one is measured on its brackets, those inside strings counted too, and only
-  if that says too deep are strings set aside to measure it exactly.
+  with fewer opening brackets than that cannot be that deep, so one ``translate`` clears an
+  ordinary body (about a microsecond for 2.5 KB, against five for the rest of
+  ``parse_delivery``; two ``bytes.count`` cost more). A larger one is measured on its brackets,
+  those inside strings counted too, and only if that says too deep are strings set aside to
+  measure it exactly.
 
 The other things ``json.loads`` accepts and the door refuses (NaN, Infinity, lone surrogates,
 a byte-order mark) are refused by msgspec's stricter decoder before these checks run.
@@ -37,6 +39,7 @@ _TOO_MANY_DIGITS = b"0" * (MAX_INT_DIGITS + 1)
 _PAST_64_BITS = b"0" * 19
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
+_NOT_OPENERS = bytes(byte for byte in range(256) if byte not in b"[{")
 _STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
@@ -50,7 +53,7 @@ class Unreadable(ValueError):
 
 def check_readable(body: bytes) -> None:
     """Raise ``Unreadable`` if ``body`` (valid JSON) is beyond what the SDK's parser reads."""
-    if (body.count(b"[") + body.count(b"{") > MAX_DEPTH
+    if (len(body.translate(None, _NOT_OPENERS)) > MAX_DEPTH
             and _depth(body.translate(None, _NOT_BRACKETS)) > MAX_DEPTH):
         depth = _depth(_STRING.sub(b"", body).translate(None, _NOT_BRACKETS))
         if depth > MAX_DEPTH:
