@@ -96,9 +96,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         return cycle is None or cycle.response_complete
 
     def evict(self) -> None:
+        """Closed to make room: 503 with the reason, as a connection refused at once gets,
+        except one idling after an answer (a client would take a 503 there for the answer to
+        its next request): that one is closed as keep-alive closes it."""
         METRICS.rejected.labels("too_many_connections").inc()
-        started = self._head_bytes > 0 or self._reading is not _IDLE
-        self._refuse(_BUSY["too_many_connections"] if started else b"")
+        idle_after_answer = self._reading is _IDLE and self.cycle is not None
+        self._refuse(b"" if idle_after_answer else _BUSY["too_many_connections"])
 
     def data_received(self, data: bytes) -> None:
         if self._reading is not _BODY:  # headers (or the first bytes of the next request)
