@@ -259,8 +259,8 @@ def bodies(draw: st.DrawFn) -> tuple[bytes, bool]:
             st.integers(), lambda inner: st.lists(inner, min_size=1, max_size=2), max_leaves=40))
     number = draw(st.none() | long_numbers)
     if number is not None:
-        where = draw(st.sampled_from([doc, doc["data"]["object"], doc["data"]]))  # type: ignore[index]
-        where["n"] = "__NUMBER__"  # type: ignore[index]
+        spots = [doc, doc["data"]["object"], doc["data"]]  # type: ignore[index]
+        draw(st.sampled_from(spots))["n"] = "__NUMBER__"
     text = json.dumps(doc, ensure_ascii=draw(st.booleans()),
                       separators=draw(st.sampled_from([(",", ":"), (", ", ": ")])))
     body = text.encode("utf-8", "surrogatepass")

@@ -87,4 +87,5 @@ def _check_integer_lengths(body: bytes) -> None:
         json.loads(body, parse_int=_integer_of_bounded_length)
     except _IntegerTooLong as exc:
         raise Unreadable(f"an integer has {exc.args[0]} characters: Python (and so Stripe's "
-                         f"SDK) reads at most {MAX_INT_DIGITS} digits", "integer_too_long") from None
+                         f"SDK) reads at most {MAX_INT_DIGITS} digits",
+                         "integer_too_long") from None

@@ -70,7 +70,7 @@ class WebhookReceiver:
         if self.sources is not None:
             client = scope.get("client")
             if not self.sources.allows(client[0] if client else None):
-                raise RejectedDelivery("the sender's address is not in ICHIDO_ALLOWED_SOURCES_FILE",
+                raise RejectedDelivery("the sender's address is not among the allowed sources",
                                        code="source_not_allowed")
         headers = dict(scope["headers"])
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
