@@ -76,6 +76,18 @@ class Inbox(abc.ABC):
     async def aclose(self) -> None:
         """Release what ``accept_async`` holds on the running event loop."""
 
+    def bind(self) -> None:
+        """Once the schema is there: check and tie what the inbox keeps beside its store
+        (SQLite's intake file); nothing elsewhere."""
+
+    def seen_namespace(self) -> str:
+        """The seen tier's namespace: ids durable in this inbox, and in no copy of it (I3)."""
+        return self.database.seen_namespace()  # type: ignore[attr-defined]
+
+    def probe(self) -> None:
+        """Raise ``StorageUnavailable`` unless a delivery can be stored now (health)."""
+        self.ping()
+
     @abc.abstractmethod
     def get(self, event_id: str) -> EventRecord | None: ...
 

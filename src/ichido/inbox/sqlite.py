@@ -3,10 +3,11 @@ whose write lock the handlers hold.
 
 SQLite has one writer per file. A handler's transaction holds its file's write lock for as
 long as the handler runs, so a receiver writing to that file would wait on it (and answer 503
-after the busy timeout). Deliveries therefore land in ``<name>.intake<.ext>`` beside the store:
+after the busy timeout). Deliveries therefore land in ``<store>-intake`` beside the store:
 durable there (I1), deduplicated against both files, and answered. Workers settle the intake
 into ``ichido_events`` before they claim (``settle_intake``), in the store's own transactions;
-the handlers, their markers and the queue stay in one file, so I2 is untouched.
+the handlers, their markers and the queue stay in one file, so I2 is untouched. What binds
+the two files together is in ``inbox/intake.py``.
 """
 
 from __future__ import annotations
@@ -26,37 +27,26 @@ from ichido.db.sqlite import SqliteDatabase
 from ichido.errors import StorageUnavailable
 from ichido.event import Delivery
 from ichido.inbox.base import EventFilter, EventRecord, counts_for
+from ichido.inbox.intake import (
+    INTAKE_SCHEMA,
+    PROBE_BYTES,
+    PROBE_ID,
+    STORE_STEPS,
+    FileIdentity,
+    adopt_legacy,
+    bind,
+    intake_path,
+    mismatch,
+)
 from ichido.inbox.sql import SCHEMA, SqlInbox, first_of_each
+
+__all__ = ["SqliteInbox", "intake_path"]
 
 _CHUNK = 100  # rows per statement: SQLite caps bound variables per statement
 CHECKPOINT_ROWS = 1000  # about 7 MB of WAL at Stripe's event sizes
 SETTLE_BATCHES = 256  # intake batches moved per store transaction
 
 log = logging.getLogger("ichido.inbox")
-
-# The intake: receiver batches in commit order (AUTOINCREMENT: a number is never reused, even
-# after the rows are settled and deleted), each with its counters and its new events.
-INTAKE_SCHEMA = [
-    ("intake", 1, [
-        """CREATE TABLE ichido_intake_batches (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            received INTEGER NOT NULL,
-            fresh INTEGER NOT NULL,
-            duplicates_cache INTEGER NOT NULL,
-            duplicates_durable INTEGER NOT NULL
-        )""",
-        """CREATE TABLE ichido_intake (
-            id TEXT PRIMARY KEY,
-            batch INTEGER NOT NULL,
-            type TEXT NOT NULL,
-            created BIGINT NOT NULL,
-            object_id TEXT,
-            body BLOB NOT NULL,
-            received_at DOUBLE PRECISION NOT NULL
-        )""",
-        "CREATE INDEX ichido_intake_batch ON ichido_intake (batch)",
-    ]),
-]
 
 # In the store, committed with the settled events: the last intake batch they came from, so a
 # settle that died between the store's commit and the intake's clean-up moves nothing twice.
@@ -69,13 +59,8 @@ STORE_SCHEMA = [
         )""",
         "INSERT INTO ichido_intake_settled (singleton, upto) VALUES (1, 0)",
     ]),
+    *STORE_STEPS,
 ]
-
-
-def intake_path(store_path: str) -> str:
-    """``ichido.db`` → ``ichido.intake.db``: beside the store, and matched by the same ignores."""
-    root, ext = os.path.splitext(store_path)
-    return f"{root}.intake{ext or '.db'}"
 
 
 class SqliteInbox(SqlInbox):
@@ -85,9 +70,12 @@ class SqliteInbox(SqlInbox):
     def __init__(self, database: SqliteDatabase, *, shard: str,
                  checkpoint_rows: int = CHECKPOINT_ROWS) -> None:
         super().__init__(database, shard=shard)
+        adopt_legacy(database.path)
         self.intake = SqliteDatabase(intake_path(database.path),
                                      synchronous=database.synchronous)
         self.intake.migrate(INTAKE_SCHEMA)
+        self.intake_id = ""  # bound in ``prepare``, once the store's schema is there
+        self._files: tuple[FileIdentity, ...] = ()
         # Without an fsync per commit (WAL + NORMAL) a commit is a few page writes: cheaper on
         # the event loop than a hand-over to a writer thread, whose GIL ping-pong with the loop
         # costs more than the write. With FULL or EXTRA every commit waits for the disk: no.
@@ -99,6 +87,64 @@ class SqliteInbox(SqlInbox):
         self._unchecked_rows = 0  # written by the loop's connection since its last checkpoint
         self._checkpointing = False
         self._holding_off = False  # a RESTART checkpoint waits for the write lock
+
+    # -- the binding (``inbox/intake.py``) ------------------------------------------------------
+
+    def bind(self) -> None:
+        """Bind the intake to the store, once the store's schema is there; remember both files
+        as opened. Reads the store, writes only the intake."""
+        self.intake_id = bind(self.database, self.intake)
+        self._files = (FileIdentity(self.database.path, "SQLite store"),
+                       FileIdentity(self.intake.path, "intake"))
+        upto, marked = self.database.conn().execute(
+            "SELECT upto, intake FROM ichido_intake_settled").fetchone()
+        if marked == self.intake_id:  # an intake restored from before the store's mark must
+            with self.intake.storage("number the intake"), self.intake.transaction() as tx:
+                tx.execute("UPDATE sqlite_sequence SET seq = ? WHERE name ="  # not reuse numbers
+                           " 'ichido_intake_batches' AND seq < ?", (upto, upto))
+                tx.execute("INSERT INTO sqlite_sequence (name, seq) SELECT"
+                           " 'ichido_intake_batches', ? WHERE ? > 0 AND NOT EXISTS (SELECT 1"
+                           " FROM sqlite_sequence WHERE name = 'ichido_intake_batches')",
+                           (upto, upto))
+
+    def check_in_place(self) -> None:
+        """Raise ``StorageUnavailable`` when the store or the intake was deleted or replaced
+        since they were opened (two ``stat`` calls)."""
+        for file in self._files:
+            file.check()
+
+    def check_bound(self, conn: sqlite3.Connection | None = None) -> None:
+        """Raise ``StorageUnavailable`` (``intake_mismatch``) unless the intake still names this
+        store and itself: ``conn`` has the intake attached (a settle), else each file's own."""
+        if conn is None:
+            store = self.database.conn().execute("SELECT id FROM ichido_store").fetchone()
+            owner = self.intake.conn().execute(
+                "SELECT intake, store FROM ichido_intake_owner").fetchone()
+        else:
+            store = conn.execute("SELECT id FROM main.ichido_store").fetchone()
+            owner = conn.execute("SELECT intake, store FROM intake.ichido_intake_owner").fetchone()
+        if store is None or owner is None or (owner[0], owner[1]) != (self.intake_id, store[0]):
+            raise mismatch(self.intake.path, self.database.path)
+
+    def seen_namespace(self) -> str:
+        """The store where it lives, and its intake: a new intake (the old one deleted with
+        what it held) starts a new namespace, so the seen tier never speaks for lost ids."""
+        return f"{self.database.seen_namespace()}.{self.intake_id[:12]}"
+
+    def probe(self) -> None:
+        """Can a delivery be stored now? Both files in place and bound, and a delivery-shaped
+        write into the intake (inserted and deleted in one committed transaction)."""
+        self.check_in_place()
+        if not os.access(self.database.path, os.W_OK):  # workers could not settle into it
+            raise StorageUnavailable(f"cannot write to {self.database.path}: the file is"
+                                     " read-only for this user", code="read_only_store")
+        with self.intake.storage("write the intake"):
+            self.check_bound()
+            with self.intake.transaction() as tx:
+                tx.execute("INSERT INTO ichido_intake (id, batch, type, created, object_id, body,"
+                           " received_at) VALUES (?, 0, 'probe', 0, NULL, zeroblob(?), 0)",
+                           (PROBE_ID, PROBE_BYTES))
+                tx.execute("DELETE FROM ichido_intake WHERE id = ?", (PROBE_ID,))
 
     # -- receiving: into the intake ------------------------------------------------------------
 
@@ -120,6 +166,7 @@ class SqliteInbox(SqlInbox):
         # ``checkpoint_rows`` rows the writer thread does, while the loop goes on writing.
         if self._holding_off:
             return None
+        self.check_in_place()
         if self._nowait is None:
             self._nowait = self.intake.connect(*self.intake.pragmas, "PRAGMA busy_timeout = 0",
                                                "PRAGMA wal_autocheckpoint = 0")
@@ -139,6 +186,7 @@ class SqliteInbox(SqlInbox):
         return accepted
 
     def accept(self, deliveries: Sequence[Delivery], *, cache_hits: int = 0) -> list[bool]:
+        self.check_in_place()
         with self.intake.storage("store deliveries"), self.intake.transaction() as tx:
             return self._accept(tx, deliveries, cache_hits)
 
@@ -178,15 +226,20 @@ class SqliteInbox(SqlInbox):
 
         One statement copies the rows inside SQLite (the intake is attached to this thread's
         settling connection), in a transaction that writes the store first: it waits for the
-        store's lock, never for the intake's, which it only reads."""
+        store's lock, never for the intake's, which it only reads. The binding is checked in
+        that transaction, and only rows the store holds are ever deleted from the intake."""
+        self.check_in_place()
         conn = self._settler(wait)
-        upto, newest, oldest = conn.execute(
+        upto, marked, newest, oldest, lowest_row = conn.execute(
             "SELECT (SELECT upto FROM main.ichido_intake_settled),"
+            " (SELECT intake FROM main.ichido_intake_settled),"
             " (SELECT max(seq) FROM intake.ichido_intake_batches),"
-            " (SELECT min(seq) FROM intake.ichido_intake_batches)").fetchone()
-        if newest is None or newest <= upto:
+            " (SELECT min(seq) FROM intake.ichido_intake_batches),"
+            " (SELECT min(batch) FROM intake.ichido_intake)").fetchone()
+        if marked == self.intake_id and (newest is None or newest <= upto) and (
+                lowest_row is None or lowest_row > upto or not self._strays(conn, upto)):
             if oldest is not None and oldest <= upto:
-                self._clean_up(upto)  # what a settle that died before its clean-up left
+                self._clean_up(conn, upto, wait)  # what a settle that died before it left
             return 0
         try:
             moved, last = self._move(conn)
@@ -195,7 +248,7 @@ class SqliteInbox(SqlInbox):
             if busy and not wait:
                 return 0
             raise StorageUnavailable(f"could not settle the intake: {exc}") from exc
-        self._clean_up(last)
+        self._clean_up(conn, last, wait)
         return moved
 
     def _move(self, conn: sqlite3.Connection) -> tuple[int, int]:
@@ -203,7 +256,15 @@ class SqliteInbox(SqlInbox):
         try:
             # A write first, so the lock is waited for before any read snapshot is taken.
             conn.execute("UPDATE main.ichido_intake_settled SET upto = upto")
-            upto = conn.execute("SELECT upto FROM main.ichido_intake_settled").fetchone()[0]
+            self.check_bound(conn)
+            upto, marked = conn.execute(
+                "SELECT upto, intake FROM main.ichido_intake_settled").fetchone()
+            if marked != self.intake_id:  # its mark counted another intake's batch numbers
+                if marked is not None:
+                    log.warning("the store %s was settled from another intake before (moved, "
+                                "deleted or replaced); counting %s's batches from the start",
+                                self.database.path, self.intake.path)
+                upto = 0
             last = conn.execute(
                 "SELECT coalesce(max(seq), ?) FROM (SELECT seq FROM intake.ichido_intake_batches"
                 " WHERE seq > ? ORDER BY seq LIMIT ?)", (upto, upto, SETTLE_BATCHES)).fetchone()[0]
@@ -212,6 +273,13 @@ class SqliteInbox(SqlInbox):
                 " next_attempt_at) SELECT id, type, created, object_id, body, received_at,"
                 " received_at FROM intake.ichido_intake WHERE batch > ? AND batch <= ?"
                 " ORDER BY id ON CONFLICT (id) DO NOTHING", (upto, last)).rowcount
+            # Rows of batches counted already that the store lacks (an intake put back from
+            # before the store's mark): stored all the same, and counted now.
+            strays = conn.execute(
+                "INSERT INTO main.ichido_events (id, type, created, object_id, body, received_at,"
+                " next_attempt_at) SELECT id, type, created, object_id, body, received_at,"
+                " received_at FROM intake.ichido_intake WHERE batch <= ?"
+                " ORDER BY id ON CONFLICT (id) DO NOTHING", (upto,)).rowcount
             taken, received, fresh, cache, durable = conn.execute(
                 "SELECT (SELECT count(*) FROM intake.ichido_intake WHERE batch > ?1"
                 " AND batch <= ?2), coalesce(sum(received), 0), coalesce(sum(fresh), 0),"
@@ -219,21 +287,43 @@ class SqliteInbox(SqlInbox):
                 " FROM intake.ichido_intake_batches WHERE seq > ?1 AND seq <= ?2",
                 (upto, last)).fetchone()
             already = taken - moved  # stored before: durable duplicates after all
-            self._count(conn, {"received": received, "unique": fresh - already,
+            self._count(conn, {"received": received + strays, "unique": fresh - already + strays,
                                "duplicates_cache": cache, "duplicates_durable": durable + already})
-            conn.execute("UPDATE main.ichido_intake_settled SET upto = ?", (last,))
+            conn.execute("UPDATE main.ichido_intake_settled SET upto = ?, intake = ?",
+                         (last, self.intake_id))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        return moved, last
+        if strays:
+            log.warning("settled %d events of %s that the store's mark had counted already",
+                        strays, self.intake.path)
+        return moved + strays, last
 
-    def _clean_up(self, upto: int) -> None:
-        """Delete from the intake what the store holds already."""
-        with self.intake.storage("clean the intake"), self.intake.transaction() as tx:
-            tx.execute("DELETE FROM ichido_intake WHERE batch <= ?", (upto,))
-            tx.execute("DELETE FROM ichido_intake_batches WHERE seq <= ?", (upto,))
+    @staticmethod
+    def _strays(conn: sqlite3.Connection, upto: int) -> bool:
+        """Whether the intake holds a row of a batch the mark counted that the store lacks."""
+        return conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM intake.ichido_intake WHERE batch <= ?"
+            " AND id NOT IN (SELECT id FROM main.ichido_events))", (upto,)).fetchone()[0] == 1
+
+    def _clean_up(self, conn: sqlite3.Connection, upto: int, wait: bool) -> None:
+        """Delete from the intake the rows of settled batches that the store holds: never a
+        row by its batch number alone. Left for the next settle when the intake is busy."""
+        try:
+            conn.execute("BEGIN")  # deferred: writes the intake, only reads the store
+            conn.execute("DELETE FROM intake.ichido_intake WHERE batch <= ?"
+                         " AND id IN (SELECT id FROM main.ichido_events)", (upto,))
+            conn.execute("DELETE FROM intake.ichido_intake_batches WHERE seq <= ?", (upto,))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            busy = exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if busy and not wait:
+                return
+            raise StorageUnavailable(f"could not clean the intake: {exc}") from exc
 
     def _settler(self, wait: bool) -> sqlite3.Connection:
         """This thread's settling connection: the store, with the intake attached; one that
