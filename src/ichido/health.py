@@ -5,6 +5,7 @@ outlives its directory), while every delivery fails or is written in vain. So he
 last delivery's outcome (a failure is remembered until a delivery succeeds again, or for
 ``FAILURE_MEMORY`` seconds without deliveries), then a write probe of what the receiver writes
 (``Inbox.probe``), run at most once per ``PROBE_INTERVAL``: a poller cannot turn it into load.
+Whether the store's files are still in place is checked on every request (two ``stat`` calls).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Health:
             at, reason = failure
             if self._clock() - at < FAILURE_MEMORY:
                 raise StorageUnavailable(f"the last delivery could not be stored: {reason}")
+        inbox.check_in_place()
         await asyncio.to_thread(self._probe, inbox)
 
     def _probe(self, inbox: Inbox) -> None:

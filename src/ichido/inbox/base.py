@@ -88,6 +88,10 @@ class Inbox(abc.ABC):
         """Raise ``StorageUnavailable`` unless a delivery can be stored now (health)."""
         self.ping()
 
+    def check_in_place(self) -> None:
+        """Raise ``StorageUnavailable`` if the store's files were deleted or replaced since
+        they were opened (cheap: run on every health request, and by SQLite on every write)."""
+
     @abc.abstractmethod
     def get(self, event_id: str) -> EventRecord | None: ...
 
