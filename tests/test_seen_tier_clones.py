@@ -84,6 +84,9 @@ def test_a_copy_of_a_store_sharing_its_redis_stores_what_only_the_original_store
     try:
         bodies = [make_event("charge.succeeded") for _ in range(20)]
         assert answers(original, bodies) == ["accepted"] * 20
+        ids = [event_id_of(b) for b in bodies]
+        original.seen.add(ids)  # durable there: as the tier learns them (unless it was muted)
+        assert original.seen.seen(ids) == set(ids)
         assert answers(copy, bodies) == ["accepted"] * 20  # the copy never stored them
         assert answers(copy, bodies[:3]) == ["duplicate"] * 3  # its own ids: still caught
         copy.worker().drain()
