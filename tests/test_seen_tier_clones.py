@@ -57,6 +57,9 @@ def sqlite_copies(tmp_path: Path) -> Iterator[tuple[str, str]]:
     original, copy = tmp_path / "a" / "ichido.db", tmp_path / "b" / "ichido.db"
     url = f"sqlite:///{original}"
     App(Settings(database_url=url), workers=0).migrate()
+    ran = App(Settings(database_url=url), workers=0)
+    ran.start()  # named, as a store that ran
+    ran.close()
     for path in (str(original), intake_path(str(original))):  # byte for byte, files at rest
         shutil.copy(path, path.replace(str(tmp_path / "a"), str(tmp_path / "b")))
     yield url, f"sqlite:///{copy}"
@@ -68,7 +71,9 @@ def postgres_copies() -> Iterator[tuple[str, str]]:
             postgres_schema(POSTGRES_URL, prefix="ichido_t") as copy:
         for url in (original, copy):
             App(Settings(database_url=url), workers=0).migrate()
-            App(Settings(database_url=url), workers=0).start()  # named, as a store that ran
+            ran = App(Settings(database_url=url), workers=0)
+            ran.start()  # named, as a store that ran
+            ran.close()
         with psycopg.connect(original) as a, psycopg.connect(copy) as b:
             name = a.execute("SELECT id FROM ichido_store").fetchone()[0]
             b.execute("UPDATE ichido_store SET id = %s", (name,))  # restored: the same name
