@@ -250,3 +250,31 @@ def test_a_settle_refuses_an_intake_swapped_under_a_running_worker(tmp_path: Pat
         assert app.inbox.stats()["pending"] == 2  # still in the intake
     finally:
         app.close()
+
+
+def test_an_intake_named_by_an_earlier_version_is_adopted_with_its_deliveries(
+        tmp_path: Path) -> None:
+    store = tmp_path / "ichido.db"
+    app = serve(store)
+    settled, waiting = events(4), events(3)
+    deliver(app, settled)
+    app.worker().drain()
+    deliver(app, waiting)
+    app.close()
+    for path, change in ((intake_path(str(store)), "DELETE FROM ichido_intake_owner"),
+                         (str(store), "UPDATE ichido_intake_settled SET intake = NULL")):
+        conn = sqlite3.connect(path, isolation_level=None)  # as the earlier version left it
+        conn.execute(change)
+        conn.close()
+    for suffix in ("", "-wal", "-shm"):
+        source = Path(intake_path(str(store)) + suffix)
+        if source.exists():
+            source.rename(tmp_path / f"ichido.intake.db{suffix}")
+
+    app = serve(store)
+    try:
+        assert app.inbox.stats()["pending"] == 3
+        assert applied_once(app, settled + waiting)
+    finally:
+        app.close()
+    assert not (tmp_path / "ichido.intake.db").exists()

@@ -93,6 +93,9 @@ def adopt_legacy(store_path: str) -> None:
     try:  # fold its WAL into the file, so that the file alone holds every row
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.execute("PRAGMA journal_mode = DELETE")
+    except sqlite3.Error as exc:
+        raise StorageUnavailable(f"cannot rename the intake {old} ({exc}): stop every ichido "
+                                 "process of an earlier version on this store first") from None
     finally:
         conn.close()
     os.rename(old, new)

@@ -339,8 +339,10 @@ class SqliteInbox(SqlInbox):
         return conn
 
     def _settled_upto(self) -> int:
-        row = self.database.conn().execute("SELECT upto FROM ichido_intake_settled").fetchone()
-        return int(row[0])
+        """The store's mark in this intake's batch numbers (0 if it counted another intake's)."""
+        upto, marked = self.database.conn().execute(
+            "SELECT upto, intake FROM ichido_intake_settled").fetchone()
+        return int(upto) if marked == self.intake_id else 0
 
     # -- reading: the store, after a settle that never waits ------------------------------------
 
