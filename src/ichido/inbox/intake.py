@@ -149,6 +149,15 @@ def bind(store: SqliteDatabase, intake: SqliteDatabase) -> str:
     intake_id, owner = row
     if owner != store_id:
         raise mismatch(intake.path, store.path)
+    upto, marked = store.conn().execute(
+        "SELECT upto, intake FROM ichido_intake_settled").fetchone()
+    if marked == intake_id:  # put back from before the store's mark: never reuse its numbers
+        with intake.storage("number the intake"), intake.transaction() as tx:
+            tx.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'ichido_intake_batches'"
+                       " AND seq < ?", (upto, upto))
+            tx.execute("INSERT INTO sqlite_sequence (name, seq) SELECT 'ichido_intake_batches',"
+                       " ? WHERE ? > 0 AND NOT EXISTS (SELECT 1 FROM sqlite_sequence"
+                       " WHERE name = 'ichido_intake_batches')", (upto, upto))
     return str(intake_id)
 
 

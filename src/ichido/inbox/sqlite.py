@@ -96,16 +96,6 @@ class SqliteInbox(SqlInbox):
         self.intake_id = bind(self.database, self.intake)
         self._files = (FileIdentity(self.database.path, "SQLite store"),
                        FileIdentity(self.intake.path, "intake"))
-        upto, marked = self.database.conn().execute(
-            "SELECT upto, intake FROM ichido_intake_settled").fetchone()
-        if marked == self.intake_id:  # an intake restored from before the store's mark must
-            with self.intake.storage("number the intake"), self.intake.transaction() as tx:
-                tx.execute("UPDATE sqlite_sequence SET seq = ? WHERE name ="  # not reuse numbers
-                           " 'ichido_intake_batches' AND seq < ?", (upto, upto))
-                tx.execute("INSERT INTO sqlite_sequence (name, seq) SELECT"
-                           " 'ichido_intake_batches', ? WHERE ? > 0 AND NOT EXISTS (SELECT 1"
-                           " FROM sqlite_sequence WHERE name = 'ichido_intake_batches')",
-                           (upto, upto))
 
     def check_in_place(self) -> None:
         """Raise ``StorageUnavailable`` when the store or the intake was deleted or replaced
@@ -228,6 +218,8 @@ class SqliteInbox(SqlInbox):
         settling connection), in a transaction that writes the store first: it waits for the
         store's lock, never for the intake's, which it only reads. The binding is checked in
         that transaction, and only rows the store holds are ever deleted from the intake."""
+        if not self.intake_id:  # built without ``open_inbox``, which binds at once
+            self.bind()
         self.check_in_place()
         conn = self._settler(wait)
         upto, marked, newest, oldest, lowest_row = conn.execute(
