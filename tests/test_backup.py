@@ -46,6 +46,8 @@ def test_a_backup_taken_mid_burst_restores_all_acknowledged_before_it(
         sender.join(120)
         assert len(acknowledged) == len(bodies)
         assert len(before) < len(bodies)
+        refused = run_cli("restore", str(tmp_path / "backup.db"), database_url=url)
+        assert refused.returncode == 2 and "stop every ichido process" in refused.stderr
     finally:
         sender.join(120)
         server.stop()
