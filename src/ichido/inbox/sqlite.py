@@ -74,7 +74,7 @@ class SqliteInbox(SqlInbox):
         self.intake = SqliteDatabase(intake_path(database.path),
                                      synchronous=database.synchronous)
         self.intake.migrate(INTAKE_SCHEMA)
-        self.intake_id = ""  # bound in ``prepare``, once the store's schema is there
+        self.intake_id = ""  # named by ``bind``, once the store's schema is there
         self._files: tuple[FileIdentity, ...] = ()
         # Without an fsync per commit (WAL + NORMAL) a commit is a few page writes: cheaper on
         # the event loop than a hand-over to a writer thread, whose GIL ping-pong with the loop
@@ -298,15 +298,17 @@ class SqliteInbox(SqlInbox):
         """Whether the intake holds a row of a batch the mark counted that the store lacks."""
         return conn.execute(
             "SELECT EXISTS (SELECT 1 FROM intake.ichido_intake WHERE batch <= ?"
-            " AND id NOT IN (SELECT id FROM main.ichido_events))", (upto,)).fetchone()[0] == 1
+            " AND +id NOT IN (SELECT id FROM main.ichido_events))", (upto,)).fetchone()[0] == 1
 
     def _clean_up(self, conn: sqlite3.Connection, upto: int, wait: bool) -> None:
         """Delete from the intake the rows of settled batches that the store holds: never a
         row by its batch number alone. Left for the next settle when the intake is busy."""
         try:
             conn.execute("BEGIN")  # deferred: writes the intake, only reads the store
+            # ``+id``: walk the intake's few rows by batch and look each up in the store,
+            # never the store's every id looked up in the intake
             conn.execute("DELETE FROM intake.ichido_intake WHERE batch <= ?"
-                         " AND id IN (SELECT id FROM main.ichido_events)", (upto,))
+                         " AND +id IN (SELECT id FROM main.ichido_events)", (upto,))
             conn.execute("DELETE FROM intake.ichido_intake_batches WHERE seq <= ?", (upto,))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
