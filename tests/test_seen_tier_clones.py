@@ -101,3 +101,38 @@ def test_a_copy_of_a_store_sharing_its_redis_stores_what_only_the_original_store
             app.seen.clear()
             app.close()
         next(copies, None)
+
+
+def test_a_snapshot_copied_back_in_place_stores_what_the_tier_remembers_from_after_it(
+        redis_url: str, tmp_path: Path) -> None:
+    """``cp`` of a snapshot over the files keeps their path, their inodes and their names: only
+    the files can tell that the ids Redis learned after the snapshot are not in them."""
+    store = tmp_path / "ichido.db"
+    url = f"sqlite:///{store}"
+    files = [store, Path(intake_path(str(store)))]
+    first, later = ([make_event("charge.succeeded") for _ in range(10)] for _ in range(2))
+    app = open_app(url, redis_url)
+    answers(app, first)
+    app.close()
+    for path in files:
+        shutil.copy(path, tmp_path / f"{path.name}.snapshot")
+    app = open_app(url, redis_url)
+    try:
+        assert answers(app, later) == ["accepted"] * 10
+        ids = [event_id_of(b) for b in later]
+        app.seen.add(ids)  # as the tier learns them (unless it was muted)
+        assert app.seen.seen(ids) == set(ids)
+    finally:
+        app.close()
+    for path in files:  # put back, byte for byte, into the same files
+        shutil.copy(tmp_path / f"{path.name}.snapshot", path)
+
+    app = open_app(url, redis_url)
+    try:
+        assert answers(app, later) == ["accepted"] * 10  # not "duplicate": never stored here
+        assert answers(app, first[:2] + later[:2]) == ["duplicate"] * 4
+        app.worker().drain()
+        assert effect_counts(app.database) == {event_id_of(b): 1 for b in first + later}
+    finally:
+        app.seen.clear()
+        app.close()

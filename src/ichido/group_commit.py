@@ -159,6 +159,10 @@ class GroupCommit:
         request waits for; the benchmarks time it directly)."""
         learn, self._unlearned = self._unlearned, []
         cached = await self.seen.seen_async([d.id for d in deliveries], learn=learn)
+        if cached and self.seen.shared:  # it may speak only for ids durable HERE (I3)
+            durable = self.inbox.durable_among(list(cached))
+            if durable is not None:
+                cached &= durable
         misses = [d for d in deliveries if d.id not in cached]
         accepted = iter(await self.inbox.accept_async(
             misses, cache_hits=len(deliveries) - len(misses)))

@@ -84,6 +84,11 @@ class Inbox(abc.ABC):
         """The seen tier's namespace: ids durable in this inbox, and in no copy of it (I3)."""
         return self.database.seen_namespace()  # type: ignore[attr-defined]
 
+    def durable_among(self, event_ids: Sequence[str]) -> set[str] | None:
+        """Which of ``event_ids`` this inbox holds, when it can tell at once (a local file);
+        None when it cannot (a database server: a round trip the seen tier exists to save)."""
+        return None
+
     def probe(self) -> None:
         """Raise ``StorageUnavailable`` unless a delivery can be stored now (health)."""
         self.ping()

@@ -121,6 +121,14 @@ class SqliteInbox(SqlInbox):
         what it held) starts a new namespace, so the seen tier never speaks for lost ids."""
         return f"{self.database.seen_namespace()}.{self.intake_id[:12]}"
 
+    def durable_among(self, event_ids: Sequence[str]) -> set[str] | None:
+        """A shared seen tier's hits, checked here: a copy of this store put back in place
+        (a snapshot restored with ``cp``) carries its name and path, so only the files can
+        tell which ids they hold. Two index look-ups per id, on the loop's connections."""
+        ids = sorted(event_ids)
+        return _present(self.intake.conn(), "ichido_intake", ids) | _present(
+            self.database.conn(), "ichido_events", ids)
+
     def probe(self) -> None:
         """Can a delivery be stored now? Both files in place and bound, and a delivery-shaped
         write into the intake (inserted and deleted in one committed transaction)."""
