@@ -151,8 +151,10 @@ def bind(store: SqliteDatabase, intake: SqliteDatabase) -> str:
         raise mismatch(intake.path, store.path)
     upto, marked = store.conn().execute(
         "SELECT upto, intake FROM ichido_intake_settled").fetchone()
-    if marked == intake_id:  # put back from before the store's mark: never reuse its numbers
-        with intake.storage("number the intake"), intake.transaction() as tx:
+    issued = conn.execute("SELECT max(seq) FROM sqlite_sequence"
+                          " WHERE name = 'ichido_intake_batches'").fetchone()[0] or 0
+    if marked == intake_id and issued < upto:  # put back from before the store's mark: never
+        with intake.storage("number the intake"), intake.transaction() as tx:  # reuse numbers
             tx.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'ichido_intake_batches'"
                        " AND seq < ?", (upto, upto))
             tx.execute("INSERT INTO sqlite_sequence (name, seq) SELECT 'ichido_intake_batches',"
