@@ -178,8 +178,7 @@ def restore_command(
     source: Path = typer.Argument(..., help="A copy made by `ichido backup`."),
     database_url: Optional[str] = DatabaseOpt,
 ) -> None:
-    """Put a backup in place of the SQLite store (stop ichido first); the files it replaces are
-    set aside, never deleted."""
+    """Put a backup in place of the SQLite store (stop ichido first); replaced files are kept."""
     try:
         aside = restore(_settings(database_url), str(source))
     except sqlite3.Error as exc:
