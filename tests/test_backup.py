@@ -68,3 +68,17 @@ def test_a_backup_taken_mid_burst_restores_all_acknowledged_before_it(
     finally:
         store.close()
         server.stop()
+
+
+def test_a_backup_never_overwrites_and_postgresql_has_its_own_tools(
+        tmp_path: Path, postgres_url: str) -> None:
+    from tests.test_cli_output import one_line_error
+
+    url = f"sqlite:///{tmp_path / 'ichido.db'}"
+    open_store(url).close()
+    (tmp_path / "taken.db").write_bytes(b"someone's file")
+    done = run_cli("backup", str(tmp_path / "taken.db"), database_url=url)
+    assert "exists already" in one_line_error(done, "config_error")
+    assert (tmp_path / "taken.db").read_bytes() == b"someone's file"
+    done = run_cli("backup", str(tmp_path / "pg.db"), database_url=postgres_url)
+    assert "pg_dump" in one_line_error(done, "not_supported")
