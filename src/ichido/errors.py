@@ -45,6 +45,8 @@ REASONS: dict[str, str] = {
     "missing_secret": "STRIPE_WEBHOOK_SECRET is not set (or its file is empty)",
     "bad_app": "--app does not name an importable ichido.App",
     "read_only_store": "the database file or its directory cannot be written",
+    "store_directory_missing": "the directory of the SQLite store does not exist",
+    "intake_mismatch": "the intake file beside a SQLite store belongs to another store",
     "schema_outdated": "the database schema is older than this code: run ichido migrate",
     "migration_failed": "a schema migration step failed",
     "window_too_short": "prune --older-than is shorter than Stripe's retry window",
