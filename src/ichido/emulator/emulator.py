@@ -13,14 +13,20 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 from ichido.emulator import endpoints, fees
+from ichido.emulator.captures import Captures
 from ichido.emulator.catalog import Catalog
+from ichido.emulator.catalog_edits import CatalogEdits
 from ichido.emulator.checkout import Checkout
+from ichido.emulator.disputes import Disputes
 from ichido.emulator.idempotency import IdempotencyKeys
+from ichido.emulator.payment_methods import PaymentMethods
 from ichido.emulator.invoices import Invoices
 from ichido.emulator.payments import Payments
 from ichido.emulator.refunds import Refunds
+from ichido.emulator.setup_intents import SetupIntents
 from ichido.emulator.state import Store
 from ichido.emulator.subscriptions import Subscriptions
+from ichido.emulator.test_clocks import TestClocks
 from ichido.emulator.endpoints import LIVE_RETRY_DELAYS, Endpoint
 from ichido.emulator.webhooks import DEFAULT_CONCURRENCY, Chaos, WebhookSender
 
@@ -64,6 +70,14 @@ class Emulator:
         self.invoices = Invoices(self.store, self.payments, self.catalog)
         self.subscriptions = Subscriptions(self.store, self.catalog, self.invoices)
         self.checkout = Checkout(self.store, self.payments, self.catalog)
+        # What Stripe's own tools (the CLI's triggers, stripe-node) drive beyond the above.
+        self.captures = Captures(self.store, self.pricing, self.payments.tell)
+        self.edits = CatalogEdits(self.store)
+        self.catalog.customer_hooks.append(self.edits.apply_coupon)
+        self.test_clocks = TestClocks(self.store)
+        self.payment_methods = PaymentMethods(self.store)
+        self.setup_intents = SetupIntents(self.store, self.catalog)
+        self.disputes = Disputes(self.store, self.payments)
         self.keys = IdempotencyKeys(self.store.clock.now)
         self.sender = WebhookSender(
             all_endpoints, self.store.render_event, self.store.mark_delivered,

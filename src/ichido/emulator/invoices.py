@@ -187,8 +187,7 @@ class Invoices:
     def list(self, params: dict[str, Any]) -> dict[str, Any]:
         forms.check_known(params, {*LIST_FILTERS, "limit", "starting_after", "ending_before",
                                    "expand", "created"})
-        return reading.listing(self.store, "invoice", "/v1/invoices", *LIST_FILTERS)(
-            {k: v for k, v in params.items() if k != "created"})
+        return reading.listing(self.store, "invoice", "/v1/invoices", *LIST_FILTERS)(params)
 
     def pay(self, invoice_id: str, params: dict[str, Any]) -> dict[str, Any]:
         """``POST /v1/invoices/{id}/pay``: try again now, with ``payment_method`` if given;

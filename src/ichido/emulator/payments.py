@@ -17,15 +17,23 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, NoReturn
 
-from ichido.emulator import forms, intent_params, konbini, ledger, methods, objects
+from ichido.emulator import captures, forms, intent_params, konbini, ledger, methods, objects
 from ichido.emulator.errors import StripeError, invalid, missing_param, unexpected_state
 from ichido.emulator.fees import Pricing
 from ichido.emulator.state import Store, snapshot
 
+STORED = ("shipping", "customer", "confirmation_method", "setup_future_usage",
+          "statement_descriptor", "transfer_group")
 CREATE_KEYS = {"amount", "currency", "payment_method_types", "payment_method_options",
                "payment_method", "payment_method_data", "metadata", "confirm", "description",
                "receipt_email", "expand", "capture_method", "automatic_payment_methods",
-               "return_url", "statement_descriptor_suffix"}
+               "return_url", "statement_descriptor_suffix",
+               # stored as given (what Stripe's CLI fixtures and stripe-node send)
+               *STORED}
+CAPTURE_METHODS = ("automatic", "automatic_async", "manual")
+# docs.stripe.com/currencies#minimum-and-maximum-charge-amounts, in the smallest unit:
+# ¥50 (jpy has no minor unit), $0.50 and €0.50 (two-decimal currencies: cents).
+MINIMUM_CHARGE = {"jpy": 50, "usd": 50, "eur": 50, "gbp": 30}
 CONFIRM_KEYS = {"payment_method", "payment_method_data", "payment_method_options", "expand",
                 "receipt_email", "return_url"}
 CANCELABLE = {"requires_payment_method", "requires_confirmation", "requires_action",
@@ -49,14 +57,16 @@ class Payments:
         if not re.fullmatch(r"[a-z]{3}", currency):
             raise invalid(f"Invalid currency: {currency[:20]}. Stripe currently supports "
                           "these currencies: jpy, usd, eur, …", param="currency")
-        if currency == "jpy" and amount < 50:
-            raise invalid("Amount must be at least ¥50 jpy", param="amount",
+        if amount < MINIMUM_CHARGE.get(currency, 50):
+            raise invalid(f"Amount must be at least {MINIMUM_CHARGE.get(currency, 50)} in the "
+                          f"smallest unit of {currency}", param="amount",
                           code="amount_too_small")
         types, auto = intent_params.types(params, amount, currency)
         capture = forms.text(params, "capture_method") or "automatic_async"
-        if capture not in ("automatic", "automatic_async"):
-            raise invalid("The emulator supports automatic capture only.",
+        if capture not in CAPTURE_METHODS:
+            raise invalid(f"Invalid capture_method: must be one of {', '.join(CAPTURE_METHODS)}",
                           param="capture_method")
+        stored = self._stored(params)
         now = self.store.clock.now()
         options = intent_params.options(types, params, now)
         pm = methods.resolve(self.store, params, now)
@@ -65,7 +75,7 @@ class Payments:
             metadata=forms.metadata(params), description=forms.text(params, "description"),
             receipt_email=forms.text(params, "receipt_email"),
             automatic_payment_methods={"allow_redirects": "always", "enabled": True}
-            if auto else None)
+            if auto else None, **stored)
         confirm = forms.boolean(params, "confirm")
         if confirm:  # refuse before creating anything: a refused request leaves no trace
             self._check_method(pi, pm)
@@ -74,6 +84,22 @@ class Payments:
         self.store.add(pi)
         self.store.emit("payment_intent.created", pi)
         return self._confirm(pi, {}, now) if confirm else pi
+
+    def _stored(self, params: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in STORED:
+            if name not in params:
+                continue
+            if name == "shipping":
+                out[name] = _shipping(forms.mapping(params, name))
+            else:
+                out[name] = forms.text(params, name)
+        if out.get("customer"):
+            self.store.get("customer", out["customer"], "customer")
+        if out.get("confirmation_method") not in (None, "automatic", "manual"):
+            raise invalid("Invalid confirmation_method: must be one of automatic, manual",
+                          param="confirmation_method")
+        return out
 
     def confirm(self, pi_id: str, params: dict[str, Any]) -> dict[str, Any]:
         forms.check_known(params, CONFIRM_KEYS)
@@ -168,6 +194,9 @@ class Payments:
                               code="payment_intent_konbini_rejected_confirmation_number")
 
     def _charge_card(self, pi: dict[str, Any], pm: dict[str, Any], now: int) -> dict[str, Any]:
+        test_card = self.store.private.get(pm["id"], {}).get("card")
+        if test_card is not None and test_card.then == "authenticate":
+            return self._ask_authentication(pi)
         decline = self.store.private.get(pm["id"], {}).get("decline")
         card = {k: pm["card"][k] for k in ("brand", "country", "exp_month", "exp_year",
                                            "fingerprint", "funding", "last4")}
@@ -178,17 +207,30 @@ class Payments:
                                   reason=decline)
         charge = self.store.add(objects.charge(
             pi, pm, now, status="failed" if decline else "succeeded", details=details,
-            outcome=outcome, failure_code="card_declined" if decline else None,
+            outcome=outcome, customer=pi["customer"],
+            failure_code="card_declined" if decline else None,
             failure_message="Your card was declined." if decline else None))
         pi["latest_charge"] = charge["id"]
         if decline:
             return self._decline(pi, pm, charge, decline)
+        if pi["capture_method"] == "manual":
+            return captures.authorize(self.store, pi, charge)
         ledger.charge_transaction(self.store, charge, "card", self.pricing)
         pi.update(status="succeeded", amount_received=pi["amount"], next_action=None,
                   last_payment_error=None)
         self.store.emit("charge.succeeded", charge)
         self.store.emit("payment_intent.succeeded", pi)
         self._tell(pi, succeeded=True)
+        return pi
+
+    def _ask_authentication(self, pi: dict[str, Any]) -> dict[str, Any]:
+        """3D Secure required (``pm_card_authenticationRequired``): the customer must
+        authenticate on the client; no charge yet (docs.stripe.com/testing#regulatory-cards)."""
+        pi.update(status="requires_action", last_payment_error=None, next_action={
+            "type": "use_stripe_sdk", "use_stripe_sdk": {
+                "type": "three_d_secure_redirect",
+                "stripe_js": f"{self.store.public_url}/_emulator/3ds/{pi['id']}"}})
+        self.store.emit("payment_intent.requires_action", pi)
         return pi
 
     def _decline(self, pi: dict[str, Any], pm: dict[str, Any], charge: dict[str, Any],
@@ -253,6 +295,10 @@ class Payments:
         for listener in self.listeners:
             listener(pi, succeeded)
 
+    def tell(self, pi: dict[str, Any], succeeded: bool) -> None:
+        """Announce an outcome decided elsewhere (a manual capture)."""
+        self._tell(pi, succeeded=succeeded)
+
     # -- for invoices and Checkout: Stripe's own payments, no API request of the merchant's --
     def open_intent(self, amount: int, types: list[str], *, customer: str | None,
                     description: str | None, metadata: dict[str, str],
@@ -284,3 +330,17 @@ class Payments:
             self.store.clock.now())
         assert pm is not None
         return pm["id"]
+
+
+def _shipping(raw: dict[str, Any]) -> dict[str, Any]:
+    """``shipping``: name and address are required by Stripe; stored in its shape."""
+    forms.check_known(raw, {"name", "address", "phone", "carrier", "tracking_number"},
+                      "shipping")
+    forms.text(raw, "name", required=True, param="shipping[name]")
+    address = forms.mapping(raw, "address", "shipping[address]")
+    if not address:
+        raise invalid("Missing required param: shipping[address].", param="shipping[address]",
+                      code="parameter_missing")
+    return {"address": objects.billing_details({"address": address})["address"],
+            "carrier": raw.get("carrier"), "name": raw["name"], "phone": raw.get("phone"),
+            "tracking_number": raw.get("tracking_number")}

@@ -81,10 +81,54 @@ def api(emu: Emulator) -> list[tuple[str, str, Handler]]:
         ("GET", "/v1/checkout/sessions/{id}", co.retrieve),
         ("GET", "/v1/checkout/sessions/{id}/line_items", co.line_items),
         ("POST", "/v1/checkout/sessions/{id}/expire", co.expire),
+        *tool_routes(emu),
         ("GET", "/v1/webhook_endpoints", lambda params: _list_endpoints(emu, params)),
         ("GET", "/v1/webhook_endpoints/{id}", lambda i, params: _endpoint(emu, i)),
         ("POST", "/v1/webhook_endpoints/{id}", lambda i, params: _update_endpoint(emu, i,
                                                                                    params)),
+    ]
+
+
+def tool_routes(emu: Emulator) -> list[tuple[str, str, Handler]]:
+    """Routes Stripe's own tools use (issue 22); each takes its parameters from stripe-python's
+    generated params (``sdk_params``) where the handler says so."""
+    s, ed, clocks = emu.store, emu.edits, emu.test_clocks
+    pms, setis, disputes = emu.payment_methods, emu.setup_intents, emu.disputes
+    return [
+        ("POST", "/v1/payment_methods", pms.create),
+        ("GET", "/v1/payment_methods", pms.list),
+        ("POST", "/v1/payment_methods/{id}", pms.update),
+        ("POST", "/v1/payment_methods/{id}/detach", pms.detach),
+        ("POST", "/v1/setup_intents", setis.create),
+        ("GET", "/v1/setup_intents", setis.list),
+        ("GET", "/v1/setup_intents/{id}", setis.retrieve),
+        ("POST", "/v1/setup_intents/{id}/confirm", setis.confirm),
+        ("POST", "/v1/setup_intents/{id}/cancel", setis.cancel),
+        ("GET", "/v1/disputes", disputes.list),
+        ("GET", "/v1/disputes/{id}", disputes.retrieve),
+        ("POST", "/v1/disputes/{id}", disputes.update),
+        ("POST", "/v1/disputes/{id}/close", disputes.close),
+        ("POST", "/v1/payment_intents/{id}/capture", emu.captures.capture),
+        ("POST", "/v1/refunds/{id}", emu.refunds.update),
+        ("DELETE", "/v1/customers/{id}", ed.delete_customer),
+        ("POST", "/v1/products/{id}", ed.update_product),
+        ("DELETE", "/v1/products/{id}", ed.delete_product),
+        ("POST", "/v1/prices/{id}", ed.update_price),
+        ("POST", "/v1/coupons", ed.create_coupon),
+        ("GET", "/v1/coupons", reading.listing(s, "coupon", "/v1/coupons")),
+        ("GET", "/v1/coupons/{id}", reading.retrieve(s, "coupon", "coupon")),
+        ("POST", "/v1/coupons/{id}", ed.update_coupon),
+        ("DELETE", "/v1/coupons/{id}", ed.delete_coupon),
+        ("POST", "/v1/plans", ed.create_plan),
+        ("GET", "/v1/plans", reading.listing(s, "plan", "/v1/plans", "active", "product")),
+        ("GET", "/v1/plans/{id}", reading.retrieve(s, "plan", "plan")),
+        ("POST", "/v1/plans/{id}", ed.update_plan),
+        ("DELETE", "/v1/plans/{id}", ed.delete_plan),
+        ("POST", "/v1/test_helpers/test_clocks", clocks.create),
+        ("GET", "/v1/test_helpers/test_clocks", clocks.list),
+        ("GET", "/v1/test_helpers/test_clocks/{id}", clocks.retrieve),
+        ("DELETE", "/v1/test_helpers/test_clocks/{id}", clocks.delete),
+        ("POST", "/v1/test_helpers/test_clocks/{id}/advance", clocks.advance),
     ]
 
 

@@ -1,0 +1,27 @@
+"""What a route accepts, read from stripe-python's generated request params (``stripe.params``).
+
+stripe-python 16 generates one ``TypedDict`` per API method from Stripe's OpenAPI spec for the
+version it pins; its keys are the parameters that method takes. Routes added for Stripe's own
+tools take their accepted names from there rather than from hand-written lists, so a parameter
+the real API takes is never refused as ``parameter_unknown`` (and one it lacks always is).
+The request options every params class also carries (``api_key``, ``idempotency_key``...) are
+client-side, not API parameters, and are left out.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+
+from stripe._request_options import RequestOptions
+
+_CLIENT_SIDE = frozenset(RequestOptions.__annotations__)
+
+
+@functools.cache
+def accepted(name: str) -> frozenset[str]:
+    """The top-level parameters of ``stripe.params.<name>``: ``"CouponCreateParams"``, or
+    ``"test_helpers.TestClockCreateParams"`` for a sub-package."""
+    package, _, cls = f"stripe.params.{name}".rpartition(".")
+    params = getattr(importlib.import_module(package), cls)
+    return frozenset(params.__required_keys__ | params.__optional_keys__) - _CLIENT_SIDE
