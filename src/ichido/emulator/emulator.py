@@ -19,6 +19,7 @@ from ichido.emulator.catalog_edits import CatalogEdits
 from ichido.emulator.checkout import Checkout
 from ichido.emulator.disputes import Disputes
 from ichido.emulator.idempotency import IdempotencyKeys
+from ichido.emulator.manual_invoices import ManualInvoices
 from ichido.emulator.payment_methods import PaymentMethods
 from ichido.emulator.invoices import Invoices
 from ichido.emulator.payments import Payments
@@ -78,6 +79,8 @@ class Emulator:
         self.payment_methods = PaymentMethods(self.store)
         self.setup_intents = SetupIntents(self.store, self.catalog)
         self.disputes = Disputes(self.store, self.payments)
+        self.manual_invoices = ManualInvoices(self.store, self.invoices, self.payments,
+                                              self.catalog)
         self.keys = IdempotencyKeys(self.store.clock.now)
         self.sender = WebhookSender(
             all_endpoints, self.store.render_event, self.store.mark_delivered,

@@ -84,7 +84,7 @@ class Invoices:
     def _intent(self, inv: dict[str, Any], types: list[str], **options: Any) -> dict[str, Any]:
         pi = self.payments.open_intent(
             inv["amount_due"], types, customer=inv["customer"], metadata={},
-            description=f"Invoice {inv['number']}", **options)
+            description=f"Invoice {inv['number']}", currency=inv["currency"], **options)
         pi["invoice"] = inv["id"]
         inv["payment_intent"] = pi["id"]
         return pi
@@ -132,7 +132,7 @@ class Invoices:
     def _failed(self, inv: dict[str, Any]) -> None:
         inv.update(attempted=True, attempt_count=inv["attempt_count"] + 1)
         retry = None
-        if inv["collection_method"] == "charge_automatically":
+        if inv["collection_method"] == "charge_automatically" and inv["auto_advance"]:
             step = inv["attempt_count"] - 1
             if step < len(CARD_RETRY_DAYS):
                 retry = self.store.clock.now() + CARD_RETRY_DAYS[step] * DAY
@@ -140,7 +140,8 @@ class Invoices:
         inv["next_payment_attempt"] = retry
         self.store.emit("invoice.payment_failed", inv)
         self._tell(inv, "failed")
-        if inv["collection_method"] == "charge_automatically" and retry is None:
+        if inv["collection_method"] == "charge_automatically" and retry is None \
+                and inv["auto_advance"]:
             self._tell(inv, "lapsed")
 
     def _tell(self, inv: dict[str, Any], what: str) -> None:

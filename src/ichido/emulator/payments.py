@@ -302,13 +302,14 @@ class Payments:
     # -- for invoices and Checkout: Stripe's own payments, no API request of the merchant's --
     def open_intent(self, amount: int, types: list[str], *, customer: str | None,
                     description: str | None, metadata: dict[str, str],
-                    konbini_expires_at: int | None = None) -> dict[str, Any]:
+                    konbini_expires_at: int | None = None,
+                    currency: str = "jpy") -> dict[str, Any]:
         now = self.store.clock.now()
         options = intent_params.options(types, {}, now)
         if konbini_expires_at is not None:
             options["konbini"]["expires_at"] = konbini_expires_at
         pi = self.store.add(objects.payment_intent(
-            amount, "jpy", types, now, options, customer=customer, description=description,
+            amount, currency, types, now, options, customer=customer, description=description,
             metadata=metadata))
         self.store.emit("payment_intent.created", pi)
         return pi

@@ -75,7 +75,7 @@ def api(emu: Emulator) -> list[tuple[str, str, Handler]]:
         ("DELETE", "/v1/subscriptions/{id}", sub.cancel),
         ("GET", "/v1/invoices", inv.list),
         ("GET", "/v1/invoices/{id}", inv.retrieve),
-        ("POST", "/v1/invoices/{id}/pay", inv.pay),
+        ("POST", "/v1/invoices/{id}/pay", emu.manual_invoices.pay),  # subscriptions': inv.pay
         ("POST", "/v1/checkout/sessions", co.create),
         ("GET", "/v1/checkout/sessions", co.list),
         ("GET", "/v1/checkout/sessions/{id}", co.retrieve),
@@ -94,7 +94,19 @@ def tool_routes(emu: Emulator) -> list[tuple[str, str, Handler]]:
     generated params (``sdk_params``) where the handler says so."""
     s, ed, clocks = emu.store, emu.edits, emu.test_clocks
     pms, setis, disputes = emu.payment_methods, emu.setup_intents, emu.disputes
+    mi = emu.manual_invoices
     return [
+        ("POST", "/v1/invoiceitems", mi.create_item),
+        ("GET", "/v1/invoiceitems", mi.list_items),
+        ("GET", "/v1/invoiceitems/{id}", reading.retrieve(s, "invoiceitem", "invoiceitem")),
+        ("DELETE", "/v1/invoiceitems/{id}", mi.delete_item),
+        ("POST", "/v1/invoices", mi.create),
+        ("POST", "/v1/invoices/{id}", mi.update),
+        ("DELETE", "/v1/invoices/{id}", mi.delete),
+        ("POST", "/v1/invoices/{id}/finalize", mi.finalize),
+        ("POST", "/v1/invoices/{id}/send", mi.send),
+        ("POST", "/v1/invoices/{id}/void", mi.void),
+        ("POST", "/v1/invoices/{id}/mark_uncollectible", mi.mark_uncollectible),
         ("POST", "/v1/payment_methods", pms.create),
         ("GET", "/v1/payment_methods", pms.list),
         ("POST", "/v1/payment_methods/{id}", pms.update),

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import functools
 import importlib
+from typing import Any, Iterable, Mapping
 
 from stripe._request_options import RequestOptions
+
+from ichido.emulator.errors import invalid, unknown_param
 
 _CLIENT_SIDE = frozenset(RequestOptions.__annotations__)
 
@@ -25,3 +28,16 @@ def accepted(name: str) -> frozenset[str]:
     package, _, cls = f"stripe.params.{name}".rpartition(".")
     params = getattr(importlib.import_module(package), cls)
     return frozenset(params.__required_keys__ | params.__optional_keys__) - _CLIENT_SIDE
+
+
+def check(params: Mapping[str, Any], name: str, supported: Iterable[str]) -> None:
+    """Refuse what ``stripe.params.<name>`` lacks (``parameter_unknown``, as Stripe), and what
+    the real API takes but the local Stripe does not model (a 400 naming it), so that no
+    parameter is taken and silently ignored."""
+    known, modelled = accepted(name), set(supported) | {"expand"}
+    for key in params:
+        if key not in known:
+            raise unknown_param(key)
+        if key not in modelled:
+            raise invalid(f"The local Stripe does not model {key} on this request; "
+                          f"it takes {', '.join(sorted(modelled))}.", param=key)
