@@ -21,10 +21,12 @@ from ichido.emulator.disputes import Disputes
 from ichido.emulator.idempotency import IdempotencyKeys
 from ichido.emulator.manual_invoices import ManualInvoices
 from ichido.emulator.payment_methods import PaymentMethods
+from ichido.emulator.payment_pages import PaymentPages
 from ichido.emulator.invoices import Invoices
 from ichido.emulator.payments import Payments
 from ichido.emulator.refunds import Refunds
 from ichido.emulator.setup_intents import SetupIntents
+from ichido.emulator.sources import Sources
 from ichido.emulator.state import Store
 from ichido.emulator.subscriptions import Subscriptions
 from ichido.emulator.test_clocks import TestClocks
@@ -74,11 +76,13 @@ class Emulator:
         # What Stripe's own tools (the CLI's triggers, stripe-node) drive beyond the above.
         self.captures = Captures(self.store, self.pricing, self.payments.tell)
         self.edits = CatalogEdits(self.store)
-        self.catalog.customer_hooks.append(self.edits.apply_coupon)
+        self.sources = Sources(self.store)
+        self.catalog.customer_hooks += [self.edits.apply_coupon, self.sources.on_customer]
         self.test_clocks = TestClocks(self.store)
         self.payment_methods = PaymentMethods(self.store)
         self.setup_intents = SetupIntents(self.store, self.catalog)
         self.disputes = Disputes(self.store, self.payments)
+        self.payment_pages = PaymentPages(self.store, self.checkout)
         self.manual_invoices = ManualInvoices(self.store, self.invoices, self.payments,
                                               self.catalog)
         self.keys = IdempotencyKeys(self.store.clock.now)

@@ -91,7 +91,8 @@ class Invoices:
 
     def _card(self, sub: dict[str, Any]) -> str | None:
         cust = self.store.get("customer", sub["customer"], "customer")
-        return sub["default_payment_method"] or cust["invoice_settings"]["default_payment_method"]
+        return sub["default_payment_method"] or \
+            cust["invoice_settings"]["default_payment_method"] or cust["default_source"]
 
     def _send(self, inv: dict[str, Any]) -> dict[str, Any]:
         """A konbini voucher for the customer's e-mail, valid until the due date."""

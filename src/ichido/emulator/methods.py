@@ -31,13 +31,16 @@ def resolve(store: Store, params: dict[str, Any], now: int) -> dict[str, Any] | 
     return _from_data(store, data, now) if data else None
 
 
-def test_card(store: Store, name: str, now: int,
-              billing: dict[str, Any] | None = None) -> dict[str, Any]:
+def test_card(store: Store, name: str, now: int, billing: dict[str, Any] | None = None,
+              pm_id: str | None = None) -> dict[str, Any]:
     """A fresh ``pm_…`` cloned from Stripe's test card ``name`` (``pm_card_visa``,
-    ``tok_visa``...); what its charges do is kept where only the emulator sees it."""
+    ``tok_visa``...); what its charges do is kept where only the emulator sees it.
+    ``pm_id``: a ``card_…`` source's id, which Stripe takes wherever a PaymentMethod goes."""
     card = TEST_CARDS[name]
-    pm = store.add(objects.payment_method("card", now, billing=billing, card=objects.test_card(
-        card.brand, card.last4, card.funding)))
+    pm = objects.payment_method("card", now, billing=billing, card=objects.test_card(
+        card.brand, card.last4, card.funding))
+    pm["id"] = pm_id or pm["id"]
+    store.add(pm)
     store.private[pm["id"]] = {"decline": card.decline, "card": card}
     return pm
 

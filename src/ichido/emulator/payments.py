@@ -91,7 +91,7 @@ class Payments:
             if name not in params:
                 continue
             if name == "shipping":
-                out[name] = _shipping(forms.mapping(params, name))
+                out[name] = shipping(forms.mapping(params, name))
             else:
                 out[name] = forms.text(params, name)
         if out.get("customer"):
@@ -333,7 +333,7 @@ class Payments:
         return pm["id"]
 
 
-def _shipping(raw: dict[str, Any]) -> dict[str, Any]:
+def shipping(raw: dict[str, Any]) -> dict[str, Any]:
     """``shipping``: name and address are required by Stripe; stored in its shape."""
     forms.check_known(raw, {"name", "address", "phone", "carrier", "tracking_number"},
                       "shipping")

@@ -94,8 +94,12 @@ def tool_routes(emu: Emulator) -> list[tuple[str, str, Handler]]:
     generated params (``sdk_params``) where the handler says so."""
     s, ed, clocks = emu.store, emu.edits, emu.test_clocks
     pms, setis, disputes = emu.payment_methods, emu.setup_intents, emu.disputes
-    mi = emu.manual_invoices
+    mi, pages = emu.manual_invoices, emu.payment_pages
     return [
+        ("POST", "/v1/customers/{id}/sources", emu.sources.create),
+        ("POST", "/v1/customers/{customer}/sources/{id}", emu.sources.update),
+        ("GET", "/v1/payment_pages/{id}", pages.retrieve),
+        ("POST", "/v1/payment_pages/{id}/confirm", pages.confirm),
         ("POST", "/v1/invoiceitems", mi.create_item),
         ("GET", "/v1/invoiceitems", mi.list_items),
         ("GET", "/v1/invoiceitems/{id}", reading.retrieve(s, "invoiceitem", "invoiceitem")),

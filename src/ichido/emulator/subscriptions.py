@@ -76,7 +76,8 @@ class Subscriptions:
         now = self.store.clock.now()
         trial = self._trial(params, now)
         if method == "charge_automatically" and not trial and behavior != "default_incomplete" \
-                and not (pm_id or cust["invoice_settings"]["default_payment_method"]):
+                and not (pm_id or cust["invoice_settings"]["default_payment_method"]
+                         or cust["default_source"]):
             raise invalid("This customer has no attached payment source or default payment "
                           "method. Please consider adding a default payment method.",
                           code="resource_missing")
