@@ -96,6 +96,7 @@ def tool_routes(emu: Emulator) -> list[tuple[str, str, Handler]]:
     pms, setis, disputes = emu.payment_methods, emu.setup_intents, emu.disputes
     mi, pages = emu.manual_invoices, emu.payment_pages
     return [
+        ("POST", "/v1/events/{id}/retry", lambda i, params: _resend(emu, i, params)),
         ("POST", "/v1/customers/{id}/sources", emu.sources.create),
         ("POST", "/v1/customers/{customer}/sources/{id}", emu.sources.update),
         ("GET", "/v1/payment_pages/{id}", pages.retrieve),
@@ -206,6 +207,27 @@ def _rate_limit(emu: Emulator, params: dict[str, Any]) -> dict[str, Any]:
         raise invalid("requests is 0 to 1,000,000.", param="requests")
     emu.rate_limit(count)
     return {"object": "emulator.rate_limit", "requests": count}
+
+
+def _resend(emu: Emulator, event_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``POST /v1/events/{id}/retry`` (``stripe events resend``, not in Stripe's public
+    reference): one more delivery of a stored event, to ``webhook_endpoint`` or to every
+    enabled endpoint. ``pending_webhooks`` stays as it is: it counts endpoints that never
+    answered the event, and a resend to one that did changes nothing there."""
+    forms.check_known(params, {"webhook_endpoint", "expand"})
+    event = emu.store.get("event", event_id, "id")
+    ref = forms.text(params, "webhook_endpoint")
+    try:
+        targets = [endpoints.find(emu.sender.endpoints, ref)] if ref else \
+            list(emu.sender.endpoints)
+    except endpoints.EndpointNotFound:
+        raise no_such("webhook_endpoint", ref or "", "webhook_endpoint") from None
+    targets = [t for t in targets if t.enabled]
+    if not targets:
+        raise invalid("No enabled webhook endpoint to resend this event to.",
+                      param="webhook_endpoint")
+    emu.sender.enqueue(event, targets)
+    return event
 
 
 def _endpoint(emu: Emulator, endpoint_id: str) -> dict[str, Any]:
