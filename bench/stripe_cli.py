@@ -27,8 +27,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="these triggers only")
     args = parser.parse_args(argv)
     if not CLI.exists():
-        print("the Stripe CLI is not installed: npm ci --ignore-scripts --prefix "
-              "tests/stripe_tools", file=sys.stderr)
+        print("the Stripe CLI is not installed: npm install --no-save --ignore-scripts "
+              "--prefix tests/stripe_tools", file=sys.stderr)
         return 2
     names = args.only or triggers()
     results: dict[str, dict[str, list[str]]] = defaultdict(lambda: {"pass": [], "fail": []})

@@ -29,8 +29,9 @@ def require(path: Path) -> Path:
     """``path`` if installed; else skip (or fail under CI, where the tools must run)."""
     if path.exists() and shutil.which("node"):
         return path
-    reason = (f"{path.name} is not installed: run `make test` (needs npm) or "
-              f"`npm ci --ignore-scripts --prefix {TOOLS.relative_to(TOOLS.parents[1])}`")
+    reason = (f"Stripe's tools are not installed ({path.relative_to(TOOLS.parents[1])}): run "
+              "`make test` (needs node and npm), or `npm install --no-save --ignore-scripts "
+              "--prefix tests/stripe_tools`")
     if os.environ.get("CI") == "true":
         pytest.fail(reason)
     pytest.skip(reason)

@@ -20,6 +20,10 @@ Refunds, Charges, Balance Transactions, PaymentMethods (+ attach), Events (filte
 ``DELETE`` to cancel), Invoices (list, retrieve, ``pay``), Checkout Sessions (payment mode:
 create, retrieve, list, ``line_items``, ``expire``), Webhook Endpoints (list, retrieve, update
 ``disabled``).
+For Stripe's own tools (the CLI's ``stripe trigger``, stripe-node; see ``routes.tool_routes``):
+manual capture, card sources, Coupons, Plans, product/price/refund updates, deletes,
+PaymentMethods (create, update, detach), SetupIntents, Disputes, Invoice Items and hand-made
+Invoices, Test Clocks, ``/v1/payment_pages`` and ``POST /v1/events/{id}/retry``.
 
 Controls (``/_emulator/…``, same API key; they act as the buyer, the bank or the clock):
 
