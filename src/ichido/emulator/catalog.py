@@ -43,6 +43,10 @@ class Catalog:
             default_payment_method=pm_id)
         cust["description"] = forms.text(params, "description")
         cust["preferred_locales"] = forms.strings(params, "preferred_locales")
+        clock = forms.text(params, "test_clock")
+        if clock:  # lives on that clock's time (see test_clocks)
+            cust["test_clock"] = self.store.get("test_helpers.test_clock", clock,
+                                                "test_clock")["id"]
         self.store.add(cust)
         self._attach(pm_id, cust["id"])
         self.store.emit("customer.created", cust)

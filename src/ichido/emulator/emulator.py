@@ -28,6 +28,7 @@ from ichido.emulator.refunds import Refunds
 from ichido.emulator.setup_intents import SetupIntents
 from ichido.emulator.sources import Sources
 from ichido.emulator.state import Store
+from ichido.emulator.subscription_schedules import SubscriptionSchedules
 from ichido.emulator.subscriptions import Subscriptions
 from ichido.emulator.test_clocks import TestClocks
 from ichido.emulator.endpoints import LIVE_RETRY_DELAYS, Endpoint
@@ -82,6 +83,8 @@ class Emulator:
         self.payment_methods = PaymentMethods(self.store)
         self.setup_intents = SetupIntents(self.store, self.catalog)
         self.disputes = Disputes(self.store, self.payments)
+        self.schedules = SubscriptionSchedules(self.store, self.subscriptions,
+                                               self.test_clocks)
         self.payment_pages = PaymentPages(self.store, self.checkout)
         self.manual_invoices = ManualInvoices(self.store, self.invoices, self.payments,
                                               self.catalog)

@@ -96,6 +96,12 @@ def tool_routes(emu: Emulator) -> list[tuple[str, str, Handler]]:
     pms, setis, disputes = emu.payment_methods, emu.setup_intents, emu.disputes
     mi, pages = emu.manual_invoices, emu.payment_pages
     return [
+        ("POST", "/v1/subscription_schedules", emu.schedules.create),
+        ("GET", "/v1/subscription_schedules", emu.schedules.list),
+        ("GET", "/v1/subscription_schedules/{id}", emu.schedules.retrieve),
+        ("POST", "/v1/subscription_schedules/{id}", emu.schedules.update),
+        ("POST", "/v1/subscription_schedules/{id}/cancel", emu.schedules.cancel),
+        ("POST", "/v1/subscription_schedules/{id}/release", emu.schedules.release),
         ("POST", "/v1/events/{id}/retry", lambda i, params: _resend(emu, i, params)),
         ("POST", "/v1/customers/{id}/sources", emu.sources.create),
         ("POST", "/v1/customers/{customer}/sources/{id}", emu.sources.update),

@@ -4,14 +4,15 @@ Stripe's test clock (docs.stripe.com/billing/testing/test-clocks) is a frozen ti
 created on it (a customer's ``test_clock``) live by. Here a test clock is its own object with
 Stripe's events — ``test_helpers.test_clock.created``, ``.advancing`` then ``.ready`` when
 advanced (the advance finishes at once), ``.deleted`` — while the emulator's one clock
-(``/_emulator/clock/advance``) keeps moving everything else. Objects attached to a test clock
-do not follow its time: the emulator has one time line.
+(``/_emulator/clock/advance``) keeps moving everything else. Of the objects attached to a
+test clock, subscription schedules follow its time (``subscription_schedules``); the rest
+live on the emulator's one time line.
 Accepted parameters come from stripe-python's generated params (``sdk_params``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ichido.emulator import forms, objects, reading, sdk_params
 from ichido.emulator.catalog_edits import deleted
@@ -25,6 +26,8 @@ DELETES_AFTER = 30 * 86400  # "Test clocks are automatically deleted after 30 da
 class TestClocks:
     def __init__(self, store: Store) -> None:
         self.store = store
+        # Told when a clock has moved (its objects' schedules follow it).
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
     def create(self, params: dict[str, Any]) -> dict[str, Any]:
         forms.check_known(params, sdk_params.accepted("test_helpers.TestClockCreateParams"))
@@ -52,7 +55,10 @@ class TestClocks:
         self.store.emit_update(f"{KIND}.advancing", clock, before)
         answer = snapshot(clock)  # Stripe answers while the clock is still advancing
         before = snapshot(clock)
-        clock.update(status="ready", status_details={}, frozen_time=target)
+        clock["frozen_time"] = target
+        for listener in self.listeners:
+            listener(clock)
+        clock.update(status="ready", status_details={})
         self.store.emit_update(f"{KIND}.ready", clock, before)
         return answer
 
