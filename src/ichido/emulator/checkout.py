@@ -48,7 +48,7 @@ class Checkout:
                           code="amount_too_large")
         types = forms.strings(params, "payment_method_types") or ["card"]
         for kind in types:
-            if kind not in ("card", "konbini"):
+            if kind not in ("card", "konbini", "sepa_debit"):
                 raise invalid(f"Invalid payment_method_types: {kind}",
                               param="payment_method_types")
         currency = lines[0]["currency"]
@@ -160,7 +160,7 @@ class Checkout:
         """The buyer's payment with ``pm_id``, from the hosted page or ``payment_pages``."""
         pi = self._intent(session, kind)
         self.payments.attempt(pi, pm_id)
-        if pi["status"] in ("succeeded", "requires_action"):
+        if pi["status"] in ("succeeded", "requires_action", "processing"):
             session.update(status="complete", customer_details={
                 "address": None, "email": email, "name": name, "phone": None,
                 "tax_exempt": "none", "tax_ids": []},

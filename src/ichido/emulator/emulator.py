@@ -25,6 +25,7 @@ from ichido.emulator.payment_pages import PaymentPages
 from ichido.emulator.invoices import Invoices
 from ichido.emulator.payments import Payments
 from ichido.emulator.refunds import Refunds
+from ichido.emulator.sepa import Sepa
 from ichido.emulator.setup_intents import SetupIntents
 from ichido.emulator.sources import Sources
 from ichido.emulator.state import Store
@@ -76,6 +77,8 @@ class Emulator:
         self.checkout = Checkout(self.store, self.payments, self.catalog)
         # What Stripe's own tools (the CLI's triggers, stripe-node) drive beyond the above.
         self.captures = Captures(self.store, self.pricing, self.payments.tell)
+        self.payments.delayed["sepa_debit"] = Sepa(self.store, self.pricing,
+                                                   self.payments.tell).debit
         self.edits = CatalogEdits(self.store)
         self.sources = Sources(self.store)
         self.catalog.customer_hooks += [self.edits.apply_coupon, self.sources.on_customer]

@@ -5,7 +5,8 @@ CLI's Checkout fixtures send; raw card numbers are refused as Stripe refuses the
 a konbini method from ``billing_details``. ``POST /v1/payment_methods/{id}`` changes
 ``metadata``, ``billing_details`` or ``allow_redisplay`` (``payment_method.updated``); ``detach``
 takes it off its customer (``payment_method.detached``). Other types (``sepa_debit``...) are
-refused with a clear error: the local Stripe pays by card and konbini only.
+refused with a clear error: the local Stripe pays by card, konbini and SEPA Direct Debit
+(``sepa_debit[iban]``, see ``sepa``) only.
 Accepted parameters come from stripe-python's generated params (``sdk_params``).
 """
 
@@ -13,12 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ichido.emulator import forms, methods, objects, reading, sdk_params
+from ichido.emulator import forms, methods, objects, reading, sdk_params, sepa
 from ichido.emulator.errors import invalid
 from ichido.emulator.state import Store, snapshot
 from ichido.emulator.test_cards import TEST_CARDS
 
-TYPES = ("card", "konbini")
+TYPES = ("card", "konbini", "sepa_debit")
 REDISPLAY = ("always", "limited", "unspecified")
 
 
@@ -35,7 +36,13 @@ class PaymentMethods:
                           param="type", code="payment_method_not_available")
         billing = forms.mapping(params, "billing_details")
         now = self.store.clock.now()
-        if pm_type == "konbini":
+        if pm_type == "sepa_debit":
+            details = sepa.method_details(params)
+            pm = self.store.add(objects.payment_method("sepa_debit", now, billing=billing))
+            pm["sepa_debit"] = details
+            iban = forms.mapping(params, "sepa_debit")["iban"].replace(" ", "").upper()
+            self.store.private[pm["id"]] = {"iban": iban}
+        elif pm_type == "konbini":
             pm = methods.resolve(self.store, {"payment_method_data": {
                 "type": "konbini", "billing_details": billing,
                 "metadata": params.get("metadata", {})}}, now)

@@ -24,12 +24,13 @@ from ichido.emulator.state import Store, snapshot
 
 STORED = ("shipping", "customer", "confirmation_method", "setup_future_usage",
           "statement_descriptor", "transfer_group")
+TAKEN = ("mandate_data",)  # read for its form; the emulator keeps no Mandate objects
 CREATE_KEYS = {"amount", "currency", "payment_method_types", "payment_method_options",
                "payment_method", "payment_method_data", "metadata", "confirm", "description",
                "receipt_email", "expand", "capture_method", "automatic_payment_methods",
                "return_url", "statement_descriptor_suffix",
                # stored as given (what Stripe's CLI fixtures and stripe-node send)
-               *STORED}
+               *STORED, *TAKEN}
 CAPTURE_METHODS = ("automatic", "automatic_async", "manual")
 # docs.stripe.com/currencies#minimum-and-maximum-charge-amounts, in the smallest unit:
 # ¥50 (jpy has no minor unit), $0.50 and €0.50 (two-decimal currencies: cents).
@@ -44,6 +45,9 @@ CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_act
 class Payments:
     def __init__(self, store: Store, pricing: Pricing) -> None:
         self.store, self.pricing = store, pricing
+        # Methods whose outcome comes later (SEPA Direct Debit): type → start(pi, pm, now).
+        self.delayed: dict[str, Callable[[dict[str, Any], dict[str, Any], int],
+                                         dict[str, Any]]] = {}
         # Told of every payment's outcome (invoices and Checkout follow their intents).
         self.listeners: list[Callable[[dict[str, Any], bool], None]] = []
         store.due_actions.update(konbini_pay=self._due_pay, konbini_expire=self._due_expire)
@@ -87,6 +91,7 @@ class Payments:
 
     def _stored(self, params: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        forms.mapping(params, "mandate_data")
         for name in STORED:
             if name not in params:
                 continue
@@ -175,6 +180,8 @@ class Payments:
         pi.update(change)
         if pm["type"] == "konbini":
             return self._issue_voucher(pi, pm, now)
+        if pm["type"] in self.delayed:
+            return self.delayed[pm["type"]](pi, pm, now)
         return self._charge_card(pi, pm, now)
 
     def _check_method(self, pi: dict[str, Any], pm: dict[str, Any] | None) -> None:
