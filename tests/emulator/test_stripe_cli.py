@@ -36,10 +36,13 @@ TRIGGERS = [
     "plan.deleted",                    # /v1/plans
     "coupon.updated",                  # /v1/coupons/{id}
     "checkout.session.completed",      # usd prices, /v1/payment_pages
+    "checkout.session.async_payment_succeeded",  # eur, SEPA Direct Debit
     "customer.subscription.paused",    # trial_settings, trial_end=now
     "invoice.paid",                    # /v1/invoiceitems, POST /v1/invoices
     "invoice.voided",                  # finalize, void
     "test_helpers.test_clock.ready",   # /v1/test_helpers/test_clocks
+    "subscription_schedule.released",  # /v1/subscription_schedules, card sources
+    "subscription_schedule.completed",  # a schedule on a customer's test clock
 ]
 
 
