@@ -36,7 +36,7 @@ class Captures:
         self.store, self.pricing, self.tell = store, pricing, tell
 
     def capture(self, pi_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, sdk_params.accepted("PaymentIntentCaptureParams"))
+        sdk_params.check(params, "PaymentIntentCaptureParams", ("amount_to_capture", "metadata"))
         pi = self.store.get("payment_intent", pi_id, "intent")
         if pi["status"] != "requires_capture":
             raise unexpected_state(

@@ -31,16 +31,18 @@ class CatalogEdits:
 
     # -- updates and deletes of what the catalog creates -----------------------------------
     def update_product(self, product_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, sdk_params.accepted("ProductUpdateParams"))
+        sdk_params.check(params, "ProductUpdateParams", ("active", "description", "metadata",
+                                                         "name", "url", "unit_label"))
         return self._update("product", product_id, params, ("name", "description", "url",
                                                             "unit_label"))
 
     def update_price(self, price_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, sdk_params.accepted("PriceUpdateParams"))
+        sdk_params.check(params, "PriceUpdateParams", ("active", "lookup_key", "metadata",
+                                                       "nickname"))
         return self._update("price", price_id, params, ("nickname", "lookup_key"))
 
     def delete_product(self, product_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, sdk_params.accepted("ProductDeleteParams"))
+        sdk_params.check(params, "ProductDeleteParams", ())
         if any(p["product"] == product_id for p in self.store.objects["price"].values()):
             raise invalid("This product cannot be deleted because it has one or more "
                           "user-created prices.", code="product_has_prices")
@@ -48,7 +50,7 @@ class CatalogEdits:
 
     def delete_customer(self, customer_id: str, params: dict[str, Any]) -> dict[str, Any]:
         """Stripe cancels the customer's subscriptions at once; here they end with it too."""
-        forms.check_known(params, sdk_params.accepted("CustomerDeleteParams"))
+        sdk_params.check(params, "CustomerDeleteParams", ())
         return self._delete("customer", customer_id)
 
     def _update(self, kind: str, object_id: str, params: dict[str, Any],
@@ -76,7 +78,9 @@ class CatalogEdits:
 
     # -- coupons ---------------------------------------------------------------------------
     def create_coupon(self, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, sdk_params.accepted("CouponCreateParams"))
+        sdk_params.check(params, "CouponCreateParams", (
+            "amount_off", "currency", "duration", "duration_in_months", "id", "max_redemptions",
+            "metadata", "name", "percent_off", "redeem_by"))
         percent, amount_off = params.get("percent_off"), forms.amount(params, "amount_off")
         if (percent in (None, "")) == (amount_off is None):
             raise invalid("You must pass exactly one of percent_off or amount_off.",
@@ -108,16 +112,18 @@ class CatalogEdits:
         return coupon
 
     def update_coupon(self, coupon_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, sdk_params.accepted("CouponUpdateParams"))
+        sdk_params.check(params, "CouponUpdateParams", ("metadata", "name"))
         return self._update("coupon", coupon_id, params, ("name",))
 
     def delete_coupon(self, coupon_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, sdk_params.accepted("CouponDeleteParams"))
+        sdk_params.check(params, "CouponDeleteParams", ())
         return self._delete("coupon", coupon_id)
 
     # -- plans (the older face of recurring prices) ----------------------------------------
     def create_plan(self, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, sdk_params.accepted("PlanCreateParams"))
+        sdk_params.check(params, "PlanCreateParams", (
+            "active", "amount", "currency", "id", "interval", "interval_count", "metadata",
+            "nickname", "product", "trial_period_days"))
         currency = (forms.text(params, "currency", required=True) or "").lower()
         interval = forms.text(params, "interval", required=True) or ""
         if interval not in INTERVALS:
@@ -159,11 +165,11 @@ class CatalogEdits:
         return prod["id"]
 
     def update_plan(self, plan_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, sdk_params.accepted("PlanUpdateParams"))
+        sdk_params.check(params, "PlanUpdateParams", ("active", "metadata", "nickname"))
         return self._update("plan", plan_id, params, ("nickname",))
 
     def delete_plan(self, plan_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, sdk_params.accepted("PlanDeleteParams"))
+        sdk_params.check(params, "PlanDeleteParams", ())
         return self._delete("plan", plan_id)
 
     # -- a customer's discount -------------------------------------------------------------

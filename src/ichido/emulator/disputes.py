@@ -54,7 +54,7 @@ class Disputes:
         self.store.emit("charge.dispute.created", dispute)
 
     def update(self, dispute_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, sdk_params.accepted("DisputeUpdateParams"))
+        sdk_params.check(params, "DisputeUpdateParams", ("metadata", "evidence", "submit"))
         dispute = self._open(dispute_id)
         before = snapshot(dispute)
         if "metadata" in params:
@@ -74,7 +74,7 @@ class Disputes:
         return dispute
 
     def close(self, dispute_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, sdk_params.accepted("DisputeCloseParams"))
+        sdk_params.check(params, "DisputeCloseParams", ())
         dispute = self._open(dispute_id)
         before = snapshot(dispute)
         dispute["status"] = "warning_closed" if dispute["status"].startswith("warning") \
@@ -83,7 +83,7 @@ class Disputes:
         return dispute
 
     def retrieve(self, dispute_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, sdk_params.accepted("DisputeRetrieveParams"))
+        sdk_params.check(params, "DisputeRetrieveParams", ())
         return self.store.get("dispute", dispute_id, "dispute")
 
     def list(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -30,11 +30,14 @@ def accepted(name: str) -> frozenset[str]:
     return frozenset(params.__required_keys__ | params.__optional_keys__) - _CLIENT_SIDE
 
 
-def check(params: Mapping[str, Any], name: str, supported: Iterable[str]) -> None:
+def check(params: Mapping[str, Any], name: str, supported: Iterable[str],
+          older: Iterable[str] = ()) -> None:
     """Refuse what ``stripe.params.<name>`` lacks (``parameter_unknown``, as Stripe), and what
     the real API takes but the local Stripe does not model (a 400 naming it), so that no
-    parameter is taken and silently ignored."""
-    known, modelled = accepted(name), set(supported) | {"expand"}
+    parameter is taken and silently ignored. ``older``: names the SDK's pinned version dropped
+    that earlier versions (and the CLI's fixtures) still send; they are modelled too."""
+    known = accepted(name) | set(older)
+    modelled = set(supported) | set(older) | {"expand"}
     for key in params:
         if key not in known:
             raise unknown_param(key)

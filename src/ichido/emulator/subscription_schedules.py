@@ -30,7 +30,7 @@ from ichido.emulator.test_clocks import KIND as CLOCK, TestClocks
 KIND = "subscription_schedule"
 EXPIRING_BEFORE = 7 * 86400
 END_BEHAVIORS = ("release", "cancel")
-PHASE_KEYS = ("items", "end_date", "iterations", "metadata")
+PHASE_KEYS = ("items", "end_date", "metadata")
 
 
 class SubscriptionSchedules:
@@ -204,8 +204,8 @@ class SubscriptionSchedules:
         phases, begin = [], start
         for i, given in enumerate(raw):
             where = f"phases[{i}]"
-            sdk_params.check({k: v for k, v in given.items() if k != "iterations"},
-                             "SubscriptionScheduleCreateParamsPhase", PHASE_KEYS)
+            sdk_params.check(given, "SubscriptionScheduleCreateParamsPhase", PHASE_KEYS,
+                             older=("iterations",))
             items = self._items(given.get("items"), where)
             price = self.store.get("price", items[0]["price"])
             end = forms.integer(given, "end_date", param=f"{where}[end_date]")

@@ -30,7 +30,7 @@ class TestClocks:
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
     def create(self, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, sdk_params.accepted("test_helpers.TestClockCreateParams"))
+        sdk_params.check(params, "test_helpers.TestClockCreateParams", ("frozen_time", "name"))
         frozen = forms.integer(params, "frozen_time", required=True)
         assert frozen is not None
         now = self.store.clock.now()
@@ -42,7 +42,7 @@ class TestClocks:
         return clock
 
     def advance(self, clock_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, sdk_params.accepted("test_helpers.TestClockAdvanceParams"))
+        sdk_params.check(params, "test_helpers.TestClockAdvanceParams", ("frozen_time",))
         clock = self.store.get(KIND, clock_id, "test_clock")
         target = forms.integer(params, "frozen_time", required=True)
         assert target is not None
@@ -63,15 +63,15 @@ class TestClocks:
         return answer
 
     def delete(self, clock_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, sdk_params.accepted("test_helpers.TestClockDeleteParams"))
+        sdk_params.check(params, "test_helpers.TestClockDeleteParams", ())
         clock = self.store.delete(KIND, clock_id, "test_clock")
         self.store.emit(f"{KIND}.deleted", clock)
         return deleted(clock)
 
     def retrieve(self, clock_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, sdk_params.accepted("test_helpers.TestClockRetrieveParams"))
+        sdk_params.check(params, "test_helpers.TestClockRetrieveParams", ())
         return self.store.get(KIND, clock_id, "test_clock")
 
     def list(self, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, sdk_params.accepted("test_helpers.TestClockListParams"))
+        sdk_params.check(params, "test_helpers.TestClockListParams", reading.PAGING)
         return reading.listing(self.store, KIND, "/v1/test_helpers/test_clocks")(params)
