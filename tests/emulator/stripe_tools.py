@@ -7,9 +7,11 @@ the tests that need them skip with the reason, except under ``CI=true``, where t
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,12 +46,19 @@ class Outcome:
     output: str
 
 
+@functools.cache
+def cli_env() -> dict[str, str]:
+    """The CLI writes its config under ``$HOME``: a home of its own, outside the repository."""
+    return {**os.environ, "HOME": tempfile.mkdtemp(prefix="stripe-cli-home-"),
+            "STRIPE_CLI_TELEMETRY_OPTOUT": "1"}
+
+
 def trigger(name: str, api_base: str, cli: Path = CLI, timeout: float = 120) -> Outcome:
     """``stripe trigger NAME`` against ``api_base``; ok when the CLI says every step worked."""
-    env = {**os.environ, "STRIPE_CLI_TELEMETRY_OPTOUT": "1", "HOME": str(TOOLS)}
     done = subprocess.run(
         [str(cli), "trigger", name, "--api-base", api_base, "--api-key", KEY,
-         "--log-level", "error"], capture_output=True, text=True, timeout=timeout, env=env)
+         "--log-level", "error"], capture_output=True, text=True, timeout=timeout,
+        env=cli_env())
     output = done.stdout + done.stderr
     return Outcome(name, done.returncode == 0 and "Trigger succeeded" in output, output)
 
@@ -57,7 +66,7 @@ def trigger(name: str, api_base: str, cli: Path = CLI, timeout: float = 120) -> 
 def triggers(cli: Path = CLI) -> list[str]:
     """Every trigger of the families above, as the CLI lists them."""
     done = subprocess.run([str(cli), "trigger", "--help"], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "HOME": str(TOOLS)})
+                          timeout=60, env=cli_env())
     names = [line.strip() for line in done.stdout.split("Supported events:")[1]
              .split("Usage:")[0].splitlines() if line.strip()]
     return [n for n in names if n.startswith(FAMILIES)]

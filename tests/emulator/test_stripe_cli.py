@@ -16,7 +16,7 @@ from typing import Iterator
 import pytest
 
 from ichido.emulator import Emulator, EmulatorServer
-from tests.emulator.stripe_tools import CLI, KEY, TOOLS, require, trigger
+from tests.emulator.stripe_tools import CLI, KEY, cli_env, require, trigger
 from tests.support import SECRET, ServerProcess, open_store, wait_until
 
 # One or two per family; each was refused by the local Stripe before issue 22 unless marked.
@@ -108,7 +108,7 @@ def test_events_resend_delivers_a_stored_event_again(
     done = subprocess.run(
         [str(cli), "events", "resend", event["id"], "--api-base", server.url, "--api-key", KEY,
          "--webhook-endpoint", "we_emulator0"], capture_output=True, text=True, timeout=60,
-        env={"HOME": str(TOOLS), "PATH": "/usr/bin:/bin", "STRIPE_CLI_TELEMETRY_OPTOUT": "1"})
+        env=cli_env())
     assert done.returncode == 0, done.stdout + done.stderr
     assert event["id"] in done.stdout
     wait_until(lambda: server.emulator.webhook_endpoints()[0]["succeeded"] == delivered + 1,
