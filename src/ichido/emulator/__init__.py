@@ -33,6 +33,9 @@ Controls (``/_emulator/…``, same API key; they act as the buyer, the bank or t
                                                  expiry, webhook retries and Stripe giving up)
 ``POST /_emulator/payment_intents/{id}/pay``     the buyer pays the konbini voucher (store=lawson…)
 ``POST /_emulator/payment_intents/{id}/expire``  the voucher expires unpaid
+``POST /_emulator/payment_intents/{id}/authenticate``  the buyer passes 3D Secure (a card
+                                                 like pm_card_authenticationRequired), or
+                                                 fails it (result=fail)
 ``POST /_emulator/refunds/{id}/bank_details``    the konbini buyer gives bank details
                                                  (account_number=3333335 fails)
 ``POST /_emulator/invoices/{id}/pay``            the customer pays the invoice now (its voucher

@@ -202,7 +202,8 @@ class Payments:
 
     def _charge_card(self, pi: dict[str, Any], pm: dict[str, Any], now: int) -> dict[str, Any]:
         test_card = self.store.private.get(pm["id"], {}).get("card")
-        if test_card is not None and test_card.then == "authenticate":
+        if test_card is not None and test_card.then == "authenticate" and \
+                not self.store.private.get(pi["id"], {}).get("authenticated"):
             return self._ask_authentication(pi)
         decline = self.store.private.get(pm["id"], {}).get("decline")
         card = {k: pm["card"][k] for k in ("brand", "country", "exp_month", "exp_year",
@@ -234,10 +235,34 @@ class Payments:
         """3D Secure required (``pm_card_authenticationRequired``): the customer must
         authenticate on the client; no charge yet (docs.stripe.com/testing#regulatory-cards)."""
         pi.update(status="requires_action", last_payment_error=None, next_action={
-            "type": "use_stripe_sdk", "use_stripe_sdk": {
-                "type": "three_d_secure_redirect",
-                "stripe_js": f"{self.store.public_url}/_emulator/3ds/{pi['id']}"}})
+            "type": "use_stripe_sdk", "use_stripe_sdk": {"type": "three_d_secure_redirect"}})
         self.store.emit("payment_intent.requires_action", pi)
+        return pi
+
+    def authenticate(self, pi_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The control ``/_emulator/payment_intents/{id}/authenticate``: the buyer passes 3D
+        Secure (``result=succeed``, the default: the card is charged) or fails it (``fail``:
+        back to ``requires_payment_method``, ``payment_intent.payment_failed``)."""
+        forms.check_known(params, {"result"})
+        pi = self.store.get("payment_intent", pi_id, "intent")
+        if pi["status"] != "requires_action" or \
+                (pi["next_action"] or {}).get("type") != "use_stripe_sdk":
+            raise unexpected_state(f"PaymentIntent {pi_id} is not waiting for 3D Secure "
+                                   f"(status {pi['status']}).")
+        result = forms.text(params, "result") or "succeed"
+        if result not in ("succeed", "fail"):
+            raise invalid("result is succeed or fail.", param="result")
+        pm = self.store.get("payment_method", pi["payment_method"])
+        if result == "succeed":
+            self.store.private.setdefault(pi["id"], {})["authenticated"] = True
+            return self._charge_card(pi, pm, self.store.clock.now())
+        error = StripeError(402, "card_error", "The provided PaymentMethod has failed "
+                            "authentication.", code="payment_intent_authentication_failure",
+                            payment_method=snapshot(pm), payment_method_type="card")
+        pi.update(status="requires_payment_method", payment_method=None, next_action=None,
+                  last_payment_error=error.payload())
+        self.store.emit("payment_intent.payment_failed", pi)
+        self._tell(pi, succeeded=False)
         return pi
 
     def _decline(self, pi: dict[str, Any], pm: dict[str, Any], charge: dict[str, Any],

@@ -163,6 +163,7 @@ def controls(emu: Emulator) -> list[tuple[str, str, Handler]]:
     return [
         ("POST", "/_emulator/payment_intents/{id}/pay", pay.pay),
         ("POST", "/_emulator/payment_intents/{id}/expire", pay.expire),
+        ("POST", "/_emulator/payment_intents/{id}/authenticate", pay.authenticate),
         ("POST", "/_emulator/refunds/{id}/bank_details", ref.bank_details),
         ("POST", "/_emulator/invoices/{id}/pay", inv.pay_now),
         ("POST", "/_emulator/invoices/{id}/lapse", inv.lapse_now),
