@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
+# Stripe's own tools (the official CLI and stripe-node), pinned in tests/stripe_tools.
+STRIPE_TOOLS := tests/stripe_tools/node_modules/.installed
 
 .PHONY: run test bench clean
 
@@ -16,7 +18,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/ichido demo
 
-test: $(STAMP)
+# `npm install --no-save`, not `npm ci`: the lock holds the platform binary packages a registry
+# serves, and `npm ci` refuses a lock without all five; --no-save leaves the committed files be.
+$(STRIPE_TOOLS): tests/stripe_tools/package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm install --no-save --ignore-scripts --no-audit --no-fund --prefix tests/stripe_tools && touch $@; \
+	else echo "npm not found: the Stripe CLI and stripe-node tests will skip (they run under CI=true)"; fi
+
+test: $(STAMP) $(STRIPE_TOOLS)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
@@ -25,4 +34,4 @@ bench: $(STAMP)
 	$(PY) -m bench all
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache tests/stripe_tools/node_modules

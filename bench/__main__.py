@@ -31,6 +31,8 @@ BENCHMARKS: dict[str, Benchmark] = {
                            "operator polling the dashboard (issue 15)", in_all=False),
     "replay": Benchmark("bench.replay", "replay by filter: requeued events/s and memory at "
                         "100,000 events (issue 13)"),
+    "stripe-cli": Benchmark("bench.stripe_cli", "every `stripe trigger` of ichido's families "
+                            "against the local Stripe, pass/fail per family", in_all=False),
     "torture": Benchmark("bench.torture.pipeline", "up to a million events, "
                          "duplicates, kill -9, Redis flush, PostgreSQL restart", in_all=False),
     "shop-torture": Benchmark("bench.torture.shop", "shop orders through the "

@@ -53,9 +53,9 @@ def test_missing_object_is_a_404_resource_missing(http: httpx.Client) -> None:
 
 
 def test_unknown_url_and_unknown_parameter(http: httpx.Client) -> None:
-    unknown_url = http.get("/v1/coupons")
+    unknown_url = http.get("/v1/quotes")
     assert unknown_url.status_code == 404
-    assert "Unrecognized request URL (GET: /v1/coupons)" in unknown_url.json()["error"]["message"]
+    assert "Unrecognized request URL (GET: /v1/quotes)" in unknown_url.json()["error"]["message"]
     bad = http.post("/v1/payment_intents", data={"amount": "1500", "currency": "jpy",
                                                  "colour": "red"})
     assert bad.status_code == 400

@@ -20,6 +20,10 @@ Refunds, Charges, Balance Transactions, PaymentMethods (+ attach), Events (filte
 ``DELETE`` to cancel), Invoices (list, retrieve, ``pay``), Checkout Sessions (payment mode:
 create, retrieve, list, ``line_items``, ``expire``), Webhook Endpoints (list, retrieve, update
 ``disabled``).
+For Stripe's own tools (the CLI's ``stripe trigger``, stripe-node; see ``routes.tool_routes``):
+manual capture, card sources, Coupons, Plans, product/price/refund updates, deletes,
+PaymentMethods (create, update, detach), SetupIntents, Disputes, Invoice Items and hand-made
+Invoices, Test Clocks, ``/v1/payment_pages`` and ``POST /v1/events/{id}/retry``.
 
 Controls (``/_emulator/…``, same API key; they act as the buyer, the bank or the clock):
 
@@ -29,6 +33,9 @@ Controls (``/_emulator/…``, same API key; they act as the buyer, the bank or t
                                                  expiry, webhook retries and Stripe giving up)
 ``POST /_emulator/payment_intents/{id}/pay``     the buyer pays the konbini voucher (store=lawson…)
 ``POST /_emulator/payment_intents/{id}/expire``  the voucher expires unpaid
+``POST /_emulator/payment_intents/{id}/authenticate``  the buyer passes 3D Secure (a card
+                                                 like pm_card_authenticationRequired), or
+                                                 fails it (result=fail)
 ``POST /_emulator/refunds/{id}/bank_details``    the konbini buyer gives bank details
                                                  (account_number=3333335 fails)
 ``POST /_emulator/invoices/{id}/pay``            the customer pays the invoice now (its voucher

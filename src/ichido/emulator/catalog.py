@@ -9,14 +9,16 @@ Prices: ``unit_amount`` (whole yen for jpy), ``recurring[interval]`` day|week|mo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ichido.emulator import billing_objects, forms, methods
 from ichido.emulator.errors import invalid
 from ichido.emulator.state import Store, snapshot
 
 CUSTOMER_KEYS = {"email", "name", "metadata", "payment_method", "invoice_settings",
-                 "description", "phone", "preferred_locales", "expand"}
+                 "description", "phone", "preferred_locales", "expand",
+                 # for the hooks (catalog_edits, sources): what Stripe's CLI fixtures send
+                 "coupon", "source", "test_clock"}
 PRODUCT_KEYS = {"name", "description", "metadata", "active", "expand"}
 PRICE_KEYS = {"currency", "unit_amount", "product", "product_data", "recurring", "nickname",
               "lookup_key", "metadata", "active", "expand"}
@@ -27,6 +29,9 @@ MAX_INTERVALS = {"day": 1095, "week": 156, "month": 36, "year": 3}  # "at most t
 class Catalog:
     def __init__(self, store: Store) -> None:
         self.store = store
+        # Told of every customer created or updated, with the request's params (a coupon
+        # becomes a discount, a source a card): (customer, params).
+        self.customer_hooks: list[Callable[[dict[str, Any], dict[str, Any]], None]] = []
 
     # -- customers -------------------------------------------------------------------------
     def create_customer(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -38,9 +43,15 @@ class Catalog:
             default_payment_method=pm_id)
         cust["description"] = forms.text(params, "description")
         cust["preferred_locales"] = forms.strings(params, "preferred_locales")
+        clock = forms.text(params, "test_clock")
+        if clock:  # lives on that clock's time (see test_clocks)
+            cust["test_clock"] = self.store.get("test_helpers.test_clock", clock,
+                                                "test_clock")["id"]
         self.store.add(cust)
         self._attach(pm_id, cust["id"])
         self.store.emit("customer.created", cust)
+        for hook in self.customer_hooks:
+            hook(cust, params)
         return cust
 
     def update_customer(self, customer_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -56,6 +67,8 @@ class Catalog:
         if pm_id:
             cust["invoice_settings"]["default_payment_method"] = pm_id
             self._attach(pm_id, cust["id"])
+        for hook in self.customer_hooks:
+            hook(cust, params)
         self.store.emit_update("customer.updated", cust, before)
         return cust
 
@@ -86,6 +99,7 @@ class Catalog:
         forms.check_known(params, {"customer", "expand"})
         customer_id = forms.text(params, "customer", required=True) or ""
         self.store.get("customer", customer_id, "customer")
+        pm_id = self.resolve_card(pm_id)  # a test card's name attaches a fresh clone of it
         self._attach(pm_id, customer_id)
         return self.store.get("payment_method", pm_id, "payment_method")
 

@@ -22,7 +22,7 @@ from ichido.emulator import billing_objects, forms, konbini, reading
 from ichido.emulator.catalog import Catalog
 from ichido.emulator.errors import invalid, unexpected_state
 from ichido.emulator.objects import list_object, new_id
-from ichido.emulator.payments import Payments
+from ichido.emulator.payments import Payments, shipping
 from ichido.emulator.state import Store, snapshot
 
 CREATE_KEYS = {"mode", "line_items", "payment_method_types", "success_url", "cancel_url",
@@ -48,11 +48,12 @@ class Checkout:
                           code="amount_too_large")
         types = forms.strings(params, "payment_method_types") or ["card"]
         for kind in types:
-            if kind not in ("card", "konbini"):
+            if kind not in ("card", "konbini", "sepa_debit"):
                 raise invalid(f"Invalid payment_method_types: {kind}",
                               param="payment_method_types")
+        currency = lines[0]["currency"]
         if "konbini" in types:
-            konbini.check_amount(amount, "jpy")
+            konbini.check_amount(amount, currency)
         now = self.store.clock.now()
         expires_at = forms.integer(params, "expires_at") or now + DEFAULT_LIFETIME
         if not now + 1800 <= expires_at <= now + DEFAULT_LIFETIME:
@@ -66,7 +67,7 @@ class Checkout:
         if customer:
             self.store.get("customer", customer, "customer")
         session = billing_objects.checkout_session(
-            now, amount=amount, currency="jpy", types=types, expires_at=expires_at,
+            now, amount=amount, currency=currency, types=types, expires_at=expires_at,
             url=self.store.public_url, fields={
                 "success_url": forms.text(params, "success_url"),
                 "cancel_url": forms.text(params, "cancel_url"), "customer": customer,
@@ -76,7 +77,8 @@ class Checkout:
                 "payment_method_options": {"konbini": konbini.read_options(
                     days, now) | {"expires_at": None}} if "konbini" in types else {}})
         intent = forms.mapping(params, "payment_intent_data")
-        forms.check_known(intent, {"metadata", "description"}, "payment_intent_data")
+        forms.check_known(intent, {"metadata", "description", "shipping",
+                                   "setup_future_usage"}, "payment_intent_data")
         self.store.add(session)
         self.store.private[session["id"]] = {"lines": lines, "intent": intent}
         self.store.schedule(expires_at, "checkout_expire", session["id"])
@@ -103,13 +105,17 @@ class Checkout:
                 price = self.store.get("price", forms.text(item, "price", required=True,
                                                            param=f"{where}[price]") or "",
                                        f"{where}[price]")
-            if price["currency"] != "jpy" or price["recurring"]:
-                raise invalid("Payment mode takes one-time jpy prices.", param=f"{where}[price]")
+            if price["recurring"]:
+                raise invalid("Payment mode takes one-time prices.", param=f"{where}[price]")
+            if lines and price["currency"] != lines[0]["currency"]:
+                raise invalid("All line items must be in one currency.",
+                              param=f"{where}[price]")
             total = price["unit_amount"] * quantity
             product = self.store.get("product", price["product"])
             lines.append({"id": new_id("li", 24), "object": "item", "amount_discount": 0,
                           "amount_subtotal": total, "amount_tax": 0, "amount_total": total,
-                          "currency": "jpy", "description": product["name"], "price": price,
+                          "currency": price["currency"], "description": product["name"],
+                          "price": price,
                           "quantity": quantity})
         return lines
 
@@ -145,11 +151,16 @@ class Checkout:
         if kind == "konbini" and not email:
             raise invalid("Konbini needs the buyer's e-mail.", param="email")
         name = forms.text(params, "name")
-        pi = self._intent(session, kind)
         pm_id = self.catalog.resolve_card(forms.text(params, "card") or "pm_card_visa") \
             if kind == "card" else self.payments.konbini_method(name, email)
+        return self.pay(session, kind, pm_id, email, name)
+
+    def pay(self, session: dict[str, Any], kind: str, pm_id: str, email: str | None,
+            name: str | None) -> dict[str, Any]:
+        """The buyer's payment with ``pm_id``, from the hosted page or ``payment_pages``."""
+        pi = self._intent(session, kind)
         self.payments.attempt(pi, pm_id)
-        if pi["status"] in ("succeeded", "requires_action"):
+        if pi["status"] in ("succeeded", "requires_action", "processing"):
             session.update(status="complete", customer_details={
                 "address": None, "email": email, "name": name, "phone": None,
                 "tax_exempt": "none", "tax_ids": []},
@@ -163,10 +174,13 @@ class Checkout:
         pi = self.payments.open_intent(
             session["amount_total"], [kind], customer=session["customer"],
             description=forms.text(intent, "description"),
-            metadata=forms.metadata(intent),
+            metadata=forms.metadata(intent), currency=session["currency"],
             konbini_expires_at=konbini.expiry({"expires_after_days": days},
                                               self.store.clock.now(), "never")
             if kind == "konbini" and days else None)
+        if intent.get("shipping"):
+            pi["shipping"] = shipping(forms.mapping(intent, "shipping"))
+        pi["setup_future_usage"] = forms.text(intent, "setup_future_usage")
         session["payment_intent"] = pi["id"]
         return pi
 
@@ -214,7 +228,7 @@ class Checkout:
         if session is None:
             return None
         lines = "".join(f"<li>{html.escape(line['description'])} × {line['quantity']}: "
-                        f"¥{line['amount_total']:,}</li>"
+                        f"{money(line['amount_total'], line['currency'])}</li>"
                         for line in self.store.private[session_id]["lines"])
         if session["status"] != "open":
             return f"<h1>Checkout</h1><p>This session is {session['status']}.</p>"
@@ -224,4 +238,12 @@ class Checkout:
             f"<button>{'カードで支払う' if kind == 'card' else 'コンビニで支払う'}</button></form>"
             for kind in session["payment_method_types"])
         return (f"<!doctype html><meta charset=utf-8><title>Checkout</title>"
-                f"<h1>¥{session['amount_total']:,}</h1><ul>{lines}</ul>{forms_html}")
+                f"<h1>{money(session['amount_total'], session['currency'])}</h1>"
+                f"<ul>{lines}</ul>{forms_html}")
+
+
+def money(amount: int, currency: str) -> str:
+    """¥1,500 for yen (no minor unit); 15.00 USD for two-decimal currencies."""
+    if currency == "jpy":
+        return f"¥{amount:,}"
+    return f"{amount / 100:,.2f} {currency.upper()}"

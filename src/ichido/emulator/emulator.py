@@ -13,14 +13,25 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 from ichido.emulator import endpoints, fees
+from ichido.emulator.captures import Captures
 from ichido.emulator.catalog import Catalog
+from ichido.emulator.catalog_edits import CatalogEdits
 from ichido.emulator.checkout import Checkout
+from ichido.emulator.disputes import Disputes
 from ichido.emulator.idempotency import IdempotencyKeys
+from ichido.emulator.manual_invoices import ManualInvoices
+from ichido.emulator.payment_methods import PaymentMethods
+from ichido.emulator.payment_pages import PaymentPages
 from ichido.emulator.invoices import Invoices
 from ichido.emulator.payments import Payments
 from ichido.emulator.refunds import Refunds
+from ichido.emulator.sepa import Sepa
+from ichido.emulator.setup_intents import SetupIntents
+from ichido.emulator.sources import Sources
 from ichido.emulator.state import Store
+from ichido.emulator.subscription_schedules import SubscriptionSchedules
 from ichido.emulator.subscriptions import Subscriptions
+from ichido.emulator.test_clocks import TestClocks
 from ichido.emulator.endpoints import LIVE_RETRY_DELAYS, Endpoint
 from ichido.emulator.webhooks import DEFAULT_CONCURRENCY, Chaos, WebhookSender
 
@@ -64,6 +75,22 @@ class Emulator:
         self.invoices = Invoices(self.store, self.payments, self.catalog)
         self.subscriptions = Subscriptions(self.store, self.catalog, self.invoices)
         self.checkout = Checkout(self.store, self.payments, self.catalog)
+        # What Stripe's own tools (the CLI's triggers, stripe-node) drive beyond the above.
+        self.captures = Captures(self.store, self.pricing, self.payments.tell)
+        self.payments.delayed["sepa_debit"] = Sepa(self.store, self.pricing,
+                                                   self.payments.tell).debit
+        self.edits = CatalogEdits(self.store)
+        self.sources = Sources(self.store)
+        self.catalog.customer_hooks += [self.edits.apply_coupon, self.sources.on_customer]
+        self.test_clocks = TestClocks(self.store)
+        self.payment_methods = PaymentMethods(self.store)
+        self.setup_intents = SetupIntents(self.store, self.catalog)
+        self.disputes = Disputes(self.store, self.payments)
+        self.schedules = SubscriptionSchedules(self.store, self.subscriptions,
+                                               self.test_clocks)
+        self.payment_pages = PaymentPages(self.store, self.checkout)
+        self.manual_invoices = ManualInvoices(self.store, self.invoices, self.payments,
+                                              self.catalog)
         self.keys = IdempotencyKeys(self.store.clock.now)
         self.sender = WebhookSender(
             all_endpoints, self.store.render_event, self.store.mark_delivered,

@@ -1,6 +1,7 @@
 """A PaymentIntent's method parameters: ``payment_method_types`` and ``payment_method_options``.
 
-Only card and konbini exist here; ``automatic_payment_methods[enabled]`` means both for yen.
+Card, konbini and SEPA Direct Debit (eur; see ``sepa``) exist here;
+``automatic_payment_methods[enabled]`` means card and konbini for yen.
 Card options are Stripe's defaults; konbini options are read and checked by ``konbini``.
 """
 
@@ -19,7 +20,7 @@ def types(params: dict[str, Any], amount: int, currency: str) -> tuple[list[str]
     if not chosen:
         chosen = ["card", "konbini"] if auto and currency == "jpy" else ["card"]
     for pm_type in chosen:
-        if pm_type not in ("card", "konbini"):
+        if pm_type not in ("card", "konbini", "sepa_debit"):
             raise invalid(f"The payment method type provided: {pm_type} is invalid.",
                           param="payment_method_types",
                           code="payment_intent_invalid_parameter")
@@ -37,6 +38,8 @@ def options(kinds: list[str], params: dict[str, Any], now: int,
     if "card" in kinds:
         out.setdefault("card", {"installments": None, "mandate_options": None,
                                 "network": None, "request_three_d_secure": "automatic"})
+    if "sepa_debit" in kinds:
+        out.setdefault("sepa_debit", {})
     if "konbini" in kinds:
         given = forms.mapping(raw, "konbini", "payment_method_options[konbini]")
         out.setdefault("konbini", konbini.empty_options())

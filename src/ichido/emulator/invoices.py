@@ -84,14 +84,15 @@ class Invoices:
     def _intent(self, inv: dict[str, Any], types: list[str], **options: Any) -> dict[str, Any]:
         pi = self.payments.open_intent(
             inv["amount_due"], types, customer=inv["customer"], metadata={},
-            description=f"Invoice {inv['number']}", **options)
+            description=f"Invoice {inv['number']}", currency=inv["currency"], **options)
         pi["invoice"] = inv["id"]
         inv["payment_intent"] = pi["id"]
         return pi
 
     def _card(self, sub: dict[str, Any]) -> str | None:
         cust = self.store.get("customer", sub["customer"], "customer")
-        return sub["default_payment_method"] or cust["invoice_settings"]["default_payment_method"]
+        return sub["default_payment_method"] or \
+            cust["invoice_settings"]["default_payment_method"] or cust["default_source"]
 
     def _send(self, inv: dict[str, Any]) -> dict[str, Any]:
         """A konbini voucher for the customer's e-mail, valid until the due date."""
@@ -132,7 +133,7 @@ class Invoices:
     def _failed(self, inv: dict[str, Any]) -> None:
         inv.update(attempted=True, attempt_count=inv["attempt_count"] + 1)
         retry = None
-        if inv["collection_method"] == "charge_automatically":
+        if inv["collection_method"] == "charge_automatically" and inv["auto_advance"]:
             step = inv["attempt_count"] - 1
             if step < len(CARD_RETRY_DAYS):
                 retry = self.store.clock.now() + CARD_RETRY_DAYS[step] * DAY
@@ -140,7 +141,8 @@ class Invoices:
         inv["next_payment_attempt"] = retry
         self.store.emit("invoice.payment_failed", inv)
         self._tell(inv, "failed")
-        if inv["collection_method"] == "charge_automatically" and retry is None:
+        if inv["collection_method"] == "charge_automatically" and retry is None \
+                and inv["auto_advance"]:
             self._tell(inv, "lapsed")
 
     def _tell(self, inv: dict[str, Any], what: str) -> None:
@@ -187,8 +189,7 @@ class Invoices:
     def list(self, params: dict[str, Any]) -> dict[str, Any]:
         forms.check_known(params, {*LIST_FILTERS, "limit", "starting_after", "ending_before",
                                    "expand", "created"})
-        return reading.listing(self.store, "invoice", "/v1/invoices", *LIST_FILTERS)(
-            {k: v for k, v in params.items() if k != "created"})
+        return reading.listing(self.store, "invoice", "/v1/invoices", *LIST_FILTERS)(params)
 
     def pay(self, invoice_id: str, params: dict[str, Any]) -> dict[str, Any]:
         """``POST /v1/invoices/{id}/pay``: try again now, with ``payment_method`` if given;

@@ -21,6 +21,7 @@ class Journal:
     before: dict[tuple[str, str], bytes] = field(default_factory=dict)
     scheduled: set[int] = field(default_factory=set)
     events: list[dict[str, Any]] = field(default_factory=list)
+    removed: list[dict[str, Any]] = field(default_factory=list)  # deleted, as they were
 
     def touched(self, obj: dict[str, Any]) -> None:
         """Remember ``obj`` as it was before this request first reached it."""
@@ -31,6 +32,8 @@ class Journal:
     def restore(self, objects: dict[str, dict[str, dict[str, Any]]]) -> None:
         for kind, object_id in reversed(self.added):
             objects[kind].pop(object_id, None)
+        for obj in self.removed:
+            objects[obj["object"]][obj["id"]] = obj
         for (kind, object_id), saved in self.before.items():
             current = objects[kind].get(object_id)
             if current is not None:  # in place: the store's dict stays the one object

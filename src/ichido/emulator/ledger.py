@@ -20,13 +20,15 @@ AVAILABLE_AFTER = 4 * 86400
 
 
 def charge_transaction(store: Store, charge: dict[str, Any], method: str,
-                       pricing: Pricing) -> dict[str, Any]:
-    """The charge's balance transaction, its fee from the pricing data; links it."""
-    fee = pricing.fee(charge["amount"], method)
+                       pricing: Pricing, amount: int | None = None) -> dict[str, Any]:
+    """The charge's balance transaction, its fee from the pricing data; links it.
+    ``amount``: what was captured, when a manual capture takes less than the charge."""
+    amount = charge["amount"] if amount is None else amount
+    fee = pricing.fee(amount, method)
     details = [{"amount": fee, "application": None, "currency": charge["currency"],
                 "description": "Stripe processing fees", "type": "stripe_fee"}]
     now = store.clock.now()
-    txn = objects.balance_transaction(charge["amount"], charge["currency"], now, charge["id"],
+    txn = objects.balance_transaction(amount, charge["currency"], now, charge["id"],
                                       kind="charge", fee=fee, fee_details=details,
                                       available_on=now + AVAILABLE_AFTER)
     store.add(txn)

@@ -15,17 +15,7 @@ from typing import Any
 from ichido.emulator import forms, objects
 from ichido.emulator.errors import invalid
 from ichido.emulator.state import Store
-
-# name: (brand, last4, decline code or None)
-TEST_CARDS = {"pm_card_visa": ("visa", "4242", None),
-              "pm_card_mastercard": ("mastercard", "4444", None),
-              "pm_card_jcb": ("jcb", "0000", None),
-              "pm_card_amex": ("amex", "8431", None),
-              "pm_card_chargeDeclined": ("visa", "0002", "generic_decline"),
-              # Attaches to a customer, then every charge fails: a subscription's bad card.
-              "pm_card_chargeCustomerFail": ("visa", "0341", "generic_decline"),
-              "pm_card_chargeDeclinedInsufficientFunds": ("visa", "9995", "insufficient_funds")}
-
+from ichido.emulator.test_cards import TEST_CARDS
 
 def resolve(store: Store, params: dict[str, Any], now: int) -> dict[str, Any] | None:
     """The PaymentMethod named by ``payment_method`` or built from ``payment_method_data``."""
@@ -35,13 +25,24 @@ def resolve(store: Store, params: dict[str, Any], now: int) -> dict[str, Any] | 
         raise invalid("You may only specify one of payment_method and payment_method_data.",
                       param="payment_method_data")
     if name in TEST_CARDS:
-        brand, last4, decline = TEST_CARDS[name]
-        pm = store.add(objects.payment_method("card", now, card=objects.test_card(brand, last4)))
-        store.private[pm["id"]] = {"decline": decline}
-        return pm
+        return test_card(store, name, now)
     if name:
         return store.get("payment_method", name, "payment_method")
     return _from_data(store, data, now) if data else None
+
+
+def test_card(store: Store, name: str, now: int, billing: dict[str, Any] | None = None,
+              pm_id: str | None = None) -> dict[str, Any]:
+    """A fresh ``pm_…`` cloned from Stripe's test card ``name`` (``pm_card_visa``,
+    ``tok_visa``...); what its charges do is kept where only the emulator sees it.
+    ``pm_id``: a ``card_…`` source's id, which Stripe takes wherever a PaymentMethod goes."""
+    card = TEST_CARDS[name]
+    pm = objects.payment_method("card", now, billing=billing, card=objects.test_card(
+        card.brand, card.last4, card.funding))
+    pm["id"] = pm_id or pm["id"]
+    store.add(pm)
+    store.private[pm["id"]] = {"decline": card.decline, "card": card}
+    return pm
 
 
 def _from_data(store: Store, data: dict[str, Any], now: int) -> dict[str, Any]:

@@ -17,15 +17,24 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, NoReturn
 
-from ichido.emulator import forms, intent_params, konbini, ledger, methods, objects
+from ichido.emulator import captures, forms, intent_params, konbini, ledger, methods, objects
 from ichido.emulator.errors import StripeError, invalid, missing_param, unexpected_state
 from ichido.emulator.fees import Pricing
 from ichido.emulator.state import Store, snapshot
 
+STORED = ("shipping", "customer", "confirmation_method", "setup_future_usage",
+          "statement_descriptor", "transfer_group")
+TAKEN = ("mandate_data",)  # read for its form; the emulator keeps no Mandate objects
 CREATE_KEYS = {"amount", "currency", "payment_method_types", "payment_method_options",
                "payment_method", "payment_method_data", "metadata", "confirm", "description",
                "receipt_email", "expand", "capture_method", "automatic_payment_methods",
-               "return_url", "statement_descriptor_suffix"}
+               "return_url", "statement_descriptor_suffix",
+               # stored as given (what Stripe's CLI fixtures and stripe-node send)
+               *STORED, *TAKEN}
+CAPTURE_METHODS = ("automatic", "automatic_async", "manual")
+# docs.stripe.com/currencies#minimum-and-maximum-charge-amounts, in the smallest unit:
+# ¥50 (jpy has no minor unit), $0.50 and €0.50 (two-decimal currencies: cents).
+MINIMUM_CHARGE = {"jpy": 50, "usd": 50, "eur": 50, "gbp": 30}
 CONFIRM_KEYS = {"payment_method", "payment_method_data", "payment_method_options", "expand",
                 "receipt_email", "return_url"}
 CANCELABLE = {"requires_payment_method", "requires_confirmation", "requires_action",
@@ -36,6 +45,9 @@ CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_act
 class Payments:
     def __init__(self, store: Store, pricing: Pricing) -> None:
         self.store, self.pricing = store, pricing
+        # Methods whose outcome comes later (SEPA Direct Debit): type → start(pi, pm, now).
+        self.delayed: dict[str, Callable[[dict[str, Any], dict[str, Any], int],
+                                         dict[str, Any]]] = {}
         # Told of every payment's outcome (invoices and Checkout follow their intents).
         self.listeners: list[Callable[[dict[str, Any], bool], None]] = []
         store.due_actions.update(konbini_pay=self._due_pay, konbini_expire=self._due_expire)
@@ -49,14 +61,16 @@ class Payments:
         if not re.fullmatch(r"[a-z]{3}", currency):
             raise invalid(f"Invalid currency: {currency[:20]}. Stripe currently supports "
                           "these currencies: jpy, usd, eur, …", param="currency")
-        if currency == "jpy" and amount < 50:
-            raise invalid("Amount must be at least ¥50 jpy", param="amount",
+        if amount < MINIMUM_CHARGE.get(currency, 50):
+            raise invalid(f"Amount must be at least {MINIMUM_CHARGE.get(currency, 50)} in the "
+                          f"smallest unit of {currency}", param="amount",
                           code="amount_too_small")
         types, auto = intent_params.types(params, amount, currency)
         capture = forms.text(params, "capture_method") or "automatic_async"
-        if capture not in ("automatic", "automatic_async"):
-            raise invalid("The emulator supports automatic capture only.",
+        if capture not in CAPTURE_METHODS:
+            raise invalid(f"Invalid capture_method: must be one of {', '.join(CAPTURE_METHODS)}",
                           param="capture_method")
+        stored = self._stored(params)
         now = self.store.clock.now()
         options = intent_params.options(types, params, now)
         pm = methods.resolve(self.store, params, now)
@@ -65,7 +79,7 @@ class Payments:
             metadata=forms.metadata(params), description=forms.text(params, "description"),
             receipt_email=forms.text(params, "receipt_email"),
             automatic_payment_methods={"allow_redirects": "always", "enabled": True}
-            if auto else None)
+            if auto else None, **stored)
         confirm = forms.boolean(params, "confirm")
         if confirm:  # refuse before creating anything: a refused request leaves no trace
             self._check_method(pi, pm)
@@ -74,6 +88,23 @@ class Payments:
         self.store.add(pi)
         self.store.emit("payment_intent.created", pi)
         return self._confirm(pi, {}, now) if confirm else pi
+
+    def _stored(self, params: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        forms.mapping(params, "mandate_data")
+        for name in STORED:
+            if name not in params:
+                continue
+            if name == "shipping":
+                out[name] = shipping(forms.mapping(params, name))
+            else:
+                out[name] = forms.text(params, name)
+        if out.get("customer"):
+            self.store.get("customer", out["customer"], "customer")
+        if out.get("confirmation_method") not in (None, "automatic", "manual"):
+            raise invalid("Invalid confirmation_method: must be one of automatic, manual",
+                          param="confirmation_method")
+        return out
 
     def confirm(self, pi_id: str, params: dict[str, Any]) -> dict[str, Any]:
         forms.check_known(params, CONFIRM_KEYS)
@@ -149,6 +180,8 @@ class Payments:
         pi.update(change)
         if pm["type"] == "konbini":
             return self._issue_voucher(pi, pm, now)
+        if pm["type"] in self.delayed:
+            return self.delayed[pm["type"]](pi, pm, now)
         return self._charge_card(pi, pm, now)
 
     def _check_method(self, pi: dict[str, Any], pm: dict[str, Any] | None) -> None:
@@ -168,6 +201,10 @@ class Payments:
                               code="payment_intent_konbini_rejected_confirmation_number")
 
     def _charge_card(self, pi: dict[str, Any], pm: dict[str, Any], now: int) -> dict[str, Any]:
+        test_card = self.store.private.get(pm["id"], {}).get("card")
+        if test_card is not None and test_card.then == "authenticate" and \
+                not self.store.private.get(pi["id"], {}).get("authenticated"):
+            return self._ask_authentication(pi)
         decline = self.store.private.get(pm["id"], {}).get("decline")
         card = {k: pm["card"][k] for k in ("brand", "country", "exp_month", "exp_year",
                                            "fingerprint", "funding", "last4")}
@@ -178,17 +215,54 @@ class Payments:
                                   reason=decline)
         charge = self.store.add(objects.charge(
             pi, pm, now, status="failed" if decline else "succeeded", details=details,
-            outcome=outcome, failure_code="card_declined" if decline else None,
+            outcome=outcome, customer=pi["customer"],
+            failure_code="card_declined" if decline else None,
             failure_message="Your card was declined." if decline else None))
         pi["latest_charge"] = charge["id"]
         if decline:
             return self._decline(pi, pm, charge, decline)
+        if pi["capture_method"] == "manual":
+            return captures.authorize(self.store, pi, charge)
         ledger.charge_transaction(self.store, charge, "card", self.pricing)
         pi.update(status="succeeded", amount_received=pi["amount"], next_action=None,
                   last_payment_error=None)
         self.store.emit("charge.succeeded", charge)
         self.store.emit("payment_intent.succeeded", pi)
         self._tell(pi, succeeded=True)
+        return pi
+
+    def _ask_authentication(self, pi: dict[str, Any]) -> dict[str, Any]:
+        """3D Secure required (``pm_card_authenticationRequired``): the customer must
+        authenticate on the client; no charge yet (docs.stripe.com/testing#regulatory-cards)."""
+        pi.update(status="requires_action", last_payment_error=None, next_action={
+            "type": "use_stripe_sdk", "use_stripe_sdk": {"type": "three_d_secure_redirect"}})
+        self.store.emit("payment_intent.requires_action", pi)
+        return pi
+
+    def authenticate(self, pi_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The control ``/_emulator/payment_intents/{id}/authenticate``: the buyer passes 3D
+        Secure (``result=succeed``, the default: the card is charged) or fails it (``fail``:
+        back to ``requires_payment_method``, ``payment_intent.payment_failed``)."""
+        forms.check_known(params, {"result"})
+        pi = self.store.get("payment_intent", pi_id, "intent")
+        if pi["status"] != "requires_action" or \
+                (pi["next_action"] or {}).get("type") != "use_stripe_sdk":
+            raise unexpected_state(f"PaymentIntent {pi_id} is not waiting for 3D Secure "
+                                   f"(status {pi['status']}).")
+        result = forms.text(params, "result") or "succeed"
+        if result not in ("succeed", "fail"):
+            raise invalid("result is succeed or fail.", param="result")
+        pm = self.store.get("payment_method", pi["payment_method"])
+        if result == "succeed":
+            self.store.private.setdefault(pi["id"], {})["authenticated"] = True
+            return self._charge_card(pi, pm, self.store.clock.now())
+        error = StripeError(402, "card_error", "The provided PaymentMethod has failed "
+                            "authentication.", code="payment_intent_authentication_failure",
+                            payment_method=snapshot(pm), payment_method_type="card")
+        pi.update(status="requires_payment_method", payment_method=None, next_action=None,
+                  last_payment_error=error.payload())
+        self.store.emit("payment_intent.payment_failed", pi)
+        self._tell(pi, succeeded=False)
         return pi
 
     def _decline(self, pi: dict[str, Any], pm: dict[str, Any], charge: dict[str, Any],
@@ -253,16 +327,21 @@ class Payments:
         for listener in self.listeners:
             listener(pi, succeeded)
 
+    def tell(self, pi: dict[str, Any], succeeded: bool) -> None:
+        """Announce an outcome decided elsewhere (a manual capture)."""
+        self._tell(pi, succeeded=succeeded)
+
     # -- for invoices and Checkout: Stripe's own payments, no API request of the merchant's --
     def open_intent(self, amount: int, types: list[str], *, customer: str | None,
                     description: str | None, metadata: dict[str, str],
-                    konbini_expires_at: int | None = None) -> dict[str, Any]:
+                    konbini_expires_at: int | None = None,
+                    currency: str = "jpy") -> dict[str, Any]:
         now = self.store.clock.now()
         options = intent_params.options(types, {}, now)
         if konbini_expires_at is not None:
             options["konbini"]["expires_at"] = konbini_expires_at
         pi = self.store.add(objects.payment_intent(
-            amount, "jpy", types, now, options, customer=customer, description=description,
+            amount, currency, types, now, options, customer=customer, description=description,
             metadata=metadata))
         self.store.emit("payment_intent.created", pi)
         return pi
@@ -284,3 +363,17 @@ class Payments:
             self.store.clock.now())
         assert pm is not None
         return pm["id"]
+
+
+def shipping(raw: dict[str, Any]) -> dict[str, Any]:
+    """``shipping``: name and address are required by Stripe; stored in its shape."""
+    forms.check_known(raw, {"name", "address", "phone", "carrier", "tracking_number"},
+                      "shipping")
+    forms.text(raw, "name", required=True, param="shipping[name]")
+    address = forms.mapping(raw, "address", "shipping[address]")
+    if not address:
+        raise invalid("Missing required param: shipping[address].", param="shipping[address]",
+                      code="parameter_missing")
+    return {"address": objects.billing_details({"address": address})["address"],
+            "carrier": raw.get("carrier"), "name": raw["name"], "phone": raw.get("phone"),
+            "tracking_number": raw.get("tracking_number")}

@@ -19,7 +19,8 @@ from ichido.emulator.state import Store
 
 EVENT_FILTERS = {"type", "types", "created", "delivery_success", "limit", "starting_after",
                  "ending_before", "expand"}
-_COMPARE: dict[str, Callable[[int, int], bool]] = {
+PAGING = {"limit", "starting_after", "ending_before", "expand", "created"}
+COMPARE: dict[str, Callable[[int, int], bool]] = {
     "gt": lambda a, b: a > b, "gte": lambda a, b: a >= b,
     "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b}
 
@@ -37,7 +38,7 @@ def list_events(store: Store, params: dict[str, Any]) -> dict[str, Any]:
     if patterns:
         events = [e for e in events if any(fnmatch.fnmatchcase(e["type"], p) for p in patterns)]
     bounds = created_bounds(params)
-    events = [e for e in events if all(_COMPARE[op](e["created"], v) for op, v in bounds)]
+    events = [e for e in events if all(COMPARE[op](e["created"], v) for op, v in bounds)]
     if "delivery_success" in params:
         wanted = forms.boolean(params, "delivery_success")
         events = [e for e in events if (e["pending_webhooks"] == 0) == wanted]
@@ -54,7 +55,7 @@ def created_bounds(params: dict[str, Any]) -> list[tuple[str, int]]:
         return [("gte", value), ("lte", value)] if value is not None else []
     if not isinstance(rule, dict):
         raise invalid("Invalid created filter", param="created")
-    forms.check_known(rule, set(_COMPARE), "created")
+    forms.check_known(rule, set(COMPARE), "created")
     bounds = [(op, forms.integer(rule, op, param=f"created[{op}]")) for op in rule]
     return [(op, value) for op, value in bounds if value is not None]
 
@@ -67,14 +68,29 @@ def retrieve(store: Store, kind: str, param: str) -> Callable[..., dict[str, Any
 
 
 def listing(store: Store, kind: str, url: str, *filters: str) -> Callable[..., dict[str, Any]]:
-    """A ``GET /v1/<things>`` handler, newest first, filtered on exact field values."""
+    """A ``GET /v1/<things>`` handler, newest first, filtered on exact field values and on
+    ``created``. A filter it does not apply is refused, never ignored: a list that silently
+    ignores ``customer=...`` would hand back everyone's objects."""
     def handler(params: dict[str, Any]) -> dict[str, Any]:
+        for name in params:
+            if name not in PAGING and name not in filters:
+                raise invalid(f"Received unknown parameter: {name} (this list filters on "
+                              f"{', '.join(filters) or 'created only'})", param=name,
+                              code="parameter_unknown")
         items = everything = list(reversed(store.objects[kind].values()))
         for name in filters:
             if params.get(name):
-                items = [item for item in items if item.get(name) == params[name]]
+                wanted = forms.text(params, name)
+                items = [item for item in items if _wire(item.get(name)) == wanted]
+        bounds = created_bounds(params)
+        items = [i for i in items if all(COMPARE[op](i["created"], v) for op, v in bounds)]
         return page(items, params, url, kind, everything)
     return handler
+
+
+def _wire(value: Any) -> Any:
+    """A field as a query string spells it: ``true``/``false`` for booleans."""
+    return ("true" if value else "false") if isinstance(value, bool) else value
 
 
 def page(items: list[dict[str, Any]], params: dict[str, Any], url: str, kind: str,

@@ -101,6 +101,17 @@ class Refunds:
                 str(action.get("display_details", {}).get("expires_at")) == token:
             self._undo(refund, "failed", "refund.failed")
 
+    def update(self, refund_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """``POST /v1/refunds/{id}``: metadata only (Stripe's RefundUpdateParams)."""
+        forms.check_known(params, {"metadata", "expand"})
+        refund = self.store.get("refund", refund_id, "refund")
+        before = snapshot(refund)
+        merged = {**refund["metadata"], **forms.metadata(params)}
+        refund["metadata"] = {k: v for k, v in merged.items() if v != ""}
+        if refund != before:
+            self._announce(refund, before)
+        return refund
+
     # -- transitions -----------------------------------------------------------------------
     def _ask_for_bank_details(self, refund: dict[str, Any], email: str | None) -> None:
         now = self.store.clock.now()

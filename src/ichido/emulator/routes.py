@@ -41,10 +41,11 @@ def api(emu: Emulator) -> list[tuple[str, str, Handler]]:
         ("GET", "/v1/payment_intents/{id}", pay.retrieve),
         ("POST", "/v1/payment_intents/{id}/confirm", pay.confirm),
         ("POST", "/v1/payment_intents/{id}/cancel", pay.cancel),
-        ("GET", "/v1/charges", reading.listing(s, "charge", "/v1/charges", "payment_intent")),
+        ("GET", "/v1/charges", reading.listing(s, "charge", "/v1/charges", "payment_intent",
+                                               "customer")),
         ("GET", "/v1/charges/{id}", reading.retrieve(s, "charge", "charge")),
         ("GET", "/v1/balance_transactions", reading.listing(
-            s, "balance_transaction", "/v1/balance_transactions", "source", "type")),
+            s, "balance_transaction", "/v1/balance_transactions", "source", "type", "currency")),
         ("GET", "/v1/balance_transactions/{id}", reading.retrieve(
             s, "balance_transaction", "balance_transaction")),
         ("GET", "/v1/payment_methods/{id}", reading.retrieve(s, "payment_method",
@@ -59,14 +60,16 @@ def api(emu: Emulator) -> list[tuple[str, str, Handler]]:
         ("GET", "/v1/events", lambda params: reading.list_events(s, params)),
         ("GET", "/v1/events/{id}", reading.retrieve(s, "event", "id")),
         ("POST", "/v1/customers", cat.create_customer),
-        ("GET", "/v1/customers", reading.listing(s, "customer", "/v1/customers", "email")),
+        ("GET", "/v1/customers", reading.listing(s, "customer", "/v1/customers", "email",
+                                                 "test_clock")),
         ("GET", "/v1/customers/{id}", reading.retrieve(s, "customer", "customer")),
         ("POST", "/v1/customers/{id}", cat.update_customer),
         ("POST", "/v1/products", cat.create_product),
-        ("GET", "/v1/products", reading.listing(s, "product", "/v1/products")),
+        ("GET", "/v1/products", reading.listing(s, "product", "/v1/products", "active")),
         ("GET", "/v1/products/{id}", reading.retrieve(s, "product", "id")),
         ("POST", "/v1/prices", cat.create_price),
-        ("GET", "/v1/prices", reading.listing(s, "price", "/v1/prices", "product", "type")),
+        ("GET", "/v1/prices", reading.listing(s, "price", "/v1/prices", "product", "type",
+                                              "active", "currency")),
         ("GET", "/v1/prices/{id}", reading.retrieve(s, "price", "price")),
         ("POST", "/v1/subscriptions", sub.create),
         ("GET", "/v1/subscriptions", sub.list),
@@ -75,16 +78,83 @@ def api(emu: Emulator) -> list[tuple[str, str, Handler]]:
         ("DELETE", "/v1/subscriptions/{id}", sub.cancel),
         ("GET", "/v1/invoices", inv.list),
         ("GET", "/v1/invoices/{id}", inv.retrieve),
-        ("POST", "/v1/invoices/{id}/pay", inv.pay),
+        ("POST", "/v1/invoices/{id}/pay", emu.manual_invoices.pay),  # subscriptions': inv.pay
         ("POST", "/v1/checkout/sessions", co.create),
         ("GET", "/v1/checkout/sessions", co.list),
         ("GET", "/v1/checkout/sessions/{id}", co.retrieve),
         ("GET", "/v1/checkout/sessions/{id}/line_items", co.line_items),
         ("POST", "/v1/checkout/sessions/{id}/expire", co.expire),
+        *tool_routes(emu),
         ("GET", "/v1/webhook_endpoints", lambda params: _list_endpoints(emu, params)),
         ("GET", "/v1/webhook_endpoints/{id}", lambda i, params: _endpoint(emu, i)),
         ("POST", "/v1/webhook_endpoints/{id}", lambda i, params: _update_endpoint(emu, i,
                                                                                    params)),
+    ]
+
+
+def tool_routes(emu: Emulator) -> list[tuple[str, str, Handler]]:
+    """Routes Stripe's own tools use (issue 22); each takes its parameters from stripe-python's
+    generated params (``sdk_params``) where the handler says so."""
+    s, ed, clocks = emu.store, emu.edits, emu.test_clocks
+    pms, setis, disputes = emu.payment_methods, emu.setup_intents, emu.disputes
+    mi, pages = emu.manual_invoices, emu.payment_pages
+    return [
+        ("POST", "/v1/subscription_schedules", emu.schedules.create),
+        ("GET", "/v1/subscription_schedules", emu.schedules.list),
+        ("GET", "/v1/subscription_schedules/{id}", emu.schedules.retrieve),
+        ("POST", "/v1/subscription_schedules/{id}", emu.schedules.update),
+        ("POST", "/v1/subscription_schedules/{id}/cancel", emu.schedules.cancel),
+        ("POST", "/v1/subscription_schedules/{id}/release", emu.schedules.release),
+        ("POST", "/v1/events/{id}/retry", lambda i, params: _resend(emu, i, params)),
+        ("POST", "/v1/customers/{id}/sources", emu.sources.create),
+        ("POST", "/v1/customers/{customer}/sources/{id}", emu.sources.update),
+        ("GET", "/v1/payment_pages/{id}", pages.retrieve),
+        ("POST", "/v1/payment_pages/{id}/confirm", pages.confirm),
+        ("POST", "/v1/invoiceitems", mi.create_item),
+        ("GET", "/v1/invoiceitems", mi.list_items),
+        ("GET", "/v1/invoiceitems/{id}", reading.retrieve(s, "invoiceitem", "invoiceitem")),
+        ("DELETE", "/v1/invoiceitems/{id}", mi.delete_item),
+        ("POST", "/v1/invoices", mi.create),
+        ("POST", "/v1/invoices/{id}", mi.update),
+        ("DELETE", "/v1/invoices/{id}", mi.delete),
+        ("POST", "/v1/invoices/{id}/finalize", mi.finalize),
+        ("POST", "/v1/invoices/{id}/send", mi.send),
+        ("POST", "/v1/invoices/{id}/void", mi.void),
+        ("POST", "/v1/invoices/{id}/mark_uncollectible", mi.mark_uncollectible),
+        ("POST", "/v1/payment_methods", pms.create),
+        ("GET", "/v1/payment_methods", pms.list),
+        ("POST", "/v1/payment_methods/{id}", pms.update),
+        ("POST", "/v1/payment_methods/{id}/detach", pms.detach),
+        ("POST", "/v1/setup_intents", setis.create),
+        ("GET", "/v1/setup_intents", setis.list),
+        ("GET", "/v1/setup_intents/{id}", setis.retrieve),
+        ("POST", "/v1/setup_intents/{id}/confirm", setis.confirm),
+        ("POST", "/v1/setup_intents/{id}/cancel", setis.cancel),
+        ("GET", "/v1/disputes", disputes.list),
+        ("GET", "/v1/disputes/{id}", disputes.retrieve),
+        ("POST", "/v1/disputes/{id}", disputes.update),
+        ("POST", "/v1/disputes/{id}/close", disputes.close),
+        ("POST", "/v1/payment_intents/{id}/capture", emu.captures.capture),
+        ("POST", "/v1/refunds/{id}", emu.refunds.update),
+        ("DELETE", "/v1/customers/{id}", ed.delete_customer),
+        ("POST", "/v1/products/{id}", ed.update_product),
+        ("DELETE", "/v1/products/{id}", ed.delete_product),
+        ("POST", "/v1/prices/{id}", ed.update_price),
+        ("POST", "/v1/coupons", ed.create_coupon),
+        ("GET", "/v1/coupons", reading.listing(s, "coupon", "/v1/coupons")),
+        ("GET", "/v1/coupons/{id}", reading.retrieve(s, "coupon", "coupon")),
+        ("POST", "/v1/coupons/{id}", ed.update_coupon),
+        ("DELETE", "/v1/coupons/{id}", ed.delete_coupon),
+        ("POST", "/v1/plans", ed.create_plan),
+        ("GET", "/v1/plans", reading.listing(s, "plan", "/v1/plans", "active", "product")),
+        ("GET", "/v1/plans/{id}", reading.retrieve(s, "plan", "plan")),
+        ("POST", "/v1/plans/{id}", ed.update_plan),
+        ("DELETE", "/v1/plans/{id}", ed.delete_plan),
+        ("POST", "/v1/test_helpers/test_clocks", clocks.create),
+        ("GET", "/v1/test_helpers/test_clocks", clocks.list),
+        ("GET", "/v1/test_helpers/test_clocks/{id}", clocks.retrieve),
+        ("DELETE", "/v1/test_helpers/test_clocks/{id}", clocks.delete),
+        ("POST", "/v1/test_helpers/test_clocks/{id}/advance", clocks.advance),
     ]
 
 
@@ -93,6 +163,7 @@ def controls(emu: Emulator) -> list[tuple[str, str, Handler]]:
     return [
         ("POST", "/_emulator/payment_intents/{id}/pay", pay.pay),
         ("POST", "/_emulator/payment_intents/{id}/expire", pay.expire),
+        ("POST", "/_emulator/payment_intents/{id}/authenticate", pay.authenticate),
         ("POST", "/_emulator/refunds/{id}/bank_details", ref.bank_details),
         ("POST", "/_emulator/invoices/{id}/pay", inv.pay_now),
         ("POST", "/_emulator/invoices/{id}/lapse", inv.lapse_now),
@@ -148,6 +219,27 @@ def _rate_limit(emu: Emulator, params: dict[str, Any]) -> dict[str, Any]:
     return {"object": "emulator.rate_limit", "requests": count}
 
 
+def _resend(emu: Emulator, event_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``POST /v1/events/{id}/retry`` (``stripe events resend``, not in Stripe's public
+    reference): one more delivery of a stored event, to ``webhook_endpoint`` or to every
+    enabled endpoint. ``pending_webhooks`` stays as it is: it counts endpoints that never
+    answered the event, and a resend to one that did changes nothing there."""
+    forms.check_known(params, {"webhook_endpoint", "expand"})
+    event = emu.store.get("event", event_id, "id")
+    ref = forms.text(params, "webhook_endpoint")
+    try:
+        targets = [endpoints.find(emu.sender.endpoints, ref)] if ref else \
+            list(emu.sender.endpoints)
+    except endpoints.EndpointNotFound:
+        raise no_such("webhook_endpoint", ref or "", "webhook_endpoint") from None
+    targets = [t for t in targets if t.enabled]
+    if not targets:
+        raise invalid("No enabled webhook endpoint to resend this event to.",
+                      param="webhook_endpoint")
+    emu.sender.enqueue(event, targets)
+    return event
+
+
 def _endpoint(emu: Emulator, endpoint_id: str) -> dict[str, Any]:
     try:
         state = endpoints.find(emu.sender.endpoints, endpoint_id)
@@ -157,6 +249,7 @@ def _endpoint(emu: Emulator, endpoint_id: str) -> dict[str, Any]:
 
 
 def _list_endpoints(emu: Emulator, params: dict[str, Any]) -> dict[str, Any]:
+    forms.check_known(params, reading.PAGING - {"created"})
     everything = [s.stripe_object(emu.started) for s in reversed(emu.sender.endpoints)]
     return reading.page(everything, params, "/v1/webhook_endpoints", "webhook_endpoint",
                         everything)

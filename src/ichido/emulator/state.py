@@ -28,7 +28,11 @@ REQUEST: contextvars.ContextVar[dict[str, str | None]] = contextvars.ContextVar(
     "emulator_request", default=NO_REQUEST)
 KINDS = {"pi": "payment_intent", "ch": "charge", "txn": "balance_transaction", "re": "refund",
          "pm": "payment_method", "evt": "event", "cus": "customer", "prod": "product",
-         "price": "price", "sub": "subscription", "in": "invoice", "cs": "checkout.session"}
+         "price": "price", "sub": "subscription", "in": "invoice", "cs": "checkout.session",
+         "seti": "setup_intent", "clock": "test_helpers.test_clock", "ii": "invoiceitem",
+         "dp": "dispute", "card": "card", "sub_sched": "subscription_schedule"}
+# Kinds whose ids carry no prefix of their own (a coupon's is its code; a plan's is any id).
+UNPREFIXED = ("coupon", "plan")
 
 
 @dataclass
@@ -69,7 +73,8 @@ class Store:
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
-        self.objects: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in KINDS.values()}
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {
+            k: {} for k in (*KINDS.values(), *UNPREFIXED)}
         self.private: dict[str, dict[str, Any]] = {}  # what Stripe knows but does not show
         self.vouchers: dict[str, str] = {}  # hosted voucher token -> payment intent id
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
@@ -104,6 +109,15 @@ class Store:
         kind[obj["id"]] = obj
         return obj
 
+    def delete(self, kind: str, object_id: str, param: str = "id") -> dict[str, Any]:
+        """Remove an object for good (``DELETE /v1/...``); an undone request puts it back.
+        Returns it as it was, which the ``*.deleted`` event carries."""
+        obj = self.get(kind, object_id, param)
+        if self.journal is not None:
+            self.journal.removed.append(obj)
+        del self.objects[kind][object_id]
+        return obj
+
     def get(self, kind: str, object_id: str, param: str = "id") -> dict[str, Any]:
         """The live object (handlers change it in place; an open journal keeps a copy)."""
         found = self.objects[kind].get(object_id)
@@ -114,7 +128,8 @@ class Store:
         return found
 
     def find(self, object_id: str) -> dict[str, Any] | None:
-        kind = KINDS.get(object_id.split("_", 1)[0])
+        prefix = "sub_sched" if object_id.startswith("sub_sched_") else object_id.split("_", 1)[0]
+        kind = KINDS.get(prefix)
         return self.objects[kind].get(object_id) if kind else None
 
     # -- events ----------------------------------------------------------------------------

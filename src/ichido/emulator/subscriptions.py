@@ -33,9 +33,10 @@ from ichido.emulator.state import Store, snapshot
 CREATE_KEYS = {"customer", "items", "collection_method", "days_until_due",
                "default_payment_method", "payment_behavior", "trial_period_days", "trial_end",
                "payment_settings", "metadata", "cancel_at_period_end", "expand", "off_session",
-               "description"}
+               "description", "trial_settings"}
 UPDATE_KEYS = {"cancel_at_period_end", "default_payment_method", "metadata", "expand",
-               "description"}
+               "description", "trial_end"}
+TRIAL_END_BEHAVIORS = ("create_invoice", "pause", "cancel")
 INCOMPLETE_FOR = 23 * 3600
 TRIAL_WARNING = 3 * 86400
 ENDED = ("canceled", "incomplete_expired")
@@ -75,7 +76,8 @@ class Subscriptions:
         now = self.store.clock.now()
         trial = self._trial(params, now)
         if method == "charge_automatically" and not trial and behavior != "default_incomplete" \
-                and not (pm_id or cust["invoice_settings"]["default_payment_method"]):
+                and not (pm_id or cust["invoice_settings"]["default_payment_method"]
+                         or cust["default_source"]):
             raise invalid("This customer has no attached payment source or default payment "
                           "method. Please consider adding a default payment method.",
                           code="resource_missing")
@@ -87,6 +89,8 @@ class Subscriptions:
             trial=trial))
         sub["cancel_at_period_end"] = forms.boolean(params, "cancel_at_period_end")
         sub["description"] = forms.text(params, "description")
+        sub["trial_settings"]["end_behavior"]["missing_payment_method"] = self._end_behavior(
+            params)
         if method == "send_invoice":
             sub["status"] = "active"
         self.store.emit("customer.subscription.created", sub)
@@ -104,6 +108,8 @@ class Subscriptions:
             self.store.schedule(now + INCOMPLETE_FOR, "sub_incomplete", sub["id"])
         if trial and trial[1] - TRIAL_WARNING > now:
             self.store.schedule(trial[1] - TRIAL_WARNING, "sub_trial_warning", sub["id"])
+        elif trial:  # a trial shorter than three days is warned of at once, as Stripe does
+            self.store.emit("customer.subscription.trial_will_end", sub)
         self.store.schedule(first[1], "sub_renew", sub["id"], str(first[1]))
         return sub
 
@@ -112,7 +118,7 @@ class Subscriptions:
 
     def list(self, params: dict[str, Any]) -> dict[str, Any]:
         forms.check_known(params, {"customer", "status", "collection_method", "limit",
-                                   "starting_after", "ending_before", "expand", "price"})
+                                   "starting_after", "ending_before", "expand", "price", "created"})
         status = forms.text(params, "status")
         items = everything = list(reversed(self.store.objects["subscription"].values()))
         if status != "all":
@@ -121,6 +127,12 @@ class Subscriptions:
         for name in ("customer", "collection_method"):
             if params.get(name):
                 items = [s for s in items if s[name] == params[name]]
+        if params.get("price"):  # every filter applies: none is taken and ignored
+            items = [s for s in items if any(i["price"]["id"] == params["price"]
+                                             for i in s["items"]["data"])]
+        bounds = reading.created_bounds(params)
+        items = [s for s in items if all(reading.COMPARE[op](s["created"], v)
+                                         for op, v in bounds)]
         return reading.page(items, params, "/v1/subscriptions", "subscription", everything)
 
     def update(self, sub_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -139,7 +151,35 @@ class Subscriptions:
             sub["metadata"] = {**sub["metadata"], **forms.metadata(params)}
         if "description" in params:
             sub["description"] = forms.text(params, "description")
+        if "trial_end" in params:
+            return self._end_trial(sub, before, forms.text(params, "trial_end") or "")
         self.store.emit_update("customer.subscription.updated", sub, before)
+        return sub
+
+    def _end_trial(self, sub: dict[str, Any], before: dict[str, Any],
+                   value: str) -> dict[str, Any]:
+        """``trial_end=now`` (docs.stripe.com/billing/subscriptions/trials): the trial ends
+        and the first paid period starts; with no payment method, ``trial_settings[end_behavior]
+        [missing_payment_method]`` decides: ``pause`` (``customer.subscription.paused``),
+        ``cancel``, or ``create_invoice`` (the invoice waits for a payment method)."""
+        if value != "now":
+            raise invalid("The emulator ends a trial with trial_end=now only.",
+                          param="trial_end")
+        if sub["status"] != "trialing":
+            raise invalid("This subscription is not trialing.", param="trial_end")
+        now = self.store.clock.now()
+        sub.update(trial_end=now)
+        behavior = sub["trial_settings"]["end_behavior"]["missing_payment_method"]
+        if not self.invoices._card(sub) and behavior != "create_invoice":
+            if behavior == "cancel":
+                return self._end(sub, "cancellation_requested")
+            sub.update(status="paused", pause_collection=None)
+            self.store.emit_update("customer.subscription.updated", sub, before)
+            self.store.emit("customer.subscription.paused", sub)
+            return sub
+        self.store.emit_update("customer.subscription.updated", sub, before)
+        sub.update(current_period_end=now)
+        self._due_renew(sub["id"], str(now))
         return sub
 
     def cancel(self, sub_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -169,8 +209,8 @@ class Subscriptions:
         if sub["cancel_at_period_end"]:
             self._end(sub, "cancellation_requested")
             return
-        if sub["status"] == "incomplete":
-            return  # never started: it expires instead
+        if sub["status"] in ("incomplete", "paused"):
+            return  # never started (it expires instead), or paused at its trial's end
         start = sub["current_period_end"]
         end = period_end(start, sub["items"]["data"][0]["price"]["recurring"])
         before = snapshot(sub)
@@ -254,6 +294,19 @@ class Subscriptions:
             raise invalid("konbini cannot be charged automatically: use collection_method="
                           "send_invoice.", param="payment_settings[payment_method_types]")
         return method, days, types
+
+    @staticmethod
+    def _end_behavior(params: dict[str, Any]) -> str:
+        settings = forms.mapping(params, "trial_settings")
+        forms.check_known(settings, {"end_behavior"}, "trial_settings")
+        end = forms.mapping(settings, "end_behavior", "trial_settings[end_behavior]")
+        forms.check_known(end, {"missing_payment_method"}, "trial_settings[end_behavior]")
+        behavior = forms.text(end, "missing_payment_method") or "create_invoice"
+        if behavior not in TRIAL_END_BEHAVIORS:
+            raise invalid(f"Invalid missing_payment_method: must be one of "
+                          f"{', '.join(TRIAL_END_BEHAVIORS)}",
+                          param="trial_settings[end_behavior][missing_payment_method]")
+        return behavior
 
     @staticmethod
     def _trial(params: dict[str, Any], now: int) -> tuple[int, int] | None:

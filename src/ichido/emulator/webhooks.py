@@ -110,8 +110,11 @@ class WebhookSender:
         """How many endpoints a new event goes to: its ``pending_webhooks``."""
         return sum(state.enabled for state in self.endpoints)
 
-    def enqueue(self, event: dict[str, Any]) -> None:
-        targets = [state for state in self.endpoints if state.enabled]
+    def enqueue(self, event: dict[str, Any],
+                only: Sequence[EndpointState] | None = None) -> None:
+        """Deliver ``event`` to every enabled endpoint, or to ``only`` these (a resend)."""
+        targets = [state for state in (self.endpoints if only is None else only)
+                   if state.enabled]
         if not targets:
             return
         item = (event["id"], str(event["data"]["object"].get("id")), targets)

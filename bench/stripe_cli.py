@@ -1,0 +1,55 @@
+"""``python -m bench stripe-cli``: every ``stripe trigger`` of the families ichido's businesses
+use, run by the official CLI against a fresh local Stripe; pass/fail per family.
+
+The suite runs one or two triggers per family (``tests/emulator/test_stripe_cli.py``); this is
+the full sweep. A failing trigger prints the CLI's last line (the route or parameter refused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import defaultdict
+
+from ichido.emulator import Emulator, EmulatorServer
+from tests.emulator.stripe_tools import CLI, FAMILIES, KEY, trigger, triggers
+
+
+def family(name: str) -> str:
+    return max((f for f in FAMILIES if name.startswith(f)), key=len).rstrip(".") + ".*"
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench stripe-cli")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--only", nargs="*", default=None, help="these triggers only")
+    args = parser.parse_args(argv)
+    if not CLI.exists():
+        print("the Stripe CLI is not installed: npm install --no-save --ignore-scripts "
+              "--prefix tests/stripe_tools", file=sys.stderr)
+        return 2
+    names = args.only or triggers()
+    results: dict[str, dict[str, list[str]]] = defaultdict(lambda: {"pass": [], "fail": []})
+    with EmulatorServer(Emulator(api_key=KEY)) as server:
+        for name in names:
+            outcome = trigger(name, server.url)
+            server.emulator.settle()  # what is due now (a bank's answer) happens first
+            happened = any(e["type"] == name for e in server.emulator.events())
+            ok = outcome.ok and happened
+            results[family(name)]["pass" if ok else "fail"].append(name)
+            why = re.findall(r'"message": "([^"]*)"', outcome.output) or \
+                outcome.output.strip().splitlines()[-1:] or [""]
+            if outcome.ok and not happened:
+                why = [f"the CLI succeeded but no {name} event was emitted"]
+            print(f"{'ok  ' if ok else 'FAIL'} {name}" + ("" if ok else f"  {why[0][:160]}"),
+                  file=sys.stderr)
+    passed = sum(len(r["pass"]) for r in results.values())
+    print(f"{'family':<28}{'pass':>6}{'fail':>6}")
+    for fam, r in sorted(results.items()):
+        print(f"{fam:<28}{len(r['pass']):>6}{len(r['fail']):>6}")
+    print(f"{'all':<28}{passed:>6}{len(names) - passed:>6}")
+    if args.json:
+        print(json.dumps({"passed": passed, "total": len(names), "families": results}))
+    return 0
