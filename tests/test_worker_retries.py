@@ -17,7 +17,7 @@ import ichido.queue.base as queue_base
 import ichido.worker as worker_module
 from ichido import Event
 from ichido.config import Settings
-from ichido.queue.base import backoff_seconds
+from ichido.queue.base import Claim, backoff_seconds
 from tests.support import effect_counts, make_event, record_effect, wait_until
 from tests.test_worker import new_app, status_of, store
 
@@ -169,6 +169,40 @@ def test_event_that_never_finishes_goes_dead_after_max_attempts(settings: Settin
     assert record.status == "dead"
     assert "gave up" in record.last_error
     assert effect_counts(app.database) == {}
+
+
+def test_a_death_is_charged_only_to_the_event_that_ran_alone(settings: Settings) -> None:
+    """The process dies holding a batch (one of its events killed it, and nothing says which):
+    the batch is claimed again to run alone, under the same attempt numbers; only an event
+    that dies while it runs alone is charged, and given up past ``max_attempts`` (I5).
+    Each claim's lease is 0 s, so it has expired by the next: the worker "died" holding it."""
+    app = new_app(settings, max_attempts=2)
+    app.on("charge.succeeded")(record_effect)
+    ids = store(app, *(make_event("charge.succeeded") for _ in range(5)))
+    poison = ids[2]
+
+    def claim_all() -> dict[str, Claim]:
+        claims = wait_until(lambda: app.queue.claim("dies", 5, 0.0), message="a claim")
+        return {claim.id: claim for claim in claims}
+
+    batch = claim_all()  # and the process dies mid-batch
+    assert {(c.attempt, c.isolate) for c in batch.values()} == {(1, False)}
+    for _ in range(2):  # twice more, before any of them ran alone: nobody is charged
+        batch = claim_all()
+        assert {(c.attempt, c.isolate) for c in batch.values()} == {(1, True)}
+    for attempt in (1, 2):  # the poison runs alone, and dies
+        assert app.queue.alone(batch[poison])
+        batch = claim_all()
+        assert {i: c.attempt for i, c in batch.items()} == {**dict.fromkeys(ids, 1),
+                                                             poison: attempt + 1}
+        assert all(c.isolate for c in batch.values())
+
+    app.worker().process_batch(list(batch.values()))  # now all five are due: none dies
+    assert effect_counts(app.database) == dict.fromkeys(set(ids) - {poison}, 1)
+    record = app.inbox.get(poison)
+    assert record.status == "dead" and "process died" in record.last_error, record
+    assert {status_of(app, i) for i in ids if i != poison} == {"processed"}
+    assert [(a, "gave up" in error) for a, _, error in record.failures] == [(3, True)]
 
 
 def test_a_loop_with_a_long_interval_and_no_wake_event_stops_when_told() -> None:

@@ -21,7 +21,7 @@ import orjson
 from ichido.db.base import Database, Transaction
 from ichido.db.migrations import Step
 from ichido.queue.base import Claim, Status, retry_at
-from ichido.queue.table import DUE, OUTBOX, TableQueue
+from ichido.queue.table import DUE, LEASE_KIND_COLUMN, OUTBOX, TableQueue
 from ichido.worker import drain, poll
 
 log = logging.getLogger("ichido.outbox")
@@ -62,6 +62,8 @@ OUTBOX_SCHEMA: list[Step] = [
         )""",
         "CREATE INDEX ichido_outbox_failures_key ON ichido_outbox_failures (key)",
     ]),
+    # Whether a lease runs its message alone: a process death is charged to that one only.
+    ("outbox", 3, [f"ALTER TABLE ichido_outbox ADD COLUMN {LEASE_KIND_COLUMN}"]),
 ]
 
 #: sends one message; raises to have it retried. Gets the row's key (its idempotency key).
@@ -113,9 +115,14 @@ class OutboxDispatcher:
         return len(claims)
 
     def _send(self, claim: Claim) -> None:
+        """Send one message. One whose last attempt died in company (a sender that killed the
+        process takes the batch's unsent messages with it) is first marked as sent alone, so
+        that a death now is charged to it and to no other (I5)."""
         if claim.attempt > self.max_attempts:
             self.queue.give_up(claim, "dispatcher")
             return
+        if claim.isolate and not self.queue.alone(claim):
+            return  # another dispatcher took it over
         try:
             self.senders[claim.type](claim.id, orjson.loads(claim.body))
         except Exception:  # kept with its traceback on the row, retried, then dead

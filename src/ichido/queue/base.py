@@ -3,6 +3,11 @@
 Events run on it, and so does the outbox. A claim's lease lapses when its worker dies, so the
 work is claimed again; its ``token`` fences the stale holder out. When to retry (the backoff) is
 decided above, by the worker and the outbox, the same way for every engine.
+
+A process can die of one item (an out-of-memory kill, a crash in a C extension): then every
+claim it held dies with it, and nothing says which item did it. So a death is charged only to
+an item that ran alone (``Lease``): the claims of a batch that died are claimed again to run
+alone, uncharged, and only an item that keeps dying alone is given up (I5).
 """
 
 from __future__ import annotations
@@ -30,6 +35,15 @@ class Status(enum.StrEnum):
 FINISHED = (Status.PROCESSED, Status.IGNORED, Status.STALE)
 
 
+class Lease(enum.IntEnum):
+    """How an item's current lease was taken: who a death during it is charged to. Kept on the
+    item (``lease_kind``), so the claim after a death knows it."""
+
+    SHARED = 0  # claimed with others: a death may be another's fault, so it is not charged
+    ISOLATE = 1  # its last attempt died in company: to run again alone (``Queue.alone``)
+    ALONE = 2  # runs alone: a death during it is its own, and counts as an attempt
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
     """Work a worker holds. ``token`` grows with every claim and fences the commit: a worker
@@ -43,6 +57,13 @@ class Claim:
     object_id: str | None = None
     #: attempts of the rounds before a ``dlq retry`` or replay (``attempt`` counts this round's)
     earlier: int = 0
+    lease: Lease = Lease.ALONE
+
+    @property
+    def isolate(self) -> bool:
+        """Its last attempt never finished, and it was not alone: it must run alone, after
+        ``Queue.alone``, so that a death is charged to whoever caused it."""
+        return self.lease == Lease.ISOLATE
 
     @property
     def number(self) -> int:
@@ -67,7 +88,16 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Claim]:
-        """Take up to ``limit`` due items under a lease; expired leases count as due."""
+        """Take up to ``limit`` due items under a lease; expired leases count as due.
+
+        An expired lease is an attempt that never finished: it counts as an attempt only if
+        it ran alone (``Lease.ALONE``); if not, the item is claimed to run alone
+        (``Lease.ISOLATE``), with the same attempt number. A claim of one runs alone."""
+
+    @abc.abstractmethod
+    def alone(self, claim: Claim) -> bool:
+        """Record, before it runs, that ``claim`` runs alone, so that a death during it counts
+        as its own attempt; False when another worker has taken the item over."""
 
     @abc.abstractmethod
     def finish(self, finished: Mapping[Status, Sequence[Claim]]) -> int:
@@ -80,11 +110,12 @@ class Queue(abc.ABC):
         Every failure is kept, with its attempt number, for ``events show``."""
 
     def give_up(self, claim: Claim, who: str) -> None:
-        """Dead-letter an item claimed more often than allowed without ever finishing: the
-        runs before crashed ``who`` or outlived the lease, and another would likely do the
-        same."""
-        self.fail(claim, f"gave up after {claim.attempt - 1} attempts that never finished"
-                         f" ({who} crash or lease expiry)", None)
+        """Dead-letter an item whose last allowed attempt ran alone and never finished: its
+        ``who`` process died (or the attempt outlived its lease), and another would likely do
+        the same."""
+        self.fail(claim, f"gave up after {claim.attempt - 1} attempts: the last ran alone and"
+                         f" never finished (its {who} process died, or it outlived its lease)",
+                  None)
 
     def close(self) -> None:
         return None
