@@ -39,10 +39,11 @@ def queue_url(request: pytest.FixtureRequest, tmp_path: Path,
     return request.getfixturevalue("postgres_url")
 
 
-def worker_env(claim_batch: int, **extra: str) -> dict[str, str]:
+def worker_env(claim_batch: int, max_attempts: int = MAX_ATTEMPTS,
+               **extra: str) -> dict[str, str]:
     """A short lease, so the claims of a dead worker are due again soon after its restart."""
     return {"ICHIDO_LEASE": "1s", "ICHIDO_CLAIM_BATCH": str(claim_batch),
-            "ICHIDO_MAX_ATTEMPTS": str(MAX_ATTEMPTS), "ICHIDO_RETRY_BASE": "0.01",
+            "ICHIDO_MAX_ATTEMPTS": str(max_attempts), "ICHIDO_RETRY_BASE": "0.01",
             "ICHIDO_RETRY_CAP": "0.05", **extra}
 
 
@@ -121,8 +122,32 @@ def test_a_handler_that_kills_its_process_is_dead_alone_and_its_batch_applied_on
         assert_died_alone(inbox.get(event_id_of(poison)))
     finally:
         inbox.close()
-    # It died alone MAX_ATTEMPTS times (once more when it first died in company, uncharged).
-    assert MAX_ATTEMPTS <= deaths <= MAX_ATTEMPTS + 1
+    # It died alone MAX_ATTEMPTS times, and once before in company, uncharged.
+    assert deaths == MAX_ATTEMPTS + 1
+
+
+def test_with_worker_threads_side_by_side_a_killer_is_still_charged_alone(
+        database_url: str) -> None:
+    """Four threads claim four events each: "alone" must mean alone in the process, or the
+    threads' innocent events running beside the killer are charged its deaths (and with one
+    attempt allowed, dead-lettered)."""
+    slow = [make_event("test.slow") for _ in range(40)]
+    poison = make_event("test.kills_slowly")
+    store(database_url, [slow[:18], [poison], slow[18:]])
+    innocents = [event_id_of(body) for body in slow]
+
+    worker = WorkerProcess(database_url, app=APP, concurrency=4,
+                           env=worker_env(4, max_attempts=1))
+    deaths = supervise(worker, lambda: events_settled(database_url, len(slow) + 1),
+                       most_deaths=4)
+
+    inbox = open_store(database_url)
+    try:
+        assert effect_counts(inbox) == dict.fromkeys(innocents, 1)
+        assert_died_alone(inbox.get(event_id_of(poison)))
+    finally:
+        inbox.close()
+    assert deaths == 2
 
 
 def test_two_killers_in_one_batch_are_each_dead_alone(queue_url: str) -> None:
@@ -134,8 +159,8 @@ def test_two_killers_in_one_batch_are_each_dead_alone(queue_url: str) -> None:
     innocents = [event_id_of(body) for group in groups[::2] for body in group]
 
     worker = WorkerProcess(queue_url, app=APP, env=worker_env(32))
-    supervise(worker, lambda: events_settled(queue_url, len(innocents) + 2),
-              most_deaths=2 * MAX_ATTEMPTS + 4)
+    deaths = supervise(worker, lambda: events_settled(queue_url, len(innocents) + 2),
+                       most_deaths=2 * MAX_ATTEMPTS + 4)
 
     inbox = open_store(queue_url)
     try:
@@ -144,6 +169,7 @@ def test_two_killers_in_one_batch_are_each_dead_alone(queue_url: str) -> None:
             assert_died_alone(inbox.get(poison))
     finally:
         inbox.close()
+    assert deaths == 2 * MAX_ATTEMPTS + 1  # the second never ran in company
 
 
 # -- the outbox runs on the same queue ----------------------------------------------------------

@@ -20,7 +20,7 @@ import orjson
 
 from ichido.db.base import Database, Transaction
 from ichido.db.migrations import Step
-from ichido.queue.base import Claim, Status, retry_at
+from ichido.queue.base import RUNNING, Claim, Status, retry_at
 from ichido.queue.table import DUE, LEASE_KIND_COLUMN, OUTBOX, TableQueue
 from ichido.worker import drain, poll
 
@@ -115,14 +115,20 @@ class OutboxDispatcher:
         return len(claims)
 
     def _send(self, claim: Claim) -> None:
-        """Send one message. One whose last attempt died in company (a sender that killed the
-        process takes the batch's unsent messages with it) is first marked as sent alone, so
-        that a death now is charged to it and to no other (I5)."""
+        """Send one message. One whose last attempt died in company (a sender that kills the
+        process takes the claim's unsent messages with it) is sent alone in the process, and
+        marked so first: a death now is charged to it and to no other (I5)."""
         if claim.attempt > self.max_attempts:
             self.queue.give_up(claim, "dispatcher")
-            return
-        if claim.isolate and not self.queue.alone(claim):
-            return  # another dispatcher took it over
+        elif not claim.isolate:
+            with RUNNING.together():
+                self._attempt(claim)
+        else:
+            with RUNNING.alone():
+                if self.queue.alone(claim):  # else another dispatcher took it over
+                    self._attempt(claim)
+
+    def _attempt(self, claim: Claim) -> None:
         try:
             self.senders[claim.type](claim.id, orjson.loads(claim.body))
         except Exception:  # kept with its traceback on the row, retried, then dead

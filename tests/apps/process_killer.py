@@ -5,9 +5,11 @@ application shows up as a second row).
 
 - ``test.kills_process``: the handler sends SIGKILL to its own process.
 - ``test.exits_process``: the handler ends its process with ``os._exit(137)``.
+- ``test.kills_slowly``: the handler works for 200 ms, then sends SIGKILL to its process.
 - ``test.notify``: the handler queues an outbox message keyed by the event's id; sending it
   appends that key to the file ``SENT_LOG`` (one line per send). ``test.notify_kills``
   queues one whose sending kills the process instead.
+- ``test.slow``: one effects row, after 50 ms of work (so that worker threads overlap).
 - every other type of ``EFFECT_TYPES``: one effects row.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import ichido
 from ichido.outbox import OutboxDispatcher, enqueue
@@ -31,12 +34,17 @@ def die(how: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-@app.on(*EFFECT_TYPES, "test.kills_process", "test.exits_process")
+@app.on(*EFFECT_TYPES, "test.kills_process", "test.exits_process", "test.kills_slowly",
+        "test.slow")
 def record_effect(event: ichido.Event, tx) -> None:
-    if event.type == "test.kills_process":
+    if event.type == "test.kills_slowly":
+        time.sleep(0.2)
+    if event.type in ("test.kills_process", "test.kills_slowly"):
         die("kill")
     if event.type == "test.exits_process":
         die("exit")
+    if event.type == "test.slow":
+        time.sleep(0.05)
     tx.execute("INSERT INTO effects (event_id, type, attempt) VALUES (?, ?, ?)",
                (event.id, event.type, event.attempt))
 

@@ -6,18 +6,21 @@ decided above, by the worker and the outbox, the same way for every engine.
 
 A process can die of one item (an out-of-memory kill, a crash in a C extension): then every
 claim it held dies with it, and nothing says which item did it. So a death is charged only to
-an item that ran alone (``Lease``): the claims of a batch that died are claimed again to run
-alone, uncharged, and only an item that keeps dying alone is given up (I5).
+an item that ran alone in its process (``Lease``, ``RUNNING``): the claims that died in
+company are claimed again to run alone, uncharged, and only an item that keeps dying alone is
+given up (I5).
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import enum
 import random
+import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 from ichido.db.base import Transaction
 
@@ -39,9 +42,62 @@ class Lease(enum.IntEnum):
     """How an item's current lease was taken: who a death during it is charged to. Kept on the
     item (``lease_kind``), so the claim after a death knows it."""
 
-    SHARED = 0  # claimed with others: a death may be another's fault, so it is not charged
+    SHARED = 0  # runs in company: a death may be another's fault, so it is not charged
     ISOLATE = 1  # its last attempt died in company: to run again alone (``Queue.alone``)
-    ALONE = 2  # runs alone: a death during it is its own, and counts as an attempt
+    ALONE = 2  # runs alone in its process: a death during it is its own, and is charged
+
+
+class Running:
+    """What runs at once in this process: items in company (any number of them, on any
+    thread), or one item alone, while nothing else of any queue runs. An item that ran alone
+    when its process died is what killed it. One for the process (``RUNNING``): the event
+    workers and the outbox dispatchers share it. An item waiting to run alone goes first.
+    Work started by work already running (a handler that drains an outbox) is part of it."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._in_company = 0
+        self._alone = False
+        self._waiting_alone = 0
+        self._mine = threading.local()  # whether this thread runs something already
+
+    def together(self) -> contextlib.AbstractContextManager[None]:
+        return self._turn(alone=False)
+
+    def alone(self) -> contextlib.AbstractContextManager[None]:
+        return self._turn(alone=True)
+
+    @contextlib.contextmanager
+    def _turn(self, *, alone: bool) -> Iterator[None]:
+        if getattr(self._mine, "running", False):
+            yield
+            return
+        with self._changed:
+            if alone:
+                self._waiting_alone += 1
+                try:
+                    self._changed.wait_for(lambda: not (self._alone or self._in_company))
+                finally:
+                    self._waiting_alone -= 1
+                    self._changed.notify_all()
+                self._alone = True
+            else:
+                self._changed.wait_for(lambda: not (self._alone or self._waiting_alone))
+                self._in_company += 1
+        self._mine.running = True
+        try:
+            yield
+        finally:
+            self._mine.running = False
+            with self._changed:
+                if alone:
+                    self._alone = False
+                else:
+                    self._in_company -= 1
+                self._changed.notify_all()
+
+
+RUNNING = Running()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,12 +148,13 @@ class Queue(abc.ABC):
 
         An expired lease is an attempt that never finished: it counts as an attempt only if
         it ran alone (``Lease.ALONE``); if not, the item is claimed to run alone
-        (``Lease.ISOLATE``), with the same attempt number. A claim of one runs alone."""
+        (``Lease.ISOLATE``), with the same attempt number. Any other runs in company."""
 
     @abc.abstractmethod
     def alone(self, claim: Claim) -> bool:
-        """Record, before it runs, that ``claim`` runs alone, so that a death during it counts
-        as its own attempt; False when another worker has taken the item over."""
+        """Record that ``claim`` runs alone (under ``RUNNING.alone()``, before it runs), so
+        that a death during it counts as its own attempt; False when another worker has taken
+        the item over."""
 
     @abc.abstractmethod
     def finish(self, finished: Mapping[Status, Sequence[Claim]]) -> int:

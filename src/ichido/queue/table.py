@@ -55,7 +55,7 @@ def _claim_sql(engine: str, t: QueueTable) -> str:
 
     A row still ``processing`` is an attempt that never finished (its process died, or it
     outlived its lease): charged only if it ran alone, else run again alone under the same
-    number. Its parameters: the lease kind of such a row and of the others (see ``claim``)."""
+    number (``Lease``)."""
     def returning(alias: str) -> str:
         return ", ".join(c if c == "NULL" else alias + c for c in (
             t.key, t.kind, t.body, "attempts - requeued_at_attempt", "lease_token",
@@ -64,8 +64,8 @@ def _claim_sql(engine: str, t: QueueTable) -> str:
     # SET reads the row as it was: ``status`` and ``lease_kind`` are the last attempt's.
     unfinished = "status = 'processing'"
     charged = f"CASE WHEN {unfinished} AND lease_kind <> {Lease.ALONE:d} THEN 0 ELSE 1 END"
-    sets = (f"status = 'processing', attempts = attempts + {charged},"
-            f" lease_kind = CASE WHEN {unfinished} THEN ? ELSE ? END,"
+    kind = f"CASE WHEN {unfinished} THEN {Lease.ISOLATE:d} ELSE {Lease.SHARED:d} END"
+    sets = (f"status = 'processing', attempts = attempts + {charged}, lease_kind = {kind},"
             " lease_token = lease_token + 1, lease_owner = ?, next_attempt_at = ?")
     if engine == "sqlite":
         # The hint keeps the planner on the partial index: without it SQLite may pick the
@@ -92,14 +92,9 @@ class TableQueue(Queue):
     def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Claim]:
         if self.refill is not None:
             self.refill()
-        # A claim of one runs alone; in a larger one, an item whose last attempt never
-        # finished is to be isolated (``alone`` marks it just before it runs), the others share.
-        unfinished, fresh = ((Lease.ALONE, Lease.ALONE) if limit == 1
-                             else (Lease.ISOLATE, Lease.SHARED))
         now = time.time()
         with self.database.storage("claim"), self.database.statement() as tx:
-            rows = tx.execute(self._claim_sql, (int(unfinished), int(fresh), owner,
-                                                now + lease_seconds, now, limit)).fetchall()
+            rows = tx.execute(self._claim_sql, (owner, now + lease_seconds, now, limit)).fetchall()
         return [Claim(r[0], r[1], _bytes(r[2]), *r[3:7], lease=Lease(r[7])) for r in rows]
 
     def alone(self, claim: Claim) -> bool:
