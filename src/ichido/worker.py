@@ -121,8 +121,8 @@ class Worker:
 
     def _process_together(self, runnable: list[Claim]) -> None:
         """One transaction. If anything in it fails (a handler, a deadlock, a lost lease), it
-        is rolled back whole and its events go again one by one, so the culprit is found and
-        retried alone while the others commit."""
+        is rolled back whole and its events go again one by one, each in a transaction of its
+        own, so the culprit is found and retried while the others commit."""
         try:
             self._run_batch(runnable)
         except HandlerFailed as failed:

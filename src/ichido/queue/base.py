@@ -113,7 +113,7 @@ class Claim:
     object_id: str | None = None
     #: attempts of the rounds before a ``dlq retry`` or replay (``attempt`` counts this round's)
     earlier: int = 0
-    lease: Lease = Lease.ALONE
+    lease: Lease = Lease.SHARED
 
     @property
     def isolate(self) -> bool:
