@@ -117,5 +117,5 @@ def test_worker_killed_mid_batch_hands_its_claims_over_after_the_lease(
     finally:
         restarted.stop()
     assert effect_counts(inbox) == dict.fromkeys(ids, 1)
-    record = inbox.get(event_id_of(gated))
-    assert (record.status, record.attempts, record.failures) == ("processed", 2, ())
+    record = inbox.get(event_id_of(gated))  # it died in company: that attempt is not charged
+    assert (record.status, record.attempts, record.failures) == ("processed", 1, ())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from types import SimpleNamespace
+from typing import Any, Callable
 
 import pytest
 
@@ -17,7 +18,7 @@ import ichido.queue.base as queue_base
 import ichido.worker as worker_module
 from ichido import Event
 from ichido.config import Settings
-from ichido.queue.base import backoff_seconds
+from ichido.queue.base import Claim, Running, backoff_seconds
 from tests.support import effect_counts, make_event, record_effect, wait_until
 from tests.test_worker import new_app, status_of, store
 
@@ -129,9 +130,10 @@ def test_stale_claim_cannot_commit_after_another_worker_took_over(settings: Sett
     slow, fast = app.worker("slow"), app.worker("fast")
 
     [stale] = slow.queue.claim(slow.name, 1, slow.settings.lease_seconds)
-    # the slow worker's lease runs out; the fast one takes the event over
+    # the slow worker's lease runs out; the fast one takes the event over, to run it alone
     fresh = wait_until(lambda: fast.queue.claim(fast.name, 1, 60.0), message="the take-over")[0]
-    assert (fresh.id, fresh.attempt) == (event_id, 2) and fresh.token != stale.token
+    assert (fresh.id, fresh.attempt, fresh.isolate) == (event_id, 1, True)
+    assert fresh.token != stale.token
 
     slow.process(stale)  # wakes up late: must not commit, must not record a failure
     record = app.inbox.get(event_id)
@@ -157,18 +159,87 @@ def test_live_lease_keeps_other_workers_away(settings: Settings) -> None:
 
 
 def test_event_that_never_finishes_goes_dead_after_max_attempts(settings: Settings) -> None:
-    """Crash loop: each claim's worker dies mid-event; the next claim past the limit gives up."""
+    """Crash loop: each claim's worker dies mid-event; the next claim past the limit gives up.
+    The first death is in company (a claim is alone only once marked so): not charged."""
     app = new_app(settings, max_attempts=3)
     app.on("charge.succeeded")(record_effect)
     [event_id] = store(app, make_event("charge.succeeded"))
-    for attempt in (1, 2, 3):
+    for attempt in (1, 1, 2, 3):
         [claim] = wait_until(lambda: app.queue.claim("crashing", 1, 0.0), message="a claim")
-        assert claim.attempt == attempt  # ...and the worker "crashes" here
+        assert claim.attempt == attempt
+        if claim.isolate:
+            assert app.queue.alone(claim)  # ...and the worker "crashes" here
     wait_until(lambda: app.worker().run_once(), message="the last claim")
     record = app.inbox.get(event_id)
     assert record.status == "dead"
     assert "gave up" in record.last_error
     assert effect_counts(app.database) == {}
+
+
+def test_a_death_is_charged_only_to_the_event_that_ran_alone(settings: Settings) -> None:
+    """The process dies holding a batch (one of its events killed it, and nothing says which):
+    the batch is claimed again to run alone, under the same attempt numbers; only an event
+    that dies while it runs alone is charged, and given up past ``max_attempts`` (I5).
+    Each claim's lease is 0 s, so it has expired by the next: the worker "died" holding it."""
+    app = new_app(settings, max_attempts=2)
+    app.on("charge.succeeded")(record_effect)
+    ids = store(app, *(make_event("charge.succeeded") for _ in range(5)))
+    poison = ids[2]
+
+    def claim_all() -> dict[str, Claim]:
+        claims = wait_until(lambda: app.queue.claim("dies", 5, 0.0), message="a claim")
+        return {claim.id: claim for claim in claims}
+
+    batch = claim_all()  # and the process dies mid-batch
+    assert {(c.attempt, c.isolate) for c in batch.values()} == {(1, False)}
+    for _ in range(2):  # twice more, before any of them ran alone: nobody is charged
+        batch = claim_all()
+        assert {(c.attempt, c.isolate) for c in batch.values()} == {(1, True)}
+    for attempt in (1, 2):  # the poison runs alone, and dies
+        assert app.queue.alone(batch[poison])
+        batch = claim_all()
+        assert {i: c.attempt for i, c in batch.items()} == {**dict.fromkeys(ids, 1),
+                                                             poison: attempt + 1}
+        assert all(c.isolate for c in batch.values())
+
+    app.worker().process_batch(list(batch.values()))  # now all five are due: none dies
+    assert effect_counts(app.database) == dict.fromkeys(set(ids) - {poison}, 1)
+    record = app.inbox.get(poison)
+    assert record.status == "dead" and "process died" in record.last_error, record
+    assert {status_of(app, i) for i in ids if i != poison} == {"processed"}
+    assert [(a, "gave up" in error) for a, _, error in record.failures] == [(3, True)]
+
+
+def test_what_runs_alone_has_the_process_to_itself() -> None:
+    """An item charged for its process's death must have run alone in it: work in company (an
+    event batch on another thread, an outbox send) waits until it is done, and it waits for
+    the work in company already running. Each side gives the other a second to break in."""
+    running = Running()
+    log: list[str] = []
+    inside = {name: threading.Event() for name in ("alone", "company")}
+
+    def run(name: str, turn: Callable[[], Any], other: str) -> None:
+        with turn():
+            log.append(f"{name} in")
+            inside[name].set()
+            inside[other].wait(1.0)  # set only if the other got in meanwhile: a violation
+            log.append(f"{name} out")
+
+    company = threading.Thread(target=run, args=("company", running.together, "alone"))
+    company.start()
+    inside["company"].wait(10)
+    alone = threading.Thread(target=run, args=("alone", running.alone, "company"))
+    alone.start()
+    wait_until(lambda: running._waiting_alone, message="the alone run waiting")
+    inside["company"].clear()
+    late = threading.Thread(target=run, args=("company", running.together, "alone"))
+    late.start()  # arrives while the alone run waits: goes after it
+    for thread in (company, alone, late):
+        thread.join(30)
+    assert log == ["company in", "company out", "alone in", "alone out", "company in",
+                   "company out"]
+    with running.together(), running.alone():  # work started by running work is part of it
+        pass
 
 
 def test_a_loop_with_a_long_interval_and_no_wake_event_stops_when_told() -> None:

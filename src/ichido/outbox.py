@@ -20,8 +20,8 @@ import orjson
 
 from ichido.db.base import Database, Transaction
 from ichido.db.migrations import Step
-from ichido.queue.base import Claim, Status, retry_at
-from ichido.queue.table import DUE, OUTBOX, TableQueue
+from ichido.queue.base import RUNNING, Claim, Status, retry_at
+from ichido.queue.table import DUE, LEASE_KIND_COLUMN, OUTBOX, TableQueue
 from ichido.worker import drain, poll
 
 log = logging.getLogger("ichido.outbox")
@@ -62,6 +62,8 @@ OUTBOX_SCHEMA: list[Step] = [
         )""",
         "CREATE INDEX ichido_outbox_failures_key ON ichido_outbox_failures (key)",
     ]),
+    # Whether a lease runs its message alone: a process death is charged to that one only.
+    ("outbox", 3, [f"ALTER TABLE ichido_outbox ADD COLUMN {LEASE_KIND_COLUMN}"]),
 ]
 
 #: sends one message; raises to have it retried. Gets the row's key (its idempotency key).
@@ -113,9 +115,20 @@ class OutboxDispatcher:
         return len(claims)
 
     def _send(self, claim: Claim) -> None:
+        """Send one message. One whose last attempt died in company (a sender that kills the
+        process takes the claim's unsent messages with it) is sent alone in the process, and
+        marked so first: a death now is charged to it and to no other (I5)."""
         if claim.attempt > self.max_attempts:
             self.queue.give_up(claim, "dispatcher")
-            return
+        elif not claim.isolate:
+            with RUNNING.together():
+                self._attempt(claim)
+        else:
+            with RUNNING.alone():
+                if self.queue.alone(claim):  # else another dispatcher took it over
+                    self._attempt(claim)
+
+    def _attempt(self, claim: Claim) -> None:
         try:
             self.senders[claim.type](claim.id, orjson.loads(claim.body))
         except Exception:  # kept with its traceback on the row, retried, then dead

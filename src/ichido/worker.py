@@ -17,7 +17,7 @@ from ichido.config import Settings
 from ichido.errors import IchidoError, LeaseLost
 from ichido.event import Event
 from ichido.handlers import HandlerRegistry
-from ichido.queue.base import Claim, Status, retry_at
+from ichido.queue.base import RUNNING, Claim, Status, retry_at
 from ichido.queue.table import TableQueue
 
 log = logging.getLogger("ichido.worker")
@@ -99,17 +99,30 @@ class Worker:
         self.process_batch([claim])
 
     def process_batch(self, claims: list[Claim]) -> None:
-        """Run a batch in one transaction. If anything in it fails (a handler, a deadlock, a
-        lost lease), it is rolled back whole and its events go again one by one, so the culprit
-        is found and retried alone while the others commit."""
-        runnable = []
+        """Run the claims in one transaction; then, one at a time and alone in the process,
+        those whose last attempt died in company (its process died, as of an out-of-memory
+        kill or a crash in a C extension, or it outlived its lease): had one of them killed
+        the process, it dies alone this time, and only its own attempts count (I5)."""
+        together, alone = [], []
         for claim in claims:
             if claim.attempt > self.settings.max_attempts:
                 self.queue.give_up(claim, "worker")
+            elif claim.isolate:
+                alone.append(claim)
             else:
-                runnable.append(claim)
-        if not runnable:
-            return
+                together.append(claim)
+        if together:
+            with RUNNING.together():
+                self._process_together(together)
+        for claim in alone:
+            with RUNNING.alone():
+                if self.queue.alone(claim):  # else another worker took it over
+                    self._process_together([claim])
+
+    def _process_together(self, runnable: list[Claim]) -> None:
+        """One transaction. If anything in it fails (a handler, a deadlock, a lost lease), it
+        is rolled back whole and its events go again one by one, each in a transaction of its
+        own, so the culprit is found and retried while the others commit."""
         try:
             self._run_batch(runnable)
         except HandlerFailed as failed:
@@ -128,7 +141,7 @@ class Worker:
         else:
             return
         for claim in runnable:
-            self.process(claim)
+            self._process_together([claim])
 
     def _run_batch(self, claims: list[Claim]) -> None:
         with self.queue.processing(claims) as batch:

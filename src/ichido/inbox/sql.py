@@ -18,7 +18,7 @@ from ichido.event import Delivery
 from ichido.inbox.base import Cursor, EventFilter, EventRecord, Inbox, stats_from
 from ichido.outbox import OUTBOX_SCHEMA
 from ichido.queue.base import FINISHED
-from ichido.queue.table import DUE
+from ichido.queue.table import DUE, LEASE_KIND_COLUMN
 from ichido.recovery.schema import RECOVERY_SCHEMA
 FINISHED_SQL = ", ".join(f"'{status.value}'" for status in FINISHED)
 EVENT_COLUMNS = ("id, type, created, object_id, status, attempts, received_at, next_attempt_at,"
@@ -78,6 +78,8 @@ SCHEMA: list[migrations.Step] = [
     ("core", 3, [
         "ALTER TABLE ichido_events ADD COLUMN requeued_at_attempt INTEGER NOT NULL DEFAULT 0",
     ]),
+    # Whether a lease runs its event alone: a process death is charged to that event only (I5).
+    ("queue", 1, [f"ALTER TABLE ichido_events ADD COLUMN {LEASE_KIND_COLUMN}"]),
 ]
 
 

@@ -3,16 +3,24 @@
 Events run on it, and so does the outbox. A claim's lease lapses when its worker dies, so the
 work is claimed again; its ``token`` fences the stale holder out. When to retry (the backoff) is
 decided above, by the worker and the outbox, the same way for every engine.
+
+A process can die of one item (an out-of-memory kill, a crash in a C extension): then every
+claim it held dies with it, and nothing says which item did it. So a death is charged only to
+an item that ran alone in its process (``Lease``, ``RUNNING``): the claims that died in
+company are claimed again to run alone, uncharged, and only an item that keeps dying alone is
+given up (I5).
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import enum
 import random
+import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 from ichido.db.base import Transaction
 
@@ -30,6 +38,68 @@ class Status(enum.StrEnum):
 FINISHED = (Status.PROCESSED, Status.IGNORED, Status.STALE)
 
 
+class Lease(enum.IntEnum):
+    """How an item's current lease was taken: who a death during it is charged to. Kept on the
+    item (``lease_kind``), so the claim after a death knows it."""
+
+    SHARED = 0  # runs in company: a death may be another's fault, so it is not charged
+    ISOLATE = 1  # its last attempt died in company: to run again alone (``Queue.alone``)
+    ALONE = 2  # runs alone in its process: a death during it is its own, and is charged
+
+
+class Running:
+    """What runs at once in this process: items in company (any number of them, on any
+    thread), or one item alone, while nothing else of any queue runs. An item that ran alone
+    when its process died is what killed it. One for the process (``RUNNING``): the event
+    workers and the outbox dispatchers share it. An item waiting to run alone goes first.
+    Work started by work already running (a handler that drains an outbox) is part of it."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._in_company = 0
+        self._alone = False
+        self._waiting_alone = 0
+        self._mine = threading.local()  # whether this thread runs something already
+
+    def together(self) -> contextlib.AbstractContextManager[None]:
+        return self._turn(alone=False)
+
+    def alone(self) -> contextlib.AbstractContextManager[None]:
+        return self._turn(alone=True)
+
+    @contextlib.contextmanager
+    def _turn(self, *, alone: bool) -> Iterator[None]:
+        if getattr(self._mine, "running", False):
+            yield
+            return
+        with self._changed:
+            if alone:
+                self._waiting_alone += 1
+                try:
+                    self._changed.wait_for(lambda: not (self._alone or self._in_company))
+                finally:
+                    self._waiting_alone -= 1
+                    self._changed.notify_all()
+                self._alone = True
+            else:
+                self._changed.wait_for(lambda: not (self._alone or self._waiting_alone))
+                self._in_company += 1
+        self._mine.running = True
+        try:
+            yield
+        finally:
+            self._mine.running = False
+            with self._changed:
+                if alone:
+                    self._alone = False
+                else:
+                    self._in_company -= 1
+                self._changed.notify_all()
+
+
+RUNNING = Running()
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
     """Work a worker holds. ``token`` grows with every claim and fences the commit: a worker
@@ -43,6 +113,13 @@ class Claim:
     object_id: str | None = None
     #: attempts of the rounds before a ``dlq retry`` or replay (``attempt`` counts this round's)
     earlier: int = 0
+    lease: Lease = Lease.SHARED
+
+    @property
+    def isolate(self) -> bool:
+        """Its last attempt never finished, and it was not alone: it must run alone, after
+        ``Queue.alone``, so that a death is charged to whoever caused it."""
+        return self.lease == Lease.ISOLATE
 
     @property
     def number(self) -> int:
@@ -67,7 +144,17 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Claim]:
-        """Take up to ``limit`` due items under a lease; expired leases count as due."""
+        """Take up to ``limit`` due items under a lease; expired leases count as due.
+
+        An expired lease is an attempt that never finished: it counts as an attempt only if
+        it ran alone (``Lease.ALONE``); if not, the item is claimed to run alone
+        (``Lease.ISOLATE``), with the same attempt number. Any other runs in company."""
+
+    @abc.abstractmethod
+    def alone(self, claim: Claim) -> bool:
+        """Record that ``claim`` runs alone (under ``RUNNING.alone()``, before it runs), so
+        that a death during it counts as its own attempt; False when another worker has taken
+        the item over."""
 
     @abc.abstractmethod
     def finish(self, finished: Mapping[Status, Sequence[Claim]]) -> int:
@@ -80,11 +167,12 @@ class Queue(abc.ABC):
         Every failure is kept, with its attempt number, for ``events show``."""
 
     def give_up(self, claim: Claim, who: str) -> None:
-        """Dead-letter an item claimed more often than allowed without ever finishing: the
-        runs before crashed ``who`` or outlived the lease, and another would likely do the
-        same."""
-        self.fail(claim, f"gave up after {claim.attempt - 1} attempts that never finished"
-                         f" ({who} crash or lease expiry)", None)
+        """Dead-letter an item whose last allowed attempt ran alone and never finished: its
+        ``who`` process died (or the attempt outlived its lease), and another would likely do
+        the same."""
+        self.fail(claim, f"gave up after {claim.attempt - 1} attempts: the last ran alone and"
+                         f" never finished (its {who} process died, or it outlived its lease)",
+                  None)
 
     def close(self) -> None:
         return None

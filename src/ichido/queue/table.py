@@ -4,7 +4,8 @@ Two tables run on it: the events (where the inbox's own insert enqueues) and the
 (where a handler's ``enqueue`` does), with one state machine and one set of statements. Claims are
 one statement; SQLite's single writer needs no row locks, PostgreSQL's workers skip each
 other's locked rows (``FOR UPDATE SKIP LOCKED``). When the handlers' database is this one,
-``processing`` runs them in the same transaction as the finish: one commit (I2).
+``processing`` runs them in the same transaction as the finish: one commit (I2). Who a lease
+that expired is charged to is decided in the same statement (``lease_kind``, ``Lease``).
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ from typing import Callable, Iterator, Mapping, Sequence
 from ichido.db.base import Transaction
 from ichido.db.sql import SqlDatabase
 from ichido.errors import LeaseLost
-from ichido.queue.base import Batch, Claim, Queue, Status
+from ichido.queue.base import Batch, Claim, Lease, Queue, Status
 
 DUE = "status IN ('pending', 'retrying', 'processing')"
+#: the column that keeps a lease's ``Lease`` (added to both tables by their schema steps)
+LEASE_KIND_COLUMN = "lease_kind INTEGER NOT NULL DEFAULT 0"
 
 
 @dataclass(frozen=True)
 class QueueTable:
     """A table that is a queue: one row per item, with the queue's columns (``status``,
-    ``attempts``, ``requeued_at_attempt``, ``lease_token``, ``lease_owner``,
+    ``attempts``, ``requeued_at_attempt``, ``lease_token``, ``lease_owner``, ``lease_kind``,
     ``next_attempt_at``, ``finished_at``, ``last_error``) and a partial index on the due rows.
     Only the item's own columns are named differently from table to table."""
 
@@ -48,22 +51,31 @@ def _claim_sql(engine: str, t: QueueTable) -> str:
     """One statement that takes due items: ``attempts`` counts every attempt ever;
     ``requeued_at_attempt`` is where the current round began (``dlq retry``, a replay): a
     claim's ``attempt`` is the round's (the retry budget), its ``number`` the attempt's over
-    the item's whole life (the failures' history)."""
+    the item's whole life (the failures' history).
+
+    A row still ``processing`` is an attempt that never finished (its process died, or it
+    outlived its lease): charged only if it ran alone, else run again alone under the same
+    number (``Lease``)."""
     def returning(alias: str) -> str:
         return ", ".join(c if c == "NULL" else alias + c for c in (
             t.key, t.kind, t.body, "attempts - requeued_at_attempt", "lease_token",
-            t.object_id, "requeued_at_attempt"))
+            t.object_id, "requeued_at_attempt", "lease_kind"))
 
+    # SET reads the row as it was: ``status`` and ``lease_kind`` are the last attempt's.
+    unfinished = "status = 'processing'"
+    charged = f"CASE WHEN {unfinished} AND lease_kind <> {Lease.ALONE:d} THEN 0 ELSE 1 END"
+    kind = f"CASE WHEN {unfinished} THEN {Lease.ISOLATE:d} ELSE {Lease.SHARED:d} END"
+    sets = (f"status = 'processing', attempts = attempts + {charged}, lease_kind = {kind},"
+            " lease_token = lease_token + 1, lease_owner = ?, next_attempt_at = ?")
     if engine == "sqlite":
         # The hint keeps the planner on the partial index: without it SQLite may pick the
         # status index and sort the whole backlog on every claim (60 ms at 20k pending).
-        return (f"UPDATE {t.name} SET status = 'processing', attempts = attempts + 1,"
-                " lease_token = lease_token + 1, lease_owner = ?, next_attempt_at = ?"
+        return (f"UPDATE {t.name} SET {sets}"
                 f" WHERE {t.key} IN (SELECT {t.key} FROM {t.name} INDEXED BY {t.due_index}"
                 f" WHERE {DUE} AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?)"
                 f" RETURNING {returning('')}")
-    return (f"UPDATE {t.name} e SET status = 'processing', attempts = e.attempts + 1,"
-            " lease_token = e.lease_token + 1, lease_owner = ?, next_attempt_at = ?"
+    # PostgreSQL: unqualified names in SET's expressions are the target row's (``e``)
+    return (f"UPDATE {t.name} e SET {sets}"
             f" FROM (SELECT {t.key} FROM {t.name} WHERE {DUE} AND next_attempt_at <= ?"
             "  ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED) due"
             f" WHERE e.{t.key} = due.{t.key} RETURNING {returning('e.')}")
@@ -83,7 +95,14 @@ class TableQueue(Queue):
         now = time.time()
         with self.database.storage("claim"), self.database.statement() as tx:
             rows = tx.execute(self._claim_sql, (owner, now + lease_seconds, now, limit)).fetchall()
-        return [Claim(r[0], r[1], _bytes(r[2]), *r[3:]) for r in rows]
+        return [Claim(r[0], r[1], _bytes(r[2]), *r[3:7], lease=Lease(r[7])) for r in rows]
+
+    def alone(self, claim: Claim) -> bool:
+        with self.database.storage("isolate a claim"), self.database.transaction() as tx:
+            return tx.execute(
+                f"UPDATE {self.table.name} SET lease_kind = ? WHERE status = 'processing'"
+                f" AND {self._tokens([claim])}",
+                (int(Lease.ALONE), *_token_params([claim]))).rowcount == 1
 
     @contextmanager
     def processing(self, claims: Sequence[Claim]) -> Iterator[Batch]:
