@@ -31,6 +31,10 @@ def local(
 ) -> None:
     """Run the whole AWS layout here: moto, the queue and tables, the receiver behind a local
     Function URL, and the event-source runner invoking the worker."""
+    from ichido.extras import require
+
+    require("aws", needed_by="ichido aws local")
+    require("aws-local", needed_by="ichido aws local")
     from ichido.aws import local as stack
     from ichido.aws import stores
     from ichido.cli import load_app

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ichido.dashboard.settings import DashboardSettings
+from ichido.extras import require
 
 
 def routes(app: Any, settings: DashboardSettings | None = None) -> list:
@@ -18,6 +19,8 @@ def routes(app: Any, settings: DashboardSettings | None = None) -> list:
     if not settings.enabled:
         return []
     from starlette.routing import Mount
+
+    require("dashboard", needed_by="ICHIDO_DASHBOARD_TOKEN is set")
 
     def fee_report():  # type: ignore[no-untyped-def]
         report = getattr(app, "fee_report", None)
