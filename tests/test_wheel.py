@@ -73,6 +73,10 @@ def test_the_core_wheel_installs_no_optional_library(light_venv: Path) -> None:
     names = {item["name"].lower().replace("_", "-") for item in orjson.loads(listed)}
     assert "ichido" in names and "stripe" in names
     assert not names & NOT_IN_CORE, names & NOT_IN_CORE
+    typed = run(light_venv / "bin" / "python", "-c",
+                "import importlib.resources as r; print(r.files('ichido').joinpath('py.typed')"
+                ".is_file())").stdout.strip()
+    assert typed == "True"  # PEP 561: type checkers read ichido's own annotations
 
 
 def test_the_core_wheel_serves_the_readme_example_and_applies_an_event_once(

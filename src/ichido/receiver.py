@@ -51,6 +51,7 @@ class WebhookReceiver:
         self.group = group
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer: dict[str, Any]  # what was stored, or the error
         try:
             status, answer = 200, await self.handle(scope, receive)
         except IchidoError as exc:

@@ -61,7 +61,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._deadline_for = _IDLE
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's
         super().connection_made(transport)
         if len(self.connections) > self.max_connections:
             METRICS.rejected.labels("too_many_connections").inc()
@@ -171,8 +171,9 @@ def server_config(app: Any, settings: Settings, *, host: str = "127.0.0.1", port
     return uvicorn.Config(
         app, host=host, port=port, log_level=log_level, lifespan="on",
         http=protocol_for(settings), loop="uvloop",
-        timeout_keep_alive=settings.keepalive_seconds,
-        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+        # uvicorn's hints say int; its timers take any number of seconds (ICHIDO_KEEPALIVE=0.5s)
+        timeout_keep_alive=settings.keepalive_seconds,  # type: ignore[arg-type]  # see above
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,  # type: ignore[arg-type]  # same
         h11_max_incomplete_event_size=settings.max_header_bytes, **options)
 
 

@@ -80,7 +80,8 @@ class Sessions:
             return None
         try:
             sid, who, digest, csrf = self._signer.loads(value,
-                                                        max_age=self.settings.session_seconds)
+                                                        # whole seconds, as its timestamps are
+                                                        max_age=int(self.settings.session_seconds))
         except (BadSignature, ValueError, TypeError):
             return None
         if not any(op.digest == digest and op.name == who for op in self.settings.operators):

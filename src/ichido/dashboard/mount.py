@@ -22,7 +22,7 @@ def routes(app: Any, settings: DashboardSettings | None = None) -> list:
 
     require("dashboard", needed_by="ICHIDO_DASHBOARD_TOKEN is set")
 
-    def fee_report():  # type: ignore[no-untyped-def]
+    def fee_report() -> Any:
         report = getattr(app, "fee_report", None)
         return None if report is None else report()
 

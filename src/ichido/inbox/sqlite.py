@@ -12,6 +12,7 @@ the handlers, their markers and the queue stay in one file, so I2 is untouched.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import os
 import sqlite3
@@ -26,7 +27,7 @@ from ichido.db.sqlite import SqliteDatabase
 from ichido.errors import StorageUnavailable
 from ichido.event import Delivery
 from ichido.inbox.base import EventFilter, EventRecord, counts_for
-from ichido.inbox.sql import SCHEMA, SqlInbox, first_of_each
+from ichido.inbox.sql import SCHEMA, SqlInbox, _record, first_of_each
 
 _CHUNK = 100  # rows per statement: SQLite caps bound variables per statement
 CHECKPOINT_ROWS = 1000  # about 7 MB of WAL at Stripe's event sizes
@@ -263,13 +264,13 @@ class SqliteInbox(SqlInbox):
             " NULL, body FROM ichido_intake WHERE id = ?", (event_id,)).fetchone()
         if row is None:  # settled between the two reads
             return super().get(event_id)
-        return EventRecord(*row[:-1], bytes(row[-1]))
+        return _record(row)
 
-    def list(self, **kwargs) -> list[EventRecord]:  # type: ignore[override]
+    def list(self, **kwargs) -> list[EventRecord]:
         self.settle_intake(wait=False)
         return super().list(**kwargs)
 
-    def page(self, where: EventFilter = EventFilter(), **kwargs) -> list[EventRecord]:  # type: ignore[override]
+    def page(self, where: EventFilter = EventFilter(), **kwargs) -> builtins.list[EventRecord]:
         self.settle_intake(wait=False)
         return super().page(where, **kwargs)
 
