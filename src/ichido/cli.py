@@ -36,7 +36,7 @@ APPLICATION_COMMANDS = {
     "emulator": "ichido.emulator.cli:emulator",
     "reconcile": "ichido.recovery.cli:reconcile",  # recovery (issue 13): core, loaded lazily
     "replay": "ichido.recovery.cli:replay",
-    "aws": "ichido.aws.cli:aws_cli",  # needs the ichido[aws] extra (boto3, mangum, moto)
+    "aws": "ichido.aws.cli:aws_cli",  # needs the ichido[aws-local] extra (boto3, mangum, moto)
 }
 
 
