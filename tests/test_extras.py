@@ -26,7 +26,7 @@ CASES = [
     ("aws", "boto3", {"ICHIDO_QUEUE_URL": "http://127.0.0.1:1/queue"},
      ["events", "list"], "ICHIDO_QUEUE_URL or ICHIDO_AWS_LAYOUT is set but boto3 is not installed"),
     ("aws-local", "moto", {},
-     ["aws", "local"], "ichido aws local but moto is not installed"),
+     ["aws", "local"], "ichido aws local starts a moto server but moto is not installed"),
 ]
 
 

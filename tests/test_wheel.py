@@ -79,6 +79,18 @@ def test_the_core_wheel_installs_no_optional_library(light_venv: Path) -> None:
     assert typed == "True"  # PEP 561: type checkers read ichido's own annotations
 
 
+def test_the_core_wheel_names_the_extra_a_setting_needs(light_venv: Path, tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("ICHIDO_", "STRIPE_", "PYTHON", "VIRTUAL_ENV"))}
+    env["ICHIDO_DATABASE_URL"] = "postgresql://postgres@127.0.0.1:1/none"
+    done = subprocess.run([light_venv / "bin" / "ichido", "migrate"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error [missing_extra] ICHIDO_DATABASE_URL is postgresql://… but psycopg is not "
+        "installed: pip install 'ichido[postgres]'"]
+
+
 def test_the_core_wheel_serves_the_readme_example_and_applies_an_event_once(
         light_venv: Path, tmp_path: Path) -> None:
     (tmp_path / "myshop.py").write_text(HANDLER_EXAMPLE)
