@@ -30,7 +30,8 @@ CASES = [
 ]
 
 
-def run_without(library: str, code: str, env: dict[str, str], tmp_path) -> subprocess.CompletedProcess:
+def run_without(library: str, code: str, env: dict[str, str],
+                tmp_path) -> subprocess.CompletedProcess:
     hide = f"import sys; sys.modules[{library!r}] = None\n"
     environment = {key: value for key, value in os.environ.items()
                    if not key.startswith(("ICHIDO_", "STRIPE_"))}

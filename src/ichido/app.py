@@ -179,7 +179,8 @@ class App:
     def worker(self, name: str | None = None) -> Worker:
         """A worker on this app's queue (starting the app if nobody did)."""
         self.start()
-        return Worker(self.queue,  # type: ignore[arg-type]  # a TableQueue: processing() is not on Queue
+        # a TableQueue: the worker needs processing(), which is not on Queue
+        return Worker(self.queue,  # type: ignore[arg-type]  # see above
                       self.handlers, self.settings, name=name, wake=self._wake)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:

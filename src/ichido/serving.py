@@ -61,7 +61,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._deadline_for = _IDLE
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's
+    # typed Transport, as uvicorn's own (a server protocol is given one)
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # above
         super().connection_made(transport)
         if len(self.connections) > self.max_connections:
             METRICS.rejected.labels("too_many_connections").inc()
@@ -173,7 +174,7 @@ def server_config(app: Any, settings: Settings, *, host: str = "127.0.0.1", port
         http=protocol_for(settings), loop="uvloop",
         # uvicorn's hints say int; its timers take any number of seconds (ICHIDO_KEEPALIVE=0.5s)
         timeout_keep_alive=settings.keepalive_seconds,  # type: ignore[arg-type]  # see above
-        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,  # type: ignore[arg-type]  # same
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,  # type: ignore[arg-type]  # ditto
         h11_max_incomplete_event_size=settings.max_header_bytes, **options)
 
 

@@ -113,7 +113,7 @@ class DynamoInbox(Inbox):
                 raise
 
     # the Lambda worker's ledger (aws/ledger.py) counts through this, not Inbox.count(where)
-    def count(self, increments: dict[str, int]) -> None:  # type: ignore[override]  # the Lambda ledger's count
+    def count(self, increments: dict[str, int]) -> None:  # type: ignore[override]  # see above
         item = self._counter_item(increments)["Update"]
         try:
             self.client.update_item(**item)

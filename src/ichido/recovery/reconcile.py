@@ -151,8 +151,8 @@ class Reconciler:
         options: stripe.RequestOptions = {"stripe_account": self.account} if self.account else {}
         for attempt in range(1, self.max_backoff_tries + 1):
             try:
-                return self.client.v1.events.list(params=cast("stripe.params.EventListParams", params),
-                                                  options=options)
+                typed = cast("stripe.params.EventListParams", params)
+                return self.client.v1.events.list(params=typed, options=options)
             except stripe.RateLimitError:
                 report.rate_limited += 1
                 if attempt == self.max_backoff_tries:
