@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-dev
 # Stripe's own tools (the official CLI and stripe-node), pinned in tests/stripe_tools.
 STRIPE_TOOLS := tests/stripe_tools/node_modules/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test check bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ichido needs Python 3.11 or newer")'
@@ -27,6 +27,10 @@ $(STRIPE_TOOLS): tests/stripe_tools/package-lock.json
 
 test: $(STAMP) $(STRIPE_TOOLS)
 	$(PY) -m pytest -q
+
+# The type checker over the core (pyproject.toml's [tool.mypy]); CI runs it before the tests.
+check: $(STAMP)
+	$(PY) -m mypy
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'

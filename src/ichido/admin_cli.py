@@ -19,6 +19,7 @@ from rich.text import Text
 from ichido.config import Settings, parse_duration
 from ichido.console import err, out, shown
 from ichido.errors import IchidoError
+from ichido.extras import require
 
 events_cli = typer.Typer(no_args_is_help=True, help="Inspect stored events.")
 dlq_cli = typer.Typer(no_args_is_help=True, help="Dead letters: inspect and replay.")
@@ -38,6 +39,7 @@ def _inbox(database_url: str | None) -> Iterator[Any]:
 
     settings = Settings.from_env(database_url=database_url)
     if os.environ.get("ICHIDO_QUEUE_URL") or os.environ.get("ICHIDO_AWS_LAYOUT"):
+        require("aws", needed_by="ICHIDO_QUEUE_URL or ICHIDO_AWS_LAYOUT is set")
         from ichido.aws.admin import open_admin  # the store and the queue of an AWS layout
 
         admin = open_admin(settings)

@@ -114,7 +114,7 @@ class App:
         with self._start_lock:
             if self.started:
                 return
-            stores, owned = self._stores, []
+            stores, owned = self._stores, list[Any]()  # each has close()
             try:
                 if stores.database is None:
                     stores.database = open_database(self.settings)
@@ -181,7 +181,9 @@ class App:
     def worker(self, name: str | None = None) -> Worker:
         """A worker on this app's queue (starting the app if nobody did)."""
         self.start()
-        return Worker(self.queue, self.handlers, self.settings, name=name, wake=self._wake)
+        # a TableQueue: the worker needs processing(), which is not on Queue
+        return Worker(self.queue,  # type: ignore[arg-type]  # see above
+                      self.handlers, self.settings, name=name, wake=self._wake)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         # The hot path skips the router: it is the one route that must answer in microseconds.
@@ -214,7 +216,8 @@ class App:
         """Start ``count`` worker threads and, with them, the app's background loops (such as
         the outbox dispatcher): whoever processes events also sends their effects."""
         name = f"{socket.gethostname()}:{os.getpid()}"
-        loops = [self.worker(name=f"{name}:w{index}").run for index in range(count)]
+        loops: list[Callable[[threading.Event], None]] = [
+            self.worker(name=f"{name}:w{index}").run for index in range(count)]
         if count:
             loops += self.background
         for index, loop in enumerate(loops):

@@ -162,7 +162,8 @@ DatabaseOpt = typer.Option(None, "--database-url", help="Overrides ICHIDO_DATABA
 
 
 def _settings(database_url: Optional[str]) -> Settings:
-    return Settings.from_env(**({} if database_url is None else {"database_url": database_url}))
+    settings = Settings.from_env()
+    return settings if database_url is None else settings.with_(database_url=database_url)
 
 
 def backup_command(

@@ -12,9 +12,8 @@ import logging
 import os
 import sys
 import threading
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import click
 import typer
 import typer.main
 from rich.text import Text
@@ -26,6 +25,9 @@ from ichido.config import redact_url
 from ichido.console import err, out, shown
 from ichido.errors import IchidoError, StorageUnavailable
 
+if TYPE_CHECKING:  # typer carries its own copy of click, which its TyperGroup is typed with
+    from typer import _click as click
+
 # The example shop's and the local Stripe's commands, by name: imported only when one is run
 # (or help lists them), so the core imports neither (tests/test_imports.py checks it).
 APPLICATION_COMMANDS = {
@@ -35,7 +37,7 @@ APPLICATION_COMMANDS = {
     "emulator": "ichido.emulator.cli:emulator",
     "reconcile": "ichido.recovery.cli:reconcile",  # recovery (issue 13): core, loaded lazily
     "replay": "ichido.recovery.cli:replay",
-    "aws": "ichido.aws.cli:aws_cli",  # needs the ichido[aws] extra (boto3, mangum, moto)
+    "aws": "ichido.aws.cli:aws_cli",  # needs the ichido[aws-local] extra (boto3, mangum, moto)
 }
 
 

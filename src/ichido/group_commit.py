@@ -99,7 +99,7 @@ class GroupCommit:
                                         self._pending[self.max_batch :])
                 await self._flush_batch(batch)
         finally:  # no await between the emptiness check above and this: atomic on the loop
-            self._flushers.discard(me)  # type: ignore[arg-type]
+            self._flushers.discard(me)
 
     async def _flush_batch(self, batch: list[tuple[Delivery, asyncio.Future[Outcome]]]) -> None:
         METRICS.batch_size.observe(len(batch))

@@ -10,7 +10,7 @@ from ichido.event import Event
 from ichido.db.base import Transaction
 
 if TYPE_CHECKING:
-    from ichido.recovery.guard import Fetch
+    from ichido.recovery.guard import Fetch, StaleGuard
 
 Handler = Callable[[Event, Transaction], None]
 
@@ -30,7 +30,7 @@ class HandlerRegistry:
         self._latest_only: set[Handler] = set()
         self._refetch: dict[Handler, "Fetch"] = {}
         self._resolved: dict[str, list[Handler]] = {}
-        self._guard = None
+        self._guard: StaleGuard | None = None
 
     def on(self, *event_types: str, latest_only: bool = False,
            refetch: "Fetch | None" = None) -> Callable[[Handler], Handler]:

@@ -105,7 +105,7 @@ class OutboxDispatcher:
     def queue(self) -> TableQueue:
         database = self.store()
         if self._queue is None or self._queue.database is not database:
-            self._queue = TableQueue(database, OUTBOX)  # type: ignore[arg-type]
+            self._queue = TableQueue(database, OUTBOX)  # type: ignore[arg-type]  # SQL stores only
         return self._queue
 
     def dispatch_once(self, limit: int = 32) -> int:

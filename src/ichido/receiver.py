@@ -55,6 +55,7 @@ class WebhookReceiver:
                         if settings.allowed_sources_file else None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer: dict[str, Any]  # what was stored, or the error
         try:
             status, answer = 200, await self.handle(scope, receive)
         except IchidoError as exc:

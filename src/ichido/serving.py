@@ -68,7 +68,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline_for = _IDLE
         self._host: str | None = None
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    # typed Transport, as uvicorn's own (a server protocol is given one)
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # above
         super().connection_made(transport)
         self._host = self.client[0] if self.client else None
         refused = self.table.admit(self, self._host)
@@ -207,8 +208,9 @@ def server_config(app: Any, settings: Settings, *, host: str = "127.0.0.1", port
         http=protocol_for(settings), loop="uvloop",
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=list(settings.trusted_proxies) or None,
-        timeout_keep_alive=settings.keepalive_seconds,
-        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+        # uvicorn's hints say int; its timers take any number of seconds (ICHIDO_KEEPALIVE=0.5s)
+        timeout_keep_alive=settings.keepalive_seconds,  # type: ignore[arg-type]  # see above
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,  # type: ignore[arg-type]  # ditto
         h11_max_incomplete_event_size=settings.max_header_bytes, **options)
 
 

@@ -31,6 +31,10 @@ def local(
 ) -> None:
     """Run the whole AWS layout here: moto, the queue and tables, the receiver behind a local
     Function URL, and the event-source runner invoking the worker."""
+    from ichido.extras import require
+
+    require("aws", needed_by="ichido aws local runs the Lambda functions")
+    require("aws-local", needed_by="ichido aws local starts a moto server")
     from ichido.aws import local as stack
     from ichido.aws import stores
     from ichido.cli import load_app

@@ -158,15 +158,18 @@ def provision(endpoint: str, *, layout: str, fifo: bool, max_receive_count: int,
     aws = AwsSettings.from_env()
     ledger = stores.ledger(settings)
     applier = EventApplier(app.handlers, ledger, stores.bodies(aws))
+    poller: SqsPoller | StreamPoller
     if layout == "sqs":
         worker = SqsWorker(applier, max_receive_count=max_receive_count, fifo=fifo)
-        poller = SqsPoller(aws.queue_url, worker.handle, failed_visibility=retry_after)
+        poller = SqsPoller(env["ICHIDO_QUEUE_URL"], worker.handle, failed_visibility=retry_after)
     else:
+        from ichido.inbox.dynamodb import DynamoInbox
         from ichido.queue.streams import StreamsQueue, wanted
 
-        worker = StreamsWorker(applier, ledger, max_attempts=max_receive_count, wanted=wanted)
+        assert isinstance(ledger, DynamoInbox)  # Streams are DynamoDB's: its inbox is the ledger
+        streams = StreamsWorker(applier, ledger, max_attempts=max_receive_count, wanted=wanted)
         arn = StreamsQueue(ledger.table_name).stream_arn()
-        poller = StreamPoller(arn, worker.handle, accepts=wanted)
+        poller = StreamPoller(arn, streams.handle, accepts=wanted)
     return LocalStack({**env, **{k: os.environ[k] for k in (
         "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}},
         poller)

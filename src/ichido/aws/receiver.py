@@ -62,7 +62,9 @@ def lambda_handler(settings: Settings, store: Any, seen: SeenCache) -> LambdaHan
 
     mangum runs the request on the calling thread's event loop: Lambda calls from one thread,
     the local gateway from several, so a thread without a loop gets its own."""
-    adapter = Mangum(LambdaReceiver(settings, store, seen), lifespan="off")
+    # an ASGI app, typed with dicts where mangum's protocol says MutableMapping
+    adapter = Mangum(LambdaReceiver(settings, store, seen),  # type: ignore[arg-type]  # see above
+                     lifespan="off")
 
     def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
         try:

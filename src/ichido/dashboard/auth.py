@@ -118,7 +118,9 @@ class Sessions:
         if not value:
             return None
         try:
-            sid, csrf = self._signer.loads(value, max_age=self.settings.session_seconds)
+            sid, csrf = self._signer.loads(value,
+                                           # whole seconds, as its timestamps are
+                                           max_age=int(self.settings.session_seconds))
         except (BadSignature, ValueError, TypeError):
             return None
         if not isinstance(sid, str) or not isinstance(csrf, str):

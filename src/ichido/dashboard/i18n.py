@@ -3,6 +3,8 @@ with the switch on every page, else from the browser's Accept-Language."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 LANGUAGES = ("en", "ja")
 
 MESSAGES: dict[str, dict[str, str]] = {
@@ -128,7 +130,7 @@ MESSAGES: dict[str, dict[str, str]] = {
 }
 
 
-def translator(lang: str):  # type: ignore[no-untyped-def]
+def translator(lang: str) -> Callable[[str], str]:
     def t(key: str) -> str:
         entry = MESSAGES.get(key)
         return entry.get(lang, entry["en"]) if entry else key

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ichido.dashboard.settings import DashboardSettings
+from ichido.extras import require
 
 
 def routes(app: Any, settings: DashboardSettings | None = None) -> list:
@@ -19,7 +20,9 @@ def routes(app: Any, settings: DashboardSettings | None = None) -> list:
         return []
     from starlette.routing import Mount
 
-    def fee_report():  # type: ignore[no-untyped-def]
+    require("dashboard", needed_by="ICHIDO_DASHBOARD_TOKEN is set")
+
+    def fee_report() -> Any:
         report = getattr(app, "fee_report", None)
         return None if report is None else report()
 

@@ -162,7 +162,7 @@ async def actions(site: Site, request: Request) -> Response:
     return site.page(request, session, "actions.html", actions=found)
 
 
-def _next_query(chosen: reading.EventFilter, page: reading.Page,
+def _next_query(chosen: reading.ListFilter, page: reading.Page,
                 request: Request) -> str | None:
     if page.next_cursor is None:
         return None

@@ -43,7 +43,7 @@ def age(seconds: float | None) -> str:
     if seconds is None:
         return "—"
     left = int(seconds)
-    parts = []
+    parts: list[str] = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if left >= size or (unit == "s" and not parts):
             parts.append(f"{left // size}{unit}")

@@ -34,11 +34,12 @@ class Site:
                  handlers: HandlerRegistry | None = None,
                  fee_report: shop_tables.FeeReport | None = None) -> None:
         self._inbox = inbox
-        self._database = database or inbox  # one object plays both roles on an SQL inbox
+        # without a database, the inbox stands for it (no Inbox has reading(): issue 21's seams)
+        self._database: Callable[[], Any] = database or inbox
         self.settings = settings
         self.handlers = handlers
         self.fee_report = fee_report
-        self.sessions = Sessions(settings, self._database)
+        self.sessions = Sessions(settings, lambda: self._database())  # the fallback's Any
         self.samples = chart.CounterSamples()
         self._cache: dict[str, tuple[float, Any]] = {}
         self.templates = environment()

@@ -9,6 +9,7 @@ from ichido.config import Settings
 from ichido.db.base import Database, Transaction
 from ichido.db.migrations import Step
 from ichido.errors import ConfigError
+from ichido.extras import require
 
 __all__ = ["Database", "Step", "Transaction", "open_database"]
 
@@ -28,10 +29,12 @@ def open_database(settings: Settings, *, migrate: bool | None = None,
 
         database = SqliteDatabase.from_url(url, synchronous=settings.sqlite_synchronous)
     elif scheme in ("postgresql", "postgres"):
+        require("postgres", needed_by=f"ICHIDO_DATABASE_URL is {scheme}://…")
         from ichido.db.postgres import PostgresDatabase
 
         database = PostgresDatabase(url, pool_size=settings.db_pool_size)
     elif scheme == "dynamodb":  # dynamodb://TABLE, the AWS layouts' store (ichido[aws])
+        require("aws", needed_by="ICHIDO_DATABASE_URL is dynamodb://…")
         from ichido.db.dynamodb import DynamoDatabase
 
         database = DynamoDatabase.from_url(url)

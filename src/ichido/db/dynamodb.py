@@ -186,7 +186,9 @@ class DynamoDatabase(Database):
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise StorageUnavailable(f"could not name the store: {exc}") from exc
-        return self.get(self.table, {"pk": "store", "sk": "id"})["id"]
+        item = self.get(self.table, {"pk": "store", "sk": "id"})
+        assert item is not None  # written above, or by whoever won the race
+        return item["id"]
 
     def migrate(self, steps: Sequence[Step]) -> None:
         """SQL steps have no meaning here; the table is the template's (or ``create_table``)."""

@@ -259,12 +259,12 @@ class PostgresDialect:
 
     def current_version(self, component: str) -> int:
         with self.pool.connection() as conn:
-            exists = conn.execute("SELECT to_regclass('ichido_schema')").fetchone()[0]
-            if exists is None:
+            exists = conn.execute("SELECT to_regclass('ichido_schema')").fetchone()
+            if exists is None or exists[0] is None:  # (a one-row SELECT: never None itself)
                 return 0
             row = conn.execute("SELECT max(version) FROM ichido_schema WHERE component = %s",
                                (component,)).fetchone()
-        return row[0] or 0
+        return (row[0] if row else None) or 0
 
     def apply(self, component: str, version: int, statements: list[str]) -> None:
         with self.pool.connection() as conn:
@@ -274,7 +274,7 @@ class PostgresDialect:
                          " PRIMARY KEY (component, version))")
             row = conn.execute("SELECT max(version) FROM ichido_schema WHERE component = %s",
                                (component,)).fetchone()
-            if (row[0] or 0) < version:
+            if ((row[0] if row else None) or 0) < version:
                 for statement in statements:
                     conn.execute(statement)
                 conn.execute("INSERT INTO ichido_schema (component, version, applied_at)"

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 from contextlib import AbstractContextManager, contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 from urllib.parse import urlparse
 
 from ichido.db.base import Transaction
@@ -59,8 +59,8 @@ class SqliteDatabase(SqlDatabase):
             raise StorageUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
 
     @classmethod
-    def from_url(cls, url: str, **options: object) -> "SqliteDatabase":
-        return cls(path_from_url(url), **options)  # type: ignore[arg-type]
+    def from_url(cls, url: str, **options: Any) -> "SqliteDatabase":
+        return cls(path_from_url(url), **options)
 
     def conn(self) -> sqlite3.Connection:
         """This thread's connection."""

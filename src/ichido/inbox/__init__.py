@@ -27,29 +27,37 @@ def open_inbox(settings: Settings, database: Database | None = None, *,
     as in ``open_database``). ``database`` is not the inbox's to close; without one, the inbox
     opens its own (with ``steps``) and closes it with itself."""
     from ichido.db import open_database
+    from ichido.inbox.sql import SqlInbox
 
     own = database is None
     if database is None:
         database = open_database(settings, migrate=migrate, steps=steps)
     engine = getattr(database, "engine", None)
-    inbox: Inbox | None = None
-    try:
+    inbox: Inbox | None = None  # closed again if its set-up fails
+    sql: SqlInbox | None = None  # an inbox in SQL tables: its schema, and its database to close
+    try:  # each engine's database class is asserted, which also narrows its type
         if engine == "sqlite":
+            from ichido.db.sqlite import SqliteDatabase
             from ichido.inbox.sqlite import SqliteInbox
 
-            inbox = SqliteInbox(database, shard=process_shard())  # type: ignore[arg-type]
+            assert isinstance(database, SqliteDatabase)
+            inbox = sql = SqliteInbox(database, shard=process_shard())
         elif engine == "postgresql":
+            from ichido.db.postgres import PostgresDatabase
             from ichido.inbox.postgres import PostgresInbox
 
-            inbox = PostgresInbox(database, shard=process_shard())  # type: ignore[arg-type]
+            assert isinstance(database, PostgresDatabase)
+            inbox = sql = PostgresInbox(database, shard=process_shard())
         elif engine == "dynamodb":  # its own items, no SQL schema (ichido[aws])
+            from ichido.db.dynamodb import DynamoDatabase
             from ichido.inbox.dynamodb import DynamoInbox
 
-            inbox = DynamoInbox(database, shard=process_shard())  # type: ignore[arg-type]
+            assert isinstance(database, DynamoDatabase)
+            inbox = DynamoInbox(database, shard=process_shard())
         else:
             raise ConfigError(f"no inbox for a database of type {type(database).__name__}")
-        if engine != "dynamodb":
-            database.prepare(inbox.schema, migrate)  # type: ignore[attr-defined]
+        if sql is not None:
+            database.prepare(sql.schema, migrate)
         inbox.bind()
     except BaseException:
         if inbox is not None:
@@ -57,6 +65,6 @@ def open_inbox(settings: Settings, database: Database | None = None, *,
         if own:
             database.close()
         raise
-    if own:
-        inbox.owned_database = database  # type: ignore[attr-defined]
+    if own and sql is not None:  # DynamoDB's database holds nothing to close
+        sql.owned_database = sql.database
     return inbox

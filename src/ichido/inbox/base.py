@@ -7,6 +7,7 @@ live elsewhere (the queue and the worker); the seen tier in front is a hint (``i
 from __future__ import annotations
 
 import abc
+import builtins
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -107,7 +108,7 @@ class Inbox(abc.ABC):
 
     def page(self, where: EventFilter = EventFilter(), *, after: Cursor | None = None,
              limit: int = 1000, newest_first: bool = False,
-             bodies: bool = True) -> list[EventRecord]:
+             bodies: bool = True) -> builtins.list[EventRecord]:
         """One page of the events ``where`` selects, in (``created``, ``id``) order (oldest
         first, or newest first), starting after the keyset ``after``.
 

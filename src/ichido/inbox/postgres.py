@@ -53,9 +53,10 @@ class PostgresInbox(SqlInbox):
         loop = asyncio.get_running_loop()
         if self._async_pool is None or self._async_pool_loop is not loop:
             pool = self.database.pool
+            pool_kwargs = pool.kwargs if isinstance(pool.kwargs, dict) else {}  # ours is a dict
             self._async_pool = AsyncConnectionPool(
                 pool.conninfo, min_size=1, max_size=2, open=False, name="ichido-receiver",
-                timeout=self.database.connect_timeout, kwargs={**pool.kwargs, "autocommit": True})
+                timeout=self.database.connect_timeout, kwargs={**pool_kwargs, "autocommit": True})
             self._async_pool_loop = loop
         await self._async_pool.open()  # a no-op once open; connects in the background
         return self._async_pool

@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from typing import Callable
 
+from ichido.db.base import Transaction
 from ichido.db.sqlite import SqliteDatabase
 from ichido.errors import StorageUnavailable
 
@@ -27,6 +29,11 @@ class Settling:
     intake: SqliteDatabase
     intake_id: str
     _settlers: threading.local
+    # given by SqliteInbox (and SqlInbox above it): the binding's checks and the counters
+    bind: Callable[[], None]
+    check_in_place: Callable[[], None]
+    check_bound: Callable[[sqlite3.Connection | None], None]
+    _count: Callable[[Transaction, dict[str, int]], None]
 
     def settle_intake(self, *, wait: bool = True) -> int:
         """Move what the intake holds into ``ichido_events`` (where the queue claims it), with

@@ -7,7 +7,9 @@ uses ``?`` placeholders, which the PostgreSQL transaction translates.
 
 from __future__ import annotations
 
+import builtins
 import time
+from dataclasses import replace
 from typing import Callable, Sequence
 
 from ichido.dashboard.schema import DASHBOARD_SCHEMA
@@ -143,7 +145,7 @@ class SqlInbox(Inbox):
 
     def page(self, where: EventFilter = EventFilter(), *, after: Cursor | None = None,
              limit: int = 1000, newest_first: bool = False,
-             bodies: bool = True) -> list[EventRecord]:
+             bodies: bool = True) -> builtins.list[EventRecord]:
         sql, params = _where(where)
         if after is not None:
             sql += f" AND (created, id) {'<' if newest_first else '>'} (?, ?)"
@@ -233,7 +235,7 @@ class SqlInbox(Inbox):
 
 def _where(where: EventFilter) -> tuple[str, list[object]]:
     """The SQL condition (``?`` placeholders) for an ``EventFilter``."""
-    terms, params = ["1 = 1"], []
+    terms, params = ["1 = 1"], list[object]()
     if where.statuses:
         terms.append(f"status IN ({', '.join('?' for _ in where.statuses)})")
         params.extend(where.statuses)
@@ -269,7 +271,8 @@ def _where(where: EventFilter) -> tuple[str, list[object]]:
 def _record(row: Sequence, failures: tuple = ()) -> EventRecord:
     values = list(row)
     values[-1] = bytes(values[-1])  # PostgreSQL returns memoryview-like bytes for BYTEA
-    return EventRecord(*values, failures=failures)
+    record = EventRecord(*values)  # the row's columns are the fields before ``failures``
+    return replace(record, failures=failures) if failures else record
 
 
 def first_of_each(deliveries: Sequence[Delivery], new_ids: set[str]) -> list[bool]:

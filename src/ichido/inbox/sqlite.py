@@ -13,6 +13,7 @@ the two files together is in ``inbox/intake.py``.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import os
 import sqlite3
@@ -39,7 +40,7 @@ from ichido.inbox.intake import (
     mismatch,
 )
 from ichido.inbox.settling import Settling
-from ichido.inbox.sql import SCHEMA, SqlInbox, first_of_each
+from ichido.inbox.sql import SCHEMA, SqlInbox, _record, first_of_each
 
 __all__ = ["SqliteInbox", "intake_path"]
 
@@ -226,13 +227,13 @@ class SqliteInbox(Settling, SqlInbox):
             " NULL, body FROM ichido_intake WHERE id = ?", (event_id,)).fetchone()
         if row is None:  # settled between the two reads
             return super().get(event_id)
-        return EventRecord(*row[:-1], bytes(row[-1]))
+        return _record(row)
 
-    def list(self, **kwargs) -> list[EventRecord]:  # type: ignore[override]
+    def list(self, **kwargs) -> list[EventRecord]:
         self.settle_intake(wait=False)
         return super().list(**kwargs)
 
-    def page(self, where: EventFilter = EventFilter(), **kwargs) -> list[EventRecord]:  # type: ignore[override]
+    def page(self, where: EventFilter = EventFilter(), **kwargs) -> builtins.list[EventRecord]:
         self.settle_intake(wait=False)
         return super().page(where, **kwargs)
 

@@ -95,7 +95,8 @@ class TableQueue(Queue):
         now = time.time()
         with self.database.storage("claim"), self.database.statement() as tx:
             rows = tx.execute(self._claim_sql, (owner, now + lease_seconds, now, limit)).fetchall()
-        return [Claim(r[0], r[1], _bytes(r[2]), *r[3:7], lease=Lease(r[7])) for r in rows]
+        return [Claim(r[0], r[1], _bytes(r[2]), r[3], r[4], r[5], r[6], lease=Lease(r[7]))
+                for r in rows]
 
     def alone(self, claim: Claim) -> bool:
         with self.database.storage("isolate a claim"), self.database.transaction() as tx:

@@ -25,7 +25,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, cast
 
 import orjson
 import stripe
@@ -68,7 +68,8 @@ class Reconciler:
                  backoff_base: float = 1.0, sleep: Callable[[float], None] = time.sleep,
                  on_found: Callable[[ReconcileReport], None] | None = None) -> None:
         self.inbox, self.client, self.account = inbox, client, account
-        self.database = database if database is not None else getattr(inbox, "database", inbox)
+        # (any object with reading() and transaction(): typed by issue 21's seams)
+        self.database: Any = database if database is not None else getattr(inbox, "database", inbox)
         self.types = list(types)
         self.overlap, self.first_lookback = overlap, first_lookback
         self.include_delivered = include_delivered
@@ -147,10 +148,11 @@ class Reconciler:
             params["starting_after"] = page[-1]["id"]
 
     def _list(self, params: dict[str, Any], report: ReconcileReport) -> Any:
-        options = {"stripe_account": self.account} if self.account else {}
+        options: stripe.RequestOptions = {"stripe_account": self.account} if self.account else {}
         for attempt in range(1, self.max_backoff_tries + 1):
             try:
-                return self.client.v1.events.list(params=params, options=options)
+                typed = cast("stripe.params.EventListParams", params)
+                return self.client.v1.events.list(params=typed, options=options)
             except stripe.RateLimitError:
                 report.rate_limited += 1
                 if attempt == self.max_backoff_tries:

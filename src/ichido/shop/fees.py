@@ -145,7 +145,7 @@ def _decimal_share(value: object) -> Fraction:
     if isinstance(value, float):  # accepted for convenience, read as its shortest decimal
         value = str(value)
     try:
-        return Fraction(Decimal(value))  # type: ignore[arg-type]
+        return Fraction(Decimal(value))  # type: ignore[arg-type]  # what Decimal refuses: below
     except (InvalidOperation, ValueError, TypeError, OverflowError):
         raise IchidoError(f"not a fee share: {value!r} (use e.g. 0.2)",
                           code="invalid_share") from None

@@ -23,7 +23,7 @@ import warnings
 import uuid
 import weakref
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 import httpx
 
@@ -115,20 +115,20 @@ class IchidoProcess:
 
     @classmethod
     def serve(cls, *, app: str | None = None, workers: int = 0, port: int | None = None,
-              extra: Sequence[str] = (), **kwargs: object) -> "IchidoProcess":
+              extra: Sequence[str] = (), **kwargs: Any) -> "IchidoProcess":
         """``ichido serve`` on ``port`` (a free one by default); not started yet."""
         port = port or free_port()
         args = ["serve", "--port", str(port), "--workers", str(workers), *extra]
         if app:
             args += ["--app", app]
-        return cls(args, port=port, **kwargs)  # type: ignore[arg-type]
+        return cls(args, port=port, **kwargs)
 
     @classmethod
     def worker(cls, *, app: str | None = None, concurrency: int = 1,
-               **kwargs: object) -> "IchidoProcess":
+               **kwargs: Any) -> "IchidoProcess":
         """``ichido worker`` with ``concurrency`` threads; not started yet."""
         args = ["worker", "--concurrency", str(concurrency)] + (["--app", app] if app else [])
-        return cls(args, **kwargs)  # type: ignore[arg-type]
+        return cls(args, **kwargs)
 
     @property
     def url(self) -> str:
