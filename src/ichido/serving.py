@@ -222,7 +222,8 @@ class ThreadedServer:
         limits = settings or getattr(app, "settings", None)
         config = server_config(app, limits if isinstance(limits, Settings) else Settings(),
                                host=host, port=port, log_level=log_level, access_log=False)
-        self.connections: ConnectionTable = config.http.table  # type: ignore[union-attr]
+        # server_config sets http to ichido's protocol class, which carries the table
+        self.connections: ConnectionTable = config.http.table  # type: ignore[union-attr]  # see above
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

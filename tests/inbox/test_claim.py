@@ -8,6 +8,7 @@ import time
 from collections import Counter
 
 from ichido.config import Settings
+from ichido.queue.base import Lease
 from tests.inbox.support import (Inbox, claim_one, delivery, open_inbox, retake,
                                  run_then_close)
 
@@ -34,9 +35,19 @@ def test_claim_skips_live_leases_and_retakes_expired_ones(inbox: Inbox) -> None:
     held = claim_one(inbox, "first", lease=0.0)
     taken = retake(inbox, "second", lease=60.0)
     assert taken.id == a.id
-    assert taken.attempt == held.attempt + 1
+    # It died in company: not charged, but it must now run alone (I5: a death is charged only
+    # to the event that ran alone).
+    assert (taken.attempt, taken.lease) == (held.attempt, Lease.ISOLATE)
     assert taken.token != held.token
     assert inbox.claim("third", 1, 60.0) == []  # the second lease is live
+
+
+def test_a_lease_that_expires_while_running_alone_costs_an_attempt(inbox: Inbox) -> None:
+    inbox.accept([delivery()])
+    held = claim_one(inbox, "first", lease=0.0)
+    assert inbox.alone(held)
+    taken = retake(inbox, "second", lease=60.0)
+    assert (taken.id, taken.attempt) == (held.id, held.attempt + 1)
 
 
 def test_claim_waits_for_next_attempt_at(inbox: Inbox) -> None:
