@@ -55,6 +55,7 @@ REASONS: dict[str, str] = {
     "transaction_too_large": "a handler wrote more items than one DynamoDB transaction takes",
     "no_sql_on_dynamodb": "a handler written for SQL ran on DynamoDB",
     "transaction_cancelled": "DynamoDB refused the transaction (a condition or a conflict)",
+    "body_unavailable": "an AWS event's body, kept in S3 (ICHIDO_BODY_BUCKET), cannot be read",
     "error": "an unnamed failure (a bug: name it)",
 }
 

@@ -25,6 +25,8 @@ import boto3  # noqa: E402
 
 from ichido.aws.local import start_moto  # noqa: E402
 
+from tests.support import SECRET  # noqa: E402
+
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_DEFAULT_REGION": "us-east-1"}
 
@@ -38,17 +40,36 @@ def moto_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
+def cold(monkeypatch: pytest.MonkeyPatch, aws: str) -> pytest.MonkeyPatch:
+    """A cold start of the deployed functions (``ichido.aws.receiver.handler``, the worker's):
+    no function built yet, the secret only in Secrets Manager."""
+    from ichido.aws import receiver, worker
+
+    monkeypatch.setattr(receiver, "_handler", None)
+    monkeypatch.setattr(worker, "_workers", {})
+    monkeypatch.delenv("STRIPE_WEBHOOK_SECRET", raising=False)
+    monkeypatch.delenv("ICHIDO_REDIS_URL", raising=False)
+    name = f"ichido/webhook/{uuid.uuid4().hex}"
+    arn = boto3.client("secretsmanager").create_secret(Name=name, SecretString=SECRET)["ARN"]
+    monkeypatch.setenv("ICHIDO_WEBHOOK_SECRET_ID", arn)
+    return monkeypatch
+
+
+@pytest.fixture
 def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """This test's environment points boto3 (and subprocesses) at moto."""
     for name, value in {**AWS_ENV, "AWS_ENDPOINT_URL": moto_endpoint}.items():
         monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "ICHIDO_QUEUE_URL", "ICHIDO_DLQ_URL", "ICHIDO_AWS_LAYOUT"):
+    for name in ("AWS_PROFILE", "ICHIDO_QUEUE_URL", "ICHIDO_DLQ_URL", "ICHIDO_AWS_LAYOUT",
+                 "ICHIDO_BODY_BUCKET", "ICHIDO_MAX_BODY"):
         monkeypatch.delenv(name, raising=False)
     return moto_endpoint
 
 
-def make_queues(fifo: bool = False, max_receive_count: int = 3) -> tuple[str, str]:
-    """A queue and its DLQ with a redrive policy, named for this test alone."""
+def make_queues(fifo: bool = False, max_receive_count: int = 3,
+                max_message_size: int | None = None) -> tuple[str, str]:
+    """A queue and its DLQ with a redrive policy, named for this test alone (moto's default
+    ``MaximumMessageSize`` is 1 MiB, AWS's since 2025; queues made before took 256 KiB)."""
     sqs = boto3.client("sqs")
     name = f"ichido-{uuid.uuid4().hex[:10]}"
     suffix = ".fifo" if fifo else ""
@@ -58,11 +79,21 @@ def make_queues(fifo: bool = False, max_receive_count: int = 3) -> tuple[str, st
         "Attributes"]["QueueArn"]
     redrive = json.dumps({"deadLetterTargetArn": dlq_arn,
                           "maxReceiveCount": str(max_receive_count)})
+    sized = {"MaximumMessageSize": str(max_message_size)} if max_message_size else {}
     queue = sqs.create_queue(QueueName=f"{name}{suffix}", Attributes={
-        **fifo_attributes, "RedrivePolicy": redrive, "VisibilityTimeout": "30"})["QueueUrl"]
+        **fifo_attributes, **sized, "RedrivePolicy": redrive,
+        "VisibilityTimeout": "30"})["QueueUrl"]
     return queue, dlq
 
 
 @pytest.fixture
 def queues(aws: str) -> tuple[str, str]:
     return make_queues()
+
+
+@pytest.fixture
+def bucket(aws: str) -> str:
+    """An S3 bucket for this test alone (bodies out of line)."""
+    name = f"ichido-bodies-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return name

@@ -11,6 +11,7 @@ import uuid
 from collections import Counter
 
 import boto3
+import orjson
 
 from ichido.aws.ledger import SqlLedger
 from ichido.db.dynamodb import DynamoDatabase
@@ -25,7 +26,8 @@ from ichido.inbox import process_shard
 from ichido.seen import open_seen
 from ichido.seen.memory import MemorySeenCache
 from ichido.queue.sqs import SqsQueue
-from tests.support import SECRET, effect_counts, open_store, record_effect, signed_headers
+from tests.support import (SECRET, effect_counts, make_event, open_store, record_effect,
+                           signed_headers)
 
 
 def dynamodb_url() -> str:
@@ -64,6 +66,17 @@ class SqlEffects:
 
     def counts(self, inbox) -> Counter:
         return effect_counts(inbox)
+
+
+def large_event(size: int = 500_000) -> bytes:
+    """A valid invoice.paid event of about ``size`` bytes (many line items)."""
+    line = {"id": "il_0", "object": "line_item", "description": "x" * 400, "amount": 100}
+    count = size // (len(orjson.dumps(line)) + 1)
+    body = make_event("invoice.paid", obj={
+        "id": "in_large", "object": "invoice",
+        "lines": {"object": "list", "data": [{**line, "id": f"il_{i}"} for i in range(count)]}})
+    assert size - 2_000 < len(body) < 512 * 1024
+    return body
 
 
 def function_url_event(body: bytes, headers: dict[str, str] | None = None, *,

@@ -14,20 +14,7 @@ from ichido.aws import receiver, worker
 from ichido.aws.runner import SqsPoller, StreamPoller
 from ichido.queue import streams
 from tests.aws.support import DynamoEffects, dynamodb_url, function_url_event
-from tests.support import SECRET, effect_counts, make_event, migrate_effects, open_store
-
-
-@pytest.fixture
-def cold(monkeypatch: pytest.MonkeyPatch, aws: str) -> pytest.MonkeyPatch:
-    """A cold start: no function built yet, the secret only in Secrets Manager."""
-    monkeypatch.setattr(receiver, "_handler", None)
-    monkeypatch.setattr(worker, "_workers", {})
-    monkeypatch.delenv("STRIPE_WEBHOOK_SECRET", raising=False)
-    monkeypatch.delenv("ICHIDO_REDIS_URL", raising=False)
-    name = f"ichido/webhook/{id(monkeypatch)}"
-    arn = boto3.client("secretsmanager").create_secret(Name=name, SecretString=SECRET)["ARN"]
-    monkeypatch.setenv("ICHIDO_WEBHOOK_SECRET_ID", arn)
-    return monkeypatch
+from tests.support import effect_counts, make_event, migrate_effects, open_store
 
 
 def test_sqs_and_dynamodb_from_the_environment(cold: pytest.MonkeyPatch,
@@ -63,10 +50,11 @@ def test_sqs_and_postgresql_with_the_url_in_secrets_manager(
         inbox.close()
 
 
-def test_streams_from_the_environment(cold: pytest.MonkeyPatch) -> None:
+def test_streams_from_the_environment(cold: pytest.MonkeyPatch, bucket: str) -> None:
     effects = DynamoEffects()
     url = dynamodb_url()
     for name, value in {"ICHIDO_DATABASE_URL": url, "ICHIDO_AWS_LAYOUT": "streams",
+                        "ICHIDO_BODY_BUCKET": bucket,
                         "EFFECTS_TABLE": effects.table,
                         "ICHIDO_APP": "tests.aws.dynamodb_app:app"}.items():
         cold.setenv(name, value)

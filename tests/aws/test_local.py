@@ -18,6 +18,7 @@ import httpx
 import orjson
 import pytest
 
+from tests.aws.support import large_event
 from tests.support import (ROOT, SECRET, free_port, json_of, make_event, run_cli,
                            signed_headers, wait_until)
 
@@ -112,10 +113,12 @@ def test_streams_dynamodb_end_to_end(tmp_path: Path) -> None:
                                        {"AttributeName": "sk", "KeyType": "RANGE"}],
                             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
                                                   {"AttributeName": "sk", "AttributeType": "S"}])
-        bodies = [make_event("charge.succeeded") for _ in range(4)]
-        answers = [layout.post(body).json()["status"] for body in bodies + bodies[:1]]
-        assert answers == ["accepted"] * 4 + ["duplicate"]
+        bodies = [make_event("charge.succeeded") for _ in range(3)] + [large_event()]
+        answers = [layout.post(body).json()["status"] for body in bodies + bodies[-1:]]
+        assert answers == ["accepted"] * 4 + ["duplicate"]  # the 500 KB one: out of line in S3
         wait_until(lambda: layout.stats()["processed"] == 4, message="four applied")
+        large = json_of(layout.cli("events", "show", orjson.loads(bodies[-1])["id"], "--json"))
+        assert large["status"] == "processed"
         items = client.scan(TableName=table)["Items"]
         assert sorted(i["pk"]["S"] for i in items) == sorted(orjson.loads(b)["id"] for b in bodies)
     finally:

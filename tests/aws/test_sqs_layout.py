@@ -16,7 +16,7 @@ import pytest
 from ichido.event import Event
 from ichido.queue.base import Status
 from tests.aws.conftest import make_queues
-from tests.aws.support import SqsLayout, dynamodb_url, function_url_event
+from tests.aws.support import SqsLayout, dynamodb_url, function_url_event, large_event
 from tests.support import make_event, migrate_effects
 
 
@@ -265,3 +265,52 @@ def test_an_envelope_from_another_source_is_not_taken_for_stripe(layout: SqsLayo
     layout.poller.drain()
     assert layout.effect_counts() == {}
     assert len(layout.queue.dead_letters()) == 1
+
+
+def test_fifo_a_poison_holds_back_only_its_own_group(database_url: str) -> None:
+    """One batch holds groups A and B; A's first event always fails. B's events apply at once
+    (not failed with A's: that dead-lettered them), A's later events wait behind the poison
+    until it has spent its receives, then apply in order; the poison alone is dead-lettered."""
+    layout = SqsLayout(database_url, *make_queues(fifo=True))
+    log: list[tuple[str, object]] = []
+
+    def record(event: Event, tx) -> None:
+        layout.effects.record(event, tx)
+        log.append(("applied", event.id))
+
+    def poison(event: Event, tx) -> None:
+        log.append(("poison", event.attempt))
+        raise RuntimeError("this event can never apply")
+
+    layout.handlers.on("charge.succeeded")(record)
+    layout.handlers.on("test.poison")(poison)
+    try:
+        sends = [make_event("test.poison", object_id="ch_A"),
+                 make_event("charge.succeeded", object_id="ch_B"),
+                 make_event("charge.succeeded", object_id="ch_A"),
+                 make_event("charge.succeeded", object_id="ch_B"),
+                 make_event("charge.succeeded", object_id="ch_A")]
+        for body in sends:
+            deliver(layout, body)
+        poison_id, b1, a2, b2, a3 = (orjson.loads(b)["id"] for b in sends)
+        layout.poller.drain()
+        assert log == [("poison", 1), ("applied", b1), ("applied", b2),  # B at once
+                       ("poison", 2), ("poison", 3),  # A's later events held back meanwhile
+                       ("applied", a2), ("applied", a3)]  # then in order, once it is spent
+        assert layout.effect_counts() == {b1: 1, b2: 1, a2: 1, a3: 1}
+        assert [letter.event_id for letter in layout.queue.dead_letters()] == [poison_id]
+        assert layout.inbox.get(poison_id).status == Status.DEAD
+    finally:
+        layout.close()
+
+
+def test_large_dead_letters_are_redriven_in_batches_sqs_takes(layout: SqsLayout) -> None:
+    """A batch of SQS messages carries 1 MiB in all: three dead 500 KB events in one
+    SendMessageBatch were refused, and `ichido dlq retry` with them."""
+    bodies = [large_event() for _ in range(3)]
+    for body in bodies:  # inline: the queue takes 1 MiB messages
+        boto3.client("sqs").send_message(QueueUrl=layout.dlq_url, MessageBody=body.decode())
+    assert layout.queue.redrive() == 3
+    layout.poller.drain()
+    assert layout.effect_counts() == {orjson.loads(b)["id"]: 1 for b in bodies}
+    assert layout.queue.dead_letters() == []

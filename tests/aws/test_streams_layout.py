@@ -16,7 +16,7 @@ from ichido.aws.runner import StreamPoller, _lambda_record
 from ichido.event import Event
 from ichido.queue.base import Status
 from ichido.queue import streams
-from tests.aws.support import StreamsLayout
+from tests.aws.support import StreamsLayout, large_event
 from tests.support import make_event
 
 
@@ -188,3 +188,24 @@ def test_ichidos_own_writes_never_reach_the_worker(layout: StreamsLayout) -> Non
     poller.drain()
     passed = [r for r in seen if streams.wanted(r)]
     assert len(seen) > len(passed) == 1  # marker, counters: filtered out
+
+
+def test_a_large_event_failing_many_times_still_ends_dead_not_stuck(aws: str) -> None:
+    """A body just under what the item holds in line, and failures with long errors: the list
+    of failures would take the item past DynamoDB's 400 KB. The event's state must still be
+    written, or it would stay ``retrying`` with nothing left to retry it."""
+    attempts = 24
+    layout = Layout(max_attempts=attempts)
+
+    def failing(event: Event, tx) -> None:
+        raise RuntimeError("the downstream says: " + "no " * 5_000)
+
+    layout.handlers.on("invoice.paid")(failing)
+    body = large_event(255_000)
+    event_id = orjson.loads(body)["id"]
+    layout.deliver(body)
+    StreamPoller(layout.queue.stream_arn(), layout.worker.handle, accepts=streams.wanted,
+                 max_retries=2 * attempts).drain()
+    record = layout.inbox.get(event_id)
+    assert (record.status, record.attempts) == (Status.DEAD, attempts)
+    assert record.failures[-1][0] == attempts and len(record.failures) < attempts

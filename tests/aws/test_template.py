@@ -52,3 +52,13 @@ def test_no_secret_in_plain_text() -> None:
 def test_both_mappings_report_batch_item_failures() -> None:
     text = TEMPLATE.read_text()
     assert text.count("FunctionResponseTypes: [ReportBatchItemFailures]") == 2
+
+
+def test_large_bodies_have_their_bucket() -> None:
+    """Every function knows the bucket; the receiver may put there, the worker read."""
+    text = TEMPLATE.read_text()
+    assert "ICHIDO_BODY_BUCKET: !Ref BodyBucket" in text
+    receiver, worker = text.split("  WorkerFunction:")[0], text.split("  WorkerFunction:")[1]
+    assert "Action: s3:PutObject" in receiver.split("  ReceiverFunction:")[1]
+    assert "Action: s3:GetObject" in worker.split("  SqsMapping:")[0]
+    assert "sqs:GetQueueAttributes" in receiver.split("  ReceiverFunction:")[1]

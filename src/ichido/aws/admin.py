@@ -7,19 +7,23 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ichido.aws import stores
+from ichido.aws.bodies import Bodies, resolved_record
 from ichido.aws.settings import AwsSettings
 from ichido.config import Settings
 from ichido.inbox.base import EventRecord
 
 
 class AwsAdmin:
-    def __init__(self, store: Any, *, sqs: Any = None, database: Any = None) -> None:
+    def __init__(self, store: Any, *, sqs: Any = None, database: Any = None,
+                 bodies: Bodies | None = None) -> None:
         self.store = store
         self.sqs = sqs
         self.database = database
+        self.bodies = bodies
 
     def get(self, event_id: str) -> EventRecord | None:
-        return self.store.get(event_id)
+        """The event; a body the store keeps out of line in S3 is read from there."""
+        return resolved_record(self.store.get(event_id), self.bodies)
 
     def list(self, *, status: str | None = None, type: str | None = None,
              limit: int = 50) -> list[EventRecord]:
@@ -57,7 +61,7 @@ def open_admin(settings: Settings, aws: AwsSettings | None = None) -> AwsAdmin:
     aws = aws or AwsSettings.from_env()
     database, store = stores.open_store(settings)
     return AwsAdmin(store, sqs=stores.sqs_queue(aws) if aws.layout == "sqs" else None,
-                    database=database)
+                    database=database, bodies=stores.bodies(aws))
 
 
 def wanted(settings: Settings, env: dict[str, str]) -> bool:

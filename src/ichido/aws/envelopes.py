@@ -1,6 +1,7 @@
 """What arrives in a Lambda invocation, turned into the ``Delivery`` the store keeps.
 
-Three shapes: an SQS record whose body is the webhook body the receiver verified; an SQS record
+Three shapes: an SQS record whose body is the webhook body the receiver verified (or its pointer,
+when the body is out of line in S3: ``ichido.aws.bodies``); an SQS record
 whose body is an Amazon EventBridge envelope (Stripe's event in ``detail``; no signature, IAM
 vouches for the sender); and a DynamoDB Streams record of the inbox table (the stored item in
 ``NewImage``, binary attributes base64-encoded as Lambda delivers them).
@@ -13,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from ichido.aws.bodies import is_pointer, pointer_delivery
 from ichido.errors import RejectedDelivery
 from ichido.event import Delivery, parse_delivery
 
@@ -23,6 +25,8 @@ STRIPE_PARTNER_SOURCE = "aws.partner/stripe.com"
 def from_sqs_record(record: dict[str, Any]) -> Delivery:
     """Raises ``RejectedDelivery`` for a body that is no Stripe event (it can never succeed)."""
     body = record["body"].encode("utf-8")
+    if is_pointer(body):  # a body too large for the queue, out of line in S3
+        return pointer_delivery(body)
     if b'"detail-type"' in body:
         envelope = _json(body)
         if is_eventbridge(envelope):

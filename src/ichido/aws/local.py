@@ -1,6 +1,6 @@
 """``ichido aws local``: the whole AWS layout on one machine.
 
-moto plays SQS, DynamoDB and DynamoDB Streams; a local HTTP endpoint turns each request into a
+moto plays SQS, DynamoDB, DynamoDB Streams and S3 (large bodies); a local HTTP endpoint turns each request into a
 Function URL event for the receiver's real handler (each thread of it one Lambda execution
 environment); the event-source runner polls the queue or the stream and invokes the worker's
 real handler. boto3 finds moto through ``AWS_ENDPOINT_URL``, so the printed environment lets
@@ -182,10 +182,11 @@ def provision(endpoint: str, *, layout: str, fifo: bool, max_receive_count: int,
     if layout == "sqs":
         env.update(zip(("ICHIDO_QUEUE_URL", "ICHIDO_DLQ_URL"),
                        create_queues(boto3.client("sqs"), fifo, max_receive_count)))
+    env["ICHIDO_BODY_BUCKET"] = create_bucket(boto3.client("s3"))
     os.environ.update(env)
     aws = AwsSettings.from_env()
     ledger = stores.ledger(settings)
-    applier = EventApplier(app.handlers, ledger)
+    applier = EventApplier(app.handlers, ledger, stores.bodies(aws))
     if layout == "sqs":
         worker = SqsWorker(applier, max_receive_count=max_receive_count, fifo=fifo)
         poller = SqsPoller(aws.queue_url, worker.handle, failed_visibility=retry_after)
@@ -198,6 +199,13 @@ def provision(endpoint: str, *, layout: str, fifo: bool, max_receive_count: int,
     return LocalStack({**env, **{k: os.environ[k] for k in (
         "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}},
         poller)
+
+
+def create_bucket(s3: Any) -> str:
+    """The bucket for bodies larger than the layout holds in line (``ichido.aws.bodies``)."""
+    name = "ichido-bodies-local"
+    s3.create_bucket(Bucket=name)
+    return name
 
 
 def create_queues(sqs: Any, fifo: bool, max_receive_count: int) -> tuple[str, str]:

@@ -29,6 +29,8 @@ class AwsSettings:
     # Where the webhook secret lives when it is not in STRIPE_WEBHOOK_SECRET itself: a Secrets
     # Manager ARN or name, read once per cold start (never put in plain template text).
     secret_id: str | None = None
+    # The S3 bucket for bodies larger than the layout holds in line (ichido.aws.bodies).
+    body_bucket: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "AwsSettings":
@@ -46,4 +48,5 @@ class AwsSettings:
         return cls(layout=layout, queue_url=queue_url, dlq_url=env.get("ICHIDO_DLQ_URL") or None,
                    fifo=bool(queue_url and queue_url.endswith(".fifo")),
                    max_receive_count=max_receive,
-                   secret_id=env.get("ICHIDO_WEBHOOK_SECRET_ID") or None)
+                   secret_id=env.get("ICHIDO_WEBHOOK_SECRET_ID") or None,
+                   body_bucket=env.get("ICHIDO_BODY_BUCKET") or None)

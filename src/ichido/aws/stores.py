@@ -9,6 +9,7 @@ import importlib
 import os
 from typing import Any, Callable
 
+from ichido.aws.bodies import STREAMS_INLINE_MAX, Bodies, with_bodies
 from ichido.aws.ledger import Ledger, SqlLedger
 from ichido.aws.settings import AwsSettings
 from ichido.config import Settings, split_secrets
@@ -79,15 +80,24 @@ def sqs_queue(aws: AwsSettings) -> Any:
 
 
 def receiver_store(settings: Settings, aws: AwsSettings) -> tuple[Any, str]:
-    """The receiver's durable write, and a name for its seen tier's keys."""
+    """The receiver's durable write, and a name for its seen tier's keys. Checked at start:
+    a layout that cannot hold every body up to ``ICHIDO_MAX_BODY`` is a ``ConfigError``."""
     if aws.layout == "streams":
         if not is_dynamodb(settings):
             raise ConfigError("the streams layout needs a dynamodb:// ICHIDO_DATABASE_URL")
         _database, store = open_store(settings)
-        return store, store.table_name
+        bodies = Bodies("streams", STREAMS_INLINE_MAX, aws.body_bucket)
+        return with_bodies(store, bodies, settings.max_body_bytes), store.table_name
     queue = sqs_queue(aws)
     counter = ledger(settings)
-    return QueueInbox(queue, counter.count), queue.url.rstrip("/").rsplit("/", 1)[-1]
+    bodies = Bodies("sqs", queue.max_message_size(), aws.body_bucket)
+    return (with_bodies(QueueInbox(queue, counter.count), bodies, settings.max_body_bytes),
+            queue.url.rstrip("/").rsplit("/", 1)[-1])
+
+
+def bodies(aws: AwsSettings) -> Bodies:
+    """For the worker and the admin: where pointers are read (the ceiling is the receiver's)."""
+    return Bodies(aws.layout, 0, aws.body_bucket)
 
 
 class QueueInbox:

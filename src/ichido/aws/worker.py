@@ -16,6 +16,7 @@ import time
 import traceback
 from typing import Any, Callable
 
+from ichido.aws.bodies import Bodies
 from ichido.aws.envelopes import from_sqs_record, receive_count
 from ichido.aws.ledger import Ledger
 from ichido.errors import RejectedDelivery
@@ -32,18 +33,27 @@ class Outcome(enum.Enum):
     FAILED = "failed"
 
 
-class EventApplier:
-    """One event, one transaction: marker, handlers, commit; or the failure recorded."""
+# What a failure keeps of its traceback: the end, where the exception is. A handler's error of any
+# length must not make the event's item (DynamoDB: 400 KB, the body beside it) unwritable.
+MAX_ERROR = 8 * 1024
 
-    def __init__(self, handlers: HandlerRegistry, ledger: Ledger) -> None:
+
+class EventApplier:
+    """One event, one transaction: marker, handlers, commit; or the failure recorded.
+    ``bodies`` reads a body that the receiver put out of line (``ichido.aws.bodies``)."""
+
+    def __init__(self, handlers: HandlerRegistry, ledger: Ledger,
+                 bodies: Bodies | None = None) -> None:
         self.handlers = handlers
         self.ledger = ledger
+        self.bodies = bodies or Bodies("", 0)
 
     def apply(self, delivery: Delivery, attempt: int, *, final: bool,
               received_at: float | None = None) -> Outcome:
         handlers = self.handlers.for_type(delivery.type)
         status = Status.PROCESSED if handlers else Status.IGNORED
         try:
+            delivery = self.bodies.resolve(delivery)  # from S3 if out of line
             with self.ledger.applying(delivery, status, attempt,
                                       received_at or time.time()) as tx:
                 if tx is None:
@@ -52,7 +62,7 @@ class EventApplier:
                 for handler in handlers:
                     handler(event, tx)
         except Exception:  # recorded with its traceback on the event, retried by the queue
-            error = traceback.format_exc(limit=-8)
+            error = traceback.format_exc(limit=-8)[-MAX_ERROR:]
             log.warning("event %s (%s) failed attempt %d: %s", delivery.id, delivery.type,
                         attempt, error.strip().splitlines()[-1])
             self._record(delivery, attempt, error, final)
@@ -76,16 +86,28 @@ class SqsWorker:
         self.fifo = fifo
 
     def handle(self, event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
+        """Reported failed: each record that failed and, on FIFO, every later record of its
+        message group (applied now, they would overtake it). Other groups go on: one group's
+        poison holds back only that group, as Powertools' ``SqsFifoPartialProcessor`` with
+        ``skip_group_on_error`` does. A record that failed its last attempt (recorded dead, the
+        DLQ's next) holds back nothing: its group's later records apply after it, as they will
+        once SQS has moved it; held back, they would spend their receives beside it and be
+        dead-lettered with it."""
         failures: list[dict[str, str]] = []
+        held: set[str] = set()  # FIFO groups whose later records must wait
         for record in event.get("Records", []):
-            # FIFO: once one message fails, the rest of the batch must wait behind it, or one
-            # object's later events would overtake its earlier one (AWS's own rule for FIFO).
-            if (self.fifo and failures) or self._apply(record) is Outcome.FAILED:
+            group = record.get("attributes", {}).get("MessageGroupId", "") if self.fifo else None
+            if group in held:
                 failures.append({"itemIdentifier": record["messageId"]})
+                continue
+            attempt = receive_count(record)
+            if self._apply(record, attempt) is Outcome.FAILED:
+                failures.append({"itemIdentifier": record["messageId"]})
+                if group is not None and attempt < self.max_receive_count:
+                    held.add(group)
         return {"batchItemFailures": failures}
 
-    def _apply(self, record: dict[str, Any]) -> Outcome:
-        attempt = receive_count(record)
+    def _apply(self, record: dict[str, Any], attempt: int) -> Outcome:
         try:
             delivery = from_sqs_record(record)
         except RejectedDelivery as exc:
@@ -150,7 +172,8 @@ def _worker(layout: str) -> LambdaHandler:
         settings = stores.settings_from_env(aws)
         app = stores.load_app()
         ledger = stores.ledger(settings)
-        applier = EventApplier(app.handlers if app else HandlerRegistry(), ledger)
+        applier = EventApplier(app.handlers if app else HandlerRegistry(), ledger,
+                               stores.bodies(aws))
         if layout == "sqs":
             _workers[layout] = SqsWorker(applier, max_receive_count=aws.max_receive_count,
                                          fifo=aws.fifo).handle

@@ -78,22 +78,39 @@ class DynamoInbox(Inbox):
 
     def record_failure(self, delivery: Delivery, attempt: int, error: str, *,
                        dead: bool) -> None:
+        """The failure appended to the event's list; when that would take the item past
+        DynamoDB's 400 KB (a large body beside many failures), the list restarts with this one:
+        the event's state must always be writable, its old errors are in the log."""
         values = {":s": (Status.DEAD if dead else Status.RETRYING).value, ":a": attempt,
                   ":e": error, ":t": delivery.type, ":c": delivery.created, ":r": time.time(),
                   ":f": [{"attempt": attempt, "at": time.time(), "error": error}],
                   ":none": [], ":p": Status.PROCESSED.value, ":i": Status.IGNORED.value}
+        update = ("SET #status = :s, attempts = :a, last_error = :e, #type = :t, created = :c,"
+                  " received_at = if_not_exists(received_at, :r), failures = ")
+        appended = "list_append(if_not_exists(failures, :none), :f)"
+        try:
+            self._update_state(delivery.id, update + appended, values)
+        except ClientError as exc:
+            if "maximum allowed size" not in exc.response["Error"].get("Message", ""):
+                raise StorageUnavailable(f"could not record a failure: {exc}") from exc
+            del values[":none"]
+            try:
+                self._update_state(delivery.id, update + ":f", values)
+            except ClientError as again:
+                raise StorageUnavailable(f"could not record a failure: {again}") from again
+
+    def _update_state(self, event_id: str, expression: str, values: dict[str, Any]) -> None:
+        """An update of the event's item, unless it is finished; a finished one is left as is."""
         try:
             self.client.update_item(
-                TableName=self.table_name, Key=to_item({"pk": delivery.id, "sk": EVENT}),
-                UpdateExpression="SET #status = :s, attempts = :a, last_error = :e, #type = :t,"
-                " created = :c, received_at = if_not_exists(received_at, :r),"
-                " failures = list_append(if_not_exists(failures, :none), :f)",
+                TableName=self.table_name, Key=to_item({"pk": event_id, "sk": EVENT}),
+                UpdateExpression=expression,
                 ConditionExpression="attribute_not_exists(pk) OR NOT #status IN (:p, :i)",
                 ExpressionAttributeNames={"#status": "status", "#type": "type"},
                 ExpressionAttributeValues=to_item(values))
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise StorageUnavailable(f"could not record a failure: {exc}") from exc
+                raise
 
     def count(self, increments: dict[str, int]) -> None:
         item = self._counter_item(increments)["Update"]

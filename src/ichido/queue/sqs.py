@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import boto3
 import orjson
@@ -22,6 +22,7 @@ from ichido.errors import StorageUnavailable
 from ichido.event import Delivery
 
 BATCH = 10  # SQS's most messages per SendMessageBatch / DeleteMessageBatch / ReceiveMessage
+BATCH_BYTES = 1024 * 1024  # and the most bytes of message bodies in one SendMessageBatch
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,7 @@ class SqsQueue:
     def send(self, deliveries: Sequence[Delivery]) -> None:
         """Put deliveries on the queue; return only once SQS has stored every one
         (I1, docs/invariants.md)."""
-        for start in range(0, len(deliveries), BATCH):
-            chunk = deliveries[start:start + BATCH]
+        for chunk in batches(deliveries, lambda d: len(d.body)):
             try:
                 if len(chunk) == 1:
                     self.client.send_message(QueueUrl=self.url, **self._message(chunk[0]))
@@ -74,6 +74,15 @@ class SqsQueue:
 
     async def aclose(self) -> None:
         return None
+
+    def max_message_size(self) -> int:
+        """The queue's ``MaximumMessageSize``: the largest body it takes (read once, at start)."""
+        try:
+            attributes = self.client.get_queue_attributes(
+                QueueUrl=self.url, AttributeNames=["MaximumMessageSize"])["Attributes"]
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageUnavailable(f"could not read the queue's attributes: {exc}") from exc
+        return int(attributes["MaximumMessageSize"])
 
     def _message(self, delivery: Delivery) -> dict[str, Any]:
         message: dict[str, Any] = {"MessageBody": delivery.body.decode("utf-8")}
@@ -98,8 +107,7 @@ class SqsQueue:
         letters = self._hold_dead(limit=None)
         moving = [l for l in letters if wanted is None or l.event_id in wanted]
         self._release([l.receipt_handle for l in letters if l not in moving])
-        for start in range(0, len(moving), BATCH):
-            chunk = moving[start:start + BATCH]
+        for chunk in batches(moving, lambda letter: len(letter.body.encode("utf-8"))):
             self.client.send_message_batch(QueueUrl=self.url, Entries=[
                 {"Id": str(i), **self._resend(letter)} for i, letter in enumerate(chunk)])
             self.client.delete_message_batch(QueueUrl=self.dlq_url, Entries=[
@@ -146,6 +154,19 @@ class SqsQueue:
             message["MessageGroupId"] = letter.event_id
             message["MessageDeduplicationId"] = f"{letter.event_id}:{letter.message_id}"
         return message
+
+
+def batches(items: Sequence[Any], size: Any) -> Iterator[Sequence[Any]]:
+    """``items`` in runs SendMessageBatch takes: at most ten, and at most 1 MiB of bodies."""
+    start = 0
+    while start < len(items):
+        end, total = start, 0
+        while end < len(items) and end - start < BATCH and (
+                end == start or total + size(items[end]) <= BATCH_BYTES):
+            total += size(items[end])
+            end += 1
+        yield items[start:end]
+        start = end
 
 
 def event_id_of_body(body: str) -> str:
