@@ -126,3 +126,28 @@ def test_both_a_secret_and_a_secret_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="not both"):
         Settings.from_env({"STRIPE_WEBHOOK_SECRET_FILE": str(secret_file),
                            "STRIPE_WEBHOOK_SECRET": SECRET})
+
+
+@pytest.mark.parametrize("columns", ["20", "60", "120"])
+@pytest.mark.parametrize("command", [["dlq", "list"], ["events", "list"]])
+def test_listed_ids_are_never_cut_whatever_the_terminal_width(
+        tmp_path: Path, command: list[str], columns: str) -> None:
+    """An id is what an operator copies into ``dlq retry``: folded or cut with an ellipsis, it
+    names another event or none. The other columns fold; the id stays on one line, whole."""
+    app = in_process_app(Settings(database_url=f"sqlite:///{tmp_path / 'ids.db'}"),
+                         max_attempts=1)
+
+    @app.on("charge.refunded")
+    def explode(event: Event, tx) -> None:
+        raise RuntimeError("the bank refused the refund " * 5)
+
+    ids = ["evt_" + "long" * 62 + "/end", "evt_short", "evt_a/b?c#d%e-0123456789abcdef"]
+    app.inbox.accept([Delivery(i, "charge.refunded", 1, "ch_1", json.dumps(
+        {"id": i, "object": "event", "type": "charge.refunded", "created": 1,
+         "data": {"object": {"id": "ch_1"}}}).encode()) for i in ids])
+    app.worker().drain()
+    done = run_cli(*command, database_url=app.settings.database_url, env={"COLUMNS": columns})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    for event_id in ids:
+        assert any(event_id in line for line in lines), (event_id, done.stdout)

@@ -107,6 +107,49 @@ def test_a_number_beyond_a_double_is_accepted_and_the_worker_parses_it() -> None
     assert Event.from_body(delivery.body).payload["amount"] == float("inf")
 
 
+LIMIT = 4300  # Python's int_max_str_digits default: json.loads (the SDK's parser) reads no more
+
+
+def with_literal(literal: bytes, where: str) -> bytes:
+    """An event holding ``literal`` (raw JSON) at ``where``."""
+    doc = event_doc()
+    spot = {"top": doc, "object": doc["data"]["object"]}  # type: ignore[index]
+    if where == "list":
+        doc["data"]["object"]["lines"] = [1, {"x": "__LITERAL__"}]  # type: ignore[index]
+    else:
+        spot[where]["n"] = "__LITERAL__"
+    return json.dumps(doc).encode().replace(b'"__LITERAL__"', literal)
+
+
+@pytest.mark.parametrize("where", ["top", "object", "list"])
+@pytest.mark.parametrize("literal", [b"1" * (LIMIT + 1), b"-" + b"9" * (LIMIT + 1),
+                                     b"7" * 50_000])
+def test_an_integer_longer_than_python_reads_is_refused_anywhere(literal: bytes,
+                                                                  where: str) -> None:
+    body = with_literal(literal, where)
+    assert not sdk_accepts(body)
+    assert code_of(body) == "integer_too_long"
+
+
+@pytest.mark.parametrize("literal", [
+    b"1" * LIMIT, b"-" + b"1" * LIMIT,  # at the limit: the SDK reads them
+    b'"' + b"1" * (LIMIT + 10) + b'"',  # digits in a string
+    b"1" * (LIMIT + 10) + b".5", b"1" * (LIMIT + 10) + b"e2",  # floats: no digit limit
+])
+def test_long_numbers_python_reads_are_accepted_and_read_as_the_sdk_reads_them(
+        literal: bytes) -> None:
+    body = with_literal(literal, "object")
+    assert sdk_accepts(body)
+    assert Event.from_body(parse_delivery(body).body).payload == json.loads(body)
+
+
+def test_the_worker_reads_integers_past_64_bits_exactly_as_the_sdk_does() -> None:
+    """orjson reads an integer beyond 64 bits as a float; the SDK's json.loads reads it exactly."""
+    for value in (2**64, -(2**63) - 1, 10**30, 12345678901234567890123):
+        body = with_literal(b"%d" % value, "object")
+        assert Event.from_body(parse_delivery(body).body).object["n"] == value
+
+
 # -- the SDK as the oracle: a property over generated bodies ----------------------------------------
 
 def sdk_accepts(body: bytes) -> bool:
@@ -126,7 +169,11 @@ def ichido_answer(body: bytes) -> str | None:
         delivery = parse_delivery(body)
     except RejectedDelivery as exc:
         return exc.code
-    Event.from_body(delivery.body)  # whatever is accepted, the worker parses
+    # whatever is accepted, the worker parses, to what the SDK reads; the door read the same
+    read = json.loads(body)
+    assert Event.from_body(delivery.body).payload == read
+    assert (delivery.id, delivery.type, delivery.created) == (read["id"], read["type"],
+                                                              read["created"])
     return None
 
 
@@ -156,7 +203,36 @@ DAMAGE = {
     "utf_16": (lambda b: b.decode("utf-8").encode("utf-16-le"), True),
     "nan": (lambda b: b[:-1] + b',"n":NaN}', True),
     "lone_surrogate_escape": (lambda b: b[:-1] + b',"s":"\\ud800"}', True),
+    "infinity": (lambda b: b[:-1] + b',"i":Infinity}', True),
+    "minus_infinity": (lambda b: b[:-1] + b',"i":-Infinity}', True),
+    # duplicate keys: the last one counts, for the SDK and the door alike
+    "duplicate_id": (lambda b: b[:-1] + b',"id":"evt_the_second"}', False),
+    "duplicate_id_not_a_string": (lambda b: b[:-1] + b',"id":7}', True),
+    "duplicate_object_thin": (lambda b: b[:-1] + b',"object":"v2.core.event"}', False),
+    # the SDK needs an object at the top
+    "top_level_string": (lambda b: b'"evt_1"', False),
+    "top_level_number": (lambda b: b"1767000000", False),
+    "top_level_null": (lambda b: b"null", False),
+    # nesting around the door's fixed limit (100) and where the SDK stops (~330 objects deep
+    # from the top of a stack, fewer from deeper down)
+    "objects_99_deep": (lambda b: b[:-1] + b',"d":' + b'{"a":' * 99 + b"1" + b"}" * 100, False),
+    "objects_100_deep": (lambda b: b[:-1] + b',"d":' + b'{"a":' * 100 + b"1" + b"}" * 101, True),
+    "objects_340_deep": (lambda b: b[:-1] + b',"d":' + b'{"a":' * 340 + b"1" + b"}" * 341, True),
+    "lists_99_deep": (lambda b: b[:-1] + b',"d":' + b"[" * 99 + b"]" * 99 + b"}", False),
+    "lists_600_deep": (lambda b: b[:-1] + b',"d":' + b"[" * 600 + b"]" * 600 + b"}", True),
+    "brackets_in_a_string": (lambda b: b[:-1] + b',"s":"' + b"[{" * 300 + b'"}', False),
 }
+
+
+# Number literals around what Python reads: an integer of more than LIMIT digits (sign apart)
+# is refused by json.loads, so by the SDK; digits in a string, a fraction or an exponent are not.
+long_numbers = st.builds(
+    lambda sign, digits, tail, quoted: (b'"%s"' if quoted else b"%s") % (
+        sign + b"1" + b"0" * (digits - 1) + tail),
+    st.sampled_from([b"", b"-"]),
+    st.sampled_from([1, 19, 20, 21, 40, LIMIT - 1, LIMIT, LIMIT + 1, LIMIT + 2, 3 * LIMIT]),
+    st.sampled_from([b"", b"", b"", b".5", b"e3", b"E-2"]),
+    st.booleans())
 
 
 @st.composite
@@ -181,16 +257,24 @@ def bodies(draw: st.DrawFn) -> tuple[bytes, bool]:
     elif shape == "nested_event":
         doc["data"]["object"]["deep"] = draw(st.recursive(  # type: ignore[index]
             st.integers(), lambda inner: st.lists(inner, min_size=1, max_size=2), max_leaves=40))
+    number = draw(st.none() | long_numbers)
+    if number is not None:
+        spots = [doc, doc["data"]["object"], doc["data"]]  # type: ignore[index]
+        draw(st.sampled_from(spots))["n"] = "__NUMBER__"
     text = json.dumps(doc, ensure_ascii=draw(st.booleans()),
                       separators=draw(st.sampled_from([(",", ":"), (", ", ": ")])))
+    body = text.encode("utf-8", "surrogatepass")
+    if number is not None:
+        body = body.replace(b'"__NUMBER__"', number)
     name = draw(st.sampled_from(sorted(DAMAGE)))
     damage, stricter = DAMAGE[name]
-    return damage(text.encode("utf-8", "surrogatepass")), strict_ok or stricter
+    return damage(body), strict_ok or stricter
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(bodies())
 @example((json.dumps(event_doc()).encode()[:-1] + b',"x":"\xff"}', False))
+@example((json.dumps(event_doc()).encode()[:-1] + b',"x":' + b"1" * (LIMIT + 1) + b"}", False))
 @example((json.dumps(event_doc()).encode()[:-1] + b',"x":' + b"[" * 50_000 + b"]" * 50_000
           + b"}", False))
 def test_ichido_accepts_a_signed_body_exactly_when_the_sdk_does(case: tuple[bytes, bool]) -> None:

@@ -172,19 +172,115 @@ def test_an_idle_kept_alive_connection_is_closed(server: ThreadedServer) -> None
     sock.close()
 
 
-@pytest.mark.parametrize("server", [{"max_connections": 3, "header_timeout_seconds": 300}],
-                         indirect=True)
-def test_connections_past_the_limit_are_refused_and_the_limit_frees_up(
+# -- one client cannot take every connection (ichido.connections) ------------------------------
+# Each 127.0.0.N is a different client. The listening socket accepts in order, so every
+# connection opened before another is admitted (or refused) before it.
+
+def connect_from(server: ThreadedServer, source: str) -> socket.socket:
+    host, port = server.url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=HANG, source_address=(source, 0))
+
+
+def deliver_from(server: ThreadedServer, source: str, **headers: str) -> bytes:
+    """A whole signed delivery on a new connection from ``source``: the answer's status line
+    and body (503s close the connection)."""
+    body = make_event()
+    sock = connect_from(server, source)
+    try:
+        sock.sendall(request_head(body, **headers) + body)
+        answer = read_response(sock)
+    finally:
+        sock.close()
+    return answer.split(b"\r\n", 1)[0] + b" " + answer.partition(b"\r\n\r\n")[2]
+
+
+def trickle_from(server: ThreadedServer, source: str, count: int) -> list[socket.socket]:
+    """``count`` slowloris connections: half a request head each, then nothing."""
+    socks = []
+    for _ in range(count):
+        sock = connect_from(server, source)
+        sock.sendall(request_head(make_event())[:40])
+        socks.append(sock)
+    return socks
+
+
+def stall_from(server: ThreadedServer, source: str, count: int) -> list[socket.socket]:
+    """``count`` connections with their headers in and half their body: busy, never evicted."""
+    socks = []
+    for _ in range(count):
+        body = make_event()
+        sock = connect_from(server, source)
+        sock.sendall(request_head(body) + body[:10])
+        socks.append(sock)
+    wait_until(lambda: server.on_loop(server.connections.waiting) == 0, timeout=HANG,
+               message="the stalled connections' headers to be read")
+    return socks
+
+
+def close_all(socks: list[socket.socket]) -> None:
+    for sock in socks:
+        sock.close()
+
+
+@pytest.mark.parametrize("server", [{"header_timeout_seconds": 300}], indirect=True)
+def test_one_address_trickling_headers_cannot_take_every_connection(
         server: ThreadedServer) -> None:
-    held = [connect(server) for _ in range(3)]
-    held[0].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # all three accepted by now
-    assert read_response(held[0]).startswith(b"HTTP/1.1 200 ")
-    extra = connect(server)
+    """600 half-sent requests from one address, the default limits (500 in all, 100 an
+    address): deliveries from another address and from the attacker's own get through."""
+    attacker = trickle_from(server, "127.0.0.2", 600)
+    assert deliver_from(server, "127.0.0.3").startswith(b"HTTP/1.1 200 ")
+    assert deliver_from(server, "127.0.0.2").startswith(b"HTTP/1.1 200 ")  # a NAT, a proxy
+    assert server.on_loop(lambda: server.connections.held_by("127.0.0.2")) <= 100
+    # the oldest slowloris was closed to make room, with a reason
+    answer = read_until_closed(attacker[0])
+    assert answer.startswith(b"HTTP/1.1 503 ") and b'"too_many_connections"' in answer
+    close_all(attacker)
+
+
+@pytest.mark.parametrize("server", [{"max_connections": 20, "max_connections_per_address": 50,
+                                     "header_timeout_seconds": 300}], indirect=True)
+def test_when_the_server_is_full_the_oldest_connection_waiting_for_headers_makes_room(
+        server: ThreadedServer) -> None:
+    attackers = trickle_from(server, "127.0.0.2", 15) + trickle_from(server, "127.0.0.4", 5)
+    assert deliver_from(server, "127.0.0.3").startswith(b"HTTP/1.1 200 ")
+    assert server.on_loop(lambda: server.connections.held_by("127.0.0.2")) == 14  # the busiest
+    assert server.on_loop(lambda: server.connections.held_by("127.0.0.4")) == 5
+    close_all(attackers)
+
+
+@pytest.mark.parametrize("server", [{"max_connections": 3, "header_timeout_seconds": 300,
+                                     "body_timeout_seconds": 300}], indirect=True)
+def test_connections_past_the_limit_are_refused_when_none_waits_and_the_limit_frees_up(
+        server: ThreadedServer) -> None:
+    held = stall_from(server, "127.0.0.2", 2) + stall_from(server, "127.0.0.4", 1)
+    extra = connect_from(server, "127.0.0.3")
     answer = read_until_closed(extra)
     extra.close()
     assert answer.startswith(b"HTTP/1.1 503 ") and b'"too_many_connections"' in answer
     held.pop().close()  # its slot is free once the server has seen the close
     wait_until(lambda: deliver(server).status_code == 200, timeout=HANG,
                message="a delivery once a held connection closed")
-    for sock in held:
-        sock.close()
+    close_all(held)
+
+
+@pytest.mark.parametrize("server", [{"max_connections_per_address": 3,
+                                     "body_timeout_seconds": 300}], indirect=True)
+def test_an_address_holding_its_share_of_busy_connections_is_refused_alone(
+        server: ThreadedServer) -> None:
+    held = stall_from(server, "127.0.0.2", 3)
+    assert deliver_from(server, "127.0.0.2").startswith(b"HTTP/1.1 503 ")
+    extra = connect_from(server, "127.0.0.2")
+    assert b'"too_many_connections_from_address"' in read_until_closed(extra)
+    extra.close()
+    assert deliver_from(server, "127.0.0.3").startswith(b"HTTP/1.1 200 ")
+    close_all(held)
+
+
+@pytest.mark.parametrize("server", [{"max_connections_per_address": 2,
+                                     "body_timeout_seconds": 300,
+                                     "trusted_proxies": ("127.0.0.5",)}], indirect=True)
+def test_a_trusted_proxy_is_not_held_to_one_address_share(server: ThreadedServer) -> None:
+    held = stall_from(server, "127.0.0.5", 4)
+    assert deliver_from(server, "127.0.0.5").startswith(b"HTTP/1.1 200 ")
+    assert deliver_from(server, "127.0.0.6").startswith(b"HTTP/1.1 200 ")
+    close_all(held)

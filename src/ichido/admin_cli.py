@@ -12,7 +12,8 @@ import os
 from typing import Any, Iterator, Optional
 
 import typer
-from rich.table import Table
+from rich.measure import Measurement
+from rich.table import Column, Table
 from rich.text import Text
 
 from ichido.config import Settings, parse_duration
@@ -169,13 +170,26 @@ def _print_records(records: list[Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps([_record_json(r) for r in records]))
         return
-    table = Table("id", "type", "status", "attempts", "received", "last error")
-    for record in records:
+    ids = [shown(record.id) for record in records]
+    table = Table("type", "status", "attempts", "received", "last error")
+    # The id is what an operator copies into ``dlq retry``: never folded, never cut. The
+    # other columns fold; a terminal too narrow for the id gets a wider line, which it wraps.
+    for column in table.columns:
+        column.overflow = "fold"
+    table.columns.insert(0, Column("id", no_wrap=True, overflow="ignore",
+                                   min_width=max((len(i) for i in ids), default=2)))
+    for record, event_id in zip(records, ids):
         row = _record_json(record)
-        table.add_row(shown(row["id"]), shown(row["type"]), shown(row["status"]),
+        table.add_row(event_id, shown(row["type"]), shown(row["status"]),
                       shown(row["attempts"]), shown(row["received_at"]),
                       shown((row["last_error"] or [""])[0][:60]))
-    out.print(table)
+    needed = Measurement.get(out, out.options.update_width(1_000_000), table).minimum
+    width = out.width
+    out.width = max(width, needed)  # print's own ``width`` can only narrow
+    try:
+        out.print(table, crop=False)
+    finally:
+        out.width = width
 
 
 def _when(timestamp: float | None) -> str | None:

@@ -26,6 +26,7 @@ from ichido.db import Database, Step, open_database
 from ichido.errors import StorageUnavailable
 from ichido.group_commit import GroupCommit
 from ichido.handlers import Handler, HandlerRegistry
+from ichido.health import Health
 from ichido.inbox import Inbox, open_inbox
 from ichido.metrics import METRICS
 from ichido.queue import Queue, open_queue
@@ -73,6 +74,7 @@ class App:
         self.receiver = WebhookReceiver(self.settings, self._group_commit)
         self._asgi: Starlette | None = None
         self._dashboard = dashboard_routes(self)  # /dashboard, when ICHIDO_DASHBOARD_TOKEN is set
+        self._health = Health()
 
     # -- for users ---------------------------------------------------------------------------
 
@@ -124,7 +126,7 @@ class App:
                 if stores.queue is None:
                     stores.queue = open_queue(self.settings, stores.inbox)
                     owned.append(stores.queue)
-                seen = stores.seen or open_seen(self.settings, stores.database.store_id())
+                seen = stores.seen or open_seen(self.settings, stores.inbox.seen_namespace())
                 if stores.seen is None:
                     owned.append(seen)
             except BaseException:
@@ -251,9 +253,11 @@ class App:
         return self._group
 
     async def _healthz(self, _request: Request) -> Response:
+        """Whether a delivery can be stored now: the last delivery's outcome, and a write
+        probe of what the receiver writes (at most one per second, the others share it)."""
         try:
             await asyncio.to_thread(self.start)
-            await asyncio.to_thread(self.inbox.ping)
+            await self._health.check(self.inbox, self._group)
         except StorageUnavailable as exc:
             return JSONResponse({"status": "unavailable", "storage": exc.message}, status_code=503)
         return JSONResponse({"status": "ok", "storage": "ok"})

@@ -21,6 +21,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from ichido import admin_cli
+from ichido import backup as backup_commands
 from ichido.config import redact_url
 from ichido.console import err, out, shown
 from ichido.errors import IchidoError, StorageUnavailable
@@ -162,12 +163,12 @@ def serve(
 
 def _check_writable(service: Any) -> None:
     """A store the receiver cannot open or write would answer every delivery 503: say so at
-    start, in one line."""
+    start, in one line. The probe writes what the receiver writes, never waiting for a lock a
+    handler may hold (on SQLite: the intake, not the store)."""
     try:
         service.start()
         service.inbox.ping()
-        with service.database.transaction():
-            pass
+        service.inbox.probe()
     except Exception as exc:  # the engine's or the file system's own error, named in one line
         read_only = any(word in str(exc).replace(" ", "").lower()
                         for word in ("readonly", "permissiondenied"))
@@ -242,6 +243,8 @@ def migrate(app: Optional[str] = AppOpt, database_url: Optional[str] = DatabaseO
 # The operator's commands over stored events live in their own module; they are registered
 # after the commands above so that help lists them in the same order as ever.
 cli.command()(admin_cli.stats)
+cli.command("backup")(backup_commands.backup_command)
+cli.command("restore")(backup_commands.restore_command)
 cli.command()(admin_cli.prune)
 cli.add_typer(admin_cli.events_cli, name="events")
 cli.add_typer(admin_cli.dlq_cli, name="dlq")

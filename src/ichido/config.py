@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import re
@@ -17,6 +18,9 @@ from ichido.errors import ConfigError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+# A time an operator types (``--since``, the dashboard's filters) names a moment from 1970 to
+# the last second of 9999: what Stripe's ``created`` and the stores' 64-bit columns all hold.
+LATEST_MOMENT = 253_402_300_799
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -57,6 +61,14 @@ class Settings:
     body_timeout_seconds: float = 20.0  # from the headers to the body's last byte
     keepalive_seconds: float = 5.0  # an idle connection between requests
     max_connections: int = 500  # open at once; more are closed at once (keep under ulimit -n)
+    # One address (an IPv6 /64) holds at most this many; past it (or past max_connections) the
+    # oldest connection still waiting for a request's headers makes room (ichido.connections).
+    max_connections_per_address: int = 100
+    # Proxies whose X-Forwarded-For names the client, and that may hold more than one
+    # address's share of connections (addresses or networks; none by default).
+    trusted_proxies: tuple[str, ...] = ()
+    # Stripe's webhook addresses, as a file the operator refreshes: set, only they may deliver.
+    allowed_sources_file: str | None = None
     # SIGTERM: what is still being stored gets this long, then its senders get 503.
     shutdown_timeout_seconds: float = 10.0
     # Seen tier: Stripe retries for 3 days; 73 h keeps a margin. Bounded in memory.
@@ -110,6 +122,7 @@ class Settings:
             "ICHIDO_CLAIM_BATCH": "claim_batch",
             "ICHIDO_DB_POOL_SIZE": "db_pool_size",
             "ICHIDO_MAX_CONNECTIONS": "max_connections",
+            "ICHIDO_MAX_CONNECTIONS_PER_ADDRESS": "max_connections_per_address",
         }
         for name, attr in integers.items():
             if env.get(name):
@@ -118,11 +131,16 @@ class Settings:
             values["max_body_bytes"] = parse_size(env["ICHIDO_MAX_BODY"])
         if env.get("ICHIDO_MAX_HEADER"):
             values["max_header_bytes"] = parse_size(env["ICHIDO_MAX_HEADER"])
+        if env.get("ICHIDO_TRUSTED_PROXIES"):
+            values["trusted_proxies"] = split_secrets(env["ICHIDO_TRUSTED_PROXIES"])
+        if env.get("ICHIDO_ALLOWED_SOURCES_FILE"):
+            values["allowed_sources_file"] = env["ICHIDO_ALLOWED_SOURCES_FILE"]
         if env.get("ICHIDO_SQLITE_SYNCHRONOUS"):
             values["sqlite_synchronous"] = env["ICHIDO_SQLITE_SYNCHRONOUS"].upper()
         values.update({k: v for k, v in overrides.items() if v is not None})
-        if isinstance(values.get("webhook_secrets"), str):
-            values["webhook_secrets"] = split_secrets(values["webhook_secrets"])
+        for listed in ("webhook_secrets", "trusted_proxies"):
+            if isinstance(values.get(listed), str):
+                values[listed] = split_secrets(values[listed])
         return cls(**values).validated()
 
     def __repr__(self) -> str:
@@ -149,6 +167,12 @@ class Settings:
             _check_bound(attr, env, getattr(self, attr), low, high)
         if self.retry_cap_seconds < self.retry_base_seconds:
             raise ConfigError("ICHIDO_RETRY_CAP must not be shorter than ICHIDO_RETRY_BASE")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ConfigError(f"ICHIDO_TRUSTED_PROXIES: {proxy[:60]!r} is not an IP address "
+                                  f"or network") from None
         if self.sqlite_synchronous not in ("NORMAL", "FULL", "EXTRA"):
             raise ConfigError("ICHIDO_SQLITE_SYNCHRONOUS must be NORMAL, FULL or EXTRA")
         for secret in self.webhook_secrets:
@@ -178,6 +202,7 @@ _BOUNDS: tuple[tuple[str, str, float, float], ...] = (
     ("body_timeout_seconds", "ICHIDO_BODY_TIMEOUT", 0.1, 300),
     ("keepalive_seconds", "ICHIDO_KEEPALIVE", 0.1, 3600),
     ("max_connections", "ICHIDO_MAX_CONNECTIONS", 1, 1_000_000),
+    ("max_connections_per_address", "ICHIDO_MAX_CONNECTIONS_PER_ADDRESS", 1, 1_000_000),
     ("shutdown_timeout_seconds", "ICHIDO_SHUTDOWN_TIMEOUT", 0.1, _HOUR),
     ("seen_ttl_seconds", "ICHIDO_SEEN_TTL", 1, 400 * _DAY),
     ("seen_max_entries", "ICHIDO_SEEN_MAX", 1, 1_000_000_000),
@@ -202,6 +227,13 @@ def _check_bound(attr: str, env: str, value: Any, low: float, high: float) -> No
 
 
 _FLOATS = {f.name for f in dataclasses.fields(Settings) if f.type in ("float", float)}
+
+
+def check_bounds(settings: Any, bounds: Sequence[tuple[str, str, float, float]]) -> None:
+    """``(attribute, variable, lowest, highest)`` bounds, both inclusive, for the settings
+    classes beside the core's (the dashboard's): the same refusals and messages."""
+    for attr, env, low, high in bounds:
+        _check_bound(attr, env, getattr(settings, attr), low, high)
 
 
 def parse_setting(name: str, kind: str, text: str) -> Any:
@@ -266,7 +298,8 @@ def redact_url(url: str) -> str:
 
 
 def split_secrets(text: str) -> tuple[str, ...]:
-    """Comma- (or, in a file, line-) separated ``whsec_`` secrets; two while rolling."""
+    """Comma- (or, in a file, line-) separated ``whsec_`` secrets (two while rolling), or
+    trusted proxies."""
     return tuple(part for part in re.split(r"[,\s]+", text) if part)
 
 

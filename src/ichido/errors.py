@@ -9,6 +9,8 @@ from __future__ import annotations
 
 REASONS: dict[str, str] = {
     # Refused deliveries (4xx from the receiver, nothing stored: I6)
+    "source_not_allowed": "the sender's address is not in ICHIDO_ALLOWED_SOURCES_FILE (Stripe's "
+                          "webhook addresses)",
     "missing_signature": "the request has no Stripe-Signature header",
     "bad_signature": "no v1 signature matches the body for any configured secret, or the "
                      "header cannot be read",
@@ -16,8 +18,11 @@ REASONS: dict[str, str] = {
     "unsupported_media_type": "the body is not declared as JSON",
     "too_large": "the body is larger than ICHIDO_MAX_BODY",
     "invalid_utf8": "the body is not valid UTF-8 (Stripe's SDK refuses it too)",
-    "nesting_too_deep": "the JSON nests deeper than the decoder's recursion limit (~1000)",
+    "nesting_too_deep": "the JSON nests deeper than 100 levels (Stripe's events: about 10; "
+                        "Stripe's SDK stops near 330)",
     "malformed_json": "the body is not valid JSON",
+    "integer_too_long": "an integer has more than 4300 digits (Python's limit: Stripe's SDK "
+                        "cannot read it)",
     "not_an_event": "valid JSON, but not a Stripe event (object, id, type, created)",
     "value_out_of_range": "a field the store keeps is outside its range (created: 64 bits)",
     "invalid_characters": "an id or type holds control or other characters no id has",
@@ -27,7 +32,11 @@ REASONS: dict[str, str] = {
     "headers_too_large": "the request line and headers exceed ICHIDO_MAX_HEADER",
     "request_timeout": "the headers (ICHIDO_HEADER_TIMEOUT) or the body (ICHIDO_BODY_TIMEOUT) "
                        "did not arrive in time",
-    "too_many_connections": "ICHIDO_MAX_CONNECTIONS connections are open already",
+    "too_many_connections": "ICHIDO_MAX_CONNECTIONS connections are open already, none of them "
+                            "waiting for its headers",
+    "too_many_connections_from_address": "the sender's address holds "
+                                         "ICHIDO_MAX_CONNECTIONS_PER_ADDRESS connections already, "
+                                         "none of them waiting for its headers",
     # Not stored now, retry later (503: Stripe retries)
     "storage_unavailable": "the durable store could not take the write",
     "shutting_down": "the receiver is stopping and did not store this delivery",
@@ -36,6 +45,8 @@ REASONS: dict[str, str] = {
     "missing_secret": "STRIPE_WEBHOOK_SECRET is not set (or its file is empty)",
     "bad_app": "--app does not name an importable ichido.App",
     "read_only_store": "the database file or its directory cannot be written",
+    "store_directory_missing": "the directory of the SQLite store does not exist",
+    "intake_mismatch": "the intake file beside a SQLite store belongs to another store",
     "schema_outdated": "the database schema is older than this code: run ichido migrate",
     "migration_failed": "a schema migration step failed",
     "window_too_short": "prune --older-than is shorter than Stripe's retry window",

@@ -11,6 +11,7 @@ import msgspec
 import orjson
 
 from ichido.errors import RejectedDelivery
+from ichido.json_limits import Unreadable, check_readable, may_hold_integers_past_64_bits
 
 
 class Delivery(NamedTuple):
@@ -53,13 +54,13 @@ INT64 = (-(2**63), 2**63 - 1)
 MAX_ID_LENGTH = 255  # Stripe's ids are about 30 characters; types about 50
 _ID = re.compile(r"[!-~]+")  # printable ASCII, no space: nothing a log line or terminal acts on
 
-
 def parse_delivery(body: bytes) -> Delivery:
     """Read the fields the inbox needs; refuse what is not a Stripe event, or what Stripe's SDK
     (``stripe.Webhook.construct_event``) would refuse, or what no store could hold.
 
     Raises ``RejectedDelivery`` with ``invalid_utf8``, ``malformed_json``, ``nesting_too_deep``,
-    ``not_an_event``, ``invalid_characters``, ``value_out_of_range`` or ``field_too_long``.
+    ``integer_too_long`` (ichido.json_limits), ``not_an_event``, ``invalid_characters``,
+    ``value_out_of_range`` or ``field_too_long``.
     """
     if not body.isascii():  # msgspec skips the strings it does not decode unchecked
         try:
@@ -73,15 +74,17 @@ def parse_delivery(body: bytes) -> Delivery:
         return _parse_other_shape(body)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise RejectedDelivery(f"body is not valid JSON: {exc}", code="malformed_json") from None
-    except RecursionError:  # free to catch, unlike a depth scan of every body
+    except RecursionError:  # msgspec gives up near 975 levels; the fixed limit is checked below
         raise RejectedDelivery("JSON nested deeper than the decoder's recursion limit",
                                code="nesting_too_deep") from None
+    _check_readable(body)
     obj = head.data.object if head.data is not None else None
     return _checked(head.id, head.type, head.created, head.object,
                     obj.id if obj is not None else None, body)
 
 
 def _parse_other_shape(body: bytes) -> Delivery:
+    _check_readable(body)  # valid JSON (msgspec said so), maybe beyond what json.loads reads
     try:
         doc = Event.parse(body)
     except ValueError as exc:
@@ -95,6 +98,18 @@ def _parse_other_shape(body: bytes) -> Delivery:
     obj = data.get("object") if isinstance(data, dict) else None
     return _checked(doc.get("id"), doc.get("type"), doc.get("created"), doc.get("object"),
                     obj.get("id") if isinstance(obj, dict) else None, body)
+
+
+def _check_readable(body: bytes) -> None:
+    try:
+        check_readable(body)
+    except Unreadable as exc:
+        raise RejectedDelivery(str(exc), code=exc.code) from None
+    except RecursionError:
+        raise RejectedDelivery("JSON nested deeper than the decoder's recursion limit",
+                               code="nesting_too_deep") from None
+    except ValueError as exc:
+        raise RejectedDelivery(f"body is not valid JSON: {exc}", code="malformed_json") from None
 
 
 def _checked(event_id: Any, event_type: Any, created: Any, kind: Any, object_id: Any,
@@ -152,9 +167,12 @@ class Event:
 
     @staticmethod
     def parse(body: bytes) -> Any:
-        """Whatever the receiver accepted parses here: orjson, and for the few valid JSON
-        documents it refuses (a number beyond a double, such as 1e400, which Stripe's SDK reads
-        as infinity) Python's own parser, as the SDK does."""
+        """Whatever the receiver accepted parses here, to what Stripe's SDK would read: orjson,
+        and Python's own parser (the SDK's) for the few valid JSON documents orjson refuses (a
+        number beyond a double, such as 1e400, which the SDK reads as infinity) or reads
+        otherwise (an integer beyond 64 bits, which orjson makes a float)."""
+        if may_hold_integers_past_64_bits(body):
+            return json.loads(body)
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 from typing import Callable, Sequence
 
 from ichido.errors import StorageUnavailable
@@ -51,6 +52,8 @@ class GroupCommit:
         self._flushers: set[asyncio.Task[None]] = set()
         self._unlearned: list[str] = []  # durable ids the seen tier is still to learn
         self._closing = False
+        # (monotonic time, reason) of the last batch the store refused; None once one is stored
+        self.last_failure: tuple[float, str] | None = None
 
     async def submit(self, delivery: Delivery) -> Outcome:
         """Store ``delivery`` durably, or find it already known; never both lost and answered."""
@@ -104,6 +107,8 @@ class GroupCommit:
             try:
                 outcomes = await self.store([delivery for delivery, _ in batch])
             except Exception as exc:  # any storage failure: the senders get 503 and retry
+                self.last_failure = (time.monotonic(), exc.message if isinstance(
+                    exc, StorageUnavailable) else f"storage failed: {type(exc).__name__}")
                 if len(batch) > 1:
                     await self._flush_singly(batch, exc)
                 else:
@@ -154,9 +159,14 @@ class GroupCommit:
         request waits for; the benchmarks time it directly)."""
         learn, self._unlearned = self._unlearned, []
         cached = await self.seen.seen_async([d.id for d in deliveries], learn=learn)
+        if cached and self.seen.shared:  # it may speak only for ids durable HERE (I3)
+            durable = self.inbox.durable_among(list(cached))
+            if durable is not None:
+                cached &= durable
         misses = [d for d in deliveries if d.id not in cached]
         accepted = iter(await self.inbox.accept_async(
             misses, cache_hits=len(deliveries) - len(misses)))
+        self.last_failure = None
         # Only now are these ids durable, so only now may the seen tier learn them (I3): with
         # the next batch's look-up when one is waiting (one round trip for both), else now.
         if self._pending:

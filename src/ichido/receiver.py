@@ -23,6 +23,7 @@ from ichido.errors import (
 from ichido.event import parse_delivery
 from ichido.group_commit import GroupCommit, Outcome
 from ichido.metrics import METRICS
+from ichido.sources import SourceAllowlist
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -31,6 +32,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 # The HTTP status of each reason code (ichido.errors.REASONS). Any other refused delivery is a
 # 400; anything else a 500. 503 says "retry": Stripe will.
 HTTP_STATUS = {
+    "source_not_allowed": 403,
     "too_large": 413,
     "unsupported_media_type": 415,
     "storage_unavailable": 503,
@@ -49,6 +51,8 @@ class WebhookReceiver:
     def __init__(self, settings: Settings, group: Callable[[], Awaitable[GroupCommit]]) -> None:
         self.settings = settings
         self.group = group
+        self.sources = (SourceAllowlist(settings.allowed_sources_file)
+                        if settings.allowed_sources_file else None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -63,6 +67,11 @@ class WebhookReceiver:
         await send({"type": "http.response.body", "body": body})
 
     async def handle(self, scope: Scope, receive: Receive) -> dict[str, str]:
+        if self.sources is not None:
+            client = scope.get("client")
+            if not self.sources.allows(client[0] if client else None):
+                raise RejectedDelivery("the sender's address is not among the allowed sources",
+                                       code="source_not_allowed")
         headers = dict(scope["headers"])
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if content_type != b"application/json" and not content_type.endswith(b"+json"):

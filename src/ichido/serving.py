@@ -5,7 +5,9 @@ read, so the server itself bounds, from ``Settings``: the request line and heade
 (``max_header_bytes``: an 8 MB ``Stripe-Signature`` is refused at 16 KiB, never read whole),
 the time to send them (``header_timeout_seconds``: half-sent headers, slowloris) and the body
 (``body_timeout_seconds``), idle keep-alive (``keepalive_seconds``) and open connections
-(``max_connections``: more are answered 503 and closed, before file descriptors run out).
+(``max_connections``, and a share of them per address: past either, the oldest connection still
+waiting for its headers makes room, else the new one is answered 503 and closed, before file
+descriptors run out; ichido.connections).
 
 uvicorn's httptools protocol has no header limit or header timeout of its own, hence the small
 subclass; the cost on the hot path is a comparison per read, and timers only for requests that
@@ -17,16 +19,19 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import orjson
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ichido.config import Settings
+from ichido.connections import ConnectionTable
 from ichido.errors import REASONS
 from ichido.metrics import METRICS
+from ichido.sources import AddressSet, parse_networks
 
+T = TypeVar("T")
 _IDLE, _HEAD, _BODY = "idle", "head", "body"  # what the connection is reading
 _REFUSED = "refused"  # answered and half-closed: what still arrives is read and dropped
 LINGER_SECONDS = 1.0  # then closed: closing at once with bytes unread resets the connection,
@@ -42,7 +47,8 @@ def _refusal(status: str, code: str) -> bytes:
 
 _TOO_LARGE = _refusal("431 Request Header Fields Too Large", "headers_too_large")
 _TIMEOUT = _refusal("408 Request Timeout", "request_timeout")
-_BUSY = _refusal("503 Service Unavailable", "too_many_connections")
+_BUSY = {code: _refusal("503 Service Unavailable", code)
+         for code in ("too_many_connections", "too_many_connections_from_address")}
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -52,7 +58,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     max_header_bytes = 16 * 1024
     header_timeout = 10.0
     body_timeout = 20.0
-    max_connections = 500
+    table = ConnectionTable(500, 100, AddressSet(()))  # one per server: see protocol_for
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -60,19 +66,42 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._deadline: asyncio.TimerHandle | None = None
         self._deadline_for = _IDLE
+        self._host: str | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > self.max_connections:
-            METRICS.rejected.labels("too_many_connections").inc()
-            transport.write(_BUSY)
+        self._host = self.client[0] if self.client else None
+        refused = self.table.admit(self, self._host)
+        if refused is not None:
+            METRICS.rejected.labels(refused).inc()
+            transport.write(_BUSY[refused])
             transport.close()
             return
         self._arm(_HEAD)  # a connection that sends nothing is cut like half-sent headers
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.table.release(self, self._host)
         self._disarm()
         super().connection_lost(exc)
+
+    # what the connection table asks (ichido.connections)
+    def waiting_for_request(self) -> bool:
+        """Nothing of a request yet, part of its headers, or idle after an answer: closing it
+        loses nothing the sender finished sending."""
+        if self._reading is _HEAD:
+            return True
+        if self._reading is not _IDLE:
+            return False
+        cycle = self.cycle
+        return cycle is None or cycle.response_complete
+
+    def evict(self) -> None:
+        """Closed to make room: 503 with the reason, as a connection refused at once gets,
+        except one idling after an answer (a client would take a 503 there for the answer to
+        its next request): that one is closed as keep-alive closes it."""
+        METRICS.rejected.labels("too_many_connections").inc()
+        idle_after_answer = self._reading is _IDLE and self.cycle is not None
+        self._refuse(b"" if idle_after_answer else _BUSY["too_many_connections"])
 
     def data_received(self, data: bytes) -> None:
         if self._reading is not _BODY:  # headers (or the first bytes of the next request)
@@ -143,6 +172,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._refuse(_TIMEOUT if started else b"")
 
     def _refuse(self, answer: bytes) -> None:
+        self.table.release(self, self._host)  # closing: its slot is free for the next one
         self._disarm()
         if not answer or not self.transport.can_write_eof():
             if answer:
@@ -160,17 +190,23 @@ def protocol_for(settings: Settings) -> type[BoundedHttpToolsProtocol]:
         "max_header_bytes": settings.max_header_bytes,
         "header_timeout": settings.header_timeout_seconds,
         "body_timeout": settings.body_timeout_seconds,
-        "max_connections": settings.max_connections,
+        "table": ConnectionTable(settings.max_connections, settings.max_connections_per_address,
+                                 AddressSet(parse_networks(settings.trusted_proxies,
+                                                           "ICHIDO_TRUSTED_PROXIES"))),
     })
 
 
 def server_config(app: Any, settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
                   log_level: str = "warning", **options: Any) -> uvicorn.Config:
-    """uvicorn as ``ichido serve`` runs it: httptools behind the limits, uvloop, and a bounded
-    graceful shutdown (SIGTERM never waits on a stuck request for ever)."""
+    """uvicorn as ``ichido serve`` runs it: httptools behind the limits, uvloop, a bounded
+    graceful shutdown (SIGTERM never waits on a stuck request for ever), and
+    ``X-Forwarded-For`` read from the trusted proxies only (none by default: uvicorn's own
+    default trusts 127.0.0.1, which any local process can be)."""
     return uvicorn.Config(
         app, host=host, port=port, log_level=log_level, lifespan="on",
         http=protocol_for(settings), loop="uvloop",
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies) or None,
         timeout_keep_alive=settings.keepalive_seconds,
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
         h11_max_incomplete_event_size=settings.max_header_bytes, **options)
@@ -184,12 +220,18 @@ class ThreadedServer:
         limits = settings or getattr(app, "settings", None)
         config = server_config(app, limits if isinstance(limits, Settings) else Settings(),
                                host=host, port=port, log_level=log_level, access_log=False)
+        self.connections: ConnectionTable = config.http.table  # type: ignore[union-attr]
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.url = ""
 
     def start(self, timeout: float = 15.0) -> "ThreadedServer":
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._server.serve()),
+        async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            await self._server.serve()
+
+        self._thread = threading.Thread(target=lambda: asyncio.run(serve()),
                                         name="ichido-server", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
@@ -200,6 +242,15 @@ class ThreadedServer:
         host, port = self._server.servers[0].sockets[0].getsockname()[:2]
         self.url = f"http://{host}:{port}"
         return self
+
+    def on_loop(self, function: Callable[[], T], timeout: float = 15.0) -> T:
+        """``function()`` run in the server's event loop, where its connections live (tests
+        look at ``connections`` there)."""
+        async def call() -> T:
+            return function()
+
+        assert self._loop is not None, "the server is not running"
+        return asyncio.run_coroutine_threadsafe(call(), self._loop).result(timeout)
 
     def stop(self, timeout: float = 15.0) -> None:
         self._server.should_exit = True

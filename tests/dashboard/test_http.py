@@ -196,7 +196,18 @@ def test_a_bad_filter_is_a_400_that_quotes_it_as_text(client: TestClient) -> Non
     assert "&lt;b&gt;yesterday&lt;/b&gt;" in answer.text and "<b>" not in answer.text
 
 
-def test_a_session_ends_when_its_operators_token_is_removed() -> None:
+@pytest.mark.parametrize("since", ["9" * 30 + "d", "9" * 400 + "d", "0001-01-01",
+                                   "9999-12-31T23:59:59-23:59"])
+def test_a_filter_time_out_of_range_is_a_400_not_a_crash(client: TestClient, since: str) -> None:
+    """An age reaching before 1970, or one no float holds, would overflow the stores'
+    64-bit columns."""
+    csrf = login(client)
+    for answer in (client.get("/dashboard/events", params={"since": since}),
+                   client.post("/dashboard/dead/retry", data={"csrf": csrf, "since": since})):
+        assert answer.status_code == 400 and "1970 to 9999" in answer.text
+
+
+def test_a_session_ends_when_its_operators_token_is_removed(dashboard_app: ichido.App) -> None:
     from starlette.requests import Request
     from starlette.responses import Response
 
@@ -205,7 +216,9 @@ def test_a_session_ends_when_its_operators_token_is_removed() -> None:
 
     both = parse_tokens(f"alice:{TOKEN},bob:{TOKEN}-bob")
     shared = "a-fixed-signing-secret"
-    before = Sessions(DashboardSettings(operators=both, secret=shared))
+    dashboard_app.start()
+    before = Sessions(DashboardSettings(operators=both, secret=shared),
+                      lambda: dashboard_app.database)
     response = Response()
     request = Request({"type": "http", "scheme": "http", "root_path": "/dashboard",
                        "headers": [(b"host", b"testserver")], "path": "/dashboard/login",
@@ -215,8 +228,10 @@ def test_a_session_ends_when_its_operators_token_is_removed() -> None:
     before.start(response, bob, request)
     value = response.headers["set-cookie"].split(";")[0].split("=", 1)[1]
     assert before.read({COOKIE: value}).who == "bob"
-    after = Sessions(DashboardSettings(operators=both[:1], secret=shared))
+    after = Sessions(DashboardSettings(operators=both[:1], secret=shared),
+                     lambda: dashboard_app.database)
     assert after.read({COOKIE: value}) is None
+    assert before.read({COOKIE: value}) is None  # gone from the store, for every process
 
 
 def test_duplicates_are_charted_from_the_growth_between_counter_samples() -> None:

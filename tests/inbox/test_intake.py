@@ -43,10 +43,10 @@ def events_in_store(inbox: SqliteInbox) -> int:
         return tx.execute("SELECT count(*) FROM ichido_events").fetchone()[0]
 
 
-def test_the_intake_sits_beside_the_store_and_is_ignored_like_it() -> None:
-    assert intake_path("data/ichido.db") == "data/ichido.intake.db"
-    assert intake_path("/srv/events.sqlite3") == "/srv/events.intake.sqlite3"
-    assert intake_path("store") == "store.intake.db"
+def test_the_intake_is_named_after_the_store_s_full_file_name() -> None:
+    assert intake_path("data/ichido.db") == "data/ichido.db-intake"
+    assert intake_path("/srv/events.sqlite3") == "/srv/events.sqlite3-intake"
+    assert intake_path("x") != intake_path("x.db")  # they once shared x.intake.db
 
 
 def test_accepted_events_wait_in_the_intake_and_settle_once_with_their_counts(
@@ -73,11 +73,11 @@ def test_a_settle_that_dies_before_the_clean_up_moves_nothing_twice(
     inbox.accept(deliveries(20), cache_hits=2)
     expected = inbox.stats()
 
-    def die() -> None:
+    def die(*args: object) -> None:
         raise Died
 
     with monkeypatch.context() as patch:  # the store has committed; the intake still has all
-        patch.setattr(inbox.intake, "transaction", die)
+        patch.setattr(inbox, "_clean_up", die)
         with pytest.raises(Died):
             inbox.settle_intake()
     assert events_in_store(inbox) == 20

@@ -107,3 +107,46 @@ def test_dry_run_and_filters(settings) -> None:
     with pytest.raises(replays.ReplayError):
         replays.Replay.start(app.inbox, EventFilter(statuses=(Status.PENDING,)))
     app.inbox.close()
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_two_runs_of_one_job_at_once_count_every_event_once(settings, dry_run: bool) -> None:
+    """``ichido replay --resume`` typed twice (or a page's job resumed from the CLI while it
+    still runs): two runs page one job at once. Each page is counted by the run whose commit
+    moved the job past it, the other run goes on from there: ``matched`` is exact."""
+    import threading
+
+    from ichido.inbox import open_inbox
+
+    app = in_process_app(settings)
+    total = 300
+    stored(app, [make_event("charge.succeeded") for _ in range(total)])  # ignored
+    job = replays.Replay.start(app.inbox, EventFilter(statuses=(Status.IGNORED,)),
+                               dry_run=dry_run, page_size=7, actor="test")
+    stores = [open_inbox(settings) for _ in range(2)]  # two processes' own connections
+    runs = [replays.Replay.resume(store, job.record.id, page_size=7) for store in stores]
+    start = threading.Barrier(2)
+    failures: list[BaseException] = []
+
+    def run(replay: replays.Replay) -> None:
+        try:
+            start.wait(30)
+            replay.run()
+        except BaseException as exc:  # shown by the assertion below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not failures and not any(t.is_alive() for t in threads), failures
+    final = replays.load(app.inbox, job.record.id)
+    assert final.state == "done"
+    assert final.matched == total
+    assert final.requeued == (0 if dry_run else total)
+    assert recovery_counts(app.inbox)["replayed"] == (0 if dry_run else total)
+    assert app.inbox.count(EventFilter(statuses=(Status.RETRYING,))) == (0 if dry_run else total)
+    for store in stores:
+        store.close()
+    app.inbox.close()

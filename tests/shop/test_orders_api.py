@@ -173,6 +173,9 @@ def test_retrying_a_declined_order_with_its_key_answers_402_again(shop: ShopWorl
      "invalid_quantity"),
     ({"product": "vip-box", "payment_method": "card", "email": "not-an-address"}, 422,
      "invalid_email"),
+    *[({"product": "vip-box", "payment_method": "card", "email": email}, 422, "invalid_email")
+      for email in ("fan@example.com\r\nBcc: all@example.com", "fan@example.com\n",
+                    "fan\x00@example.com", "fan@example.com\u2028")],  # would end a header
     ({"payment_method": "card", "email": BUYER}, 422, "invalid_request"),
     ([1, 2, 3], 422, "invalid_request"),
 ])

@@ -160,4 +160,8 @@ def test_a_plan_and_method_are_checked_before_stripe_is_asked(shop: ShopWorld) -
     assert cheap.status_code == 422 and cheap.json()["error"]["code"] == "fee_share_exceeded"
     unknown = shop.http.get("/subscriptions/sub_nope")
     assert unknown.status_code == 404
+    for address in ("fan@example.com\r\nBcc: all@example.com", "fan\x00@example.com"):
+        header = shop.http.post("/subscriptions", json={"plan": "stream-lite", "email": address,
+                                                        "payment_method": "card"})
+        assert header.status_code == 422 and header.json()["error"]["code"] == "invalid_email"
     assert shop.stripe_list("subscriptions") == []

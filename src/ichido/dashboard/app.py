@@ -40,8 +40,9 @@ def create_dashboard(inbox: Callable[[], Inbox], settings: DashboardSettings | N
         Route("/login", on(login.login), methods=["POST"]),
         Route("/logout", on(login.logout), methods=["POST"]),
         Route("/events", on(pages.events)),
-        Route("/events/{event_id:str}", on(pages.event)),
-        Route("/events/{event_id:str}/retry", on(retries.retry_one), methods=["POST"]),
+        # ``path``: an id may hold ``/`` (links escape it as %2F, which the server decodes)
+        Route("/events/{event_id:path}", on(pages.event), methods=["GET"]),
+        Route("/events/{event_id:path}/retry", on(retries.retry_one), methods=["POST"]),
         Route("/dead", on(pages.dead)),
         Route("/dead/retry", on(retries.retry_filter), methods=["POST"]),
         Route("/retries/{action_id:str}", on(pages.retry_progress)),
@@ -54,9 +55,12 @@ def create_dashboard(inbox: Callable[[], Inbox], settings: DashboardSettings | N
 
     def failed(status: int, key: str) -> Callable[[Request, Exception], Any]:
         async def page(request: Request, exc: Exception) -> Response:
+            try:
+                session = await site.session(request)
+            except StorageUnavailable:  # the store is what failed: show the page without it
+                session = None
             return site.render(request, "error.html", {
-                "session": site.session(request), "message_key": key,
-                "detail": redact(str(exc))}, status)
+                "session": session, "message_key": key, "detail": redact(str(exc))}, status)
         return page
 
     app.add_exception_handler(StorageUnavailable, failed(503, "storage"))

@@ -11,8 +11,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     "logout": {"en": "Log out", "ja": "ログアウト"},
     "token": {"en": "Token", "ja": "トークン"},
     "bad_token": {"en": "That token is not valid.", "ja": "トークンが正しくありません。"},
-    "slow_down": {"en": "Too many attempts; wait a minute.",
-                  "ja": "試行回数が多すぎます。1分待ってください。"},
+    "slow_down": {"en": "That token is not valid, and this address has tried too many:"
+                        " each attempt now waits a second.",
+                  "ja": "トークンが正しくありません。このアドレスからの試行が多すぎるため、"
+                        "ログインは1回ごとに1秒待たされます。"},
     "overview": {"en": "Overview", "ja": "概要"},
     "events": {"en": "Events", "ja": "イベント"},
     "dead_letters": {"en": "Dead letters", "ja": "デッドレター"},

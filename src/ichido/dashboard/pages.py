@@ -23,11 +23,11 @@ log = logging.getLogger("ichido.dashboard")
 
 
 async def overview(site: Site, request: Request) -> Response:
-    if (session := site.session(request)) is None:
+    if (session := await site.session(request)) is None:
         return site.to_login(request)
     data = await site.cached("overview", 5.0, lambda: _read_overview(site))
     return site.page(request, session, "overview.html",
-                     refresh=site.settings.refresh_seconds, **data)
+                     refresh=int(site.settings.refresh_seconds), **data)
 
 
 def _read_overview(site: Site) -> dict[str, Any]:
@@ -48,7 +48,7 @@ def _read_overview(site: Site) -> dict[str, Any]:
 
 
 async def events(site: Site, request: Request) -> Response:
-    if (session := site.session(request)) is None:
+    if (session := await site.session(request)) is None:
         return site.to_login(request)
     chosen = reading.ListFilter.from_query(request.query_params)
     cursor = request.query_params.get("after") or None
@@ -60,7 +60,7 @@ async def events(site: Site, request: Request) -> Response:
 
 
 async def event(site: Site, request: Request) -> Response:
-    if (session := site.session(request)) is None:
+    if (session := await site.session(request)) is None:
         return site.to_login(request)
     event_id = request.path_params["event_id"]
     record = await run_in_threadpool(site.inbox.get, event_id)
@@ -90,7 +90,7 @@ def _related(site: Site, object_id: str | None, payment_intent: str | None) -> t
 
 
 async def dead(site: Site, request: Request) -> Response:
-    if (session := site.session(request)) is None:
+    if (session := await site.session(request)) is None:
         return site.to_login(request)
     chosen = reading.with_status(reading.ListFilter.from_query(request.query_params), "dead")
     cursor = request.query_params.get("after") or None
@@ -101,7 +101,7 @@ async def dead(site: Site, request: Request) -> Response:
 
 
 async def retry_progress(site: Site, request: Request) -> Response:
-    if (session := site.session(request)) is None:
+    if (session := await site.session(request)) is None:
         return site.to_login(request)
     action_id = request.path_params["action_id"]
     action = await run_in_threadpool(audit.find, site.db, action_id)
@@ -115,7 +115,7 @@ async def retry_progress(site: Site, request: Request) -> Response:
 
 
 async def replay_progress(site: Site, request: Request) -> Response:
-    if (session := site.session(request)) is None:
+    if (session := await site.session(request)) is None:
         return site.to_login(request)
     found = await run_in_threadpool(replays.progress, site.inbox,
                                     request.path_params["job_id"])
@@ -128,7 +128,7 @@ async def replay_progress(site: Site, request: Request) -> Response:
 
 
 async def shop(site: Site, request: Request) -> Response:
-    if (session := site.session(request)) is None:
+    if (session := await site.session(request)) is None:
         return site.to_login(request)
     data = await site.cached("shop", 5.0, lambda: _read_shop(site))
     # The fee report asks Stripe for balance transactions: minutes old is fresh enough.
@@ -156,7 +156,7 @@ def _read_fees(site: Site) -> dict[str, Any] | None:
 
 
 async def actions(site: Site, request: Request) -> Response:
-    if (session := site.session(request)) is None:
+    if (session := await site.session(request)) is None:
         return site.to_login(request)
     found = await run_in_threadpool(audit.recent, site.db, 200)
     return site.page(request, session, "actions.html", actions=found)

@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Protocol, Sequence
 
-from ichido.config import parse_duration
+from ichido.config import LATEST_MOMENT, parse_duration
 from ichido.errors import ConfigError
 from ichido.inbox import Cursor, EventFilter, EventRecord, Inbox
 from ichido.queue.base import Status
@@ -69,7 +69,19 @@ class ListFilter:
 
 
 def parse_when(text: str, now: float) -> float:
-    """``2026-12-01``, ``2026-12-01T10:00`` (UTC unless it names a zone), or an age: ``24h``."""
+    """``2026-12-01``, ``2026-12-01T10:00`` (UTC unless it names a zone), or an age: ``24h``;
+    from 1970 to the year 9999, so no filter overflows a store's 64-bit column."""
+    try:
+        moment = _moment(text, now)
+    except OverflowError:
+        moment = None
+    if moment is None or not 0 <= moment <= LATEST_MOMENT:
+        raise ConfigError(f"not a time from 1970 to 9999: {text!r} (2026-12-01T10:00, or an age"
+                          " such as 24h)", code="bad_filter")
+    return moment
+
+
+def _moment(text: str, now: float) -> float | None:
     try:
         return now - parse_duration(text)
     except ConfigError:
@@ -77,8 +89,7 @@ def parse_when(text: str, now: float) -> float:
     try:
         when = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise ConfigError(f"not a time: {text!r} (2026-12-01T10:00, or an age such as 24h)",
-                          code="bad_filter") from None
+        return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)
     return when.timestamp()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
@@ -59,11 +59,17 @@ def jst(timestamp: float | None) -> str:
 
 
 
+def segment(value: str) -> str:
+    """One path segment of a URL: every reserved character escaped, ``/`` included, so an id
+    holding ``/``, ``?``, ``#`` or ``%`` is one segment that routes back to itself."""
+    return quote(str(value), safe="")
+
+
 def environment() -> Environment:
     """Autoescape is on for every template, whatever its name: stored strings are text."""
     env = Environment(loader=PackageLoader("ichido.dashboard", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True))
-    env.filters.update(when=when, age=age, jst=jst, redact=redact)
+    env.filters.update(when=when, age=age, jst=jst, redact=redact, segment=segment)
     return env
 
 

@@ -1,6 +1,6 @@
-"""The dashboard's tables: the audit trail of operators' actions, migrated with the core schema
-(the page can be switched on later without a migration). Imports nothing, so the storage roles
-can list these steps with their own.
+"""The dashboard's tables: the audit trail of operators' actions and their sessions, migrated
+with the core schema (the page can be switched on later without a migration). Imports nothing,
+so the storage roles can list these steps with their own.
 """
 
 from __future__ import annotations
@@ -24,5 +24,18 @@ DASHBOARD_SCHEMA: list[tuple[str, int, list[str]]] = [
             event_id TEXT NOT NULL,
             PRIMARY KEY (action_id, event_id)
         )""",
+    ]),
+    # Operators' sessions, kept in the store so that every process serving the page agrees:
+    # logging out, or a token taken out of ICHIDO_DASHBOARD_TOKEN, ends them everywhere.
+    ("dashboard", 2, [
+        """CREATE TABLE ichido_dashboard_sessions (
+            id TEXT PRIMARY KEY,
+            who TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            started_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX ichido_dashboard_sessions_expires ON ichido_dashboard_sessions"
+        " (expires_at)",
     ]),
 ]

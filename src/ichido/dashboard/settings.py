@@ -8,8 +8,15 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
-from ichido.config import parse_duration
+from ichido.config import check_bounds, parse_duration
 from ichido.errors import ConfigError
+
+# (attribute, environment variable, lowest, highest), both inclusive, as the core's settings.
+# A session outlives no working week: a cookie copied off a machine stops opening the page.
+BOUNDS: tuple[tuple[str, str, float, float], ...] = (
+    ("session_seconds", "ICHIDO_DASHBOARD_SESSION", 60.0, 7 * 86400.0),
+    ("refresh_seconds", "ICHIDO_DASHBOARD_REFRESH", 1.0, 3600.0),
+)
 
 
 @dataclass(frozen=True)
@@ -27,13 +34,14 @@ class Operator:
 @dataclass(frozen=True)
 class DashboardSettings:
     """``ICHIDO_DASHBOARD_TOKEN``: one token, or ``name:token`` entries separated by commas so
-    that the audit trail names the person. ``ICHIDO_DASHBOARD_SECRET`` signs sessions (default:
-    derived from the tokens, so changing a token logs everyone out)."""
+    that the audit trail names the person. ``ICHIDO_DASHBOARD_SECRET`` signs session cookies
+    (default: derived from the tokens). Sessions themselves live in the store (``auth.py``):
+    removing a token ends its sessions in every process."""
 
     operators: tuple[Operator, ...] = ()
     secret: str = ""
     session_seconds: float = 8 * 3600.0
-    refresh_seconds: int = 10  # the overview reloads itself this often
+    refresh_seconds: float = 10.0  # the overview reloads itself this often
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "DashboardSettings":
@@ -41,9 +49,13 @@ class DashboardSettings:
         operators = parse_tokens(env.get("ICHIDO_DASHBOARD_TOKEN", ""))
         secret = env.get("ICHIDO_DASHBOARD_SECRET") or derived_secret(operators)
         session = parse_duration(env.get("ICHIDO_DASHBOARD_SESSION") or "8h")
-        refresh = max(1, int(parse_duration(env.get("ICHIDO_DASHBOARD_REFRESH") or "10s")))
+        refresh = parse_duration(env.get("ICHIDO_DASHBOARD_REFRESH") or "10s")
         return cls(operators=operators, secret=secret, session_seconds=session,
-                   refresh_seconds=refresh)
+                   refresh_seconds=refresh).validated()
+
+    def validated(self) -> "DashboardSettings":
+        check_bounds(self, BOUNDS)
+        return self
 
     @property
     def enabled(self) -> bool:

@@ -38,7 +38,7 @@ class Site:
         self.settings = settings
         self.handlers = handlers
         self.fee_report = fee_report
-        self.sessions = Sessions(settings)
+        self.sessions = Sessions(settings, self._database)
         self.samples = chart.CounterSamples()
         self._cache: dict[str, tuple[float, Any]] = {}
         self.templates = environment()
@@ -51,13 +51,14 @@ class Site:
     def db(self) -> reading.Store:
         return self._database()
 
-    def session(self, request: Request) -> Session | None:
-        return self.sessions.read(request.cookies)
+    async def session(self, request: Request) -> Session | None:
+        """The request's live session (read from the store on every request)."""
+        return await run_in_threadpool(self.sessions.read, request.cookies)
 
     async def action(self, request: Request) -> tuple[Any, dict[str, str], Response | None]:
         """The session and form of a POST, or the refusal: no session, a foreign origin, or a
         CSRF token that is missing or not this session's."""
-        session = self.session(request)
+        session = await self.session(request)
         if session is None:
             return None, {}, Response("log in first", status_code=401, headers=SECURITY_HEADERS)
         form = await read_form(request)

@@ -47,7 +47,11 @@ class Database(abc.ABC):
 
     @abc.abstractmethod
     def store_id(self) -> str:
-        """A random name this store keeps forever: the seen tier's namespace."""
+        """A random name this store keeps forever (copies carry it too)."""
+
+    def seen_namespace(self) -> str:
+        """The seen tier's namespace: this store, and no copy of it (I3)."""
+        return self.store_id()
 
     @abc.abstractmethod
     def migrate(self, steps: Sequence[Step]) -> None:

@@ -212,6 +212,23 @@ class PostgresDatabase(SqlDatabase):
                    " hashtextextended(o, 0) AS h FROM unnest(?::text[]) AS o ORDER BY h) AS s",
                    (object_ids,))
 
+    def location(self) -> object:
+        """The cluster, the database and the schema, by identity (oids change when a schema is
+        restored elsewhere or created again; a byte copy carries the store's name only)."""
+        with self.reading() as tx:
+            where = tx.execute(
+                "SELECT current_database(), current_schema(), (SELECT oid FROM pg_database"
+                " WHERE datname = current_database()), (SELECT oid FROM pg_namespace"
+                " WHERE nspname = current_schema()), to_regclass('ichido_events')::oid"
+            ).fetchone()
+        try:  # the cluster's own identity, where this role may read it
+            with self.reading() as tx:
+                cluster = tx.execute("SELECT system_identifier FROM pg_control_system()"
+                                     ).fetchone()[0]
+        except psycopg.Error:
+            cluster = None
+        return (*where, cluster)
+
     def dialect(self) -> "PostgresDialect":
         return PostgresDialect(self.pool)
 

@@ -7,6 +7,7 @@ work on any engine here without importing one.
 from __future__ import annotations
 
 import abc
+import hashlib
 import uuid
 from contextlib import AbstractContextManager, contextmanager
 from typing import Iterator, Sequence
@@ -69,6 +70,10 @@ class SqlDatabase(Database):
             raise migrations.failed(dialect.name, exc) from exc
 
     def store_id(self) -> str:
+        """Read first: a store named already is never written at start (a handler may hold its
+        write lock for as long as it runs, and a restart must not wait for it)."""
+        if self._store_id is None:
+            self._store_id = self._read_store_id()
         if self._store_id is None:
             with self.storage("name the store"), self.transaction() as tx:
                 tx.execute(STORE_TABLE)
@@ -76,6 +81,24 @@ class SqlDatabase(Database):
                            " ON CONFLICT (singleton) DO NOTHING", (uuid.uuid4().hex,))
                 self._store_id = tx.execute("SELECT id FROM ichido_store").fetchone()[0]
         return self._store_id
+
+    def _read_store_id(self) -> str | None:
+        try:
+            with self.reading() as tx:
+                row = tx.execute("SELECT id FROM ichido_store").fetchone()
+        except self.engine_errors:  # no such table yet: a store without the inbox's schema
+            return None
+        return None if row is None else str(row[0])
+
+    def seen_namespace(self) -> str:
+        """The store's name plus where it lives (``location``): a copy carries the name, so
+        the name alone would let a clone's seen tier answer for ids the clone never stored."""
+        where = hashlib.sha256(repr(self.location()).encode()).hexdigest()[:16]
+        return f"{self.store_id()}.{where}"
+
+    def location(self) -> object:
+        """What differs between two copies of one store (each engine says what)."""
+        return ()
 
     def ping(self) -> None:
         with self.storage("read"), self.reading() as tx:

@@ -48,6 +48,11 @@ class SqliteDatabase(SqlDatabase):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):  # a typo, or a volume not mounted: never a new store
+            raise StorageUnavailable(
+                f"the directory of the SQLite store {path} does not exist: create it, or fix "
+                "ICHIDO_DATABASE_URL", code="store_directory_missing")
         try:
             self.conn()
         except sqlite3.Error as exc:
@@ -66,7 +71,6 @@ class SqliteDatabase(SqlDatabase):
 
     def connect(self, *pragmas: str) -> sqlite3.Connection:
         """A new connection, closed with the database (for a caller that needs its own)."""
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         for pragma in pragmas:
             conn.execute(pragma)
@@ -91,6 +95,12 @@ class SqliteDatabase(SqlDatabase):
     @contextmanager
     def reading(self) -> Iterator[Transaction]:
         yield self.conn()
+
+    def location(self) -> object:
+        """The file's real path and identity: a copy elsewhere, or one put in its place, is
+        another store for the seen tier (which then starts cold: a hint, I3)."""
+        info = os.stat(self.path)
+        return os.path.realpath(self.path), info.st_dev, info.st_ino
 
     def dialect(self) -> "SqliteDialect":
         return SqliteDialect(self.conn())

@@ -32,7 +32,7 @@ def open_inbox(settings: Settings, database: Database | None = None, *,
     if database is None:
         database = open_database(settings, migrate=migrate, steps=steps)
     engine = getattr(database, "engine", None)
-    inbox: Inbox
+    inbox: Inbox | None = None
     try:
         if engine == "sqlite":
             from ichido.inbox.sqlite import SqliteInbox
@@ -50,7 +50,10 @@ def open_inbox(settings: Settings, database: Database | None = None, *,
             raise ConfigError(f"no inbox for a database of type {type(database).__name__}")
         if engine != "dynamodb":
             database.prepare(inbox.schema, migrate)  # type: ignore[attr-defined]
+        inbox.bind()
     except BaseException:
+        if inbox is not None:
+            inbox.close()  # its own files (SQLite's intake); not the database
         if own:
             database.close()
         raise

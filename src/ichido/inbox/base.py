@@ -76,6 +76,27 @@ class Inbox(abc.ABC):
     async def aclose(self) -> None:
         """Release what ``accept_async`` holds on the running event loop."""
 
+    def bind(self) -> None:
+        """Once the schema is there: check and tie what the inbox keeps beside its store
+        (SQLite's intake file); nothing elsewhere."""
+
+    def seen_namespace(self) -> str:
+        """The seen tier's namespace: ids durable in this inbox, and in no copy of it (I3)."""
+        return self.database.seen_namespace()  # type: ignore[attr-defined]
+
+    def durable_among(self, event_ids: Sequence[str]) -> set[str] | None:
+        """Which of ``event_ids`` this inbox holds, when it can tell at once (a local file);
+        None when it cannot (a database server: a round trip the seen tier exists to save)."""
+        return None
+
+    def probe(self) -> None:
+        """Raise ``StorageUnavailable`` unless a delivery can be stored now (health)."""
+        self.ping()
+
+    def check_in_place(self) -> None:
+        """Raise ``StorageUnavailable`` if the store's files were deleted or replaced since
+        they were opened (cheap: run on every health request, and by SQLite on every write)."""
+
     @abc.abstractmethod
     def get(self, event_id: str) -> EventRecord | None: ...
 

@@ -223,6 +223,11 @@ class SqlInbox(Inbox):
         with self.database.storage("read"), self.database.reading() as tx:
             tx.execute("SELECT 1 FROM ichido_events LIMIT 1").fetchall()
 
+    def probe(self) -> None:
+        self.ping()
+        with self.database.storage("write"), self.database.transaction():
+            pass
+
 
 def _where(where: EventFilter) -> tuple[str, list[object]]:
     """The SQL condition (``?`` placeholders) for an ``EventFilter``."""

@@ -3,10 +3,11 @@ whose write lock the handlers hold.
 
 SQLite has one writer per file. A handler's transaction holds its file's write lock for as
 long as the handler runs, so a receiver writing to that file would wait on it (and answer 503
-after the busy timeout). Deliveries therefore land in ``<name>.intake<.ext>`` beside the store:
+after the busy timeout). Deliveries therefore land in ``<store>-intake`` beside the store:
 durable there (I1), deduplicated against both files, and answered. Workers settle the intake
 into ``ichido_events`` before they claim (``settle_intake``), in the store's own transactions;
-the handlers, their markers and the queue stay in one file, so I2 is untouched.
+the handlers, their markers and the queue stay in one file, so I2 is untouched. What binds
+the two files together is in ``inbox/intake.py``.
 """
 
 from __future__ import annotations
@@ -26,37 +27,26 @@ from ichido.db.sqlite import SqliteDatabase
 from ichido.errors import StorageUnavailable
 from ichido.event import Delivery
 from ichido.inbox.base import EventFilter, EventRecord, counts_for
+from ichido.inbox.intake import (
+    INTAKE_SCHEMA,
+    PROBE_BYTES,
+    PROBE_ID,
+    STORE_STEPS,
+    FileIdentity,
+    adopt_legacy,
+    bind,
+    intake_path,
+    mismatch,
+)
+from ichido.inbox.settling import Settling
 from ichido.inbox.sql import SCHEMA, SqlInbox, first_of_each
+
+__all__ = ["SqliteInbox", "intake_path"]
 
 _CHUNK = 100  # rows per statement: SQLite caps bound variables per statement
 CHECKPOINT_ROWS = 1000  # about 7 MB of WAL at Stripe's event sizes
-SETTLE_BATCHES = 256  # intake batches moved per store transaction
 
 log = logging.getLogger("ichido.inbox")
-
-# The intake: receiver batches in commit order (AUTOINCREMENT: a number is never reused, even
-# after the rows are settled and deleted), each with its counters and its new events.
-INTAKE_SCHEMA = [
-    ("intake", 1, [
-        """CREATE TABLE ichido_intake_batches (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            received INTEGER NOT NULL,
-            fresh INTEGER NOT NULL,
-            duplicates_cache INTEGER NOT NULL,
-            duplicates_durable INTEGER NOT NULL
-        )""",
-        """CREATE TABLE ichido_intake (
-            id TEXT PRIMARY KEY,
-            batch INTEGER NOT NULL,
-            type TEXT NOT NULL,
-            created BIGINT NOT NULL,
-            object_id TEXT,
-            body BLOB NOT NULL,
-            received_at DOUBLE PRECISION NOT NULL
-        )""",
-        "CREATE INDEX ichido_intake_batch ON ichido_intake (batch)",
-    ]),
-]
 
 # In the store, committed with the settled events: the last intake batch they came from, so a
 # settle that died between the store's commit and the intake's clean-up moves nothing twice.
@@ -69,25 +59,23 @@ STORE_SCHEMA = [
         )""",
         "INSERT INTO ichido_intake_settled (singleton, upto) VALUES (1, 0)",
     ]),
+    *STORE_STEPS,
 ]
 
 
-def intake_path(store_path: str) -> str:
-    """``ichido.db`` → ``ichido.intake.db``: beside the store, and matched by the same ignores."""
-    root, ext = os.path.splitext(store_path)
-    return f"{root}.intake{ext or '.db'}"
-
-
-class SqliteInbox(SqlInbox):
+class SqliteInbox(Settling, SqlInbox):
     database: SqliteDatabase
     schema = STORE_SCHEMA
 
     def __init__(self, database: SqliteDatabase, *, shard: str,
                  checkpoint_rows: int = CHECKPOINT_ROWS) -> None:
         super().__init__(database, shard=shard)
+        adopt_legacy(database.path)
         self.intake = SqliteDatabase(intake_path(database.path),
                                      synchronous=database.synchronous)
         self.intake.migrate(INTAKE_SCHEMA)
+        self.intake_id = ""  # named by ``bind``, once the store's schema is there
+        self._files: tuple[FileIdentity, ...] = ()
         # Without an fsync per commit (WAL + NORMAL) a commit is a few page writes: cheaper on
         # the event loop than a hand-over to a writer thread, whose GIL ping-pong with the loop
         # costs more than the write. With FULL or EXTRA every commit waits for the disk: no.
@@ -99,6 +87,62 @@ class SqliteInbox(SqlInbox):
         self._unchecked_rows = 0  # written by the loop's connection since its last checkpoint
         self._checkpointing = False
         self._holding_off = False  # a RESTART checkpoint waits for the write lock
+
+    # -- the binding (``inbox/intake.py``) ------------------------------------------------------
+
+    def bind(self) -> None:
+        """Bind the intake to the store, once the store's schema is there; remember both files
+        as opened. Reads the store, writes only the intake."""
+        self.intake_id = bind(self.database, self.intake)
+        self._files = (FileIdentity(self.database.path, "SQLite store"),
+                       FileIdentity(self.intake.path, "intake"))
+
+    def check_in_place(self) -> None:
+        """Raise ``StorageUnavailable`` when the store or the intake was deleted or replaced
+        since they were opened (two ``stat`` calls)."""
+        for file in self._files:
+            file.check()
+
+    def check_bound(self, conn: sqlite3.Connection | None = None) -> None:
+        """Raise ``StorageUnavailable`` (``intake_mismatch``) unless the intake still names this
+        store and itself: ``conn`` has the intake attached (a settle), else each file's own."""
+        if conn is None:
+            store = self.database.conn().execute("SELECT id FROM ichido_store").fetchone()
+            owner = self.intake.conn().execute(
+                "SELECT intake, store FROM ichido_intake_owner").fetchone()
+        else:
+            store = conn.execute("SELECT id FROM main.ichido_store").fetchone()
+            owner = conn.execute("SELECT intake, store FROM intake.ichido_intake_owner").fetchone()
+        if store is None or owner is None or (owner[0], owner[1]) != (self.intake_id, store[0]):
+            raise mismatch(self.intake.path, self.database.path)
+
+    def seen_namespace(self) -> str:
+        """The store where it lives, and its intake: a new intake (the old one deleted with
+        what it held) starts a new namespace, so the seen tier never speaks for lost ids."""
+        return f"{self.database.seen_namespace()}.{self.intake_id[:12]}"
+
+    def durable_among(self, event_ids: Sequence[str]) -> set[str] | None:
+        """A shared seen tier's hits, checked here: a copy of this store put back in place
+        (a snapshot restored with ``cp``) carries its name and path, so only the files can
+        tell which ids they hold. Two index look-ups per id, on the loop's connections."""
+        ids = sorted(event_ids)
+        return _present(self.intake.conn(), "ichido_intake", ids) | _present(
+            self.database.conn(), "ichido_events", ids)
+
+    def probe(self) -> None:
+        """Can a delivery be stored now? Both files in place and bound, and a delivery-shaped
+        write into the intake (inserted and deleted in one committed transaction)."""
+        self.check_in_place()
+        if not os.access(self.database.path, os.W_OK):  # workers could not settle into it
+            raise StorageUnavailable(f"cannot write to {self.database.path}: the file is"
+                                     " read-only for this user", code="read_only_store")
+        with self.intake.storage("write the intake"):
+            self.check_bound()
+            with self.intake.transaction() as tx:
+                tx.execute("INSERT INTO ichido_intake (id, batch, type, created, object_id, body,"
+                           " received_at) VALUES (?, 0, 'probe', 0, NULL, zeroblob(?), 0)",
+                           (PROBE_ID, PROBE_BYTES))
+                tx.execute("DELETE FROM ichido_intake WHERE id = ?", (PROBE_ID,))
 
     # -- receiving: into the intake ------------------------------------------------------------
 
@@ -120,6 +164,7 @@ class SqliteInbox(SqlInbox):
         # ``checkpoint_rows`` rows the writer thread does, while the loop goes on writing.
         if self._holding_off:
             return None
+        self.check_in_place()
         if self._nowait is None:
             self._nowait = self.intake.connect(*self.intake.pragmas, "PRAGMA busy_timeout = 0",
                                                "PRAGMA wal_autocheckpoint = 0")
@@ -139,6 +184,7 @@ class SqliteInbox(SqlInbox):
         return accepted
 
     def accept(self, deliveries: Sequence[Delivery], *, cache_hits: int = 0) -> list[bool]:
+        self.check_in_place()
         with self.intake.storage("store deliveries"), self.intake.transaction() as tx:
             return self._accept(tx, deliveries, cache_hits)
 
@@ -168,89 +214,6 @@ class SqliteInbox(SqlInbox):
                 [v for d in chunk for v in (d.id, batch, d.type, d.created, d.object_id,
                                             d.body, now)])
         return accepted
-
-    # -- settling: from the intake into the store ------------------------------------------------
-
-    def settle_intake(self, *, wait: bool = True) -> int:
-        """Move what the intake holds into ``ichido_events`` (where the queue claims it), with
-        its counters; return how many events moved. ``wait=False`` gives up at once, moving
-        nothing, when a handler holds the store's lock (for readers that only want freshness).
-
-        One statement copies the rows inside SQLite (the intake is attached to this thread's
-        settling connection), in a transaction that writes the store first: it waits for the
-        store's lock, never for the intake's, which it only reads."""
-        conn = self._settler(wait)
-        upto, newest, oldest = conn.execute(
-            "SELECT (SELECT upto FROM main.ichido_intake_settled),"
-            " (SELECT max(seq) FROM intake.ichido_intake_batches),"
-            " (SELECT min(seq) FROM intake.ichido_intake_batches)").fetchone()
-        if newest is None or newest <= upto:
-            if oldest is not None and oldest <= upto:
-                self._clean_up(upto)  # what a settle that died before its clean-up left
-            return 0
-        try:
-            moved, last = self._move(conn)
-        except sqlite3.Error as exc:
-            busy = exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-            if busy and not wait:
-                return 0
-            raise StorageUnavailable(f"could not settle the intake: {exc}") from exc
-        self._clean_up(last)
-        return moved
-
-    def _move(self, conn: sqlite3.Connection) -> tuple[int, int]:
-        conn.execute("BEGIN")
-        try:
-            # A write first, so the lock is waited for before any read snapshot is taken.
-            conn.execute("UPDATE main.ichido_intake_settled SET upto = upto")
-            upto = conn.execute("SELECT upto FROM main.ichido_intake_settled").fetchone()[0]
-            last = conn.execute(
-                "SELECT coalesce(max(seq), ?) FROM (SELECT seq FROM intake.ichido_intake_batches"
-                " WHERE seq > ? ORDER BY seq LIMIT ?)", (upto, upto, SETTLE_BATCHES)).fetchone()[0]
-            moved = conn.execute(
-                "INSERT INTO main.ichido_events (id, type, created, object_id, body, received_at,"
-                " next_attempt_at) SELECT id, type, created, object_id, body, received_at,"
-                " received_at FROM intake.ichido_intake WHERE batch > ? AND batch <= ?"
-                " ORDER BY id ON CONFLICT (id) DO NOTHING", (upto, last)).rowcount
-            taken, received, fresh, cache, durable = conn.execute(
-                "SELECT (SELECT count(*) FROM intake.ichido_intake WHERE batch > ?1"
-                " AND batch <= ?2), coalesce(sum(received), 0), coalesce(sum(fresh), 0),"
-                " coalesce(sum(duplicates_cache), 0), coalesce(sum(duplicates_durable), 0)"
-                " FROM intake.ichido_intake_batches WHERE seq > ?1 AND seq <= ?2",
-                (upto, last)).fetchone()
-            already = taken - moved  # stored before: durable duplicates after all
-            self._count(conn, {"received": received, "unique": fresh - already,
-                               "duplicates_cache": cache, "duplicates_durable": durable + already})
-            conn.execute("UPDATE main.ichido_intake_settled SET upto = ?", (last,))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return moved, last
-
-    def _clean_up(self, upto: int) -> None:
-        """Delete from the intake what the store holds already."""
-        with self.intake.storage("clean the intake"), self.intake.transaction() as tx:
-            tx.execute("DELETE FROM ichido_intake WHERE batch <= ?", (upto,))
-            tx.execute("DELETE FROM ichido_intake_batches WHERE seq <= ?", (upto,))
-
-    def _settler(self, wait: bool) -> sqlite3.Connection:
-        """This thread's settling connection: the store, with the intake attached; one that
-        waits for the store's lock and one that gives up at once (a connection is used by one
-        thread at a time, and readers on several threads settle)."""
-        name = "waiting" if wait else "nowait"
-        conn = getattr(self._settlers, name, None)
-        if conn is None:
-            conn = self.database.connect(*self.database.pragmas,
-                                         *(() if wait else ("PRAGMA busy_timeout = 0",)))
-            conn.execute("ATTACH DATABASE ? AS intake", (self.intake.path,))
-            setattr(self._settlers, name, conn)
-        return conn
-
-    def _settled_upto(self) -> int:
-        row = self.database.conn().execute("SELECT upto FROM ichido_intake_settled").fetchone()
-        return int(row[0])
 
     # -- reading: the store, after a settle that never waits ------------------------------------
 

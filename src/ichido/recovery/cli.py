@@ -19,23 +19,36 @@ from ichido.console import err, out, shown
 
 def parse_when(text: str | None, *, now: float | None = None) -> int | None:
     """``1764547200``, ``2026-12-01``, ``2026-12-01T09:00:00+09:00`` or an age (``4d``, ``36h``:
-    that long ago) → Unix seconds."""
+    that long ago) → Unix seconds, from 1970 to the year 9999: anything else is a one-line
+    error here rather than an overflow deep in a store or the SDK."""
     if text is None:
         return None
+    from ichido.config import LATEST_MOMENT
+    from ichido.errors import ConfigError
+
+    try:
+        seconds = _seconds(text.strip(), time.time() if now is None else now)
+    except (OverflowError, ValueError):
+        seconds = None
+    if seconds is None or not 0 <= seconds <= LATEST_MOMENT:
+        raise ConfigError(f"not a time from 1970 to 9999: {text[:40]!r} (use 1764547200,"
+                          " 2026-12-01, 2026-12-01T09:00:00+09:00, or an age such as 4d)")
+    return seconds
+
+
+def _seconds(text: str, now: float) -> int | None:
     from ichido.config import parse_duration
     from ichido.errors import ConfigError
 
-    text = text.strip()
     if text.isdigit():
-        return int(text)
+        return int(text) if len(text) <= 20 else None
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
         try:
-            return int((time.time() if now is None else now) - parse_duration(text))
+            return int(now - parse_duration(text))
         except ConfigError:
-            raise ConfigError(f"not a time: {text!r} (use 1764547200, 2026-12-01,"
-                              " 2026-12-01T09:00:00+09:00, or an age such as 4d)") from None
+            return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.timezone.utc)
     return int(moment.timestamp())
@@ -70,6 +83,7 @@ def reconcile(
     from ichido.recovery.reconcile import Reconciler
     from ichido.recovery.settings import RecoverySettings
 
+    since_at = parse_when(since)  # a bad value is refused before anything is opened
     settings = RecoverySettings.from_env()
     client = api_client(settings)
     inbox = open_inbox(_settings(database_url))
@@ -78,7 +92,7 @@ def reconcile(
         reconciler = Reconciler(inbox, client, account=account, types=types or (),
                                 include_delivered=include_delivered,
                                 on_found=alerts.missed_events)
-        report = reconciler.run(since=parse_when(since), dry_run=dry_run)
+        report = reconciler.run(since=since_at, dry_run=dry_run)
     finally:
         inbox.close()
     if as_json:

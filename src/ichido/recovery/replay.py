@@ -42,6 +42,10 @@ class ReplayError(IchidoError):
     code = "replay_refused"
 
 
+class _Overtaken(Exception):
+    """Another run of the same job committed a page after this run read the job's cursor."""
+
+
 @dataclass
 class ReplayRecord:
     """One row of ``ichido_replays``: who, when, what, how far, how many."""
@@ -138,31 +142,54 @@ class Replay:
                                        bodies=False)
                 if not rows:
                     return self._end("done")
-                self._page([r.id for r in rows], (rows[-1].created, rows[-1].id))
+                if not self._page([r.id for r in rows], (rows[-1].created, rows[-1].id)):
+                    self._reload()  # another run of this job took that page: go on after it
+                    if record.state != "running":
+                        return record
+                    continue
                 if progress is not None:
                     progress(record)
         except KeyboardInterrupt:
             self._end("cancelled")
             raise
 
-    def _page(self, ids: list[str], last: tuple[int, str]) -> None:
+    def _page(self, ids: list[str], last: tuple[int, str]) -> bool:
+        """Requeue one page and move the job past it, in one transaction, only if the job is
+        still where this run read it (``matched`` grows with every page, so it versions the
+        row): two runs of one job (resumed twice at once) never both count a page. False: the
+        page was another run's, and nothing of it was written."""
         record = self.record
+        done: list[int] = []
 
         def note(tx: Any, requeued: int) -> None:
-            tx.execute("UPDATE ichido_replays SET cursor_created = ?, cursor_id = ?, matched ="
-                       " matched + ?, requeued = requeued + ?, updated_at = ? WHERE id = ?",
-                       (last[0], last[1], len(ids), requeued, time.time(), record.id))
+            moved = tx.execute(
+                "UPDATE ichido_replays SET cursor_created = ?, cursor_id = ?, matched ="
+                " matched + ?, requeued = requeued + ?, updated_at = ? WHERE id = ?"
+                " AND matched = ?", (last[0], last[1], len(ids), requeued, time.time(),
+                                     record.id, record.matched)).rowcount
+            if moved != 1:
+                raise _Overtaken  # rolls the requeue back with it
             if requeued:
                 count(tx, "replayed", requeued)
-            record.requeued += requeued
+            done.append(requeued)
 
-        if record.dry_run:
-            with _database(self.inbox).transaction() as tx:
-                note(tx, 0)
-        else:
-            self.inbox.requeue(ids, statuses=self.where.statuses, record=note)
+        try:
+            if record.dry_run:
+                with _database(self.inbox).transaction() as tx:
+                    note(tx, 0)
+            else:
+                self.inbox.requeue(ids, statuses=self.where.statuses, record=note)
+        except _Overtaken:
+            return False
         record.matched += len(ids)
+        record.requeued += done[0]
         record.cursor_created, record.cursor_id = last
+        return True
+
+    def _reload(self) -> None:
+        fresh = load(self.inbox, self.record.id)
+        if fresh is not None:
+            vars(self.record).update(vars(fresh))
 
     def _cancelled(self) -> bool:
         with _database(self.inbox).reading() as tx:

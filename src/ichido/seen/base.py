@@ -9,6 +9,10 @@ from typing import Sequence
 class SeenCache(abc.ABC):
     """The fast tier: a hint holding ids that are already durable. Losing it loses nothing (I3)."""
 
+    #: whether other processes (of this store, or of a copy of it) fill it too: its hits are
+    #: then checked against the store where that is cheap (``Inbox.durable_among``)
+    shared = False
+
     async def seen_async(self, event_ids: Sequence[str], *,
                          learn: Sequence[str] = ()) -> set[str]:
         """``seen`` for the event loop, after learning ``learn`` (ids already durable, I3): a

@@ -22,6 +22,8 @@ log = logging.getLogger("ichido.seen")
 
 
 class RedisSeenCache(SeenCache):
+    shared = True
+
     def __init__(self, url: str, ttl_seconds: float, *, prefix: str,
                  timeout: float = 0.25, mute_seconds: float = 2.0) -> None:
         self.url, self.timeout = url, timeout

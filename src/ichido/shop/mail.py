@@ -9,6 +9,7 @@ import os
 import re
 import smtplib
 from email.message import EmailMessage
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,6 +46,7 @@ class MailSender:
         message["From"] = self.sender
         message["To"] = payload.get("to") or self.warehouse
         message["Subject"] = payload["subject"]
+        message["Date"] = formatdate(usegmt=True)  # RFC 5322 requires it; spam filters check
         message["Message-ID"] = f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@ichido>"
         message["X-Ichido-Order"] = payload["order_id"]
         # Quoted-printable UTF-8: Japanese text that any mail client decodes, and whose ASCII

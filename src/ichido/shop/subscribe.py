@@ -19,7 +19,7 @@ import stripe
 from ichido.shop import subscriptions
 from ichido.shop.catalog import Product
 from ichido.shop.messages import LOCALES
-from ichido.shop.service import OrderError, Shop
+from ichido.shop.service import OrderError, Shop, buyer_email
 
 DAYS_UNTIL_DUE = 3  # a konbini invoice's voucher lives this long, as a one-off voucher does
 
@@ -39,8 +39,7 @@ class SubscriptionRequest:
         for field in ("plan", "payment_method", "email"):
             if not isinstance(body.get(field), str):
                 raise OrderError(f"{field} is required", code="invalid_request")
-        if "@" not in body["email"] or len(body["email"]) > 254:
-            raise OrderError("a valid email is required", code="invalid_email")
+        buyer_email(body["email"])
         locale, pm = body.get("locale"), body.get("payment_method_id")
         if locale is not None and locale not in LOCALES:
             raise OrderError(f"locale must be one of {', '.join(LOCALES)}", code="invalid_locale")
