@@ -20,7 +20,7 @@ from bench.torture.services import ROOT, Fleet
 
 class SqliteStore:
     def __init__(self, fleet: Fleet, sender: Sender, backups: Path) -> None:
-        self.fleet, self.sender, self.backups = fleet, sender, backups
+        self.fleet, self.sender, self.backups = fleet, sender, backups / "ichido.db"
         self.answered_at_backup = b""
         self.resend: list[int] = []
 
@@ -33,6 +33,7 @@ class SqliteStore:
     def backup(self) -> None:
         """``ichido backup`` while the receivers and workers run."""
         self.answered_at_backup = bytes(self.sender.answered)
+        self.backups.parent.mkdir(exist_ok=True)
         self._ichido("backup", str(self.backups))
 
     def restore(self) -> None:
@@ -42,13 +43,13 @@ class SqliteStore:
         answered = bytes(self.sender.answered)
         self.resend = [i for i, (now, then) in enumerate(zip(answered, self.answered_at_backup))
                        if now and not then]
-        self._ichido("restore", str(self.backups), "--force")
+        self._ichido("restore", str(self.backups))
         for service in self.fleet.services:
             service.start_and_wait()
 
     def unsettled(self) -> int:
         """Rows in the intake not yet settled into the store (0 when it cannot be read)."""
-        from ichido.inbox.sqlite import intake_path
+        from ichido.inbox.intake import intake_path
 
         try:
             conn = sqlite3.connect(f"file:{intake_path(str(self.fleet.sqlite))}?mode=ro",
