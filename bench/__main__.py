@@ -35,6 +35,8 @@ BENCHMARKS: dict[str, Benchmark] = {
                             "against the local Stripe, pass/fail per family", in_all=False),
     "torture": Benchmark("bench.torture.pipeline", "up to a million events, "
                          "duplicates, kill -9, Redis flush, PostgreSQL restart", in_all=False),
+    "aws-torture": Benchmark("bench.torture.aws", "events through SQS FIFO + DynamoDB "
+                             "(moto), hosts killed, a poison in one message group", in_all=False),
     "shop-torture": Benchmark("bench.torture.shop", "shop orders through the "
                               "local Stripe under the same faults", in_all=False),
 }

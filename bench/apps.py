@@ -42,3 +42,20 @@ def sleep_in_the_transaction(event: ichido.Event, tx) -> None:
     if started:
         (Path(started) / event.id).touch()
     time.sleep(float(os.environ.get("BENCH_SLEEP", "30")))
+
+
+# The AWS torture's app (bench/torture/aws.py): one effects item per application in
+# EFFECTS_TABLE (a random sort key, so a second application shows as a second item), written
+# in the marker's transaction; the event named by BENCH_POISON always fails.
+dynamodb_app = ichido.App(workers=0)
+
+
+@dynamodb_app.on(*EVENT_TYPES)
+def record_effect_item(event: ichido.Event, tx) -> None:
+    import os
+    import uuid
+
+    if event.id == os.environ.get("BENCH_POISON"):
+        raise RuntimeError("the torture's poison event: this handler never succeeds")
+    tx.put(os.environ["EFFECTS_TABLE"], {"pk": event.id, "sk": uuid.uuid4().hex,
+                                         "attempt": event.attempt})

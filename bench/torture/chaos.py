@@ -30,6 +30,8 @@ class Faults:
     kill_every: float = 8.0
     pg_down: float = 2.0
     pg_stop_mode: str = "immediate"  # a crash: PostgreSQL recovers from its write-ahead log
+    settle_kills: bool = False  # SQLite: kill -9 workers while the intake holds rows to settle
+    backup_restore: bool = False  # SQLite: an online backup, later the machine dies and is restored
 
 
 @dataclass
@@ -38,6 +40,8 @@ class Figures:
     redis_flushes: int = 0
     pg_restarts: int = 0
     pg_down_seconds: float = 0.0
+    backups: int = 0
+    restores: int = 0
 
 
 class Chaos:
@@ -47,6 +51,10 @@ class Chaos:
         self.lock = threading.Lock()  # one fault at a time; tear-down waits for the last
         self.error: BaseException | None = None
         self.progress: Callable[[], str] = lambda: ""
+        # SQLite only: what a backup, a restore and a kill during a settle need of the run
+        self.backup: Callable[[], None] = lambda: None
+        self.restore: Callable[[], None] = lambda: None
+        self.unsettled: Callable[[], int] = lambda: 0
         shares: list[tuple[float, str]] = []
         if faults.kills:
             shares += [(0.08, "kill-receiver"), (0.2, "kill-worker"),
@@ -55,6 +63,10 @@ class Chaos:
             shares.append((0.35, "redis-flush"))
         if faults.pg_restart:
             shares.append((0.5, "pg-restart"))
+        if faults.settle_kills:
+            shares += [(0.3, "kill-settling"), (0.55, "kill-settling"), (0.9, "kill-settling")]
+        if faults.backup_restore:
+            shares += [(0.4, "backup"), (0.7, "restore")]
         self.planned = [(max(1, int(share * total)), action, threading.Event())
                         for share, action in sorted(shares)]
         self._begun = 0
@@ -82,7 +94,8 @@ class Chaos:
                     last_kill = time.monotonic() if action.startswith("kill") else last_kill
                 elif (self.faults.kills
                       and time.monotonic() - last_kill > self.faults.kill_every):
-                    self.fault(self.rng.choice(["kill-receiver", "kill-worker"]))
+                    self.fault(self.rng.choice(["kill-receiver", "kill-worker"]
+                                               + ["kill-settling"] * self.faults.settle_kills))
                     last_kill = time.monotonic()
                 time.sleep(0.02)
         except BaseException as exc:  # reported in the result, never silent
@@ -94,7 +107,9 @@ class Chaos:
 
     def fault(self, action: str) -> None:
         with self.lock:
-            if action.startswith("kill"):
+            if action == "kill-settling":
+                self.kill_settling()
+            elif action.startswith("kill"):
                 group = self.fleet.receivers if action == "kill-receiver" else self.fleet.workers
                 victim = self.rng.choice(group)
                 victim.kill()
@@ -113,13 +128,34 @@ class Chaos:
                 self.figures.pg_restarts += 1
                 self.figures.pg_down_seconds = round(time.monotonic() - started, 1)
                 log(f"PostgreSQL back after {self.figures.pg_down_seconds} s")
+            elif action == "backup":
+                log(f"online backup begins ({self.progress()})")
+                self.backup()
+                self.figures.backups += 1
+            elif action == "restore":
+                log(f"the machine dies; restoring the backup ({self.progress()})")
+                self.restore()
+                self.figures.restores += 1
+
+    def kill_settling(self, wait: float = 30.0) -> None:
+        """``kill -9`` a worker once the intake holds rows it has yet to settle, so the kill
+        falls while settles are under way (workers settle before every claim)."""
+        deadline = time.monotonic() + wait
+        while (rows := self.unsettled()) == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        victim = self.rng.choice(self.fleet.workers)
+        victim.kill()
+        self.figures.kills["worker-settling" if rows else "worker"] += 1
+        log(f"kill -9 {victim.name}, {rows} rows unsettled ({self.progress()})")
+        victim.start_and_wait()
 
     def add_figures(self, result: dict[str, Any], *, error_counts_as: str) -> None:
         """The faults a run had, into its result; a chaos thread that failed is a problem of
         the run (``error_counts_as`` names the count it adds to), never a silent pass."""
         figures = self.figures
         result.update(kills=dict(figures.kills), redis_flushes=figures.redis_flushes,
-                      pg_restarts=figures.pg_restarts, pg_down_seconds=figures.pg_down_seconds)
+                      pg_restarts=figures.pg_restarts, pg_down_seconds=figures.pg_down_seconds,
+                      backups=figures.backups, restores=figures.restores)
         if self.error is not None:
             result["problems"].insert(0, f"chaos failed: {self.error!r}")
             result[error_counts_as] += 1

@@ -46,9 +46,11 @@ def parse_run_flags(parser: argparse.ArgumentParser, argv: list[str],
 
 
 def faults(args: argparse.Namespace) -> Faults:
+    sqlite = getattr(args, "store", "postgres") == "sqlite"
     return Faults(kills=not args.no_kills, redis_flush=not args.no_redis_flush,
                   pg_restart=not args.no_pg_restart, kill_every=args.kill_every,
-                  pg_down=args.pg_down)
+                  pg_down=args.pg_down, settle_kills=sqlite and not args.no_kills,
+                  backup_restore=sqlite and not getattr(args, "no_backup_restore", True))
 
 
 def process_env(args: argparse.Namespace, secret: str) -> dict[str, str]:
@@ -81,11 +83,18 @@ def run_to_the_end(run: Callable[[], dict[str, Any]], close: Callable[[], None],
 def report(result: dict[str, Any], *, title: str, retried: str, problems: tuple[str, ...],
            ok: bool, ok_line: str, as_json: bool) -> None:
     print(title)
-    print(f"  faults: kill -9 {result['kills']}, Redis FLUSHALL {result['redis_flushes']}, "
-          f"PostgreSQL restarts {result['pg_restarts']} ({result['pg_down_seconds']} s down); "
-          f"{retried}")
-    print(f"  duplicates caught: {result['duplicates_cache']:,} by Redis, "
-          f"{result['duplicates_durable']:,} by PostgreSQL")
+    if result.get("store") == "sqlite":
+        print(f"  faults: kill -9 {result['kills']}, online backups {result['backups']}, "
+              f"restores {result['restores']} ({result['resent_after_restore']:,} events sent "
+              f"again after the restore); {retried}")
+        tiers = "by the receivers' in-memory seen tiers", "by the SQLite store"
+    else:
+        print(f"  faults: kill -9 {result['kills']}, Redis FLUSHALL {result['redis_flushes']}, "
+              f"PostgreSQL restarts {result['pg_restarts']} ({result['pg_down_seconds']} s "
+              f"down); {retried}")
+        tiers = "by Redis", "by PostgreSQL"
+    print(f"  duplicates caught: {result['duplicates_cache']:,} {tiers[0]}, "
+          f"{result['duplicates_durable']:,} {tiers[1]}")
     for name in problems:
         print(f"  {name.replace('_', ' ')}: {result[name]}")
     for problem in result["problems"]:

@@ -10,8 +10,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import psycopg
 
@@ -64,23 +66,37 @@ class Judge:
             time.sleep(0.5)
         return False
 
-    def _ids(self, conn: psycopg.Connection, sql: str) -> bytearray:
-        """A flag per event index for the ids ``sql`` returns (streamed, a million is fine)."""
-        flags = bytearray(self.plan.events)
-        with conn.cursor(name="ids") as cursor:
+    @contextlib.contextmanager
+    def _rows(self, sql: str) -> Iterator[Iterator[tuple]]:
+        """The rows of ``sql``, streamed (a million is fine), from either kind of store."""
+        if self.url.startswith("sqlite:"):
+            from ichido.db.sqlite import path_from_url
+
+            conn = sqlite3.connect(f"file:{path_from_url(self.url)}?mode=ro", uri=True)
+            try:
+                yield iter(conn.execute(sql))
+            finally:
+                conn.close()
+            return
+        with psycopg.connect(self.url) as conn, conn.cursor(name="rows") as cursor:
             cursor.itersize = 20_000
-            for (event_id,) in cursor.execute(sql):
+            yield iter(cursor.execute(sql))
+
+    def _ids(self, sql: str) -> bytearray:
+        """A flag per event index for the ids ``sql`` returns."""
+        flags = bytearray(self.plan.events)
+        with self._rows(sql) as rows:
+            for (event_id,) in rows:
                 flags[self.plan.index_of(event_id)] = 1
         return flags
 
     def judge(self, sender: Sender, seconds: float, settled: bool) -> dict[str, Any]:
         stats = self.stats()
-        with psycopg.connect(self.url) as conn:
-            processed = self._ids(conn, "SELECT id FROM ichido_events WHERE status = 'processed'")
-            with_effect = self._ids(conn, "SELECT DISTINCT event_id FROM effects")
-            (doubles, extra_rows), = conn.execute(
-                "SELECT count(*), coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM"
-                " effects GROUP BY event_id HAVING count(*) > 1) AS d").fetchall()
+        processed = self._ids("SELECT id FROM ichido_events WHERE status = 'processed'")
+        with_effect = self._ids("SELECT DISTINCT event_id FROM effects")
+        with self._rows("SELECT count(*), coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n"
+                        " FROM effects GROUP BY event_id HAVING count(*) > 1) AS d") as rows:
+            (doubles, extra_rows), = rows
         answered = sender.answered
         lost = [i for i in range(self.plan.events) if answered[i] and not processed[i]]
         missing = [i for i in range(self.plan.events) if processed[i] and not with_effect[i]]

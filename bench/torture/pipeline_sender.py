@@ -18,7 +18,7 @@ import time
 from collections import Counter
 
 from bench.torture.chaos import Chaos
-from bench.torture.pipeline_plan import Plan
+from bench.torture.pipeline_plan import Plan, Unit
 
 
 class Connection:
@@ -129,6 +129,11 @@ class Sender:
 
     async def run(self) -> None:
         units = self.plan.units()  # one iterator, shared: each unit is taken by one lane
+        await asyncio.gather(*(self.lane(units) for _ in range(self.lanes)))
+
+    async def resend(self, indices: list[int]) -> None:
+        """Deliver these events again (each a late copy), as the reconciler would."""
+        units = (Unit(index, copy=True) for index in indices)
         await asyncio.gather(*(self.lane(units) for _ in range(self.lanes)))
 
     def progress(self) -> str:

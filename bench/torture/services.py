@@ -45,19 +45,24 @@ class Fleet:
     """The private servers and the processes under test, on one store.
 
     ``env`` is what every process sees besides the store (secret, app settings, tunings).
+    ``sqlite``: the store is that SQLite file (the embedded default: no servers, each
+    receiver's seen tier in its own memory) instead of a private PostgreSQL + Redis.
     """
 
     def __init__(self, logs: Path, *, app: str, receivers: int, workers: int,
                  worker_threads: int, env: Mapping[str, str],
-                 postgres_settings: Mapping[str, str] | None = None) -> None:
-        self.logs, self.app = logs, app
-        self.postgres = PostgresCluster(settings=postgres_settings)
-        self.redis = RedisServer()
+                 postgres_settings: Mapping[str, str] | None = None,
+                 sqlite: Path | None = None) -> None:
+        self.logs, self.app, self.sqlite = logs, app, sqlite
+        self.postgres = None if sqlite else PostgresCluster(settings=postgres_settings)
+        self.redis = None if sqlite else RedisServer()
         base = {k: v for k, v in os.environ.items() if not k.startswith(("ICHIDO_", "STRIPE_"))}
+        store = ({"ICHIDO_DATABASE_URL": f"sqlite:///{sqlite}"} if sqlite else
+                 {"ICHIDO_DATABASE_URL": self.postgres.url, "ICHIDO_REDIS_URL": self.redis.url})
         self.env = {**base, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
                                                                         base.get("PYTHONPATH")])),
-                    "ICHIDO_DATABASE_URL": self.postgres.url, "ICHIDO_REDIS_URL": self.redis.url,
-                    **env}
+                    **store, **env}
+        self.database_url = store["ICHIDO_DATABASE_URL"]
         common = {"env": self.env, "cwd": ROOT, "new_session": True}
         self.receivers = [Service.serve(app=app, workers=0, name=f"receiver-{n}",
                                         log_path=logs / f"receiver-{n}.log", **common)
@@ -72,8 +77,9 @@ class Fleet:
 
     def start_servers(self) -> None:
         """The private PostgreSQL and Redis, and the app's schema (``ichido migrate --app``)."""
-        self.postgres.start()
-        self.redis.start()
+        if self.postgres and self.redis:
+            self.postgres.start()
+            self.redis.start()
         done = subprocess.run([sys.executable, "-m", "ichido", "migrate", "--app", self.app],
                               cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120)
         if done.returncode:
@@ -94,6 +100,10 @@ class Fleet:
     def close(self, keep: bool = False) -> None:
         """Stop everything; ``keep``: leave the servers' files (their paths are logged)."""
         self.stop_services()
+        if not (self.postgres and self.redis):
+            if keep:
+                log(f"kept: the SQLite store {self.sqlite}, logs in {self.logs}")
+            return
         if keep:
             self.redis.stop()
             with contextlib.suppress(Exception):

@@ -4,18 +4,17 @@ boto3 unchanged (pointed there by the standard AWS_ENDPOINT_URL).
 Known moto gaps no test may lean on: FIFO deduplication is forgotten once a message is deleted,
 ``ClientRequestToken`` is ignored, TTL never expires anything, and an identical repeated PutItem
 still writes a MODIFY stream record (AWS writes none). Tests that touch these say so. One gap is
-closed here: moto checks a conditional write and applies it without a lock, so two writers at
-once could both pass ``attribute_not_exists``; the server below takes DynamoDB's requests one at
-a time, which makes each condition atomic as on AWS.
+closed by the server the tests use (``ichido.aws.local.start_moto``, as ``ichido aws local``
+does): moto checks a conditional write and applies it without a lock, so two
+writers at once could both pass ``attribute_not_exists``; that server takes DynamoDB's requests
+one at a time, which makes each condition atomic as on AWS.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import threading
 import uuid
-from typing import Any, Callable, Iterator
+from typing import Iterator
 
 import pytest
 
@@ -23,13 +22,8 @@ pytest.importorskip("boto3")
 pytest.importorskip("moto")
 
 import boto3  # noqa: E402
-from moto.moto_server.werkzeug_app import (  # noqa: E402
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
-from moto.server import ThreadedMotoServer  # noqa: E402
-from werkzeug.serving import make_server  # noqa: E402
+
+from ichido.aws.local import start_moto  # noqa: E402
 
 from tests.support import SECRET  # noqa: E402
 
@@ -37,34 +31,9 @@ AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-def one_dynamodb_request_at_a_time(app: Callable) -> Callable:
-    lock = threading.Lock()
-
-    def serve(environ: dict[str, Any], start_response: Callable) -> Any:
-        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
-            return app(environ, start_response)
-        with lock:
-            return list(app(environ, start_response))
-
-    return serve
-
-
-class AtomicDynamoDBMotoServer(ThreadedMotoServer):
-    """moto's ThreadedMotoServer (its ``_server_entry``, with the app wrapped)."""
-
-    def _server_entry(self) -> None:
-        app = one_dynamodb_request_at_a_time(DomainDispatcherApplication(create_backend_app))
-        self._server = make_server(self._ip_address, self._port, app, True,
-                                   request_handler=MotoRequestHandler)
-        self._server_ready_event.set()
-        self._server.serve_forever()
-
-
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = AtomicDynamoDBMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+    server = start_moto()
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()

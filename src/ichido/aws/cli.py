@@ -27,6 +27,10 @@ def local(
     fifo: bool = typer.Option(False, "--fifo", help="A FIFO queue, grouped by Stripe object."),
     max_receive_count: int = typer.Option(3, min=1, help="Receives before the DLQ."),
     moto_port: int = typer.Option(0, help="Port of the moto server (0: any free one)."),
+    aws_endpoint: Optional[str] = typer.Option(
+        None, help="Use this AWS endpoint (a moto server already running) instead of starting "
+        "moto; its queues and table are created if missing, so several of these processes "
+        "can share one (as Lambda environments share the queue)."),
     retry_after: int = typer.Option(2, min=0, help="Seconds a failed message stays invisible."),
 ) -> None:
     """Run the whole AWS layout here: moto, the queue and tables, the receiver behind a local
@@ -47,13 +51,15 @@ def local(
         raise ConfigError("--fifo is an SQS option")
     service = load_app(app, 0)
     service.settings.require_secret()
-    moto = stack.start_moto(moto_port)
-    host, bound = moto.get_host_and_port()
+    moto = None if aws_endpoint else stack.start_moto(moto_port)
+    if moto is not None:
+        host, bound = moto.get_host_and_port()
+        aws_endpoint = f"http://{host}:{bound}"
     database_url = os.environ.get("ICHIDO_DATABASE_URL") or "dynamodb://ichido-local"
     if database_url.startswith("sqlite"):
         raise ConfigError("ichido aws local needs dynamodb:// or postgresql:// (the store of an "
                           "AWS layout)")
-    made = stack.provision(f"http://{host}:{bound}", layout=layout, fifo=fifo,
+    made = stack.provision(aws_endpoint, layout=layout, fifo=fifo,
                            max_receive_count=max_receive_count, database_url=database_url,
                            retry_after=retry_after, app=service)
     from ichido.aws.settings import AwsSettings
@@ -88,4 +94,5 @@ def local(
     finally:
         stop.set()
         server.stop()
-        moto.stop()
+        if moto is not None:
+            moto.stop()

@@ -115,14 +115,43 @@ class LocalStack:
 
 
 def start_moto(port: int = 0) -> Any:
+    """moto's server in this process, taking DynamoDB's requests one at a time: moto checks a
+    conditional write and applies it without a lock, so two writers at once could both pass
+    ``attribute_not_exists``, which AWS never lets happen. Serialized, each condition is atomic
+    as on AWS."""
     import logging
 
+    from moto.moto_server.werkzeug_app import (DomainDispatcherApplication, MotoRequestHandler,
+                                               create_backend_app)
     from moto.server import ThreadedMotoServer
+    from werkzeug.serving import make_server
+
+    class AtomicDynamoDBMotoServer(ThreadedMotoServer):
+        """moto's ThreadedMotoServer (its ``_server_entry``), with the app wrapped."""
+
+        def _server_entry(self) -> None:
+            app = one_dynamodb_request_at_a_time(DomainDispatcherApplication(create_backend_app))
+            self._server = make_server(self._ip_address, self._port, app, True,
+                                       request_handler=MotoRequestHandler)
+            self._server_ready_event.set()
+            self._server.serve_forever()
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = AtomicDynamoDBMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     return server
+
+
+def one_dynamodb_request_at_a_time(app: Callable) -> Callable:
+    lock = threading.Lock()
+
+    def serve(environ: dict[str, Any], start_response: Callable) -> Any:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            return app(environ, start_response)
+        with lock:
+            return list(app(environ, start_response))
+
+    return serve
 
 
 def provision(endpoint: str, *, layout: str, fifo: bool, max_receive_count: int,

@@ -12,6 +12,7 @@ write (``condition="#status = :seen"``), which DynamoDB checks at commit.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from contextlib import contextmanager
 from decimal import Decimal
@@ -204,9 +205,14 @@ class DynamoDatabase(Database):
         return None
 
     def create_table(self, *, stream: bool = False) -> None:
-        """The table as deploy/template.yaml declares it (``ichido aws local`` and tests)."""
+        """The table as deploy/template.yaml declares it (``ichido aws local`` and tests); one
+        that exists already is left as it is."""
         extra = ({"StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}}
                  if stream else {})
+        with contextlib.suppress(self.client.exceptions.ResourceInUseException):
+            self._create_table(extra)
+
+    def _create_table(self, extra: dict[str, Any]) -> None:
         self.client.create_table(
             TableName=self.table, BillingMode="PAY_PER_REQUEST",
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
