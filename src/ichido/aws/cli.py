@@ -54,12 +54,12 @@ def local(
     moto = None if aws_endpoint else stack.start_moto(moto_port)
     if moto is not None:
         host, bound = moto.get_host_and_port()
-        aws_endpoint = f"http://{host}:{bound}"
+    endpoint = aws_endpoint or f"http://{host}:{bound}"
     database_url = os.environ.get("ICHIDO_DATABASE_URL") or "dynamodb://ichido-local"
     if database_url.startswith("sqlite"):
         raise ConfigError("ichido aws local needs dynamodb:// or postgresql:// (the store of an "
                           "AWS layout)")
-    made = stack.provision(aws_endpoint, layout=layout, fifo=fifo,
+    made = stack.provision(endpoint, layout=layout, fifo=fifo,
                            max_receive_count=max_receive_count, database_url=database_url,
                            retry_after=retry_after, app=service)
     from ichido.aws.settings import AwsSettings
