@@ -16,15 +16,28 @@ import asyncio
 import enum
 import logging
 import time
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 from ichido.errors import StorageUnavailable
 from ichido.event import Delivery
-from ichido.inbox.base import Inbox
 from ichido.seen.base import SeenCache
 from ichido.metrics import METRICS
 
 log = logging.getLogger("ichido.receiver")
+
+
+class DurableWrite(Protocol):
+    """What the receiver writes to: the inbox, or on AWS the queue or the Streams table."""
+
+    async def accept_async(self, deliveries: Sequence[Delivery], *,
+                           cache_hits: int = 0) -> list[bool]:
+        """Store what is new, durably, before returning; True per delivery it stored."""
+
+    def durable_among(self, event_ids: Sequence[str]) -> set[str] | None:
+        """Which ids this store holds, when it can tell at once; None when it cannot."""
+
+    async def aclose(self) -> None:
+        """Release what ``accept_async`` holds on the running event loop."""
 
 
 class Outcome(enum.Enum):
@@ -34,7 +47,7 @@ class Outcome(enum.Enum):
 
 
 class GroupCommit:
-    def __init__(self, inbox: Inbox, seen: SeenCache, *, max_batch: int = 512,
+    def __init__(self, inbox: DurableWrite, seen: SeenCache, *, max_batch: int = 512,
                  in_flight: int = 2, on_stored: Callable[[], None] = lambda: None,
                  shutdown_timeout: float = 10.0) -> None:
         self.inbox = inbox

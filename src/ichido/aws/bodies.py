@@ -27,6 +27,7 @@ from urllib.parse import quote
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ichido.group_commit import DurableWrite
 from ichido.errors import ConfigError, IchidoError, RejectedDelivery, StorageUnavailable
 from ichido.event import Delivery, parse_delivery
 
@@ -136,7 +137,7 @@ class OutOfLine:
     """The receiver's durable write, with bodies above the layout's ceiling put in S3 first.
     The store (the queue, or the Streams layout's conditional put) gets only pointers for them."""
 
-    def __init__(self, store: Any, bodies: Bodies) -> None:
+    def __init__(self, store: DurableWrite, bodies: Bodies) -> None:
         self.store = store
         self.bodies = bodies
 
@@ -147,11 +148,14 @@ class OutOfLine:
                 lambda: [self.bodies.out_of_line(d) for d in deliveries])
         return await self.store.accept_async(deliveries, cache_hits=cache_hits)
 
+    def durable_among(self, event_ids: Sequence[str]) -> set[str] | None:
+        return self.store.durable_among(event_ids)
+
     async def aclose(self) -> None:
         await self.store.aclose()
 
 
-def with_bodies(store: Any, bodies: Bodies, max_body: int) -> Any:
+def with_bodies(store: DurableWrite, bodies: Bodies, max_body: int) -> DurableWrite:
     """The receiver's store as the layout needs it: checked against ``max_body`` (a
     ``ConfigError`` at start), and wrapped when a bucket takes what does not fit in line."""
     bodies.check(max_body)

@@ -22,7 +22,7 @@ from mangum import Mangum
 
 from ichido.aws.settings import AwsSettings
 from ichido.config import Settings
-from ichido.group_commit import GroupCommit
+from ichido.group_commit import DurableWrite, GroupCommit
 from ichido.seen.base import SeenCache
 from ichido.receiver import WebhookReceiver
 
@@ -32,7 +32,7 @@ class LambdaReceiver:
     """The ASGI app mangum runs: every POST, whatever its path, is a webhook delivery (the
     Function URL itself is the endpoint); anything else is 405."""
 
-    def __init__(self, settings: Settings, store: Any, seen: SeenCache) -> None:
+    def __init__(self, settings: Settings, store: DurableWrite, seen: SeenCache) -> None:
         settings.require_secret()
         self._group = GroupCommit(store, seen)
         self.receiver = WebhookReceiver(settings, self._started)
@@ -57,7 +57,7 @@ class LambdaReceiver:
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
-def lambda_handler(settings: Settings, store: Any, seen: SeenCache) -> LambdaHandler:
+def lambda_handler(settings: Settings, store: DurableWrite, seen: SeenCache) -> LambdaHandler:
     """A Lambda handler ``(event, context) -> response`` for one execution environment.
 
     mangum runs the request on the calling thread's event loop: Lambda calls from one thread,

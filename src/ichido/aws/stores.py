@@ -7,13 +7,15 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ichido.aws.bodies import STREAMS_INLINE_MAX, Bodies, with_bodies
 from ichido.aws.ledger import Ledger, SqlLedger
 from ichido.aws.settings import AwsSettings
 from ichido.config import Settings, split_secrets
 from ichido.errors import ConfigError
+from ichido.event import Delivery
+from ichido.group_commit import DurableWrite
 from ichido.db import open_database
 from ichido.inbox import open_inbox, process_shard
 from ichido.seen import open_seen
@@ -79,7 +81,7 @@ def sqs_queue(aws: AwsSettings) -> Any:
     return SqsQueue(aws.queue_url, dlq_url=aws.dlq_url)
 
 
-def receiver_store(settings: Settings, aws: AwsSettings) -> tuple[Any, str]:
+def receiver_store(settings: Settings, aws: AwsSettings) -> tuple[DurableWrite, str]:
     """The receiver's durable write, and a name for its seen tier's keys. Checked at start:
     a layout that cannot hold every body up to ``ICHIDO_MAX_BODY`` is a ``ConfigError``."""
     if aws.layout == "streams":
@@ -108,12 +110,17 @@ class QueueInbox:
         self.queue = queue
         self.count = count
 
-    async def accept_async(self, deliveries: list, *, cache_hits: int = 0) -> list[bool]:
+    async def accept_async(self, deliveries: Sequence[Delivery], *,
+                           cache_hits: int = 0) -> list[bool]:
         accepted = await self.queue.accept_async(deliveries)
         if cache_hits and self.count is not None:
             await asyncio.to_thread(self.count, {"received": cache_hits,
                                                  "duplicates_cache": cache_hits})
         return accepted
+
+    def durable_among(self, event_ids: Sequence[str]) -> set[str] | None:
+        """The queue cannot tell which ids it ever took: the worker's marker is the truth."""
+        return None
 
     async def aclose(self) -> None:
         return None
