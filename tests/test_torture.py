@@ -22,13 +22,19 @@ ORDERS = 30
 RUN_TIMEOUT = 300  # for a hung run only: on a loaded machine a run's start-up alone takes a while
 
 
-@pytest.mark.timeout(RUN_TIMEOUT + 30)
-def test_small_torture_run_loses_nothing_applies_everything_once_and_matches_a_replay() -> None:
-    command = [sys.executable, "-m", "bench", "shop-torture", "--orders", str(ORDERS), "--json"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+def run_bench(*args: str) -> tuple[dict, str]:
+    """``python -m bench ARGS --json``: its figures (the last line) and its output, for
+    assertions' messages; a run that exits non-zero fails the test with its output."""
+    done = subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=RUN_TIMEOUT)
     report = done.stdout + done.stderr[-4000:]
     assert done.returncode == 0, report
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1]), report
+
+
+@pytest.mark.timeout(RUN_TIMEOUT + 30)
+def test_small_torture_run_loses_nothing_applies_everything_once_and_matches_a_replay() -> None:
+    figures, report = run_bench("shop-torture", "--orders", str(ORDERS), "--json")
     checks = {
         "orders": figures["orders"] == ORDERS,
         "three events or more per order": figures["events"] >= 3 * ORDERS,
@@ -91,11 +97,7 @@ def test_small_pipeline_torture_loses_nothing_and_applies_every_event_once() -> 
     """``python -m bench torture`` (issue 16 item 11) with a few thousand events: every fault
     happens mid-run, and the judge finds nothing lost, doubled or missing."""
     events = 2000
-    command = [sys.executable, "-m", "bench", "torture", "--events", str(events), "--json"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT)
-    report = done.stdout + done.stderr[-4000:]
-    assert done.returncode == 0, report
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures, report = run_bench("torture", "--events", str(events), "--json")
     checks = {
         "nothing lost, doubled, missing, dead, refused, given up": not any(figures[k] for k in (
             "lost", "double", "missing_effects", "dead", "refused", "gave_up")),
@@ -122,12 +124,8 @@ def test_small_pipeline_torture_on_sqlite_loses_nothing_through_kills_in_settles
     on one SQLite file, workers killed while the intake holds rows to settle, an online backup
     mid-burst and, later, a restore of it after every process is killed."""
     events = 2000
-    command = [sys.executable, "-m", "bench", "torture", "--store", "sqlite", "--events",
-               str(events), "--json"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT)
-    report = done.stdout + done.stderr[-4000:]
-    assert done.returncode == 0, report
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures, report = run_bench("torture", "--store", "sqlite", "--events",
+                                str(events), "--json")
     checks = {
         "nothing lost, doubled, missing, dead, refused, given up": not any(figures[k] for k in (
             "lost", "double", "missing_effects", "dead", "refused", "gave_up")),
@@ -152,12 +150,8 @@ def test_small_aws_torture_applies_every_event_once_and_dead_letters_only_the_po
     and DynamoDB on moto, hosts killed mid-run, one poison event in a message group."""
     pytest.importorskip("moto")
     events = 300
-    command = [sys.executable, "-m", "bench", "aws-torture", "--events", str(events), "--json",
-               "--kill-every", "10"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT)
-    report = done.stdout + done.stderr[-4000:]
-    assert done.returncode == 0, report
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures, report = run_bench("aws-torture", "--events", str(events), "--json",
+                                "--kill-every", "10")
     checks = {
         "nothing lost, doubled, missing; no innocent dead": not any(figures[k] for k in (
             "lost", "double", "missing_effects", "dead", "refused", "gave_up")),
