@@ -27,6 +27,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import typing
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -100,14 +101,24 @@ def _scopes(cls: type) -> list[Any]:
 
 
 def _resolve(annotation: Any, cls: type, base: type) -> type | None:
-    text = annotation if isinstance(annotation, str) else repr(annotation)
-    for name in _NAME.findall(text):
+    """The sub-object class an annotation names: a class nested in the resource's class
+    (``PaymentIntent.NextAction``); framework classes and other resources are not followed."""
+    def nested(found: Any) -> bool:
+        return inspect.isclass(found) and issubclass(found, base) and found is not cls \
+            and found.__module__ == cls.__module__ and "." in found.__qualname__
+    if inspect.isclass(annotation):
+        return annotation if nested(annotation) else None
+    if not isinstance(annotation, str):
+        for arg in typing.get_args(annotation):
+            found = _resolve(arg, cls, base)
+            if found is not None:
+                return found
+        forward = getattr(annotation, "__forward_arg__", None)
+        return _resolve(forward, cls, base) if forward else None
+    for name in reversed(_NAME.findall(annotation)):  # "Outer.Inner": the last name
         for scope in _scopes(cls):
             found = getattr(scope, name, None)
-            # Sub-objects are classes nested in their resource's class (``PaymentIntent.
-            # NextAction``); framework classes and other resources are not followed.
-            if inspect.isclass(found) and issubclass(found, base) and found is not cls \
-                    and found.__module__ == cls.__module__ and "." in found.__qualname__:
+            if nested(found):
                 return found
     return None
 

@@ -108,7 +108,7 @@ def test_a_declined_card_leaves_the_session_open(sdk: stripe.StripeClient,
     ({"line_items": [{"price_data": {"currency": "jpy", "unit_amount": 10**20,
                                      "product_data": {"name": "x"}}}]}, "unit_amount"),
     ({"allowed_payment_method_types": ["konbini"], "line_items": [{"price_data": {
-        "currency": "jpy", "unit_amount": 100, "product_data": {"name": "x"}}}]}, "allowed_payment_method_types"),
+        "currency": "jpy", "unit_amount": 100, "product_data": {"name": "x"}}}]}, "amount"),
 ])
 def test_bad_sessions_are_refused(sdk: stripe.StripeClient, emulator: Emulator,
                                   params: dict[str, Any], param: str) -> None:

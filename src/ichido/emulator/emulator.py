@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any, Callable, Mapping, Sequence
 
-from ichido.emulator import endpoints, fees, versions
+from ichido.emulator import endpoints, fees, shapes, versions  # shapes: registers reshapers
 from ichido.emulator.catalog import Catalog
 from ichido.emulator.checkout import Checkout
 from ichido.emulator.idempotency import IdempotencyKeys

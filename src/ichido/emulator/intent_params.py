@@ -38,6 +38,9 @@ def types(params: dict[str, Any], amount: int, currency: str) -> tuple[list[str]
         automatic = ["card", "konbini"] if currency == "jpy" else ["card"]
         chosen = [kind for kind in (allowed or automatic) if kind not in excluded
                   and _compatible(kind, amount, currency)]
+        for kind in [] if chosen else allowed:  # say why the method asked for cannot pay
+            if kind == "konbini":
+                konbini.check_amount(amount, currency)
         if not chosen:
             raise invalid("None of the payment method types given can take this payment "
                           f"({amount} {currency}).", param=given[0],
