@@ -5,7 +5,8 @@ from Stripe's OpenAPI spec at that version: its services name every route with t
 the parameters it takes (``stripe/params/…`` since 13.x, nested ``Service.CreateParams`` before),
 and its resource classes type every field an object has. This script downloads the newest wheel
 of each minor release with ``pip download``, unpacks it, imports it in a subprocess of its own
-(``--dump DIR``) and keeps, per API version:
+(``--dump DIR``), reads stripe-node's generated types (``npm pack``) for the version it pins when
+no wheel pins that one yet, and keeps, per API version:
 
 - ``objects``: for each ``object`` name, its fields, nested down through the sub-object classes;
 - ``params``: for each ``METHOD /v1/path`` (path ids as ``{id}``), its parameters, nested down
@@ -20,18 +21,22 @@ which wheel each version came from.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
 import re
 import subprocess
 import sys
+import tarfile
 import tempfile
 import typing
 import zipfile
 from pathlib import Path
 from typing import Any
 
+# stripe-node pins a newer version than any stripe-python release (npm view stripe version).
+NODE = "23.2.0"
 # The newest patch of each minor release from 12.0 (the first to pin 2025-03-31.basil).
 WHEELS = ["12.0.1", "12.1.0", "12.2.0", "12.3.0", "12.4.0", "12.5.2", "13.0.1", "13.2.1",
           "14.0.1", "14.2.0", "14.3.0", "14.4.2", "15.0.1", "15.1.0", "15.2.1", "15.3.1",
@@ -185,10 +190,26 @@ def _params_class(name: str, source: str) -> Any:
     return None
 
 
+@functools.lru_cache(maxsize=1)
+def _request_options() -> frozenset[str]:
+    """``RequestOptions``' keys (a TypedDict's bases are not in its ``__mro__``)."""
+    import importlib
+    try:
+        module = importlib.import_module("stripe._request_options")
+    except ImportError:
+        return frozenset()
+    return frozenset(getattr(module.RequestOptions, "__annotations__", {}))
+
+
 def _param_tree(typed: Any, depth: int) -> dict[str, Any]:
     required = set(getattr(typed, "__required_keys__", ()))
+    # Since 13.x a route's params TypedDict extends RequestOptions (api_key, headers…):
+    # options of the SDK's call, never parameters on the wire.
+    options = _request_options()
     tree: dict[str, Any] = {}
     for name, annotation in _annotations(typed).items():
+        if name in options:
+            continue
         sub = None
         if depth < MAX_DEPTH:
             text = annotation if isinstance(annotation, str) else repr(annotation)
@@ -203,6 +224,103 @@ def _param_tree(typed: Any, depth: int) -> dict[str, Any]:
                     break
         node = _param_tree(sub, depth + 1) if sub is not None else {}
         tree[("!" if name in required else "") + name] = node
+    return tree
+
+
+# -- stripe-node's types, for a version no stripe-python wheel pins yet -----------------------
+_BLOCK = re.compile(r"^(\s*)(?:export )?(?:declare )?(interface|namespace|class) (\w+)"
+                    r"(?: extends ([\w.]+))?[^{]*\{\s*$")
+_MEMBER = re.compile(r"^\s*(\w+)(\??): (.*)$")
+_METHOD_DTS = re.compile(r"^\s{4}(\w+)\((?:\w+: string(?: \| null)?, )*params\??: ([\w.]+)")
+_METHOD_JS = re.compile(r"^\s{4}(\w+)\([^)]*\) \{[^}]*?this\._makeRequest\("
+                        r"'(GET|POST|DELETE)', [`'](/v1/[^`']*)[`']", re.M)
+EXTENDS = "<extends>"
+_DOTTED = re.compile(r"\b([A-Z]\w*(?:\.[A-Z]\w*)*)\b")
+
+
+def node_dump(package: Path) -> dict[str, Any]:
+    """The same facts from stripe-node's generated ``cjs/resources/**/*.d.ts`` (interfaces for
+    objects and ``…Params``, namespaces for their sub-objects) and ``*.js`` (each method's
+    ``_makeRequest(METHOD, path)``)."""
+    objects: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+    shared = _interfaces((package / "cjs/shared.d.ts").read_text(encoding="utf-8"))
+    for dts in sorted((package / "cjs/resources").rglob("*.d.ts")):
+        if "/V2/" in str(dts):
+            continue
+        members = {**shared, **_interfaces(dts.read_text(encoding="utf-8"))}
+        for name, fields in members.items():
+            kind = fields.get("object", ("", ""))[1].strip(" ;'")
+            if not name.startswith("Deleted") and re.fullmatch(r"[a-z_.]+", kind or "") and kind != "list":
+                objects.setdefault(kind, _node_tree(members, name, 0, params=False))
+        js = dts.with_name(dts.name[:-len(".d.ts")] + ".js")
+        routes = {m.group(1): f"{m.group(2)} {re.sub(r'[$][{][^}]*[}]', '{id}', m.group(3))}"
+                  for m in _METHOD_JS.finditer(js.read_text(encoding="utf-8"))} \
+            if js.is_file() else {}
+        for line in dts.read_text(encoding="utf-8").splitlines():
+            found = _METHOD_DTS.match(line)
+            if found and found.group(1) in routes and found.group(2) in members:
+                params.setdefault(routes[found.group(1)],
+                                  _node_tree(members, found.group(2), 0, params=True))
+    version = (package / "cjs/apiVersion.js").read_text()
+    sdk = json.loads((package / "package.json").read_text())["version"]
+    return {"version": re.search(r"ApiVersion = '([^']+)'", version).group(1),  # type: ignore
+            "sdk": sdk, "objects": objects, "params": params}
+
+
+def _interfaces(text: str) -> dict[str, dict[str, tuple[bool, str]]]:
+    """Every interface's members (optional?, type text), by qualified name."""
+    stack: list[tuple[int, str, str]] = []
+    out: dict[str, dict[str, tuple[bool, str]]] = {}
+    member: tuple[str, bool, str] | None = None
+    for line in text.splitlines():
+        block = _BLOCK.match(line)
+        if block:
+            stack.append((len(block.group(1)), block.group(2), block.group(3)))
+            if block.group(2) == "interface":
+                own = out.setdefault(".".join(n for _, _, n in stack), {})
+                if block.group(4):  # PaginationParams: limit, starting_after, ending_before
+                    own[EXTENDS] = (True, block.group(4))
+            continue
+        stripped = line.strip()
+        if stripped == "}" and stack and len(line) - len(line.lstrip()) == stack[-1][0]:
+            stack.pop()
+            continue
+        if not stack or stack[-1][1] != "interface" or stripped.startswith(("*", "/")):
+            continue
+        depth = len(line) - len(line.lstrip())
+        found = _MEMBER.match(line)
+        if found and depth == stack[-1][0] + 4:
+            member = (found.group(1), found.group(2) == "?", found.group(3))
+            out[".".join(n for _, _, n in stack)][member[0]] = (member[1], member[2])
+        elif member is not None and depth > stack[-1][0] + 4:  # a type on several lines
+            name, optional, kind = member
+            member = (name, optional, kind + " " + stripped)
+            out[".".join(n for _, _, n in stack)][name] = (optional, member[2])
+    return out
+
+
+def _node_tree(members: dict[str, Any], name: str, depth: int, *, params: bool
+               ) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    own = dict(members[name])
+    base = own.pop(EXTENDS, None)
+    if base is not None and base[1] in members:
+        own = {**{k: v for k, v in members[base[1]].items() if k != EXTENDS}, **own}
+    for field, (optional, kind) in own.items():
+        sub = None
+        if depth < MAX_DEPTH:
+            for ref in _DOTTED.findall(kind):
+                parts = name.split(".")
+                for i in range(len(parts), -1, -1):
+                    candidate = ".".join(parts[:i] + [ref])
+                    if candidate in members and candidate != name:
+                        sub = candidate
+                        break
+                if sub is not None:
+                    break
+        node = _node_tree(members, sub, depth + 1, params=params) if sub else {}
+        tree[("!" if params and not optional else "") + field] = node
     return tree
 
 
@@ -241,10 +359,24 @@ def main() -> None:
             sources[data["version"]] = f"stripe-python {sdk} ({wheel.name}, sha256 {digest})"
             print(f"{sdk}: {data['version']}, {len(data['objects'])} objects, "
                   f"{len(data['params'])} routes", file=sys.stderr)
+        subprocess.run(["npm", "pack", "--silent", f"stripe@{NODE}", "--pack-destination", tmp],
+                       check=True, capture_output=True)
+        tarball = Path(tmp) / f"stripe-{NODE}.tgz"
+        with tarfile.open(tarball) as archive:
+            archive.extractall(Path(tmp) / "node", filter="data")
+        data = node_dump(Path(tmp) / "node" / "package")
+        if data["version"] not in dumps:  # a version no Python wheel pins
+            digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
+            dumps[data["version"]] = data
+            sources[data["version"]] = f"stripe-node {NODE} ({tarball.name}, sha256 {digest})"
+        print(f"node {NODE}: {data['version']}, {len(data['objects'])} objects, "
+              f"{len(data['params'])} routes", file=sys.stderr)
     versions = sorted(dumps)
     document = {
         "x-source": "Generated by tools/stripe_versions.py from Stripe's stripe-python wheels "
-                    "(MIT licence, github.com/stripe/stripe-python); do not edit by hand.",
+                    "and, for a newer version, stripe-node's types (both MIT licence, "
+                    "github.com/stripe/stripe-python, github.com/stripe/stripe-node); "
+                    "do not edit by hand.",
         "versions": versions, "sources": [sources[v] for v in versions],
         "objects": _merge([dumps[v]["objects"] for v in versions]),
         "params": _merge([dumps[v]["params"] for v in versions]),
