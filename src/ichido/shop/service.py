@@ -250,7 +250,7 @@ class Shop:
     def _create_payment(self, order: dict[str, Any], request: OrderRequest) -> int:
         params: dict[str, Any] = {
             "amount": order["amount"], "currency": "jpy", "confirm": True,
-            "payment_method_types": [order["payment_method"]],
+            "allowed_payment_method_types": [order["payment_method"]],
             "metadata": {"order_id": order["id"], "product": order["product_id"]},
             "description": f"{order['product_name']} × {order['quantity']}",
         }

@@ -68,7 +68,9 @@ def apply_subscription(tx: Transaction, sub: dict[str, Any], at: int, deleted: b
     tx.execute("UPDATE shop_subscriptions SET stripe_subscription = ? WHERE id = ?"
                " AND stripe_subscription IS NULL", (sub["id"], sub_id))
     status = "canceled" if deleted else sub.get("status") or current["status"]
-    end = sub.get("current_period_end")
+    end = sub.get("current_period_end") or max(  # on the items since basil
+        (i.get("current_period_end") or 0 for i in (sub.get("items") or {}).get("data", [])),
+        default=None)
     if end is not None:
         tx.execute("UPDATE shop_subscriptions SET current_period_end = ? WHERE id = ? AND"
                    " (current_period_end IS NULL OR current_period_end < ?)", (end, sub_id, end))
@@ -85,6 +87,10 @@ def apply_subscription(tx: Transaction, sub: dict[str, Any], at: int, deleted: b
 def apply_invoice(tx: Transaction, invoice: dict[str, Any], *, grace: float = DEFAULT_GRACE,
                   now: float | None = None) -> None:
     """An Invoice snapshot: recorded forward only; its konbini voucher mailed once."""
+    parent = (invoice.get("parent") or {}).get("subscription_details")  # since basil
+    if parent:
+        invoice = {**invoice, "subscription": parent.get("subscription"),
+                   "subscription_details": parent}
     if not invoice.get("subscription"):
         return
     sub_id = ours(tx, invoice["subscription"], (invoice.get("subscription_details") or {})
