@@ -101,8 +101,9 @@ def api(emu: Emulator) -> list[tuple[str, str, Handler]]:
 
 
 def tool_routes(emu: Emulator) -> list[tuple[str, str, Handler]]:
-    """Routes Stripe's own tools use (issue 22); each takes its parameters from stripe-python's
-    generated params (``sdk_params``) where the handler says so."""
+    """Routes Stripe's own tools use (issue 22). Like every ``/v1/`` route, each is checked
+    and rendered in the request's API version (``versions``); the three no SDK names
+    (``events/{id}/retry``, ``payment_pages``) check their own parameters."""
     s, ed, clocks = emu.store, emu.edits, emu.test_clocks
     pms, setis, disputes = emu.payment_methods, emu.setup_intents, emu.disputes
     mi, pages = emu.manual_invoices, emu.payment_pages
