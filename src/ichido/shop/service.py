@@ -243,7 +243,9 @@ class Shop:
     def _create_payment(self, order: dict[str, Any], request: OrderRequest) -> int:
         params: dict[str, Any] = {
             "amount": order["amount"], "currency": "jpy", "confirm": True,
-            "payment_method_types": [order["payment_method"]],
+            # ``payment_method_types`` is refused since 2026-09-30.endive; the response still
+            # lists the types in its read-only ``payment_method_types``
+            "allowed_payment_method_types": [order["payment_method"]],
             "metadata": {"order_id": order["id"], "product": order["product_id"]},
             "description": f"{order['product_name']} × {order['quantity']}",
         }

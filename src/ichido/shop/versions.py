@@ -1,0 +1,52 @@
+"""The Stripe API versions the shop is written for, and what it does with events of others.
+
+An event's ``data.object`` is rendered in the ``api_version`` named on the event (the webhook
+endpoint's version, else the account's default), so the version says which fields exist. The
+shop reads the shapes of ``2025-03-31.basil`` and later:
+
+- an invoice names its subscription under ``parent.subscription_details.subscription`` (no
+  top-level ``subscription``) and its payments under ``payments`` (a list of
+  ``invoice_payment`` objects, ``payment.payment_intent`` / ``payment.charge``; no top-level
+  ``payment_intent`` or ``charge``), and ``payments`` is only present when expanded, so the
+  shop also listens to ``invoice_payment.paid``;
+- a subscription's periods are on its items (``items.data[].current_period_end``; no top-level
+  ``current_period_end``);
+- requests send ``allowed_payment_method_types`` (``payment_method_types`` is refused from
+  ``2026-09-30.endive`` on PaymentIntents and Checkout Sessions).
+
+Sources: stripe-python 16.1's generated ``_invoice.py``, ``_invoice_payment.py``,
+``_subscription.py`` and ``_subscription_item.py`` (pinned ``2026-10-28.endive``), and Stripe's
+changelog (basil: invoice ``parent``, ``payments``, item-level periods; endive: the removal of
+``payment_method_types``).
+
+An event in another version (a 2023 endpoint, or one newer than this code) is never applied in
+a shape the shop cannot read: every shop handler marks it ``ignored`` with the reason
+``unsupported_api_version:<version>`` (``ichido events show`` and the dashboard list it; replay
+it with ``ichido replay --status ignored`` once the endpoint is moved to a supported version,
+or fetch the object afresh). Versions are compared by their date: every release from basil
+through endive (clover, dahlia and their monthly releases) has the shapes above.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+#: the version the shop's Stripe client sends (``Stripe-Version``), as Stripe advises pinning
+PINNED = "2026-10-28.endive"
+#: the oldest and newest versions whose events the shop reads (inclusive, by date)
+OLDEST = "2025-03-31.basil"
+NEWEST = PINNED
+_VERSION = re.compile(r"(\d{4}-\d{2}-\d{2})(?:\.[a-z]+)?")
+
+
+def unsupported(payload: dict[str, Any]) -> str | None:
+    """The ignore reason for an event whose ``api_version`` the shop does not read, else None.
+    The version is shown only when it looks like one (it is the sender's data)."""
+    version = payload.get("api_version")
+    found = _VERSION.fullmatch(version) if isinstance(version, str) else None
+    if found is None:
+        return "unsupported_api_version:unreadable"
+    if not OLDEST[:10] <= found.group(1) <= NEWEST[:10]:
+        return f"unsupported_api_version:{version}"
+    return None
