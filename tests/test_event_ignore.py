@@ -10,8 +10,8 @@ from ichido.event import parse_delivery
 from tests.support import in_process_app, make_event
 
 
-def worked(tmp_path: Any, *handlers: Any) -> Any:
-    app = in_process_app(Settings(database_url=f"sqlite:///{tmp_path / 'ignore.db'}"))
+def worked(database_url: str, *handlers: Any) -> Any:
+    app = in_process_app(Settings(database_url=database_url))
     for handler in handlers:
         app.on("invoice.paid")(handler)
     return app
@@ -33,8 +33,8 @@ def applying(event: Any, tx: Any) -> None:
                (event.id, event.type, event.attempt))
 
 
-def test_an_event_every_handler_ignores_is_ignored_with_the_reasons(tmp_path: Any) -> None:
-    app = worked(tmp_path, ignoring)
+def test_an_event_every_handler_ignores_is_ignored_with_the_reasons(database_url: str) -> None:
+    app = worked(database_url, ignoring)
     try:
         record = run(app, make_event("invoice.paid"))
         assert record.status == "ignored" and record.attempts == 1
@@ -43,8 +43,9 @@ def test_an_event_every_handler_ignores_is_ignored_with_the_reasons(tmp_path: An
         app.close()
 
 
-def test_an_event_one_handler_applies_is_processed_and_its_write_kept(tmp_path: Any) -> None:
-    app = worked(tmp_path, ignoring, applying)
+def test_an_event_one_handler_applies_is_processed_and_its_write_kept(
+        database_url: str) -> None:
+    app = worked(database_url, ignoring, applying)
     try:
         record = run(app, make_event("invoice.paid"))
         assert record.status == "processed" and not record.last_error

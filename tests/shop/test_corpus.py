@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+import httpx
 import orjson
 import pytest
 
@@ -18,6 +19,8 @@ from ichido.config import Settings
 from ichido.event import parse_delivery
 from ichido.shop import access, events
 from ichido.shop.app import SCHEMA
+from ichido.testing import wait_until
+from tests.support import ServerProcess, answers_of, open_store
 
 CORPUS = Path(__file__).with_name("corpus")
 SUB, STRIPE_SUB = "sub_shopcorpus01", "sub_1CorpusKonbini"
@@ -204,3 +207,35 @@ def test_a_real_basil_subscription_update_moves_the_period_from_its_items(shop: 
     with shop.database.reading() as tx:
         assert tx.execute("SELECT current_period_end FROM shop_subscriptions WHERE id = ?",
                           (SUB,)).fetchone()[0] == end
+
+
+def test_every_real_payload_signed_and_posted_to_a_real_shop_server_is_done_none_dead(
+        tmp_path: Path) -> None:
+    """The corpus as Stripe would send it: signed, over loopback HTTP, to ``ichido serve`` of
+    the shop; each answered 200 and, in the end, processed or ignored with the same reasons as
+    on the worker above."""
+    database_url = f"sqlite:///{tmp_path / 'served.db'}"
+    server = ServerProcess(database_url, app="ichido.shop.app:create_app", env={
+        "STRIPE_API_KEY": "sk_test_corpus", "STRIPE_API_BASE": "http://127.0.0.1:9",
+        "ICHIDO_MAIL_DIR": str(tmp_path / "mail")})
+    store = open_store(database_url)
+    try:
+        docs = corpus()
+        with httpx.Client(timeout=30) as client:
+            answers = answers_of(server.url, [orjson.dumps(d) for d in docs], client)
+        assert {status for status, _ in answers} == {200}
+
+        def done() -> bool:
+            return all(store.get(d["id"]) is not None and store.get(d["id"]).status in
+                       ("processed", "ignored", "dead") for d in docs)
+
+        wait_until(done, timeout=120, interval=0.1, message="every posted event finished")
+        served = {d["id"]: store.get(d["id"]) for d in docs}
+    finally:
+        server.stop()
+        store.close()
+    assert {r.status for r in served.values()} <= {"processed", "ignored"}
+    reasons = {i: r.last_error for i, r in served.items() if r.last_error}
+    assert reasons["evt_corpus_invoice_payment_failed"] == "unknown_subscription:sub_1234"
+    assert reasons["evt_charge_succeeded"] == "unsupported_api_version:unreadable"
+    assert reasons["evt_corpus_openapi_refund"] == "no_payment_intent"
