@@ -186,11 +186,11 @@ def test_an_invoice_of_a_subscription_being_made_waits_then_is_ignored_not_dead(
     assert [f[0] for f in record.failures] == [1, 2]  # retried while it could be its own
 
 
-def test_an_old_invoice_waits_no_longer_than_the_setting(app: App) -> None:
+def test_an_old_invoice_waits_one_retry_and_no_longer_than_the_setting(app: App) -> None:
     own_subscription(app, stripe_id=None, created_at=time.time() - 3600)
     old = invoice(subscription="sub_1Maybe", created=int(time.time()) - 3000)
     record = deliver(app, "invoice.paid", old, created=int(time.time()) - 700)  # wait: 600 s
-    assert (record.status, record.attempts) == ("ignored", 1)
+    assert (record.status, record.attempts) == ("ignored", 2)  # retried once, no more
     assert record.last_error == "unknown_subscription:sub_1Maybe:waited"
 
 
@@ -213,3 +213,20 @@ def test_the_versions_are_stated_and_pinned() -> None:
 
     assert versions.PINNED == stripe._api_version._ApiVersion.CURRENT  # what the SDK is typed for
     assert orjson.loads(make_event())["api_version"] == versions.PINNED
+
+
+def test_the_worker_s_retries_bound_the_wait_and_the_shop_says_so(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from ichido.shop import foreign
+    from ichido.shop.app import create_shop
+    from ichido.shop.settings import ShopSettings
+
+    assert foreign.retries_span(8, 1.0, 3600.0) == 63.5  # ICHIDO_MAX_ATTEMPTS etc. defaults
+    assert foreign.retries_span(1, 1.0, 3600.0) == 0
+    for wait, warned in ((60.0, False), (900.0, True)):  # the default, then 15 min
+        caplog.clear()
+        shop = create_shop(Settings(database_url=f"sqlite:///{tmp_path / f'w{wait}.db'}"),
+                           ShopSettings(stripe_api_key="sk_test_wait", parent_wait_seconds=wait),
+                           workers=0)
+        shop.app.close()
+        assert ("ICHIDO_PARENT_WAIT" in caplog.text) is warned

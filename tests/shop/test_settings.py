@@ -60,7 +60,7 @@ def test_the_subscription_grace_period_is_a_bounded_duration() -> None:
 
 
 def test_the_wait_for_a_parent_is_a_bounded_duration() -> None:
-    assert ShopSettings.from_env({}).parent_wait_seconds == 900.0
+    assert ShopSettings.from_env({}).parent_wait_seconds == 60.0
     assert ShopSettings.from_env({"ICHIDO_PARENT_WAIT": "2h"}).parent_wait_seconds == 7200.0
     assert ShopSettings.from_env({"ICHIDO_PARENT_WAIT": "0"}).parent_wait_seconds == 0.0
     for bad in ("4d", "-1s", "soon"):

@@ -14,7 +14,7 @@ import stripe
 from ichido.app import App
 from ichido.config import Settings
 from ichido.outbox import OUTBOX_SCHEMA
-from ichido.shop import access, events, subscribe, versions
+from ichido.shop import access, events, foreign, subscribe, versions
 from ichido.shop.api import routes
 from ichido.shop.catalog import audit, load_catalog
 from ichido.shop.fees import load_pricing
@@ -57,6 +57,13 @@ def create_shop(settings: Settings | None = None, shop_settings: ShopSettings | 
                         float(row.fee_share) * 100, shop_settings.max_fee_share * 100)
     shop = Shop(app, shop_settings, catalog, pricing, client)
     grace = shop_settings.subscription_grace_seconds
+    span = foreign.retries_span(settings.max_attempts, settings.retry_base_seconds,
+                                settings.retry_cap_seconds)
+    if span < shop_settings.parent_wait_seconds:
+        log.warning("an event waiting for its parent is ignored after the worker's last retry,"
+                    " about %.0f s after its first attempt, before ICHIDO_PARENT_WAIT (%.0f s):"
+                    " raise ICHIDO_MAX_ATTEMPTS or ICHIDO_RETRY_BASE to wait longer", span,
+                    shop_settings.parent_wait_seconds)
     events.register(app, grace, shop_settings.parent_wait_seconds)
     shop.outbox.senders["stripe_cancel_subscription"] = \
         lambda key, payload: subscribe.cancel_at_stripe(shop, key, payload)

@@ -17,10 +17,13 @@ invoice repeats it under ``parent.subscription_details.metadata``), and each of 
 the Stripe id once known. One thing can really arrive before its parent: an event of an object
 the shop is creating right now, whose Stripe id it has not stored yet (the create call has not
 answered, or a Checkout Session's PaymentIntent not yet named). Only while such a row exists
-(``pending_*`` below) does the event wait (``ichido.RetryLater``), for at most
-``ShopSettings.parent_wait_seconds`` since the event was created and never past the worker's
-last attempt (``ICHIDO_MAX_ATTEMPTS``): then it is ignored with its reason and ``:waited``, so it
-never goes dead. An ignored event can be replayed (``ichido replay --status ignored``).
+(``pending_*`` below) does the event wait (``ichido.RetryLater``): retried at least once, then
+while it is younger than ``ShopSettings.parent_wait_seconds`` (from its ``created``), and never
+past the worker's last attempt (``ICHIDO_MAX_ATTEMPTS``; with the default retries that comes
+after one to two minutes, and the shop warns at start when it comes before the setting): then it
+is ignored with its reason and ``:waited``, so it never goes dead. Workers that were down longer
+than the setting may thus ignore an event whose parent waits behind it in the backlog: replay
+it (``ichido replay --status ignored``) once the backlog is done.
 """
 
 from __future__ import annotations
@@ -73,8 +76,17 @@ class Patience:
     max_attempts: int
 
     def lasts(self, created: int, attempt: int, now: float | None = None) -> bool:
+        """Whether to retry once more. The first attempt always is retried (events stored
+        together, after a backlog or a reconcile, are then applied in another order); never
+        the worker's last (it would go dead)."""
         now = time.time() if now is None else now
-        return attempt < self.max_attempts and now - created < self.seconds
+        return attempt < self.max_attempts and (attempt == 1 or now - created < self.seconds)
+
+
+def retries_span(max_attempts: int, base: float, cap: float) -> float:
+    """The least time the worker's retries of one event span (its backoff without jitter's
+    random half): past it, an event waiting for its parent is ignored whatever the setting."""
+    return sum(min(cap, base * 2.0 ** (n - 1)) / 2 for n in range(1, max_attempts))
 
 
 def pending_subscription(tx: Transaction, since: float) -> bool:

@@ -65,7 +65,9 @@ class ShopSettings:
     # An event that may be of an object the shop is creating right now (an invoice of a
     # subscription whose Stripe id is not stored yet) waits this long after it was created, and
     # never past the worker's last attempt, before it is ignored as not the shop's (``foreign``).
-    parent_wait_seconds: float = 900.0
+    # A create call's answer or a Checkout Session's completion comes within seconds; the
+    # worker's default retries span a minute or two.
+    parent_wait_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "ShopSettings":

@@ -36,7 +36,7 @@ INVOICE_EVENTS = ("invoice.created", "invoice.finalized", "invoice.sent", "invoi
                   "invoice.payment_succeeded", "invoice.payment_failed", "invoice.overdue",
                   "invoice.voided", "invoice.marked_uncollectible")
 INVOICE_PAYMENT_EVENTS = ("invoice_payment.paid",)
-DEFAULT_PARENT_WAIT = 900.0  # ShopSettings.parent_wait_seconds
+DEFAULT_PARENT_WAIT = 60.0  # ShopSettings.parent_wait_seconds
 COLUMNS = ("id, plan, email, payment_method, locale, stripe_subscription, status, status_at,"
            " ended, current_period_end")
 
