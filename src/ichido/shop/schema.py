@@ -167,5 +167,6 @@ SHOP_SCHEMA: list[Step] = [
             payment_intent TEXT PRIMARY KEY,
             invoice_id TEXT NOT NULL
         )""",
+        "CREATE INDEX shop_invoice_payments_invoice ON shop_invoice_payments (invoice_id)",
     ]),
 ]

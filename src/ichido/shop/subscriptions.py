@@ -68,7 +68,7 @@ def apply_subscription(tx: Transaction, sub: dict[str, Any], at: int, deleted: b
     if sub_id is not None:
         lock(tx, sub_id)
     current = load(tx, sub_id) if sub_id is not None else None
-    if sub_id is None or current is None:  # made elsewhere on the account (the shop records its own first)
+    if sub_id is None or current is None:  # made elsewhere: the shop records its own first
         raise foreign.NotOurs(f"unknown_subscription:{foreign.shown_id(sub.get('id'))}")
     tx.execute("UPDATE shop_subscriptions SET stripe_subscription = ? WHERE id = ?"
                " AND stripe_subscription IS NULL", (sub["id"], sub_id))
