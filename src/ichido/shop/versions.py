@@ -16,8 +16,13 @@ shop reads the shapes of ``2025-03-31.basil`` and later:
 
 Sources: stripe-python 16.1's generated ``_invoice.py``, ``_invoice_payment.py``,
 ``_subscription.py`` and ``_subscription_item.py`` (pinned ``2026-10-28.endive``), and Stripe's
-changelog (basil: invoice ``parent``, ``payments``, item-level periods; endive: the removal of
-``payment_method_types``).
+changelog: docs.stripe.com/changelog/basil/2025-03-31/adds-new-parent-field-to-invoicing-objects
+(``subscription`` and ``subscription_details`` move under ``parent``),
+…/basil/2025-03-31/add-support-for-multiple-partial-payments-on-invoices (``payment_intent``,
+``charge`` and ``paid`` leave the invoice; ``invoice`` leaves PaymentIntent and Charge),
+…/basil/2025-03-31/deprecate-subscription-current-period-start-and-end (periods on items), and
+…/endive/2026-09-30/remove-payment-method-types-checkout-sessions with its twin for
+PaymentIntents and SetupIntents (``payment_method_types`` refused in requests).
 
 An event in another version (a 2023 endpoint, or one newer than this code) is never applied in
 a shape the shop cannot read: every shop handler marks it ``ignored`` with the reason
