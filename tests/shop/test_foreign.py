@@ -91,7 +91,8 @@ def refund(payment_intent: str | None, **fields: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("version", ["2023-10-16", "2024-06-20", "2025-02-24.acacia",
                                      "2027-03-31.future", "not a version"])
 def test_an_event_in_a_version_the_shop_cannot_read_is_ignored_naming_it(
-        app: App, version: str) -> None:
+        app: App, version: str, caplog: pytest.LogCaptureFixture) -> None:
+    versions.WARNED.clear()  # once per process: other tests may have seen these versions
     own_subscription(app)
     old_shape = {"id": "in_1", "object": "invoice", "status": "paid", "amount_due": 980,
                  "subscription": STRIPE_SUB, "payment_intent": "pi_1"}  # the 2023 shape
@@ -99,6 +100,7 @@ def test_an_event_in_a_version_the_shop_cannot_read_is_ignored_naming_it(
     shown = version if version != "not a version" else "unreadable"
     assert record.status == "ignored" and record.attempts == 1
     assert record.last_error == f"unsupported_api_version:{shown}"
+    assert f"ignored as unsupported_api_version:{shown}" in caplog.text  # the operator is told
     with app.database.reading() as tx:
         assert tx.execute("SELECT count(*) FROM shop_subscription_invoices").fetchone()[0] == 0
 
@@ -230,3 +232,11 @@ def test_the_worker_s_retries_bound_the_wait_and_the_shop_says_so(
                            workers=0)
         shop.app.close()
         assert ("ICHIDO_PARENT_WAIT" in caplog.text) is warned
+
+
+def test_the_operator_is_told_of_an_unread_version_once_not_per_event(
+        app: App, caplog: pytest.LogCaptureFixture) -> None:
+    versions.WARNED.clear()
+    for n in range(3):
+        deliver(app, "invoice.paid", {**invoice(), "id": f"in_{n}"}, api_version="2023-10-16")
+    assert caplog.text.count("ignored as unsupported_api_version:2023-10-16") == 1

@@ -34,6 +34,7 @@ through endive (clover, dahlia and their monthly releases) has the shapes above.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -42,7 +43,20 @@ PINNED = "2026-10-28.endive"
 #: the oldest and newest versions whose events the shop reads (inclusive, by date)
 OLDEST = "2025-03-31.basil"
 NEWEST = PINNED
+log = logging.getLogger("ichido.shop.versions")
+WARNED: set[str] = set()  # the reasons already logged by this process
 _VERSION = re.compile(r"(\d{4}-\d{2}-\d{2})(?:\.[a-z]+)?")
+
+
+def warn_once(reason: str) -> None:
+    """Tell the operator, once per version and process (``WARNED``), that events are being
+    ignored for their version: the webhook endpoint's version is then to be moved (the reason
+    holds only a checked version string, never the sender's text as it came)."""
+    if reason not in WARNED:
+        WARNED.add(reason)
+        log.warning("Stripe events are ignored as %s: the shop reads %s to %s; set the webhook"
+                    " endpoint's API version in that range, then `ichido replay --status"
+                    " ignored`", reason, OLDEST, NEWEST)
 
 
 def unsupported(payload: dict[str, Any]) -> str | None:
