@@ -27,9 +27,8 @@ PaymentIntents and SetupIntents (``payment_method_types`` refused in requests).
 An event in another version (a 2023 endpoint, or one newer than this code) is never applied in
 a shape the shop cannot read: every shop handler marks it ``ignored`` with the reason
 ``unsupported_api_version:<version>`` and logs a warning once per version (``warn_once``);
-``ichido events show`` and the dashboard list the reason; replay
-it with ``ichido replay --status ignored`` once the endpoint is moved to a supported version,
-or fetch the object afresh). Versions are compared by their date: every release from basil
+``ichido events show`` and the dashboard list the reason. Replay such events with ``ichido
+replay --status ignored`` once the endpoint is moved to a supported version. Versions are compared by their date: every release from basil
 through endive (clover, dahlia and their monthly releases) has the shapes above.
 """
 
