@@ -27,8 +27,9 @@ PaymentIntents and SetupIntents (``payment_method_types`` refused in requests).
 An event in another version (a 2023 endpoint, or one newer than this code) is never applied in
 a shape the shop cannot read: every shop handler marks it ``ignored`` with the reason
 ``unsupported_api_version:<version>`` and logs a warning once per version (``warn_once``);
-``ichido events show`` and the dashboard list the reason. Replay such events with ``ichido
-replay --status ignored`` once the endpoint is moved to a supported version. Versions are compared by their date: every release from basil
+``ichido events show`` and the dashboard list the reason. A replay would read the same stored
+body again: set the endpoint's version in the range, and fetch the objects those events name
+afresh (the client is pinned to ``PINNED``). Versions are compared by their date: every release from basil
 through endive (clover, dahlia and their monthly releases) has the shapes above.
 """
 
@@ -55,8 +56,8 @@ def warn_once(reason: str) -> None:
     if reason not in WARNED:
         WARNED.add(reason)
         log.warning("Stripe events are ignored as %s: the shop reads %s to %s; set the webhook"
-                    " endpoint's API version in that range, then `ichido replay --status"
-                    " ignored`", reason, OLDEST, NEWEST)
+                    " endpoint's API version in that range (`ichido events list --status"
+                    " ignored` lists what was missed)", reason, OLDEST, NEWEST)
 
 
 def unsupported(payload: dict[str, Any]) -> str | None:
