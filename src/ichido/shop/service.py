@@ -45,6 +45,15 @@ class OrderError(IchidoError):
         return body
 
 
+def buyer_email(value: Any) -> str:
+    """The buyer's address as a mail header can carry it, or ``invalid_email`` when the order
+    is placed: a control character (CR/LF would end the header) fails no later, at the send."""
+    if (not isinstance(value, str) or "@" not in value or len(value) > 254
+            or not value.isprintable()):
+        raise OrderError("a valid email is required", code="invalid_email")
+    return value
+
+
 @dataclass(frozen=True)
 class OrderRequest:
     product: str
@@ -77,9 +86,7 @@ class OrderRequest:
         if not isinstance(quantity, int) or isinstance(quantity, bool) or not 1 <= quantity <= 100:
             raise OrderError("quantity must be a whole number from 1 to 100",
                              code="invalid_quantity")
-        email = body.get("email")
-        if not isinstance(email, str) or "@" not in email or len(email) > 254:
-            raise OrderError("a valid email is required", code="invalid_email")
+        email = buyer_email(body.get("email"))
         for field in ("product", "payment_method"):
             if not isinstance(body.get(field), str):
                 raise OrderError(f"{field} is required", code="invalid_request")
