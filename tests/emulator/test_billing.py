@@ -3,13 +3,14 @@ invoices and events, driven by the emulator clock (issue 14 item 3)."""
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
 import httpx
 import pytest
 import stripe
 
-from ichido.emulator import Emulator
+from ichido.emulator import Emulator, versions
 from ichido.emulator.invoices import CARD_RETRY_DAYS, FINALIZE_AFTER, OVERDUE_CANCEL_AFTER
 from ichido.emulator.subscriptions import period_end
 from tests.emulator.schemas import event_types, problems
@@ -94,6 +95,33 @@ def test_a_card_subscription_is_charged_and_becomes_active(sdk: stripe.StripeCli
             {"price": plan(sdk).id}]}, options={"idempotency_key": "sub-1"})
     assert [s.id for s in sdk.v1.subscriptions.list(params={"customer": customer.id}).data] \
         == [sub.id]
+
+
+def test_a_paid_invoice_tells_its_payment_and_its_subscription_metadata_as_stripe_does(
+        sdk: stripe.StripeClient, emulator: Emulator) -> None:
+    """Stripe's invoices carry ``payments`` only when expanded, never in a webhook:
+    ``invoice_payment.paid`` is the event that names the PaymentIntent that paid one. And an
+    invoice repeats its subscription's metadata under ``parent.subscription_details``."""
+    customer = card_customer(sdk)
+    sub = sdk.v1.subscriptions.create(params={
+        "customer": customer.id, "items": [{"price": plan(sdk).id}],
+        "metadata": {"shop_subscription": "s-1"}, "expand": ["latest_invoice.payments"]})
+    events = emulator.events()
+    paid = [e for e in events if e["type"] == "invoice_payment.paid"]
+    assert len(paid) == 1 and "invoice_payment.paid" in typing.get_args(
+        stripe.Event.__annotations__["type"])  # a type the SDK knows
+    payment = paid[0]["data"]["object"]
+    assert payment["invoice"] == sub.latest_invoice.id and payment["status"] == "paid"
+    assert payment["payment"] == {"type": "payment_intent", "payment_intent": intent(
+        sdk, sub.latest_invoice).id}
+    assert set(payment) <= set(versions.fields(versions.Version(paid[0]["api_version"]),
+                                               "invoice_payment") or {})
+    invoice = next(e for e in events if e["type"] == "invoice.paid")["data"]["object"]
+    assert "payments" not in invoice
+    assert invoice["parent"]["subscription_details"] == {
+        "metadata": {"shop_subscription": "s-1"}, "subscription": sub.id}
+    assert "subscription_details" in (versions.fields(
+        versions.Version(paid[0]["api_version"]), "invoice") or {})["parent"]
 
 
 def test_renewals_charge_each_period_and_a_failing_card_recovers(

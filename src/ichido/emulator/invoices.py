@@ -130,6 +130,9 @@ class Invoices:
                 payment = self.store.get("invoice_payment", payment_id)  # journaled
                 payment.update(status="paid", amount_paid=pi["amount_received"])
                 payment["status_transitions"]["paid_at"] = now
+                # Stripe's invoices carry ``payments`` only when expanded (not in webhooks):
+                # this event is how a listener learns which PaymentIntent paid the invoice.
+                self.store.emit("invoice_payment.paid", payment)
         if before["status"] == "draft":
             inv["status_transitions"]["finalized_at"] = now
         self.store.emit("invoice.paid", inv)
