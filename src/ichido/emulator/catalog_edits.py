@@ -1,12 +1,13 @@
-"""The rest of the catalog's life: products, prices and customers updated and deleted, coupons,
-plans, and a customer's discount.
+"""The rest of the catalog's life: products, prices and customers updated and deleted, coupons
+and plans.
 
 What Stripe's own tools do (``stripe trigger product.updated``, ``coupon.deleted``,
-``plan.created``, ``customer.discount.created``...). Parameters: ``versions`` refuses what
-the request's API version lacks; the handlers refuse what they do not model. Deleting answers ``{"id", "object", "deleted": true}`` and
-emits ``<kind>.deleted`` with the object as it was (docs.stripe.com/api/customers/delete).
-A customer's ``coupon`` makes a ``discount`` (``customer.discount.created``); another coupon
-replaces it (``.updated``), ``coupon=""`` removes it (``.deleted``).
+``plan.created``...). Parameters: ``versions`` refuses what the request's API version lacks;
+the handlers refuse what they do not model. Deleting answers ``{"id", "object", "deleted":
+true}`` and emits ``<kind>.deleted`` with the object as it was
+(docs.stripe.com/api/customers/delete). A customer's ``coupon`` (``customer.discount.*``) is
+gone since 2025-03-31.basil, the oldest version rendered: Stripe refuses it, and so does
+``versions``.
 """
 
 from __future__ import annotations
@@ -170,32 +171,6 @@ class CatalogEdits:
     def delete_plan(self, plan_id: str, params: dict[str, Any]) -> dict[str, Any]:
         forms.check_known(params, {"expand"})
         return self._delete("plan", plan_id)
-
-    # -- a customer's discount -------------------------------------------------------------
-    def apply_coupon(self, cust: dict[str, Any], params: dict[str, Any]) -> None:
-        """``coupon`` on a customer create or update (what the CLI's fixtures send)."""
-        if "coupon" not in params:
-            return
-        coupon_id = forms.text(params, "coupon")
-        old = cust.get("discount")
-        if not coupon_id:
-            if old:
-                cust["discount"] = None
-                self.store.emit("customer.discount.deleted", old)
-            return
-        coupon = self.store.get("coupon", coupon_id, "coupon")
-        now = self.store.clock.now()
-        cust["discount"] = {
-            "id": objects.new_id("di", 14), "object": "discount", "checkout_session": None,
-            "coupon": snapshot(coupon), "customer": cust["id"], "end": None,
-            "invoice": None, "invoice_item": None, "promotion_code": None, "start": now,
-            "subscription": None, "subscription_item": None}
-        coupon["times_redeemed"] += 1
-        if old:
-            self.store.emit("customer.discount.updated", cust["discount"],
-                            {"coupon": old["coupon"]})
-        else:
-            self.store.emit("customer.discount.created", cust["discount"])
 
 
 def _percent(params: dict[str, Any]) -> float:

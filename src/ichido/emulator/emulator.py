@@ -84,7 +84,7 @@ class Emulator:
                                                    self.payments.tell).debit
         self.edits = CatalogEdits(self.store)
         self.sources = Sources(self.store)
-        self.catalog.customer_hooks += [self.edits.apply_coupon, self.sources.on_customer]
+        self.catalog.customer_hooks += [self.sources.on_customer]
         self.test_clocks = TestClocks(self.store)
         self.payment_methods = PaymentMethods(self.store)
         self.setup_intents = SetupIntents(self.store, self.catalog)
