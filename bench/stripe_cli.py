@@ -14,7 +14,8 @@ import sys
 from collections import defaultdict
 
 from ichido.emulator import Emulator, EmulatorServer
-from tests.emulator.stripe_tools import CLI, FAMILIES, KEY, trigger, triggers
+from tests.emulator.stripe_tools import (CLI, CLI_ACCOUNT_VERSION, FAMILIES, KEY, trigger,
+                                         triggers)
 
 
 def family(name: str) -> str:
@@ -32,7 +33,7 @@ def main(argv: list[str]) -> int:
         return 2
     names = args.only or triggers()
     results: dict[str, dict[str, list[str]]] = defaultdict(lambda: {"pass": [], "fail": []})
-    with EmulatorServer(Emulator(api_key=KEY)) as server:
+    with EmulatorServer(Emulator(api_key=KEY, api_version=CLI_ACCOUNT_VERSION)) as server:
         for name in names:
             outcome = trigger(name, server.url)
             server.emulator.settle()  # what is due now (a bank's answer) happens first

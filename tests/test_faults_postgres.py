@@ -58,7 +58,7 @@ def pay_by_card(stripe: httpx.Client, count: int) -> None:
     for _ in range(count):
         response = stripe.post("/v1/payment_intents", data={
             "amount": "1500", "currency": "jpy", "confirm": "true",
-            "payment_method": "pm_card_visa", "payment_method_types[0]": "card"})
+            "payment_method": "pm_card_visa", "allowed_payment_method_types[0]": "card"})
         assert response.status_code == 200, response.text
 
 

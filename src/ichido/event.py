@@ -159,6 +159,8 @@ class Event:
     created: int
     payload: dict[str, Any] = field(repr=False)
     attempt: int = 1
+    #: the reasons given by ``ignore``; read by the worker after the handlers ran
+    ignored: list[str] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
     def from_body(cls, body: bytes, attempt: int = 1) -> "Event":
@@ -185,6 +187,14 @@ class Event:
     @property
     def previous_attributes(self) -> dict[str, Any]:
         return self.payload.get("data", {}).get("previous_attributes") or {}
+
+    def ignore(self, reason: str) -> None:
+        """Say that this event is none of the handler's business, and why (a reason code, e.g.
+        ``unknown_subscription`` or ``unsupported_api_version:2023-10-16``). When every handler
+        that ran said so, the worker marks the event ``ignored`` with the reasons as its
+        ``last_error`` (shown by ``ichido events show`` and the dashboard) instead of
+        ``processed``. What the handler wrote is committed either way; ignoring is no rollback."""
+        self.ignored.append(reason)
 
     def __getitem__(self, key: str) -> Any:
         """``event["data"]["object"]`` works as it does on a parsed Stripe event."""

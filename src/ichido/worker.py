@@ -58,6 +58,20 @@ def poll(name: str, step: Callable[[], int], stop: threading.Event,
             wake.clear()
 
 
+def run_plan(plan: list[tuple[Callable[..., None], Event]], tx: object) -> list[str]:
+    """Run each handler on the event it gets; the reasons given when every one of them ignored
+    the event (``Event.ignore``), else nothing (it was processed)."""
+    reasons: list[str] = []
+    every_one_ignored = bool(plan)
+    for handler, seen_as in plan:
+        before = len(seen_as.ignored)
+        handler(seen_as, tx)
+        said = seen_as.ignored[before:]
+        every_one_ignored = every_one_ignored and bool(said)
+        reasons += said
+    return reasons if every_one_ignored else []
+
+
 def drain(step: Callable[[], int], max_rounds: int = 1_000_000) -> int:
     """Call ``step`` until it does nothing; return the total it did."""
     total = 0
@@ -148,16 +162,18 @@ class Worker:
             for claim in batch.claims:
                 handlers = self.handlers.for_type(claim.type)
                 status = Status.PROCESSED if handlers else Status.IGNORED
+                reasons: list[str] = []
                 try:
                     if handlers:
                         event = Event.from_body(claim.body, claim.attempt)
                         plan = self.handlers.admit(event, batch.tx, handlers)
                         status = Status.PROCESSED if plan else Status.STALE
-                        for handler, seen_as in plan:
-                            handler(seen_as, batch.tx)
+                        reasons = run_plan(plan, batch.tx)
                 except Exception as exc:  # kept with its traceback on the event, retried
                     raise HandlerFailed(claim, traceback.format_exc(limit=-8)) from exc
-                batch.finish(claim, status)
+                if reasons:
+                    status = Status.IGNORED
+                batch.finish(claim, status, "; ".join(reasons) or None)
 
     def _record_failure(self, claim: Claim, error: str) -> None:
         settings = self.settings

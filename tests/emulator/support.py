@@ -88,7 +88,7 @@ def client(url: str, **options: Any) -> stripe.StripeClient:
 def konbini_params(email: str = "hanako@test.com", amount: int = 1500,
                    **options: Any) -> dict[str, Any]:
     """Create-and-confirm parameters for a konbini PaymentIntent paid by ``email``."""
-    return {"amount": amount, "currency": "jpy", "payment_method_types": ["konbini"],
+    return {"amount": amount, "currency": "jpy", "allowed_payment_method_types": ["konbini"],
             "payment_method_data": {"type": "konbini", "billing_details": {
                 "name": "Hanako Yamada", "email": email}},
             "payment_method_options": {"konbini": {"product_description": "Video ticket",
@@ -97,5 +97,5 @@ def konbini_params(email: str = "hanako@test.com", amount: int = 1500,
 
 
 def card_params(pm: str = "pm_card_visa", amount: int = 3000) -> dict[str, Any]:
-    return {"amount": amount, "currency": "jpy", "payment_method_types": ["card"],
+    return {"amount": amount, "currency": "jpy", "allowed_payment_method_types": ["card"],
             "payment_method": pm, "confirm": True}

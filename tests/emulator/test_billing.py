@@ -3,13 +3,14 @@ invoices and events, driven by the emulator clock (issue 14 item 3)."""
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
 import httpx
 import pytest
 import stripe
 
-from ichido.emulator import Emulator
+from ichido.emulator import Emulator, versions
 from ichido.emulator.invoices import CARD_RETRY_DAYS, FINALIZE_AFTER, OVERDUE_CANCEL_AFTER
 from ichido.emulator.subscriptions import period_end
 from tests.emulator.schemas import event_types, problems
@@ -35,7 +36,19 @@ def konbini_subscription(sdk: stripe.StripeClient, email: str = "taro@test.com",
         "customer": customer.id, "items": [{"price": plan(sdk).id}],
         "collection_method": "send_invoice", "days_until_due": days,
         "payment_settings": {"payment_method_types": ["konbini"]},
-        "expand": ["latest_invoice.payment_intent"]})
+        "expand": ["latest_invoice.payments"]})
+
+
+def period(sub: Any) -> Any:
+    """Since 2025-03-31.basil a subscription's period lives on its items."""
+    return sub["items"].data[0]
+
+
+def intent(sdk: stripe.StripeClient, invoice: Any) -> Any:
+    """Since basil an invoice's PaymentIntent is one of its payments (``expand[]=payments``)."""
+    payments = invoice.payments if "payments" in invoice else sdk.v1.invoice_payments.list(
+        params={"invoice": invoice.id})
+    return sdk.v1.payment_intents.retrieve(payments.data[0].payment.payment_intent)
 
 
 def seen(emulator: Emulator) -> set[str]:
@@ -48,7 +61,7 @@ def types_since(emulator: Emulator, before: set[str]) -> list[str]:
 
 def renew(emulator: Emulator, sub: Any) -> None:
     """Let the period end, then the hour before the renewal invoice is finalized."""
-    emulator.advance(sub.current_period_end - emulator.now())
+    emulator.advance(period(sub).current_period_end - emulator.now())
     emulator.advance(FINALIZE_AFTER)
 
 
@@ -57,12 +70,12 @@ def test_a_card_subscription_is_charged_and_becomes_active(sdk: stripe.StripeCli
     customer = card_customer(sdk)
     sub = sdk.v1.subscriptions.create(
         params={"customer": customer.id, "items": [{"price": plan(sdk).id}],
-                "expand": ["latest_invoice.payment_intent"]},
+                "expand": ["latest_invoice.payments"]},
         options={"idempotency_key": "sub-1"})
     assert sub.status == "active" and sub.latest_invoice.status == "paid"
-    assert sub.latest_invoice.payment_intent.status == "succeeded"
+    assert intent(sdk, sub.latest_invoice).status == "succeeded"
     assert sub.latest_invoice.amount_paid == 980 and sub.latest_invoice.lines.data[0].amount == 980
-    assert sub.current_period_end == period_end(sub.current_period_start,
+    assert period(sub).current_period_end == period_end(period(sub).current_period_start,
                                                 {"interval": "month", "interval_count": 1})
     events = [e for e in emulator.events() if e["type"].startswith(("customer.subscription",
                                                                    "invoice."))]
@@ -74,7 +87,7 @@ def test_a_card_subscription_is_charged_and_becomes_active(sdk: stripe.StripeCli
     price = sub.items.data[0].price.id
     again = sdk.v1.subscriptions.create(
         params={"customer": customer.id, "items": [{"price": price}],
-                "expand": ["latest_invoice.payment_intent"]},
+                "expand": ["latest_invoice.payments"]},
         options={"idempotency_key": "sub-1"})
     assert again.id == sub.id  # the SDK's retry with its key: one subscription
     with pytest.raises(stripe.IdempotencyError):
@@ -82,6 +95,33 @@ def test_a_card_subscription_is_charged_and_becomes_active(sdk: stripe.StripeCli
             {"price": plan(sdk).id}]}, options={"idempotency_key": "sub-1"})
     assert [s.id for s in sdk.v1.subscriptions.list(params={"customer": customer.id}).data] \
         == [sub.id]
+
+
+def test_a_paid_invoice_tells_its_payment_and_its_subscription_metadata_as_stripe_does(
+        sdk: stripe.StripeClient, emulator: Emulator) -> None:
+    """Stripe's invoices carry ``payments`` only when expanded, never in a webhook:
+    ``invoice_payment.paid`` is the event that names the PaymentIntent that paid one. And an
+    invoice repeats its subscription's metadata under ``parent.subscription_details``."""
+    customer = card_customer(sdk)
+    sub = sdk.v1.subscriptions.create(params={
+        "customer": customer.id, "items": [{"price": plan(sdk).id}],
+        "metadata": {"shop_subscription": "s-1"}, "expand": ["latest_invoice.payments"]})
+    events = emulator.events()
+    paid = [e for e in events if e["type"] == "invoice_payment.paid"]
+    assert len(paid) == 1 and "invoice_payment.paid" in typing.get_args(
+        stripe.Event.__annotations__["type"])  # a type the SDK knows
+    payment = paid[0]["data"]["object"]
+    assert payment["invoice"] == sub.latest_invoice.id and payment["status"] == "paid"
+    assert payment["payment"] == {"type": "payment_intent", "payment_intent": intent(
+        sdk, sub.latest_invoice).id}
+    assert set(payment) <= set(versions.fields(versions.Version(paid[0]["api_version"]),
+                                               "invoice_payment") or {})
+    invoice = next(e for e in events if e["type"] == "invoice.paid")["data"]["object"]
+    assert "payments" not in invoice
+    assert invoice["parent"]["subscription_details"] == {
+        "metadata": {"shop_subscription": "s-1"}, "subscription": sub.id}
+    assert "subscription_details" in (versions.fields(
+        versions.Version(paid[0]["api_version"]), "invoice") or {})["parent"]
 
 
 def test_renewals_charge_each_period_and_a_failing_card_recovers(
@@ -150,7 +190,7 @@ def test_a_konbini_subscription_mails_a_voucher_per_invoice(sdk: stripe.StripeCl
     invoice = sub.latest_invoice
     assert sub.status == "active" and sub.collection_method == "send_invoice"
     assert invoice.status == "open" and invoice.due_date == invoice.created + 3 * DAY
-    voucher = invoice.payment_intent.next_action.konbini_display_details
+    voucher = intent(sdk, invoice).next_action.konbini_display_details
     assert voucher.expires_at <= invoice.due_date
     assert httpx.get(voucher.hosted_voucher_url).status_code == 200
     assert "コンビニ" in httpx.get(invoice.hosted_invoice_url).text
@@ -158,9 +198,9 @@ def test_a_konbini_subscription_mails_a_voucher_per_invoice(sdk: stripe.StripeCl
     assert sdk.v1.invoices.retrieve(invoice.id).status == "paid"
     renew(emulator, sub)
     second = sdk.v1.invoices.retrieve(sdk.v1.subscriptions.retrieve(sub.id).latest_invoice,
-                                      params={"expand": ["payment_intent"]})
+                                      params={"expand": ["payments"]})
     assert second.id != invoice.id and second.status in ("open", "paid")
-    assert second.payment_intent.payment_method_types == ["konbini"]
+    assert intent(sdk, second).payment_method_types == ["konbini"]
 
 
 def test_an_unpaid_konbini_invoice_goes_past_due_then_ends_the_subscription(
@@ -198,7 +238,7 @@ def test_a_trial_bills_nothing_then_charges_at_its_end(sdk: stripe.StripeClient,
                                               "items": [{"price": plan(sdk).id}],
                                               "expand": ["latest_invoice"]})
     assert sub.status == "trialing" and sub.latest_invoice.amount_due == 0
-    assert sub.latest_invoice.status == "paid" and sub.trial_end == sub.current_period_end
+    assert sub.latest_invoice.status == "paid" and sub.trial_end == period(sub).current_period_end
     emulator.advance(4 * DAY)
     assert emulator.events()[-1]["type"] == "customer.subscription.trial_will_end"
     renew(emulator, sub)
@@ -215,8 +255,8 @@ def test_cancel_now_or_at_period_end(sdk: stripe.StripeClient, emulator: Emulato
     later = sdk.v1.subscriptions.create(params={"customer": customer.id,
                                                 "items": [{"price": price.id}]})
     assert sdk.v1.subscriptions.update(later.id, params={"cancel_at_period_end": True}) \
-        .cancel_at == later.current_period_end
-    emulator.advance(later.current_period_end - emulator.now())
+        .cancel_at == period(later).current_period_end
+    emulator.advance(period(later).current_period_end - emulator.now())
     assert sdk.v1.subscriptions.retrieve(later.id).status == "canceled"
     deleted = [e for e in emulator.events() if e["type"] == "customer.subscription.deleted"]
     assert [e["data"]["object"]["id"] for e in deleted] == [now.id, later.id]
@@ -282,8 +322,8 @@ def test_one_long_jump_fires_each_renewal_at_its_own_time(sdk: stripe.StripeClie
     paid = [e for e in emulator.events() if e["type"] == "invoice.paid"]
     assert len(paid) == 4  # the first invoice and three renewals
     for renewal, event in zip(range(1, 4), paid[1:]):
-        period_start = sub.current_period_start + renewal * 7 * DAY
+        period_start = period(sub).current_period_start + renewal * 7 * DAY
         assert event["data"]["object"]["period_start"] == period_start
         assert event["created"] == period_start + FINALIZE_AFTER  # not at the jump's end
-    assert sdk.v1.subscriptions.retrieve(sub.id).current_period_start == \
-        sub.current_period_start + 3 * 7 * DAY
+    assert period(sdk.v1.subscriptions.retrieve(sub.id)).current_period_start == \
+        period(sub).current_period_start + 3 * 7 * DAY

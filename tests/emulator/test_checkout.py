@@ -16,7 +16,7 @@ def session(sdk: stripe.StripeClient, types: tuple[str, ...] = ("card", "konbini
             **extra: Any) -> Any:
     key = extra.pop("key", None) or f"cs-{types}-{extra}"
     return sdk.v1.checkout.sessions.create(params={
-        "mode": "payment", "payment_method_types": list(types),
+        "mode": "payment", "allowed_payment_method_types": list(types),
         "line_items": [{"price_data": {"currency": "jpy", "unit_amount": 1500,
                                        "product_data": {"name": "Live ticket"}},
                         "quantity": 2}],
@@ -103,11 +103,11 @@ def test_a_declined_card_leaves_the_session_open(sdk: stripe.StripeClient,
 
 @pytest.mark.parametrize("params, param", [
     ({"mode": "subscription"}, "mode"),
-    ({"payment_method_types": ["alipay"]}, "payment_method_types"),
+    ({"allowed_payment_method_types": ["alipay"]}, "allowed_payment_method_types"),
     ({"line_items": [{"price": "price_nope"}]}, "line_items[0][price]"),
     ({"line_items": [{"price_data": {"currency": "jpy", "unit_amount": 10**20,
                                      "product_data": {"name": "x"}}}]}, "unit_amount"),
-    ({"payment_method_types": ["konbini"], "line_items": [{"price_data": {
+    ({"allowed_payment_method_types": ["konbini"], "line_items": [{"price_data": {
         "currency": "jpy", "unit_amount": 100, "product_data": {"name": "x"}}}]}, "amount"),
 ])
 def test_bad_sessions_are_refused(sdk: stripe.StripeClient, emulator: Emulator,

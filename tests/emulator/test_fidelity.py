@@ -49,7 +49,7 @@ def every_state(sdk: stripe.StripeClient, http: httpx.Client, emulator: Emulator
                      http.post("/v1/refunds", data={"charge": card.latest_charge,
                                                     "amount": "999999"}),
                      http.post("/v1/payment_intents", data={"amount": "1", "currency": "jpy",
-                                                            "payment_method_types[]": "konbini"}),
+                                                            "allowed_payment_method_types[]": "konbini"}),
                      http.post("/v1/payment_intents", headers={"Idempotency-Key": "same"},
                                data={"amount": "500", "currency": "jpy"}),
                      http.post("/v1/payment_intents", headers={"Idempotency-Key": "same"},

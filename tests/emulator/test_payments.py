@@ -204,7 +204,7 @@ def test_konbini_needs_jpy_and_the_buyer_email(sdk: stripe.StripeClient) -> None
 
 def test_create_then_confirm_and_cancel(sdk: stripe.StripeClient, emulator: Emulator) -> None:
     pi = sdk.v1.payment_intents.create(params={"amount": 2000, "currency": "jpy",
-                                               "payment_method_types": ["card", "konbini"],
+                                               "allowed_payment_method_types": ["card", "konbini"],
                                                "metadata": {"order": "o_1"}})
     assert pi.status == "requires_payment_method" and pi.metadata.to_dict() == {"order": "o_1"}
     with pytest.raises(stripe.InvalidRequestError) as caught:

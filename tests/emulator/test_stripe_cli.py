@@ -16,7 +16,8 @@ from typing import Iterator
 import pytest
 
 from ichido.emulator import Emulator, EmulatorServer
-from tests.emulator.stripe_tools import CLI, KEY, cli_env, require, trigger
+from tests.emulator.stripe_tools import (CLI, CLI_ACCOUNT_VERSION, KEY, cli_env, require,
+                                         trigger)
 from tests.support import SECRET, ServerProcess, open_store, wait_until
 
 # One or two per family; each was refused by the local Stripe before issue 22 unless marked.
@@ -27,7 +28,8 @@ TRIGGERS = [
     "charge.refund.updated",           # POST /v1/refunds/{id}
     "charge.dispute.closed",           # pm_card_createDisputeInquiry, /v1/disputes
     "customer.deleted",                # DELETE /v1/customers/{id}
-    "customer.discount.created",       # coupons, a customer's coupon
+    # (customer.discount.created is not here: its fixture sends a customer's coupon, which
+    # 2025-03-31.basil removed, the oldest version rendered; Stripe refuses it too.)
     "customer.source.created",         # /v1/customers/{id}/sources, tok_visa
     "payment_method.detached",         # attach a test card by name, detach
     "setup_intent.succeeded",          # /v1/setup_intents
@@ -56,7 +58,7 @@ def world(tmp_path: Path, cli: Path) -> Iterator[tuple[EmulatorServer, ServerPro
     """The local Stripe sending every event to ``ichido serve`` (the effects app)."""
     app = ServerProcess(f"sqlite:///{tmp_path / 'inbox.db'}")
     try:
-        emu = Emulator(api_key=KEY, webhook_urls=[f"{app.url}/webhooks/stripe"],
+        emu = Emulator(api_key=KEY, api_version=CLI_ACCOUNT_VERSION, webhook_urls=[f"{app.url}/webhooks/stripe"],
                        webhook_secrets=[SECRET])
         with EmulatorServer(emu) as server:
             yield server, app

@@ -70,7 +70,7 @@ def test_the_largest_amount_is_accepted(sdk: stripe.StripeClient) -> None:
 def test_every_numeric_create_parameter_refuses_what_is_not_an_int64(
         http: httpx.Client, sdk: stripe.StripeClient, emulator: Emulator, raw: str,
         where: str) -> None:
-    form = {"amount": "1500", "currency": "jpy", "payment_method_types[]": "konbini"}
+    form = {"amount": "1500", "currency": "jpy", "allowed_payment_method_types[]": "konbini"}
     prefix = "payment_method_options[konbini]"
     param = {"amount": "amount", "konbini_days": f"{prefix}[expires_after_days]",
              "konbini_at": f"{prefix}[expires_at]"}[where]
@@ -167,7 +167,7 @@ def test_expansion_is_at_most_four_levels_deep(sdk: stripe.StripeClient,
     nothing_stored(emulator, sdk)
 
 
-NAMES = ["amount", "currency", "confirm", "payment_method", "payment_method_types[]",
+NAMES = ["amount", "currency", "confirm", "payment_method", "allowed_payment_method_types[]",
          "metadata[k]", "expand[]", "payment_method_options[konbini][expires_at]",
          "payment_method_data[type]", "payment_method_data[billing_details][email]",
          "customer", "items[0][price]", "items[0][quantity]", "collection_method",

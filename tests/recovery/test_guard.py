@@ -193,7 +193,7 @@ def test_refetch_hands_guarded_handlers_the_object_as_the_api_has_it(settings,
     emulator, proxy = stripe_world
     client = stripe.StripeClient(KEY, base_addresses={"api": proxy.url})
     pi = client.v1.payment_intents.create(params={
-        "amount": 1500, "currency": "jpy", "confirm": True, "payment_method_types": ["card"],
+        "amount": 1500, "currency": "jpy", "confirm": True, "allowed_payment_method_types": ["card"],
         "payment_method": "pm_card_visa"})
     created = next(e for e in emulator.events() if e["type"] == "payment_intent.created")
     assert created["data"]["object"]["status"] != "succeeded"  # the snapshot is old news
@@ -208,7 +208,7 @@ def test_refetch_hands_guarded_handlers_the_object_as_the_api_has_it(settings,
     assert seen == ["succeeded"]  # what the API says now, not the snapshot
 
     other = client.v1.payment_intents.create(params={
-        "amount": 1500, "currency": "jpy", "payment_method_types": ["card"]})
+        "amount": 1500, "currency": "jpy", "allowed_payment_method_types": ["card"]})
     later = next(e for e in emulator.events() if e["type"] == "payment_intent.created"
                  and e["data"]["object"]["id"] == other.id)
     app.inbox.accept([parse_delivery(orjson.dumps(later))])

@@ -26,7 +26,7 @@ def pay(client: stripe.StripeClient, n: int) -> None:
     for _ in range(n):
         client.v1.payment_intents.create(params={
             "amount": 1500, "currency": "jpy", "confirm": True,
-            "payment_method_types": ["card"], "payment_method": "pm_card_visa"})
+            "allowed_payment_method_types": ["card"], "payment_method": "pm_card_visa"})
 
 
 def reconciler(inbox: Inbox, url: str, **options) -> Reconciler:

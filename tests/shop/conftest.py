@@ -326,7 +326,8 @@ def create_crashing_shop() -> Any:
 
     @shop.app.on("invoice.paid")
     def crash_inside_the_grant(event: Any, tx: Any) -> None:
-        sub_id = ((event.object.get("subscription_details") or {}).get("metadata") or {}).get(
+        parent = event.object.get("parent") or {}  # since basil: parent.subscription_details
+        sub_id = ((parent.get("subscription_details") or {}).get("metadata") or {}).get(
             "subscription_id")
         granted = tx.execute("SELECT count(*) FROM shop_access_changes WHERE subscription_id = ?"
                              " AND change = 'granted'", (sub_id,)).fetchone()[0]

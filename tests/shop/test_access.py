@@ -119,15 +119,31 @@ def explore(store: Database, story: Callable[[str], list[Event]], method: str = 
 # -- the stories ---------------------------------------------------------------------------------
 
 def sub(sub_id: str, status: str, end: int) -> dict[str, Any]:
+    """A subscription as basil and later render it: its period on its items."""
     return {"id": f"stripe_{sub_id}", "object": "subscription", "status": status,
-            "current_period_end": end, "metadata": {"subscription_id": sub_id}}
+            "items": {"object": "list", "data": [{"id": f"si_{sub_id}",
+                                                  "object": "subscription_item",
+                                                  "current_period_end": end}]},
+            "metadata": {"subscription_id": sub_id}}
 
 
 def invoice(sub_id: str, n: int, status: str, created: int, amount: int = 980,
             **fields: Any) -> dict[str, Any]:
-    return {"id": f"in_{n}_{sub_id}", "object": "invoice", "subscription": f"stripe_{sub_id}",
+    """An invoice as basil and later render it: its subscription under ``parent`` (without the
+    metadata snapshot, so that the shop must find it by the Stripe id it stored)."""
+    return {"id": f"in_{n}_{sub_id}", "object": "invoice", "parent": {
+                "type": "subscription_details",
+                "subscription_details": {"subscription": f"stripe_{sub_id}", "metadata": {}}},
             "status": status, "amount_due": amount, "created": created,
             "collection_method": "charge_automatically", **fields}
+
+
+def paid_by(payment_intent: str) -> dict[str, Any]:
+    """An invoice's ``payments`` (expanded) naming the PaymentIntent that paid it."""
+    return {"payments": {"object": "list", "data": [
+        {"id": f"inpay_{payment_intent}", "object": "invoice_payment", "status": "paid",
+         "is_default": True, "payment": {"type": "payment_intent",
+                                         "payment_intent": payment_intent}}]}}
 
 
 # trial → active → renewal paid → renewal unpaid (still in grace) → canceled
@@ -137,7 +153,7 @@ T0 = T1 - 14 * DAY
 
 
 def card_lifecycle(sub_id: str) -> list[Event]:
-    paid = {"payment_intent": f"pi_1_{sub_id}"}
+    paid = paid_by(f"pi_1_{sub_id}")
     return [
         ("customer.subscription.created", T0, sub(sub_id, "trialing", T1)),
         ("invoice.paid", T0, invoice(sub_id, 0, "paid", T0, amount=0)),  # the trial's ¥0
@@ -193,7 +209,7 @@ def konbini_refunded(sub_id: str) -> list[Event]:
     return [
         ("customer.subscription.created", K1, sub(sub_id, "active", K2)),
         ("invoice.finalized", K1, inv(1, "open", K1)),
-        ("invoice.paid", K1 + DAY, inv(1, "paid", K1, payment_intent=f"pi_1_{sub_id}")),
+        ("invoice.paid", K1 + DAY, inv(1, "paid", K1, **paid_by(f"pi_1_{sub_id}"))),
         ("customer.subscription.updated", K2, sub(sub_id, "active", K2 + 30 * DAY)),
         ("invoice.finalized", K2, inv(2, "open", K2)),
         ("refund.created", K2 + 60, refund | {"status": "requires_action"}),

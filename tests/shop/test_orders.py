@@ -45,7 +45,7 @@ DECLINE = {"message": "Your card was declined.", "code": "card_declined"}
 
 def refund(order_id: str, status: str, amount: int = 1500, rid: str = "re_1") -> dict[str, Any]:
     return {"id": f"{rid}_{order_id}", "object": "refund", "amount": amount, "status": status,
-            "payment_intent": f"pi_{order_id}", "created": 1_800_000_000}
+            "payment_intent": f"pi_{order_id}", "created": int(time.time())}  # after the order
 
 
 def lifecycle(name: str, order_id: str) -> list[tuple[str, dict[str, Any]]]:

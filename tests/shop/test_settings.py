@@ -57,3 +57,12 @@ def test_the_subscription_grace_period_is_a_bounded_duration() -> None:
     for bad in ("61d", "soon"):
         with pytest.raises(ConfigError, match="ICHIDO_SUBSCRIPTION_GRACE|duration"):
             ShopSettings.from_env({"ICHIDO_SUBSCRIPTION_GRACE": bad})
+
+
+def test_the_wait_for_a_parent_is_a_bounded_duration() -> None:
+    assert ShopSettings.from_env({}).parent_wait_seconds == 60.0
+    assert ShopSettings.from_env({"ICHIDO_PARENT_WAIT": "2h"}).parent_wait_seconds == 7200.0
+    assert ShopSettings.from_env({"ICHIDO_PARENT_WAIT": "0"}).parent_wait_seconds == 0.0
+    for bad in ("4d", "-1s", "soon"):
+        with pytest.raises(ConfigError, match="ICHIDO_PARENT_WAIT|duration"):
+            ShopSettings.from_env({"ICHIDO_PARENT_WAIT": bad})

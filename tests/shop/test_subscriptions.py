@@ -78,10 +78,12 @@ def wait_sub(world: ShopWorld, sub_id: str, check: Any, what: str) -> dict[str, 
 
 
 def to_next_period(world: ShopWorld, stripe_id: str) -> None:
-    """Move Stripe's clock past the period's end and the renewal invoice's finalization."""
+    """Move Stripe's clock past the period's end and the renewal invoice's finalization (since
+    basil a subscription's period is on its items)."""
     sub = world.stripe.get(f"/v1/subscriptions/{stripe_id}").json()
+    end = sub["items"]["data"][0]["current_period_end"]
     now = world.control("clock/advance", seconds=0)["now"]
-    world.control("clock/advance", seconds=sub["current_period_end"] - now + 2 * 3600)
+    world.control("clock/advance", seconds=end - now + 2 * 3600)
 
 
 def test_a_card_plan_renews_three_times_one_failing_then_recovering(shop: ShopWorld) -> None:

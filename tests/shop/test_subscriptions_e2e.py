@@ -167,9 +167,11 @@ def test_a_paid_invoice_refunded_in_full_revokes_and_cancels_at_stripe_once(
         assert made is not None
         subs[name] = wait_sub(world, made["id"], lambda s: s["entitlement"], "granted")
     for name, amount in (("full", 980), ("partial", 300)):
-        invoice = world.stripe.get(f"/v1/invoices/{subs[name]['invoices'][0]['id']}").json()
+        invoice = world.stripe.get(f"/v1/invoices/{subs[name]['invoices'][0]['id']}",
+                                   params={"expand[]": "payments"}).json()
+        paid_by = invoice["payments"]["data"][0]["payment"]["payment_intent"]  # since basil
         refund = world.stripe.post("/v1/refunds", data={
-            "payment_intent": invoice["payment_intent"], "amount": amount})
+            "payment_intent": paid_by, "amount": amount})
         assert refund.status_code == 200, refund.text
     ended = wait_sub(world, subs["full"]["id"], lambda s: s["status"] == "canceled"
                      and s["entitlement"]["revoked_at"], "revoked and canceled at Stripe")

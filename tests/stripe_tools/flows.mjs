@@ -21,12 +21,18 @@ async function check(name, flow) {
 const shipping = {name: 'Jenny Rosen', address: {line1: '510 Townsend St', postal_code: '94103',
                                                city: 'San Francisco', state: 'CA', country: 'US'}};
 
-await check('customer with a coupon, updated, deleted', async () => {
+await check('customer (a coupon refused since basil), updated, deleted', async () => {
   const coupon = await stripe.coupons.create({percent_off: 20});
-  const customer = await stripe.customers.create({description: 'node', coupon: coupon.id});
+  let refused = null;
+  try {  // 2025-03-31.basil removed a customer's coupon (discounts replace it elsewhere)
+    await stripe.customers.create({description: 'node', coupon: coupon.id});
+  } catch (error) {
+    refused = error.code;
+  }
+  const customer = await stripe.customers.create({description: 'node'});
   const updated = await stripe.customers.update(customer.id, {metadata: {foo: 'bar'}});
   const gone = await stripe.customers.del(customer.id);
-  return customer.discount.coupon.id === coupon.id && updated.metadata.foo === 'bar'
+  return refused === 'parameter_unknown' && updated.metadata.foo === 'bar'
     && gone.deleted === true;
 });
 
@@ -137,7 +143,9 @@ await check('lists apply their filters, or refuse them', async () => {
     refused = error.code;
   }
   const deleted = await stripe.events.list({type: 'customer.deleted'});
-  return mine.data.length === 1 && refused === 'parameter_unknown' && deleted.data.length >= 1;
+  // transfer_group is Stripe's filter, which this local Stripe does not apply: it says so
+  return mine.data.length === 1 && refused === 'emulator_parameter_unsupported'
+    && deleted.data.length >= 1;
 });
 
 console.log(JSON.stringify(checks));

@@ -17,13 +17,18 @@ In-process::
 Stripe's API (``/v1/…``, through the official SDK): PaymentIntents (card test cards, konbini),
 Refunds, Charges, Balance Transactions, PaymentMethods (+ attach), Events (filters, cursors,
 30 days), Customers, Products, Prices (one-time and recurring), Subscriptions (create, update,
-``DELETE`` to cancel), Invoices (list, retrieve, ``pay``), Checkout Sessions (payment mode:
-create, retrieve, list, ``line_items``, ``expire``), Webhook Endpoints (list, retrieve, update
-``disabled``).
+``DELETE`` to cancel), Invoices (list, retrieve, ``pay``), Invoice Payments (list, retrieve),
+Checkout Sessions (payment mode: create, retrieve, list, ``line_items``, ``expire``), Webhook
+Endpoints (create with ``api_version``, list, retrieve, update ``disabled``).
 For Stripe's own tools (the CLI's ``stripe trigger``, stripe-node; see ``routes.tool_routes``):
 manual capture, card sources, Coupons, Plans, product/price/refund updates, deletes,
 PaymentMethods (create, update, detach), SetupIntents, Disputes, Invoice Items and hand-made
 Invoices, Test Clocks, ``/v1/payment_pages`` and ``POST /v1/events/{id}/retry``.
+
+Each request is served in its API version (``Stripe-Version``, else the account's default,
+``Emulator(api_version=…)``): parameters checked and objects rendered as that version's SDK
+types them (``versions``; the shapes that moved are in ``shapes``). Every ``/v1/`` route,
+the tools' included, is checked and rendered that way.
 
 Controls (``/_emulator/…``, same API key; they act as the buyer, the bank or the clock):
 

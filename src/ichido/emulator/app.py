@@ -24,11 +24,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from ichido.emulator import forms, konbini
+from ichido.emulator import forms, konbini, shapes, versions
 from ichido.emulator.emulator import Emulator
 from ichido.emulator.errors import StripeError, invalid, unauthenticated
 from ichido.emulator.idempotency import IdempotencyKeys
-from ichido.emulator.objects import API_VERSION, new_id
+from ichido.emulator.objects import new_id
 from ichido.emulator.routes import ApiRoute, routes
 from ichido.emulator.state import REQUEST
 
@@ -51,8 +51,7 @@ class Api:
 
     async def handle(self, request: Request) -> Response:
         request_id = new_id("req", 14)
-        headers = {"Request-Id": request_id,
-                   "Stripe-Version": request.headers.get("Stripe-Version", API_VERSION)}
+        headers = {"Request-Id": request_id}
         path, method = request.url.path, request.method
         if method == "GET" and path.startswith("/_emulator/vouchers/"):
             return self._voucher(path.rsplit("/", 1)[-1])
@@ -60,6 +59,9 @@ class Api:
             return await self._hosted(request, request_id)
         try:
             self._authenticate(request)
+            version = versions.parse(request.headers.get("Stripe-Version"),
+                                     self.emu.store.api_version)
+            headers["Stripe-Version"] = version.name
             endpoint, path_params = self._match(method, path)
             if endpoint.records and self.emu.take_rate_limit():
                 raise StripeError(429, "invalid_request_error", RATE_LIMITED)
@@ -68,7 +70,7 @@ class Api:
             key = request.headers.get("Idempotency-Key") if method == "POST" else None
             if key is None:
                 status, content, _ = await self._run(endpoint, params, path_params,
-                                                     request_id, None)
+                                                     request_id, None, version)
                 return _json(status, content, headers)
             headers["Idempotency-Key"] = key
             fingerprint = IdempotencyKeys.fingerprint(method, path, params)
@@ -79,7 +81,7 @@ class Api:
             status, content, keep = 500, b"", False
             try:
                 status, content, keep = await self._run(endpoint, params, path_params,
-                                                        request_id, key)
+                                                        request_id, key, version)
             finally:
                 self.emu.keys.finish(key, fingerprint, status, content, request_id, keep)
             return _json(status, content, headers)
@@ -90,8 +92,11 @@ class Api:
             return _json(500, _dumps(_internal_error().body(request_id)), headers)
 
     async def _run(self, endpoint: ApiRoute, params: dict[str, Any], path_params: dict[str, str],
-                   request_id: str, key: str | None) -> tuple[int, bytes, bool]:
-        """Execute one request; the third value says whether an idempotency key keeps it."""
+                   request_id: str, key: str | None,
+                   version: versions.Version) -> tuple[int, bytes, bool]:
+        """Execute one request in ``version``: its parameters checked against what that
+        version takes, its answer rendered as that version shows it. The third value says
+        whether an idempotency key keeps it."""
         if self.emu.api_delay:
             await asyncio.sleep(self.emu.api_delay)
         gate = self.emu.api_gate
@@ -102,20 +107,25 @@ class Api:
             store.fire_due()  # outside the journal: due work belongs to no request
             token = REQUEST.set({"id": request_id, "idempotency_key": key}) \
                 if endpoint.records else None
+            serving = versions.serving(version)
             store.begin()
             try:
+                versions.check(version, endpoint.key, params)
                 expand = forms.expansions(params)
                 result = endpoint.handler(*path_params.values(), params)
-                content = _dumps(store.expand(result, expand))
+                content = _dumps(versions.render(store.expand(result, expand), version))
             except StripeError as error:
                 # A refusal stores nothing; a result (a 402 decline) keeps what it did.
                 store.undo() if error.undo else store.commit()
-                return error.status, _dumps(error.body(request_id)), error.saved
+                error = _lacking(error, version, endpoint.key)
+                body = versions.render(error.body(request_id), version)
+                return error.status, _dumps(body), error.saved
             except Exception:  # an emulator bug: undo, answer as Stripe does to a 500, log
                 store.undo()
                 log.exception("emulator request %s failed", request_id)
                 return 500, _dumps(_internal_error().body(request_id)), True
             finally:
+                versions.done(serving)
                 if token is not None:
                     REQUEST.reset(token)
             store.commit()
@@ -172,7 +182,8 @@ class Api:
                 return _json(error.status, _dumps(error.body(request_id)), {})
             endpoint, _ = self._match("POST", f"/_emulator/checkout_sessions/{object_id}/complete")
             status, content, _ = await self._run(endpoint, params, {"id": object_id},
-                                                 request_id, None)
+                                                 request_id, None,
+                                                 versions.Version(self.emu.store.api_version))
             if status != 200:
                 return _json(status, content, {"Request-Id": request_id})
             session = orjson.loads(content)
@@ -213,6 +224,17 @@ def _internal_error() -> StripeError:
 
 def _dumps(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2)
+
+
+def _lacking(error: StripeError, version: versions.Version, route: str) -> StripeError:
+    """A parameter the emulator's handler does not know, but Stripe's version does, is the
+    emulator's gap, not the caller's mistake: say so, never ``parameter_unknown``."""
+    if error.code != "parameter_unknown" or not error.param \
+            or not versions.knows(version, route, error.param):
+        return error
+    return invalid(f"This local Stripe does not implement {error.param}, which Stripe API "
+                   f"{version} accepts here.", param=error.param,
+                   code="emulator_parameter_unsupported")
 
 
 def _json(status: int, content: bytes, headers: dict[str, str]) -> Response:

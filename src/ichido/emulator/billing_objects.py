@@ -2,8 +2,8 @@
 Checkout Session, field for field as the 2023-08-16 spec (tests/emulator/stripe_openapi) has them.
 
 Stripe's later API versions moved some of these fields (``current_period_*`` onto subscription
-items, ``invoice.payment_intent`` into ``invoice.payments``); the emulator keeps the spec's
-shape, which the SDK reads unchanged, and also sets ``current_period_*`` on each item.
+items, ``invoice.payment_intent`` into ``invoice.payments``); the builders keep the old names,
+which the emulator's logic reads, and ``shapes`` renders each version's shape from them.
 """
 
 from __future__ import annotations
@@ -167,3 +167,12 @@ def checkout_session(created: int, *, amount: int, currency: str, types: list[st
     obj.update(fields)
     obj["url"] = f"{url}/_emulator/checkout/{obj['id']}"
     return obj
+
+
+def invoice_payment(created: int, inv: dict[str, Any], pi_id: str) -> dict[str, Any]:
+    """One attempt to pay an invoice (since 2025-03-31.basil: ``invoice.payments``)."""
+    return {"id": new_id("inpay", 24), "object": "invoice_payment", "amount_paid": None,
+            "amount_requested": inv["amount_due"], "created": created,
+            "currency": inv["currency"], "invoice": inv["id"], "is_default": True,
+            "livemode": False, "payment": {"type": "payment_intent", "payment_intent": pi_id},
+            "status": "open", "status_transitions": {"canceled_at": None, "paid_at": None}}

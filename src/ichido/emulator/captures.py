@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ichido.emulator import forms, ledger, sdk_params
+from ichido.emulator import forms, ledger
 from ichido.emulator.errors import invalid, unexpected_state
 from ichido.emulator.fees import Pricing
 from ichido.emulator.state import Store, snapshot
@@ -36,7 +36,7 @@ class Captures:
         self.store, self.pricing, self.tell = store, pricing, tell
 
     def capture(self, pi_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "PaymentIntentCaptureParams", ("amount_to_capture", "metadata"))
+        forms.check_known(params, {"amount_to_capture", "metadata", "expand"})
         pi = self.store.get("payment_intent", pi_id, "intent")
         if pi["status"] != "requires_capture":
             raise unexpected_state(

@@ -18,7 +18,7 @@ from ichido.emulator.state import Store, snapshot
 CUSTOMER_KEYS = {"email", "name", "metadata", "payment_method", "invoice_settings",
                  "description", "phone", "preferred_locales", "expand",
                  # for the hooks (catalog_edits, sources): what Stripe's CLI fixtures send
-                 "coupon", "source", "test_clock"}
+                 "source", "test_clock"}
 PRODUCT_KEYS = {"name", "description", "metadata", "active", "expand"}
 PRICE_KEYS = {"currency", "unit_amount", "product", "product_data", "recurring", "nickname",
               "lookup_key", "metadata", "active", "expand"}
@@ -29,8 +29,8 @@ MAX_INTERVALS = {"day": 1095, "week": 156, "month": 36, "year": 3}  # "at most t
 class Catalog:
     def __init__(self, store: Store) -> None:
         self.store = store
-        # Told of every customer created or updated, with the request's params (a coupon
-        # becomes a discount, a source a card): (customer, params).
+        # Told of every customer created or updated, with the request's params (a source
+        # becomes a card): (customer, params).
         self.customer_hooks: list[Callable[[dict[str, Any], dict[str, Any]], None]] = []
 
     # -- customers -------------------------------------------------------------------------

@@ -1,19 +1,20 @@
-"""The rest of the catalog's life: products, prices and customers updated and deleted, coupons,
-plans, and a customer's discount.
+"""The rest of the catalog's life: products, prices and customers updated and deleted, coupons
+and plans.
 
 What Stripe's own tools do (``stripe trigger product.updated``, ``coupon.deleted``,
-``plan.created``, ``customer.discount.created``...). Accepted parameters come from stripe-python's
-generated params (``sdk_params``). Deleting answers ``{"id", "object", "deleted": true}`` and
-emits ``<kind>.deleted`` with the object as it was (docs.stripe.com/api/customers/delete).
-A customer's ``coupon`` makes a ``discount`` (``customer.discount.created``); another coupon
-replaces it (``.updated``), ``coupon=""`` removes it (``.deleted``).
+``plan.created``...). Parameters: ``versions`` refuses what the request's API version lacks;
+the handlers refuse what they do not model. Deleting answers ``{"id", "object", "deleted":
+true}`` and emits ``<kind>.deleted`` with the object as it was
+(docs.stripe.com/api/customers/delete). A customer's ``coupon`` (``customer.discount.*``) is
+gone since 2025-03-31.basil, the oldest version rendered: Stripe refuses it, and so does
+``versions``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ichido.emulator import billing_objects, forms, objects, sdk_params
+from ichido.emulator import billing_objects, forms, objects
 from ichido.emulator.catalog import INTERVALS, MAX_INTERVALS
 from ichido.emulator.errors import invalid
 from ichido.emulator.state import Store, snapshot
@@ -31,18 +32,17 @@ class CatalogEdits:
 
     # -- updates and deletes of what the catalog creates -----------------------------------
     def update_product(self, product_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "ProductUpdateParams", ("active", "description", "metadata",
-                                                         "name", "url", "unit_label"))
+        forms.check_known(params, {"active", "description", "metadata", "name", "url",
+                                   "unit_label", "expand"})
         return self._update("product", product_id, params, ("name", "description", "url",
                                                             "unit_label"))
 
     def update_price(self, price_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "PriceUpdateParams", ("active", "lookup_key", "metadata",
-                                                       "nickname"))
+        forms.check_known(params, {"active", "lookup_key", "metadata", "nickname", "expand"})
         return self._update("price", price_id, params, ("nickname", "lookup_key"))
 
     def delete_product(self, product_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "ProductDeleteParams", ())
+        forms.check_known(params, {"expand"})
         if any(p["product"] == product_id for p in self.store.objects["price"].values()):
             raise invalid("This product cannot be deleted because it has one or more "
                           "user-created prices.", code="product_has_prices")
@@ -50,7 +50,7 @@ class CatalogEdits:
 
     def delete_customer(self, customer_id: str, params: dict[str, Any]) -> dict[str, Any]:
         """Stripe cancels the customer's subscriptions at once; here they end with it too."""
-        sdk_params.check(params, "CustomerDeleteParams", ())
+        forms.check_known(params, {"expand"})
         return self._delete("customer", customer_id)
 
     def _update(self, kind: str, object_id: str, params: dict[str, Any],
@@ -78,9 +78,9 @@ class CatalogEdits:
 
     # -- coupons ---------------------------------------------------------------------------
     def create_coupon(self, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "CouponCreateParams", (
-            "amount_off", "currency", "duration", "duration_in_months", "id", "max_redemptions",
-            "metadata", "name", "percent_off", "redeem_by"))
+        forms.check_known(params, {"amount_off", "currency", "duration", "duration_in_months",
+                                   "id", "max_redemptions", "metadata", "name", "percent_off",
+                                   "redeem_by", "expand"})
         percent, amount_off = params.get("percent_off"), forms.amount(params, "amount_off")
         if (percent in (None, "")) == (amount_off is None):
             raise invalid("You must pass exactly one of percent_off or amount_off.",
@@ -112,18 +112,18 @@ class CatalogEdits:
         return coupon
 
     def update_coupon(self, coupon_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "CouponUpdateParams", ("metadata", "name"))
+        forms.check_known(params, {"metadata", "name", "expand"})
         return self._update("coupon", coupon_id, params, ("name",))
 
     def delete_coupon(self, coupon_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "CouponDeleteParams", ())
+        forms.check_known(params, {"expand"})
         return self._delete("coupon", coupon_id)
 
     # -- plans (the older face of recurring prices) ----------------------------------------
     def create_plan(self, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "PlanCreateParams", (
-            "active", "amount", "currency", "id", "interval", "interval_count", "metadata",
-            "nickname", "product", "trial_period_days"))
+        forms.check_known(params, {"active", "amount", "currency", "id", "interval",
+                                   "interval_count", "metadata", "nickname", "product",
+                                   "trial_period_days", "expand"})
         currency = (forms.text(params, "currency", required=True) or "").lower()
         interval = forms.text(params, "interval", required=True) or ""
         if interval not in INTERVALS:
@@ -165,38 +165,12 @@ class CatalogEdits:
         return prod["id"]
 
     def update_plan(self, plan_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "PlanUpdateParams", ("active", "metadata", "nickname"))
+        forms.check_known(params, {"active", "metadata", "nickname", "expand"})
         return self._update("plan", plan_id, params, ("nickname",))
 
     def delete_plan(self, plan_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "PlanDeleteParams", ())
+        forms.check_known(params, {"expand"})
         return self._delete("plan", plan_id)
-
-    # -- a customer's discount -------------------------------------------------------------
-    def apply_coupon(self, cust: dict[str, Any], params: dict[str, Any]) -> None:
-        """``coupon`` on a customer create or update (what the CLI's fixtures send)."""
-        if "coupon" not in params:
-            return
-        coupon_id = forms.text(params, "coupon")
-        old = cust.get("discount")
-        if not coupon_id:
-            if old:
-                cust["discount"] = None
-                self.store.emit("customer.discount.deleted", old)
-            return
-        coupon = self.store.get("coupon", coupon_id, "coupon")
-        now = self.store.clock.now()
-        cust["discount"] = {
-            "id": objects.new_id("di", 14), "object": "discount", "checkout_session": None,
-            "coupon": snapshot(coupon), "customer": cust["id"], "end": None,
-            "invoice": None, "invoice_item": None, "promotion_code": None, "start": now,
-            "subscription": None, "subscription_item": None}
-        coupon["times_redeemed"] += 1
-        if old:
-            self.store.emit("customer.discount.updated", cust["discount"],
-                            {"coupon": old["coupon"]})
-        else:
-            self.store.emit("customer.discount.created", cust["discount"])
 
 
 def _percent(params: dict[str, Any]) -> float:

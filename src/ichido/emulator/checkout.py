@@ -18,7 +18,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from ichido.emulator import billing_objects, forms, konbini, reading
+from ichido.emulator import billing_objects, forms, intent_params, konbini, reading
 from ichido.emulator.catalog import Catalog
 from ichido.emulator.errors import invalid, unexpected_state
 from ichido.emulator.objects import list_object, new_id
@@ -26,6 +26,7 @@ from ichido.emulator.payments import Payments, shipping
 from ichido.emulator.state import Store, snapshot
 
 CREATE_KEYS = {"mode", "line_items", "payment_method_types", "success_url", "cancel_url",
+               "allowed_payment_method_types", "excluded_payment_method_types",
                "customer", "customer_email", "metadata", "client_reference_id", "expires_at",
                "payment_method_options", "payment_intent_data", "locale", "expand"}
 DEFAULT_LIFETIME = 24 * 3600
@@ -46,12 +47,10 @@ class Checkout:
         if amount > forms.MAX_AMOUNT:
             raise invalid("The total is more than eight digits.", param="line_items",
                           code="amount_too_large")
-        types = forms.strings(params, "payment_method_types") or ["card"]
-        for kind in types:
-            if kind not in ("card", "konbini", "sepa_debit"):
-                raise invalid(f"Invalid payment_method_types: {kind}",
-                              param="payment_method_types")
         currency = lines[0]["currency"]
+        # payment_method_types (to 2026-08-26.dahlia) or allowed_/excluded_ (since
+        # 2026-07-29.dahlia): read as a PaymentIntent's (see intent_params).
+        types, _ = intent_params.types(params, amount, currency)
         if "konbini" in types:
             konbini.check_amount(amount, currency)
         now = self.store.clock.now()
@@ -74,6 +73,10 @@ class Checkout:
                 "customer_email": forms.text(params, "customer_email"),
                 "client_reference_id": forms.text(params, "client_reference_id"),
                 "metadata": forms.metadata(params), "locale": forms.text(params, "locale"),
+                "allowed_payment_method_types": forms.strings(
+                    params, "allowed_payment_method_types") or None,
+                "excluded_payment_method_types": forms.strings(
+                    params, "excluded_payment_method_types") or None,
                 "payment_method_options": {"konbini": konbini.read_options(
                     days, now) | {"expires_at": None}} if "konbini" in types else {}})
         intent = forms.mapping(params, "payment_intent_data")

@@ -35,6 +35,9 @@ def emulator(
     pricing: Optional[str] = typer.Option(None, "--pricing", envvar="ICHIDO_PRICING",
                                           help="Fee rules to charge (the shop's pricing file "
                                           "format; default: the emulator's own pricing.toml)."),
+    api_version: str = typer.Option("2026-10-28.endive", "--api-version",
+                                    help="The account's default Stripe API version: requests "
+                                    "without Stripe-Version and events are rendered in it."),
     log_level: str = typer.Option("warning", help="uvicorn log level."),
 ) -> None:
     """Run a local Stripe (payments, konbini, refunds, billing, Checkout, webhooks) on loopback."""
@@ -48,9 +51,10 @@ def emulator(
                        api_key=api_key, duplicate_rate=duplicate_rate,
                        reorder_window=reorder_window, delay=delay, fail_rate=fail_rate,
                        time_scale=time_scale, webhook_concurrency=webhook_concurrency,
-                       seed=seed, pricing=pricing)
-    except ValueError as exc:  # a bad pricing file: one line, no traceback
-        raise typer.BadParameter(str(exc), param_hint="--pricing") from None
+                       seed=seed, pricing=pricing, api_version=api_version)
+    except ValueError as exc:  # a bad pricing file or version: one line, no traceback
+        hint = "--api-version" if "API version" in str(exc) else "--pricing"
+        raise typer.BadParameter(str(exc), param_hint=hint) from None
     typer.echo(f"ichido emulator: http://127.0.0.1:{port} "
                f"(stripe.api_base or base_addresses={{'api': ...}}), "
                f"{len(webhook_url)} webhook endpoint(s)", err=True)

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any, Callable, Mapping, Sequence
 
-from ichido.emulator import endpoints, fees
+from ichido.emulator import endpoints, fees, shapes, versions  # shapes: registers reshapers
 from ichido.emulator.captures import Captures
 from ichido.emulator.catalog import Catalog
 from ichido.emulator.catalog_edits import CatalogEdits
@@ -45,6 +45,7 @@ class Emulator:
                  fail_rate: float = 0.0, time_scale: float = 1.0, timeout: float = 10.0,
                  retry_delays: Sequence[float] = LIVE_RETRY_DELAYS, api_delay: float = 0.0,
                  webhook_concurrency: int = DEFAULT_CONCURRENCY, seed: int | None = None,
+                 api_version: str = versions.DEFAULT,
                  pricing: fees.Pricing | Mapping[str, Any] | str | os.PathLike[str] | None = None
                  ) -> None:
         """``webhook_urls`` all get every event signed with every one of ``webhook_secrets``
@@ -53,7 +54,9 @@ class Emulator:
         each API request spends executing, so that concurrent requests overlap.
         ``webhook_concurrency``: webhook requests on the wire at once (the rest wait their turn).
         ``pricing``: the fee rule per method (see ``fees``): a TOML path in the shop's pricing
-        format, a mapping, or None for the emulator's own ``pricing.toml``."""
+        format, a mapping, or None for the emulator's own ``pricing.toml``.
+        ``api_version``: the account's default API version, for requests without
+        ``Stripe-Version`` and for events (``versions.supported()`` lists the choices)."""
         if webhook_urls and not webhook_secrets:
             raise ValueError("webhook URLs need at least one signing secret (whsec_…)")
         for rate in (duplicate_rate, fail_rate):
@@ -67,7 +70,7 @@ class Emulator:
         # without depending on timing.
         self.api_gate: threading.Event | None = None
         self.started = int(time.time())
-        self.store = Store()
+        self.store = Store(api_version=versions.checked(api_version))
         self.pricing = fees.load(pricing)
         self.payments = Payments(self.store, self.pricing)
         self.refunds = Refunds(self.store)
@@ -81,7 +84,7 @@ class Emulator:
                                                    self.payments.tell).debit
         self.edits = CatalogEdits(self.store)
         self.sources = Sources(self.store)
-        self.catalog.customer_hooks += [self.edits.apply_coupon, self.sources.on_customer]
+        self.catalog.customer_hooks += [self.sources.on_customer]
         self.test_clocks = TestClocks(self.store)
         self.payment_methods = PaymentMethods(self.store)
         self.setup_intents = SetupIntents(self.store, self.catalog)
@@ -143,9 +146,11 @@ class Emulator:
         return self.store.clock.now()
 
     def events(self) -> list[dict[str, Any]]:
-        """Every live event, oldest first (a copy of the log, for tests and the demo)."""
+        """Every live event, oldest first, each as its ``api_version`` renders it (a copy of
+        the log, for tests and the demo)."""
         with self.store.lock:
-            return list(reversed(self.store.live_events()))
+            return [versions.render(e, versions.Version(e["api_version"]))
+                    for e in reversed(self.store.live_events())]
 
     def stats(self) -> dict[str, Any]:
         """Deliveries attempted, retries, duplicates sent, per-endpoint successes/failures."""

@@ -35,8 +35,15 @@ RETRY_HORIZON = sum(LIVE_RETRY_DELAYS)  # 72 h
 
 @dataclass(frozen=True)
 class Endpoint:
+    """``api_version``: the version its events are rendered in (None: the account's default,
+    as a Stripe endpoint created without one). ``enabled_events``: ``*`` or event types."""
+
     url: str
     secrets: tuple[str, ...]
+    api_version: str | None = None
+    enabled_events: tuple[str, ...] = ("*",)
+    description: str | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -60,11 +67,17 @@ class EndpointState:
     def url(self) -> str:
         return self.endpoint.url
 
+    def wants(self, event_type: str) -> bool:
+        return self.enabled and any(kind in ("*", event_type)
+                                    for kind in self.endpoint.enabled_events)
+
     def stripe_object(self, created: int) -> dict[str, Any]:
         """As ``GET /v1/webhook_endpoints`` shows it (``api_version`` null: the account's)."""
-        return {"id": self.id, "object": "webhook_endpoint", "api_version": None,
-                "application": None, "created": created, "description": None,
-                "enabled_events": ["*"], "livemode": False, "metadata": {},
+        return {"id": self.id, "object": "webhook_endpoint",
+                "api_version": self.endpoint.api_version, "application": None,
+                "created": created, "description": self.endpoint.description,
+                "enabled_events": list(self.endpoint.enabled_events), "livemode": False,
+                "metadata": dict(self.endpoint.metadata),
                 "status": "enabled" if self.enabled else "disabled", "url": self.url}
 
     def describe(self) -> dict[str, Any]:

@@ -1,7 +1,15 @@
-"""A PaymentIntent's method parameters: ``payment_method_types`` and ``payment_method_options``.
+"""A PaymentIntent's method parameters: which methods it takes, and ``payment_method_options``.
 
 Card, konbini and SEPA Direct Debit (eur; see ``sepa``) exist here;
 ``automatic_payment_methods[enabled]`` means card and konbini for yen.
+Which methods, by API version (``versions`` refuses what a version lacks before this runs):
+``payment_method_types[]`` up to ``2026-08-26.dahlia``; since ``2026-07-29.dahlia`` also
+``allowed_payment_method_types[]`` (incompatible methods are dropped silently, as Stripe does:
+konbini without yen or outside its amounts) or ``excluded_payment_method_types[]`` (taken from
+the automatic set); these two exclude each other, ``automatic_payment_methods`` and
+``payment_method_configuration`` (docs.stripe.com/changelog/dahlia/2026-07-29/
+allowed-payment-method-types-parameter). Since ``2026-09-30.endive`` only the latter two.
+The answer's ``payment_method_types`` is the resolved list in every version.
 Card options are Stripe's defaults; konbini options are read and checked by ``konbini``.
 """
 
@@ -10,11 +18,35 @@ from __future__ import annotations
 from typing import Any
 
 from ichido.emulator import forms, konbini
-from ichido.emulator.errors import invalid
+from ichido.emulator.errors import StripeError, invalid
+
+
+EXCLUSIVE = ("allowed_payment_method_types", "excluded_payment_method_types",
+             "automatic_payment_methods", "payment_method_configuration")
+KNOWN = ("card", "konbini", "sepa_debit")
 
 
 def types(params: dict[str, Any], amount: int, currency: str) -> tuple[list[str], bool]:
-    """``payment_method_types`` and whether automatic payment methods chose them."""
+    """The resolved ``payment_method_types`` and whether automatic payment methods chose
+    them."""
+    given = [name for name in EXCLUSIVE if params.get(name) not in (None, "")]
+    if len(given) > 1 and given[0] in EXCLUSIVE[:2]:
+        raise invalid(f"You may only specify one of these parameters: {', '.join(given)}.",
+                      param=given[1])
+    allowed = forms.strings(params, "allowed_payment_method_types")
+    excluded = forms.strings(params, "excluded_payment_method_types")
+    if allowed or excluded:
+        automatic = ["card", "konbini"] if currency == "jpy" else ["card"]
+        chosen = [kind for kind in (allowed or automatic) if kind not in excluded
+                  and _compatible(kind, amount, currency)]
+        for kind in [] if chosen else allowed:  # say why the method asked for cannot pay
+            if kind == "konbini":
+                konbini.check_amount(amount, currency)
+        if not chosen:
+            raise invalid("None of the payment method types given can take this payment "
+                          f"({amount} {currency}).", param=given[0],
+                          code="payment_intent_invalid_parameter")
+        return chosen, False
     chosen = forms.strings(params, "payment_method_types")
     auto = forms.mapping(params, "automatic_payment_methods").get("enabled") == "true"
     if not chosen:
@@ -27,6 +59,17 @@ def types(params: dict[str, Any], amount: int, currency: str) -> tuple[list[str]
     if chosen == ["konbini"]:
         konbini.check_amount(amount, currency)
     return chosen, auto
+
+
+def _compatible(kind: str, amount: int, currency: str) -> bool:
+    if kind not in KNOWN or (kind == "sepa_debit" and currency != "eur"):
+        return False
+    if kind == "konbini":
+        try:
+            konbini.check_amount(amount, currency)
+        except StripeError:
+            return False
+    return True
 
 
 def options(kinds: list[str], params: dict[str, Any], now: int,

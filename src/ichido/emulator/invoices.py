@@ -87,6 +87,7 @@ class Invoices:
             description=f"Invoice {inv['number']}", currency=inv["currency"], **options)
         pi["invoice"] = inv["id"]
         inv["payment_intent"] = pi["id"]
+        self.store.add(billing_objects.invoice_payment(self.store.clock.now(), inv, pi["id"]))
         return pi
 
     def _card(self, sub: dict[str, Any]) -> str | None:
@@ -123,6 +124,15 @@ class Invoices:
                    next_payment_attempt=None, charge=pi["latest_charge"] if pi else None,
                    ending_balance=0)
         inv["status_transitions"]["paid_at"] = now
+        for payment_id, found in list(self.store.objects["invoice_payment"].items()):
+            if found["invoice"] == inv["id"] and pi is not None \
+                    and found["payment"]["payment_intent"] == pi["id"]:
+                payment = self.store.get("invoice_payment", payment_id)  # journaled
+                payment.update(status="paid", amount_paid=pi["amount_received"])
+                payment["status_transitions"]["paid_at"] = now
+                # Stripe's invoices carry ``payments`` only when expanded (not in webhooks):
+                # this event is how a listener learns which PaymentIntent paid the invoice.
+                self.store.emit("invoice_payment.paid", payment)
         if before["status"] == "draft":
             inv["status_transitions"]["finalized_at"] = now
         self.store.emit("invoice.paid", inv)

@@ -12,15 +12,15 @@ API has ``auto_advance: false``: nothing happens until the merchant acts —
 ``invoice.sent``), ``void`` (``invoice.voided``), ``mark_uncollectible``
 (``invoice.marked_uncollectible``), ``DELETE`` of a draft (``invoice.deleted``), ``POST
 /v1/invoices/{id}`` (``invoice.updated``). Subscription invoices take the same steps; their
-``pay`` stays the subscriptions' own (``Invoices.pay``). Accepted parameters: stripe-python's
-generated params (``sdk_params``), refusing the ones not modelled here.
+``pay`` stays the subscriptions' own (``Invoices.pay``). Parameters: ``versions``
+refuses what the request's API version lacks; the handlers refuse what they do not model.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ichido.emulator import billing_objects, forms, objects, reading, sdk_params
+from ichido.emulator import billing_objects, forms, objects, reading
 from ichido.emulator.catalog import Catalog
 from ichido.emulator.errors import StripeError, invalid
 from ichido.emulator.invoices import DAY, Invoices
@@ -44,7 +44,7 @@ class ManualInvoices:
 
     # -- invoice items ---------------------------------------------------------------------
     def create_item(self, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "InvoiceItemCreateParams", ITEM_KEYS)
+        forms.check_known(params, {*ITEM_KEYS, "expand"})
         cust = self.store.get("customer", forms.text(params, "customer", required=True) or "",
                               "customer")
         currency = (forms.text(params, "currency") or cust["currency"] or "").lower()
@@ -76,7 +76,7 @@ class ManualInvoices:
                                "invoice")(params)
 
     def delete_item(self, item_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "InvoiceItemDeleteParams", ())
+        forms.check_known(params, {"expand"})
         item = self.store.get("invoiceitem", item_id, "invoiceitem")
         if item["invoice"]:
             raise invalid("This invoice item is on an invoice and cannot be deleted.",
@@ -87,7 +87,7 @@ class ManualInvoices:
 
     # -- invoices --------------------------------------------------------------------------
     def create(self, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "InvoiceCreateParams", INVOICE_KEYS)
+        forms.check_known(params, {*INVOICE_KEYS, "expand"})
         cust = self.store.get("customer", forms.text(params, "customer", required=True) or "",
                               "customer")
         behavior = forms.text(params, "pending_invoice_items_behavior") or "exclude"
@@ -161,7 +161,7 @@ class ManualInvoices:
             self.store.emit_update("invoice.updated", inv, before)
 
     def update(self, invoice_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "InvoiceUpdateParams", UPDATE_KEYS)
+        forms.check_known(params, {*UPDATE_KEYS, "expand"})
         inv = self.store.get("invoice", invoice_id, "invoice")
         if inv["status"] in ("paid", "void", "uncollectible") and set(params) - {"metadata",
                                                                                 "expand"}:
@@ -181,7 +181,7 @@ class ManualInvoices:
         return inv
 
     def delete(self, invoice_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "InvoiceDeleteParams", ())
+        forms.check_known(params, {"expand"})
         inv = self._draft(invoice_id)
         if inv["subscription"]:
             raise invalid("A subscription's invoice cannot be deleted.", param="invoice")
@@ -194,7 +194,7 @@ class ManualInvoices:
         return {"id": invoice_id, "object": "invoice", "deleted": True}
 
     def finalize(self, invoice_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "InvoiceFinalizeInvoiceParams", ("auto_advance",))
+        forms.check_known(params, {"auto_advance", "expand"})
         inv = self._draft(invoice_id)
         if "auto_advance" in params:
             inv["auto_advance"] = forms.boolean(params, "auto_advance")
@@ -218,8 +218,7 @@ class ManualInvoices:
         inv = self.store.get("invoice", invoice_id, "invoice")
         if inv["subscription"]:
             return self.invoices.pay(invoice_id, params)
-        sdk_params.check(params, "InvoicePayParams", ("payment_method", "paid_out_of_band",
-                                                      "off_session"))
+        forms.check_known(params, {"payment_method", "paid_out_of_band", "off_session", "expand"})
         if inv["status"] == "draft":
             self._finalize(inv)
         if inv["status"] != "open":
@@ -250,7 +249,7 @@ class ManualInvoices:
         return inv
 
     def send(self, invoice_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "InvoiceSendInvoiceParams", ())
+        forms.check_known(params, {"expand"})
         inv = self.store.get("invoice", invoice_id, "invoice")
         if inv["collection_method"] != "send_invoice":
             raise invalid("You can only manually send an invoice if its collection method is "
@@ -263,11 +262,11 @@ class ManualInvoices:
         return inv
 
     def void(self, invoice_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "InvoiceVoidInvoiceParams", ())
+        forms.check_known(params, {"expand"})
         return self._close(invoice_id, "void", "voided_at", "invoice.voided")
 
     def mark_uncollectible(self, invoice_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "InvoiceMarkUncollectibleParams", ())
+        forms.check_known(params, {"expand"})
         return self._close(invoice_id, "uncollectible", "marked_uncollectible_at",
                            "invoice.marked_uncollectible")
 

@@ -11,8 +11,6 @@ import secrets
 import string
 from typing import Any
 
-# What stripe-python 16.1.0 pins (``stripe._api_version._ApiVersion.CURRENT``); events carry it.
-API_VERSION = "2026-10-28.endive"
 _ALPHABET = string.ascii_letters + string.digits
 
 
@@ -58,7 +56,8 @@ def payment_intent(amount: int, currency: str, types: list[str], created: int,
                    options: dict[str, Any], **fields: Any) -> dict[str, Any]:
     pi_id = new_id("pi")
     obj: dict[str, Any] = {
-        "id": pi_id, "object": "payment_intent", "amount": amount, "amount_capturable": 0,
+        "id": pi_id, "object": "payment_intent", "allowed_payment_method_types": None,
+        "amount": amount, "amount_capturable": 0,
         "amount_details": {"tip": {}}, "amount_received": 0, "application": None,
         "application_fee_amount": None, "automatic_payment_methods": None, "canceled_at": None,
         "cancellation_reason": None, "capture_method": "automatic_async",
@@ -133,11 +132,14 @@ def refund(charge_obj: dict[str, Any], amount: int, created: int, *, status: str
 
 
 def event(event_type: str, snapshot: dict[str, Any], created: int, pending: int,
-          request: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
+          request: dict[str, Any], before: dict[str, Any] | None,
+          api_version: str) -> dict[str, Any]:
+    """An event as the emulator keeps it: ``data.before`` (on an update) is the object's
+    old snapshot, from which rendering computes ``previous_attributes`` in each version."""
     data: dict[str, Any] = {"object": snapshot}
-    if previous is not None:
-        data["previous_attributes"] = previous
-    return {"id": new_id("evt"), "object": "event", "api_version": API_VERSION,
+    if before is not None:
+        data["before"] = before
+    return {"id": new_id("evt"), "object": "event", "api_version": api_version,
             "created": created, "data": data, "livemode": False, "pending_webhooks": pending,
             "request": request, "type": event_type}
 

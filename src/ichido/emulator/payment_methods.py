@@ -7,14 +7,15 @@ a konbini method from ``billing_details``. ``POST /v1/payment_methods/{id}`` cha
 takes it off its customer (``payment_method.detached``). Other types (``sepa_debit``...) are
 refused with a clear error: the local Stripe pays by card, konbini and SEPA Direct Debit
 (``sepa_debit[iban]``, see ``sepa``) only.
-Accepted parameters come from stripe-python's generated params (``sdk_params``).
+Parameters: ``versions`` refuses what the request's API version lacks; the handlers refuse what
+they do not model.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ichido.emulator import forms, methods, objects, reading, sdk_params, sepa
+from ichido.emulator import forms, methods, objects, reading, sepa
 from ichido.emulator.errors import invalid
 from ichido.emulator.state import Store, snapshot
 from ichido.emulator.test_cards import TEST_CARDS
@@ -28,8 +29,8 @@ class PaymentMethods:
         self.store = store
 
     def create(self, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "PaymentMethodCreateParams", (
-            "type", "card", "konbini", "sepa_debit", "billing_details", "metadata", "customer"))
+        forms.check_known(params, {"type", "card", "konbini", "sepa_debit", "billing_details",
+                                   "metadata", "customer", "expand"})
         pm_type = forms.text(params, "type", required=True) or ""
         if pm_type not in TYPES:
             raise invalid(f"The local Stripe creates PaymentMethods of type "
@@ -64,8 +65,7 @@ class PaymentMethods:
         return pm
 
     def update(self, pm_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "PaymentMethodUpdateParams", ("metadata", "billing_details",
-                                                               "allow_redisplay"))
+        forms.check_known(params, {"metadata", "billing_details", "allow_redisplay", "expand"})
         pm = self.store.get("payment_method", pm_id, "payment_method")
         before = snapshot(pm)
         if "metadata" in params:
@@ -90,7 +90,7 @@ class PaymentMethods:
         return pm
 
     def detach(self, pm_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "PaymentMethodDetachParams", ())
+        forms.check_known(params, {"expand"})
         pm = self.store.get("payment_method", pm_id, "payment_method")
         if pm["customer"] is None:
             raise invalid("The payment method you provided is not attached to a customer so "

@@ -26,6 +26,7 @@ STORED = ("shipping", "customer", "confirmation_method", "setup_future_usage",
           "statement_descriptor", "transfer_group")
 TAKEN = ("mandate_data",)  # read for its form; the emulator keeps no Mandate objects
 CREATE_KEYS = {"amount", "currency", "payment_method_types", "payment_method_options",
+               "allowed_payment_method_types", "excluded_payment_method_types",
                "payment_method", "payment_method_data", "metadata", "confirm", "description",
                "receipt_email", "expand", "capture_method", "automatic_payment_methods",
                "return_url", "statement_descriptor_suffix",
@@ -79,7 +80,11 @@ class Payments:
             metadata=forms.metadata(params), description=forms.text(params, "description"),
             receipt_email=forms.text(params, "receipt_email"),
             automatic_payment_methods={"allow_redirects": "always", "enabled": True}
-            if auto else None, **stored)
+            if auto else None,
+            allowed_payment_method_types=forms.strings(params, "allowed_payment_method_types")
+            or None,
+            excluded_payment_method_types=forms.strings(params, "excluded_payment_method_types")
+            or None, **stored)
         confirm = forms.boolean(params, "confirm")
         if confirm:  # refuse before creating anything: a refused request leaves no trace
             self._check_method(pi, pm)

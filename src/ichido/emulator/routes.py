@@ -12,9 +12,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ichido.emulator import endpoints, forms, reading
+from ichido.emulator import endpoints, forms, reading, versions
 from ichido.emulator.emulator import Emulator
-from ichido.emulator.errors import invalid, no_such
+from ichido.emulator.errors import invalid, missing_param, no_such
+from ichido.emulator.objects import new_id
 
 Handler = Callable[..., dict[str, Any]]
 MAX_ADVANCE = 100 * 365 * 86400
@@ -29,6 +30,7 @@ class ApiRoute:
     pattern: re.Pattern[str]
     handler: Handler
     records: bool  # events it causes carry its request id (controls act as the buyer: no)
+    key: str  # "POST /v1/payment_intents/{id}/confirm": how versions' data names the route
 
 
 def api(emu: Emulator) -> list[tuple[str, str, Handler]]:
@@ -79,12 +81,18 @@ def api(emu: Emulator) -> list[tuple[str, str, Handler]]:
         ("GET", "/v1/invoices", inv.list),
         ("GET", "/v1/invoices/{id}", inv.retrieve),
         ("POST", "/v1/invoices/{id}/pay", emu.manual_invoices.pay),  # subscriptions': inv.pay
+        ("GET", "/v1/invoice_payments", reading.listing(s, "invoice_payment",
+                                                        "/v1/invoice_payments", "invoice",
+                                                        "status")),
+        ("GET", "/v1/invoice_payments/{id}", reading.retrieve(s, "invoice_payment",
+                                                              "invoice_payment")),
         ("POST", "/v1/checkout/sessions", co.create),
         ("GET", "/v1/checkout/sessions", co.list),
         ("GET", "/v1/checkout/sessions/{id}", co.retrieve),
         ("GET", "/v1/checkout/sessions/{id}/line_items", co.line_items),
         ("POST", "/v1/checkout/sessions/{id}/expire", co.expire),
         *tool_routes(emu),
+        ("POST", "/v1/webhook_endpoints", lambda params: _create_endpoint(emu, params)),
         ("GET", "/v1/webhook_endpoints", lambda params: _list_endpoints(emu, params)),
         ("GET", "/v1/webhook_endpoints/{id}", lambda i, params: _endpoint(emu, i)),
         ("POST", "/v1/webhook_endpoints/{id}", lambda i, params: _update_endpoint(emu, i,
@@ -93,8 +101,9 @@ def api(emu: Emulator) -> list[tuple[str, str, Handler]]:
 
 
 def tool_routes(emu: Emulator) -> list[tuple[str, str, Handler]]:
-    """Routes Stripe's own tools use (issue 22); each takes its parameters from stripe-python's
-    generated params (``sdk_params``) where the handler says so."""
+    """Routes Stripe's own tools use (issue 22). Like every ``/v1/`` route, each is checked
+    and rendered in the request's API version (``versions``); the three no SDK names
+    (``events/{id}/retry``, ``payment_pages``) check their own parameters."""
     s, ed, clocks = emu.store, emu.edits, emu.test_clocks
     pms, setis, disputes = emu.payment_methods, emu.setup_intents, emu.disputes
     mi, pages = emu.manual_invoices, emu.payment_pages
@@ -181,7 +190,8 @@ def controls(emu: Emulator) -> list[tuple[str, str, Handler]]:
 
 
 def routes(emu: Emulator) -> list[ApiRoute]:
-    return [ApiRoute(method, _compile(path), handler, records=path.startswith("/v1/"))
+    return [ApiRoute(method, _compile(path), handler, records=path.startswith("/v1/"),
+                     key=versions.route_key(method, path))
             for method, path, handler in api(emu) + controls(emu)]
 
 
@@ -253,6 +263,27 @@ def _list_endpoints(emu: Emulator, params: dict[str, Any]) -> dict[str, Any]:
     everything = [s.stripe_object(emu.started) for s in reversed(emu.sender.endpoints)]
     return reading.page(everything, params, "/v1/webhook_endpoints", "webhook_endpoint",
                         everything)
+
+
+def _create_endpoint(emu: Emulator, params: dict[str, Any]) -> dict[str, Any]:
+    """``POST /v1/webhook_endpoints``: ``url``, ``enabled_events[]`` (``*`` or types), and
+    ``api_version``, the version its events are rendered in (else the account's default).
+    The answer alone carries the signing ``secret``, as Stripe's."""
+    forms.check_known(params, {"url", "enabled_events", "api_version", "description",
+                               "metadata", "expand"})
+    url = forms.text(params, "url", required=True) or ""
+    kinds = forms.strings(params, "enabled_events")
+    if not kinds:
+        raise missing_param("enabled_events")
+    version = forms.text(params, "api_version")
+    if version is not None:
+        versions.parse(version)  # an unknown or unrendered version: Stripe's 400
+    secret = new_id("whsec", 32)
+    state = emu.sender.add(endpoints.Endpoint(
+        url, (secret,), api_version=version, enabled_events=tuple(kinds),
+        description=forms.text(params, "description"),
+        metadata=tuple(forms.metadata(params).items())))
+    return state.stripe_object(emu.now()) | {"secret": secret}
 
 
 def _update_endpoint(emu: Emulator, endpoint_id: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -7,16 +7,16 @@ test card: ``succeeded``, the method attached to the customer if one is given
 ``requires_action`` (``setup_intent.requires_action``); a declined card: a 402 ``card_error``
 and back to ``requires_payment_method`` with ``last_setup_error``
 (``setup_intent.setup_failed``). ``cancel`` from any unfinished state: ``canceled``
-(``setup_intent.canceled``). Accepted parameters come from stripe-python's generated params
-(``sdk_params``), refusing those not modelled, plus ``payment_method_types``, which the CLI's
-fixtures still send.
+(``setup_intent.canceled``). Parameters: ``versions`` refuses what the
+request's API version lacks (``payment_method_types`` since ``2026-09-30.endive``, which the
+CLI's fixtures still send); the handlers refuse what they do not model.
 """
 
 from __future__ import annotations
 
 from typing import Any, NoReturn
 
-from ichido.emulator import forms, methods, objects, reading, sdk_params
+from ichido.emulator import forms, methods, objects, reading
 from ichido.emulator.catalog import Catalog
 from ichido.emulator.errors import StripeError, invalid, missing_param
 from ichido.emulator.state import Store, snapshot
@@ -31,10 +31,10 @@ class SetupIntents:
         self.store, self.catalog = store, catalog
 
     def create(self, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "SetupIntentCreateParams", (
-            "allowed_payment_method_types", "confirm", "customer", "description", "metadata",
-            "payment_method", "payment_method_data", "return_url", "usage"),
-            older=("payment_method_types",))
+        forms.check_known(params, {"allowed_payment_method_types", "confirm", "customer",
+                                   "description", "metadata", "payment_method",
+                                   "payment_method_data", "return_url", "usage",
+                                   "payment_method_types", "expand"})
         customer = forms.text(params, "customer")
         if customer:
             self.store.get("customer", customer, "customer")
@@ -67,9 +67,8 @@ class SetupIntents:
         return self._confirm(seti) if forms.boolean(params, "confirm") else seti
 
     def confirm(self, seti_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "SetupIntentConfirmParams", ("payment_method",
-                                                              "payment_method_data",
-                                                              "return_url"))
+        forms.check_known(params, {"payment_method", "payment_method_data", "return_url",
+                                   "expand"})
         seti = self._unfinished(seti_id, "confirm")
         pm = methods.resolve(self.store, params, self.store.clock.now())
         if pm is not None:
@@ -77,7 +76,7 @@ class SetupIntents:
         return self._confirm(seti)
 
     def cancel(self, seti_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "SetupIntentCancelParams", ("cancellation_reason",))
+        forms.check_known(params, {"cancellation_reason", "expand"})
         seti = self._unfinished(seti_id, "cancel")
         reason = forms.text(params, "cancellation_reason")
         if reason not in (None, *REASONS):
@@ -88,7 +87,7 @@ class SetupIntents:
         return seti
 
     def retrieve(self, seti_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "SetupIntentRetrieveParams", ())
+        forms.check_known(params, {"expand"})
         return self.store.get("setup_intent", seti_id, "intent")
 
     def list(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ichido.emulator import forms, methods, objects, sdk_params
+from ichido.emulator import forms, methods, objects
 from ichido.emulator.errors import invalid
 from ichido.emulator.state import Store, snapshot
 from ichido.emulator.test_cards import TEST_CARDS
@@ -31,14 +31,14 @@ class Sources:
             self._add(cust, forms.text(params, "source") or "")
 
     def create(self, customer_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "CustomerCreateSourceParams", ("source", "metadata"))
+        forms.check_known(params, {"source", "metadata", "expand"})
         cust = self.store.get("customer", customer_id, "customer")
         card = self._add(cust, forms.text(params, "source", required=True) or "")
         card["metadata"] = forms.metadata(params)
         return card
 
     def update(self, customer_id: str, card_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "CustomerModifySourceParams", UPDATE_KEYS)
+        forms.check_known(params, {*UPDATE_KEYS, "expand"})
         card = self.store.get("card", card_id, "id")
         if card["customer"] != customer_id:
             raise invalid(f"Customer {customer_id} does not have card with ID {card_id}",

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import orjson
 
-from ichido.emulator import objects
+from ichido.emulator import objects, versions
 from ichido.emulator.errors import invalid, no_such
 from ichido.emulator.journal import Journal
 
@@ -30,7 +30,8 @@ KINDS = {"pi": "payment_intent", "ch": "charge", "txn": "balance_transaction", "
          "pm": "payment_method", "evt": "event", "cus": "customer", "prod": "product",
          "price": "price", "sub": "subscription", "in": "invoice", "cs": "checkout.session",
          "seti": "setup_intent", "clock": "test_helpers.test_clock", "ii": "invoiceitem",
-         "dp": "dispute", "card": "card", "sub_sched": "subscription_schedule"}
+         "dp": "dispute", "card": "card", "sub_sched": "subscription_schedule",
+         "inpay": "invoice_payment"}
 # Kinds whose ids carry no prefix of their own (a coupon's is its code; a plan's is any id).
 UNPREFIXED = ("coupon", "plan")
 
@@ -68,8 +69,10 @@ def changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, An
 @dataclass
 class Store:
     clock: Clock = field(default_factory=Clock)
-    endpoints_enabled: Callable[[], int] = lambda: 0  # an event's pending_webhooks at birth
+    # An event's pending_webhooks at birth: the endpoints that take its type.
+    endpoints_enabled: Callable[[str], int] = lambda event_type: 0
     public_url: str = "http://127.0.0.1:12111"
+    api_version: str = versions.DEFAULT  # the account's default: events are rendered in it
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
@@ -134,10 +137,13 @@ class Store:
 
     # -- events ----------------------------------------------------------------------------
     def emit(self, event_type: str, obj: dict[str, Any],
-             previous: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Record that ``obj`` changed; every listener (the webhook sender) hears of it."""
-        event = objects.event(event_type, snapshot(obj), self.clock.now(), self.endpoints_enabled(),
-                              dict(REQUEST.get()), previous)
+             before: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Record that ``obj`` changed (from ``before``, on an update); every listener (the
+        webhook sender) hears of it. The event keeps the emulator's own snapshots: it is
+        rendered in its ``api_version`` when read, or in an endpoint's when sent there."""
+        event = objects.event(event_type, snapshot(obj), self.clock.now(),
+                              self.endpoints_enabled(event_type),
+                              dict(REQUEST.get()), before, self.api_version)
         self.add(event)
         if self.journal is not None:
             self.journal.events.append(event)
@@ -151,7 +157,7 @@ class Store:
 
     def emit_update(self, event_type: str, obj: dict[str, Any],
                     before: dict[str, Any]) -> dict[str, Any]:
-        return self.emit(event_type, obj, changed(before, obj))
+        return self.emit(event_type, obj, snapshot(before))
 
     def mark_delivered(self, event_id: str) -> None:
         """One more endpoint answered 2xx: Stripe counts ``pending_webhooks`` down."""
@@ -160,13 +166,17 @@ class Store:
             if event and event["pending_webhooks"] > 0:
                 event["pending_webhooks"] -= 1
 
-    def render_event(self, event_id: str) -> bytes | None:
-        """The webhook body, as it is now (``pending_webhooks`` included); None once pruned."""
+    def render_event(self, event_id: str, api_version: str | None = None) -> bytes | None:
+        """The webhook body, as it is now (``pending_webhooks`` included), in the endpoint's
+        ``api_version`` (None: the event's own); None once pruned."""
         with self.lock:
             event = self.objects["event"].get(event_id)
             if event is None or self._expired(event):
                 return None
-            return orjson.dumps(event, option=orjson.OPT_INDENT_2)
+            if api_version is not None:
+                event = {**event, "api_version": api_version}
+            return orjson.dumps(versions.render(event, versions.Version(event["api_version"])),
+                                option=orjson.OPT_INDENT_2)
 
     def _expired(self, event: Mapping[str, Any]) -> bool:
         return event["created"] < self.clock.now() - EVENT_RETENTION
@@ -226,6 +236,10 @@ class Store:
             for item in node["data"]:
                 self._expand(item, rest, path)
             return
+        if head == "payments" and node.get("object") == "invoice":  # includable, not stored
+            node["payments"] = objects.list_object(
+                [snapshot(p) for p in self.objects["invoice_payment"].values()
+                 if p["invoice"] == node["id"]], f"/v1/invoices/{node['id']}/payments", False)
         value = node.get(head)
         if isinstance(value, str) and self.find(value) is not None:
             value = node[head] = snapshot(self.find(value))

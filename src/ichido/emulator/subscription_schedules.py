@@ -13,15 +13,16 @@ default) or canceled (``cancel``). ``release`` leaves the subscription on its ow
 (``released``); ``cancel`` cancels it too (``canceled``); an update of ``metadata`` or
 ``end_behavior`` emits ``subscription_schedule.updated``. A customer on a test clock
 (``test_clock``) lives on that clock's time: its schedules move when the clock is advanced.
-Accepted parameters: stripe-python's generated params (``sdk_params``), refusing those not
-modelled, plus a phase's ``iterations`` (older API versions, which the CLI's fixtures use).
+Parameters: ``versions`` refuses what the request's API version lacks (a phase's
+``iterations`` included, which the CLI's fixtures send); the handlers refuse what they do not
+model.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ichido.emulator import forms, objects, reading, sdk_params
+from ichido.emulator import forms, objects, reading
 from ichido.emulator.errors import invalid
 from ichido.emulator.state import Store, snapshot
 from ichido.emulator.subscriptions import Subscriptions, period_end
@@ -41,8 +42,8 @@ class SubscriptionSchedules:
 
     # -- API -------------------------------------------------------------------------------
     def create(self, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "SubscriptionScheduleCreateParams",
-                         ("customer", "start_date", "end_behavior", "phases", "metadata"))
+        forms.check_known(params, {"customer", "start_date", "end_behavior", "phases", "metadata",
+                                   "expand"})
         cust = self.store.get("customer", forms.text(params, "customer", required=True) or "",
                               "customer")
         now = self._now(cust)
@@ -68,8 +69,7 @@ class SubscriptionSchedules:
         return sched
 
     def update(self, sched_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "SubscriptionScheduleUpdateParams",
-                         ("metadata", "end_behavior"))
+        forms.check_known(params, {"metadata", "end_behavior", "expand"})
         sched = self._live(sched_id)
         before = snapshot(sched)
         if "metadata" in params:
@@ -83,7 +83,7 @@ class SubscriptionSchedules:
         return sched
 
     def cancel(self, sched_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "SubscriptionScheduleCancelParams", ("invoice_now", "prorate"))
+        forms.check_known(params, {"invoice_now", "prorate", "expand"})
         sched = self._live(sched_id)
         sub = self._subscription(sched)
         if sub is not None and sub["status"] not in ("canceled", "incomplete_expired"):
@@ -94,7 +94,7 @@ class SubscriptionSchedules:
         return sched
 
     def release(self, sched_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        sdk_params.check(params, "SubscriptionScheduleReleaseParams", ())
+        forms.check_known(params, {"expand"})
         sched = self._live(sched_id)
         sub = self._subscription(sched)
         if sub is not None:
@@ -204,8 +204,7 @@ class SubscriptionSchedules:
         phases, begin = [], start
         for i, given in enumerate(raw):
             where = f"phases[{i}]"
-            sdk_params.check(given, "SubscriptionScheduleCreateParamsPhase", PHASE_KEYS,
-                             older=("iterations",))
+            forms.check_known(given, {*PHASE_KEYS, "iterations"}, where)
             items = self._items(given.get("items"), where)
             price = self.store.get("price", items[0]["price"])
             end = forms.integer(given, "end_date", param=f"{where}[end_date]")
@@ -232,8 +231,7 @@ class SubscriptionSchedules:
         if not isinstance(raw, list) or len(raw) != 1 or not isinstance(raw[0], dict):
             raise invalid(f"The emulator takes exactly one item: {where}[items][0][price].",
                           param=f"{where}[items]")
-        sdk_params.check(raw[0], "SubscriptionScheduleCreateParamsPhaseItem",
-                         ("price", "quantity", "metadata"))
+        forms.check_known(raw[0], {"price", "quantity", "metadata"}, f"{where}[items][0]")
         price = self.store.get("price", forms.text(raw[0], "price", required=True,
                                                    param=f"{where}[items][0][price]") or "",
                                f"{where}[items][0][price]")

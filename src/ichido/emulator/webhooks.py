@@ -62,7 +62,8 @@ class DeliveryStats:
 class WebhookSender:
     """Runs on the server's event loop; ``enqueue`` may be called from any thread."""
 
-    def __init__(self, endpoints: Sequence[Endpoint], render: Callable[[str], bytes | None],
+    def __init__(self, endpoints: Sequence[Endpoint],
+                 render: Callable[[str, str | None], bytes | None],
                  delivered: Callable[[str], None], *, chaos: Chaos | None = None,
                  time_scale: float = 1.0, timeout: float = 10.0,
                  retry_delays: Sequence[float] = LIVE_RETRY_DELAYS,
@@ -106,15 +107,22 @@ class WebhookSender:
             await self._client.aclose()
         self._loop = None
 
-    def enabled(self) -> int:
+    def enabled(self, event_type: str = "*") -> int:
         """How many endpoints a new event goes to: its ``pending_webhooks``."""
-        return sum(state.enabled for state in self.endpoints)
+        return sum(state.wants(event_type) for state in self.endpoints)
+
+    def add(self, endpoint: Endpoint) -> EndpointState:
+        """A new endpoint (``POST /v1/webhook_endpoints``): it gets events from now on."""
+        state = EndpointState(f"we_emulator{len(self.endpoints)}", endpoint)
+        self.endpoints.append(state)
+        return state
 
     def enqueue(self, event: dict[str, Any],
                 only: Sequence[EndpointState] | None = None) -> None:
-        """Deliver ``event`` to every enabled endpoint, or to ``only`` these (a resend)."""
+        """Deliver ``event`` to every endpoint that takes its type, or to ``only`` these (a
+        resend)."""
         targets = [state for state in (self.endpoints if only is None else only)
-                   if state.enabled]
+                   if state.wants(event["type"])]
         if not targets:
             return
         item = (event["id"], str(event["data"]["object"].get("id")), targets)
@@ -211,7 +219,7 @@ class WebhookSender:
                     break  # disabled when the retry came due: no more retries for it
                 with self._lock:
                     self._stats.retries += 1
-            body = self.render(event_id)
+            body = self.render(event_id, endpoint.endpoint.api_version)
             if body is None:
                 return  # older than 30 days: gone
             ok = await self._post(endpoint, body)

@@ -30,7 +30,7 @@ class Status(enum.StrEnum):
     PROCESSING = "processing"  # claimed by a worker under a lease
     RETRYING = "retrying"  # failed, will be tried again at next_attempt_at
     PROCESSED = "processed"  # handlers committed (the outbox: sent)
-    IGNORED = "ignored"  # no handler for its type: done, nothing to do
+    IGNORED = "ignored"  # no handler for its type, or every handler said why not: done
     DEAD = "dead"  # failed max_attempts times; waits for `dlq retry`
     STALE = "stale"  # older than what was applied to its object: latest_only handlers skip it
 
@@ -134,9 +134,12 @@ class Batch:
         self.tx = tx
         self.claims = list(claims)
         self.finished: dict[Status, list[Claim]] = {}
+        self.reasons: dict[str, str] = {}  # claim id -> why its handlers ignored it
 
-    def finish(self, claim: Claim, status: Status) -> None:
+    def finish(self, claim: Claim, status: Status, reason: str | None = None) -> None:
         self.finished.setdefault(status, []).append(claim)
+        if reason:
+            self.reasons[claim.id] = reason
 
 
 class Queue(abc.ABC):

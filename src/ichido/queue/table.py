@@ -122,6 +122,9 @@ class TableQueue(Queue):
                 marked = self._finish(tx, status, done)
                 if marked != len(done):  # cannot happen while we hold the rows; never commit it
                     raise LeaseLost(f"{len(done) - marked} claim(s) lost while processing")
+            for key, reason in batch.reasons.items():  # why it was ignored, for the operator
+                tx.execute(f"UPDATE {self.table.name} SET last_error = ?"
+                           f" WHERE {self.table.key} = ?", (reason, key))
 
     @contextmanager
     def finishing(self, claim: Claim, status: Status) -> Iterator[Transaction]:

@@ -157,6 +157,10 @@ def record_refund(tx: Transaction, refund: dict[str, Any]) -> str | None:
     its payment is no invoice the shop knows (yet)."""
     row = tx.execute("SELECT id, subscription_id FROM shop_subscription_invoices"
                      " WHERE payment_intent = ?", (refund.get("payment_intent"),)).fetchone()
+    if row is None:  # the invoice's payment named by ``invoice_payment.paid`` only
+        row = tx.execute("SELECT i.id, i.subscription_id FROM shop_invoice_payments p JOIN"
+                         " shop_subscription_invoices i ON i.id = p.invoice_id"
+                         " WHERE p.payment_intent = ?", (refund.get("payment_intent"),)).fetchone()
     if row is None:
         return None
     tx.execute("UPDATE shop_subscriptions SET status_at = status_at WHERE id = ?", (row[1],))

@@ -14,7 +14,7 @@ import stripe
 from ichido.app import App
 from ichido.config import Settings
 from ichido.outbox import OUTBOX_SCHEMA
-from ichido.shop import access, events, subscribe
+from ichido.shop import access, events, foreign, subscribe, versions
 from ichido.shop.api import routes
 from ichido.shop.catalog import audit, load_catalog
 from ichido.shop.fees import load_pricing
@@ -34,9 +34,11 @@ def create_app(settings: Settings | None = None, *, workers: int = 1) -> App:
 
 
 def stripe_client(settings: ShopSettings) -> stripe.StripeClient:
-    """The official SDK, pointed at the emulator when ``STRIPE_API_BASE`` says so."""
+    """The official SDK, pointed at the emulator when ``STRIPE_API_BASE`` says so, pinned to
+    the API version the shop is written for (``versions.PINNED``), as Stripe advises: an SDK
+    upgrade then cannot change the shapes the shop reads behind its back."""
     return stripe.StripeClient(
-        settings.require_api_key(), max_network_retries=2,
+        settings.require_api_key(), max_network_retries=2, stripe_version=versions.PINNED,
         base_addresses={"api": settings.stripe_api_base} if settings.stripe_api_base else None)
 
 
@@ -55,7 +57,14 @@ def create_shop(settings: Settings | None = None, shop_settings: ShopSettings | 
                         float(row.fee_share) * 100, shop_settings.max_fee_share * 100)
     shop = Shop(app, shop_settings, catalog, pricing, client)
     grace = shop_settings.subscription_grace_seconds
-    events.register(app, grace)
+    span = foreign.retries_span(settings.max_attempts, settings.retry_base_seconds,
+                                settings.retry_cap_seconds)
+    if span < shop_settings.parent_wait_seconds:
+        log.warning("an event waiting for its parent is ignored after the worker's last retry,"
+                    " about %.0f s after its first attempt, before ICHIDO_PARENT_WAIT (%.0f s):"
+                    " raise ICHIDO_MAX_ATTEMPTS or ICHIDO_RETRY_BASE to wait longer", span,
+                    shop_settings.parent_wait_seconds)
+    events.register(app, grace, shop_settings.parent_wait_seconds)
     shop.outbox.senders["stripe_cancel_subscription"] = \
         lambda key, payload: subscribe.cancel_at_stripe(shop, key, payload)
     app.add_routes(routes(shop))

@@ -66,7 +66,7 @@ def session_params(order: dict[str, Any], methods: list[str], *, expires_after_d
         "line_items": [{"quantity": order["quantity"], "price_data": {
             "currency": "jpy", "unit_amount": order["amount"] // order["quantity"],
             "product_data": {"name": order["product_name"]}}}],
-        "payment_method_types": methods,
+        "allowed_payment_method_types": methods,  # endive refuses ``payment_method_types``
         "customer_email": order["email"],
         "client_reference_id": order["id"],
         "metadata": {"order_id": order["id"]},

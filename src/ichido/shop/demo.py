@@ -162,7 +162,7 @@ class Demo:
         self.wait_for("access to the stream", lambda: self.subscription()["entitlement"])
         step("the trial ends (Stripe's clock moves a week): the first month is charged")
         period_end = self.stripe_http.get(f"/v1/subscriptions/{stripe_id}").json()[
-            "current_period_end"]
+            "items"]["data"][0]["current_period_end"]
         now = self.control("clock/advance", seconds=0)["now"]
         self.control("clock/advance", seconds=period_end - now + 2 * 3600)
         self.wait_for("the first month's invoice paid", lambda: [

@@ -8,28 +8,36 @@ from typing import Any
 
 import orjson
 
-from ichido.errors import RetryLater
 from ichido.db.base import Transaction
 from ichido.outbox import enqueue
-from ichido.shop import access, notices, orders
-from ichido.shop.subscriptions import DEFAULT_GRACE
+from ichido.shop import access, foreign, notices, orders
+from ichido.shop.subscriptions import DEFAULT_GRACE, DEFAULT_PARENT_WAIT
 
 REFUND_RANK = {"pending": 0, "requires_action": 1, "succeeded": 2, "failed": 2, "canceled": 2}
 
 
 def apply_refund(tx: Transaction, refund: dict[str, Any], *, grace: float = DEFAULT_GRACE,
-                 now: float | None = None) -> str | None:
+                 now: float | None = None, wait: float = DEFAULT_PARENT_WAIT) -> str | None:
     """Record a Refund snapshot (forward only) and settle the order's refund state, or the
-    access of the subscription whose invoice it refunds."""
+    access of the subscription whose invoice it refunds. A refund of a payment the shop never
+    made raises ``NotOurs``; one whose payment the shop may still be learning of raises
+    ``ParentPending`` (``foreign``; ``wait``: how far back that payment may have begun)."""
+    payment_intent = foreign.id_of(refund.get("payment_intent"))
+    if payment_intent is None:  # a pre-PaymentIntent charge's: never the shop's
+        raise foreign.NotOurs("no_payment_intent")
     row = tx.execute("SELECT id FROM shop_orders WHERE payment_intent = ?",
-                     (refund.get("payment_intent"),)).fetchone()
+                     (payment_intent,)).fetchone()
     if row is None and (sub_id := access.record_refund(tx, refund)) is not None:
         access.settle(tx, sub_id, time.time() if now is None else now, grace)
         return refund.get("status")
     if row is None:
-        # The refund may come before we know its payment: retry, never drop (I4).
-        raise RetryLater(f"refund {refund.get('id')}: payment {refund.get('payment_intent')} "
-                         "is not known yet")
+        reason = f"unknown_payment:{foreign.shown_id(payment_intent)}"
+        if foreign.pending_payment(tx, (refund.get("created") or 0) - wait):
+            # The refund may come before we know its payment: retry, never drop (I4).
+            raise foreign.ParentPending(f"refund {foreign.shown_id(refund.get('id'))}: payment"
+                                        f" {foreign.shown_id(payment_intent)} is not known yet",
+                                        reason)
+        raise foreign.NotOurs(reason)
     order_id = row[0]
     orders.lock(tx, order_id)
     status = refund.get("status") or "pending"

@@ -160,4 +160,13 @@ SHOP_SCHEMA: list[Step] = [
             PRIMARY KEY (subscription_id, change, cause)
         )""",
     ]),
+    # Since basil an invoice names its payments only when expanded; ``invoice_payment.paid``
+    # says which PaymentIntent paid which invoice, possibly before the invoice's own event.
+    ("shop", 7, [
+        """CREATE TABLE shop_invoice_payments (
+            payment_intent TEXT PRIMARY KEY,
+            invoice_id TEXT NOT NULL
+        )""",
+        "CREATE INDEX shop_invoice_payments_invoice ON shop_invoice_payments (invoice_id)",
+    ]),
 ]

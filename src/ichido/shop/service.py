@@ -247,10 +247,13 @@ class Shop:
                     "expires_after_days": self.settings.konbini_expires_after_days,
                     "product_description": order["product_name"][:22]}}}
 
-    def _create_payment(self, order: dict[str, Any], request: OrderRequest) -> int:
+    def payment_params(self, order: dict[str, Any], request: OrderRequest) -> dict[str, Any]:
+        """``payment_intents.create`` for one order, confirmed at once."""
         params: dict[str, Any] = {
             "amount": order["amount"], "currency": "jpy", "confirm": True,
-            "payment_method_types": [order["payment_method"]],
+            # ``payment_method_types`` is refused since 2026-09-30.endive; the response still
+            # lists the types in its read-only ``payment_method_types``
+            "allowed_payment_method_types": [order["payment_method"]],
             "metadata": {"order_id": order["id"], "product": order["product_id"]},
             "description": f"{order['product_name']} × {order['quantity']}",
         }
@@ -258,6 +261,10 @@ class Shop:
             params.update(self._konbini_params(order))
         else:
             params["payment_method"] = request.payment_method_id or "pm_card_visa"
+        return params
+
+    def _create_payment(self, order: dict[str, Any], request: OrderRequest) -> int:
+        params = self.payment_params(order, request)
         try:
             pi = self.stripe.v1.payment_intents.create(
                 params=params, options={"idempotency_key": f"ichido-order-{order['id']}"})

@@ -30,8 +30,10 @@ _ENV: dict[str, tuple[str, str]] = {
     "ICHIDO_SHOP_LOCALE": ("default_locale", "text"),
     "ICHIDO_CHECKOUT_RETURN_URL": ("checkout_return_url", "text"),
     "ICHIDO_SUBSCRIPTION_GRACE": ("subscription_grace_seconds", "duration"),
+    "ICHIDO_PARENT_WAIT": ("parent_wait_seconds", "duration"),
 }
 MAX_GRACE_SECONDS = 60 * 86400.0  # Stripe's own dunning gives up within two months
+MAX_PARENT_WAIT_SECONDS = 3 * 86400.0  # Stripe's retries end within three days
 LOCALES = ("ja", "en")
 
 
@@ -60,6 +62,12 @@ class ShopSettings:
     # A subscriber keeps the stream this long after an invoice became late (a card renewal
     # from its period's start, a konbini invoice from its due date), then loses it until paid.
     subscription_grace_seconds: float = 3 * 86400.0
+    # An event that may be of an object the shop is creating right now (an invoice of a
+    # subscription whose Stripe id is not stored yet) waits this long after it was created, and
+    # never past the worker's last attempt, before it is ignored as not the shop's (``foreign``).
+    # A create call's answer or a Checkout Session's completion comes within seconds; the
+    # worker's default retries span a minute or two.
+    parent_wait_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "ShopSettings":
@@ -80,6 +88,8 @@ class ShopSettings:
         if not 0 <= self.subscription_grace_seconds <= MAX_GRACE_SECONDS:
             raise ConfigError("ICHIDO_SUBSCRIPTION_GRACE must be a duration from 0 to 60d,"
                               " e.g. 3d")
+        if not 0 <= self.parent_wait_seconds <= MAX_PARENT_WAIT_SECONDS:
+            raise ConfigError("ICHIDO_PARENT_WAIT must be a duration from 0 to 3d, e.g. 15m")
         if self.default_locale not in LOCALES:
             raise ConfigError(f"ICHIDO_SHOP_LOCALE must be one of {', '.join(LOCALES)}")
         return self

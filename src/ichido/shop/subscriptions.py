@@ -8,6 +8,11 @@ The status shown is the latest snapshot by the event's ``created`` second; withi
 the later stage of the lifecycle wins (``STAGE``); once ended, it stays ended. Invoices only move
 forward (``INVOICE_RANK``), and each remembers its PaymentIntent (a refund names it) and since
 when it is late (the grace period runs from it, see ``access``).
+
+Objects are read in the shapes of ``2025-03-31.basil`` and later (``versions``): an invoice's
+subscription under ``parent.subscription_details``, its payments under ``payments`` (present
+only when expanded: ``invoice_payment.paid`` names them too, ``apply_invoice_payment``), a
+subscription's period on its items.
 """
 
 from __future__ import annotations
@@ -15,10 +20,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ichido.errors import RetryLater
 from ichido.db.base import Transaction
 from ichido.outbox import enqueue
-from ichido.shop import access, notices
+from ichido.shop import access, foreign, notices
 from ichido.shop.messages import iso
 
 ENDED = ("canceled", "incomplete_expired")
@@ -31,6 +35,8 @@ EVENTS = ("customer.subscription.created", "customer.subscription.updated",
 INVOICE_EVENTS = ("invoice.created", "invoice.finalized", "invoice.sent", "invoice.paid",
                   "invoice.payment_succeeded", "invoice.payment_failed", "invoice.overdue",
                   "invoice.voided", "invoice.marked_uncollectible")
+INVOICE_PAYMENT_EVENTS = ("invoice_payment.paid",)
+DEFAULT_PARENT_WAIT = 60.0  # ShopSettings.parent_wait_seconds
 COLUMNS = ("id, plan, email, payment_method, locale, stripe_subscription, status, status_at,"
            " ended, current_period_end")
 
@@ -59,16 +65,15 @@ def apply_subscription(tx: Transaction, sub: dict[str, Any], at: int, deleted: b
     """A Subscription snapshot from an event created at ``at`` (Unix seconds); ``now`` is the
     shop's clock for the grace period (tests pass one)."""
     sub_id = ours(tx, sub.get("id"), sub.get("metadata"))
-    if sub_id is None:
-        return  # a subscription made elsewhere on the account
-    lock(tx, sub_id)
-    current = load(tx, sub_id)
-    if current is None:
-        raise RetryLater(f"subscription {sub_id} is not recorded yet")
+    if sub_id is not None:
+        lock(tx, sub_id)
+    current = load(tx, sub_id) if sub_id is not None else None
+    if sub_id is None or current is None:  # made elsewhere: the shop records its own first
+        raise foreign.NotOurs(f"unknown_subscription:{foreign.shown_id(sub.get('id'))}")
     tx.execute("UPDATE shop_subscriptions SET stripe_subscription = ? WHERE id = ?"
                " AND stripe_subscription IS NULL", (sub["id"], sub_id))
     status = "canceled" if deleted else sub.get("status") or current["status"]
-    end = sub.get("current_period_end")
+    end = period_end(sub)
     if end is not None:
         tx.execute("UPDATE shop_subscriptions SET current_period_end = ? WHERE id = ? AND"
                    " (current_period_end IS NULL OR current_period_end < ?)", (end, sub_id, end))
@@ -82,24 +87,64 @@ def apply_subscription(tx: Transaction, sub: dict[str, Any], at: int, deleted: b
     access.settle(tx, sub_id, time.time() if now is None else now, grace)
 
 
+def period_end(sub: dict[str, Any]) -> int | None:
+    """The end of the current period: on the subscription's items since basil (the latest of
+    them; one item for the shop's plans)."""
+    ends = [item.get("current_period_end") for item in
+            ((sub.get("items") or {}).get("data") or []) if isinstance(item, dict)]
+    ends = [end for end in ends if isinstance(end, int)]
+    return max(ends) if ends else None
+
+
+def subscription_of(invoice: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """The invoice's Stripe subscription and that subscription's metadata (the snapshot that
+    Stripe keeps under ``parent.subscription_details``)."""
+    details = (invoice.get("parent") or {}).get("subscription_details") or {}
+    return foreign.id_of(details.get("subscription")), details.get("metadata") or {}
+
+
+def payment_intent_of(invoice: dict[str, Any]) -> str | None:
+    """The PaymentIntent that paid the invoice, when ``payments`` is expanded: the paid
+    ``invoice_payment``, else the default one."""
+    payments = [p for p in ((invoice.get("payments") or {}).get("data") or [])
+                if isinstance(p, dict)]
+    payments.sort(key=lambda p: (p.get("status") != "paid", not p.get("is_default")))
+    for payment in payments:
+        found = foreign.id_of((payment.get("payment") or {}).get("payment_intent"))
+        if found:
+            return found
+    return None
+
+
+def whose_invoice(tx: Transaction, invoice: dict[str, Any], since: float) -> str:
+    """The shop's subscription id for an invoice; raises ``NotOurs`` for another's, and
+    ``ParentPending`` while a subscription the shop is making may turn out to be its."""
+    stripe_id, metadata = subscription_of(invoice)
+    if stripe_id is None:
+        raise foreign.NotOurs("not_a_subscription_invoice")
+    sub_id = ours(tx, stripe_id, metadata)
+    if sub_id is not None and load(tx, sub_id) is not None:
+        return sub_id  # (another shop's metadata names a row this one never recorded)
+    reason = f"unknown_subscription:{foreign.shown_id(stripe_id)}"
+    if foreign.pending_subscription(tx, since):
+        raise foreign.ParentPending(f"invoice {foreign.shown_id(invoice.get('id'))}: subscription"
+                                    f" {foreign.shown_id(stripe_id)} is not known yet", reason)
+    raise foreign.NotOurs(reason)
+
+
 def apply_invoice(tx: Transaction, invoice: dict[str, Any], *, grace: float = DEFAULT_GRACE,
-                  now: float | None = None) -> None:
-    """An Invoice snapshot: recorded forward only; its konbini voucher mailed once."""
-    if not invoice.get("subscription"):
-        return
-    sub_id = ours(tx, invoice["subscription"], (invoice.get("subscription_details") or {})
-                  .get("metadata"))
-    if sub_id is None:
-        # The invoice may come before we stored the subscription's id: retry, never drop.
-        raise RetryLater(f"invoice {invoice.get('id')}: subscription {invoice['subscription']}"
-                         " is not known yet")
+                  now: float | None = None, wait: float = DEFAULT_PARENT_WAIT) -> None:
+    """An Invoice snapshot: recorded forward only; its konbini voucher mailed once. ``wait``:
+    how far back a subscription being made may still be this invoice's (``foreign``)."""
+    sub_id = whose_invoice(tx, invoice, (invoice.get("created") or 0) - wait)
+    stripe_id = subscription_of(invoice)[0]
     lock(tx, sub_id)
     status = invoice.get("status") or "draft"
     row = tx.execute("SELECT status FROM shop_subscription_invoices WHERE id = ?",
                      (invoice["id"],)).fetchone()
     url = invoice.get("hosted_invoice_url")
     tx.execute("UPDATE shop_subscriptions SET stripe_subscription = ? WHERE id = ?"
-               " AND stripe_subscription IS NULL", (invoice["subscription"], sub_id))
+               " AND stripe_subscription IS NULL", (stripe_id, sub_id))
     if row is None:
         tx.execute("INSERT INTO shop_subscription_invoices (id, subscription_id, amount, status,"
                    " voucher_url, period_end, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -108,7 +153,10 @@ def apply_invoice(tx: Transaction, invoice: dict[str, Any], *, grace: float = DE
     elif INVOICE_RANK.get(status, 0) > INVOICE_RANK.get(row[0], 0):
         tx.execute("UPDATE shop_subscription_invoices SET status = ? WHERE id = ?",
                    (status, invoice["id"]))
-    for column, value in (("voucher_url", url), ("payment_intent", invoice.get("payment_intent")),
+    linked = tx.execute("SELECT payment_intent FROM shop_invoice_payments WHERE invoice_id = ?"
+                        " ORDER BY payment_intent LIMIT 1", (invoice["id"],)).fetchone()
+    payment_intent = payment_intent_of(invoice) or (linked[0] if linked else None)
+    for column, value in (("voucher_url", url), ("payment_intent", payment_intent),
                           ("late_since", late_since(invoice))):
         if value:  # facts: once known, they stay
             tx.execute(f"UPDATE shop_subscription_invoices SET {column} = ? WHERE id = ?"
@@ -120,6 +168,22 @@ def apply_invoice(tx: Transaction, invoice: dict[str, Any], *, grace: float = DE
         enqueue(tx, "mail", f"mail:{sub_id}:invoice-{invoice['id']}",
                 notices.subscription_voucher(sub, invoice))
     access.settle(tx, sub_id, time.time() if now is None else now, grace)
+
+
+def apply_invoice_payment(tx: Transaction, payment: dict[str, Any]) -> bool:
+    """``invoice_payment.paid``: which PaymentIntent paid which invoice (a refund names the
+    PaymentIntent only). The link is kept whoever's the invoice is, since this event may come
+    before the invoice's own; True when it names an invoice of the shop's."""
+    invoice_id = foreign.id_of(payment.get("invoice"))
+    payment_intent = foreign.id_of((payment.get("payment") or {}).get("payment_intent"))
+    if invoice_id is None or payment_intent is None:
+        return False
+    tx.execute("INSERT INTO shop_invoice_payments (payment_intent, invoice_id) VALUES (?, ?)"
+               " ON CONFLICT (payment_intent) DO NOTHING", (payment_intent, invoice_id))
+    return bool(tx.execute("UPDATE shop_subscription_invoices SET payment_intent = ? WHERE id = ?"
+                           " AND payment_intent IS NULL", (payment_intent, invoice_id)).rowcount
+                or tx.execute("SELECT 1 FROM shop_subscription_invoices WHERE id = ?",
+                              (invoice_id,)).fetchone())
 
 
 def late_since(invoice: dict[str, Any]) -> int | None:
