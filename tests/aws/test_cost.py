@@ -5,7 +5,7 @@ idempotency on DynamoDB, all counted from runs through the real handlers on moto
 Counted per event over batches of ten (the poller's ReceiveMessage and DeleteMessageBatch are
 shared by a batch). Left out: the local poller's ChangeMessageVisibility (Lambda waits out the
 visibility timeout instead) and Lambda's own stream reads (free for Lambda triggers). Run with
-``-s`` to see the table (README's cost table comes from it)."""
+``-s`` to see the table (the cost table in docs/aws.md comes from it)."""
 
 from __future__ import annotations
 
