@@ -1,4 +1,4 @@
-"""Dependencies point one way (STYLE.md): no import cycles, and the core never imports its
+"""Dependencies point one way (cli → app → receiver and worker → roles → engines): no import cycles, and the core never imports its
 applications (the shop, the emulator).
 
 The graph is read from the source with ``ast``, so an import inside a function or under
