@@ -1,5 +1,5 @@
-"""Dependencies point one way (cli → app → receiver and worker → roles → engines): no import cycles, and the core never imports its
-applications (the shop, the emulator).
+"""Dependencies point one way (cli → app → receiver and worker → roles → engines): no import
+cycles, and the core never imports its applications (the shop, the emulator).
 
 The graph is read from the source with ``ast``, so an import inside a function or under
 ``if TYPE_CHECKING:`` counts as much as one at the top: a cycle hidden in a function is still
