@@ -252,14 +252,15 @@ def replay_states(path: Path, orders: list[tuple], events: list[dict[str, Any]]
     from ichido.shop.schema import SHOP_SCHEMA
     from ichido.errors import RetryLater
     from ichido.event import Event
-    from ichido.handlers import HandlerRegistry
+    from ichido.app import App
     from ichido.db import open_database
     from ichido.outbox import OUTBOX_SCHEMA
 
-    store = open_database(Settings(database_url=f"sqlite:///{path}"),
-                          steps=[*OUTBOX_SCHEMA, *SHOP_SCHEMA])
-    registry = HandlerRegistry()
-    shop_events.register(registry)  # what the shop registers on its app
+    settings = Settings(database_url=f"sqlite:///{path}")
+    store = open_database(settings, steps=[*OUTBOX_SCHEMA, *SHOP_SCHEMA])
+    app = App(settings, workers=0)  # never started: it only holds the handlers
+    shop_events.register(app)  # what the shop registers on its app
+    registry = app.handlers
     try:
         with store.transaction() as tx:
             tx.executemany(
