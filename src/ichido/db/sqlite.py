@@ -32,6 +32,11 @@ def path_from_url(url: str) -> str:
     return path
 
 
+def is_busy(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` is another connection holding the lock (busy or locked), not a fault."""
+    return exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 class SqliteDatabase(SqlDatabase):
     engine = "sqlite"
     engine_errors = (sqlite3.Error,)

@@ -14,7 +14,7 @@ import threading
 from typing import Callable
 
 from ichido.db.base import Transaction
-from ichido.db.sqlite import SqliteDatabase
+from ichido.db.sqlite import SqliteDatabase, is_busy
 from ichido.errors import StorageUnavailable
 
 SETTLE_BATCHES = 256  # intake batches moved per store transaction
@@ -62,8 +62,7 @@ class Settling:
         try:
             moved, last = self._move(conn)
         except sqlite3.Error as exc:
-            busy = exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-            if busy and not wait:
+            if is_busy(exc) and not wait:
                 return 0
             raise StorageUnavailable(f"could not settle the intake: {exc}") from exc
         self._clean_up(conn, last, wait)
@@ -140,8 +139,7 @@ class Settling:
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            busy = exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-            if busy and not wait:
+            if is_busy(exc) and not wait:
                 return
             raise StorageUnavailable(f"could not clean the intake: {exc}") from exc
 

@@ -24,7 +24,7 @@ from functools import partial
 from typing import Sequence
 
 from ichido.db.base import Transaction
-from ichido.db.sqlite import SqliteDatabase
+from ichido.db.sqlite import SqliteDatabase, is_busy
 from ichido.errors import StorageUnavailable
 from ichido.event import Delivery
 from ichido.inbox.base import EventFilter, EventRecord, counts_for
@@ -173,7 +173,7 @@ class SqliteInbox(Settling, SqlInbox):
             with self.intake.transaction_on(self._nowait) as tx:
                 accepted = self._accept(tx, deliveries, cache_hits)
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            if is_busy(exc):
                 return None  # rolled back: nothing written
             raise StorageUnavailable(f"could not store deliveries: {exc}") from exc
         except sqlite3.Error as exc:
