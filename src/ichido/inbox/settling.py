@@ -18,6 +18,11 @@ from ichido.db.sqlite import SqliteDatabase, is_busy
 from ichido.errors import StorageUnavailable
 
 SETTLE_BATCHES = 256  # intake batches moved per store transaction
+# Intake rows into the store (a row the store holds already is left as it is); ``rows`` picks
+# the batches.
+_COPY = ("INSERT INTO main.ichido_events (id, type, created, object_id, body, received_at,"
+         " next_attempt_at) SELECT id, type, created, object_id, body, received_at, received_at"
+         " FROM intake.ichido_intake WHERE {rows} ORDER BY id ON CONFLICT (id) DO NOTHING")
 
 log = logging.getLogger("ichido.inbox")
 
@@ -85,18 +90,11 @@ class Settling:
             last = conn.execute(
                 "SELECT coalesce(max(seq), ?) FROM (SELECT seq FROM intake.ichido_intake_batches"
                 " WHERE seq > ? ORDER BY seq LIMIT ?)", (upto, upto, SETTLE_BATCHES)).fetchone()[0]
-            moved = conn.execute(
-                "INSERT INTO main.ichido_events (id, type, created, object_id, body, received_at,"
-                " next_attempt_at) SELECT id, type, created, object_id, body, received_at,"
-                " received_at FROM intake.ichido_intake WHERE batch > ? AND batch <= ?"
-                " ORDER BY id ON CONFLICT (id) DO NOTHING", (upto, last)).rowcount
+            moved = conn.execute(_COPY.format(rows="batch > ? AND batch <= ?"),
+                                 (upto, last)).rowcount
             # Rows of batches counted already that the store lacks (an intake put back from
             # before the store's mark): stored all the same, and counted now.
-            strays = conn.execute(
-                "INSERT INTO main.ichido_events (id, type, created, object_id, body, received_at,"
-                " next_attempt_at) SELECT id, type, created, object_id, body, received_at,"
-                " received_at FROM intake.ichido_intake WHERE batch <= ?"
-                " ORDER BY id ON CONFLICT (id) DO NOTHING", (upto,)).rowcount
+            strays = conn.execute(_COPY.format(rows="batch <= ?"), (upto,)).rowcount
             taken, received, fresh, cache, durable = conn.execute(
                 "SELECT (SELECT count(*) FROM intake.ichido_intake WHERE batch > ?1"
                 " AND batch <= ?2), coalesce(sum(received), 0), coalesce(sum(fresh), 0),"
