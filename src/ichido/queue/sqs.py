@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import boto3
 import orjson
@@ -23,6 +23,8 @@ from ichido.event import Delivery
 
 BATCH = 10  # SQS's most messages per SendMessageBatch / DeleteMessageBatch / ReceiveMessage
 BATCH_BYTES = 1024 * 1024  # and the most bytes of message bodies in one SendMessageBatch
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -156,14 +158,17 @@ class SqsQueue:
         return message
 
 
-def batches(items: Sequence[Any], size: Any) -> Iterator[Sequence[Any]]:
-    """``items`` in runs SendMessageBatch takes: at most ten, and at most 1 MiB of bodies."""
+def batches(items: Sequence[T], size: Callable[[T], int]) -> Iterator[Sequence[T]]:
+    """``items`` in runs SendMessageBatch takes: at most ten, and at most 1 MiB of bodies
+    (``size`` is measured once per item)."""
     start = 0
     while start < len(items):
         end, total = start, 0
-        while end < len(items) and end - start < BATCH and (
-                end == start or total + size(items[end]) <= BATCH_BYTES):
-            total += size(items[end])
+        while end < len(items) and end - start < BATCH:
+            length = size(items[end])
+            if end > start and total + length > BATCH_BYTES:
+                break
+            total += length
             end += 1
         yield items[start:end]
         start = end
