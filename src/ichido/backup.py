@@ -23,6 +23,7 @@ from typing import Optional
 
 import typer
 
+from ichido.admin_cli import DatabaseOpt
 from ichido.config import Settings
 from ichido.console import out
 from ichido.db.sqlite import path_from_url
@@ -158,12 +159,9 @@ class _connection:
 
 # -- the commands --------------------------------------------------------------------------
 
-DatabaseOpt = typer.Option(None, "--database-url", help="Overrides ICHIDO_DATABASE_URL.")
-
 
 def _settings(database_url: Optional[str]) -> Settings:
-    settings = Settings.from_env()
-    return settings if database_url is None else settings.with_(database_url=database_url)
+    return Settings.from_env().with_(database_url=database_url)  # ``with_`` skips a None
 
 
 def backup_command(
