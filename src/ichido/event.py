@@ -54,6 +54,7 @@ INT64 = (-(2**63), 2**63 - 1)
 MAX_ID_LENGTH = 255  # Stripe's ids are about 30 characters; types about 50
 _ID = re.compile(r"[!-~]+")  # printable ASCII, no space: nothing a log line or terminal acts on
 
+
 def parse_delivery(body: bytes) -> Delivery:
     """Read the fields the inbox needs; refuse what is not a Stripe event, or what Stripe's SDK
     (``stripe.Webhook.construct_event``) would refuse, or what no store could hold.
@@ -75,8 +76,7 @@ def parse_delivery(body: bytes) -> Delivery:
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise RejectedDelivery(f"body is not valid JSON: {exc}", code="malformed_json") from None
     except RecursionError:  # msgspec gives up near 975 levels; the fixed limit is checked below
-        raise RejectedDelivery("JSON nested deeper than the decoder's recursion limit",
-                               code="nesting_too_deep") from None
+        raise _too_deep() from None
     _check_readable(body)
     obj = head.data.object if head.data is not None else None
     return _checked(head.id, head.type, head.created, head.object,
@@ -90,8 +90,7 @@ def _parse_other_shape(body: bytes) -> Delivery:
     except ValueError as exc:
         raise RejectedDelivery(f"body is not valid JSON: {exc}", code="malformed_json") from None
     except RecursionError:
-        raise RejectedDelivery("JSON nested deeper than the decoder's recursion limit",
-                               code="nesting_too_deep") from None
+        raise _too_deep() from None
     if not isinstance(doc, dict):
         raise RejectedDelivery("body is JSON but not an object", code="not_an_event")
     data = doc.get("data")
@@ -106,10 +105,15 @@ def _check_readable(body: bytes) -> None:
     except Unreadable as exc:
         raise RejectedDelivery(str(exc), code=exc.code) from None
     except RecursionError:
-        raise RejectedDelivery("JSON nested deeper than the decoder's recursion limit",
-                               code="nesting_too_deep") from None
+        raise _too_deep() from None
     except ValueError as exc:
         raise RejectedDelivery(f"body is not valid JSON: {exc}", code="malformed_json") from None
+
+
+def _too_deep() -> RejectedDelivery:
+    """A parser's recursion limit reached (msgspec's, or Python's ``json``)."""
+    return RejectedDelivery("JSON nested deeper than the decoder's recursion limit",
+                            code="nesting_too_deep")
 
 
 def _checked(event_id: Any, event_type: Any, created: Any, kind: Any, object_id: Any,
