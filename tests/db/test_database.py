@@ -75,3 +75,27 @@ def test_escape_strings_and_nested_comments_on_postgresql(database: Database) ->
         rows = tx.execute("SELECT E'it\\'s ?', /* a /* b */ ? */ ?, e'?' FROM (SELECT 1) t"
                           " WHERE 1 = ?", ("x", 1)).fetchall()
     assert [tuple(r) for r in rows] == [("it's ?", "x", "?")]
+
+
+def test_an_error_python_raises_itself_is_a_fault_not_a_busy_lock(tmp_path) -> None:
+    """A closed connection's ProgrammingError has no SQLite code: the settle's and the
+    intake's error handling must see a fault (StorageUnavailable), not crash reading it."""
+    import sqlite3
+
+    from ichido.db.sqlite import is_busy
+
+    conn = sqlite3.connect(tmp_path / "x.db")
+    conn.close()
+    with pytest.raises(sqlite3.Error) as closed:
+        conn.execute("SELECT 1")
+    assert is_busy(closed.value) is False
+    holder = sqlite3.connect(tmp_path / "y.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    waiter = sqlite3.connect(tmp_path / "y.db", timeout=0, isolation_level=None)
+    try:
+        with pytest.raises(sqlite3.OperationalError) as locked:
+            waiter.execute("BEGIN IMMEDIATE")
+        assert is_busy(locked.value) is True
+    finally:
+        holder.close()
+        waiter.close()

@@ -33,8 +33,10 @@ def path_from_url(url: str) -> str:
 
 
 def is_busy(exc: sqlite3.Error) -> bool:
-    """Whether ``exc`` is another connection holding the lock (busy or locked), not a fault."""
-    return exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    """Whether ``exc`` is another connection holding the lock (busy or locked), not a fault.
+    Errors Python raises itself (a closed connection) carry no SQLite code: a fault."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 class SqliteDatabase(SqlDatabase):
