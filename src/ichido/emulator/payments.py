@@ -127,7 +127,6 @@ class Payments:
         return self._confirm(pi, change | ({"payment_method": pm["id"]} if pm else {}), now)
 
     def cancel(self, pi_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, {"cancellation_reason", "expand"})
         pi = self.store.get("payment_intent", pi_id, "intent")
         reason = forms.text(params, "cancellation_reason")
         if reason not in (None, "duplicate", "fraudulent", "requested_by_customer", "abandoned"):
