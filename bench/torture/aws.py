@@ -291,12 +291,6 @@ def main(argv: list[str]) -> int:
           f"{result['retried_deliveries']:,} deliveries retried")
     print(f"  duplicates caught: {result['duplicates_cache']:,} by the seen tier, "
           f"{result['duplicates_durable']:,} by DynamoDB")
-    for name in PROBLEMS:
-        print(f"  {name.replace('_', ' ')}: {result[name]}")
-    for problem in result["problems"]:
-        print(f"  ✗ {problem}")
-    print("  ✓ nothing lost, nothing applied twice, the poison alone dead" if ok else
-          "  ✗ FAILED")
-    if args.json:
-        print(json.dumps(result))
+    harness.verdict(result, problems=PROBLEMS, ok=ok, as_json=args.json,
+                    ok_line="nothing lost, nothing applied twice, the poison alone dead")
     return 0 if ok else 1

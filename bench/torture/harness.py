@@ -95,6 +95,13 @@ def report(result: dict[str, Any], *, title: str, retried: str, problems: tuple[
         tiers = "by Redis", "by PostgreSQL"
     print(f"  duplicates caught: {result['duplicates_cache']:,} {tiers[0]}, "
           f"{result['duplicates_durable']:,} {tiers[1]}")
+    verdict(result, problems=problems, ok=ok, ok_line=ok_line, as_json=as_json)
+
+
+def verdict(result: dict[str, Any], *, problems: tuple[str, ...], ok: bool, ok_line: str,
+            as_json: bool) -> None:
+    """The end every torture report shares: each problem count, each problem, the verdict,
+    and the result as JSON when asked."""
     for name in problems:
         print(f"  {name.replace('_', ' ')}: {result[name]}")
     for problem in result["problems"]:

@@ -75,7 +75,6 @@ class Disputes:
         return dispute
 
     def close(self, dispute_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, {"expand"})
         dispute = self._open(dispute_id)
         before = snapshot(dispute)
         dispute["status"] = "warning_closed" if dispute["status"].startswith("warning") \
@@ -84,7 +83,6 @@ class Disputes:
         return dispute
 
     def retrieve(self, dispute_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, {"expand"})
         return self.store.get("dispute", dispute_id, "dispute")
 
     def list(self, params: dict[str, Any]) -> dict[str, Any]:

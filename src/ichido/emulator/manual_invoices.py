@@ -194,7 +194,6 @@ class ManualInvoices:
         return {"id": invoice_id, "object": "invoice", "deleted": True}
 
     def finalize(self, invoice_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, {"auto_advance", "expand"})
         inv = self._draft(invoice_id)
         if "auto_advance" in params:
             inv["auto_advance"] = forms.boolean(params, "auto_advance")
@@ -249,7 +248,6 @@ class ManualInvoices:
         return inv
 
     def send(self, invoice_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, {"expand"})
         inv = self.store.get("invoice", invoice_id, "invoice")
         if inv["collection_method"] != "send_invoice":
             raise invalid("You can only manually send an invoice if its collection method is "
@@ -262,11 +260,9 @@ class ManualInvoices:
         return inv
 
     def void(self, invoice_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, {"expand"})
         return self._close(invoice_id, "void", "voided_at", "invoice.voided")
 
     def mark_uncollectible(self, invoice_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, {"expand"})
         return self._close(invoice_id, "uncollectible", "marked_uncollectible_at",
                            "invoice.marked_uncollectible")
 

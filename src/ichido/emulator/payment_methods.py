@@ -90,7 +90,6 @@ class PaymentMethods:
         return pm
 
     def detach(self, pm_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, {"expand"})
         pm = self.store.get("payment_method", pm_id, "payment_method")
         if pm["customer"] is None:
             raise invalid("The payment method you provided is not attached to a customer so "

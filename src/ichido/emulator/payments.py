@@ -127,7 +127,6 @@ class Payments:
         return self._confirm(pi, change | ({"payment_method": pm["id"]} if pm else {}), now)
 
     def cancel(self, pi_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, {"cancellation_reason", "expand"})
         pi = self.store.get("payment_intent", pi_id, "intent")
         reason = forms.text(params, "cancellation_reason")
         if reason not in (None, "duplicate", "fraudulent", "requested_by_customer", "abandoned"):
@@ -264,10 +263,7 @@ class Payments:
         error = StripeError(402, "card_error", "The provided PaymentMethod has failed "
                             "authentication.", code="payment_intent_authentication_failure",
                             payment_method=snapshot(pm), payment_method_type="card")
-        pi.update(status="requires_payment_method", payment_method=None, next_action=None,
-                  last_payment_error=error.payload())
-        self.store.emit("payment_intent.payment_failed", pi)
-        self._tell(pi, succeeded=False)
+        self._failed(pi, error, next_action=None)
         return pi
 
     def _decline(self, pi: dict[str, Any], pm: dict[str, Any], charge: dict[str, Any],
@@ -275,11 +271,7 @@ class Payments:
         error = StripeError(402, "card_error", "Your card was declined.", code="card_declined",
                             decline_code=decline_code, charge=charge["id"],
                             payment_method=snapshot(pm), payment_method_type="card")
-        pi.update(status="requires_payment_method", payment_method=None,
-                  last_payment_error=error.payload())
-        self.store.emit("charge.failed", charge)
-        self.store.emit("payment_intent.payment_failed", pi)
-        self._tell(pi, succeeded=False)
+        self._failed(pi, error, charge)
         error.extra["payment_intent"] = snapshot(pi)
         raise error
 
@@ -322,11 +314,20 @@ class Payments:
                         "voucher was not paid in time.",
                         code="payment_intent_payment_attempt_expired",
                         payment_method=snapshot(pm), payment_method_type="konbini")
-        pi.update(status="requires_payment_method", next_action=None, payment_method=None,
-                  last_payment_error=error.payload())
+        self._failed(pi, error, next_action=None)
+        return pi
+
+    def _failed(self, pi: dict[str, Any], error: StripeError,
+                charge: dict[str, Any] | None = None, **reset: Any) -> None:
+        """An attempt failed (a decline, failed 3D Secure, an expired voucher): the intent
+        goes back to ``requires_payment_method`` carrying ``error``; ``charge.failed`` when
+        there was a charge, then ``payment_intent.payment_failed``, and the listeners hear."""
+        pi.update(status="requires_payment_method", payment_method=None,
+                  last_payment_error=error.payload(), **reset)
+        if charge is not None:
+            self.store.emit("charge.failed", charge)
         self.store.emit("payment_intent.payment_failed", pi)
         self._tell(pi, succeeded=False)
-        return pi
 
     def _tell(self, pi: dict[str, Any], *, succeeded: bool) -> None:
         for listener in self.listeners:

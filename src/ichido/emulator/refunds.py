@@ -103,7 +103,6 @@ class Refunds:
 
     def update(self, refund_id: str, params: dict[str, Any]) -> dict[str, Any]:
         """``POST /v1/refunds/{id}``: metadata only (Stripe's RefundUpdateParams)."""
-        forms.check_known(params, {"metadata", "expand"})
         refund = self.store.get("refund", refund_id, "refund")
         before = snapshot(refund)
         merged = {**refund["metadata"], **forms.metadata(params)}

@@ -259,7 +259,6 @@ def _endpoint(emu: Emulator, endpoint_id: str) -> dict[str, Any]:
 
 
 def _list_endpoints(emu: Emulator, params: dict[str, Any]) -> dict[str, Any]:
-    forms.check_known(params, reading.PAGING - {"created"})
     everything = [s.stripe_object(emu.started) for s in reversed(emu.sender.endpoints)]
     return reading.page(everything, params, "/v1/webhook_endpoints", "webhook_endpoint",
                         everything)

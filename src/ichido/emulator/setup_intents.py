@@ -76,7 +76,6 @@ class SetupIntents:
         return self._confirm(seti)
 
     def cancel(self, seti_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, {"cancellation_reason", "expand"})
         seti = self._unfinished(seti_id, "cancel")
         reason = forms.text(params, "cancellation_reason")
         if reason not in (None, *REASONS):

@@ -83,7 +83,6 @@ class SubscriptionSchedules:
         return sched
 
     def cancel(self, sched_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, {"invoice_now", "prorate", "expand"})
         sched = self._live(sched_id)
         sub = self._subscription(sched)
         if sub is not None and sub["status"] not in ("canceled", "incomplete_expired"):
@@ -107,7 +106,6 @@ class SubscriptionSchedules:
         return sched
 
     def retrieve(self, sched_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        forms.check_known(params, {"expand"})
         return self.store.get(KIND, sched_id, "schedule")
 
     def list(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -153,10 +153,6 @@ def route_key(method: str, path: str) -> str:
     return f"{method} {'/'.join(parts)}"
 
 
-def has_route(route: str) -> bool:
-    return route in _data()["params"]
-
-
 def _tree(node: Any) -> tuple[int, dict[str, Any]]:
     return (node[0], node[1]) if isinstance(node, list) else (node, {})
 
