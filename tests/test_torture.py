@@ -155,8 +155,11 @@ def test_small_aws_torture_applies_every_event_once_and_dead_letters_only_the_po
     checks = {
         "nothing lost, doubled, missing; no innocent dead": not any(figures[k] for k in (
             "lost", "double", "missing_effects", "dead", "refused", "gave_up")),
-        "the poison alone dead, never applied, in the DLQ": figures["poison_status"] == "dead"
-        and figures["poison_applied"] == 0 and figures["dead_letters"] == 1,
+        # its item says dead, or retrying when its last receive died with its host (SQS then
+        # dead-letters it without the worker seeing it): bench/torture/aws.py
+        "the poison alone in the DLQ, never applied": figures["poison_status"] in (
+            "dead", "retrying") and figures["poison_applied"] == 0
+        and figures["dead_letters"] == 1,
         "settled, every event answered": figures["settled"] is True
         and figures["unanswered"] == 0,
         "every other event processed": figures["processed"] == events - 1,
