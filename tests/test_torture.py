@@ -32,6 +32,17 @@ def run_bench(*args: str) -> tuple[dict, str]:
     return json.loads(done.stdout.strip().splitlines()[-1]), report
 
 
+def pipeline_judged_clean(figures: dict, events: int) -> dict[str, bool]:
+    """What every pipeline torture run must end with, whatever its store and faults."""
+    return {
+        "nothing lost, doubled, missing, dead, refused, given up": not any(figures[k] for k in (
+            "lost", "double", "missing_effects", "dead", "refused", "gave_up")),
+        "settled, every event answered": figures["settled"] is True
+        and figures["unanswered"] == 0,
+        "every event stored and processed": figures["unique"] == figures["processed"] == events,
+    }
+
+
 @pytest.mark.timeout(RUN_TIMEOUT + 30)
 def test_small_torture_run_loses_nothing_applies_everything_once_and_matches_a_replay() -> None:
     figures, report = run_bench("shop-torture", "--orders", str(ORDERS), "--json")
@@ -99,11 +110,7 @@ def test_small_pipeline_torture_loses_nothing_and_applies_every_event_once() -> 
     events = 2000
     figures, report = run_bench("torture", "--events", str(events), "--json")
     checks = {
-        "nothing lost, doubled, missing, dead, refused, given up": not any(figures[k] for k in (
-            "lost", "double", "missing_effects", "dead", "refused", "gave_up")),
-        "settled, every event answered": figures["settled"] is True
-        and figures["unanswered"] == 0,
-        "every event stored and processed": figures["unique"] == figures["processed"] == events,
+        **pipeline_judged_clean(figures, events),
         "concurrent and late copies": figures["concurrent_copies"] > 0
         and figures["late_copies"] > 0,
         "kills": min(figures["kills"].get("receiver", 0), figures["kills"].get("worker", 0)) >= 2,
@@ -127,11 +134,7 @@ def test_small_pipeline_torture_on_sqlite_loses_nothing_through_kills_in_settles
     figures, report = run_bench("torture", "--store", "sqlite", "--events",
                                 str(events), "--json")
     checks = {
-        "nothing lost, doubled, missing, dead, refused, given up": not any(figures[k] for k in (
-            "lost", "double", "missing_effects", "dead", "refused", "gave_up")),
-        "settled, every event answered": figures["settled"] is True
-        and figures["unanswered"] == 0,
-        "every event stored and processed": figures["unique"] == figures["processed"] == events,
+        **pipeline_judged_clean(figures, events),
         "kills, some while the intake held rows": min(
             figures["kills"].get("receiver", 0), figures["kills"].get("worker", 0)) >= 1
         and figures["kills"].get("worker-settling", 0) >= 1,
