@@ -125,7 +125,7 @@ class WebhookSender:
                    if state.wants(event["type"])]
         if not targets:
             return
-        item = (event["id"], str(event["data"]["object"].get("id")), targets)
+        item = (event["id"], _object_id(event), targets)
         with self._lock:
             self._stats.events_enqueued += 1
             self._incoming += 1
@@ -282,6 +282,13 @@ class WebhookSender:
                 endpoint.stats.succeeded += 1
             else:
                 endpoint.stats.failed += 1
+
+
+def _object_id(event: dict[str, Any]) -> str:
+    """The object whose events a reorder window holds together: a snapshot event's
+    ``data.object``, a thin event's ``related_object``."""
+    related = event.get("related_object") or {}
+    return str(related.get("id") or (event.get("data") or {}).get("object", {}).get("id"))
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
