@@ -72,6 +72,7 @@ class WebhookSender:
         if concurrency < 1:
             raise ValueError(f"concurrency is at least 1, got {concurrency}")
         self.endpoints = states(list(endpoints))
+        self._numbered = len(self.endpoints)  # ids are never reused, even after a delete
         self.render, self.delivered, self.now = render, delivered, now
         self.chaos, self.time_scale, self.timeout = chaos or Chaos(), time_scale, timeout
         self.retry_delays, self.concurrency = tuple(retry_delays), concurrency
@@ -113,7 +114,8 @@ class WebhookSender:
 
     def add(self, endpoint: Endpoint) -> EndpointState:
         """A new endpoint (``POST /v1/webhook_endpoints``): it gets events from now on."""
-        state = EndpointState(f"we_emulator{len(self.endpoints)}", endpoint)
+        state = EndpointState(f"we_emulator{self._numbered}", endpoint)
+        self._numbered += 1
         self.endpoints.append(state)
         return state
 
