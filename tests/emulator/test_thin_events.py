@@ -224,6 +224,7 @@ def test_events_never_generated_are_neither_listed_nor_sent_and_the_alert_names_
         assert emulator.settle()
         assert receiver.deliveries == []
         assert sdk.v1.events.list().data == [] and sdk.v2.core.events.list().data == []
+        assert emulator.stats()["events_not_generated"] == 3  # the payment's three changes
 
         emulator.advance(600)
         assert emulator.settle()

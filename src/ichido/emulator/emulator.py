@@ -169,7 +169,9 @@ class Emulator:
             events = self.store.objects["event"].values()
             pending = sum(1 for e in events if e["pending_webhooks"])
         return {**self.sender.stats(), "events_created": len(self.store.objects["event"]),
-                "events_pending_delivery": pending}
+                "events_pending_delivery": pending,
+                "thin_events_created": len(self.thin.events),
+                "events_not_generated": self.thin.not_generated}
 
     def settle(self, timeout: float = 10.0) -> bool:
         """Wait until nothing is due now and no delivery is in flight; False on timeout."""

@@ -90,6 +90,7 @@ class ThinEvents:
         self.events: dict[str, dict[str, Any]] = {}  # oldest first
         self.millis: dict[str, int] = {}  # each event's created, in ms of emulator clock
         self.failures: dict[str, dict[str, Any]] = {}  # alert id -> the event never made
+        self.not_generated = 0  # changes whose events were never made, alerted or not
         self.sender: WebhookSender | None = None
         store.generates = self._generates
         store.listeners.append(self._twin)
@@ -140,6 +141,7 @@ class ThinEvents:
         if self.failure_rate <= 0 or self.rng.random() >= self.failure_rate:
             return True
         alert_id = thin_id("healt_61")
+        self.not_generated += 1
         self.failures[alert_id] = {"type": event["type"], "created": event["created"],
                                    "related": related_object(event["data"]["object"])}
         self.store.schedule(self.store.clock.now() + int(self.alert_after), RESOLVE_ACTION,
