@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+import httpx
 import orjson
 import pytest
 import stripe
@@ -255,3 +256,26 @@ def test_v1_webhook_endpoints_are_created_with_their_secret_and_deleted(
     sdk.v1.webhook_endpoints.delete(again.id)
     sdk.v1.payment_intents.create(card_params())
     assert emulator.settle() and receiver.deliveries == []
+
+
+def test_v2_requests_keep_idempotency_keys_rate_limits_and_keys_as_v1_does(
+        emulator: Emulator, sdk: stripe.StripeClient, http: Any, receiver: Receiver) -> None:
+    body = {"name": "once", "type": "webhook_endpoint", "event_payload": "thin",
+            "enabled_events": PI_TYPES, "webhook_endpoint": {"url": receiver.url}}
+    first = http.post("/v2/core/event_destinations", json=body,
+                      headers={"Idempotency-Key": "make-once"})
+    again = http.post("/v2/core/event_destinations", json=body,
+                      headers={"Idempotency-Key": "make-once"})
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert len(sdk.v2.core.event_destinations.list().data) == 1
+    with pytest.raises(stripe.IdempotencyError):
+        sdk.v2.core.event_destinations.create({**body, "name": "other"},
+                                              {"idempotency_key": "make-once"})
+
+    http.post("/_emulator/rate_limit", data={"requests": "1"})
+    with pytest.raises(stripe.RateLimitError):
+        sdk.v2.core.events.list()
+    anonymous = httpx.get(str(http.base_url.join("/v2/core/events")))
+    assert anonymous.status_code == 401
+    assert set(anonymous.json()["error"]) == {"type", "code", "message"}
