@@ -11,7 +11,7 @@ from pathlib import Path
 
 import stripe
 
-from ichido.app import App
+from ichido import App
 from ichido.config import Settings
 from ichido.outbox import OUTBOX_SCHEMA
 from ichido.shop import access, dashboard, events, foreign, subscribe, versions

@@ -17,9 +17,8 @@ from typing import Any
 import orjson
 import stripe
 
-from ichido.app import App
+from ichido import App, Transaction
 from ichido.errors import IchidoError
-from ichido.db.base import Transaction
 from ichido.outbox import OutboxDispatcher, enqueue
 from ichido.shop import checkout, orders, reaper, refunds, stock
 from ichido.shop.catalog import Catalog, Product
