@@ -171,3 +171,19 @@ def test_the_default_zone_is_utc_and_a_tab_needs_a_plain_name() -> None:
         hook.panel("shop")
     with pytest.raises(ConfigError, match="kind"):
         panels.Column("id", "Id", "html")
+
+
+def test_the_readmes_panel_example_runs_as_written(client: TestClient,
+                                                   dashboard_app: ichido.App) -> None:
+    from tests.support import ROOT
+
+    readme = (ROOT / "README.md").read_text("utf-8")
+    start = readme.index("```python", readme.index("**An application's own tabs.**"))
+    example = readme[start + len("```python"):readme.index("```", start + 3)]
+    exec(compile(example, "README.md", "exec"), {"app": dashboard_app})
+    login(client)  # starts the app: its database is there to write the example's table to
+    with dashboard_app.database.transaction() as tx:
+        tx.execute("CREATE TABLE my_orders (id TEXT, amount INTEGER, due BIGINT, paid INTEGER)")
+        tx.execute("INSERT INTO my_orders VALUES ('ord_readme', 1800, ?, 0)", (MIDNIGHT_UTC,))
+    page = client.get("/dashboard/panels/orders").text
+    assert "ord_readme" in page and "1800" in page and "2025-12-01 09:00:00 JST" in page
