@@ -16,6 +16,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ichido.errors import ConfigError
 
+# The public API (docs/api.md): what an application may import from here.
+__all__ = ["Settings", "parse_duration", "parse_size", "parse_toml", "read_text",
+           "settings_from_env", "shown_settings"]
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 # A time an operator types (``--since``, the dashboard's filters) names a moment from 1970 to

@@ -7,6 +7,9 @@ the emulator are applications with their own codes (the emulator's are Stripe's 
 
 from __future__ import annotations
 
+# The public API (docs/api.md): what an application may import from here.
+__all__ = ["ConfigError", "IchidoError", "NotFound", "REASONS", "RetryLater"]
+
 REASONS: dict[str, str] = {
     # Refused deliveries (4xx from the receiver, nothing stored: I6)
     "source_not_allowed": "the sender's address is not in ICHIDO_ALLOWED_SOURCES_FILE (Stripe's "

@@ -31,6 +31,9 @@ from ichido.errors import REASONS
 from ichido.metrics import METRICS
 from ichido.sources import AddressSet, parse_networks
 
+# The public API (docs/api.md): what an application may import from here.
+__all__ = ["ThreadedServer"]
+
 T = TypeVar("T")
 _IDLE, _HEAD, _BODY = "idle", "head", "body"  # what the connection is reading
 _REFUSED = "refused"  # answered and half-closed: what still arrives is read and dropped

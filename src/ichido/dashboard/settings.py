@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from ichido.config import check_bounds, parse_duration
+from ichido.dashboard.panels import time_zone
 from ichido.errors import ConfigError
 
 # (attribute, environment variable, lowest, highest), both inclusive, as the core's settings.
@@ -36,12 +37,15 @@ class DashboardSettings:
     """``ICHIDO_DASHBOARD_TOKEN``: one token, or ``name:token`` entries separated by commas so
     that the audit trail names the person. ``ICHIDO_DASHBOARD_SECRET`` signs session cookies
     (default: derived from the tokens). Sessions themselves live in the store (``auth.py``):
-    removing a token ends its sessions in every process."""
+    removing a token ends its sessions in every process. ``ICHIDO_DASHBOARD_TIMEZONE`` (an IANA
+    name) is the zone every time on the page is shown in; unset, the application's
+    (``app.dashboard.timezone``), else UTC."""
 
     operators: tuple[Operator, ...] = ()
     secret: str = ""
     session_seconds: float = 8 * 3600.0
     refresh_seconds: float = 10.0  # the overview reloads itself this often
+    timezone: str | None = None  # None: the application's, else UTC
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "DashboardSettings":
@@ -51,10 +55,13 @@ class DashboardSettings:
         session = parse_duration(env.get("ICHIDO_DASHBOARD_SESSION") or "8h")
         refresh = parse_duration(env.get("ICHIDO_DASHBOARD_REFRESH") or "10s")
         return cls(operators=operators, secret=secret, session_seconds=session,
-                   refresh_seconds=refresh).validated()
+                   refresh_seconds=refresh,
+                   timezone=env.get("ICHIDO_DASHBOARD_TIMEZONE", "").strip() or None).validated()
 
     def validated(self) -> "DashboardSettings":
         check_bounds(self, BOUNDS)
+        if self.timezone is not None:
+            time_zone(self.timezone)  # a name that is no zone stops the start, in one line
         return self
 
     @property

@@ -17,9 +17,8 @@ from typing import Any
 import orjson
 import stripe
 
-from ichido.app import App
+from ichido import App, Transaction
 from ichido.errors import IchidoError
-from ichido.db.base import Transaction
 from ichido.outbox import OutboxDispatcher, enqueue
 from ichido.shop import checkout, orders, reaper, refunds, stock
 from ichido.shop.catalog import Catalog, Product
@@ -394,3 +393,10 @@ class Shop:
 
     def run_reaper(self, stop: threading.Event) -> None:
         reaper.run(self.app.database, self.settings.unpaid_order_ttl_seconds, stop)
+
+    def fee_report(self) -> list[dict[str, Any]]:
+        """The last 30 days of real fees per method, each with the fee guard's limit: the Shop
+        tab's fee chart (``ichido.shop.dashboard``)."""
+        from ichido.shop.report import dashboard_rows
+
+        return dashboard_rows(self.stripe, self.settings.max_fee_share)
