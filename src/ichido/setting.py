@@ -95,7 +95,8 @@ def read_env(table: Table, env: Mapping[str, str] | None = None) -> dict[str, An
         if row.file_env and env.get(row.file_env):
             if env.get(row.env):
                 raise ConfigError(f"set {row.env} or {row.file_env}, not both")
-            values[row.field] = row.parse(read_text(env[row.file_env], row.file_env))
+            what = f"the {'secret ' if row.secret else ''}file ({row.file_env})"
+            values[row.field] = row.parse(read_text(env[row.file_env], what))
         elif row.env in env if row.read_empty else env.get(row.env):
             values[row.field] = row.parse(env[row.env])
     return values
