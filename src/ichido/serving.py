@@ -27,7 +27,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ichido.config import Settings
 from ichido.connections import ConnectionTable
-from ichido.errors import REASONS
+from ichido.errors import REASONS, ReasonCode, error_json
 from ichido.metrics import METRICS
 from ichido.sources import AddressSet, parse_networks
 
@@ -41,8 +41,8 @@ LINGER_SECONDS = 1.0  # then closed: closing at once with bytes unread resets th
 # and a reset can destroy the answer before the client reads it
 
 
-def _refusal(status: str, code: str) -> bytes:
-    body = orjson.dumps({"error": {"code": code, "message": REASONS[code]}})
+def _refusal(status: str, code: ReasonCode) -> bytes:
+    body = orjson.dumps(error_json(code, REASONS[code]))
     return b"".join([b"HTTP/1.1 ", status.encode(), b"\r\ncontent-type: application/json\r\n"
                      b"connection: close\r\ncontent-length: ", b"%d" % len(body), b"\r\n\r\n",
                      body])
@@ -50,8 +50,9 @@ def _refusal(status: str, code: str) -> bytes:
 
 _TOO_LARGE = _refusal("431 Request Header Fields Too Large", "headers_too_large")
 _TIMEOUT = _refusal("408 Request Timeout", "request_timeout")
-_BUSY = {code: _refusal("503 Service Unavailable", code)
-         for code in ("too_many_connections", "too_many_connections_from_address")}
+_BUSY: dict[ReasonCode, bytes] = {
+    code: _refusal("503 Service Unavailable", code)
+    for code in ("too_many_connections", "too_many_connections_from_address")}
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):

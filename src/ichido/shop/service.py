@@ -18,17 +18,17 @@ import orjson
 import stripe
 
 from ichido import App, Transaction
-from ichido.errors import IchidoError
 from ichido.outbox import OutboxDispatcher, enqueue
 from ichido.shop import checkout, orders, reaper, refunds, stock
 from ichido.shop.catalog import Catalog, Product
+from ichido.shop.errors import ShopError
 from ichido.shop.fees import PricingTable, within_limits
 from ichido.shop.mail import MailSender
 from ichido.shop.messages import LOCALES
 from ichido.shop.settings import ShopSettings
 
 
-class OrderError(IchidoError):
+class OrderError(ShopError):
     """A refused order or refund; ``code`` says why, ``details`` carries the numbers."""
 
     http_status = 422
