@@ -25,6 +25,7 @@ from ichido.emulator.payment_methods import PaymentMethods
 from ichido.emulator.payment_pages import PaymentPages
 from ichido.emulator.invoices import Invoices
 from ichido.emulator.payments import Payments
+from ichido.emulator.paypay import PayPay
 from ichido.emulator.refunds import Refunds
 from ichido.emulator.sepa import Sepa
 from ichido.emulator.setup_intents import SetupIntents
@@ -88,6 +89,9 @@ class Emulator:
         self.captures = Captures(self.store, self.pricing, self.payments.tell)
         self.payments.delayed["sepa_debit"] = Sepa(self.store, self.pricing,
                                                    self.payments.tell).debit
+        # Japanese methods (issue 24): PayPay's redirect, bank transfers into the cash balance.
+        self.paypay = PayPay(self.store, self.pricing, self.refunds, self.payments.tell)
+        self.payments.delayed["paypay"] = self.paypay.redirect
         self.edits = CatalogEdits(self.store)
         self.sources = Sources(self.store)
         self.catalog.customer_hooks += [self.sources.on_customer]
