@@ -61,6 +61,11 @@ class Api:
             return await self._hosted(request, request_id)
         if path.startswith("/_emulator/paypay/"):
             return await self._paypay(request, request_id)
+        if method == "GET" and path.startswith("/_emulator/bank_transfer_instructions/"):
+            with self.emu.store.lock:
+                page = self.emu.bank_transfers.instructions_page(path.rsplit("/", 1)[-1])
+            return HTMLResponse(page or "<h1>No transfer awaited</h1>",
+                                status_code=200 if page else 404)
         if path.startswith("/v2/"):
             return await self.v2.handle(request, request_id, headers, self._authenticate)
         try:

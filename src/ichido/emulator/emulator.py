@@ -24,6 +24,8 @@ from ichido.emulator.manual_invoices import ManualInvoices
 from ichido.emulator.payment_methods import PaymentMethods
 from ichido.emulator.payment_pages import PaymentPages
 from ichido.emulator.invoices import Invoices
+from ichido.emulator.bank_transfer import BankTransfers
+from ichido.emulator.cash_balance import CashBalances
 from ichido.emulator.payments import Payments
 from ichido.emulator.paypay import PayPay
 from ichido.emulator.refunds import Refunds
@@ -92,6 +94,10 @@ class Emulator:
         # Japanese methods (issue 24): PayPay's redirect, bank transfers into the cash balance.
         self.paypay = PayPay(self.store, self.pricing, self.refunds, self.payments.tell)
         self.payments.delayed["paypay"] = self.paypay.redirect
+        self.cash_balances = CashBalances(self.store)
+        self.bank_transfers = BankTransfers(self.store, self.pricing, self.cash_balances,
+                                            self.refunds, self.payments.tell)
+        self.payments.delayed["customer_balance"] = self.bank_transfers.start
         self.edits = CatalogEdits(self.store)
         self.sources = Sources(self.store)
         self.catalog.customer_hooks += [self.sources.on_customer]

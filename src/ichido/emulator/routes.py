@@ -173,7 +173,12 @@ def tool_routes(emu: Emulator) -> list[tuple[str, str, Handler]]:
 def japan_routes(emu: Emulator) -> list[tuple[str, str, Handler]]:
     """PayPay and bank transfers in Japan (issue 24): Stripe's routes and the controls that
     act as the buyer (``/_emulator/…``)."""
+    cash = emu.cash_balances
     return [
+        ("POST", "/v1/test_helpers/customers/{id}/fund_cash_balance", cash.fund),
+        ("GET", "/v1/customers/{id}/cash_balance", cash.retrieve),
+        ("GET", "/v1/customers/{id}/cash_balance_transactions", cash.list),
+        ("GET", "/v1/customers/{customer}/cash_balance_transactions/{id}", cash.transaction),
         ("POST", "/_emulator/payment_intents/{id}/authorize", emu.paypay.authorize),
         ("POST", "/_emulator/refunds/{id}/fail", emu.paypay.fail_refund),
     ]
