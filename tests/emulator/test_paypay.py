@@ -124,14 +124,15 @@ def test_no_subscription_no_setup_and_no_older_api_version(sdk: stripe.StripeCli
 
 def test_refunds_are_pending_then_succeed_or_fail_with_their_events(
         sdk: stripe.StripeClient, http: httpx.Client, emulator: Emulator) -> None:
+    require_reference()
     pi = paid(sdk, http, 3000)
     charge_id = str(pi.latest_charge)
     partial = sdk.v1.refunds.create(params={"payment_intent": pi.id, "amount": 1000})
     assert partial.status == "pending"
     assert sdk.v1.charges.retrieve(charge_id).amount_refunded == 1000
-    emulator.advance(REFUND_DELAY - 1)
+    emulator.advance(REFUND_DELAY // 2)
     assert sdk.v1.refunds.retrieve(partial.id).status == "pending"
-    emulator.advance(1)
+    emulator.advance(REFUND_DELAY // 2)
     assert sdk.v1.refunds.retrieve(partial.id).status == "succeeded"
     assert types_of(emulator, partial.id) == ["refund.created", "refund.updated",
                                               "charge.refund.updated"]
@@ -151,3 +152,4 @@ def test_refunds_are_pending_then_succeed_or_fail_with_their_events(
     emulator.advance(REFUND_DELAY)  # a failed refund stays failed
     assert sdk.v1.refunds.retrieve(rest.id).status == "failed"
     assert http.post(f"/_emulator/refunds/{rest.id}/fail").status_code == 400
+    assert [p for e in emulator.events() for p in problems(e)] == []
