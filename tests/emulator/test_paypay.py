@@ -98,11 +98,15 @@ def test_stripes_limits_are_refused_and_nothing_is_stored(
         sdk.v1.payment_intents.create(params=params)
     assert refused.value.code == code and refused.value.param == param
     assert sdk.v1.payment_intents.list().data == [] and emulator.events() == []
+    at_the_limit = sdk.v1.payment_intents.create(params=paypay_params(amount=50))
+    assert at_the_limit.status == "requires_action"  # the same payment, within the limits
 
 
 def test_no_subscription_no_setup_and_no_older_api_version(sdk: stripe.StripeClient,
                                                             http: httpx.Client) -> None:
     customer = sdk.v1.customers.create(params={"email": "taro@test.com"})
+    one_time = sdk.v1.payment_intents.create(params=paypay_params(customer=customer.id))
+    assert one_time.status == "requires_action"  # PayPay takes one-time payments only
     price = sdk.v1.prices.create(params={"currency": "jpy", "unit_amount": 980,
                                          "recurring": {"interval": "month"},
                                          "product_data": {"name": "Streaming"}})
