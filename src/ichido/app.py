@@ -83,7 +83,7 @@ class App:
         """Register a handler: ``@app.on("payment_intent.succeeded") def paid(event, tx): ...``
 
         ``latest_only=True``: skip events older than what was applied to their object
-        (``ichido.recovery.guard``); ``refetch=``: see ``HandlerRegistry.on``."""
+        (``ichido.guard``); ``refetch=``: see ``HandlerRegistry.on``."""
         return self.handlers.on(*event_types, latest_only=latest_only, refetch=refetch)
 
     def add_routes(self, routes: Sequence[BaseRoute]) -> None:

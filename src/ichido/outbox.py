@@ -22,7 +22,7 @@ from ichido.db.base import Database, Transaction
 from ichido.db.migrations import Step
 from ichido.queue.base import RUNNING, Claim, Status, retry_at
 from ichido.queue.table import DUE, LEASE_KIND_COLUMN, OUTBOX, TableQueue
-from ichido.worker import drain, poll
+from ichido.loops import drain, poll
 
 log = logging.getLogger("ichido.outbox")
 

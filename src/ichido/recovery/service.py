@@ -49,7 +49,7 @@ def sweep(app: Any, settings: RecoverySettings, stop: threading.Event) -> None:
     from ichido.recovery.alerts import Alerts
     from ichido.recovery.fetch import api_client
     from ichido.recovery.reconcile import Reconciler
-    from ichido.worker import poll
+    from ichido.loops import poll
 
     client = api_client(settings)
 

@@ -37,7 +37,7 @@ from typing import Any
 from ichido.db.base import Transaction
 from ichido.outbox import enqueue
 from ichido.shop import notices
-from ichido.worker import poll
+from ichido.loops import poll
 
 ACTIVE_REFUNDS = ("pending", "requires_action", "succeeded")
 REFUND_RANK = {"pending": 0, "requires_action": 1, "succeeded": 2, "failed": 2, "canceled": 2}

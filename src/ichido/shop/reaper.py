@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from ichido.shop import orders, stock
-from ichido.worker import poll
+from ichido.loops import poll
 
 log = logging.getLogger("ichido.shop.reaper")
 BATCH = 100
