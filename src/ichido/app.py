@@ -27,7 +27,8 @@ from ichido.errors import StorageUnavailable
 from ichido.group_commit import GroupCommit
 from ichido.handlers import Handler, HandlerRegistry
 from ichido.health import Health
-from ichido.inbox import Inbox, open_inbox
+from ichido.inbox import Inbox
+from ichido.schema import open_inbox
 from ichido.metrics import METRICS
 from ichido.queue import Queue, open_queue
 from ichido.receiver import WebhookReceiver
