@@ -101,6 +101,14 @@ class OutboxDispatcher:
         self.name = f"{socket.gethostname()}:{os.getpid()}:outbox"
         self._queue: TableQueue | None = None
 
+    def add_sender(self, kind: str, sender: Sender) -> None:
+        """Send the messages of ``kind`` with ``sender``: how an application or an extension
+        joins the one dispatcher of its app's outbox. One sender per kind: a second is refused,
+        so two parts of an app cannot take each other's messages."""
+        if kind in self.senders:
+            raise ValueError(f"the outbox already has a sender for {kind!r}")
+        self.senders[kind] = sender
+
     @property
     def queue(self) -> TableQueue:
         database = self.store()
