@@ -27,11 +27,11 @@ from ichido.group_commit import GroupCommit
 from ichido.handlers import Handler, HandlerRegistry
 from ichido.health import Health
 from ichido.inbox import Inbox
-from ichido.schema import open_inbox
 from ichido.metrics import METRICS
 from ichido.outbox import OutboxDispatcher
 from ichido.queue import Queue, open_queue
 from ichido.receiver import WebhookReceiver
+from ichido.schema import open_inbox
 from ichido.seen import SeenCache, open_seen
 from ichido.worker import Worker
 
@@ -77,14 +77,6 @@ class App:
         self.schema = list(schema)
         self.fee_report: Callable[[], Any] | None = None  # fee rows per method, for the dashboard
         self.handlers = HandlerRegistry()
-        # The one dispatcher of this app's outbox table: it must know every kind (applications'
-        # and recovery's alerts), so each adds its senders here; it runs once it has one.
-        self.outbox = OutboxDispatcher(
-            lambda: self.database, {}, lease_seconds=self.settings.lease_seconds,
-            max_attempts=self.settings.max_attempts, retry_base=self.settings.retry_base_seconds,
-            retry_cap=self.settings.retry_cap_seconds,
-            poll_interval=self.settings.poll_interval_seconds)
-        self._extensions: dict[type, Extension] = {}
         self.workers = workers
         self._routes = list(routes)
         self._stores = _Stores(database, inbox, queue, seen)
@@ -97,6 +89,14 @@ class App:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._loops: list[Loop] = []
+        # The one dispatcher of this app's outbox table: it must know every kind (applications'
+        # and recovery's alerts), so each adds its senders here; it runs once it has one.
+        self.outbox = OutboxDispatcher(
+            lambda: self.database, {}, lease_seconds=self.settings.lease_seconds,
+            max_attempts=self.settings.max_attempts, retry_base=self.settings.retry_base_seconds,
+            retry_cap=self.settings.retry_cap_seconds,
+            poll_interval=self.settings.poll_interval_seconds)
+        self._extensions: dict[type, Extension] = {}
         self.receiver = WebhookReceiver(self.settings, self._group_commit)
         self._asgi: Starlette | None = None
         self._health = Health()
