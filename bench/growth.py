@@ -111,7 +111,7 @@ class Tier:
         from ichido.config import Settings
         from ichido.group_commit import GroupCommit
         from ichido.db import open_database
-        from ichido.inbox import open_inbox
+        from ichido.schema import open_inbox
         from ichido.seen import open_seen
 
         settings = Settings(database_url=database_url, seen_max_entries=seen_max)

@@ -23,9 +23,10 @@ import orjson
 
 from ichido.config import Settings
 from ichido.event import parse_delivery
-from ichido.inbox import EventFilter, open_inbox
+from ichido.inbox import EventFilter
 from ichido.queue.base import Status
 from ichido.queue import open_queue
+from ichido.schema import open_inbox
 
 
 def body(n: int) -> bytes:

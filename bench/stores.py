@@ -48,7 +48,7 @@ class Store:
     def events_stored(self) -> int:
         """Every event the store holds, wherever the inbox keeps it (SQLite's intake too)."""
         from ichido.config import Settings
-        from ichido.inbox import open_inbox
+        from ichido.schema import open_inbox
 
         inbox = open_inbox(Settings(database_url=self.database_url))
         try:

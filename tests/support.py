@@ -94,7 +94,7 @@ class Store:
     def __init__(self, database_url: str) -> None:
         from ichido.config import Settings
         from ichido.db import open_database
-        from ichido.inbox import open_inbox
+        from ichido.schema import open_inbox
 
         settings = Settings(database_url=database_url)
         self.database = open_database(settings)

@@ -78,9 +78,11 @@ def test_the_library_raises_missing_extra_naming_it(extra, library, env, command
                                                     tmp_path) -> None:
     done = run_without(library, """
         import ichido
+        from ichido.dashboard.mount import Dashboard
         from ichido.extras import MissingExtra
         try:
             app = ichido.App()
+            app.install(Dashboard())  # as `ichido serve` does; off without a token
             app.start()
         except MissingExtra as exc:
             print(exc.code, exc.message, sep="|")

@@ -18,7 +18,7 @@ from ichido.errors import StorageUnavailable
 from ichido.event import parse_delivery
 from ichido.group_commit import GroupCommit, Outcome
 from ichido.db import open_database
-from ichido.inbox import open_inbox
+from ichido.schema import open_inbox
 from ichido.seen import open_seen
 
 from tests.support import ServerProcess, make_event, run_async, wait_until

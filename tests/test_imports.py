@@ -1,9 +1,11 @@
 """Dependencies point one way (cli → app → receiver and worker → roles → engines): no import
-cycles, and the core never imports its applications (the shop, the emulator).
+cycles, no module importing a layer above its own (``LAYERS``), no storage module importing the
+features that sit on it, and the core never imports its applications (the shop, the emulator).
 
 The graph is read from the source with ``ast``, so an import inside a function or under
 ``if TYPE_CHECKING:`` counts as much as one at the top: a cycle hidden in a function is still
-a cycle, it only fails later.
+a cycle, it only fails later. What is loaded by name (``ichido.cli``'s sub-commands, the admin
+commands' AWS store) is not an import, and is how an upper layer is reached on purpose.
 """
 
 from __future__ import annotations
@@ -15,6 +17,28 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 APPLICATIONS = ("ichido.shop", "ichido.emulator")
+STORAGE = ("ichido.db", "ichido.inbox", "ichido.queue", "ichido.seen")
+ABOVE_STORAGE = ("ichido.outbox", "ichido.recovery", "ichido.dashboard", "ichido.aws",
+                 *APPLICATIONS)
+
+# The core's layers, bottom to top: a module imports its own layer and those below it. A module
+# belongs to the layer of its longest listed prefix ("ichido" itself, the public API, only by
+# its exact name); every core module must have one, so a new module is placed on purpose.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("base", ("ichido.errors", "ichido.setting", "ichido.json_limits", "ichido.metrics", "ichido.console",
+              "ichido.extras", "ichido.config", "ichido.event", "ichido.signature",
+              "ichido.sources")),
+    ("engines", ("ichido.db",)),
+    ("roles", ("ichido.inbox", "ichido.queue", "ichido.seen")),
+    ("processing", ("ichido.loops", "ichido.guard", "ichido.handlers", "ichido.worker",
+                    "ichido.outbox", "ichido.group_commit", "ichido.receiver", "ichido.health",
+                    "ichido.connections", "ichido.serving")),
+    ("features", ("ichido.recovery", "ichido.dashboard")),
+    ("composition", ("ichido.schema", "ichido.app")),
+    ("commands", ("ichido", "ichido.__main__", "ichido.cli", "ichido.admin_cli", "ichido.backup",
+                  "ichido.recovery.cli")),
+    ("deployments and test tools", ("ichido.aws", "ichido.testing")),
+]
 
 
 def module_name(path: Path) -> str:
@@ -52,8 +76,35 @@ def graph() -> dict[str, set[str]]:
     return {name: imported(name, path, known) for name, path in found.items()}
 
 
+def within(name: str, packages: tuple[str, ...]) -> bool:
+    return any(name == package or name.startswith(package + ".") for package in packages)
+
+
 def is_application(name: str) -> bool:
-    return any(name == app or name.startswith(app + ".") for app in APPLICATIONS)
+    return within(name, APPLICATIONS)
+
+
+def layer(name: str) -> int | None:
+    """The index in ``LAYERS`` of ``name``'s longest listed prefix; None when it has none."""
+    best: tuple[int, int] | None = None  # (prefix length, layer)
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            matches = name == prefix or (prefix != "ichido" and name.startswith(prefix + "."))
+            if matches and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), index)
+    return None if best is None else best[1]
+
+
+def back_arrows(edges: dict[str, set[str]]) -> list[str]:
+    """Every import of a module in a layer above the importer's own."""
+    found = []
+    for source, targets in sorted(edges.items()):
+        for target in sorted(targets):
+            here, there = layer(source), layer(target)
+            if here is not None and there is not None and there > here:
+                found.append(f"{source} ({LAYERS[here][0]}) imports {target}"
+                             f" ({LAYERS[there][0]})")
+    return found
 
 
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -97,6 +148,41 @@ def test_the_graph_sees_imports_inside_functions_and_relative_ones() -> None:
     assert "ichido.shop.demo" in edges["ichido.shop.cli"]  # imported inside `demo()`
     assert "ichido" in edges["ichido.shop.app"]  # the public API: `from ichido import App`
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_the_layer_rule_sees_a_back_arrow() -> None:
+    """The rule itself: storage importing the outbox, or the worker a feature, is caught."""
+    assert back_arrows({"ichido.inbox.sql": {"ichido.outbox", "ichido.db.sql"}}) == [
+        "ichido.inbox.sql (roles) imports ichido.outbox (processing)"]
+    assert back_arrows({"ichido.handlers": {"ichido.recovery.guard"}})
+    assert not back_arrows({"ichido.recovery.cli": {"ichido.schema"}})  # a command, above
+    assert layer("ichido") != layer("ichido.worker")  # the package's own name only
+
+
+def test_every_core_module_has_a_layer() -> None:
+    unplaced = sorted(name for name in graph() if not is_application(name) and layer(name) is None)
+    assert not unplaced, f"place these in LAYERS: {unplaced}"
+
+
+def test_no_module_imports_a_layer_above_its_own() -> None:
+    found = back_arrows(graph())
+    assert not found, "imports pointing up (lazy ones included): " + "; ".join(found)
+
+
+def test_no_storage_module_imports_what_is_built_on_storage() -> None:
+    """The roles and their engines know nothing of the outbox, recovery, the dashboard, AWS or
+    the applications: the tables those own are composed with the core's in ``ichido.schema``."""
+    offences = sorted(f"{source} imports {target}" for source, targets in graph().items()
+                      if within(source, STORAGE)
+                      for target in targets if within(target, ABOVE_STORAGE))
+    assert not offences, offences
+
+
+def test_background_loops_do_not_import_the_worker() -> None:
+    """``poll`` and ``drain`` live in ``ichido.loops``: only what runs workers imports
+    ``ichido.worker``."""
+    importers = sorted(source for source, targets in graph().items() if "ichido.worker" in targets)
+    assert importers == ["ichido.app", "ichido.aws.runner"], importers
 
 
 def test_no_module_takes_part_in_an_import_cycle() -> None:

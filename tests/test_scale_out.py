@@ -18,7 +18,7 @@ import httpx
 import psycopg
 import pytest
 
-from ichido.inbox.sql import SCHEMA
+from ichido.schema import CORE_SCHEMA
 from tests.conftest import POSTGRES_URL
 from tests.support import (
     ROOT,
@@ -199,7 +199,7 @@ def test_concurrent_migrate_runs_are_safe(postgres_admin: psycopg.Connection,
 
     assert [p.returncode for p in procs] == [0] * runs, outputs
     tables, steps = schema_state(postgres_admin, schema)
-    expected = sorted({(c, v) for c, v, _ in (*SCHEMA, *effects_schema())})
+    expected = sorted({(c, v) for c, v, _ in (*CORE_SCHEMA, *effects_schema())})
     assert steps == expected  # each step applied exactly once
     assert {"ichido_events", "effects"} <= set(tables)
     again = run_cli("migrate", "--app", EFFECTS_APP, database_url=url)

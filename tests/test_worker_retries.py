@@ -14,8 +14,8 @@ from typing import Any, Callable
 
 import pytest
 
+import ichido.loops as loops_module
 import ichido.queue.base as queue_base
-import ichido.worker as worker_module
 from ichido import Event
 from ichido.config import Settings
 from ichido.queue.base import Claim, Running, backoff_seconds
@@ -248,7 +248,7 @@ def test_a_loop_with_a_long_interval_and_no_wake_event_stops_when_told() -> None
     loop without a wake event sleeps on ``stop`` itself."""
     stop = threading.Event()
     steps: list[int] = []
-    thread = threading.Thread(target=worker_module.poll,
+    thread = threading.Thread(target=loops_module.poll,
                               args=("test", lambda: steps.append(1) or 0, stop, None, 3600.0))
     thread.start()
     wait_until(lambda: steps, timeout=30, message="the loop's first step")

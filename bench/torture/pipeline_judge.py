@@ -29,7 +29,7 @@ class Judge:
     def stats(self) -> dict[str, int]:
         from ichido.config import Settings
         from ichido.db import open_database
-        from ichido.inbox import open_inbox
+        from ichido.schema import open_inbox
 
         settings = Settings(database_url=self.url)
         database = open_database(settings)

@@ -79,7 +79,7 @@ class Judge:
     def judge(self, seconds: float, settled: bool) -> dict[str, Any]:
         from ichido.config import Settings
         from ichido.db import open_database
-        from ichido.inbox import open_inbox
+        from ichido.schema import open_inbox
 
         stripe = self.emulator.dump(self.tmp / "stripe.json")
         events = stripe["events"]  # oldest first: the order Stripe made them in

@@ -7,7 +7,7 @@ from ichido.config import Settings
 from ichido.db.base import Transaction
 from ichido.event import Event
 from ichido.errors import ConfigError, IchidoError, NotFound, RetryLater
-from ichido.worker import poll
+from ichido.loops import poll
 
 __all__ = ["App", "ConfigError", "Event", "IchidoError", "NotFound", "RetryLater", "Settings",
            "Transaction", "poll"]

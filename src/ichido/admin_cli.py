@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import importlib
 import json
 import os
 from typing import Any, Iterator, Optional
@@ -30,19 +31,27 @@ STRIPE_RETRY_WINDOW = 73 * 3600.0
 
 DatabaseOpt = typer.Option(None, "--database-url", help="Overrides ICHIDO_DATABASE_URL.")
 
+# The store and the queue of an AWS layout, by name (as ``ichido.cli`` finds the applications'
+# commands): imported only when that layout is configured, so the core never imports ``aws/``.
+AWS_ADMIN = "ichido.aws.admin:open_admin"
+
+
+def _load(spec: str) -> Any:
+    """``module:attribute``, imported now."""
+    module_name, _, attribute = spec.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
 
 @contextlib.contextmanager
 def _inbox(database_url: str | None) -> Iterator[Any]:
     """The inbox of the configured store, closed (with its database) when the command ends."""
     from ichido.db import open_database
-    from ichido.inbox import open_inbox
+    from ichido.schema import open_inbox
 
     settings = Settings.from_env(database_url=database_url)
     if os.environ.get("ICHIDO_QUEUE_URL") or os.environ.get("ICHIDO_AWS_LAYOUT"):
         require("aws", needed_by="ICHIDO_QUEUE_URL or ICHIDO_AWS_LAYOUT is set")
-        from ichido.aws.admin import open_admin  # the store and the queue of an AWS layout
-
-        admin = open_admin(settings)
+        admin = _load(AWS_ADMIN)(settings)
         try:
             yield admin
         finally:

@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import threading
-from typing import Any, AsyncIterator, Callable, Sequence
+from typing import Any, AsyncIterator, Callable, Protocol, Sequence, TypeVar, cast
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -21,21 +21,35 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ichido.config import Settings
-from ichido.dashboard.mount import routes as dashboard_routes
 from ichido.dashboard.panels import Panels
 from ichido.db import Database, Step, open_database
 from ichido.errors import StorageUnavailable
 from ichido.group_commit import GroupCommit
 from ichido.handlers import Handler, HandlerRegistry
 from ichido.health import Health
-from ichido.inbox import Inbox, open_inbox
+from ichido.inbox import Inbox
 from ichido.metrics import METRICS
+from ichido.outbox import OutboxDispatcher
 from ichido.queue import Queue, open_queue
 from ichido.receiver import WebhookReceiver
+from ichido.schema import open_inbox
 from ichido.seen import SeenCache, open_seen
 from ichido.worker import Worker
 
 log = logging.getLogger("ichido")
+
+#: a background loop: runs until the event it is given is set
+Loop = Callable[[threading.Event], None]
+
+
+class Extension(Protocol):
+    """What ``App.install`` takes (recovery's ``Recovery``, the dashboard's ``Dashboard``, or
+    yours): ``install(app)`` adds its loops, outbox senders and routes through the app's methods."""
+
+    def install(self, app: Any) -> None: ...
+
+
+E = TypeVar("E", bound=Extension)
 
 
 class App:
@@ -49,6 +63,10 @@ class App:
     The stores (``database``, ``inbox``, ``queue``, ``seen``) are opened from the settings by
     ``start()``, except those given here, which stay their caller's to close. Building an app
     opens nothing: ``ichido migrate`` must be able to load an app whose schema is behind.
+
+    Applications and extensions join it on purpose, through its methods: ``outbox.add_sender``
+    (the app's one outbox dispatcher), ``add_loop`` (a background loop), ``add_routes``, and
+    ``install`` (recovery, the dashboard: each once).
     """
 
     def __init__(self, settings: Settings | None = None, *, database: Database | None = None,
@@ -71,10 +89,17 @@ class App:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.background: list[Callable[[threading.Event], None]] = []
+        self._loops: list[Loop] = []
+        # The one dispatcher of this app's outbox table: it must know every kind (applications'
+        # and recovery's alerts), so each adds its senders here; it runs once it has one.
+        self.outbox = OutboxDispatcher(
+            lambda: self.database, {}, lease_seconds=self.settings.lease_seconds,
+            max_attempts=self.settings.max_attempts, retry_base=self.settings.retry_base_seconds,
+            retry_cap=self.settings.retry_cap_seconds,
+            poll_interval=self.settings.poll_interval_seconds)
+        self._extensions: dict[type, Extension] = {}
         self.receiver = WebhookReceiver(self.settings, self._group_commit)
         self._asgi: Starlette | None = None
-        self._dashboard = dashboard_routes(self)  # /dashboard, when ICHIDO_DASHBOARD_TOKEN is set
         self._health = Health()
 
     # -- for users ---------------------------------------------------------------------------
@@ -84,13 +109,34 @@ class App:
         """Register a handler: ``@app.on("payment_intent.succeeded") def paid(event, tx): ...``
 
         ``latest_only=True``: skip events older than what was applied to their object
-        (``ichido.recovery.guard``); ``refetch=``: see ``HandlerRegistry.on``."""
+        (``ichido.guard``); ``refetch=``: see ``HandlerRegistry.on``."""
         return self.handlers.on(*event_types, latest_only=latest_only, refetch=refetch)
 
     def add_routes(self, routes: Sequence[BaseRoute]) -> None:
         if self._asgi is not None:
             raise RuntimeError("add routes before the app serves its first request")
         self._routes.extend(routes)
+
+    def add_loop(self, loop: Loop) -> None:
+        """Run ``loop(stop)`` in a thread of its own wherever this app runs workers (``serve
+        --workers N``, ``ichido worker``): whoever processes events also runs the loops."""
+        self._loops.append(loop)
+
+    @property
+    def loops(self) -> list[Loop]:
+        """The background loops: the outbox dispatcher (when it has a sender), then the added."""
+        return [*([self.outbox.run] if self.outbox.senders else []), *self._loops]
+
+    def install(self, extension: E) -> E:
+        """Install ``extension`` (``Recovery()``, ``Dashboard()``) once per app: one of each
+        kind (its class). Installing another of a kind already installed changes nothing and
+        returns the one installed first, so a command can install what a host app may have."""
+        kind = type(extension)
+        if kind in self._extensions:
+            return cast(E, self._extensions[kind])
+        extension.install(self)
+        self._extensions[kind] = extension
+        return extension
 
     @property
     def routes(self) -> list[BaseRoute]:
@@ -99,7 +145,6 @@ class App:
             Route("/webhooks/stripe", self.receiver, methods=["POST"]),
             Route("/healthz", self._healthz, methods=["GET"]),
             Route("/metrics", self._metrics, methods=["GET"]),
-            *self._dashboard,
             *self._routes,
         ]
 
@@ -217,10 +262,9 @@ class App:
         """Start ``count`` worker threads and, with them, the app's background loops (such as
         the outbox dispatcher): whoever processes events also sends their effects."""
         name = f"{socket.gethostname()}:{os.getpid()}"
-        loops: list[Callable[[threading.Event], None]] = [
-            self.worker(name=f"{name}:w{index}").run for index in range(count)]
+        loops: list[Loop] = [self.worker(name=f"{name}:w{index}").run for index in range(count)]
         if count:
-            loops += self.background
+            loops += self.loops
         for index, loop in enumerate(loops):
             thread = threading.Thread(target=loop, args=(self._stop,), daemon=True,
                                       name=f"ichido-{getattr(loop, '__qualname__', 'loop')}-{index}")

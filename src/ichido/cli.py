@@ -145,9 +145,15 @@ def load_app(spec: str | None, workers: int = 1) -> Any:
 
 
 def _install_recovery(service: Any) -> None:
-    from ichido.recovery.service import install  # alerts, the reconcile sweep (issue 13)
+    from ichido.recovery.service import Recovery  # alerts, the reconcile sweep (issue 13)
 
-    install(service)
+    service.install(Recovery())
+
+
+def _install_dashboard(service: Any) -> None:
+    from ichido.dashboard.mount import Dashboard  # at /dashboard when ICHIDO_DASHBOARD_TOKEN is set
+
+    service.install(Dashboard())
 
 
 @cli.command()
@@ -179,6 +185,7 @@ def serve(
     _environ(database_url=database_url, secret=secret)
     service = load_app(app, workers)
     _install_recovery(service)
+    _install_dashboard(service)
     service.settings.require_secret()
     _check_writable(service)  # open and check the store now: a schema behind is one clear line
     err.print(f"ichido: receiving on http://{host}:{port}/webhooks/stripe, "

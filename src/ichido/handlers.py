@@ -10,7 +10,7 @@ from ichido.event import Event
 from ichido.db.base import Transaction
 
 if TYPE_CHECKING:
-    from ichido.recovery.guard import Fetch, StaleGuard
+    from ichido.guard import Fetch, StaleGuard
 
 Handler = Callable[[Event, Transaction], None]
 
@@ -21,7 +21,7 @@ class HandlerRegistry:
 
     A type with no handler is marked ``ignored`` by the worker: stored, counted, done.
     Handlers registered with ``latest_only=True`` skip events older than what was already
-    applied to their object (``ichido.recovery.guard``); an event that only such handlers
+    applied to their object (``ichido.guard``); an event that only such handlers
     wanted, and that is older, is marked ``stale``.
     """
 
@@ -74,7 +74,7 @@ class HandlerRegistry:
         guarded = [h for h in handlers if h in self._latest_only]
         if not guarded:
             return [(h, event) for h in handlers]
-        from ichido.recovery.guard import StaleGuard, with_object
+        from ichido.guard import StaleGuard, with_object
 
         if self._guard is None:
             self._guard = StaleGuard()

@@ -22,7 +22,7 @@ from ichido.db.base import Database, Transaction
 from ichido.db.migrations import Step
 from ichido.queue.base import RUNNING, Claim, Status, retry_at
 from ichido.queue.table import DUE, LEASE_KIND_COLUMN, OUTBOX, TableQueue
-from ichido.worker import drain, poll
+from ichido.loops import drain, poll
 
 # The public API (docs/api.md): what an application may import from here.
 __all__ = ["OUTBOX_SCHEMA", "OutboxDispatcher", "Sender", "enqueue"]
@@ -103,6 +103,14 @@ class OutboxDispatcher:
         self.poll_interval = poll_interval
         self.name = f"{socket.gethostname()}:{os.getpid()}:outbox"
         self._queue: TableQueue | None = None
+
+    def add_sender(self, kind: str, sender: Sender) -> None:
+        """Send the messages of ``kind`` with ``sender``: how an application or an extension
+        joins the one dispatcher of its app's outbox. One sender per kind: a second is refused,
+        so two parts of an app cannot take each other's messages."""
+        if kind in self.senders:
+            raise ValueError(f"the outbox already has a sender for {kind!r}")
+        self.senders[kind] = sender
 
     @property
     def queue(self) -> TableQueue:

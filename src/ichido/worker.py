@@ -14,9 +14,10 @@ import traceback
 from typing import Callable
 
 from ichido.config import Settings
-from ichido.errors import IchidoError, LeaseLost
+from ichido.errors import LeaseLost
 from ichido.event import Event
 from ichido.handlers import HandlerRegistry
+from ichido.loops import drain, poll
 from ichido.queue.base import RUNNING, Claim, Status, retry_at
 from ichido.queue.table import TableQueue
 
@@ -32,32 +33,6 @@ class HandlerFailed(Exception):
         self.error = error
 
 
-def poll(name: str, step: Callable[[], int], stop: threading.Event,
-         wake: threading.Event | None, interval: float) -> None:
-    """Run ``step`` until ``stop``; when it found nothing to do, sleep until ``wake`` (if there
-    is one: whoever sets ``stop`` must set it too) or ``interval``, or until ``stop`` when there
-    is none, so that a long interval never holds a shutdown up. Storage errors and bugs are
-    logged and backed off: they never end the thread."""
-    while not stop.is_set():
-        try:
-            busy = step()
-        except IchidoError as exc:
-            log.warning("%s: storage error, backing off: %s", name, exc)
-            busy = 0
-            stop.wait(1.0)
-        except Exception:  # a bug must not silently end the thread: log it, back off, go on
-            log.exception("%s: unexpected error, backing off", name)
-            busy = 0
-            stop.wait(1.0)
-        if busy:
-            continue
-        if wake is None:
-            stop.wait(interval)
-        else:
-            wake.wait(interval)
-            wake.clear()
-
-
 def run_plan(plan: list[tuple[Callable[..., None], Event]], tx: object) -> list[str]:
     """Run each handler on the event it gets; the reasons given when every one of them ignored
     the event (``Event.ignore``), else nothing (it was processed)."""
@@ -70,17 +45,6 @@ def run_plan(plan: list[tuple[Callable[..., None], Event]], tx: object) -> list[
         every_one_ignored = every_one_ignored and bool(said)
         reasons += said
     return reasons if every_one_ignored else []
-
-
-def drain(step: Callable[[], int], max_rounds: int = 1_000_000) -> int:
-    """Call ``step`` until it does nothing; return the total it did."""
-    total = 0
-    for _ in range(max_rounds):
-        done = step()
-        if not done:
-            break
-        total += done
-    return total
 
 
 class Worker:

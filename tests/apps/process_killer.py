@@ -20,12 +20,11 @@ import signal
 import time
 
 import ichido
-from ichido.outbox import OutboxDispatcher, enqueue
+from ichido.outbox import enqueue
 from tests.apps.effects import EFFECT_TYPES
 from tests.apps.effects import app as effects_app
 
 app = ichido.App(schema=effects_app.schema)
-settings = app.settings
 
 
 def die(how: str) -> None:
@@ -64,10 +63,4 @@ def send_notice(key: str, payload: dict) -> None:
         os.close(descriptor)
 
 
-dispatcher = OutboxDispatcher(lambda: app.database, {"notice": send_notice},
-                              lease_seconds=settings.lease_seconds,
-                              max_attempts=settings.max_attempts,
-                              retry_base=settings.retry_base_seconds,
-                              retry_cap=settings.retry_cap_seconds,
-                              poll_interval=settings.poll_interval_seconds)
-app.background.append(dispatcher.run)
+app.outbox.add_sender("notice", send_notice)

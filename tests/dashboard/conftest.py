@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 
 import ichido
 from ichido.config import Settings
+from ichido.dashboard.mount import Dashboard
 from tests.support import make_event, signed_headers
 
 TOKEN = "dashboard-test-token-0123456789"
@@ -45,6 +46,7 @@ def dashboard_app(settings: Settings, flaky: Flaky,
     # retry reload every 2 s whatever this says.
     monkeypatch.setenv("ICHIDO_DASHBOARD_REFRESH", "10m")
     app = ichido.App(settings.with_(max_attempts=1), workers=0)
+    app.install(Dashboard())
 
     @app.on("payment_intent.succeeded")
     def paid(event: ichido.Event, tx) -> None:

@@ -227,7 +227,7 @@ def test_shop_state_japanese_and_phone_width(browser, served: str,
 def add_shop(app: ichido.App) -> None:
     """The shop's real tables (its schema), with one voucher due today and one refund waiting."""
     from ichido.shop.dashboard import today_in_japan
-    from ichido.inbox import open_inbox
+    from ichido.schema import open_inbox
     from ichido.shop.schema import SHOP_SCHEMA
 
     open_inbox(app.settings, migrate=True, steps=SHOP_SCHEMA).close()

@@ -11,6 +11,8 @@ import datetime as dt
 import pytest
 from starlette.testclient import TestClient
 
+from ichido.dashboard.mount import Dashboard
+
 import ichido
 from ichido.config import Settings
 from ichido.dashboard import panels
@@ -137,6 +139,7 @@ def test_the_setting_wins_over_the_applications_zone(settings: Settings,
     monkeypatch.setenv("ICHIDO_DASHBOARD_TOKEN", f"alice:{TOKEN}")
     monkeypatch.setenv("ICHIDO_DASHBOARD_TIMEZONE", "America/New_York")
     app = ichido.App(settings, workers=0)
+    app.install(Dashboard())
     app.dashboard.timezone = "Asia/Tokyo"
     app.migrate()
     try:

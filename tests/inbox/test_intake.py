@@ -14,8 +14,8 @@ from ichido.config import Settings
 from ichido.db import open_database
 from ichido.errors import StorageUnavailable
 from ichido.event import parse_delivery
-from ichido.inbox import open_inbox
 from ichido.inbox.sqlite import SqliteInbox, intake_path
+from ichido.schema import open_inbox
 from tests.support import make_event
 
 

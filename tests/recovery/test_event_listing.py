@@ -9,9 +9,10 @@ import pytest
 
 from ichido.config import Settings
 from ichido.event import parse_delivery
-from ichido.inbox import EventFilter, Inbox, open_inbox
+from ichido.inbox import EventFilter, Inbox
 from ichido.queue.base import Status
 from ichido.queue import open_queue
+from ichido.schema import open_inbox
 from tests.support import make_event
 
 T0 = 1_760_000_000

@@ -13,7 +13,7 @@ import pytest
 from ichido.event import Event, parse_delivery
 from ichido.handlers import HandlerRegistry
 from ichido.queue.base import Status
-from ichido.recovery.guard import order_key
+from ichido.guard import order_key
 from tests.support import in_process_app
 
 T0 = 1_760_000_000

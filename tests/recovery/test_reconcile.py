@@ -9,8 +9,9 @@ import stripe
 
 from ichido.config import Settings
 from ichido.event import parse_delivery
-from ichido.inbox import EventFilter, Inbox, open_inbox
+from ichido.inbox import EventFilter, Inbox
 from ichido.recovery.reconcile import Reconciler, recovery_counts
+from ichido.schema import open_inbox
 from tests.recovery.conftest import DAY, KEY
 from tests.support import make_event
 

@@ -116,7 +116,7 @@ def test_two_runs_of_one_job_at_once_count_every_event_once(settings, dry_run: b
     moved the job past it, the other run goes on from there: ``matched`` is exact."""
     import threading
 
-    from ichido.inbox import open_inbox
+    from ichido.schema import open_inbox
 
     app = in_process_app(settings)
     total = 300

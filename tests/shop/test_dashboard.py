@@ -11,6 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from ichido.config import Settings
+from ichido.dashboard.mount import Dashboard
 from ichido.shop.app import create_shop
 from ichido.shop.dashboard import today_in_japan
 from ichido.shop.settings import ShopSettings
@@ -26,6 +27,7 @@ def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
                                 webhook_secrets=(SECRET,)),
                        ShopSettings(stripe_api_key="sk_test_dashboard",
                                     mail_dir=str(tmp_path / "mail")), workers=0)
+    shop.app.install(Dashboard())
     shop.fee_report = lambda: [  # what Stripe's balance transactions would say
         {"method": "card", "gross": 120_000, "fees": 4_320, "max_share": 0.2},
         {"method": "konbini", "gross": 1_800, "fees": 1_090, "max_share": 0.2}]
@@ -68,6 +70,7 @@ def test_the_operators_time_zone_wins_over_the_shops(shop,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ICHIDO_DASHBOARD_TIMEZONE", "UTC")  # read when an app is built
     other = create_shop(shop.app.settings, shop.settings, workers=0)
+    other.app.install(Dashboard())
     other.fee_report = shop.fee_report
     try:
         with TestClient(other.app, base_url="http://testserver") as client:

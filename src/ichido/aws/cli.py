@@ -42,6 +42,7 @@ def local(
     from ichido.aws import local as stack
     from ichido.aws import stores
     from ichido.cli import load_app
+    from ichido.dashboard.mount import Dashboard
     from ichido.errors import ConfigError
     from ichido.serving import ThreadedServer
 
@@ -50,6 +51,7 @@ def local(
     if fifo and layout != "sqs":
         raise ConfigError("--fifo is an SQS option")
     service = load_app(app, 0)
+    service.install(Dashboard())  # its routes are served beside the webhook's, when it is on
     service.settings.require_secret()
     moto = None if aws_endpoint else stack.start_moto(moto_port)
     if moto is not None:
@@ -78,7 +80,7 @@ def local(
     # The event-source runner, and the app's own loops (its outbox dispatcher: on AWS a
     # scheduled function would run it).
     for name, loop in [("event-source-runner", made.poller.run),
-                       *((f"app-loop-{i}", l) for i, l in enumerate(service.background))]:
+                       *((f"app-loop-{i}", l) for i, l in enumerate(service.loops))]:
         threading.Thread(target=loop, args=(stop,), daemon=True, name=name).start()
     server = ThreadedServer(stack.LocalRouter(gateway, service), port=port).start()
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(made.env.items()))

@@ -17,7 +17,8 @@ from ichido.errors import ConfigError
 from ichido.event import Delivery
 from ichido.group_commit import DurableWrite
 from ichido.db import open_database
-from ichido.inbox import open_inbox, process_shard
+from ichido.inbox import process_shard
+from ichido.schema import open_inbox
 from ichido.seen import open_seen
 from ichido.seen.base import SeenCache
 

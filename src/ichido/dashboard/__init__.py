@@ -2,8 +2,8 @@
 
 It is off unless ``ICHIDO_DASHBOARD_TOKEN`` is set. It reads through the inbox interface the CLI
 uses (plus short, indexed SQL reads where that interface has nothing yet), never writes except
-for an operator's action, and never renders a secret. Nothing is imported at load time (the
-storage roles list ``dashboard.schema``; Jinja2 loads only when the page is served).
+for an operator's action, and never renders a secret. Nothing is imported at load time
+(``ichido.schema`` lists ``dashboard.schema``; Jinja2 loads only when the page is served).
 """
 
 from __future__ import annotations

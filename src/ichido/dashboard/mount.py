@@ -1,4 +1,5 @@
-"""The dashboard inside an ``ichido.App``: its routes when ``ICHIDO_DASHBOARD_TOKEN`` is set."""
+"""The dashboard inside an ``ichido.App``: its routes when ``ICHIDO_DASHBOARD_TOKEN`` is set,
+installed once (``app.install(Dashboard())``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,21 @@ from typing import Any
 
 from ichido.dashboard.settings import DashboardSettings
 from ichido.extras import require
+
+
+class Dashboard:
+    """The operator page as an extension of an ``ichido.App``: ``app.install(Dashboard())``
+    mounts it at ``/dashboard`` when it is on, once per app (a second install changes nothing).
+    ``ichido serve`` and ``ichido dashboard`` install it; a host app serving ichido's routes
+    installs it itself. ``settings``: from the environment unless given."""
+
+    def __init__(self, settings: DashboardSettings | None = None) -> None:
+        self.settings = settings
+        self.routes: list = []  # its ``Mount``, once installed with the page on
+
+    def install(self, app: Any) -> None:
+        self.routes = routes(app, self.settings)
+        app.add_routes(self.routes)
 
 
 def routes(app: Any, settings: DashboardSettings | None = None) -> list:

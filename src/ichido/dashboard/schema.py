@@ -1,6 +1,6 @@
 """The dashboard's tables: the audit trail of operators' actions and their sessions, migrated
 with the core schema (the page can be switched on later without a migration). Imports nothing,
-so the storage roles can list these steps with their own.
+so ``ichido.schema`` lists these steps with the other core tables at no cost.
 """
 
 from __future__ import annotations

@@ -11,17 +11,19 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse
 from starlette.routing import Route
 
-from ichido.dashboard.mount import routes
+from ichido.dashboard.mount import Dashboard
 from ichido.dashboard.settings import DashboardSettings
 from ichido.errors import ConfigError
 
 
 def standalone(service: Any, settings: DashboardSettings | None = None) -> Starlette:
-    """An ASGI app serving ``service``'s dashboard at ``/dashboard`` (``/`` redirects there)."""
+    """An ASGI app serving ``service``'s dashboard at ``/dashboard`` (``/`` redirects there):
+    the one installed in ``service``, installed now unless it was."""
     settings = settings or DashboardSettings.from_env()
     if not settings.enabled:
         raise ConfigError("ICHIDO_DASHBOARD_TOKEN is not set: the dashboard stays off without"
                           " a token", code="missing_dashboard_token")
+    dashboard = service.install(Dashboard(settings))
 
     async def home(_request: Request) -> RedirectResponse:
         return RedirectResponse("/dashboard/", 303)
@@ -34,4 +36,4 @@ def standalone(service: Any, settings: DashboardSettings | None = None) -> Starl
         finally:
             await service.shutdown()
 
-    return Starlette(routes=[Route("/", home), *routes(service, settings)], lifespan=lifespan)
+    return Starlette(routes=[Route("/", home), *dashboard.routes], lifespan=lifespan)

@@ -21,11 +21,13 @@ def process_shard() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def open_inbox(settings: Settings, database: Database | None = None, *,
+def open_inbox(settings: Settings, database: Database | None = None, *, schema: Sequence[Step],
                migrate: bool | None = None, steps: Sequence[Step] = ()) -> Inbox:
-    """The inbox for ``settings``, in ``database``, its schema brought up to date (``migrate``
-    as in ``open_database``). ``database`` is not the inbox's to close; without one, the inbox
-    opens its own (with ``steps``) and closes it with itself."""
+    """The inbox for ``settings``, in ``database``, with ``schema`` (the core tables, which
+    ``ichido.schema`` composes: ``ichido.schema.open_inbox`` passes them) and its engine's own
+    steps brought up to date (``migrate`` as in ``open_database``). ``database`` is not the
+    inbox's to close; without one, the inbox opens its own (with ``steps``) and closes it with
+    itself."""
     from ichido.db import open_database
     from ichido.inbox.sql import SqlInbox
 
@@ -57,7 +59,7 @@ def open_inbox(settings: Settings, database: Database | None = None, *,
         else:
             raise ConfigError(f"no inbox for a database of type {type(database).__name__}")
         if sql is not None:
-            database.prepare(sql.schema, migrate)
+            database.prepare([*schema, *sql.schema], migrate)
         inbox.bind()
     except BaseException:
         if inbox is not None:

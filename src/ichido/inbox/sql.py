@@ -1,4 +1,4 @@
-"""What every SQL inbox shares: the schema, the admin queries, and the counters.
+"""What every SQL inbox shares: its tables, the admin queries, and the counters.
 
 Engine files (``sqlite.py``, ``postgres.py``) write ``accept`` their own way (the cost of the
 whole pipeline is there). Connections come from the database they are built on; all SQL here
@@ -12,23 +12,22 @@ import time
 from dataclasses import replace
 from typing import Callable, Sequence
 
-from ichido.dashboard.schema import DASHBOARD_SCHEMA
 from ichido.db import migrations
 from ichido.db.base import Transaction
 from ichido.db.sql import SqlDatabase
 from ichido.event import Delivery
 from ichido.inbox.base import Cursor, EventFilter, EventRecord, Inbox, stats_from
-from ichido.outbox import OUTBOX_SCHEMA
 from ichido.queue.base import FINISHED
-from ichido.queue.table import DUE, LEASE_KIND_COLUMN
-from ichido.recovery.schema import RECOVERY_SCHEMA
+from ichido.queue.table import DUE
+
 FINISHED_SQL = ", ".join(f"'{status.value}'" for status in FINISHED)
 EVENT_COLUMNS = ("id, type, created, object_id, status, attempts, received_at, next_attempt_at,"
                  " finished_at, last_error, body")
 
-# Versioned schema, portable between SQLite and PostgreSQL (SQLite maps the type names to its
-# affinities). Append steps; never edit one that has shipped.
-SCHEMA: list[migrations.Step] = [
+# The inbox's tables, portable between SQLite and PostgreSQL (SQLite maps the type names to its
+# affinities). Append steps; never edit one that has shipped. ``ichido.schema`` composes them
+# with the other core tables (the queue's, the outbox's, recovery's, the dashboard's).
+INBOX_SCHEMA: list[migrations.Step] = [
     ("core", 1, [
         """CREATE TABLE ichido_events (
             id TEXT PRIMARY KEY,
@@ -69,27 +68,19 @@ SCHEMA: list[migrations.Step] = [
             id TEXT NOT NULL
         )""",
     ]),
-    # The outbox is core too: recovery's alerts leave through it, with or without the shop.
-    *OUTBOX_SCHEMA,
-    # Recovery (issue 13): the stale guard, reconcile cursors, replays, alerts, listing indexes.
-    *RECOVERY_SCHEMA,
-    # The operator page's audit trail (issue 15), there whether the page is on or not.
-    *DASHBOARD_SCHEMA,
     # ``dlq retry`` and replays start a new round of attempts without forgetting the old ones:
     # ``attempts`` goes on counting, the retry budget counts from where the round began.
     ("core", 3, [
         "ALTER TABLE ichido_events ADD COLUMN requeued_at_attempt INTEGER NOT NULL DEFAULT 0",
     ]),
-    # Whether a lease runs its event alone: a process death is charged to that event only (I5).
-    ("queue", 1, [f"ALTER TABLE ichido_events ADD COLUMN {LEASE_KIND_COLUMN}"]),
 ]
 
 
 class SqlInbox(Inbox):
     """The inbox on any SQL database; engines add ``accept``."""
 
-    #: the steps its database needs (an engine may add its own)
-    schema: list[migrations.Step] = SCHEMA
+    #: the engine's own steps, applied after the core schema (``open_inbox``)
+    schema: list[migrations.Step] = []
 
     def __init__(self, database: SqlDatabase, *, shard: str) -> None:
         self.database = database

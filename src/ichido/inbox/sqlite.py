@@ -24,6 +24,7 @@ from functools import partial
 from typing import Sequence
 
 from ichido.db.base import Transaction
+from ichido.db.migrations import Step
 from ichido.db.sqlite import SqliteDatabase, is_busy
 from ichido.errors import StorageUnavailable
 from ichido.event import Delivery
@@ -40,7 +41,7 @@ from ichido.inbox.intake import (
     mismatch,
 )
 from ichido.inbox.settling import Settling
-from ichido.inbox.sql import SCHEMA, SqlInbox, _record, first_of_each
+from ichido.inbox.sql import SqlInbox, _record, first_of_each
 
 __all__ = ["SqliteInbox", "intake_path"]
 
@@ -51,8 +52,7 @@ log = logging.getLogger("ichido.inbox")
 
 # In the store, committed with the settled events: the last intake batch they came from, so a
 # settle that died between the store's commit and the intake's clean-up moves nothing twice.
-STORE_SCHEMA = [
-    *SCHEMA,
+STORE_SCHEMA: list[Step] = [
     ("sqlite-intake", 1, [
         """CREATE TABLE ichido_intake_settled (
             singleton INTEGER PRIMARY KEY CHECK (singleton = 1),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Sequence
 
 from ichido.db.base import Transaction
+from ichido.db.migrations import Step
 from ichido.db.sql import SqlDatabase
 from ichido.errors import LeaseLost
 from ichido.queue.base import Batch, Claim, Lease, Queue, Status
@@ -23,6 +24,11 @@ from ichido.queue.base import Batch, Claim, Lease, Queue, Status
 DUE = "status IN ('pending', 'retrying', 'processing')"
 #: the column that keeps a lease's ``Lease`` (added to both tables by their schema steps)
 LEASE_KIND_COLUMN = "lease_kind INTEGER NOT NULL DEFAULT 0"
+#: the queue's step on the events table: whether a lease runs its event alone, so a process
+#: death is charged to that event only (I5). ``ichido.schema`` lists it with the core tables.
+QUEUE_SCHEMA: list[Step] = [
+    ("queue", 1, [f"ALTER TABLE ichido_events ADD COLUMN {LEASE_KIND_COLUMN}"]),
+]
 
 
 @dataclass(frozen=True)

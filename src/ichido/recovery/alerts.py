@@ -132,7 +132,7 @@ class Alerts:
 
     def run(self, stop: threading.Event) -> None:
         """The watcher's loop, one of the app's background loops."""
-        from ichido.worker import poll
+        from ichido.loops import poll
 
         poll("alerts", self._look, stop, None, self.settings.alert_interval_seconds)
 

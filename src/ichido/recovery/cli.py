@@ -77,7 +77,7 @@ def reconcile(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Store every event Stripe lists that the inbox never got (STRIPE_API_KEY, STRIPE_API_BASE)."""
-    from ichido.inbox import open_inbox
+    from ichido.schema import open_inbox
     from ichido.recovery.alerts import Alerts
     from ichido.recovery.fetch import api_client
     from ichido.recovery.reconcile import Reconciler
@@ -130,7 +130,8 @@ def replay(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Send stored events that match back to the workers: paged, resumable, recorded."""
-    from ichido.inbox import EventFilter, open_inbox
+    from ichido.inbox import EventFilter
+    from ichido.schema import open_inbox
     from ichido.recovery import replay as replays
 
     inbox = open_inbox(_settings(database_url))

@@ -1,7 +1,7 @@
 """The recovery tables, portable between SQLite and PostgreSQL, migrated with the core schema.
 
-Append steps; never edit one that has shipped. This module imports nothing of ichido but the
-``Step`` shape, so the storage roles can list it with their own steps.
+Append steps; never edit one that has shipped. This module imports nothing of ichido, so
+``ichido.schema`` lists it with the other core tables at no cost.
 """
 
 from __future__ import annotations

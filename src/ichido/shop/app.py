@@ -64,11 +64,10 @@ def create_shop(settings: Settings | None = None, shop_settings: ShopSettings | 
                     " raise ICHIDO_MAX_ATTEMPTS or ICHIDO_RETRY_BASE to wait longer", span,
                     shop_settings.parent_wait_seconds)
     events.register(app, grace, shop_settings.parent_wait_seconds)
-    shop.outbox.senders["stripe_cancel_subscription"] = \
-        lambda key, payload: subscribe.cancel_at_stripe(shop, key, payload)
+    app.outbox.add_sender("stripe_cancel_subscription",
+                          lambda key, payload: subscribe.cancel_at_stripe(shop, key, payload))
     app.add_routes(routes(shop))
     dashboard.register(app, lambda: shop.fee_report())  # the Shop tab, in Japan time
-    app.background.append(shop.outbox.run)
-    app.background.append(shop.run_reaper)
-    app.background.append(lambda stop: access.run(app.database, grace, stop))
+    app.add_loop(shop.run_reaper)
+    app.add_loop(lambda stop: access.run(app.database, grace, stop))
     return shop

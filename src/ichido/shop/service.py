@@ -18,7 +18,6 @@ import orjson
 import stripe
 
 from ichido import App, Transaction
-from ichido.outbox import OutboxDispatcher, enqueue
 from ichido.shop import checkout, orders, reaper, refunds, stock
 from ichido.shop.catalog import Catalog, Product
 from ichido.shop.errors import ShopError
@@ -108,12 +107,9 @@ class Shop:
         self.catalog = catalog
         self.pricing = pricing
         self.stripe = client
-        core = app.settings
-        self.outbox = OutboxDispatcher(
-            lambda: app.database, {"mail": MailSender(settings), "stripe_refund": self.send_refund},
-            lease_seconds=core.lease_seconds, max_attempts=core.max_attempts,
-            retry_base=core.retry_base_seconds, retry_cap=core.retry_cap_seconds,
-            poll_interval=core.poll_interval_seconds)
+        self.outbox = app.outbox  # the app's one dispatcher; the shop adds its senders
+        self.outbox.add_sender("mail", MailSender(settings))
+        self.outbox.add_sender("stripe_refund", self.send_refund)
 
     # -- orders ------------------------------------------------------------------------------
 

@@ -19,8 +19,8 @@ The order key, compared left to right (``order_key``):
 
 Two events of one second that the first four rules cannot tell apart (say ``active`` →
 ``past_due`` → ``active`` in one second) are undecidable from their snapshots. Register with
-``refetch=`` to hand the handler the object as the API has it now (``fetch.StripeFetcher``), so
-what it writes is the truth whichever event wins.
+``refetch=`` to hand the handler the object as the API has it now
+(``ichido.recovery.fetch.StripeFetcher``), so what it writes is the truth whichever event wins.
 
 An event whose key equals the stored one is the same event (a forced replay) and is applied.
 """
