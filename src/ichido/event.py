@@ -12,6 +12,7 @@ import orjson
 
 from ichido.errors import RejectedDelivery
 from ichido.json_limits import Unreadable, check_readable, may_hold_integers_past_64_bits
+from ichido.thin.notification import OBJECT as THIN_OBJECT, read_notification
 
 
 class Delivery(NamedTuple):
@@ -57,7 +58,8 @@ _ID = re.compile(r"[!-~]+")  # printable ASCII, no space: nothing a log line or 
 
 def parse_delivery(body: bytes) -> Delivery:
     """Read the fields the inbox needs; refuse what is not a Stripe event, or what Stripe's SDK
-    (``stripe.Webhook.construct_event``) would refuse, or what no store could hold.
+    (``stripe.Webhook.construct_event`` for a snapshot, ``parse_event_notification`` for a thin
+    notification) would refuse, or what no store could hold.
 
     Raises ``RejectedDelivery`` with ``invalid_utf8``, ``malformed_json``, ``nesting_too_deep``,
     ``integer_too_long`` (ichido.json_limits), ``not_an_event``, ``invalid_characters``,
@@ -78,6 +80,8 @@ def parse_delivery(body: bytes) -> Delivery:
     except RecursionError:  # msgspec gives up near 975 levels; the fixed limit is checked below
         raise _too_deep() from None
     _check_readable(body)
+    if head.object == THIN_OBJECT:
+        return _thin(Event.parse(body), body)
     obj = head.data.object if head.data is not None else None
     return _checked(head.id, head.type, head.created, head.object,
                     obj.id if obj is not None else None, body)
@@ -93,6 +97,8 @@ def _parse_other_shape(body: bytes) -> Delivery:
         raise _too_deep() from None
     if not isinstance(doc, dict):
         raise RejectedDelivery("body is JSON but not an object", code="not_an_event")
+    if doc.get("object") == THIN_OBJECT:
+        return _thin(doc, body)
     data = doc.get("data")
     obj = data.get("object") if isinstance(data, dict) else None
     return _checked(doc.get("id"), doc.get("type"), doc.get("created"), doc.get("object"),
@@ -134,11 +140,31 @@ def _checked(event_id: Any, event_type: Any, created: Any, kind: Any, object_id:
                     object_id if isinstance(object_id, str) else None, body)
 
 
-def _check_storable(event_id: str, event_type: str, created: int, object_id: Any) -> None:
+def _thin(doc: Any, body: bytes) -> Delivery:
+    """A thin notification (``ichido.thin.notification``): its id is the dedupe key in both
+    tiers, ``related_object.id`` is its object."""
+    if not isinstance(doc, dict) or doc.get("object") != THIN_OBJECT:
+        raise RejectedDelivery('not a Stripe event: object is not "v2.core.event"',
+                               code="not_an_event")
+    note = read_notification(doc)
+    problem = None
+    if not isinstance(note.id, str) or not note.id.startswith("evt_"):
+        problem = "id is not an evt_ id"
+    elif not isinstance(note.type, str) or not note.type:
+        problem = "type is missing"
+    if problem:
+        raise RejectedDelivery(f"not a Stripe event: {problem}", code="not_an_event")
+    _check_storable(note.id, note.type, note.created, note.object_id, "related_object.id")
+    return Delivery(note.id, note.type, note.created,
+                    note.object_id if isinstance(note.object_id, str) else None, body)
+
+
+def _check_storable(event_id: str, event_type: str, created: int, object_id: Any,
+                    object_field: str = "data.object.id") -> None:
     if not INT64[0] <= created <= INT64[1]:
         raise RejectedDelivery(f"created {created} is outside the 64-bit range",
                                code="value_out_of_range")
-    for name, value in (("id", event_id), ("type", event_type), ("data.object.id", object_id)):
+    for name, value in (("id", event_id), ("type", event_type), (object_field, object_id)):
         if not isinstance(value, str):
             continue
         if len(value) > MAX_ID_LENGTH:
