@@ -81,6 +81,8 @@ class Settings:
     lease_seconds: float = 30.0
     claim_batch: int = 32
     poll_interval_seconds: float = 0.2
+    # Thin events: reads of Stripe's API per second, per process (a sandbox allows 25).
+    fetch_rate: float = 20.0
     # SQLite: NORMAL survives a process crash in WAL mode; FULL also survives power loss.
     sqlite_synchronous: str = "NORMAL"
     db_pool_size: int = 8
@@ -127,6 +129,8 @@ class Settings:
         for name, attr in integers.items():
             if env.get(name):
                 values[attr] = _int(name, env[name])
+        if env.get("ICHIDO_FETCH_RATE"):
+            values["fetch_rate"] = _float("ICHIDO_FETCH_RATE", env["ICHIDO_FETCH_RATE"])
         if env.get("ICHIDO_MAX_BODY"):
             values["max_body_bytes"] = parse_size(env["ICHIDO_MAX_BODY"])
         if env.get("ICHIDO_MAX_HEADER"):
@@ -213,6 +217,7 @@ _BOUNDS: tuple[tuple[str, str, float, float], ...] = (
     ("lease_seconds", "ICHIDO_LEASE", 1, _DAY),
     ("claim_batch", "ICHIDO_CLAIM_BATCH", 1, 10_000),
     ("poll_interval_seconds", "ICHIDO_POLL_INTERVAL", 0.001, _HOUR),
+    ("fetch_rate", "ICHIDO_FETCH_RATE", 0.01, 10_000),
     ("db_pool_size", "ICHIDO_DB_POOL_SIZE", 1, 1000),
 )
 

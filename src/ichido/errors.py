@@ -63,7 +63,12 @@ REASONS: dict[str, str] = {
     "retry_later": "a handler cannot apply the event yet; it is retried with backoff",
     "lease_lost": "another worker took the event over after this one's lease ran out",
     "refetch_budget": "the budget for re-fetching objects from Stripe is spent; retried later",
-    "rate_limited": "Stripe's API answered 429 while re-fetching; retried later",
+    "rate_limited": "Stripe's API answered 429 while re-fetching or fetching; retried later "
+                    "(no sooner than its Retry-After)",
+    "fetch_failed": "reading a thin event or its object from Stripe's API failed (a network "
+                    "error, a 5xx, a refusal); retried with backoff, then dead-lettered",
+    "event_expired": "Stripe no longer has the thin event to fetch (404, older than its 30 "
+                     "days): dead-lettered at once",
     "transaction_too_large": "a handler wrote more items than one DynamoDB transaction takes",
     "no_sql_on_dynamodb": "a handler written for SQL ran on DynamoDB",
     "transaction_cancelled": "DynamoDB refused the transaction (a condition or a conflict)",

@@ -178,10 +178,15 @@ def _check_storable(event_id: str, event_type: str, created: int, object_id: Any
 
 @dataclass(frozen=True)
 class Event:
-    """What a handler gets: the event as Stripe sent it, parsed once.
+    """What a handler gets, whichever shape the event came in (``shape``).
 
-    ``object`` is ``data.object``: the snapshot of the object at the moment of the event, which
-    handlers should trust over re-fetching it from the API.
+    A ``"snapshot"`` event is the event as Stripe sent it, parsed once; ``object`` is
+    ``data.object``, the object at the moment of the event, which handlers should trust over
+    re-fetching it from the API. A ``"thin"`` event is a notification completed by the worker's
+    fetch stage (``ichido.thin.fetch``): ``payload`` is the event as ``GET /v2/core/events/{id}``
+    gives it, ``object`` the related object as it was fetched, and ``type`` the snapshot's name
+    of the change (``payment_intent.succeeded`` for ``v1.payment_intent.succeeded``), so that one
+    handler serves both shapes.
     """
 
     id: str
@@ -191,6 +196,9 @@ class Event:
     attempt: int = 1
     #: the reasons given by ``ignore``; read by the worker after the handlers ran
     ignored: list[str] = field(default_factory=list, repr=False, compare=False)
+    shape: str = "snapshot"  # or "thin"
+    #: a thin event's related object, fetched (None: it has none, or no handler needs it)
+    fetched_object: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_body(cls, body: bytes, attempt: int = 1) -> "Event":
@@ -212,11 +220,20 @@ class Event:
 
     @property
     def object(self) -> dict[str, Any]:
+        if self.shape == "thin":
+            return self.fetched_object or {}
         return self.payload.get("data", {}).get("object") or {}
 
     @property
     def previous_attributes(self) -> dict[str, Any]:
-        return self.payload.get("data", {}).get("previous_attributes") or {}
+        """A snapshot's ``data.previous_attributes`` (a thin event has ``changes`` instead)."""
+        data = self.payload.get("data")
+        return (data.get("previous_attributes") or {}) if isinstance(data, dict) else {}
+
+    @property
+    def snapshot_event(self) -> str | None:
+        """A thin event's twin: the id of the snapshot event of the same change."""
+        return self.payload.get("snapshot_event") if self.shape == "thin" else None
 
     def ignore(self, reason: str) -> None:
         """Say that this event is none of the handler's business, and why (a reason code, e.g.

@@ -22,6 +22,7 @@ from ichido.outbox import OUTBOX_SCHEMA
 from ichido.queue.base import FINISHED
 from ichido.queue.table import DUE, LEASE_KIND_COLUMN
 from ichido.recovery.schema import RECOVERY_SCHEMA
+from ichido.thin.schema import THIN_SCHEMA
 FINISHED_SQL = ", ".join(f"'{status.value}'" for status in FINISHED)
 EVENT_COLUMNS = ("id, type, created, object_id, status, attempts, received_at, next_attempt_at,"
                  " finished_at, last_error, body")
@@ -82,6 +83,8 @@ SCHEMA: list[migrations.Step] = [
     ]),
     # Whether a lease runs its event alone: a process death is charged to that event only (I5).
     ("queue", 1, [f"ALTER TABLE ichido_events ADD COLUMN {LEASE_KIND_COLUMN}"]),
+    # Thin events: the changes applied (twins apply once) and what the fetch stage read.
+    *THIN_SCHEMA,
 ]
 
 
