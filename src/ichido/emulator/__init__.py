@@ -25,6 +25,12 @@ manual capture, card sources, Coupons, Plans, product/price/refund updates, dele
 PaymentMethods (create, update, detach), SetupIntents, Disputes, Invoice Items and hand-made
 Invoices, Test Clocks, ``/v1/payment_pages`` and ``POST /v1/events/{id}/retry``.
 
+Stripe's v2 event API (``/v2/…``, JSON, v2 errors; ``v2_http``): ``/v2/core/events`` (list,
+retrieve) and ``/v2/core/event_destinations`` (create, list, retrieve, update, delete, disable,
+enable, ping). Thin destinations get each change's thin twin (``thin_events``), snapshot ones
+the snapshot event; ``generation_failure_rate`` makes Stripe fail to generate events and later
+send the health alert (``event_destinations``, ``thin_events``).
+
 Each request is served in its API version (``Stripe-Version``, else the account's default,
 ``Emulator(api_version=…)``): parameters checked and objects rendered as that version's SDK
 types them (``versions``; the shapes that moved are in ``shapes``). Every ``/v1/`` route,

@@ -31,6 +31,7 @@ from ichido.emulator.idempotency import IdempotencyKeys
 from ichido.emulator.objects import new_id
 from ichido.emulator.routes import ApiRoute, routes
 from ichido.emulator.state import REQUEST
+from ichido.emulator.v2_http import V2Api
 
 log = logging.getLogger("ichido.emulator")
 TICK_SECONDS = 0.1
@@ -48,6 +49,7 @@ class Api:
 
     def __init__(self, emu: Emulator) -> None:
         self.emu, self.endpoints = emu, routes(emu)
+        self.v2 = V2Api(emu)  # /v2/…: JSON bodies, v2 errors (thin events, destinations)
 
     async def handle(self, request: Request) -> Response:
         request_id = new_id("req", 14)
@@ -57,6 +59,8 @@ class Api:
             return self._voucher(path.rsplit("/", 1)[-1])
         if path.startswith(("/_emulator/checkout/", "/_emulator/hosted_invoices/")):
             return await self._hosted(request, request_id)
+        if path.startswith("/v2/"):
+            return await self.v2.handle(request, request_id, headers, self._authenticate)
         try:
             self._authenticate(request)
             version = versions.parse(request.headers.get("Stripe-Version"),

@@ -38,6 +38,12 @@ def emulator(
     api_version: str = typer.Option("2026-10-28.endive", "--api-version",
                                     help="The account's default Stripe API version: requests "
                                     "without Stripe-Version and events are rendered in it."),
+    generation_failure_rate: float = typer.Option(
+        0.0, min=0.0, max=1.0, help="Share of changes whose events Stripe fails to generate "
+        "(none stored, listed or sent); the thin health alert names each later."),
+    generation_alert_after: float = typer.Option(
+        300.0, min=0.0, help="Seconds (emulator clock) from a failed generation to its "
+        "v2.core.health.event_generation_failure.resolved alert."),
     log_level: str = typer.Option("warning", help="uvicorn log level."),
 ) -> None:
     """Run a local Stripe (payments, konbini, refunds, billing, Checkout, webhooks) on loopback."""
@@ -51,7 +57,9 @@ def emulator(
                        api_key=api_key, duplicate_rate=duplicate_rate,
                        reorder_window=reorder_window, delay=delay, fail_rate=fail_rate,
                        time_scale=time_scale, webhook_concurrency=webhook_concurrency,
-                       seed=seed, pricing=pricing, api_version=api_version)
+                       seed=seed, pricing=pricing, api_version=api_version,
+                       generation_failure_rate=generation_failure_rate,
+                       generation_alert_after=generation_alert_after)
     except ValueError as exc:  # a bad pricing file or version: one line, no traceback
         hint = "--api-version" if "API version" in str(exc) else "--pricing"
         raise typer.BadParameter(str(exc), param_hint=hint) from None

@@ -18,6 +18,7 @@ from ichido.emulator.catalog import Catalog
 from ichido.emulator.catalog_edits import CatalogEdits
 from ichido.emulator.checkout import Checkout
 from ichido.emulator.disputes import Disputes
+from ichido.emulator.event_destinations import EventDestinations
 from ichido.emulator.idempotency import IdempotencyKeys
 from ichido.emulator.manual_invoices import ManualInvoices
 from ichido.emulator.payment_methods import PaymentMethods
@@ -32,6 +33,7 @@ from ichido.emulator.state import Store
 from ichido.emulator.subscription_schedules import SubscriptionSchedules
 from ichido.emulator.subscriptions import Subscriptions
 from ichido.emulator.test_clocks import TestClocks
+from ichido.emulator.thin_events import ThinEvents
 from ichido.emulator.endpoints import LIVE_RETRY_DELAYS, Endpoint
 from ichido.emulator.webhooks import DEFAULT_CONCURRENCY, Chaos, WebhookSender
 
@@ -46,7 +48,8 @@ class Emulator:
                  retry_delays: Sequence[float] = LIVE_RETRY_DELAYS, api_delay: float = 0.0,
                  webhook_concurrency: int = DEFAULT_CONCURRENCY, seed: int | None = None,
                  api_version: str = versions.DEFAULT,
-                 pricing: fees.Pricing | Mapping[str, Any] | str | os.PathLike[str] | None = None
+                 pricing: fees.Pricing | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+                 generation_failure_rate: float = 0.0, generation_alert_after: float = 300.0
                  ) -> None:
         """``webhook_urls`` all get every event signed with every one of ``webhook_secrets``
         (two secrets = a secret roll); ``endpoints`` gives each URL its own secrets.
@@ -56,7 +59,10 @@ class Emulator:
         ``pricing``: the fee rule per method (see ``fees``): a TOML path in the shop's pricing
         format, a mapping, or None for the emulator's own ``pricing.toml``.
         ``api_version``: the account's default API version, for requests without
-        ``Stripe-Version`` and for events (``versions.supported()`` lists the choices)."""
+        ``Stripe-Version`` and for events (``versions.supported()`` lists the choices).
+        ``generation_failure_rate``: share of changes whose events Stripe fails to generate
+        (none stored, listed or sent); ``generation_alert_after`` seconds later the thin
+        health alert names each (``thin_events``)."""
         if webhook_urls and not webhook_secrets:
             raise ValueError("webhook URLs need at least one signing secret (whsec_…)")
         for rate in (duplicate_rate, fail_rate):
@@ -95,12 +101,17 @@ class Emulator:
         self.manual_invoices = ManualInvoices(self.store, self.invoices, self.payments,
                                               self.catalog)
         self.keys = IdempotencyKeys(self.store.clock.now)
+        self.thin = ThinEvents(self.store, generation_failure_rate=generation_failure_rate,
+                               alert_after=generation_alert_after, seed=seed)
         self.sender = WebhookSender(
-            all_endpoints, self.store.render_event, self.store.mark_delivered,
+            all_endpoints, self.thin.render_or(self.store.render_event),
+            self.store.mark_delivered,
             chaos=Chaos(duplicate_rate, reorder_window, delay, fail_rate),
             time_scale=time_scale, timeout=timeout, retry_delays=retry_delays,
             concurrency=webhook_concurrency, seed=seed, now=self.store.clock.now)
         self.store.endpoints_enabled = self.sender.enabled
+        self.thin.attach(self.sender)
+        self.destinations = EventDestinations(self.thin, self.sender)
         self.store.listeners.append(self.sender.enqueue)
 
     def on_event(self, listener: Callable[[dict[str, Any]], None]) -> None:
@@ -158,7 +169,9 @@ class Emulator:
             events = self.store.objects["event"].values()
             pending = sum(1 for e in events if e["pending_webhooks"])
         return {**self.sender.stats(), "events_created": len(self.store.objects["event"]),
-                "events_pending_delivery": pending}
+                "events_pending_delivery": pending,
+                "thin_events_created": len(self.thin.events),
+                "events_not_generated": self.thin.not_generated}
 
     def settle(self, timeout: float = 10.0) -> bool:
         """Wait until nothing is due now and no delivery is in flight; False on timeout."""

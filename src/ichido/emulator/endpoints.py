@@ -33,10 +33,21 @@ TEST_RETRY_DELAYS = (3600, 2 * 3600, 3 * 3600)  # "three times over a few hours"
 RETRY_HORIZON = sum(LIVE_RETRY_DELAYS)  # 72 h
 
 
+PING = "v2.core.event_destination.ping"
+
+
+def is_thin(event_type: str) -> bool:
+    """Thin event types carry their API namespace (``v1.payment_intent.succeeded``); snapshot
+    types never do (``payment_intent.succeeded``)."""
+    return event_type.startswith(("v1.", "v2."))
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """``api_version``: the version its events are rendered in (None: the account's default,
-    as a Stripe endpoint created without one). ``enabled_events``: ``*`` or event types."""
+    as a Stripe endpoint created without one). ``enabled_events``: ``*`` or event types.
+    ``thin``: an event destination with ``event_payload: thin`` (see ``thin_events``): it gets
+    thin events (``v1.…``, ``v2.…``) and no snapshot ones; every other endpoint the reverse."""
 
     url: str
     secrets: tuple[str, ...]
@@ -44,6 +55,7 @@ class Endpoint:
     enabled_events: tuple[str, ...] = ("*",)
     description: str | None = None
     metadata: tuple[tuple[str, str], ...] = ()
+    thin: bool = False
 
 
 @dataclass
@@ -68,6 +80,10 @@ class EndpointState:
         return self.endpoint.url
 
     def wants(self, event_type: str) -> bool:
+        if self.endpoint.thin != is_thin(event_type):
+            return False
+        if event_type == PING:
+            return self.enabled  # sent only to the destination pinged, whatever it takes
         return self.enabled and any(kind in ("*", event_type)
                                     for kind in self.endpoint.enabled_events)
 

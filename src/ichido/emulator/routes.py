@@ -97,6 +97,8 @@ def api(emu: Emulator) -> list[tuple[str, str, Handler]]:
         ("GET", "/v1/webhook_endpoints/{id}", lambda i, params: _endpoint(emu, i)),
         ("POST", "/v1/webhook_endpoints/{id}", lambda i, params: _update_endpoint(emu, i,
                                                                                    params)),
+        ("DELETE", "/v1/webhook_endpoints/{id}", lambda i, params: _delete_endpoint(emu, i,
+                                                                                     params)),
     ]
 
 
@@ -252,14 +254,19 @@ def _resend(emu: Emulator, event_id: str, params: dict[str, Any]) -> dict[str, A
 
 def _endpoint(emu: Emulator, endpoint_id: str) -> dict[str, Any]:
     try:
-        state = endpoints.find(emu.sender.endpoints, endpoint_id)
+        state = endpoints.find(_v1_endpoints(emu), endpoint_id)
     except endpoints.EndpointNotFound:
         raise no_such("webhook_endpoint", endpoint_id, "webhook_endpoint") from None
     return state.stripe_object(emu.started)
 
 
+def _v1_endpoints(emu: Emulator) -> list[endpoints.EndpointState]:
+    """The sender's endpoints but v2 event destinations (``ed_…``: ``/v2/core/…`` has them)."""
+    return [s for s in emu.sender.endpoints if s.id not in emu.destinations.states]
+
+
 def _list_endpoints(emu: Emulator, params: dict[str, Any]) -> dict[str, Any]:
-    everything = [s.stripe_object(emu.started) for s in reversed(emu.sender.endpoints)]
+    everything = [s.stripe_object(emu.started) for s in reversed(_v1_endpoints(emu))]
     return reading.page(everything, params, "/v1/webhook_endpoints", "webhook_endpoint",
                         everything)
 
@@ -283,6 +290,16 @@ def _create_endpoint(emu: Emulator, params: dict[str, Any]) -> dict[str, Any]:
         description=forms.text(params, "description"),
         metadata=tuple(forms.metadata(params).items())))
     return state.stripe_object(emu.now()) | {"secret": secret}
+
+
+def _delete_endpoint(emu: Emulator, endpoint_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``DELETE /v1/webhook_endpoints/{id}``: no new events go to it, its due retries drop."""
+    forms.check_known(params, set())
+    _endpoint(emu, endpoint_id)
+    state = endpoints.find(emu.sender.endpoints, endpoint_id)
+    state.enabled = False
+    emu.sender.endpoints.remove(state)
+    return {"id": state.id, "object": "webhook_endpoint", "deleted": True}
 
 
 def _update_endpoint(emu: Emulator, endpoint_id: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -73,6 +73,9 @@ class Store:
     endpoints_enabled: Callable[[str], int] = lambda event_type: 0
     public_url: str = "http://127.0.0.1:12111"
     api_version: str = versions.DEFAULT  # the account's default: events are rendered in it
+    # False when Stripe fails to generate an event: it is never stored, listed or sent
+    # (the chaos knob in thin_events, which later sends the health alert).
+    generates: Callable[[dict[str, Any]], bool] = lambda event: True
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
@@ -144,6 +147,8 @@ class Store:
         event = objects.event(event_type, snapshot(obj), self.clock.now(),
                               self.endpoints_enabled(event_type),
                               dict(REQUEST.get()), before, self.api_version)
+        if not self.generates(event):
+            return event
         self.add(event)
         if self.journal is not None:
             self.journal.events.append(event)

@@ -72,6 +72,7 @@ class WebhookSender:
         if concurrency < 1:
             raise ValueError(f"concurrency is at least 1, got {concurrency}")
         self.endpoints = states(list(endpoints))
+        self._numbered = len(self.endpoints)  # ids are never reused, even after a delete
         self.render, self.delivered, self.now = render, delivered, now
         self.chaos, self.time_scale, self.timeout = chaos or Chaos(), time_scale, timeout
         self.retry_delays, self.concurrency = tuple(retry_delays), concurrency
@@ -113,7 +114,8 @@ class WebhookSender:
 
     def add(self, endpoint: Endpoint) -> EndpointState:
         """A new endpoint (``POST /v1/webhook_endpoints``): it gets events from now on."""
-        state = EndpointState(f"we_emulator{len(self.endpoints)}", endpoint)
+        state = EndpointState(f"we_emulator{self._numbered}", endpoint)
+        self._numbered += 1
         self.endpoints.append(state)
         return state
 
@@ -125,7 +127,7 @@ class WebhookSender:
                    if state.wants(event["type"])]
         if not targets:
             return
-        item = (event["id"], str(event["data"]["object"].get("id")), targets)
+        item = (event["id"], _object_id(event), targets)
         with self._lock:
             self._stats.events_enqueued += 1
             self._incoming += 1
@@ -282,6 +284,13 @@ class WebhookSender:
                 endpoint.stats.succeeded += 1
             else:
                 endpoint.stats.failed += 1
+
+
+def _object_id(event: dict[str, Any]) -> str:
+    """The object whose events a reorder window holds together: a snapshot event's
+    ``data.object``, a thin event's ``related_object``."""
+    related = event.get("related_object") or {}
+    return str(related.get("id") or (event.get("data") or {}).get("object", {}).get("id"))
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
