@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import httpx
+import orjson
 import stripe
 
 from ichido import App
@@ -18,6 +20,7 @@ from ichido.config import Settings
 from ichido.emulator import Emulator, EmulatorServer
 from ichido.serving import ThreadedServer
 from ichido.thin.reader import Reader
+from tests.emulator.support import Receiver as Recorder
 from tests.support import SECRET, free_port, signed_headers
 
 KEY = "sk_test_ichido_thin"
@@ -52,10 +55,15 @@ def record(event: Any, tx: Any) -> None:
 
 class ThinWorld:
     def __init__(self, settings: Settings, *, snapshots: bool = True,
-                 thin_types: list[str] | None = None, **emulator: Any) -> None:
+                 thin_types: list[str] | None = None, hold: bool = False,
+                 **emulator: Any) -> None:
+        """``hold``: the local Stripe sends to a recorder instead, and the test delivers what
+        it recorded to ichido in the order it chooses (``deliver``)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/webhooks/stripe"
-        self.emulator = Emulator(webhook_urls=[self.url] if snapshots else [],
+        self.recorder = Recorder().start() if hold else None
+        target = self.recorder.url if self.recorder is not None else self.url
+        self.emulator = Emulator(webhook_urls=[target] if snapshots else [],
                                  webhook_secrets=[SECRET] if snapshots else [], api_key=KEY,
                                  **emulator)
         self.stripe_server = EmulatorServer(self.emulator).start()
@@ -64,7 +72,7 @@ class ThinWorld:
                                        max_network_retries=0, http_client=self.http)
         self.destination = self.sdk.v2.core.event_destinations.create({
             "name": "ichido", "type": "webhook_endpoint", "event_payload": "thin",
-            "enabled_events": thin_types or PI_TYPES, "webhook_endpoint": {"url": self.url},
+            "enabled_events": thin_types or PI_TYPES, "webhook_endpoint": {"url": target},
             "include": ["webhook_endpoint.signing_secret"]})
         self.thin_secret = self.destination.webhook_endpoint.signing_secret
         self.app = App(settings.with_(webhook_secrets=(SECRET, self.thin_secret)), workers=0,
@@ -96,10 +104,26 @@ class ThinWorld:
                 "SELECT event_id, type, shape, object_id, status, attempt FROM seen"
                 " ORDER BY event_id").fetchall()]
 
+    def recorded(self, kind: str) -> list[bytes]:
+        """The bodies the recorder got of event type ``kind``, in the order they came."""
+        assert self.recorder is not None
+        return [d.body for d in self.recorder.deliveries if d.event["type"] == kind]
+
+    def deliver(self, *bodies: bytes) -> None:
+        """POST each body to ichido, signed now with the secret of its shape."""
+        with httpx.Client() as client:
+            for body in bodies:
+                thin = orjson.loads(body)["object"] == "v2.core.event"
+                answer = client.post(self.url, content=body, headers=signed_headers(
+                    body, [self.thin_secret if thin else SECRET]))
+                assert answer.status_code == 200, answer.text
+
     def thin_headers(self, body: bytes) -> dict[str, str]:
         return signed_headers(body, [self.thin_secret])
 
     def close(self) -> None:
+        if self.recorder is not None:
+            self.recorder.stop()
         self.receiver.stop()
         self.app.close()
         self.stripe_server.stop()
