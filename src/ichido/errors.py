@@ -69,6 +69,8 @@ REASONS: dict[str, str] = {
                     "error, a 5xx, a refusal); retried with backoff, then dead-lettered",
     "event_expired": "Stripe no longer has the thin event to fetch (404, older than its 30 "
                      "days): dead-lettered at once",
+    "thin_not_on_aws": "a thin event with handlers reached an AWS layout's worker, which cannot "
+                       "fetch yet: retried, then dead-lettered, kept for a replay",
     "transaction_too_large": "a handler wrote more items than one DynamoDB transaction takes",
     "no_sql_on_dynamodb": "a handler written for SQL ran on DynamoDB",
     "transaction_cancelled": "DynamoDB refused the transaction (a condition or a conflict)",
