@@ -251,3 +251,18 @@ def test_reads_happen_before_the_handlers_transaction_never_in_it(thin_only: Thi
         world.emulator.api_gate.set()
         worker.join(60)
     assert world.app.inbox.get(event_id).status == "processed"
+
+
+def test_prune_drops_what_was_fetched_with_the_body(thin_only: ThinWorld) -> None:
+    world = thin_only
+    world.app.on("payment_intent.succeeded")(record)
+    world.pay()
+    world.settle()
+    world.drain()
+    event_id = thin_id(world)
+    with world.app.database.reading() as tx:
+        assert tx.execute("SELECT count(*) FROM ichido_fetched").fetchone()[0] == 1
+    assert world.app.inbox.prune(-1) == 2  # everything finished, however young
+    with world.app.database.reading() as tx:
+        assert tx.execute("SELECT count(*) FROM ichido_fetched").fetchone()[0] == 0
+    assert world.app.inbox.get(event_id).body == b""  # the id's tombstone stays
