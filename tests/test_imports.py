@@ -27,10 +27,10 @@ ABOVE_STORAGE = ("ichido.outbox", "ichido.recovery", "ichido.dashboard", "ichido
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("ichido.errors", "ichido.setting", "ichido.json_limits", "ichido.metrics", "ichido.console",
               "ichido.extras", "ichido.config", "ichido.event", "ichido.signature",
-              "ichido.sources")),
+              "ichido.sources", "ichido.thin.notification", "ichido.thin.schema")),
     ("engines", ("ichido.db",)),
     ("roles", ("ichido.inbox", "ichido.queue", "ichido.seen")),
-    ("processing", ("ichido.loops", "ichido.guard", "ichido.handlers", "ichido.worker",
+    ("processing", ("ichido.thin", "ichido.loops", "ichido.guard", "ichido.handlers", "ichido.worker",
                     "ichido.outbox", "ichido.group_commit", "ichido.receiver", "ichido.health",
                     "ichido.connections", "ichido.serving")),
     ("features", ("ichido.recovery", "ichido.dashboard")),

@@ -34,6 +34,10 @@ from ichido.queue import Queue, open_queue
 from ichido.receiver import WebhookReceiver
 from ichido.schema import open_inbox
 from ichido.seen import SeenCache, open_seen
+from ichido.db.sql import SqlDatabase
+from ichido.thin.fetch import FetchStage
+from ichido.thin.reader import Reader
+from ichido.recovery.settings import stripe_client_from_env
 from ichido.worker import Worker
 
 log = logging.getLogger("ichido")
@@ -101,6 +105,8 @@ class App:
         self.receiver = WebhookReceiver(self.settings, self._group_commit)
         self._asgi: Starlette | None = None
         self._health = Health()
+        #: this process's reads of Stripe's API for thin events, at ICHIDO_FETCH_RATE
+        self.reader = Reader(self.settings.fetch_rate, make_client=stripe_client_from_env)
 
     # -- for users ---------------------------------------------------------------------------
 
@@ -228,8 +234,12 @@ class App:
         """A worker on this app's queue (starting the app if nobody did)."""
         self.start()
         # a TableQueue: the worker needs processing(), which is not on Queue
-        return Worker(self.queue,  # type: ignore[arg-type]  # see above
-                      self.handlers, self.settings, name=name, wake=self._wake)
+        queue = self.queue
+        fetch = None
+        if isinstance(self.database, SqlDatabase):  # thin events' fetch stage (ichido.thin)
+            fetch = FetchStage(self.database, queue, self.handlers, self.settings, self.reader)
+        return Worker(queue,  # type: ignore[arg-type]  # see above
+                      self.handlers, self.settings, name=name, wake=self._wake, fetch=fetch)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         # The hot path skips the router: it is the one route that must answer in microseconds.

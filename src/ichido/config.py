@@ -58,6 +58,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("lease_seconds", "ICHIDO_LEASE", "duration", 1, _DAY),
     Setting("claim_batch", "ICHIDO_CLAIM_BATCH", "int", 1, 10_000),
     Setting("poll_interval_seconds", "ICHIDO_POLL_INTERVAL", "duration", 0.001, _HOUR),
+    Setting("fetch_rate", "ICHIDO_FETCH_RATE", "float", 0.01, 10_000),
     Setting("sqlite_synchronous", "ICHIDO_SQLITE_SYNCHRONOUS", "upper"),
     Setting("db_pool_size", "ICHIDO_DB_POOL_SIZE", "int", 1, 1000),
 )
@@ -99,6 +100,8 @@ class Settings:
     lease_seconds: float = 30.0
     claim_batch: int = 32
     poll_interval_seconds: float = 0.2
+    # Thin events: reads of Stripe's API per second, per process (a sandbox allows 25).
+    fetch_rate: float = 20.0
     # SQLite: NORMAL survives a process crash in WAL mode; FULL also survives power loss.
     sqlite_synchronous: str = "NORMAL"
     db_pool_size: int = 8

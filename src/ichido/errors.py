@@ -33,7 +33,8 @@ ReasonCode = Literal[
     "bad_filter", "missing_dashboard_token", "missing_extra",
     # Processing (recorded on the event, never sent to Stripe)
     "retry_later", "lease_lost", "refetch_budget", "rate_limited", "transaction_too_large",
-    "no_sql_on_dynamodb", "transaction_cancelled", "body_unavailable", "error",
+    "no_sql_on_dynamodb", "transaction_cancelled", "body_unavailable", "fetch_failed",
+    "event_expired", "thin_not_on_aws", "error",
 ]
 
 # What each code means: the README's table of reason codes is this dict. Its keys are typed,
@@ -96,7 +97,14 @@ REASONS: dict[ReasonCode, str] = {
     "retry_later": "a handler cannot apply the event yet; it is retried with backoff",
     "lease_lost": "another worker took the event over after this one's lease ran out",
     "refetch_budget": "the budget for re-fetching objects from Stripe is spent; retried later",
-    "rate_limited": "Stripe's API answered 429 while re-fetching; retried later",
+    "rate_limited": "Stripe's API answered 429 while re-fetching or fetching; retried later "
+                    "(no sooner than its Retry-After)",
+    "fetch_failed": "reading a thin event or its object from Stripe's API failed (a network "
+                    "error, a 5xx, a refusal); retried with backoff, then dead-lettered",
+    "event_expired": "Stripe no longer has the thin event to fetch (404, older than its 30 "
+                     "days): dead-lettered at once",
+    "thin_not_on_aws": "a thin event with handlers reached an AWS layout's worker, which cannot "
+                       "fetch yet: retried, then dead-lettered, kept for a replay",
     "transaction_too_large": "a handler wrote more items than one DynamoDB transaction takes",
     "no_sql_on_dynamodb": "a handler written for SQL ran on DynamoDB",
     "transaction_cancelled": "DynamoDB refused the transaction (a condition or a conflict)",

@@ -12,6 +12,7 @@ import orjson
 
 from ichido.errors import RejectedDelivery
 from ichido.json_limits import Unreadable, check_readable, may_hold_integers_past_64_bits
+from ichido.thin.notification import OBJECT as THIN_OBJECT, read_notification
 
 
 class Delivery(NamedTuple):
@@ -57,7 +58,8 @@ _ID = re.compile(r"[!-~]+")  # printable ASCII, no space: nothing a log line or 
 
 def parse_delivery(body: bytes) -> Delivery:
     """Read the fields the inbox needs; refuse what is not a Stripe event, or what Stripe's SDK
-    (``stripe.Webhook.construct_event``) would refuse, or what no store could hold.
+    (``stripe.Webhook.construct_event`` for a snapshot, ``parse_event_notification`` for a thin
+    notification) would refuse, or what no store could hold.
 
     Raises ``RejectedDelivery`` with ``invalid_utf8``, ``malformed_json``, ``nesting_too_deep``,
     ``integer_too_long`` (ichido.json_limits), ``not_an_event``, ``invalid_characters``,
@@ -78,6 +80,8 @@ def parse_delivery(body: bytes) -> Delivery:
     except RecursionError:  # msgspec gives up near 975 levels; the fixed limit is checked below
         raise _too_deep() from None
     _check_readable(body)
+    if head.object == THIN_OBJECT:
+        return _thin(Event.parse(body), body)
     obj = head.data.object if head.data is not None else None
     return _checked(head.id, head.type, head.created, head.object,
                     obj.id if obj is not None else None, body)
@@ -93,6 +97,8 @@ def _parse_other_shape(body: bytes) -> Delivery:
         raise _too_deep() from None
     if not isinstance(doc, dict):
         raise RejectedDelivery("body is JSON but not an object", code="not_an_event")
+    if doc.get("object") == THIN_OBJECT:
+        return _thin(doc, body)
     data = doc.get("data")
     obj = data.get("object") if isinstance(data, dict) else None
     return _checked(doc.get("id"), doc.get("type"), doc.get("created"), doc.get("object"),
@@ -134,11 +140,31 @@ def _checked(event_id: Any, event_type: Any, created: Any, kind: Any, object_id:
                     object_id if isinstance(object_id, str) else None, body)
 
 
-def _check_storable(event_id: str, event_type: str, created: int, object_id: Any) -> None:
+def _thin(doc: Any, body: bytes) -> Delivery:
+    """A thin notification (``ichido.thin.notification``): its id is the dedupe key in both
+    tiers, ``related_object.id`` is its object."""
+    if not isinstance(doc, dict) or doc.get("object") != THIN_OBJECT:
+        raise RejectedDelivery('not a Stripe event: object is not "v2.core.event"',
+                               code="not_an_event")
+    note = read_notification(doc)
+    problem = None
+    if not isinstance(note.id, str) or not note.id.startswith("evt_"):
+        problem = "id is not an evt_ id"
+    elif not isinstance(note.type, str) or not note.type:
+        problem = "type is missing"
+    if problem:
+        raise RejectedDelivery(f"not a Stripe event: {problem}", code="not_an_event")
+    _check_storable(note.id, note.type, note.created, note.object_id, "related_object.id")
+    return Delivery(note.id, note.type, note.created,
+                    note.object_id if isinstance(note.object_id, str) else None, body)
+
+
+def _check_storable(event_id: str, event_type: str, created: int, object_id: Any,
+                    object_field: str = "data.object.id") -> None:
     if not INT64[0] <= created <= INT64[1]:
         raise RejectedDelivery(f"created {created} is outside the 64-bit range",
                                code="value_out_of_range")
-    for name, value in (("id", event_id), ("type", event_type), ("data.object.id", object_id)):
+    for name, value in (("id", event_id), ("type", event_type), (object_field, object_id)):
         if not isinstance(value, str):
             continue
         if len(value) > MAX_ID_LENGTH:
@@ -152,10 +178,15 @@ def _check_storable(event_id: str, event_type: str, created: int, object_id: Any
 
 @dataclass(frozen=True)
 class Event:
-    """What a handler gets: the event as Stripe sent it, parsed once.
+    """What a handler gets, whichever shape the event came in (``shape``).
 
-    ``object`` is ``data.object``: the snapshot of the object at the moment of the event, which
-    handlers should trust over re-fetching it from the API.
+    A ``"snapshot"`` event is the event as Stripe sent it, parsed once; ``object`` is
+    ``data.object``, the object at the moment of the event, which handlers should trust over
+    re-fetching it from the API. A ``"thin"`` event is a notification completed by the worker's
+    fetch stage (``ichido.thin.fetch``): ``payload`` is the event as ``GET /v2/core/events/{id}``
+    gives it, ``object`` the related object as it was fetched, and ``type`` the snapshot's name
+    of the change (``payment_intent.succeeded`` for ``v1.payment_intent.succeeded``), so that one
+    handler serves both shapes.
     """
 
     id: str
@@ -165,6 +196,9 @@ class Event:
     attempt: int = 1
     #: the reasons given by ``ignore``; read by the worker after the handlers ran
     ignored: list[str] = field(default_factory=list, repr=False, compare=False)
+    shape: str = "snapshot"  # or "thin"
+    #: a thin event's related object, fetched (None: it has none, or no handler needs it)
+    fetched_object: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_body(cls, body: bytes, attempt: int = 1) -> "Event":
@@ -186,11 +220,20 @@ class Event:
 
     @property
     def object(self) -> dict[str, Any]:
+        if self.shape == "thin":
+            return self.fetched_object or {}
         return self.payload.get("data", {}).get("object") or {}
 
     @property
     def previous_attributes(self) -> dict[str, Any]:
-        return self.payload.get("data", {}).get("previous_attributes") or {}
+        """A snapshot's ``data.previous_attributes`` (a thin event has ``changes`` instead)."""
+        data = self.payload.get("data")
+        return (data.get("previous_attributes") or {}) if isinstance(data, dict) else {}
+
+    @property
+    def snapshot_event(self) -> str | None:
+        """A thin event's twin: the id of the snapshot event of the same change."""
+        return self.payload.get("snapshot_event") if self.shape == "thin" else None
 
     def ignore(self, reason: str) -> None:
         """Say that this event is none of the handler's business, and why (a reason code, e.g.

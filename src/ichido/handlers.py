@@ -19,7 +19,8 @@ class HandlerRegistry:
     """Event type → handlers, in registration order. ``"*"`` receives every type, and a pattern
     such as ``"customer.subscription.*"`` every type it matches (``fnmatch`` rules).
 
-    A type with no handler is marked ``ignored`` by the worker: stored, counted, done.
+    A type with no handler is marked ``ignored`` by the worker: stored, counted, done. Thin
+    events are matched by their ``v1.`` name and by their snapshot's name (``for_type``).
     Handlers registered with ``latest_only=True`` skip events older than what was already
     applied to their object (``ichido.guard``); an event that only such handlers
     wanted, and that is older, is marked ``stale``.
@@ -58,12 +59,20 @@ class HandlerRegistry:
         self._resolved.clear()
 
     def for_type(self, event_type: str) -> list[Handler]:
+        """The handlers of ``event_type``. A thin ``v1.`` type is also its snapshot's type:
+        ``payment_intent.succeeded`` handlers (and patterns) get ``v1.payment_intent.succeeded``
+        too, after those registered for the ``v1.`` name itself."""
         found = self._resolved.get(event_type)
         if found is None:
-            found = list(self._by_type.get(event_type, ()))
-            for pattern, handlers in self._by_type.items():
-                if pattern != event_type and fnmatch.fnmatchcase(event_type, pattern):
-                    found.extend(h for h in handlers if h not in found)
+            found = []
+            names = [event_type]
+            if event_type.startswith("v1."):
+                names.append(event_type.removeprefix("v1."))
+            for name in names:
+                found.extend(h for h in self._by_type.get(name, ()) if h not in found)
+                for pattern, handlers in self._by_type.items():
+                    if pattern != name and fnmatch.fnmatchcase(name, pattern):
+                        found.extend(h for h in handlers if h not in found)
             self._resolved[event_type] = found
         return found
 
@@ -84,7 +93,7 @@ class HandlerRegistry:
         plan = []
         for handler in handlers:
             fetch = self._refetch.get(handler)
-            if fetch is not None:
+            if fetch is not None and event.shape == "snapshot":  # a thin event's is fresh
                 if id(fetch) not in fresh:
                     fresh[id(fetch)] = with_object(event, fetch(event.object))
                 plan.append((handler, fresh[id(fetch)]))

@@ -19,6 +19,7 @@ from ichido.inbox.sql import INBOX_SCHEMA
 from ichido.outbox import OUTBOX_SCHEMA
 from ichido.queue.table import QUEUE_SCHEMA
 from ichido.recovery.schema import RECOVERY_SCHEMA
+from ichido.thin.schema import THIN_SCHEMA
 
 # Append steps at the end of their owner's list; never edit or reorder one that has shipped.
 CORE_SCHEMA: list[Step] = [
@@ -31,6 +32,7 @@ CORE_SCHEMA: list[Step] = [
     *DASHBOARD_SCHEMA,
     *INBOX_SCHEMA[2:],  # rounds of attempts (``dlq retry``, replays), and the inbox's later steps
     *QUEUE_SCHEMA,  # whether a lease runs its event alone (I5)
+    *THIN_SCHEMA,  # thin events: the changes applied (twins apply once), what was fetched
 ]
 
 

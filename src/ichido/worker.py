@@ -18,8 +18,11 @@ from ichido.errors import LeaseLost
 from ichido.event import Event
 from ichido.handlers import HandlerRegistry
 from ichido.loops import drain, poll
+from ichido.metrics import METRICS
 from ichido.queue.base import RUNNING, Claim, Status, retry_at
 from ichido.queue.table import TableQueue
+from ichido.thin import twins
+from ichido.thin.fetch import FetchStage
 
 log = logging.getLogger("ichido.worker")
 
@@ -49,12 +52,16 @@ def run_plan(plan: list[tuple[Callable[..., None], Event]], tx: object) -> list[
 
 class Worker:
     def __init__(self, queue: TableQueue, handlers: HandlerRegistry, settings: Settings,
-                 name: str | None = None, wake: threading.Event | None = None) -> None:
+                 name: str | None = None, wake: threading.Event | None = None,
+                 fetch: FetchStage | None = None) -> None:
         self.queue = queue
         self.handlers = handlers
         self.settings = settings
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
         self.wake = wake or threading.Event()
+        #: completes thin events before their transaction (ichido.thin.fetch); without it a
+        #: thin event with handlers fails its attempts
+        self.fetch = fetch
 
     def run_once(self) -> int:
         """Claim one batch and process it; return how many events were claimed."""
@@ -101,6 +108,10 @@ class Worker:
         """One transaction. If anything in it fails (a handler, a deadlock, a lost lease), it
         is rolled back whole and its events go again one by one, each in a transaction of its
         own, so the culprit is found and retried while the others commit."""
+        if self.fetch is not None:  # thin events: what they point to, read before the transaction
+            runnable = self.fetch.prepare(runnable)
+            if not runnable:
+                return
         try:
             self._run_batch(runnable)
         except HandlerFailed as failed:
@@ -123,13 +134,22 @@ class Worker:
 
     def _run_batch(self, claims: list[Claim]) -> None:
         with self.queue.processing(claims) as batch:
+            # a snapshot and its thin twin are one change: the first to commit applies it
+            held = twins.hold(batch.tx, [(c.id, key) for c in batch.claims
+                                         if self.handlers.for_type(c.type)
+                                         and (key := twins.change_key(c.id, c.type, c.body))])
             for claim in batch.claims:
                 handlers = self.handlers.for_type(claim.type)
+                if claim.id in held:
+                    batch.finish(claim, Status.TWIN, f"twin of {held[claim.id]}, which applied"
+                                                     " the change")
+                    continue
                 status = Status.PROCESSED if handlers else Status.IGNORED
                 reasons: list[str] = []
                 try:
                     if handlers:
-                        event = Event.from_body(claim.body, claim.attempt)
+                        event = (self.fetch.event(claim) if self.fetch is not None
+                                 else Event.from_body(claim.body, claim.attempt))
                         plan = self.handlers.admit(event, batch.tx, handlers)
                         status = Status.PROCESSED if plan else Status.STALE
                         reasons = run_plan(plan, batch.tx)
@@ -138,6 +158,8 @@ class Worker:
                 if reasons:
                     status = Status.IGNORED
                 batch.finish(claim, status, "; ".join(reasons) or None)
+        if held:
+            METRICS.duplicates.labels("twin").inc(len(held))
 
     def _record_failure(self, claim: Claim, error: str) -> None:
         settings = self.settings

@@ -19,10 +19,11 @@ from typing import Any, Callable
 from ichido.aws.bodies import Bodies
 from ichido.aws.envelopes import from_sqs_record, receive_count
 from ichido.aws.ledger import Ledger
-from ichido.errors import RejectedDelivery
+from ichido.errors import IchidoError, RejectedDelivery
 from ichido.event import Delivery, Event
 from ichido.handlers import HandlerRegistry
 from ichido.queue.base import Status
+from ichido.thin.twins import is_thin
 
 log = logging.getLogger("ichido.aws.worker")
 
@@ -36,6 +37,14 @@ class Outcome(enum.Enum):
 # What a failure keeps of its traceback: the end, where the exception is. A handler's error of any
 # length must not make the event's item (DynamoDB: 400 KB, the body beside it) unwritable.
 MAX_ERROR = 8 * 1024
+
+
+class ThinNotOnAws(IchidoError):
+    """The AWS layouts have no fetch stage yet (``ichido.thin``): a thin event with handlers
+    fails its attempts with this reason and rests in the dead letters, kept for a replay,
+    rather than reach its handlers without the object it points to."""
+
+    code = "thin_not_on_aws"
 
 
 class EventApplier:
@@ -54,6 +63,9 @@ class EventApplier:
         status = Status.PROCESSED if handlers else Status.IGNORED
         try:
             delivery = self.bodies.resolve(delivery)  # from S3 if out of line
+            if handlers and is_thin(delivery.type, delivery.body):
+                raise ThinNotOnAws(f"{ThinNotOnAws.code}: thin event {delivery.id} needs the"
+                                   " fetch stage, which the AWS layouts do not run yet")
             with self.ledger.applying(delivery, status, attempt,
                                       received_at or time.time()) as tx:
                 if tx is None:

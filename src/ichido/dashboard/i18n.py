@@ -26,6 +26,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "unique": {"en": "unique", "ja": "ユニーク"},
     "duplicates_cache": {"en": "duplicates (seen tier)", "ja": "重複（キャッシュ層）"},
     "duplicates_durable": {"en": "duplicates (durable)", "ja": "重複（永続層）"},
+    "duplicates_twin": {"en": "duplicates (twin shape)", "ja": "重複（別形式の同一変更）"},
+    "twin": {"en": "twin", "ja": "別形式で適用済み"},
     "processed": {"en": "processed", "ja": "処理済み"},
     "ignored": {"en": "ignored", "ja": "無視"},
     "pending": {"en": "pending", "ja": "待機中"},

@@ -181,9 +181,11 @@ def stats_from(counters: dict[str, int], by_status: dict[str, int]) -> dict[str,
     counters hold events that versions before tombstones deleted outright."""
     ignored = by_status.get(Status.IGNORED, 0) + counters.get("pruned_ignored", 0)
     stale = by_status.get(Status.STALE, 0) + counters.get("pruned_stale", 0)
+    twins = by_status.get(Status.TWIN, 0)  # duplicates of another shape, caught by the worker
     processed = (by_status.get(Status.PROCESSED, 0) + counters.get("pruned_processed", 0)
-                 + ignored + stale)
+                 + ignored + stale + twins)
     stats = {name: int(counters.get(name, 0)) for name in COUNTER_NAMES}
+    stats["duplicates_twin"] = int(twins)
     stats.update(
         processed=int(processed),
         ignored=int(ignored),

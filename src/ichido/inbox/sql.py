@@ -197,6 +197,8 @@ class SqlInbox(Inbox):
         with self.database.transaction() as tx:
             tx.execute("DELETE FROM ichido_failures WHERE event_id IN"
                        f" (SELECT id FROM ichido_events WHERE {old})", params)
+            tx.execute("DELETE FROM ichido_fetched WHERE event_id IN"  # thin events' reads
+                       f" (SELECT id FROM ichido_events WHERE {old})", params)
             return tx.execute("UPDATE ichido_events SET body = ?, last_error = NULL"
                               f" WHERE {old}", (b"", *params)).rowcount
 

@@ -33,9 +33,10 @@ class Status(enum.StrEnum):
     IGNORED = "ignored"  # no handler for its type, or every handler said why not: done
     DEAD = "dead"  # failed max_attempts times; waits for `dlq retry`
     STALE = "stale"  # older than what was applied to its object: latest_only handlers skip it
+    TWIN = "twin"  # its change was applied by its twin (a snapshot and its thin event): done
 
 
-FINISHED = (Status.PROCESSED, Status.IGNORED, Status.STALE)
+FINISHED = (Status.PROCESSED, Status.IGNORED, Status.STALE, Status.TWIN)
 
 
 class Lease(enum.IntEnum):

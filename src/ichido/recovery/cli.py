@@ -120,6 +120,8 @@ def replay(
     dry_run: bool = typer.Option(False, "--dry-run", help="Count what matches; change nothing."),
     force: bool = typer.Option(False, "--force", help="Allow processed events (handlers run"
                                " again)."),
+    refetch: bool = typer.Option(False, "--refetch", help="Thin events: read the event and its"
+                                 " object from Stripe again, not what was fetched before."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue replay rpl_…"),
     cancel_id: Optional[str] = typer.Option(None, "--cancel", help="Stop replay rpl_… after its"
                                             " current page."),
@@ -157,7 +159,8 @@ def replay(
             where = EventFilter(statuses=tuple(status or ()), types=tuple(types or ()),
                                 object_id=object_id, since=parse_when(since),
                                 until=parse_when(until))
-            job = replays.Replay.start(inbox, where, force=force, dry_run=dry_run, actor=actor)
+            job = replays.Replay.start(inbox, where, force=force, dry_run=dry_run, actor=actor,
+                                       refetch=refetch)
             if force and not as_json:
                 err.print(Text.assemble(("note", "yellow"), " ", replays.FORCE_MEANS),
                           soft_wrap=True)

@@ -29,6 +29,7 @@ from ichido.errors import IchidoError
 from ichido.inbox.base import EventFilter, Inbox
 from ichido.queue.base import Status
 from ichido.recovery.reconcile import count
+from ichido.thin.fetch import forget
 
 REPLAYABLE = (Status.DEAD, Status.IGNORED, Status.RETRYING, Status.PROCESSED, Status.STALE)
 PAGE = 1000
@@ -84,11 +85,13 @@ class Replay:
         f = record.filter
         self.where = EventFilter(statuses=tuple(f["statuses"]), types=tuple(f["types"]),
                                  object_id=f["object_id"], since=f["since"], until=f["until"])
+        # thin events: fetch again what they point to, instead of what was fetched before
+        self.refetch = bool(f.get("refetch"))
 
     @classmethod
     def start(cls, inbox: Inbox, where: EventFilter, *, force: bool = False,
               dry_run: bool = False, actor: str | None = None,
-              page_size: int = PAGE) -> "Replay":
+              page_size: int = PAGE, refetch: bool = False) -> "Replay":
         if not where.statuses:
             raise ReplayError("name the statuses to replay (--status dead, ignored, retrying,"
                               " processed or stale)")
@@ -103,7 +106,8 @@ class Replay:
         record = ReplayRecord(
             id=f"rpl_{uuid.uuid4().hex[:16]}", actor=actor or default_actor(),
             filter={"statuses": list(where.statuses), "types": list(where.types),
-                    "object_id": where.object_id, "since": where.since, "until": where.until},
+                    "object_id": where.object_id, "since": where.since, "until": where.until,
+                    **({"refetch": True} if refetch else {})},
             force=force, dry_run=dry_run, state="running", started_at=now, updated_at=now,
             finished_at=None, cursor_created=None, cursor_id=None, matched=0, requeued=0)
         with _database(inbox).transaction() as tx:
@@ -171,6 +175,8 @@ class Replay:
                 raise _Overtaken  # rolls the requeue back with it
             if requeued:
                 count(tx, "replayed", requeued)
+                if self.refetch:
+                    forget(tx, ids)
             done.append(requeued)
 
         try:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
+import stripe
+
 from ichido.errors import ConfigError
 from ichido.setting import Setting, check_table, from_env, shown
 
@@ -73,3 +75,12 @@ class RecoverySettings:
 
     __str__ = __repr__
 
+
+def stripe_client_from_env() -> stripe.StripeClient:
+    """The SDK client the worker reads thin events with: ``STRIPE_API_KEY`` (one line,
+    ``missing_api_key``, when unset) and ``STRIPE_API_BASE``; no retries of its own, since a
+    failed read is a failed attempt that the queue retries with backoff."""
+    settings = RecoverySettings.from_env()
+    return stripe.StripeClient(settings.require_api_key(), max_network_retries=0,
+                               base_addresses=({"api": settings.stripe_api_base}
+                                               if settings.stripe_api_base else None))
