@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import threading
-from typing import Any, AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Sequence, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -27,14 +27,20 @@ from ichido.errors import StorageUnavailable
 from ichido.group_commit import GroupCommit
 from ichido.handlers import Handler, HandlerRegistry
 from ichido.health import Health
-from ichido.inbox import Inbox, open_inbox
+from ichido.inbox import open_inbox, sql_inbox
 from ichido.metrics import METRICS
-from ichido.queue import Queue, open_queue
+from ichido.queue import open_queue
+from ichido.queue.base import WorkerQueue
 from ichido.receiver import WebhookReceiver
 from ichido.seen import SeenCache, open_seen
 from ichido.worker import Worker
 
+if TYPE_CHECKING:
+    from ichido.inbox import Inbox
+    from ichido.inbox.sql import SqlInbox
+
 log = logging.getLogger("ichido")
+T = TypeVar("T")
 
 
 class App:
@@ -51,7 +57,7 @@ class App:
     """
 
     def __init__(self, settings: Settings | None = None, *, database: Database | None = None,
-                 inbox: Inbox | None = None, queue: Queue | None = None,
+                 inbox: SqlInbox | None = None, queue: WorkerQueue | None = None,
                  seen: SeenCache | None = None, workers: int = 1,
                  routes: Sequence[BaseRoute] = (), schema: Sequence[Step] = (),
                  **overrides: Any) -> None:
@@ -119,14 +125,17 @@ class App:
                 if stores.database is None:
                     stores.database = open_database(self.settings)
                     owned.append(stores.database)
-                if stores.inbox is None:
-                    stores.inbox = open_inbox(self.settings, stores.database)
-                    owned.append(stores.inbox)
+                inbox: Inbox | None = stores.inbox
+                if inbox is None:
+                    inbox = open_inbox(self.settings, stores.database)
+                    owned.append(inbox)
                 stores.database.prepare(self.schema)
                 if stores.queue is None:
-                    stores.queue = open_queue(self.settings, stores.inbox)
+                    stores.queue = open_queue(self.settings, inbox)
                     owned.append(stores.queue)
-                seen = stores.seen or open_seen(self.settings, stores.inbox.seen_namespace())
+                # the queue is the inbox's table, so the app's inbox is a SQL one
+                stores.inbox = sql_inbox(inbox, "an ichido.App")
+                seen = stores.seen or open_seen(self.settings, inbox.seen_namespace())
                 if stores.seen is None:
                     owned.append(seen)
             except BaseException:
@@ -151,11 +160,11 @@ class App:
         return self._started(self._stores.database)
 
     @property
-    def inbox(self) -> Inbox:
+    def inbox(self) -> SqlInbox:
         return self._started(self._stores.inbox)
 
     @property
-    def queue(self) -> Queue:
+    def queue(self) -> WorkerQueue:
         return self._started(self._stores.queue)
 
     @property
@@ -163,8 +172,8 @@ class App:
         """The fast seen tier (a hint: clearing it loses nothing, I3)."""
         return self._started(self._stores.seen)
 
-    def _started(self, store: Any) -> Any:
-        if not self.started:
+    def _started(self, store: T | None) -> T:
+        if not self.started or store is None:
             raise RuntimeError("the app is not started: call app.start() (serving does)")
         return store
 
@@ -181,9 +190,7 @@ class App:
     def worker(self, name: str | None = None) -> Worker:
         """A worker on this app's queue (starting the app if nobody did)."""
         self.start()
-        # a TableQueue: the worker needs processing(), which is not on Queue
-        return Worker(self.queue,  # type: ignore[arg-type]  # see above
-                      self.handlers, self.settings, name=name, wake=self._wake)
+        return Worker(self.queue, self.handlers, self.settings, name=name, wake=self._wake)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         # The hot path skips the router: it is the one route that must answer in microseconds.
@@ -272,8 +279,8 @@ class App:
 class _Stores:
     """The four roles an app runs on; None until opened or given."""
 
-    def __init__(self, database: Database | None, inbox: Inbox | None, queue: Queue | None,
-                 seen: SeenCache | None) -> None:
+    def __init__(self, database: Database | None, inbox: SqlInbox | None,
+                 queue: WorkerQueue | None, seen: SeenCache | None) -> None:
         self.database, self.inbox, self.queue, self.seen = database, inbox, queue, seen
 
     def __iter__(self) -> Any:

@@ -20,7 +20,7 @@ import orjson
 
 from ichido.db.base import Database, Transaction
 from ichido.db.migrations import Step
-from ichido.queue.base import RUNNING, Claim, Status, retry_at
+from ichido.queue.base import RUNNING, Claim, OutboxQueue, Status, retry_at
 from ichido.queue.table import DUE, LEASE_KIND_COLUMN, OUTBOX, TableQueue
 from ichido.worker import drain, poll
 
@@ -102,7 +102,7 @@ class OutboxDispatcher:
         self._queue: TableQueue | None = None
 
     @property
-    def queue(self) -> TableQueue:
+    def queue(self) -> OutboxQueue:
         database = self.store()
         if self._queue is None or self._queue.database is not database:
             self._queue = TableQueue(database, OUTBOX)  # type: ignore[arg-type]  # SQL stores only

@@ -17,8 +17,7 @@ from ichido.config import Settings
 from ichido.errors import IchidoError, LeaseLost
 from ichido.event import Event
 from ichido.handlers import HandlerRegistry
-from ichido.queue.base import RUNNING, Claim, Status, retry_at
-from ichido.queue.table import TableQueue
+from ichido.queue.base import RUNNING, Claim, Status, WorkerQueue, retry_at
 
 log = logging.getLogger("ichido.worker")
 
@@ -84,7 +83,7 @@ def drain(step: Callable[[], int], max_rounds: int = 1_000_000) -> int:
 
 
 class Worker:
-    def __init__(self, queue: TableQueue, handlers: HandlerRegistry, settings: Settings,
+    def __init__(self, queue: WorkerQueue, handlers: HandlerRegistry, settings: Settings,
                  name: str | None = None, wake: threading.Event | None = None) -> None:
         self.queue = queue
         self.handlers = handlers

@@ -13,6 +13,7 @@ from collections import Counter
 import boto3
 import orjson
 
+from ichido.aws.dynamodb_ledger import DynamoLedger
 from ichido.aws.ledger import SqlLedger
 from ichido.db.dynamodb import DynamoDatabase
 from ichido.inbox.dynamodb import DynamoInbox
@@ -114,9 +115,9 @@ class SqsLayout:
         self.settings = Settings(database_url=self.database_url, webhook_secrets=(SECRET,),
                                  redis_url=self.redis_url)
         if self.database_url.startswith("dynamodb:"):
-            self.inbox = DynamoInbox(DynamoDatabase.from_url(self.database_url, self.dynamodb),
-                                     shard=process_shard())
-            self.ledger = self.inbox
+            database = DynamoDatabase.from_url(self.database_url, self.dynamodb)
+            self.inbox = DynamoInbox(database, shard=process_shard())
+            self.ledger: DynamoLedger | SqlLedger = DynamoLedger(database, shard=process_shard())
             self.effects = DynamoEffects()
         else:
             self.inbox = open_store(self.database_url)
@@ -163,7 +164,8 @@ class StreamsLayout:
         self.handlers = HandlerRegistry()
         self.handlers.on("charge.succeeded")(self.effects.record)
         self.settings = Settings(database_url=self.url, webhook_secrets=(SECRET,))
-        self.worker = StreamsWorker(EventApplier(self.handlers, self.inbox), self.inbox,
+        self.ledger = DynamoLedger(self.inbox.database, shard=process_shard())
+        self.worker = StreamsWorker(EventApplier(self.handlers, self.ledger), self.ledger,
                                     max_attempts=max_attempts, wanted=streams.wanted)
         self.queue = streams.StreamsQueue(self.inbox.table_name)
         self.poller = StreamPoller(self.queue.stream_arn(), self.worker.handle,

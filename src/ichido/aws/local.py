@@ -185,17 +185,16 @@ def provision(endpoint: str, *, layout: str, fifo: bool, max_receive_count: int,
     env["ICHIDO_BODY_BUCKET"] = create_bucket(boto3.client("s3"))
     os.environ.update(env)
     aws = AwsSettings.from_env()
-    ledger = stores.ledger(settings)
-    applier = EventApplier(app.handlers, ledger, stores.bodies(aws))
     poller: SqsPoller | StreamPoller
     if layout == "sqs":
+        applier = EventApplier(app.handlers, stores.ledger(settings), stores.bodies(aws))
         worker = SqsWorker(applier, max_receive_count=max_receive_count, fifo=fifo)
         poller = SqsPoller(env["ICHIDO_QUEUE_URL"], worker.handle, failed_visibility=retry_after)
     else:
-        from ichido.inbox.dynamodb import DynamoInbox
         from ichido.queue.streams import StreamsQueue, wanted
 
-        assert isinstance(ledger, DynamoInbox)  # Streams are DynamoDB's: its inbox is the ledger
+        ledger = stores.streams_ledger(settings)  # Streams are DynamoDB's
+        applier = EventApplier(app.handlers, ledger, stores.bodies(aws))
         streams = StreamsWorker(applier, ledger, max_attempts=max_receive_count, wanted=wanted)
         arn = StreamsQueue(ledger.table_name).stream_arn()
         poller = StreamPoller(arn, streams.handle, accepts=wanted)
