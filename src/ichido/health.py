@@ -13,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from ichido.errors import StorageUnavailable
+
+if TYPE_CHECKING:
+    from ichido.group_commit import GroupCommit
 
 PROBE_INTERVAL = 1.0
 FAILURE_MEMORY = 30.0
@@ -38,10 +41,10 @@ class Health:
         self._probed_at = float("-inf")
         self._error: StorageUnavailable | None = None
 
-    async def check(self, inbox: HealthProbe, group: Any = None) -> None:
+    async def check(self, inbox: HealthProbe, group: GroupCommit | None = None) -> None:
         """Raise ``StorageUnavailable``, with the reason, unless a delivery can be stored now.
         ``group``: the receiver's ``GroupCommit``, when it has started."""
-        failure = getattr(group, "last_failure", None)
+        failure = None if group is None else group.last_failure
         if failure is not None:
             at, reason = failure
             if self._clock() - at < FAILURE_MEMORY:

@@ -18,7 +18,7 @@ from ichido.aws.ledger import SqlLedger
 from ichido.db.dynamodb import DynamoDatabase
 from ichido.inbox.dynamodb import DynamoInbox
 from ichido.aws.receiver import lambda_handler
-from ichido.aws.stores import QueueInbox
+from ichido.aws.stores import QueueWrite
 from ichido.aws.runner import SqsPoller
 from ichido.aws.worker import EventApplier, SqsWorker
 from ichido.config import Settings
@@ -138,7 +138,7 @@ class SqsLayout:
         if seen is None:
             seen = (open_seen(self.settings, self.queue_url.rsplit("/", 1)[-1])
                     if self.redis_url else MemorySeenCache(3600, 1000))
-        return lambda_handler(self.settings, QueueInbox(self.queue, self.ledger.count), seen)
+        return lambda_handler(self.settings, QueueWrite(self.queue, self.ledger.count), seen)
 
     def effect_counts(self) -> Counter:
         return self.effects.counts(self.inbox)

@@ -23,6 +23,7 @@ from ichido.seen import open_seen
 from ichido.seen.base import SeenCache
 
 if TYPE_CHECKING:
+    from ichido.app import App
     from ichido.aws.dynamodb_ledger import DynamoLedger
     from ichido.inbox.dynamodb import DynamoInbox
     from ichido.queue.sqs import SqsQueue
@@ -47,7 +48,7 @@ def settings_from_env(aws: AwsSettings) -> Settings:
     return settings.with_(**values)
 
 
-def load_app() -> Any:
+def load_app() -> "App | None":
     """The user's ``ichido.App`` named by ``ICHIDO_APP`` (``module:attribute``), or None."""
     spec = os.environ.get("ICHIDO_APP")
     if not spec:
@@ -122,7 +123,7 @@ def receiver_store(settings: Settings, aws: AwsSettings) -> tuple[DurableWrite, 
     queue = sqs_queue(aws)
     counter = ledger(settings)
     bodies = Bodies("sqs", queue.max_message_size(), aws.body_bucket)
-    return (with_bodies(QueueInbox(queue, counter.count), bodies, settings.max_body_bytes),
+    return (with_bodies(QueueWrite(queue, counter.count), bodies, settings.max_body_bytes),
             queue.url.rstrip("/").rsplit("/", 1)[-1])
 
 
@@ -131,7 +132,7 @@ def bodies(aws: AwsSettings) -> Bodies:
     return Bodies(aws.layout, 0, aws.body_bucket)
 
 
-class QueueInbox:
+class QueueWrite:
     """The receiver's durable write on the SQS layout: send to the queue. The seen tier's
     hits never reach the worker, so they are counted here, in the store's counters."""
 

@@ -4,7 +4,7 @@ it calls, so that the type checker holds every caller to what the engines it run
 Who implements which (``Inbox`` is the base of every engine's inbox; ``SqlInbox`` the SQL one):
 
 - the receiver's durable write, ``group_commit.DurableWrite``: every inbox, and on AWS the
-  queue's (``aws.stores.QueueInbox``);
+  queue's (``aws.stores.QueueWrite``);
 - the health check's probe, ``health.HealthProbe``: every inbox;
 - ``AdminLog``, the operator's commands: every inbox, and ``aws.admin.AwsAdmin``;
 - ``EventLog``, the dashboard and replays; ``Backlog``, the alerts; ``ReconcileStore``, the

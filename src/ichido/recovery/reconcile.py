@@ -10,8 +10,9 @@ Stripe stops retrying after three days and lists events for thirty (docs.stripe.
 2. **Undelivered sweep.** Pages ``delivery_success=false`` over the whole thirty days: events
    some endpoint never acknowledged, from before the cursor too.
 
-Every event found goes through ``Inbox.accept`` (dedupe on the id); those new to the inbox are
-counted as ``reconciled``. A 429 backs off (exponential, with jitter) and retries the page.
+Every event found goes through ``ReconcileStore.accept`` (dedupe on the id); those new to the
+inbox are counted as ``reconciled``. A 429 backs off (exponential, with jitter) and retries the
+page.
 
 Prune safety: ``ichido prune`` keeps at least 73 hours, so an event created within the last
 72 hours and missing from the inbox was never stored. Older ones might have been stored and
