@@ -103,3 +103,49 @@ def fault_db(postgres_admin: psycopg.Connection, redis_url: str) -> Iterator[str
 
     with migrated_schema(POSTGRES_URL) as url:
         yield url
+
+
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto in server mode (tests/aws/conftest.py says which of its gaps no test leans on)."""
+    pytest.importorskip("boto3")
+    pytest.importorskip("moto")
+    from ichido.aws.local import start_moto
+
+    server = start_moto()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """This test's environment points boto3 (and subprocesses) at moto."""
+    for name, value in {**AWS_ENV, "AWS_ENDPOINT_URL": moto_endpoint}.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "ICHIDO_QUEUE_URL", "ICHIDO_DLQ_URL", "ICHIDO_AWS_LAYOUT",
+                 "ICHIDO_BODY_BUCKET", "ICHIDO_MAX_BODY"):
+        monkeypatch.delenv(name, raising=False)
+    return moto_endpoint
+
+
+@pytest.fixture(params=["sqlite", "postgres", "dynamodb"])
+def engine_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty store of each engine, DynamoDB included (a table of its own in moto),
+    for the contract of a seam that DynamoDB implements too."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ichido.db'}"
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_url")
+    request.getfixturevalue("aws")
+    import uuid
+
+    from ichido.db.dynamodb import DynamoDatabase
+
+    table = f"ichido-{uuid.uuid4().hex[:10]}"
+    DynamoDatabase(table).create_table()
+    return f"dynamodb://{table}"

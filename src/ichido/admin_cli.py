@@ -10,7 +10,7 @@ import datetime as dt
 import importlib
 import json
 import os
-from typing import Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import typer
 from rich.measure import Measurement
@@ -21,6 +21,9 @@ from ichido.config import Settings, parse_duration
 from ichido.console import err, out, shown
 from ichido.errors import IchidoError
 from ichido.extras import require
+
+if TYPE_CHECKING:
+    from ichido.inbox.seams import AdminLog
 
 events_cli = typer.Typer(no_args_is_help=True, help="Inspect stored events.")
 dlq_cli = typer.Typer(no_args_is_help=True, help="Dead letters: inspect and replay.")
@@ -43,7 +46,7 @@ def _load(spec: str) -> Any:
 
 
 @contextlib.contextmanager
-def _inbox(database_url: str | None) -> Iterator[Any]:
+def _inbox(database_url: str | None) -> Iterator[AdminLog]:
     """The inbox of the configured store, closed (with its database) when the command ends."""
     from ichido.db import open_database
     from ichido.schema import open_inbox
@@ -136,7 +139,7 @@ def dlq_retry(event_id: Optional[str] = typer.Argument(None),
         err.print("name one event id, or --all")
         raise typer.Exit(2)
     with _inbox(database_url) as inbox:
-        count = inbox.requeue_dead(None if all_ else [event_id])
+        count = inbox.requeue_dead(None if all_ or event_id is None else [event_id])
     out.print(f"requeued {count} dead event(s)")
     if event_id and not count:
         raise typer.Exit(1)

@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import threading
-from typing import Any, AsyncIterator, Callable, Protocol, Sequence, TypeVar, cast
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Protocol, Sequence, TypeVar, cast
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -27,10 +27,11 @@ from ichido.errors import StorageUnavailable
 from ichido.group_commit import GroupCommit
 from ichido.handlers import Handler, HandlerRegistry
 from ichido.health import Health
-from ichido.inbox import Inbox
+from ichido.inbox import sql_inbox
 from ichido.metrics import METRICS
 from ichido.outbox import OutboxDispatcher
-from ichido.queue import Queue, open_queue
+from ichido.queue import open_queue
+from ichido.queue.base import WorkerQueue
 from ichido.receiver import WebhookReceiver
 from ichido.schema import open_inbox
 from ichido.seen import SeenCache, open_seen
@@ -40,7 +41,12 @@ from ichido.thin.reader import Reader
 from ichido.recovery.settings import stripe_client_from_env
 from ichido.worker import Worker
 
+if TYPE_CHECKING:
+    from ichido.inbox import Inbox
+    from ichido.inbox.sql import SqlInbox
+
 log = logging.getLogger("ichido")
+T = TypeVar("T")
 
 #: a background loop: runs until the event it is given is set
 Loop = Callable[[threading.Event], None]
@@ -74,7 +80,7 @@ class App:
     """
 
     def __init__(self, settings: Settings | None = None, *, database: Database | None = None,
-                 inbox: Inbox | None = None, queue: Queue | None = None,
+                 inbox: SqlInbox | None = None, queue: WorkerQueue | None = None,
                  seen: SeenCache | None = None, workers: int = 1,
                  routes: Sequence[BaseRoute] = (), schema: Sequence[Step] = (),
                  **overrides: Any) -> None:
@@ -171,14 +177,17 @@ class App:
                 if stores.database is None:
                     stores.database = open_database(self.settings)
                     owned.append(stores.database)
-                if stores.inbox is None:
-                    stores.inbox = open_inbox(self.settings, stores.database)
-                    owned.append(stores.inbox)
+                inbox: Inbox | None = stores.inbox
+                if inbox is None:
+                    inbox = open_inbox(self.settings, stores.database)
+                    owned.append(inbox)
                 stores.database.prepare(self.schema)
                 if stores.queue is None:
-                    stores.queue = open_queue(self.settings, stores.inbox)
+                    stores.queue = open_queue(self.settings, inbox)
                     owned.append(stores.queue)
-                seen = stores.seen or open_seen(self.settings, stores.inbox.seen_namespace())
+                # the queue is the inbox's table, so the app's inbox is a SQL one
+                stores.inbox = sql_inbox(inbox, "an ichido.App")
+                seen = stores.seen or open_seen(self.settings, inbox.seen_namespace())
                 if stores.seen is None:
                     owned.append(seen)
             except BaseException:
@@ -203,11 +212,11 @@ class App:
         return self._started(self._stores.database)
 
     @property
-    def inbox(self) -> Inbox:
+    def inbox(self) -> SqlInbox:
         return self._started(self._stores.inbox)
 
     @property
-    def queue(self) -> Queue:
+    def queue(self) -> WorkerQueue:
         return self._started(self._stores.queue)
 
     @property
@@ -215,8 +224,8 @@ class App:
         """The fast seen tier (a hint: clearing it loses nothing, I3)."""
         return self._started(self._stores.seen)
 
-    def _started(self, store: Any) -> Any:
-        if not self.started:
+    def _started(self, store: T | None) -> T:
+        if not self.started or store is None:
             raise RuntimeError("the app is not started: call app.start() (serving does)")
         return store
 
@@ -233,13 +242,12 @@ class App:
     def worker(self, name: str | None = None) -> Worker:
         """A worker on this app's queue (starting the app if nobody did)."""
         self.start()
-        # a TableQueue: the worker needs processing(), which is not on Queue
-        queue = self.queue
         fetch = None
         if isinstance(self.database, SqlDatabase):  # thin events' fetch stage (ichido.thin)
-            fetch = FetchStage(self.database, queue, self.handlers, self.settings, self.reader)
-        return Worker(queue,  # type: ignore[arg-type]  # see above
-                      self.handlers, self.settings, name=name, wake=self._wake, fetch=fetch)
+            fetch = FetchStage(self.database, self.queue, self.handlers, self.settings,
+                               self.reader)
+        return Worker(self.queue, self.handlers, self.settings, name=name, wake=self._wake,
+                      fetch=fetch)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         # The hot path skips the router: it is the one route that must answer in microseconds.
@@ -327,8 +335,8 @@ class App:
 class _Stores:
     """The four roles an app runs on; None until opened or given."""
 
-    def __init__(self, database: Database | None, inbox: Inbox | None, queue: Queue | None,
-                 seen: SeenCache | None) -> None:
+    def __init__(self, database: Database | None, inbox: SqlInbox | None,
+                 queue: WorkerQueue | None, seen: SeenCache | None) -> None:
         self.database, self.inbox, self.queue, self.seen = database, inbox, queue, seen
 
     def __iter__(self) -> Any:

@@ -29,6 +29,8 @@ from ichido.errors import IchidoError, StorageUnavailable
 if TYPE_CHECKING:  # typer carries its own copy of click, which its TyperGroup is typed with
     from typer import _click as click
 
+    from ichido.app import App
+
 # The example shop's and the local Stripe's commands, by name: imported only when one is run
 # (or help lists them), so the core imports neither (tests/test_imports.py checks it).
 APPLICATION_COMMANDS = {
@@ -124,7 +126,7 @@ def _environ(**flags: Optional[str]) -> None:
             os.environ[names[key]] = value
 
 
-def load_app(spec: str | None, workers: int = 1) -> Any:
+def load_app(spec: str | None, workers: int = 1) -> "App":
     from ichido.app import App
 
     if spec is None:
@@ -144,7 +146,7 @@ def load_app(spec: str | None, workers: int = 1) -> Any:
     return app
 
 
-def _install_recovery(service: Any) -> None:
+def _install_recovery(service: "App") -> None:
     from ichido.recovery.service import Recovery  # alerts, the reconcile sweep (issue 13)
 
     service.install(Recovery())
@@ -202,7 +204,7 @@ def serve(
         service.close()
 
 
-def _check_writable(service: Any) -> None:
+def _check_writable(service: "App") -> None:
     """A store the receiver cannot open or write would answer every delivery 503: say so at
     start, in one line. The probe writes what the receiver writes, never waiting for a lock a
     handler may hold (on SQLite: the intake, not the store)."""

@@ -20,7 +20,7 @@ import orjson
 
 from ichido.db.base import Database, Transaction
 from ichido.db.migrations import Step
-from ichido.queue.base import RUNNING, Claim, Status, retry_at
+from ichido.queue.base import RUNNING, Claim, OutboxQueue, Status, retry_at
 from ichido.queue.table import DUE, LEASE_KIND_COLUMN, OUTBOX, TableQueue
 from ichido.loops import drain, poll
 
@@ -113,7 +113,7 @@ class OutboxDispatcher:
         self.senders[kind] = sender
 
     @property
-    def queue(self) -> TableQueue:
+    def queue(self) -> OutboxQueue:
         database = self.store()
         if self._queue is None or self._queue.database is not database:
             self._queue = TableQueue(database, OUTBOX)  # type: ignore[arg-type]  # SQL stores only

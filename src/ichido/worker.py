@@ -19,8 +19,7 @@ from ichido.event import Event
 from ichido.handlers import HandlerRegistry
 from ichido.loops import drain, poll
 from ichido.metrics import METRICS
-from ichido.queue.base import RUNNING, Claim, Status, retry_at
-from ichido.queue.table import TableQueue
+from ichido.queue.base import RUNNING, Claim, Status, WorkerQueue, retry_at
 from ichido.thin import twins
 from ichido.thin.fetch import FetchStage
 
@@ -51,7 +50,7 @@ def run_plan(plan: list[tuple[Callable[..., None], Event]], tx: object) -> list[
 
 
 class Worker:
-    def __init__(self, queue: TableQueue, handlers: HandlerRegistry, settings: Settings,
+    def __init__(self, queue: WorkerQueue, handlers: HandlerRegistry, settings: Settings,
                  name: str | None = None, wake: threading.Event | None = None,
                  fetch: FetchStage | None = None) -> None:
         self.queue = queue

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Iterator
 
 import pytest
 
@@ -23,20 +22,10 @@ pytest.importorskip("moto")
 
 import boto3  # noqa: E402
 
-from ichido.aws.local import start_moto  # noqa: E402
-
 from tests.support import SECRET  # noqa: E402
 
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    server = start_moto()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+# ``moto_endpoint`` and ``aws`` are in tests/conftest.py: contract tests elsewhere run on
+# DynamoDB too.
 
 
 @pytest.fixture
@@ -53,17 +42,6 @@ def cold(monkeypatch: pytest.MonkeyPatch, aws: str) -> pytest.MonkeyPatch:
     arn = boto3.client("secretsmanager").create_secret(Name=name, SecretString=SECRET)["ARN"]
     monkeypatch.setenv("ICHIDO_WEBHOOK_SECRET_ID", arn)
     return monkeypatch
-
-
-@pytest.fixture
-def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """This test's environment points boto3 (and subprocesses) at moto."""
-    for name, value in {**AWS_ENV, "AWS_ENDPOINT_URL": moto_endpoint}.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "ICHIDO_QUEUE_URL", "ICHIDO_DLQ_URL", "ICHIDO_AWS_LAYOUT",
-                 "ICHIDO_BODY_BUCKET", "ICHIDO_MAX_BODY"):
-        monkeypatch.delenv(name, raising=False)
-    return moto_endpoint
 
 
 def make_queues(fifo: bool = False, max_receive_count: int = 3,

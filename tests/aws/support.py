@@ -13,11 +13,12 @@ from collections import Counter
 import boto3
 import orjson
 
+from ichido.aws.dynamodb_ledger import DynamoLedger
 from ichido.aws.ledger import SqlLedger
 from ichido.db.dynamodb import DynamoDatabase
 from ichido.inbox.dynamodb import DynamoInbox
 from ichido.aws.receiver import lambda_handler
-from ichido.aws.stores import QueueInbox
+from ichido.aws.stores import QueueWrite
 from ichido.aws.runner import SqsPoller
 from ichido.aws.worker import EventApplier, SqsWorker
 from ichido.config import Settings
@@ -114,9 +115,9 @@ class SqsLayout:
         self.settings = Settings(database_url=self.database_url, webhook_secrets=(SECRET,),
                                  redis_url=self.redis_url)
         if self.database_url.startswith("dynamodb:"):
-            self.inbox = DynamoInbox(DynamoDatabase.from_url(self.database_url, self.dynamodb),
-                                     shard=process_shard())
-            self.ledger = self.inbox
+            database = DynamoDatabase.from_url(self.database_url, self.dynamodb)
+            self.inbox = DynamoInbox(database, shard=process_shard())
+            self.ledger: DynamoLedger | SqlLedger = DynamoLedger(database, shard=process_shard())
             self.effects = DynamoEffects()
         else:
             self.inbox = open_store(self.database_url)
@@ -137,7 +138,7 @@ class SqsLayout:
         if seen is None:
             seen = (open_seen(self.settings, self.queue_url.rsplit("/", 1)[-1])
                     if self.redis_url else MemorySeenCache(3600, 1000))
-        return lambda_handler(self.settings, QueueInbox(self.queue, self.ledger.count), seen)
+        return lambda_handler(self.settings, QueueWrite(self.queue, self.ledger.count), seen)
 
     def effect_counts(self) -> Counter:
         return self.effects.counts(self.inbox)
@@ -163,7 +164,8 @@ class StreamsLayout:
         self.handlers = HandlerRegistry()
         self.handlers.on("charge.succeeded")(self.effects.record)
         self.settings = Settings(database_url=self.url, webhook_secrets=(SECRET,))
-        self.worker = StreamsWorker(EventApplier(self.handlers, self.inbox), self.inbox,
+        self.ledger = DynamoLedger(self.inbox.database, shard=process_shard())
+        self.worker = StreamsWorker(EventApplier(self.handlers, self.ledger), self.ledger,
                                     max_attempts=max_attempts, wanted=streams.wanted)
         self.queue = streams.StreamsQueue(self.inbox.table_name)
         self.poller = StreamPoller(self.queue.stream_arn(), self.worker.handle,

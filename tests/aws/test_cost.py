@@ -147,7 +147,7 @@ def test_cost_powertools_idempotency_beside_it(meter: Meter) -> None:
 
     from ichido.aws.receiver import lambda_handler
     from ichido.aws.runner import SqsPoller
-    from ichido.aws.stores import QueueInbox
+    from ichido.aws.stores import QueueWrite
     from ichido.config import Settings
     from ichido.seen.memory import MemorySeenCache
     from ichido.queue.sqs import SqsQueue
@@ -187,7 +187,7 @@ def test_cost_powertools_idempotency_beside_it(meter: Meter) -> None:
     queue, _dlq = make_queues()
     poller = SqsPoller(queue, meter.counted(worker), failed_visibility=0, client=sqs)
     settings = Settings(webhook_secrets=(SECRET,))
-    inbox = QueueInbox(SqsQueue(queue, client=sqs))  # no counters: Powertools keeps none
+    inbox = QueueWrite(SqsQueue(queue, client=sqs))  # no counters: Powertools keeps none
     rows = measure(meter, Deliver(lambda: meter.counted(lambda_handler(
         settings, inbox, MemorySeenCache(3600, 1000)))), poller.poll_once, N)
     report("SQS + Powertools idempotency (DynamoDB)", rows)

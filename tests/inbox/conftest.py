@@ -11,13 +11,13 @@ from typing import Iterator
 
 import pytest
 
-from tests.inbox.support import Roles
+from tests.inbox.support import Stores
 from tests.support import migrate_effects
 
 
 @pytest.fixture
-def inbox(database_url: str) -> Iterator[Roles]:
+def stores(database_url: str) -> Iterator[Stores]:
     migrate_effects(database_url)
-    store = Roles(database_url)
-    yield store
-    store.close()
+    opened = Stores(database_url)
+    yield opened
+    opened.close()

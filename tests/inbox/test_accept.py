@@ -11,67 +11,68 @@ import pytest
 
 from ichido.config import Settings
 from ichido.event import Delivery, parse_delivery
-from tests.inbox.support import Inbox, counters, delivery, open_inbox, run_then_close
+from tests.inbox.support import Stores, counters, delivery, open_stores, run_then_close
 from tests.support import make_event, wait_until
 
 
-def test_accept_stores_new_ids_and_flags_copies_within_one_batch(inbox: Inbox) -> None:
+def test_accept_stores_new_ids_and_flags_copies_within_one_batch(stores: Stores) -> None:
     a, b = delivery(object_id="ch_1"), delivery()
-    assert inbox.accept([a, b, a]) == [True, True, False]
-    record = inbox.get(a.id)
+    assert stores.inbox.accept([a, b, a]) == [True, True, False]
+    record = stores.inbox.get(a.id)
     assert (record.id, record.type, record.created, record.object_id) == (
         a.id, a.type, a.created, "ch_1")
     assert (record.status, record.attempts, record.body) == ("pending", 0, a.body)
     assert record.failures == () and record.finished_at is None
 
 
-def test_accept_is_idempotent_across_batches(inbox: Inbox) -> None:
+def test_accept_is_idempotent_across_batches(stores: Stores) -> None:
     a, c = delivery(), delivery()
-    assert inbox.accept([a]) == [True]
-    assert inbox.accept([a, c]) == [False, True]
-    assert inbox.accept([c, a]) == [False, False]
-    assert sorted(r.id for r in inbox.list()) == sorted([a.id, c.id])
+    assert stores.inbox.accept([a]) == [True]
+    assert stores.inbox.accept([a, c]) == [False, True]
+    assert stores.inbox.accept([c, a]) == [False, False]
+    assert sorted(r.id for r in stores.inbox.list()) == sorted([a.id, c.id])
 
 
-def test_a_copy_never_replaces_the_stored_body(inbox: Inbox) -> None:
+def test_a_copy_never_replaces_the_stored_body(stores: Stores) -> None:
     first = delivery(id="evt_same_id_" + str(time.time_ns()))
     other = parse_delivery(make_event("charge.refunded", id=first.id))
-    inbox.accept([first])
-    assert inbox.accept([other]) == [False]
-    assert (inbox.get(first.id).body, inbox.get(first.id).type) == (first.body, first.type)
+    stores.inbox.accept([first])
+    assert stores.inbox.accept([other]) == [False]
+    stored = stores.inbox.get(first.id)
+    assert (stored.body, stored.type) == (first.body, first.type)
 
 
-def test_accept_counts_received_unique_and_both_duplicate_tiers(inbox: Inbox) -> None:
+def test_accept_counts_received_unique_and_both_duplicate_tiers(stores: Stores) -> None:
     a, b = delivery(), delivery()
-    inbox.accept([a, a, b], cache_hits=3)
-    assert counters(inbox) == {"received": 6, "unique": 2, "duplicates_cache": 3,
+    stores.inbox.accept([a, a, b], cache_hits=3)
+    assert counters(stores.inbox) == {"received": 6, "unique": 2, "duplicates_cache": 3,
                                "duplicates_durable": 1}
-    inbox.accept([b], cache_hits=0)
-    inbox.accept([], cache_hits=2)  # a batch answered entirely by the seen tier
-    assert counters(inbox) == {"received": 9, "unique": 2, "duplicates_cache": 5,
+    stores.inbox.accept([b], cache_hits=0)
+    stores.inbox.accept([], cache_hits=2)  # a batch answered entirely by the seen tier
+    assert counters(stores.inbox) == {"received": 9, "unique": 2, "duplicates_cache": 5,
                                "duplicates_durable": 2}
 
 
-def test_concurrent_writers_store_each_id_once(database_url: str, inbox: Inbox) -> None:
+def test_concurrent_writers_store_each_id_once(database_url: str, stores: Stores) -> None:
     deliveries = [delivery() for _ in range(40)]
-    stores = [open_inbox(Settings(database_url=database_url)) for _ in range(3)]
-    barrier = threading.Barrier(len(stores))
+    others = [open_stores(database_url) for _ in range(3)]
+    barrier = threading.Barrier(len(others))
     new_by_id: Counter = Counter()
     lock = threading.Lock()
 
-    def write(store: Inbox, offset: int) -> None:
+    def write(store: Stores, offset: int) -> None:
         batch = deliveries[offset:] + deliveries[:offset]  # same ids, different order
         barrier.wait(timeout=30)
         for start in range(0, len(batch), 8):
             chunk = batch[start:start + 8]
-            flags = store.accept(chunk)
+            flags = store.inbox.accept(chunk)
             with lock:
                 new_by_id.update(d.id for d, new in zip(chunk, flags) if new)
 
-    threads = [threading.Thread(target=write, args=(s, i * 13)) for i, s in enumerate(stores)]
-    run_then_close(threads, stores)
+    threads = [threading.Thread(target=write, args=(s, i * 13)) for i, s in enumerate(others)]
+    run_then_close(threads, others)
     assert new_by_id == Counter(d.id for d in deliveries)
-    assert counters(inbox) == {"received": 120, "unique": 40, "duplicates_cache": 0,
+    assert counters(stores.inbox) == {"received": 120, "unique": 40, "duplicates_cache": 0,
                                "duplicates_durable": 80}
 
 
@@ -80,7 +81,7 @@ class _Release(Exception):
 
 
 def test_concurrent_batches_of_the_same_ids_in_opposite_orders_both_succeed(
-        database_url: str, inbox: Inbox) -> None:
+        database_url: str, stores: Stores) -> None:
     """Two receivers' group commits hold the same ids in different orders (I8: copies arriving
     at two receivers at once). Storing them must not fail either batch (a 503 for a whole batch).
 
@@ -95,22 +96,22 @@ def test_concurrent_batches_of_the_same_ids_in_opposite_orders_both_succeed(
     middle = parse_delivery(make_event(id=f"evt_{stamp}_0_middle"))  # sorts first
     a = parse_delivery(make_event(id=f"evt_{stamp}_1_a"))
     b = parse_delivery(make_event(id=f"evt_{stamp}_2_b"))
-    stores = [open_inbox(Settings(database_url=database_url)) for _ in range(2)]
-    for store in stores:
-        store.ping()
+    others = [open_stores(database_url) for _ in range(2)]
+    for store in others:
+        store.inbox.ping()
     results: dict[int, list[bool]] = {}
     errors: list[Exception] = []
 
     def write(index: int, batch: list[Delivery]) -> None:
         try:
-            results[index] = stores[index].accept(batch)
+            results[index] = others[index].inbox.accept(batch)
         except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=write, args=(0, [a, middle, b])),
                threading.Thread(target=write, args=(1, [b, middle, a]))]
     with pytest.raises(_Release):
-        with inbox.transaction() as tx:
+        with stores.database.transaction() as tx:
             tx.execute("INSERT INTO ichido_events (id, type, created, body, received_at)"
                        " VALUES (?, ?, ?, ?, ?)",
                        (middle.id, middle.type, middle.created, middle.body, time.time()))
@@ -123,7 +124,7 @@ def test_concurrent_batches_of_the_same_ids_in_opposite_orders_both_succeed(
             raise _Release
     for thread in threads:
         thread.join(60)
-    for store in stores:
+    for store in others:
         store.close()
     assert errors == []
     firsts = Counter()

@@ -9,21 +9,21 @@ from ichido.config import Settings
 from ichido.db import open_database
 from ichido.errors import SchemaError
 from tests.apps.broken_schema import BROKEN_STEP
-from tests.inbox.support import Inbox, open_inbox
+from tests.inbox.support import Stores, open_stores
 from tests.support import effect_counts
 
 
-def test_ping_and_plain_transactions(inbox: Inbox) -> None:
-    inbox.ping()
+def test_ping_and_plain_transactions(stores: Stores) -> None:
+    stores.inbox.ping()
     with pytest.raises(ZeroDivisionError):
-        with inbox.transaction() as tx:
+        with stores.database.transaction() as tx:
             tx.execute("INSERT INTO effects (event_id, type, attempt) VALUES (?, ?, ?)",
                        ("evt_rolled_back", "t", 1))
             1 / 0
-    with inbox.transaction() as tx:
+    with stores.database.transaction() as tx:
         tx.execute("INSERT INTO effects (event_id, type, attempt) VALUES (?, ?, ?)",
                    ("evt_kept", "t", 1))
-    assert effect_counts(inbox) == {"evt_kept": 1}
+    assert effect_counts(stores.database) == {"evt_kept": 1}
 
 
 def test_a_schema_step_with_invalid_sql_is_reported_as_that_step(database_url: str) -> None:
@@ -35,10 +35,10 @@ def test_a_schema_step_with_invalid_sql_is_reported_as_that_step(database_url: s
     assert failed.value.code == "migration_failed"
     assert failed.value.message.startswith("migration step test_broken v1 failed on ")
     assert "TABLEX" in failed.value.message and "\n" not in failed.value.message
-    store = open_inbox(settings)
+    store = open_stores(database_url)
     try:
-        with pytest.raises(store.engine_errors):
-            with store.transaction() as tx:
+        with pytest.raises(store.database.engine_errors):
+            with store.database.transaction() as tx:
                 tx.execute("SELECT count(*) FROM broken_first")
     finally:
         store.close()

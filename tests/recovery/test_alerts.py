@@ -79,7 +79,7 @@ def test_an_alert_storm_sends_one_message(app, slack, caplog) -> None:
         assert later.raise_alert(tx, "dead_letter", "evt_x", "evt_x is dead")  # a new window
     send(app)
     assert len(slack.messages) == 2
-    assert recovery_counts(app.inbox)["alerts"] == 2
+    assert recovery_counts(app.database)["alerts"] == 2
 
 
 def test_first_failure_of_a_type_and_dead_letters(app, slack) -> None:

@@ -46,10 +46,10 @@ def test_every_listed_event_is_stored_once_and_counted(stripe_world, inbox: Inbo
     assert len(events) > 100  # more than one page
     report = reconciler(inbox, proxy.url).run()
     assert report.reconciled == len(events) and stored_ids(inbox) == events
-    assert recovery_counts(inbox)["reconciled"] == len(events)
+    assert recovery_counts(inbox.database)["reconciled"] == len(events)
     again = reconciler(inbox, proxy.url).run()
     assert again.reconciled == 0 and again.known > 0
-    assert recovery_counts(inbox)["reconciled"] == len(events)
+    assert recovery_counts(inbox.database)["reconciled"] == len(events)
     assert inbox.stats()["duplicates_durable"] == 0  # overlap is not a webhook duplicate
 
 

@@ -4,18 +4,26 @@ Streams: the item's status set to ``requeued``, which its stream carries to the 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Sequence
 
 from ichido.aws import stores
 from ichido.aws.bodies import Bodies, resolved_record
 from ichido.aws.settings import AwsSettings
 from ichido.config import Settings
-from ichido.inbox.base import EventRecord
+from ichido.db.base import Database, Transaction
+from ichido.inbox.base import EventRecord, Inbox
+
+if TYPE_CHECKING:
+    from ichido.queue.sqs import SqsQueue
 
 
 class AwsAdmin:
-    def __init__(self, store: Any, *, sqs: Any = None, database: Any = None,
-                 bodies: Bodies | None = None) -> None:
+    """The operator's commands (``AdminLog``) on an AWS layout: the store's records, and on
+    the SQS layout the queue's depth and its DLQ."""
+
+    def __init__(self, store: Inbox, *, sqs: SqsQueue | None = None,
+                 database: Database | None = None, bodies: Bodies | None = None) -> None:
         self.store = store
         self.sqs = sqs
         self.database = database
@@ -44,8 +52,9 @@ class AwsAdmin:
     def prune(self, older_than_seconds: float) -> int:
         return self.store.prune(older_than_seconds)
 
-    def reading(self) -> Any:
+    def reading(self) -> AbstractContextManager[Transaction]:
         """The database's reads (SQL on PostgreSQL), for the app's tables."""
+        assert self.database is not None, "opened without its database"
         return self.database.reading()
 
     def ping(self) -> None:

@@ -30,6 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ichido.group_commit import DurableWrite
 from ichido.errors import ConfigError, IchidoError, RejectedDelivery, StorageUnavailable
 from ichido.event import Delivery, parse_delivery
+from ichido.inbox.base import EventRecord
 
 # DynamoDB's item limit is 400 KB, names and values; the rest of an event item (its state, and
 # failures of at most 8 KiB each, whose list restarts before it would overflow) has the remainder.
@@ -162,7 +163,7 @@ def with_bodies(store: DurableWrite, bodies: Bodies, max_body: int) -> DurableWr
     return OutOfLine(store, bodies) if bodies.bucket and max_body > bodies.inline_max else store
 
 
-def resolved_record(record: Any, bodies: Bodies | None) -> Any:
+def resolved_record(record: EventRecord | None, bodies: Bodies | None) -> EventRecord | None:
     """An inbox record with its body read from S3 when the store kept a pointer (for
     ``ichido events show``); the pointer itself when it cannot be read."""
     if record is None or bodies is None or not is_pointer(record.body):

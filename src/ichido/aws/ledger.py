@@ -6,7 +6,7 @@ one, and hands the handlers the same transaction (I2): both commit, or neither. 
 (a Stripe redelivery, SQS's at-least-once delivery, a redriven dead letter that had in fact
 been applied) finds the marker and is acknowledged as a durable duplicate. This module holds
 the protocol and its SQL engine (PostgreSQL on RDS, or SQLite for ``ichido aws local``);
-DynamoDB's lives with its store, ``ichido.inbox.dynamodb``.
+DynamoDB's is ``ichido.aws.dynamodb_ledger``.
 """
 
 from __future__ import annotations
@@ -17,10 +17,14 @@ from typing import Any, Iterator, Protocol
 
 from ichido.event import Delivery
 from ichido.db.base import Transaction
+from ichido.db.sql import SqlDatabase
 from ichido.queue.base import Status
 
 
 class Ledger(Protocol):
+    """What the Lambda worker (``EventApplier``) and, on the SQS layout, the receiver's cache
+    hits (``count``) write to."""
+
     def applying(self, delivery: Delivery, status: Status, attempt: int,
                  received_at: float) -> AbstractContextManager[Transaction | None]:
         """One transaction with the marker written; ``None`` when the event was applied
@@ -32,6 +36,14 @@ class Ledger(Protocol):
 
     def count(self, increments: dict[str, int]) -> None:
         """Add to the counters (the receiver's cache hits, which never reach a worker)."""
+
+
+class StreamsLedger(Ledger, Protocol):
+    """The Streams worker's ledger: a record carries no receive count, so the worker reads the
+    attempts made so far from the event's state (DynamoDB only: Streams are its own)."""
+
+    def state(self, event_id: str) -> dict[str, Any] | None:
+        """The event's item, read consistently; the next ``applying`` of it may reuse it."""
 
 
 # Marker and failure alike upsert the event row, unless it is finished: a finished event is
@@ -53,7 +65,7 @@ _COUNT = ("INSERT INTO ichido_counters (shard, name, value) VALUES (?, ?, ?)"
 class SqlLedger:
     """On a SQL database with the inbox's schema (its transactions, its per-object lock)."""
 
-    def __init__(self, database: Any, shard: str) -> None:
+    def __init__(self, database: SqlDatabase, shard: str) -> None:
         self.database = database
         self.shard = shard
 

@@ -17,7 +17,11 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from ichido.app import App
+    from ichido.aws.runner import SqsPoller, StreamPoller
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 TEXT_TYPES = ("application/json", "text/")
@@ -94,7 +98,7 @@ class LocalRouter:
 
     WEBHOOK_PATHS = ("/", "/webhooks/stripe")
 
-    def __init__(self, gateway: FunctionUrlGateway, app: Any) -> None:
+    def __init__(self, gateway: FunctionUrlGateway, app: "App") -> None:
         self.gateway = gateway
         self.app = app
 
@@ -111,7 +115,7 @@ class LocalStack:
     """What ``ichido aws local`` set up, as environment for the functions and the CLI."""
 
     env: dict[str, str]
-    poller: Any
+    poller: "SqsPoller | StreamPoller"
 
 
 def start_moto(port: int = 0) -> Any:
@@ -155,7 +159,7 @@ def one_dynamodb_request_at_a_time(app: Callable) -> Callable:
 
 
 def provision(endpoint: str, *, layout: str, fifo: bool, max_receive_count: int,
-              database_url: str, retry_after: int, app: Any) -> LocalStack:
+              database_url: str, retry_after: int, app: "App") -> LocalStack:
     """Create the queue (with its DLQ) or the table's stream, and the store; set the
     environment the functions read; return it with the poller that runs the worker."""
     os.environ.update({"AWS_ENDPOINT_URL": endpoint,
@@ -185,17 +189,16 @@ def provision(endpoint: str, *, layout: str, fifo: bool, max_receive_count: int,
     env["ICHIDO_BODY_BUCKET"] = create_bucket(boto3.client("s3"))
     os.environ.update(env)
     aws = AwsSettings.from_env()
-    ledger = stores.ledger(settings)
-    applier = EventApplier(app.handlers, ledger, stores.bodies(aws))
     poller: SqsPoller | StreamPoller
     if layout == "sqs":
+        applier = EventApplier(app.handlers, stores.ledger(settings), stores.bodies(aws))
         worker = SqsWorker(applier, max_receive_count=max_receive_count, fifo=fifo)
         poller = SqsPoller(env["ICHIDO_QUEUE_URL"], worker.handle, failed_visibility=retry_after)
     else:
-        from ichido.inbox.dynamodb import DynamoInbox
         from ichido.queue.streams import StreamsQueue, wanted
 
-        assert isinstance(ledger, DynamoInbox)  # Streams are DynamoDB's: its inbox is the ledger
+        ledger = stores.streams_ledger(settings)  # Streams are DynamoDB's
+        applier = EventApplier(app.handlers, ledger, stores.bodies(aws))
         streams = StreamsWorker(applier, ledger, max_attempts=max_receive_count, wanted=wanted)
         arn = StreamsQueue(ledger.table_name).stream_arn()
         poller = StreamPoller(arn, streams.handle, accepts=wanted)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ichido.aws.bodies import STREAMS_INLINE_MAX, Bodies, with_bodies
 from ichido.aws.ledger import Ledger, SqlLedger
@@ -17,10 +17,17 @@ from ichido.errors import ConfigError
 from ichido.event import Delivery
 from ichido.group_commit import DurableWrite
 from ichido.db import open_database
-from ichido.inbox import process_shard
+from ichido.db.base import Database
+from ichido.inbox import Inbox, process_shard
 from ichido.schema import open_inbox
 from ichido.seen import open_seen
 from ichido.seen.base import SeenCache
+
+if TYPE_CHECKING:
+    from ichido.app import App
+    from ichido.aws.dynamodb_ledger import DynamoLedger
+    from ichido.inbox.dynamodb import DynamoInbox
+    from ichido.queue.sqs import SqsQueue
 
 
 def settings_from_env(aws: AwsSettings) -> Settings:
@@ -42,7 +49,7 @@ def settings_from_env(aws: AwsSettings) -> Settings:
     return settings.with_(**values)
 
 
-def load_app() -> Any:
+def load_app() -> "App | None":
     """The user's ``ichido.App`` named by ``ICHIDO_APP`` (``module:attribute``), or None."""
     spec = os.environ.get("ICHIDO_APP")
     if not spec:
@@ -56,7 +63,7 @@ def is_dynamodb(settings: Settings) -> bool:
     return settings.database_url.startswith("dynamodb:")
 
 
-def open_store(settings: Settings) -> tuple[Any, Any]:
+def open_store(settings: Settings) -> tuple[Database, Inbox]:
     """The database and the inbox on it (DynamoDB's table, or PostgreSQL's schema, checked)."""
     database = open_database(settings)
     try:
@@ -67,14 +74,39 @@ def open_store(settings: Settings) -> tuple[Any, Any]:
 
 
 def ledger(settings: Settings) -> Ledger:
-    """The worker's marker, on the store that holds the handlers' writes."""
-    database, inbox = open_store(settings)
-    if is_dynamodb(settings):
-        return inbox
+    """The worker's marker, on the store that holds the handlers' writes (its schema checked
+    by opening the inbox there)."""
+    from ichido.db.dynamodb import DynamoDatabase
+    from ichido.db.sql import SqlDatabase
+
+    database, _inbox = open_store(settings)
+    if isinstance(database, DynamoDatabase):
+        from ichido.aws.dynamodb_ledger import DynamoLedger
+
+        return DynamoLedger(database, shard=process_shard())
+    assert isinstance(database, SqlDatabase)  # open_inbox knows no other engine
     return SqlLedger(database, process_shard())
 
 
-def sqs_queue(aws: AwsSettings) -> Any:
+def streams_ledger(settings: Settings) -> "DynamoLedger":
+    """The Streams worker's ledger, on the table whose stream it reads."""
+    from ichido.aws.dynamodb_ledger import DynamoLedger
+
+    return DynamoLedger(streams_store(settings).database, shard=process_shard())
+
+
+def streams_store(settings: Settings) -> "DynamoInbox":
+    """The Streams layout's table: the receiver's conditional put, the operator's reads."""
+    from ichido.inbox.dynamodb import DynamoInbox
+
+    if not is_dynamodb(settings):
+        raise ConfigError("the streams layout needs a dynamodb:// ICHIDO_DATABASE_URL")
+    _database, store = open_store(settings)
+    assert isinstance(store, DynamoInbox)  # a dynamodb:// URL opens DynamoDB's inbox
+    return store
+
+
+def sqs_queue(aws: AwsSettings) -> "SqsQueue":
     from ichido.queue.sqs import SqsQueue
 
     if not aws.queue_url:
@@ -86,15 +118,13 @@ def receiver_store(settings: Settings, aws: AwsSettings) -> tuple[DurableWrite, 
     """The receiver's durable write, and a name for its seen tier's keys. Checked at start:
     a layout that cannot hold every body up to ``ICHIDO_MAX_BODY`` is a ``ConfigError``."""
     if aws.layout == "streams":
-        if not is_dynamodb(settings):
-            raise ConfigError("the streams layout needs a dynamodb:// ICHIDO_DATABASE_URL")
-        _database, store = open_store(settings)
+        store = streams_store(settings)
         bodies = Bodies("streams", STREAMS_INLINE_MAX, aws.body_bucket)
         return with_bodies(store, bodies, settings.max_body_bytes), store.table_name
     queue = sqs_queue(aws)
     counter = ledger(settings)
     bodies = Bodies("sqs", queue.max_message_size(), aws.body_bucket)
-    return (with_bodies(QueueInbox(queue, counter.count), bodies, settings.max_body_bytes),
+    return (with_bodies(QueueWrite(queue, counter.count), bodies, settings.max_body_bytes),
             queue.url.rstrip("/").rsplit("/", 1)[-1])
 
 
@@ -103,11 +133,12 @@ def bodies(aws: AwsSettings) -> Bodies:
     return Bodies(aws.layout, 0, aws.body_bucket)
 
 
-class QueueInbox:
+class QueueWrite:
     """The receiver's durable write on the SQS layout: send to the queue. The seen tier's
     hits never reach the worker, so they are counted here, in the store's counters."""
 
-    def __init__(self, queue: Any, count: Callable[[dict[str, int]], None] | None = None) -> None:
+    def __init__(self, queue: "SqsQueue",
+                 count: Callable[[dict[str, int]], None] | None = None) -> None:
         self.queue = queue
         self.count = count
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from ichido.aws.bodies import Bodies
 from ichido.aws.envelopes import from_sqs_record, receive_count
-from ichido.aws.ledger import Ledger
+from ichido.aws.ledger import Ledger, StreamsLedger
 from ichido.errors import IchidoError, RejectedDelivery
 from ichido.event import Delivery, Event
 from ichido.handlers import HandlerRegistry
@@ -142,10 +142,10 @@ class StreamsWorker:
     reported too, and Lambda retries from the first failed record. An event whose attempts are
     spent is marked dead by the worker and reported done, so its shard moves on."""
 
-    def __init__(self, applier: EventApplier, store: Any, *, max_attempts: int,
+    def __init__(self, applier: EventApplier, ledger: StreamsLedger, *, max_attempts: int,
                  wanted: Callable[[dict[str, Any]], bool]) -> None:
         self.applier = applier
-        self.store = store
+        self.ledger = ledger
         self.max_attempts = max_attempts
         self.wanted = wanted
 
@@ -161,7 +161,7 @@ class StreamsWorker:
             if not self.wanted(record):
                 continue
             delivery = from_stream_record(record)
-            state = self.store.state(delivery.id) or {}
+            state = self.ledger.state(delivery.id) or {}
             attempt = int(state.get("attempts", 0)) + 1
             final = attempt >= self.max_attempts
             outcome = self.applier.apply(delivery, attempt, final=final)
@@ -183,15 +183,16 @@ def _worker(layout: str) -> LambdaHandler:
         aws = AwsSettings.from_env()
         settings = stores.settings_from_env(aws)
         app = stores.load_app()
-        ledger = stores.ledger(settings)
-        applier = EventApplier(app.handlers if app else HandlerRegistry(), ledger,
-                               stores.bodies(aws))
+        handlers = app.handlers if app else HandlerRegistry()
         if layout == "sqs":
+            applier = EventApplier(handlers, stores.ledger(settings), stores.bodies(aws))
             _workers[layout] = SqsWorker(applier, max_receive_count=aws.max_receive_count,
                                          fifo=aws.fifo).handle
         else:
             from ichido.queue.streams import wanted
 
+            ledger = stores.streams_ledger(settings)
+            applier = EventApplier(handlers, ledger, stores.bodies(aws))
             _workers[layout] = StreamsWorker(applier, ledger, max_attempts=aws.max_receive_count,
                                              wanted=wanted).handle
     return _workers[layout]

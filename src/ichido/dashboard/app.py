@@ -22,10 +22,10 @@ from ichido.dashboard.render import redact
 from ichido.dashboard.settings import DashboardSettings
 from ichido.dashboard.site import Site
 from ichido.errors import ConfigError, StorageUnavailable
-from ichido.inbox import Inbox
+from ichido.inbox.seams import EventLog
 
 
-def create_dashboard(inbox: Callable[[], Inbox], settings: DashboardSettings | None = None,
+def create_dashboard(inbox: Callable[[], EventLog], settings: DashboardSettings | None = None,
                      **options: Any) -> Starlette:
     """The dashboard's ASGI app over one store, with its errors turned into pages. ``options``
     are ``Site``'s: ``database``, ``handlers``, ``panels`` (the application's tabs)."""

@@ -19,7 +19,8 @@ from typing import Any, Mapping, Protocol, Sequence
 
 from ichido.config import LATEST_MOMENT, parse_duration
 from ichido.errors import ConfigError
-from ichido.inbox import Cursor, EventFilter, EventRecord, Inbox
+from ichido.inbox import Cursor, EventFilter, EventRecord
+from ichido.inbox.seams import EventLog
 from ichido.queue.base import Status
 
 STATUSES = [status.value for status in Status]
@@ -105,10 +106,10 @@ class Page:
     search_cut: bool = False  # ... and whether older ones were left unsearched
 
 
-def events_page(inbox: Inbox, chosen: ListFilter, *, cursor: str | None = None,
+def events_page(inbox: EventLog, chosen: ListFilter, *, cursor: str | None = None,
                 limit: int = 50, now: float | None = None,
                 zone: dt.tzinfo = dt.timezone.utc) -> Page:
-    """Newest first by Stripe's ``created``, keyset-paged by the inbox (``Inbox.page``): the
+    """Newest first by Stripe's ``created``, keyset-paged by the inbox (``EventLog.page``): the
     next page starts after the last row shown, so paging stays cheap however deep, and new
     arrivals never shift it. Free text on the id filters the newest ``SEARCH_ROWS`` matches of
     the other filters (no index can serve a substring); a whole id is looked up directly."""
@@ -162,7 +163,7 @@ def _matches(record: EventRecord, where: EventFilter) -> bool:
             and (where.until is None or record.created < where.until))
 
 
-def matching_ids(inbox: Inbox, chosen: ListFilter, *, limit: int = 1000,
+def matching_ids(inbox: EventLog, chosen: ListFilter, *, limit: int = 1000,
                  zone: dt.tzinfo = dt.timezone.utc) -> list[list[str]]:
     """The ids a filter matches, in pages of ``limit`` (a bulk retry never loads all rows)."""
     pages, cursor = [], None
@@ -175,7 +176,7 @@ def matching_ids(inbox: Inbox, chosen: ListFilter, *, limit: int = 1000,
         cursor = page.next_cursor
 
 
-def overview(inbox: Inbox, db: Store, now: float | None = None) -> dict[str, Any]:
+def overview(inbox: EventLog, db: Store, now: float | None = None) -> dict[str, Any]:
     """The counters of ``ichido stats`` plus the backlog and the age of its oldest event."""
     now = time.time() if now is None else now
     numbers = inbox.stats()
@@ -222,7 +223,7 @@ def schema_version(db: Store, component: str) -> int:
     return int(row[0] or 0) if row else 0
 
 
-def same_object(inbox: Inbox, object_id: str | None, limit: int = 20) -> list[EventRecord]:
+def same_object(inbox: EventLog, object_id: str | None, limit: int = 20) -> list[EventRecord]:
     if not object_id:
         return []
     return inbox.page(EventFilter(object_id=object_id), limit=limit, newest_first=True,

@@ -6,12 +6,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from ichido.inbox import EventFilter, Inbox
+from ichido.inbox import EventFilter
+from ichido.inbox.seams import EventLog
 
 IN_FLIGHT = ("pending", "processing", "retrying")
 
 
-def progress(inbox: Inbox, job_id: str) -> dict[str, Any] | None:
+def progress(inbox: EventLog, job_id: str) -> dict[str, Any] | None:
     from ichido.recovery.replay import load
 
     record = load(inbox, job_id)

@@ -11,7 +11,7 @@ import logging
 import secrets
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
 from starlette.concurrency import run_in_threadpool
@@ -21,6 +21,9 @@ from starlette.responses import Response
 from ichido.dashboard import audit, reading
 from ichido.dashboard.auth import Session
 from ichido.dashboard.site import Site, client
+
+if TYPE_CHECKING:
+    from ichido.recovery.replay import Replay
 
 log = logging.getLogger("ichido.dashboard")
 
@@ -66,7 +69,7 @@ def _replay(site: Site, session: Session, request: Request, chosen: reading.List
     return job.record.id
 
 
-def _run_replay(job: Any) -> None:
+def _run_replay(job: "Replay") -> None:
     """A replay started from the page, to its end; it is resumable (``ichido replay --resume``)
     should this process stop first."""
     try:

@@ -22,7 +22,7 @@ from ichido.dashboard.i18n import pick, translator
 from ichido.dashboard.render import SECURITY_HEADERS, environment, read_form
 from ichido.dashboard.settings import DashboardSettings
 from ichido.handlers import HandlerRegistry
-from ichido.inbox import Inbox
+from ichido.inbox.seams import EventLog
 
 LANG_COOKIE = "ichido_lang"
 
@@ -32,23 +32,23 @@ class Site:
     host app's stores are opened when first needed, not at import. ``panels`` are the
     application's (``app.dashboard``), read on every page: one may be added after this."""
 
-    def __init__(self, inbox: Callable[[], Inbox], settings: DashboardSettings, *,
+    def __init__(self, inbox: Callable[[], EventLog], settings: DashboardSettings, *,
                  database: Callable[[], reading.Store] | None = None,
                  handlers: HandlerRegistry | None = None,
                  panels: Panels | None = None) -> None:
         self._inbox = inbox
-        # without a database, the inbox stands for it (no Inbox has reading(): issue 21's seams)
-        self._database: Callable[[], Any] = database or inbox
+        # without one, the database is the inbox's own (where the events are kept)
+        self._database: Callable[[], reading.Store] = database or (lambda: inbox().database)
         self.settings = settings
         self.handlers = handlers
         self.panels = panels or Panels()
-        self.sessions = Sessions(settings, lambda: self._database())  # the fallback's Any
+        self.sessions = Sessions(settings, lambda: self._database())
         self.samples = chart.CounterSamples()
         self._cache: dict[str, tuple[float, Any]] = {}
         self.templates = environment()
 
     @property
-    def inbox(self) -> Inbox:
+    def inbox(self) -> EventLog:
         return self._inbox()
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from ichido.config import Settings
 from ichido.db.base import Database
@@ -13,7 +13,10 @@ from ichido.db.migrations import Step
 from ichido.errors import ConfigError
 from ichido.inbox.base import Cursor, EventFilter, EventRecord, Inbox
 
-__all__ = ["Cursor", "EventFilter", "EventRecord", "Inbox", "open_inbox"]
+if TYPE_CHECKING:
+    from ichido.inbox.sql import SqlInbox
+
+__all__ = ["Cursor", "EventFilter", "EventRecord", "Inbox", "open_inbox", "sql_inbox"]
 
 
 def process_shard() -> str:
@@ -70,3 +73,14 @@ def open_inbox(settings: Settings, database: Database | None = None, *, schema: 
     if own and sql is not None:  # DynamoDB's database holds nothing to close
         sql.owned_database = sql.database
     return inbox
+
+
+def sql_inbox(inbox: Inbox, needed_by: str) -> SqlInbox:
+    """``inbox``, which ``needed_by`` needs in SQL tables: the table queue, the dashboard,
+    replays, alerts and the reconciler keep their own rows beside its events."""
+    from ichido.inbox.sql import SqlInbox
+
+    if isinstance(inbox, SqlInbox):
+        return inbox
+    raise ConfigError(f"{needed_by} needs a SQL store (SQLite or PostgreSQL), not"
+                      f" {type(inbox).__name__}")

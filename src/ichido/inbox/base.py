@@ -7,15 +7,11 @@ live elsewhere (the queue and the worker); the seen tier in front is a hint (``i
 from __future__ import annotations
 
 import abc
-import builtins
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Sequence
 
 from ichido.event import Delivery
 from ichido.queue.base import Status
-
-if TYPE_CHECKING:
-    from ichido.db.base import Transaction
 
 
 @dataclass(frozen=True)
@@ -38,7 +34,7 @@ class EventRecord:
 
 @dataclass(frozen=True)
 class EventFilter:
-    """Which stored events ``Inbox.page`` and ``Inbox.count`` select; unset fields match all.
+    """Which stored events ``SqlInbox.page`` and ``SqlInbox.count`` select; unset fields match all.
 
     ``types`` are exact types or patterns ending in ``*`` (``"customer.subscription.*"``);
     ``since``/``until`` bound the event's ``created`` (Stripe's clock, Unix seconds):
@@ -58,7 +54,8 @@ Cursor = tuple[int, str]
 
 
 class Inbox(abc.ABC):
-    """Durable truth: unique on the event id."""
+    """Durable truth: unique on the event id. What every engine's inbox does; its callers
+    each see the part they use (``ichido.inbox.seams``)."""
 
     @abc.abstractmethod
     def accept(self, deliveries: Sequence[Delivery], *, cache_hits: int = 0) -> list[bool]:
@@ -81,10 +78,9 @@ class Inbox(abc.ABC):
         """Once the schema is there: check and tie what the inbox keeps beside its store
         (SQLite's intake file); nothing elsewhere."""
 
+    @abc.abstractmethod
     def seen_namespace(self) -> str:
         """The seen tier's namespace: ids durable in this inbox, and in no copy of it (I3)."""
-        # every engine's inbox has its database; the base does not declare it (issue 21's seams)
-        return self.database.seen_namespace()  # type: ignore[attr-defined]  # see above
 
     def durable_among(self, event_ids: Sequence[str]) -> set[str] | None:
         """Which of ``event_ids`` this inbox holds, when it can tell at once (a local file);
@@ -107,36 +103,6 @@ class Inbox(abc.ABC):
         self, *, status: str | None = None, type: str | None = None, limit: int = 50
     ) -> list[EventRecord]: ...
 
-    def page(self, where: EventFilter = EventFilter(), *, after: Cursor | None = None,
-             limit: int = 1000, newest_first: bool = False,
-             bodies: bool = True) -> builtins.list[EventRecord]:
-        """One page of the events ``where`` selects, in (``created``, ``id``) order (oldest
-        first, or newest first), starting after the keyset ``after``.
-
-        How to page through everything, in constant memory, however many rows match::
-
-            cursor = None
-            while rows := inbox.page(where, after=cursor, limit=1000):
-                ...
-                cursor = (rows[-1].created, rows[-1].id)
-
-        The keyset is stable while events arrive (no OFFSET: nothing is skipped or shown
-        twice). ``bodies=False`` leaves ``body`` empty (``b""``) for listings that do not
-        show payloads. Used by ``ichido replay`` and the dashboard's events page.
-        """
-        raise NotImplementedError(f"{type(self).__name__} cannot list events by filter yet")
-
-    def count(self, where: EventFilter = EventFilter()) -> int:
-        """How many stored events ``where`` selects (for progress bars and page counts)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot count events by filter yet")
-
-    def requeue(self, event_ids: Sequence[str], *, statuses: Sequence[str],
-                record: "Callable[[Transaction, int], None] | None" = None) -> int:
-        """Give those of ``event_ids`` still in one of ``statuses`` a fresh set of attempts
-        (replay), due now; return how many. ``record(tx, n)`` runs in the same transaction,
-        so a job's progress commits with what it did, or not at all."""
-        raise NotImplementedError(f"{type(self).__name__} cannot requeue events yet")
-
     @abc.abstractmethod
     def requeue_dead(self, event_ids: Sequence[str] | None = None) -> int:
         """Give dead events (all, when ``event_ids`` is None) a fresh set of attempts."""
@@ -148,10 +114,6 @@ class Inbox(abc.ABC):
 
     @abc.abstractmethod
     def stats(self) -> dict[str, int]: ...
-
-    def oldest_pending(self) -> float | None:
-        """When the oldest event never tried yet was received (the backlog alert's measure)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot tell its backlog yet")
 
     @abc.abstractmethod
     def ping(self) -> None:

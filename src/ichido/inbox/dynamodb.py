@@ -8,7 +8,8 @@ Items, keyed ``pk`` + ``sk``:
   (a shared item would make concurrent transactions cancel each other);
 - ``("store", "id")``: the store's name (the seen tier's namespace).
 
-The processed marker is the event item, written in the handlers' ``TransactWriteItems``: a
+The processed marker is the event item, written in the handlers' ``TransactWriteItems`` by the
+Lambda worker's ledger (``ichido.aws.dynamodb_ledger``, on the same items): a
 ``Put`` conditional on ``attribute_not_exists(pk)`` when no item exists yet, else an ``Update``
 conditional on the status as it was read (a stored, failed or requeued event). A consistent
 ``GetItem`` first answers most duplicates without a transaction (I2, I8: a copy that slips
@@ -19,17 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ichido.db.dynamodb import (DynamoDatabase, DynamoTransaction, TransactionCancelled,
-                                from_item, to_item)
+from ichido.db.dynamodb import DynamoDatabase, from_item, to_item
 from ichido.errors import IchidoError, StorageUnavailable
 from ichido.event import Delivery
 from ichido.inbox.base import EventRecord, Inbox, stats_from
-from ichido.queue.base import FINISHED, Status
+from ichido.queue.base import Status
 
 EVENT = "event"
 REQUEUED = "requeued"  # what the Streams worker's filter takes (ichido.queue.streams.REQUEUED)
@@ -37,121 +36,18 @@ MAX_FAILURES_KEPT = 10  # the item stays far below DynamoDB's 400 KB
 
 
 class DynamoInbox(Inbox):
-    """The worker's ledger (``applying``, ``record_failure``, ``count``), the Streams layout's
-    durable write (``accept``), and the admin reads behind ``ichido events``/``stats``."""
+    """The Streams layout's durable write (``accept``), and the operator's reads and dead
+    letters behind ``ichido events``/``dlq``/``stats``. The Lambda worker's marker on the same
+    items is its ledger (``ichido.aws.dynamodb_ledger``)."""
 
     def __init__(self, database: DynamoDatabase, *, shard: str) -> None:
         self.database = database
         self.table_name = database.table
         self.shard = shard
         self.client = database.client
-        self._read_ahead: tuple[str, dict[str, Any] | None] | None = None
 
-    # -- the worker's marker -----------------------------------------------------------------
-
-    def state(self, event_id: str) -> dict[str, Any] | None:
-        """The event's item, read consistently; the next ``applying`` of it reuses this read."""
-        item = self.database.get(self.table_name, {"pk": event_id, "sk": EVENT})
-        self._read_ahead = (event_id, item)
-        return item
-
-    @contextmanager
-    def applying(self, delivery: Delivery, status: Status, attempt: int,
-                 received_at: float) -> Iterator[DynamoTransaction | None]:
-        current = self._current(delivery.id)
-        if current is not None and current.get("status") in FINISHED:
-            self.count({"received": 1, "duplicates_durable": 1})
-            yield None
-            return
-        tx = DynamoTransaction(self.database, reserved=2)
-        yield tx
-        items = [self._marker(delivery, status, attempt, received_at, current),
-                 self._counter_item({"received": 1, "unique": 1}), *tx.items]
-        try:
-            self.database.commit(items)
-        except TransactionCancelled as exc:
-            if exc.reasons and exc.reasons[0] == "ConditionalCheckFailed":
-                # Another copy committed since our read: now a duplicate, and nothing written.
-                self.count({"received": 1, "duplicates_durable": 1})
-                return
-            raise
-
-    def record_failure(self, delivery: Delivery, attempt: int, error: str, *,
-                       dead: bool) -> None:
-        """The failure appended to the event's list; when that would take the item past
-        DynamoDB's 400 KB (a large body beside many failures), the list restarts with this one:
-        the event's state must always be writable, its old errors are in the log."""
-        values = {":s": (Status.DEAD if dead else Status.RETRYING).value, ":a": attempt,
-                  ":e": error, ":t": delivery.type, ":c": delivery.created, ":r": time.time(),
-                  ":f": [{"attempt": attempt, "at": time.time(), "error": error}],
-                  ":none": [], ":p": Status.PROCESSED.value, ":i": Status.IGNORED.value}
-        update = ("SET #status = :s, attempts = :a, last_error = :e, #type = :t, created = :c,"
-                  " received_at = if_not_exists(received_at, :r), failures = ")
-        appended = "list_append(if_not_exists(failures, :none), :f)"
-        try:
-            self._update_state(delivery.id, update + appended, values)
-        except ClientError as exc:
-            if "maximum allowed size" not in exc.response["Error"].get("Message", ""):
-                raise StorageUnavailable(f"could not record a failure: {exc}") from exc
-            del values[":none"]
-            try:
-                self._update_state(delivery.id, update + ":f", values)
-            except ClientError as again:
-                raise StorageUnavailable(f"could not record a failure: {again}") from again
-
-    def _update_state(self, event_id: str, expression: str, values: dict[str, Any]) -> None:
-        """An update of the event's item, unless it is finished; a finished one is left as is."""
-        try:
-            self.client.update_item(
-                TableName=self.table_name, Key=to_item({"pk": event_id, "sk": EVENT}),
-                UpdateExpression=expression,
-                ConditionExpression="attribute_not_exists(pk) OR NOT #status IN (:p, :i)",
-                ExpressionAttributeNames={"#status": "status", "#type": "type"},
-                ExpressionAttributeValues=to_item(values))
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-
-    # the Lambda worker's ledger (aws/ledger.py) counts through this, not Inbox.count(where)
-    def count(self, increments: dict[str, int]) -> None:  # type: ignore[override]  # see above
-        item = self._counter_item(increments)["Update"]
-        try:
-            self.client.update_item(**item)
-        except (BotoCoreError, ClientError) as exc:
-            raise StorageUnavailable(f"could not count: {exc}") from exc
-
-    def _current(self, event_id: str) -> dict[str, Any] | None:
-        ahead, self._read_ahead = self._read_ahead, None
-        if ahead is not None and ahead[0] == event_id:
-            return ahead[1]
-        return self.database.get(self.table_name, {"pk": event_id, "sk": EVENT})
-
-    def _marker(self, delivery: Delivery, status: Status, attempt: int, received_at: float,
-                current: dict[str, Any] | None) -> dict[str, Any]:
-        now = time.time()
-        if current is None:
-            item = {"pk": delivery.id, "sk": EVENT, "type": delivery.type,
-                    "created": delivery.created, "status": status.value, "attempts": attempt,
-                    "received_at": received_at, "finished_at": now}
-            if delivery.object_id:
-                item["object_id"] = delivery.object_id
-            return {"Put": {"TableName": self.table_name, "Item": to_item(item),
-                            "ConditionExpression": "attribute_not_exists(pk)"}}
-        return {"Update": {
-            "TableName": self.table_name, "Key": to_item({"pk": delivery.id, "sk": EVENT}),
-            "UpdateExpression": "SET #status = :s, attempts = :a, finished_at = :f",
-            "ConditionExpression": "#status = :seen",
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": to_item({":s": status.value, ":a": attempt, ":f": now,
-                                                  ":seen": current.get("status")})}}
-
-    def _counter_item(self, increments: dict[str, int]) -> dict[str, Any]:
-        names = {f"#n{i}": name for i, name in enumerate(increments)}
-        values = {f":v{i}": value for i, value in enumerate(increments.values())}
-        return {"Update": {
-            "TableName": self.table_name, "Key": to_item({"pk": "counters", "sk": self.shard}),
-            "UpdateExpression": "ADD " + ", ".join(f"#n{i} :v{i}" for i in range(len(names))),
-            "ExpressionAttributeNames": names, "ExpressionAttributeValues": to_item(values)}}
+    def seen_namespace(self) -> str:
+        return self.database.seen_namespace()
 
     # -- the Streams layout's receiver -------------------------------------------------------
 
@@ -177,7 +73,8 @@ class DynamoInbox(Inbox):
                 raise StorageUnavailable(f"cannot reach DynamoDB: {exc}") from exc
         duplicates = accepted.count(False)
         if duplicates or cache_hits:
-            self.count({"received": duplicates + cache_hits, "duplicates_durable": duplicates,
+            add_counts(self.client, self.table_name, self.shard,
+                       {"received": duplicates + cache_hits, "duplicates_durable": duplicates,
                         "duplicates_cache": cache_hits})
         return accepted
 
@@ -270,3 +167,22 @@ def _record(item: dict[str, Any]) -> EventRecord:
                        item["status"], int(item.get("attempts", 0)),
                        float(item.get("received_at", 0)), None, item.get("finished_at"),
                        item.get("last_error"), item.get("body", b""), failures=failures)
+
+
+def counter_update(table: str, shard: str, increments: dict[str, int]) -> dict[str, Any]:
+    """The ``Update`` that adds ``increments`` to the counters of ``shard`` (one item per
+    execution environment, see the module's docstring)."""
+    names = {f"#n{i}": name for i, name in enumerate(increments)}
+    values = {f":v{i}": value for i, value in enumerate(increments.values())}
+    return {"Update": {
+        "TableName": table, "Key": to_item({"pk": "counters", "sk": shard}),
+        "UpdateExpression": "ADD " + ", ".join(f"#n{i} :v{i}" for i in range(len(names))),
+        "ExpressionAttributeNames": names, "ExpressionAttributeValues": to_item(values)}}
+
+
+def add_counts(client: Any, table: str, shard: str, increments: dict[str, int]) -> None:
+    """Add to the counters at once, outside any transaction."""
+    try:
+        client.update_item(**counter_update(table, shard, increments)["Update"])
+    except (BotoCoreError, ClientError) as exc:
+        raise StorageUnavailable(f"could not count: {exc}") from exc

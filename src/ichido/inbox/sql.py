@@ -87,6 +87,9 @@ class SqlInbox(Inbox):
         self.shard = shard
         self.owned_database: SqlDatabase | None = None  # opened by ``open_inbox`` itself
 
+    def seen_namespace(self) -> str:
+        return self.database.seen_namespace()
+
     def close(self) -> None:
         if self.owned_database is not None:
             self.owned_database.close()
@@ -137,6 +140,20 @@ class SqlInbox(Inbox):
     def page(self, where: EventFilter = EventFilter(), *, after: Cursor | None = None,
              limit: int = 1000, newest_first: bool = False,
              bodies: bool = True) -> builtins.list[EventRecord]:
+        """One page of the events ``where`` selects, in (``created``, ``id``) order (oldest
+        first, or newest first), starting after the keyset ``after``.
+
+        How to page through everything, in constant memory, however many rows match::
+
+            cursor = None
+            while rows := inbox.page(where, after=cursor, limit=1000):
+                ...
+                cursor = (rows[-1].created, rows[-1].id)
+
+        The keyset is stable while events arrive (no OFFSET: nothing is skipped or shown
+        twice). ``bodies=False`` leaves ``body`` empty (``b""``) for listings that do not
+        show payloads. Used by ``ichido replay`` and the dashboard's events page.
+        """
         sql, params = _where(where)
         if after is not None:
             sql += f" AND (created, id) {'<' if newest_first else '>'} (?, ?)"
@@ -150,6 +167,7 @@ class SqlInbox(Inbox):
         return [_record(row if bodies else (*row, b"")) for row in rows]
 
     def count(self, where: EventFilter = EventFilter()) -> int:
+        """How many stored events ``where`` selects (for progress bars and page counts)."""
         sql, params = _where(where)
         with self.database.reading() as tx:
             return int(tx.execute(f"SELECT count(*) FROM ichido_events WHERE {sql}",
@@ -157,6 +175,9 @@ class SqlInbox(Inbox):
 
     def requeue(self, event_ids: Sequence[str], *, statuses: Sequence[str],
                 record: Callable[[Transaction, int], None] | None = None) -> int:
+        """Give those of ``event_ids`` still in one of ``statuses`` a fresh set of attempts
+        (replay), due now; return how many. ``record(tx, n)`` runs in the same transaction,
+        so a job's progress commits with what it did, or not at all."""
         if not event_ids or not statuses:
             return 0
         with self.database.storage("requeue events"), self.database.transaction() as tx:
@@ -211,6 +232,7 @@ class SqlInbox(Inbox):
         return stats_from(counters, by_status)
 
     def oldest_pending(self) -> float | None:
+        """When the oldest event never tried yet was received (the backlog alert's measure)."""
         with self.database.reading() as tx:
             oldest = tx.execute("SELECT min(received_at) FROM ichido_events"
                                 " WHERE status = 'pending'").fetchone()[0]

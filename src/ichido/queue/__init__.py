@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ichido.config import Settings
 from ichido.errors import ConfigError
-from ichido.queue.base import FINISHED, Batch, Claim, Queue, Status, backoff_seconds, retry_at
+from ichido.queue.base import (FINISHED, Batch, Claim, Claims, OutboxQueue, Queue, Status,
+                               WorkerQueue, backoff_seconds, retry_at)
 
-__all__ = ["FINISHED", "Batch", "Claim", "Queue", "Status", "backoff_seconds", "open_queue",
-           "retry_at"]
+if TYPE_CHECKING:
+    from ichido.inbox.base import Inbox
+
+__all__ = ["FINISHED", "Batch", "Claim", "Claims", "OutboxQueue", "Queue", "Status",
+           "WorkerQueue", "backoff_seconds", "open_queue", "retry_at"]
 
 
-def open_queue(settings: Settings, inbox: Any) -> Queue:
+def open_queue(settings: Settings, inbox: Inbox) -> Queue:
     """The queue of the events ``inbox`` stores. On a SQL inbox it is the inbox's own table."""
-    from ichido.db.sql import SqlDatabase
+    from ichido.inbox.settling import Settling
+    from ichido.inbox.sql import SqlInbox
     from ichido.queue.table import TableQueue
 
-    database = getattr(inbox, "database", None)
-    if isinstance(database, SqlDatabase):
+    if isinstance(inbox, SqlInbox):
         # an inbox that takes deliveries in somewhere else first (SQLite's intake) moves them
         # into the table before each claim
-        return TableQueue(database, refill=getattr(inbox, "settle_intake", None))
+        refill = inbox.settle_intake if isinstance(inbox, Settling) else None
+        return TableQueue(inbox.database, refill=refill)
     raise ConfigError(f"no queue for an inbox of type {type(inbox).__name__}")

@@ -20,7 +20,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Protocol, Sequence
 
 from ichido.db.base import Transaction
 
@@ -143,8 +143,36 @@ class Batch:
             self.reasons[claim.id] = reason
 
 
+class Claims(Protocol):
+    """What everything that works off a queue calls: the event workers and the outbox
+    dispatcher take due items under a lease, run one alone, fail one, or give one up."""
+
+    def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Claim]: ...
+
+    def alone(self, claim: Claim) -> bool: ...
+
+    def fail(self, claim: Claim, error: str, retry_at: float | None) -> bool: ...
+
+    def give_up(self, claim: Claim, who: str) -> None: ...
+
+
+class WorkerQueue(Claims, Protocol):
+    """The event workers' queue: a batch of claims is finished in the transaction its handlers
+    write in, so the marker and the effects commit together (I2)."""
+
+    def processing(self, claims: Sequence[Claim]) -> contextlib.AbstractContextManager[Batch]:
+        ...
+
+
+class OutboxQueue(Claims, Protocol):
+    """The outbox dispatcher's queue: a message is finished after it was sent, on its own."""
+
+    def finish(self, finished: Mapping[Status, Sequence[Claim]]) -> int: ...
+
+
 class Queue(abc.ABC):
-    """Work that must be done once: claimed under a lease, then finished or failed."""
+    """Work that must be done once: claimed under a lease, then finished or failed. The base of
+    a queue engine, which serves both ``WorkerQueue`` and ``OutboxQueue``."""
 
     @abc.abstractmethod
     def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Claim]:
@@ -159,6 +187,11 @@ class Queue(abc.ABC):
         """Record that ``claim`` runs alone (under ``RUNNING.alone()``, before it runs), so
         that a death during it counts as its own attempt; False when another worker has taken
         the item over."""
+
+    @abc.abstractmethod
+    def processing(self, claims: Sequence[Claim]) -> contextlib.AbstractContextManager[Batch]:
+        """One transaction for a batch of claims: the handlers write in ``batch.tx``, and the
+        claims finished in it (``batch.finish``) are marked in the same commit (I2)."""
 
     @abc.abstractmethod
     def finish(self, finished: Mapping[Status, Sequence[Claim]]) -> int:

@@ -22,7 +22,9 @@ from typing import Any, Callable
 import httpx
 import orjson
 
+from ichido.db.base import Database, Transaction
 from ichido.errors import ReasonCode
+from ichido.inbox.seams import Backlog
 from ichido.metrics import METRICS
 from ichido.outbox import enqueue
 from ichido.recovery.reconcile import ReconcileReport, count
@@ -37,7 +39,7 @@ SIGNATURE_CODES: tuple[ReasonCode, ...] = ("bad_signature", "stale_timestamp",
 class Alerts:
     """Raises alerts (``raise_alert``) and watches the store for the conditions (``check``)."""
 
-    def __init__(self, inbox: Any, settings: RecoverySettings, *,
+    def __init__(self, inbox: Backlog, settings: RecoverySettings, *,
                  clock: Callable[[], float] = time.time) -> None:
         """``inbox``: the events (it knows where they wait before the queue has them, such as
         SQLite's intake); its database holds the outbox and the alert tables."""
@@ -45,7 +47,7 @@ class Alerts:
         self.settings, self.clock = settings, clock
         self._signatures = signature_counts()  # (refused, received) at the last look
 
-    def raise_alert(self, tx: Any, kind: str, subject: str, text: str) -> bool:
+    def raise_alert(self, tx: Transaction, kind: str, subject: str, text: str) -> bool:
         """Record one occurrence; True when it opened a new window (a message will go)."""
         now = self.clock()
         window = max(1.0, self.settings.alert_window_seconds)
@@ -103,7 +105,7 @@ class Alerts:
             opened += self._signature_check(tx)
         return opened
 
-    def _signature_check(self, tx: Any) -> int:
+    def _signature_check(self, tx: Transaction) -> int:
         """The share of refused signatures since the last look (this process's receiver)."""
         refused, received = signature_counts()
         last, self._signatures = self._signatures, (refused, received)
@@ -117,16 +119,16 @@ class Alerts:
             f"{new_refused:.0f} of {total:.0f} deliveries refused for their signature since the"
             " last look: was the endpoint's secret rolled on one side only?"))
 
-    def _mark(self, tx: Any, name: str) -> float:
+    def _mark(self, tx: Transaction, name: str) -> float:
         row = tx.execute("SELECT value FROM ichido_alert_marks WHERE name = ?",
                          (name,)).fetchone()
         return float(row[0]) if row else 0.0
 
-    def _set_mark(self, tx: Any, name: str, value: float) -> None:
+    def _set_mark(self, tx: Transaction, name: str, value: float) -> None:
         tx.execute("INSERT INTO ichido_alert_marks (name, value) VALUES (?, ?) ON CONFLICT"
                    " (name) DO UPDATE SET value = excluded.value", (name, value))
 
-    def _first(self, tx: Any, name: str, now: float) -> bool:
+    def _first(self, tx: Transaction, name: str, now: float) -> bool:
         return tx.execute("INSERT INTO ichido_alert_marks (name, value) VALUES (?, ?)"
                           " ON CONFLICT (name) DO NOTHING", (name, now)).rowcount == 1
 
@@ -151,7 +153,7 @@ def signature_counts() -> tuple[float, float]:
 class AlertSender:
     """The outbox sender for ``alert`` rows: the log always, the webhook URL when set."""
 
-    def __init__(self, settings: RecoverySettings, database: Callable[[], Any],
+    def __init__(self, settings: RecoverySettings, database: Callable[[], Database],
                  client: httpx.Client | None = None) -> None:
         self.settings, self.database = settings, database
         self.client = client or httpx.Client(timeout=10)

@@ -9,12 +9,15 @@ import datetime as dt
 import json
 import os
 import time
-from typing import Any, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
 from rich.text import Text
 
 from ichido.console import err, out, shown
+
+if TYPE_CHECKING:
+    from ichido.recovery.replay import Replay, ReplayRecord
 
 
 def parse_when(text: str | None, *, now: float | None = None) -> int | None:
@@ -77,6 +80,7 @@ def reconcile(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Store every event Stripe lists that the inbox never got (STRIPE_API_KEY, STRIPE_API_BASE)."""
+    from ichido.inbox import sql_inbox
     from ichido.schema import open_inbox
     from ichido.recovery.alerts import Alerts
     from ichido.recovery.fetch import api_client
@@ -86,15 +90,16 @@ def reconcile(
     since_at = parse_when(since)  # a bad value is refused before anything is opened
     settings = RecoverySettings.from_env()
     client = api_client(settings)
-    inbox = open_inbox(_settings(database_url))
+    opened = open_inbox(_settings(database_url))
     try:
+        inbox = sql_inbox(opened, "ichido reconcile")
         alerts = Alerts(inbox, settings)
         reconciler = Reconciler(inbox, client, account=account, types=types or (),
                                 include_delivered=include_delivered,
                                 on_found=alerts.missed_events)
         report = reconciler.run(since=since_at, dry_run=dry_run)
     finally:
-        inbox.close()
+        opened.close()
     if as_json:
         print(json.dumps(report.to_json()))
         return
@@ -132,12 +137,13 @@ def replay(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Send stored events that match back to the workers: paged, resumable, recorded."""
-    from ichido.inbox import EventFilter
+    from ichido.inbox import EventFilter, sql_inbox
     from ichido.schema import open_inbox
     from ichido.recovery import replay as replays
 
-    inbox = open_inbox(_settings(database_url))
+    opened = open_inbox(_settings(database_url))
     try:
+        inbox = sql_inbox(opened, "ichido replay")
         if show_history:
             records = [r.to_json() for r in replays.history(inbox)]
             if as_json:
@@ -166,7 +172,7 @@ def replay(
                           soft_wrap=True)
         record = _run_with_progress(job, quiet=as_json)
     finally:
-        inbox.close()
+        opened.close()
     if as_json:
         print(json.dumps(record.to_json()))
         return
@@ -175,7 +181,7 @@ def replay(
               f" {record.requeued if not record.dry_run else record.matched}")
 
 
-def _run_with_progress(job: Any, *, quiet: bool) -> Any:
+def _run_with_progress(job: "Replay", *, quiet: bool) -> "ReplayRecord":
     if quiet:
         return job.run()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \

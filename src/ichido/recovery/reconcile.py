@@ -10,8 +10,9 @@ Stripe stops retrying after three days and lists events for thirty (docs.stripe.
 2. **Undelivered sweep.** Pages ``delivery_success=false`` over the whole thirty days: events
    some endpoint never acknowledged, from before the cursor too.
 
-Every event found goes through ``Inbox.accept`` (dedupe on the id); those new to the inbox are
-counted as ``reconciled``. A 429 backs off (exponential, with jitter) and retries the page.
+Every event found goes through ``ReconcileStore.accept`` (dedupe on the id); those new to the
+inbox are counted as ``reconciled``. A 429 backs off (exponential, with jitter) and retries the
+page.
 
 Prune safety: ``ichido prune`` keeps at least 73 hours, so an event created within the last
 72 hours and missing from the inbox was never stored. Older ones might have been stored and
@@ -30,8 +31,10 @@ from typing import Any, Callable, Iterator, Sequence, cast
 import orjson
 import stripe
 
+from ichido.db.base import Database, Transaction
 from ichido.event import Delivery, parse_delivery
-from ichido.inbox.base import EventFilter, Inbox
+from ichido.inbox.base import EventFilter
+from ichido.inbox.seams import ReconcileStore
 
 log = logging.getLogger("ichido.reconcile")
 
@@ -61,15 +64,15 @@ class Reconciler:
     """``Reconciler(inbox, client).run()``; ``client`` is a ``stripe.StripeClient``;
     ``database`` (default: the inbox's) keeps the cursor and the counters."""
 
-    def __init__(self, inbox: Inbox, client: stripe.StripeClient, *, database: Any = None,
+    def __init__(self, inbox: ReconcileStore, client: stripe.StripeClient, *,
+                 database: Database | None = None,
                  account: str | None = None,
                  types: Sequence[str] = (), overlap: int = 300, first_lookback: int = SAFE_WINDOW,
                  include_delivered: bool = False, max_backoff_tries: int = 8,
                  backoff_base: float = 1.0, sleep: Callable[[float], None] = time.sleep,
                  on_found: Callable[[ReconcileReport], None] | None = None) -> None:
         self.inbox, self.client, self.account = inbox, client, account
-        # (any object with reading() and transaction(): typed by issue 21's seams)
-        self.database: Any = database if database is not None else getattr(inbox, "database", inbox)
+        self.database = database if database is not None else inbox.database
         self.types = list(types)
         self.overlap, self.first_lookback = overlap, first_lookback
         self.include_delivered = include_delivered
@@ -239,7 +242,7 @@ class Reconciler:
                 (self.name, created, upper, lower, reached, time.time()))
 
 
-def count(tx: Any, name: str, value: int) -> None:
+def count(tx: Transaction, name: str, value: int) -> None:
     """Add to one of recovery's counters (``reconciled``, ``replayed``, ``alerts``), shown by
     ``ichido stats``; the shard is recovery's own, so it never contends with the receiver's."""
     tx.execute("INSERT INTO ichido_counters (shard, name, value) VALUES ('recovery', ?, ?)"
@@ -247,9 +250,8 @@ def count(tx: Any, name: str, value: int) -> None:
                " + excluded.value", (name, value))
 
 
-def recovery_counts(database: Any) -> dict[str, int]:
+def recovery_counts(database: Database) -> dict[str, int]:
     """The counters recovery adds to ``ichido stats`` (``database``: where they live)."""
-    database = getattr(database, "database", database)  # given an inbox: its database
     with database.reading() as tx:
         rows = dict(tx.execute("SELECT name, value FROM ichido_counters WHERE shard ="
                                " 'recovery'").fetchall())

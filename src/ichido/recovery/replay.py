@@ -1,6 +1,6 @@
 """Replay by filter: stored events that match go back to the queue, a page at a time.
 
-The job pages the inbox by keyset (``Inbox.page``, 1,000 ids a page, bodies left behind), so
+The job pages the inbox by keyset (``EventLog.page``, 1,000 ids a page, bodies left behind), so
 memory stays flat however many events match (Convoy's out-of-memory fix). Each page is
 requeued in one transaction together with the job's progress (``ichido_replays``), so a job
 that is interrupted, cancelled or killed resumes exactly after its last committed page, and
@@ -26,7 +26,9 @@ from typing import Any, Callable
 import orjson
 
 from ichido.errors import IchidoError
-from ichido.inbox.base import EventFilter, Inbox
+from ichido.db.base import Transaction
+from ichido.inbox.base import EventFilter
+from ichido.inbox.seams import EventLog
 from ichido.queue.base import Status
 from ichido.recovery.reconcile import count
 from ichido.thin.fetch import forget
@@ -80,7 +82,7 @@ def default_actor() -> str:
 class Replay:
     """``Replay.start(inbox, where, ...)`` or ``Replay.resume(inbox, job_id)``, then ``run()``."""
 
-    def __init__(self, inbox: Inbox, record: ReplayRecord, page_size: int = PAGE) -> None:
+    def __init__(self, inbox: EventLog, record: ReplayRecord, page_size: int = PAGE) -> None:
         self.inbox, self.record, self.page_size = inbox, record, page_size
         f = record.filter
         self.where = EventFilter(statuses=tuple(f["statuses"]), types=tuple(f["types"]),
@@ -89,7 +91,7 @@ class Replay:
         self.refetch = bool(f.get("refetch"))
 
     @classmethod
-    def start(cls, inbox: Inbox, where: EventFilter, *, force: bool = False,
+    def start(cls, inbox: EventLog, where: EventFilter, *, force: bool = False,
               dry_run: bool = False, actor: str | None = None,
               page_size: int = PAGE, refetch: bool = False) -> "Replay":
         if not where.statuses:
@@ -110,19 +112,19 @@ class Replay:
                     **({"refetch": True} if refetch else {})},
             force=force, dry_run=dry_run, state="running", started_at=now, updated_at=now,
             finished_at=None, cursor_created=None, cursor_id=None, matched=0, requeued=0)
-        with _database(inbox).transaction() as tx:
+        with inbox.database.transaction() as tx:
             tx.execute(f"INSERT INTO ichido_replays ({', '.join(_COLUMNS)}) VALUES"
                        f" ({', '.join('?' for _ in _COLUMNS)})", _row(record))
         return cls(inbox, record, page_size)
 
     @classmethod
-    def resume(cls, inbox: Inbox, job_id: str, page_size: int = PAGE) -> "Replay":
+    def resume(cls, inbox: EventLog, job_id: str, page_size: int = PAGE) -> "Replay":
         record = load(inbox, job_id)
         if record is None:
             raise ReplayError(f"no replay {job_id}", code="not_found")
         if record.state == "done":
             raise ReplayError(f"replay {job_id} is done already")
-        with _database(inbox).transaction() as tx:
+        with inbox.database.transaction() as tx:
             tx.execute("UPDATE ichido_replays SET state = 'running', updated_at = ? WHERE id = ?",
                        (time.time(), job_id))
         record.state = "running"
@@ -165,7 +167,7 @@ class Replay:
         record = self.record
         done: list[int] = []
 
-        def note(tx: Any, requeued: int) -> None:
+        def note(tx: Transaction, requeued: int) -> None:
             moved = tx.execute(
                 "UPDATE ichido_replays SET cursor_created = ?, cursor_id = ?, matched ="
                 " matched + ?, requeued = requeued + ?, updated_at = ? WHERE id = ?"
@@ -181,7 +183,7 @@ class Replay:
 
         try:
             if record.dry_run:
-                with _database(self.inbox).transaction() as tx:
+                with self.inbox.database.transaction() as tx:
                     note(tx, 0)
             else:
                 self.inbox.requeue(ids, statuses=self.where.statuses, record=note)
@@ -198,14 +200,14 @@ class Replay:
             vars(self.record).update(vars(fresh))
 
     def _cancelled(self) -> bool:
-        with _database(self.inbox).reading() as tx:
+        with self.inbox.database.reading() as tx:
             row = tx.execute("SELECT state FROM ichido_replays WHERE id = ?",
                              (self.record.id,)).fetchone()
         return row is not None and row[0] == "cancelled"
 
     def _end(self, state: str) -> ReplayRecord:
         now = time.time()
-        with _database(self.inbox).transaction() as tx:
+        with self.inbox.database.transaction() as tx:
             tx.execute("UPDATE ichido_replays SET state = ?, updated_at = ?, finished_at = ?"
                        " WHERE id = ?", (state, now, now if state == "done" else None,
                                          self.record.id))
@@ -214,31 +216,26 @@ class Replay:
         return self.record
 
 
-def cancel(inbox: Inbox, job_id: str) -> bool:
+def cancel(inbox: EventLog, job_id: str) -> bool:
     """Ask a running job to stop after its current page (from any process)."""
-    with _database(inbox).transaction() as tx:
+    with inbox.database.transaction() as tx:
         return tx.execute("UPDATE ichido_replays SET state = 'cancelled', updated_at = ?"
                           " WHERE id = ? AND state = 'running'", (time.time(), job_id)
                           ).rowcount == 1
 
 
-def load(inbox: Inbox, job_id: str) -> ReplayRecord | None:
-    with _database(inbox).reading() as tx:
+def load(inbox: EventLog, job_id: str) -> ReplayRecord | None:
+    with inbox.database.reading() as tx:
         row = tx.execute(f"SELECT {', '.join(_COLUMNS)} FROM ichido_replays WHERE id = ?",
                          (job_id,)).fetchone()
     return _record(row) if row else None
 
 
-def history(inbox: Inbox, limit: int = 20) -> list[ReplayRecord]:
-    with _database(inbox).reading() as tx:
+def history(inbox: EventLog, limit: int = 20) -> list[ReplayRecord]:
+    with inbox.database.reading() as tx:
         rows = tx.execute(f"SELECT {', '.join(_COLUMNS)} FROM ichido_replays"
                           " ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
     return [_record(row) for row in rows]
-
-
-def _database(inbox: Inbox) -> Any:
-    """Where the inbox keeps its events: the replays' records go there too."""
-    return getattr(inbox, "database", inbox)
 
 
 _COLUMNS = ("id", "actor", "filter", "force", "dry_run", "state", "started_at", "updated_at",

@@ -18,6 +18,7 @@ import orjson
 import stripe
 
 from ichido import App, Transaction
+from ichido.outbox import enqueue
 from ichido.shop import checkout, orders, reaper, refunds, stock
 from ichido.shop.catalog import Catalog, Product
 from ichido.shop.errors import ShopError

@@ -25,7 +25,7 @@ from ichido.config import Settings
 from ichido.db.sql import SqlDatabase
 from ichido.event import Event
 from ichido.handlers import HandlerRegistry
-from ichido.queue.base import Claim, Queue, retry_at
+from ichido.queue.base import Claim, Claims, retry_at
 from ichido.thin import twins
 from ichido.thin.notification import created_seconds
 from ichido.thin.reader import FetchFailed, Reader
@@ -62,7 +62,7 @@ def thin_event(notification: dict[str, Any], fetched: Fetched, attempt: int) -> 
 class FetchStage:
     """Completes the thin events of a batch (``prepare``) and builds every claim's ``Event``."""
 
-    def __init__(self, database: SqlDatabase, queue: Queue, handlers: HandlerRegistry,
+    def __init__(self, database: SqlDatabase, queue: Claims, handlers: HandlerRegistry,
                  settings: Settings, reader: Reader) -> None:
         self.database, self.queue, self.handlers = database, queue, handlers
         self.settings, self.reader = settings, reader
