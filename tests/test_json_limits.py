@@ -8,8 +8,8 @@ import json
 import pytest
 
 from ichido.errors import RejectedDelivery
-from ichido.event import parse_delivery
-from ichido.json_limits import MAX_DEPTH
+from ichido.event import Event, parse_delivery
+from ichido.json_limits import MAX_DEPTH, may_hold_integers_past_64_bits
 
 from tests.test_event import code_of, event_doc, sdk_accepts
 
@@ -51,3 +51,28 @@ def test_the_door_stops_where_no_callers_sdk_does() -> None:
 def test_brackets_inside_strings_are_not_nesting() -> None:
     doc = event_doc(note="[" * 5000 + '{"' + "}" * 10, escaped='\\"[[[' * 300)
     assert parse_delivery(json.dumps(doc).encode()).id == "evt_1NgXaZ2eZvKYlo2C"
+
+
+# -- which bodies the worker parses with json rather than orjson -------------------------------
+
+@pytest.mark.parametrize("number", [
+    b'{"n":12345678901234567890}', b'{"n": 12345678901234567890}',
+    b'{"n":\n\t12345678901234567890}',
+    b'{"n":-12345678901234567890}', b'[1,12345678901234567890]', b'[12345678901234567890]',
+    b'[1, \r\n 12345678901234567890]', b"12345678901234567890", b" 12345678901234567890",
+    b"-12345678901234567890",
+])
+def test_every_place_a_long_integer_can_stand_is_seen(number: bytes) -> None:
+    assert may_hold_integers_past_64_bits(number)
+    assert Event.parse(number) == json.loads(number)
+
+
+def test_digits_inside_ids_do_not_send_a_body_to_the_slow_parser() -> None:
+    """Stripe's ids (and the benchmarks') can hold long runs of digits; a number never follows
+    a letter or an underscore."""
+    doc = event_doc()
+    doc["id"] = "evt_a1234567890123456789012345"
+    doc["data"]["object"]["id"] = "pi_1234567890123456789012"  # type: ignore[index]
+    body = json.dumps(doc).encode()
+    assert not may_hold_integers_past_64_bits(body)
+    assert Event.parse(body) == json.loads(body)

@@ -19,10 +19,12 @@ from ichido.errors import StorageUnavailable
 
 SETTLE_BATCHES = 256  # intake batches moved per store transaction
 # Intake rows into the store (a row the store holds already is left as it is); ``rows`` picks
-# the batches.
+# the batches. In batch order, which the intake's batch index gives without a sort: the store's
+# rows then lie in the order the queue claims them (sorting by id copied every body through a
+# temporary B-tree: 13 of the settle's 31 µs per event).
 _COPY = ("INSERT INTO main.ichido_events (id, type, created, object_id, body, received_at,"
          " next_attempt_at) SELECT id, type, created, object_id, body, received_at, received_at"
-         " FROM intake.ichido_intake WHERE {rows} ORDER BY id ON CONFLICT (id) DO NOTHING")
+         " FROM intake.ichido_intake WHERE {rows} ORDER BY batch ON CONFLICT (id) DO NOTHING")
 
 log = logging.getLogger("ichido.inbox")
 
