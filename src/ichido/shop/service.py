@@ -142,11 +142,16 @@ class Shop:
                              code="amount_out_of_range", amount=amount)
         quote = self.pricing.quote(amount, method)
         if quote.exceeds(str(self.settings.max_fee_share)):
+            # An answer, not only a refusal: the cheapest other method the product offers.
+            found = self.pricing.compare(amount, str(self.settings.max_fee_share),
+                                         product.methods).suggestion()
+            hint = f"; {found.method} takes ¥{found.fee:,}" if found else ""
             raise OrderError(
                 f"{method} would take ¥{quote.fee:,} of ¥{amount:,}"
-                f" ({float(quote.fee_share):.1%}), above the {self.settings.max_fee_share:.0%} limit",
-                code="fee_share_exceeded", fee=quote.fee, fee_share=float(quote.fee_share),
-                max_fee_share=self.settings.max_fee_share)
+                f" ({float(quote.fee_share):.1%}), above the {self.settings.max_fee_share:.0%}"
+                f" limit{hint}", code="fee_share_exceeded", fee=quote.fee,
+                fee_share=float(quote.fee_share), max_fee_share=self.settings.max_fee_share,
+                suggested_method=found and found.method, suggested_fee=found and found.fee)
 
     # -- Stripe Checkout ---------------------------------------------------------------------
 
