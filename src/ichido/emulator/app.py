@@ -59,6 +59,13 @@ class Api:
             return self._voucher(path.rsplit("/", 1)[-1])
         if path.startswith(("/_emulator/checkout/", "/_emulator/hosted_invoices/")):
             return await self._hosted(request, request_id)
+        if path.startswith("/_emulator/paypay/"):
+            return await self._paypay(request, request_id)
+        if method == "GET" and path.startswith("/_emulator/bank_transfer_instructions/"):
+            with self.emu.store.lock:
+                page = self.emu.bank_transfers.instructions_page(path.rsplit("/", 1)[-1])
+            return HTMLResponse(page or "<h1>No transfer awaited</h1>",
+                                status_code=200 if page else 404)
         if path.startswith("/v2/"):
             return await self.v2.handle(request, request_id, headers, self._authenticate)
         try:
@@ -203,6 +210,32 @@ class Api:
         if page is not None and pi is not None and pi["status"] == "requires_action":
             page = konbini.voucher_page(pi)
         return HTMLResponse(page or "<h1>No such Checkout Session</h1>",
+                            status_code=200 if page else 404)
+
+    async def _paypay(self, request: Request, request_id: str) -> Response:
+        """PayPay's test page (no key, as the buyer's browser has none): GET shows it, a form
+        POST of ``result`` authorises or fails the payment and sends the buyer back."""
+        token = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+        with self.emu.store.lock:
+            pi_id = self.emu.paypay.intent_of(token)
+        if request.method == "POST" and pi_id is not None:
+            try:
+                params = forms.parse(forms.decode(await request.body()))
+            except StripeError as error:
+                return _json(error.status, _dumps(error.body(request_id)), {})
+            endpoint, _ = self._match("POST", f"/_emulator/payment_intents/{pi_id}/authorize")
+            status, content, _ = await self._run(endpoint, params, {"id": pi_id}, request_id,
+                                                 None,
+                                                 versions.Version(self.emu.store.api_version))
+            if status != 200:
+                return _json(status, content, {"Request-Id": request_id})
+            with self.emu.store.lock:
+                back = self.emu.paypay.back_to(token)
+            if back:
+                return Response(status_code=303, headers={"Location": back})
+        with self.emu.store.lock:
+            page = self.emu.paypay.page(token)
+        return HTMLResponse(page or "<h1>No such PayPay payment</h1>",
                             status_code=200 if page else 404)
 
     async def tick(self) -> None:

@@ -24,7 +24,10 @@ from ichido.emulator.manual_invoices import ManualInvoices
 from ichido.emulator.payment_methods import PaymentMethods
 from ichido.emulator.payment_pages import PaymentPages
 from ichido.emulator.invoices import Invoices
+from ichido.emulator.bank_transfer import BankTransfers
+from ichido.emulator.cash_balance import CashBalances
 from ichido.emulator.payments import Payments
+from ichido.emulator.paypay import PayPay
 from ichido.emulator.refunds import Refunds
 from ichido.emulator.sepa import Sepa
 from ichido.emulator.setup_intents import SetupIntents
@@ -88,6 +91,13 @@ class Emulator:
         self.captures = Captures(self.store, self.pricing, self.payments.tell)
         self.payments.delayed["sepa_debit"] = Sepa(self.store, self.pricing,
                                                    self.payments.tell).debit
+        # Japanese methods (issue 24): PayPay's redirect, bank transfers into the cash balance.
+        self.paypay = PayPay(self.store, self.pricing, self.refunds, self.payments.tell)
+        self.payments.delayed["paypay"] = self.paypay.redirect
+        self.cash_balances = CashBalances(self.store)
+        self.bank_transfers = BankTransfers(self.store, self.pricing, self.cash_balances,
+                                            self.refunds, self.payments.tell)
+        self.payments.delayed["customer_balance"] = self.bank_transfers.start
         self.edits = CatalogEdits(self.store)
         self.sources = Sources(self.store)
         self.catalog.customer_hooks += [self.sources.on_customer]

@@ -1,6 +1,8 @@
 """A PaymentIntent's method parameters: which methods it takes, and ``payment_method_options``.
 
-Card, konbini and SEPA Direct Debit (eur; see ``sepa``) exist here;
+Card, konbini, SEPA Direct Debit (eur; see ``sepa``), PayPay (``paypay``: yen, no manual capture,
+no ``setup_future_usage``) and bank transfers into the cash balance (``customer_balance``; see
+``bank_transfer``) exist here;
 ``automatic_payment_methods[enabled]`` means card and konbini for yen.
 Which methods, by API version (``versions`` refuses what a version lacks before this runs):
 ``payment_method_types[]`` up to ``2026-08-26.dahlia``; since ``2026-07-29.dahlia`` also
@@ -17,13 +19,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ichido.emulator import forms, konbini
+from ichido.emulator import bank_transfer, forms, konbini, paypay
 from ichido.emulator.errors import StripeError, invalid
 
 
 EXCLUSIVE = ("allowed_payment_method_types", "excluded_payment_method_types",
              "automatic_payment_methods", "payment_method_configuration")
-KNOWN = ("card", "konbini", "sepa_debit")
+KNOWN = ("card", "konbini", "sepa_debit", "paypay", "customer_balance")
 
 
 def types(params: dict[str, Any], amount: int, currency: str) -> tuple[list[str], bool]:
@@ -38,10 +40,13 @@ def types(params: dict[str, Any], amount: int, currency: str) -> tuple[list[str]
     if allowed or excluded:
         automatic = ["card", "konbini"] if currency == "jpy" else ["card"]
         chosen = [kind for kind in (allowed or automatic) if kind not in excluded
-                  and _compatible(kind, amount, currency)]
+                  and _compatible(kind, amount, currency)
+                  and not (kind == "paypay" and paypay.refusal(amount, currency, params))]
         for kind in [] if chosen else allowed:  # say why the method asked for cannot pay
             if kind == "konbini":
                 konbini.check_amount(amount, currency)
+            if kind == "paypay" and (error := paypay.refusal(amount, currency, params)):
+                raise error
         if not chosen:
             raise invalid("None of the payment method types given can take this payment "
                           f"({amount} {currency}).", param=given[0],
@@ -52,7 +57,7 @@ def types(params: dict[str, Any], amount: int, currency: str) -> tuple[list[str]
     if not chosen:
         chosen = ["card", "konbini"] if auto and currency == "jpy" else ["card"]
     for pm_type in chosen:
-        if pm_type not in ("card", "konbini", "sepa_debit"):
+        if pm_type not in ("card", "konbini", "sepa_debit", "customer_balance"):
             raise invalid(f"The payment method type provided: {pm_type} is invalid.",
                           param="payment_method_types",
                           code="payment_intent_invalid_parameter")
@@ -83,6 +88,14 @@ def options(kinds: list[str], params: dict[str, Any], now: int,
                                 "network": None, "request_three_d_secure": "automatic"})
     if "sepa_debit" in kinds:
         out.setdefault("sepa_debit", {})
+    if "paypay" in kinds:
+        forms.check_known(forms.mapping(raw, "paypay", "payment_method_options[paypay]"), set(),
+                          "payment_method_options[paypay]")
+        out.setdefault("paypay", {})
+    if "customer_balance" in kinds:
+        out["customer_balance"] = bank_transfer.read_options(
+            forms.mapping(raw, "customer_balance", "payment_method_options[customer_balance]"),
+            out.get("customer_balance"))
     if "konbini" in kinds:
         given = forms.mapping(raw, "konbini", "payment_method_options[konbini]")
         out.setdefault("konbini", konbini.empty_options())

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ichido.emulator import forms, objects
+from ichido.emulator import forms, objects, versions
 from ichido.emulator.errors import invalid
 from ichido.emulator.state import Store
 from ichido.emulator.test_cards import TEST_CARDS
@@ -46,9 +46,11 @@ def test_card(store: Store, name: str, now: int, billing: dict[str, Any] | None 
 
 
 def _from_data(store: Store, data: dict[str, Any], now: int) -> dict[str, Any]:
-    forms.check_known(data, {"type", "billing_details", "konbini", "metadata"},
+    forms.check_known(data, {"type", "billing_details", "konbini", "metadata", *WITHOUT_DETAILS},
                       "payment_method_data")
     pm_type = forms.text(data, "type", required=True, param="payment_method_data[type]")
+    if pm_type in WITHOUT_DETAILS:
+        return _without_details(store, data, pm_type or "", now)
     if pm_type != "konbini":
         raise invalid("The emulator creates konbini PaymentMethods from payment_method_data; "
                       "use a test card such as pm_card_visa for cards.",
@@ -58,3 +60,19 @@ def _from_data(store: Store, data: dict[str, Any], now: int) -> dict[str, Any]:
         forms.text(billing, field, required=True,
                    param=f"payment_method_data[billing_details][{field}]")
     return store.add(objects.payment_method("konbini", now, billing=billing))
+
+
+# Methods made from ``payment_method_data`` with nothing but their type (and any billing details):
+# PayPay (since ``2026-09-30.endive``) and bank transfers into the cash balance.
+WITHOUT_DETAILS = ("paypay", "customer_balance")
+
+
+def _without_details(store: Store, data: dict[str, Any], pm_type: str,
+                     now: int) -> dict[str, Any]:
+    if pm_type == "paypay" and versions.current() < versions.ENDIVE:
+        raise invalid(f"Invalid payment_method_data[type]: paypay is not a payment method type "
+                      f"in API version {versions.current()}.", param="payment_method_data[type]")
+    forms.check_known(forms.mapping(data, pm_type, f"payment_method_data[{pm_type}]"), set(),
+                      f"payment_method_data[{pm_type}]")
+    billing = forms.mapping(data, "billing_details", "payment_method_data[billing_details]")
+    return store.add(objects.payment_method(pm_type, now, billing=billing))

@@ -91,8 +91,15 @@ class Payments:
         if pm is not None:
             pi.update(payment_method=pm["id"], status="requires_confirmation")
         self.store.add(pi)
+        self._keep_return_url(pi, params)
         self.store.emit("payment_intent.created", pi)
         return self._confirm(pi, {}, now) if confirm else pi
+
+    def _keep_return_url(self, pi: dict[str, Any], params: dict[str, Any]) -> None:
+        """Where a redirect method (PayPay) sends the buyer back: not a field of the intent."""
+        url = forms.text(params, "return_url")
+        if url:
+            self.store.private.setdefault(pi["id"], {})["return_url"] = url
 
     def _stored(self, params: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -123,6 +130,7 @@ class Payments:
         options = intent_params.options(pi["payment_method_types"], params, now,
                                        base=snapshot(pi["payment_method_options"]))
         pm = methods.resolve(self.store, params, now)
+        self._keep_return_url(pi, params)
         change: dict[str, Any] = {"payment_method_options": options}
         return self._confirm(pi, change | ({"payment_method": pm["id"]} if pm else {}), now)
 

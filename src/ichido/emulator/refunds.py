@@ -14,7 +14,7 @@ Events (changelog 2024-10-28.acacia: ``refund.created``/``updated``/``failed`` f
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ichido.emulator import forms, ledger, objects
 from ichido.emulator.errors import invalid
@@ -24,11 +24,18 @@ CREATE_KEYS = {"payment_intent", "charge", "amount", "reason", "metadata", "expa
                "instructions_email"}
 BANK_DETAILS_TTL = 45 * 86400
 FAILING_ACCOUNTS = {"1111113", "1111116", "3333335", "4444440"}
+# Methods whose refunds wait for the buyer's bank details (bank transfers: ``bank_transfer``).
+WAITS_FOR_BANK_DETAILS = ("konbini", "customer_balance")
 
 
 class Refunds:
     def __init__(self, store: Store) -> None:
         self.store = store
+        # Methods whose refunds settle later, each on its own course (PayPay: ``paypay``):
+        # type -> start(refund), which sets the first status and schedules the rest.
+        self.later: dict[str, Callable[[dict[str, Any]], None]] = {}
+        # What a refund left without bank details becomes, by type (default: failed).
+        self.lapses: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
         store.due_actions.update(refund_succeed=self._due_succeed, refund_expire=self._due_expire)
 
     def create(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -47,13 +54,20 @@ class Refunds:
         if reason not in (None, "duplicate", "fraudulent", "requested_by_customer"):
             raise invalid(f"Invalid reason: must be one of duplicate, fraudulent, or "
                           f"requested_by_customer", param="reason")
-        is_konbini = charge["payment_method_details"]["type"] == "konbini"
+        kind = charge["payment_method_details"]["type"]
+        is_konbini = kind in WAITS_FOR_BANK_DETAILS
         refund = objects.refund(charge, amount, self.store.clock.now(),
                                 status="requires_action" if is_konbini else "succeeded",
                                 reason=reason, metadata=forms.metadata(params))
         if is_konbini:
-            email = forms.text(params, "instructions_email") or charge["billing_details"]["email"]
+            email = forms.text(params, "instructions_email") or \
+                charge["billing_details"]["email"] or self._customer_email(charge)
+            if not email and kind == "customer_balance":
+                raise invalid("This refund needs the customer's e-mail to ask for bank "
+                              "details: give instructions_email.", param="instructions_email")
             self._ask_for_bank_details(refund, email)
+        if kind in self.later:
+            self.later[kind](refund)
         refund["balance_transaction"] = ledger.refund_transaction(self.store, refund)
         self.store.add(refund)
         before = snapshot(charge)
@@ -72,7 +86,7 @@ class Refunds:
 
     def expire(self, refund_id: str, params: dict[str, Any]) -> dict[str, Any]:
         """Stripe's test helper ``POST /v1/test_helpers/refunds/{id}/expire``."""
-        return self._undo(self._awaiting(refund_id), "failed", "refund.failed")
+        return self._lapse(self._awaiting(refund_id))
 
     def bank_details(self, refund_id: str, params: dict[str, Any]) -> dict[str, Any]:
         """The buyer submits bank details: ``pending``, then ``succeeded`` (or back to waiting
@@ -99,7 +113,24 @@ class Refunds:
         action = refund.get("next_action") or {}
         if refund["status"] == "requires_action" and \
                 str(action.get("display_details", {}).get("expires_at")) == token:
-            self._undo(refund, "failed", "refund.failed")
+            self._lapse(refund)
+
+    def _lapse(self, refund: dict[str, Any]) -> dict[str, Any]:
+        charge = self.store.get("charge", refund["charge"])
+        lapse = self.lapses.get(charge["payment_method_details"]["type"])
+        return lapse(refund) if lapse else self._undo(refund, "failed", "refund.failed")
+
+    def succeed(self, refund: dict[str, Any]) -> None:
+        """A refund that was settling went through (``refund.updated``)."""
+        self._move(refund, status="succeeded")
+
+    def fail(self, refund: dict[str, Any]) -> dict[str, Any]:
+        """A refund that was settling failed (``refund.failed``; the money comes back)."""
+        return self._undo(refund, "failed", "refund.failed")
+
+    def _customer_email(self, charge: dict[str, Any]) -> str | None:
+        customer = self.store.objects["customer"].get(charge.get("customer") or "")
+        return (customer or {}).get("email")
 
     def update(self, refund_id: str, params: dict[str, Any]) -> dict[str, Any]:
         """``POST /v1/refunds/{id}``: metadata only (Stripe's RefundUpdateParams)."""

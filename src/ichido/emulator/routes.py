@@ -92,6 +92,7 @@ def api(emu: Emulator) -> list[tuple[str, str, Handler]]:
         ("GET", "/v1/checkout/sessions/{id}/line_items", co.line_items),
         ("POST", "/v1/checkout/sessions/{id}/expire", co.expire),
         *tool_routes(emu),
+        *japan_routes(emu),
         ("POST", "/v1/webhook_endpoints", lambda params: _create_endpoint(emu, params)),
         ("GET", "/v1/webhook_endpoints", lambda params: _list_endpoints(emu, params)),
         ("GET", "/v1/webhook_endpoints/{id}", lambda i, params: _endpoint(emu, i)),
@@ -166,6 +167,20 @@ def tool_routes(emu: Emulator) -> list[tuple[str, str, Handler]]:
         ("GET", "/v1/test_helpers/test_clocks/{id}", clocks.retrieve),
         ("DELETE", "/v1/test_helpers/test_clocks/{id}", clocks.delete),
         ("POST", "/v1/test_helpers/test_clocks/{id}/advance", clocks.advance),
+    ]
+
+
+def japan_routes(emu: Emulator) -> list[tuple[str, str, Handler]]:
+    """PayPay and bank transfers in Japan (issue 24): Stripe's routes and the controls that
+    act as the buyer (``/_emulator/…``)."""
+    cash = emu.cash_balances
+    return [
+        ("POST", "/v1/test_helpers/customers/{id}/fund_cash_balance", cash.fund),
+        ("GET", "/v1/customers/{id}/cash_balance", cash.retrieve),
+        ("GET", "/v1/customers/{id}/cash_balance_transactions", cash.list),
+        ("GET", "/v1/customers/{customer}/cash_balance_transactions/{id}", cash.transaction),
+        ("POST", "/_emulator/payment_intents/{id}/authorize", emu.paypay.authorize),
+        ("POST", "/_emulator/refunds/{id}/fail", emu.paypay.fail_refund),
     ]
 
 

@@ -31,7 +31,7 @@ KINDS = {"pi": "payment_intent", "ch": "charge", "txn": "balance_transaction", "
          "price": "price", "sub": "subscription", "in": "invoice", "cs": "checkout.session",
          "seti": "setup_intent", "clock": "test_helpers.test_clock", "ii": "invoiceitem",
          "dp": "dispute", "card": "card", "sub_sched": "subscription_schedule",
-         "inpay": "invoice_payment"}
+         "inpay": "invoice_payment", "ccsbtxn": "customer_cash_balance_transaction"}
 # Kinds whose ids carry no prefix of their own (a coupon's is its code; a plan's is any id).
 UNPREFIXED = ("coupon", "plan")
 

@@ -61,6 +61,11 @@ def related_object(obj: dict[str, Any]) -> dict[str, str]:
     kind, object_id = str(obj.get("object")), str(obj.get("id"))
     if kind in SOURCES and obj.get("customer"):
         url = f"/v1/customers/{obj['customer']}/sources/{object_id}"
+    elif kind == "cash_balance":  # one per customer, no id of its own
+        object_id = str(obj.get("customer"))
+        url = f"/v1/customers/{object_id}/cash_balance"
+    elif kind == "customer_cash_balance_transaction":
+        url = f"/v1/customers/{obj.get('customer')}/cash_balance_transactions/{object_id}"
     else:
         url = f"/v1/{PATHS.get(kind, kind.replace('.', '/') + 's')}/{object_id}"
     return {"id": object_id, "type": kind, "url": url}
