@@ -31,7 +31,10 @@ _ENV: dict[str, tuple[str, str]] = {
     "ICHIDO_CHECKOUT_RETURN_URL": ("checkout_return_url", "text"),
     "ICHIDO_SUBSCRIPTION_GRACE": ("subscription_grace_seconds", "duration"),
     "ICHIDO_PARENT_WAIT": ("parent_wait_seconds", "duration"),
+    "ICHIDO_TRANSFER_HOLD": ("transfer_hold_seconds", "duration"),
+    "ICHIDO_PAYPAY_HOLD": ("paypay_hold_seconds", "duration"),
 }
+MAX_TRANSFER_HOLD_SECONDS = 60 * 86400.0
 MAX_GRACE_SECONDS = 60 * 86400.0  # Stripe's own dunning gives up within two months
 MAX_PARENT_WAIT_SECONDS = 3 * 86400.0  # Stripe's retries end within three days
 LOCALES = ("ja", "en")
@@ -68,6 +71,11 @@ class ShopSettings:
     # A create call's answer or a Checkout Session's completion comes within seconds; the
     # worker's default retries span a minute or two.
     parent_wait_seconds: float = 60.0
+    # A bank-transfer order with nothing received is released (stock back, its PaymentIntent
+    # canceled at Stripe) this long after it was placed; the mail gives the buyer the date.
+    transfer_hold_seconds: float = 7 * 86400.0
+    # A PayPay order whose buyer never authorised it is released after this long.
+    paypay_hold_seconds: float = 3600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "ShopSettings":
@@ -90,6 +98,10 @@ class ShopSettings:
                               " e.g. 3d")
         if not 0 <= self.parent_wait_seconds <= MAX_PARENT_WAIT_SECONDS:
             raise ConfigError("ICHIDO_PARENT_WAIT must be a duration from 0 to 3d, e.g. 15m")
+        if not 60 <= self.transfer_hold_seconds <= MAX_TRANSFER_HOLD_SECONDS:
+            raise ConfigError("ICHIDO_TRANSFER_HOLD must be a duration from 1m to 60d, e.g. 7d")
+        if self.paypay_hold_seconds <= 0:
+            raise ConfigError("ICHIDO_PAYPAY_HOLD must be a positive duration, e.g. 1h")
         if self.default_locale not in LOCALES:
             raise ConfigError(f"ICHIDO_SHOP_LOCALE must be one of {', '.join(LOCALES)}")
         return self
