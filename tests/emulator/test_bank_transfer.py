@@ -131,6 +131,7 @@ def test_excess_stays_on_the_cash_balance_and_pays_the_next_order(
 def test_a_refund_waits_for_bank_details_or_returns_to_the_cash_balance(
         sdk: stripe.StripeClient, http: httpx.Client, emulator: Emulator,
         customer: str) -> None:
+    require_reference()
     pi = sdk.v1.payment_intents.create(params=transfer_params(customer))
     sdk.v1.test_helpers.customers.fund_cash_balance(customer, params={"amount": 10000,
                                                                       "currency": "jpy"})
@@ -152,6 +153,9 @@ def test_a_refund_waits_for_bank_details_or_returns_to_the_cash_balance(
     back = sdk.v1.customers.cash_balance_transactions.list(customer).data[0]
     assert back.type == "refunded_from_payment" and back.refunded_from_payment is not None
     assert back.refunded_from_payment.refund == lapsing.id
+    objects = emulator.store.objects
+    assert [p for kind in ("refund", "charge", "customer_cash_balance_transaction")
+            for obj in objects[kind].values() for p in problems(obj)] == []
 
 
 @pytest.mark.parametrize(("change", "param", "code"), [

@@ -24,6 +24,8 @@ from tests.support import SECRET, ServerProcess, open_store, wait_until
 TRIGGERS = [
     "payment_intent.succeeded",        # shipping on a PaymentIntent
     "payment_intent.amount_capturable_updated",  # manual capture, confirmation_method
+    "payment_intent.partially_funded",  # customer_balance in yen, fund_cash_balance (issue 24)
+    "cash_balance.funds_available",    # fund_cash_balance with no payment waiting (issue 24)
     "charge.captured",                 # POST /v1/payment_intents/{id}/capture
     "charge.refund.updated",           # POST /v1/refunds/{id}
     "charge.dispute.closed",           # pm_card_createDisputeInquiry, /v1/disputes

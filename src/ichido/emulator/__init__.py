@@ -14,7 +14,9 @@ In-process::
         emulator.advance(180)                       # three minutes pass: vouchers get paid
         emulator.settle()                           # wait for due work and deliveries
 
-Stripe's API (``/v1/…``, through the official SDK): PaymentIntents (card test cards, konbini),
+Stripe's API (``/v1/…``, through the official SDK): PaymentIntents (card test cards, konbini,
+PayPay's redirect, bank transfers in Japan: ``paypay``, ``bank_transfer``, ``cash_balance``),
+Customer cash balances (retrieve, transactions, ``fund_cash_balance``),
 Refunds, Charges, Balance Transactions, PaymentMethods (+ attach), Events (filters, cursors,
 30 days), Customers, Products, Prices (one-time and recurring), Subscriptions (create, update,
 ``DELETE`` to cancel), Invoices (list, retrieve, ``pay``), Invoice Payments (list, retrieve),
@@ -47,8 +49,11 @@ Controls (``/_emulator/…``, same API key; they act as the buyer, the bank or t
 ``POST /_emulator/payment_intents/{id}/authenticate``  the buyer passes 3D Secure (a card
                                                  like pm_card_authenticationRequired), or
                                                  fails it (result=fail)
-``POST /_emulator/refunds/{id}/bank_details``    the konbini buyer gives bank details
-                                                 (account_number=3333335 fails)
+``POST /_emulator/refunds/{id}/bank_details``    the konbini or bank-transfer buyer gives bank
+                                                 details (account_number=3333335 fails)
+``POST /_emulator/payment_intents/{id}/authorize``  the buyer approves PayPay (result=fail: does
+                                                 not)
+``POST /_emulator/refunds/{id}/fail``            PayPay refuses a pending refund
 ``POST /_emulator/invoices/{id}/pay``            the customer pays the invoice now (its voucher
                                                  at store=…, or a working card)
 ``POST /_emulator/invoices/{id}/lapse``          never paid: the voucher expires, dunning ends,
@@ -69,7 +74,10 @@ Controls (``/_emulator/…``, same API key; they act as the buyer, the bank or t
 Pages with no key, like Stripe's hosted ones: ``/_emulator/vouchers/{token}`` (a PaymentIntent's
 ``hosted_voucher_url``), ``/_emulator/checkout/{id}`` (a session's ``url``: GET shows it, a form
 POST with payment_method_type=card|konbini is the buyer's choice), and
-``/_emulator/hosted_invoices/{id}`` (an invoice's ``hosted_invoice_url``).
+``/_emulator/hosted_invoices/{id}`` (an invoice's ``hosted_invoice_url``),
+``/_emulator/paypay/{token}`` (PayPay's ``redirect_to_url.url``: a form POST of result=succeed|fail
+authorises and returns to ``return_url``) and ``/_emulator/bank_transfer_instructions/{id}``
+(``hosted_instructions_url``).
 
 It shares nothing with the receiver except ``ichido.signature``, and imports nothing of the shop
 (``tests/emulator/test_fees.py`` walks its imports).
