@@ -8,11 +8,11 @@ import math
 
 import pytest
 
-from ichido.config import _BOUNDS, Settings
+from ichido.config import SETTINGS, Settings
 from ichido.errors import ConfigError
 
 # Every numeric setting with an environment variable, and a value of each class to refuse.
-BOUNDED = [(attr, env) for attr, env, _, _ in _BOUNDS]
+BOUNDED = [(row.field, row.env) for row in SETTINGS if row.high is not None]
 
 
 @pytest.mark.parametrize(("attr", "env"), BOUNDED)

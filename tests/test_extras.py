@@ -27,6 +27,18 @@ CASES = [
      ["events", "list"], "ICHIDO_QUEUE_URL or ICHIDO_AWS_LAYOUT is set but boto3 is not installed"),
     ("aws-local", "moto", {},
      ["aws", "local"], "ichido aws local starts a moto server but moto is not installed"),
+    # The applications, as a build without their packages leaves them (the README's set-up
+    # installs them all): every command of theirs, whatever its arguments, is one line.
+    ("shop", "ichido.shop", {}, ["demo"],
+     "ichido demo runs the example shop but ichido.shop is not installed"),
+    ("shop", "ichido.shop", {}, ["orders", "list", "--json"],
+     "ichido orders runs the example shop but ichido.shop is not installed"),
+    ("shop", "ichido.shop", {}, ["fees", "quote", "--amount", "300", "--method", "konbini"],
+     "ichido fees runs the example shop's fee guard but ichido.shop is not installed"),
+    ("emulator", "ichido.emulator", {}, ["emulator", "--port", "0"],
+     "ichido emulator runs the local Stripe but ichido.emulator is not installed"),
+    ("emulator", "ichido.emulator", {}, ["demo", "--help"],
+     "ichido demo runs the local Stripe but ichido.emulator is not installed"),
 ]
 
 
@@ -89,3 +101,17 @@ def test_every_extra_that_require_names_is_declared_in_pyproject() -> None:
     extras = declared["project"]["optional-dependencies"]
     assert set(EXTRAS) <= set(extras)
     assert "psycopg" not in str(declared["project"]["dependencies"])
+
+
+def test_help_lists_an_application_that_is_not_installed_with_its_extra(tmp_path) -> None:
+    done = run_without("ichido.shop", """
+        sys.argv = ["ichido", "--help"]
+        from ichido.cli import main
+        main()
+    """, {"COLUMNS": "160"}, tmp_path)
+    assert done.returncode == 0, done.stderr
+    listed = {line.split()[1]: line for line in done.stdout.splitlines()
+              if line.startswith("│ ") and len(line.split()) > 2}
+    for command in ("orders", "fees", "demo"):
+        assert "Not installed: pip install 'ichido[shop]'" in listed[command], listed[command]
+    assert "Not installed" not in listed["emulator"] and "Not installed" not in listed["serve"]

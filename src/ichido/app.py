@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from ichido.config import Settings
 from ichido.dashboard.mount import routes as dashboard_routes
+from ichido.dashboard.panels import Panels
 from ichido.db import Database, Step, open_database
 from ichido.errors import StorageUnavailable
 from ichido.group_commit import GroupCommit
@@ -57,7 +58,7 @@ class App:
                  **overrides: Any) -> None:
         self.settings = settings or Settings.from_env(**overrides)
         self.schema = list(schema)
-        self.fee_report: Callable[[], Any] | None = None  # fee rows per method, for the dashboard
+        self.dashboard = Panels()  # the application's own tabs on the operator page
         self.handlers = HandlerRegistry()
         self.workers = workers
         self._routes = list(routes)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 import typer.main
+from rich.markup import escape
 from rich.text import Text
 from typer.core import TyperGroup
 
@@ -39,6 +40,14 @@ APPLICATION_COMMANDS = {
     "replay": "ichido.recovery.cli:replay",
     "aws": "ichido.aws.cli:aws_cli",  # needs the ichido[aws-local] extra (boto3, mangum, moto)
 }
+# What each application command runs, and the extras that bring it: without one, the command
+# is still listed, and running it is one line naming the extra (ichido.extras).
+COMMAND_EXTRAS = {
+    "orders": (("shop", "the example shop"),),
+    "fees": (("shop", "the example shop's fee guard"),),
+    "demo": (("shop", "the example shop"), ("emulator", "the local Stripe")),
+    "emulator": (("emulator", "the local Stripe"),),
+}
 
 
 class LazyGroup(TyperGroup):
@@ -56,6 +65,13 @@ class LazyGroup(TyperGroup):
 
 def _load_command(name: str, spec: str) -> click.Command:
     """``module:attribute``, a ``typer.Typer`` or a plain function, as a click command."""
+    from ichido.extras import MissingExtra, require
+
+    try:
+        for extra, what in COMMAND_EXTRAS.get(name, ()):
+            require(extra, needed_by=f"ichido {name} runs {what}")
+    except MissingExtra as missing:
+        return _not_installed(name, missing)
     module_name, _, attribute = spec.partition(":")
     target = getattr(importlib.import_module(module_name), attribute)
     if not isinstance(target, typer.Typer):
@@ -63,6 +79,22 @@ def _load_command(name: str, spec: str) -> click.Command:
         single.command(name)(target)
         target = single
     command = typer.main.get_command(target)
+    command.name = name
+    return command
+
+
+def _not_installed(name: str, missing: IchidoError) -> click.Command:
+    """The command of an extra that is not installed: help lists it, and running it, with any
+    arguments, raises ``missing`` (``main`` prints it in one line)."""
+    single = typer.Typer(add_completion=False)
+    install = escape(missing.message.rpartition(": ")[2])  # help renders rich markup: [shop]
+
+    @single.command(name, help=f"Not installed: {install}", context_settings={
+        "allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
+    def run(args: Optional[list[str]] = typer.Argument(None, hidden=True)) -> None:
+        raise missing
+
+    command = typer.main.get_command(single)
     command.name = name
     return command
 

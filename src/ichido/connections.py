@@ -23,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Hashable, Protocol
 
+from ichido.errors import ReasonCode
 from ichido.sources import AddressSet
 
 
@@ -59,7 +60,7 @@ class ConnectionTable:
         self.open = 0
         self._by_address: dict[Hashable, dict[Peer, None]] = {}
 
-    def admit(self, peer: Peer, host: str | None) -> str | None:
+    def admit(self, peer: Peer, host: str | None) -> ReasonCode | None:
         """Count ``peer`` in, making room if needed; or return the reason code it is refused
         with (``too_many_connections_from_address``, ``too_many_connections``)."""
         key = address_key(host)

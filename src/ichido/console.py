@@ -10,6 +10,9 @@ from __future__ import annotations
 from rich.console import Console
 from rich.text import Text
 
+# The public API (docs/api.md): what an application may import from here.
+__all__ = ["err", "out", "shown"]
+
 out = Console()
 err = Console(stderr=True)
 

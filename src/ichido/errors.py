@@ -1,13 +1,45 @@
 """Named errors, and the catalogue of every reason code ichido can answer or print.
 
-Each error carries a machine-readable ``code`` from ``REASONS``; the HTTP layer (the receiver)
-decides which status a code gets, the CLI prints it as ``error [code] message``. The shop and
-the emulator are applications with their own codes (the emulator's are Stripe's own).
+Each error carries a machine-readable ``code`` of type ``ReasonCode``, so the type checker
+refuses a code that is not in the catalogue at every raise site and every answer; the HTTP
+layer (the receiver) decides which status a code gets, the CLI prints it as
+``error [code] message``. The shop and the emulator are applications with their own codes (the
+shop's in ``ichido.shop.errors``, the emulator's are Stripe's own).
 """
 
 from __future__ import annotations
 
-REASONS: dict[str, str] = {
+from typing import Any, ClassVar, Collection, Literal, get_args
+
+# The public API (docs/api.md): what an application may import from here.
+__all__ = ["ConfigError", "IchidoError", "NotFound", "REASONS", "ReasonCode", "RetryLater",
+           "error_json"]
+
+ReasonCode = Literal[
+    # Refused deliveries (4xx from the receiver, nothing stored: I6)
+    "source_not_allowed", "missing_signature", "bad_signature", "stale_timestamp",
+    "unsupported_media_type", "too_large", "invalid_utf8", "nesting_too_deep", "malformed_json",
+    "integer_too_long", "not_an_event", "value_out_of_range", "invalid_characters",
+    "field_too_long", "client_disconnected", "method_not_allowed",
+    # Refused connections (answered by the HTTP server before any signature is read)
+    "headers_too_large", "request_timeout", "too_many_connections",
+    "too_many_connections_from_address",
+    # Not stored now, retry later (503: Stripe retries)
+    "storage_unavailable", "shutting_down",
+    # Start-up and operations (the CLI prints them, exit code 2)
+    "config_error", "missing_secret", "bad_app", "read_only_store", "store_directory_missing",
+    "intake_mismatch", "schema_outdated", "migration_failed", "window_too_short", "not_found",
+    "not_supported", "missing_api_key", "replay_refused", "force_required", "no_dlq",
+    "bad_filter", "missing_dashboard_token", "missing_extra",
+    # Processing (recorded on the event, never sent to Stripe)
+    "retry_later", "lease_lost", "refetch_budget", "rate_limited", "transaction_too_large",
+    "no_sql_on_dynamodb", "transaction_cancelled", "body_unavailable", "error",
+]
+
+# What each code means: the README's table of reason codes is this dict. Its keys are typed,
+# so a key not in ReasonCode fails type checking, and the check below refuses a ReasonCode
+# with no meaning here.
+REASONS: dict[ReasonCode, str] = {
     # Refused deliveries (4xx from the receiver, nothing stored: I6)
     "source_not_allowed": "the sender's address is not in ICHIDO_ALLOWED_SOURCES_FILE (Stripe's "
                           "webhook addresses)",
@@ -28,6 +60,7 @@ REASONS: dict[str, str] = {
     "invalid_characters": "an id or type holds control or other characters no id has",
     "field_too_long": "an id or type is longer than 255 characters",
     "client_disconnected": "the sender went away before its body was read",
+    "method_not_allowed": "the AWS receiver's Function URL takes only POST (405)",
     # Refused connections (answered by the HTTP server before any signature is read)
     "headers_too_large": "the request line and headers exceed ICHIDO_MAX_HEADER",
     "request_timeout": "the headers (ICHIDO_HEADER_TIMEOUT) or the body (ICHIDO_BODY_TIMEOUT) "
@@ -71,14 +104,26 @@ REASONS: dict[str, str] = {
     "error": "an unnamed failure (a bug: name it)",
 }
 
+_UNLISTED = set(get_args(ReasonCode)) ^ set(REASONS)
+if _UNLISTED:  # a code added to one of the two and not the other fails every import
+    raise AssertionError(f"ReasonCode and REASONS differ: {sorted(_UNLISTED)}")
+
+
+def error_json(code: ReasonCode, message: str) -> dict[str, Any]:
+    """The one shape of every error answer, ``{"error": {"code", "message"}}``: the receiver's,
+    the HTTP server's refusals and the AWS receiver's all build it here."""
+    return {"error": {"code": code, "message": message}}
+
 
 class IchidoError(Exception):
     """Base class: ``code`` is stable and machine-readable (a key of ``REASONS``), the message
-    is for people."""
+    is for people. ``vocabulary`` is the catalogue the code must be in when it is answered: an
+    application with codes of its own (the shop) gives its errors its own."""
 
-    code = "error"
+    code: ReasonCode = "error"
+    vocabulary: ClassVar[Collection[str]] = REASONS
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: ReasonCode | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
@@ -87,8 +132,12 @@ class IchidoError(Exception):
     def message(self) -> str:
         return str(self.args[0]) if self.args else self.code
 
-    def to_json(self) -> dict[str, dict[str, str]]:
-        return {"error": {"code": self.code, "message": self.message}}
+    def to_json(self) -> dict[str, Any]:
+        """The answer; a code outside the vocabulary is refused here too, for the code the type
+        checker does not see (the shop's)."""
+        if self.code not in self.vocabulary:
+            raise ValueError(f"{self.code!r} is not in the catalogue of {type(self).__name__}")
+        return error_json(self.code, self.message)
 
 
 class ConfigError(IchidoError):
@@ -100,7 +149,7 @@ class ConfigError(IchidoError):
 class RejectedDelivery(IchidoError):
     """A webhook delivery that is refused before anything is stored (I6, docs/invariants.md)."""
 
-    code = "not_an_event"
+    code: ReasonCode = "not_an_event"  # typed again: its subclasses name other codes
 
 
 class SignatureError(RejectedDelivery):

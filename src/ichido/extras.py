@@ -2,7 +2,8 @@
 install when one is missing.
 
 ``pip install ichido`` is the light core: the receiver, the workers and the SQLite default.
-PostgreSQL, Redis, the dashboard and AWS are extras (pyproject.toml). Every place the core is
+PostgreSQL, Redis, the dashboard, AWS, the local Stripe and the example shop are extras
+(pyproject.toml). Every place the core is
 about to reach an optional library asks ``require`` first, so that a missing one is one line
 (``error [missing_extra] ICHIDO_REDIS_URL is set but redis is not installed: pip install
 'ichido[redis]'``), never an ImportError traceback from deep inside a storage module.
@@ -21,6 +22,10 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "dashboard": ("jinja2", "itsdangerous"),
     "aws": ("boto3", "botocore", "mangum"),
     "aws-local": ("moto",),
+    # The applications: nothing beyond the core today, but their own packages, which a build
+    # may leave out (the core wheel without them); a command of theirs then names the extra.
+    "emulator": ("ichido.emulator",),
+    "shop": ("ichido.shop",),
 }
 
 

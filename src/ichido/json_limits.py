@@ -29,6 +29,8 @@ import re
 import sys
 from itertools import accumulate
 
+from ichido.errors import ReasonCode
+
 MAX_INT_DIGITS = min(filter(None, (sys.int_info.default_max_str_digits,
                                    sys.get_int_max_str_digits())))
 MAX_DEPTH = 100
@@ -46,7 +48,7 @@ _STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 class Unreadable(ValueError):
     """``code`` is the reason code: ``integer_too_long`` or ``nesting_too_deep``."""
 
-    def __init__(self, message: str, code: str) -> None:
+    def __init__(self, message: str, code: ReasonCode) -> None:
         super().__init__(message)
         self.code = code
 

@@ -24,6 +24,9 @@ from ichido.queue.base import RUNNING, Claim, Status, retry_at
 from ichido.queue.table import DUE, LEASE_KIND_COLUMN, OUTBOX, TableQueue
 from ichido.worker import drain, poll
 
+# The public API (docs/api.md): what an application may import from here.
+__all__ = ["OUTBOX_SCHEMA", "OutboxDispatcher", "Sender", "enqueue"]
+
 log = logging.getLogger("ichido.outbox")
 
 OUTBOX_SCHEMA: list[Step] = [

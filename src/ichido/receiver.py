@@ -16,6 +16,7 @@ from ichido.config import Settings
 from ichido.errors import (
     IchidoError,
     PayloadTooLarge,
+    ReasonCode,
     RejectedDelivery,
     SignatureError,
     UnsupportedMediaType,
@@ -31,8 +32,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 # The HTTP status of each reason code (ichido.errors.REASONS). Any other refused delivery is a
 # 400; anything else a 500. 503 says "retry": Stripe will.
-HTTP_STATUS = {
+HTTP_STATUS: dict[ReasonCode, int] = {
     "source_not_allowed": 403,
+    "method_not_allowed": 405,
     "too_large": 413,
     "unsupported_media_type": 415,
     "storage_unavailable": 503,

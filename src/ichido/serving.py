@@ -27,9 +27,12 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ichido.config import Settings
 from ichido.connections import ConnectionTable
-from ichido.errors import REASONS
+from ichido.errors import REASONS, ReasonCode, error_json
 from ichido.metrics import METRICS
 from ichido.sources import AddressSet, parse_networks
+
+# The public API (docs/api.md): what an application may import from here.
+__all__ = ["ThreadedServer"]
 
 T = TypeVar("T")
 _IDLE, _HEAD, _BODY = "idle", "head", "body"  # what the connection is reading
@@ -38,8 +41,8 @@ LINGER_SECONDS = 1.0  # then closed: closing at once with bytes unread resets th
 # and a reset can destroy the answer before the client reads it
 
 
-def _refusal(status: str, code: str) -> bytes:
-    body = orjson.dumps({"error": {"code": code, "message": REASONS[code]}})
+def _refusal(status: str, code: ReasonCode) -> bytes:
+    body = orjson.dumps(error_json(code, REASONS[code]))
     return b"".join([b"HTTP/1.1 ", status.encode(), b"\r\ncontent-type: application/json\r\n"
                      b"connection: close\r\ncontent-length: ", b"%d" % len(body), b"\r\n\r\n",
                      body])
@@ -47,8 +50,9 @@ def _refusal(status: str, code: str) -> bytes:
 
 _TOO_LARGE = _refusal("431 Request Header Fields Too Large", "headers_too_large")
 _TIMEOUT = _refusal("408 Request Timeout", "request_timeout")
-_BUSY = {code: _refusal("503 Service Unavailable", code)
-         for code in ("too_many_connections", "too_many_connections_from_address")}
+_BUSY: dict[ReasonCode, bytes] = {
+    code: _refusal("503 Service Unavailable", code)
+    for code in ("too_many_connections", "too_many_connections_from_address")}
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):

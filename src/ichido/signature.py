@@ -19,6 +19,9 @@ from typing import Sequence
 
 from ichido.errors import SignatureError
 
+# The public API (docs/api.md): what an application may import from here.
+__all__ = ["sign", "verify"]
+
 SCHEME = "v1"
 
 

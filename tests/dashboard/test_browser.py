@@ -199,9 +199,11 @@ def test_shop_state_japanese_and_phone_width(browser, served: str,
                                              dashboard_app: ichido.App) -> None:
     seed(served, dashboard_app)
     add_shop(dashboard_app)
-    dashboard_app.fee_report = lambda: [
+    from ichido.shop import dashboard  # the shop's tab, through the public hook
+
+    dashboard.register(dashboard_app, lambda: [
         {"method": "card", "gross": 120_000, "fees": 4_320, "max_share": 0.2},
-        {"method": "konbini", "gross": 1_800, "fees": 1_090, "max_share": 0.2}]
+        {"method": "konbini", "gross": 1_800, "fees": 1_090, "max_share": 0.2}])
     phone = browser.new_context(viewport={"width": 390, "height": 844}, locale="ja-JP",
                                 device_scale_factor=2, is_mobile=True)
     tab = phone.new_page()
@@ -212,8 +214,9 @@ def test_shop_state_japanese_and_phone_width(browser, served: str,
         width = tab.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"the overview is {width}px wide on a 390px phone"
         shot(tab, "09-phone-overview-ja")
-        tab.goto(f"{served}/dashboard/shop")
+        tab.get_by_role("link", name="ショップ").click()
         expect(tab.locator("#shop-expiring")).to_contain_text("ord_today")
+        expect(tab.locator("#shop-expiring")).to_contain_text("JST")  # the shop's zone
         expect(tab.locator("#shop-refunds")).to_contain_text("re_waiting")
         expect(tab.locator("#fee-share")).to_contain_text("60.6%")
         shot(tab, "10-phone-shop-ja")
@@ -223,7 +226,7 @@ def test_shop_state_japanese_and_phone_width(browser, served: str,
 
 def add_shop(app: ichido.App) -> None:
     """The shop's real tables (its schema), with one voucher due today and one refund waiting."""
-    from ichido.dashboard.shop_tables import today_in_japan
+    from ichido.shop.dashboard import today_in_japan
     from ichido.inbox import open_inbox
     from ichido.shop.schema import SHOP_SCHEMA
 

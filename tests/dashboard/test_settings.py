@@ -7,12 +7,12 @@ import math
 
 import pytest
 
-from ichido.dashboard.settings import BOUNDS, DashboardSettings
+from ichido.dashboard.settings import SETTINGS, DashboardSettings
 from ichido.errors import ConfigError
 from tests.support import ROOT
 
 TOKEN = "dashboard-settings-token-0123456789"
-BOUNDED = [(attr, env) for attr, env, _, _ in BOUNDS]
+BOUNDED = [(row.field, row.env) for row in SETTINGS if row.high is not None]
 
 
 @pytest.mark.parametrize(("attr", "env"), BOUNDED)

@@ -40,3 +40,21 @@ def test_an_undone_request_puts_a_deleted_object_back() -> None:
     store.undo()
     assert store.objects["customer"]["cus_x"]["email"] == "a@example.com"
     assert store.objects["event"] == {}
+
+
+def test_a_delete_refuses_a_parameter_its_version_does_not_take(http: httpx.Client) -> None:
+    """Stripe's SDK gives ``DELETE /v1/customers/{id}`` no parameters at all: one sent is
+    refused as Stripe refuses it, and the customer stays. (An empty parameter list was read as
+    "anything goes" before, and the delete went through.)"""
+    customer = http.post("/v1/customers", data={"email": "a@example.com"}).json()
+    for params in ({"colour": "red"}, {"expand[]": "sources"}):
+        refused = http.delete(f"/v1/customers/{customer['id']}", params=params)
+        assert refused.status_code == 400, refused.text
+        error = refused.json()["error"]
+        assert (error["code"], error["param"]) == ("parameter_unknown",
+                                                    next(iter(params)).rstrip("[]"))
+    assert http.get(f"/v1/customers/{customer['id']}").status_code == 200
+    clock = http.post("/v1/test_helpers/test_clocks", data={"frozen_time": "1577836800"}).json()
+    assert http.delete(f"/v1/test_helpers/test_clocks/{clock['id']}",
+                       params={"name": "x"}).status_code == 400
+    assert http.delete(f"/v1/test_helpers/test_clocks/{clock['id']}").json()["deleted"] is True

@@ -390,7 +390,7 @@ def test_fees_report_matches_the_quote_for_each_method(example_shop: ShopWorld) 
         assert row["fee_share"] == pytest.approx(fees / gross)
     assert rows["konbini"]["fees"] == 274  # ¥220 + 3.6% of ¥1,500
     # The dashboard's fee chart reads the same rows, with the fee guard's limit beside them.
-    charted = {row["method"]: row for row in example_shop.shop.app.fee_report()}
+    charted = {row["method"]: row for row in example_shop.shop.fee_report()}
     assert {m: (r["gross"], r["fees"]) for m, r in charted.items()} == {
         m: (r["gross"], r["fees"]) for m, r in rows.items()}
     assert all(row["max_share"] == 0.2 for row in charted.values())

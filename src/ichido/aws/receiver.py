@@ -22,9 +22,10 @@ from mangum import Mangum
 
 from ichido.aws.settings import AwsSettings
 from ichido.config import Settings
+from ichido.errors import error_json
 from ichido.group_commit import DurableWrite, GroupCommit
 from ichido.seen.base import SeenCache
-from ichido.receiver import WebhookReceiver
+from ichido.receiver import HTTP_STATUS, WebhookReceiver
 
 log = logging.getLogger("ichido.aws.receiver")
 
@@ -45,9 +46,8 @@ class LambdaReceiver:
         if scope["type"] != "http":
             return
         if scope["method"] != "POST":
-            body = orjson.dumps({"error": {"code": "method_not_allowed",
-                                           "message": "POST a Stripe webhook here"}})
-            await send({"type": "http.response.start", "status": 405,
+            body = orjson.dumps(error_json("method_not_allowed", "POST a Stripe webhook here"))
+            await send({"type": "http.response.start", "status": HTTP_STATUS["method_not_allowed"],
                         "headers": [(b"content-type", b"application/json"), (b"allow", b"POST")]})
             await send({"type": "http.response.body", "body": body})
             return

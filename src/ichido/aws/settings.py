@@ -6,13 +6,24 @@ stay in ``ichido.config``; these name the AWS resources that only this layout ha
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Mapping
 
 from ichido.errors import ConfigError
+from ichido.setting import Setting, check_table, read_env
 
 LAYOUTS = ("sqs", "streams")
+_DOC = "docs/aws.md"
+# Every setting of the AWS layout: reading, validation and the docs check derive from here.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("layout", "ICHIDO_AWS_LAYOUT", read_empty=True, doc=_DOC),
+    Setting("queue_url", "ICHIDO_QUEUE_URL", doc=_DOC),
+    Setting("dlq_url", "ICHIDO_DLQ_URL", doc=_DOC),
+    Setting("max_receive_count", "ICHIDO_MAX_RECEIVE_COUNT", "int", low=1,
+            says="must be at least 1", read_empty=True, doc=_DOC),
+    Setting("secret_id", "ICHIDO_WEBHOOK_SECRET_ID", doc=_DOC),
+    Setting("body_bucket", "ICHIDO_BODY_BUCKET", doc=_DOC),
+)
 
 
 @dataclass(frozen=True)
@@ -34,19 +45,12 @@ class AwsSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "AwsSettings":
-        env = os.environ if env is None else env
-        layout = env.get("ICHIDO_AWS_LAYOUT", "sqs")
-        if layout not in LAYOUTS:
+        values = read_env(SETTINGS, env)
+        queue_url = values.get("queue_url")
+        return cls(**values, fifo=bool(queue_url and queue_url.endswith(".fifo"))).validated()
+
+    def validated(self) -> "AwsSettings":
+        if self.layout not in LAYOUTS:
             raise ConfigError(f"ICHIDO_AWS_LAYOUT must be one of {', '.join(LAYOUTS)}")
-        queue_url = env.get("ICHIDO_QUEUE_URL") or None
-        try:
-            max_receive = int(env.get("ICHIDO_MAX_RECEIVE_COUNT", "3"))
-        except ValueError:
-            raise ConfigError("ICHIDO_MAX_RECEIVE_COUNT must be an integer") from None
-        if max_receive < 1:
-            raise ConfigError("ICHIDO_MAX_RECEIVE_COUNT must be at least 1")
-        return cls(layout=layout, queue_url=queue_url, dlq_url=env.get("ICHIDO_DLQ_URL") or None,
-                   fifo=bool(queue_url and queue_url.endswith(".fifo")),
-                   max_receive_count=max_receive,
-                   secret_id=env.get("ICHIDO_WEBHOOK_SECRET_ID") or None,
-                   body_bucket=env.get("ICHIDO_BODY_BUCKET") or None)
+        check_table(self, SETTINGS)
+        return self

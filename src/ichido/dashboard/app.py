@@ -28,7 +28,7 @@ from ichido.inbox import Inbox
 def create_dashboard(inbox: Callable[[], Inbox], settings: DashboardSettings | None = None,
                      **options: Any) -> Starlette:
     """The dashboard's ASGI app over one store, with its errors turned into pages. ``options``
-    are ``Site``'s: ``database``, ``handlers``, ``fee_report``."""
+    are ``Site``'s: ``database``, ``handlers``, ``panels`` (the application's tabs)."""
     site = Site(inbox, settings or DashboardSettings.from_env(), **options)
 
     def on(endpoint: Callable[..., Any]) -> Callable[[Request], Any]:
@@ -47,7 +47,7 @@ def create_dashboard(inbox: Callable[[], Inbox], settings: DashboardSettings | N
         Route("/dead/retry", on(retries.retry_filter), methods=["POST"]),
         Route("/retries/{action_id:str}", on(pages.retry_progress)),
         Route("/replays/{job_id:str}", on(pages.replay_progress)),
-        Route("/shop", on(pages.shop)),
+        Route("/panels/{name:str}", on(pages.tab)),
         Route("/actions", on(pages.actions)),
         Route("/lang/{lang:str}", on(login.language)),
         Mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static"),

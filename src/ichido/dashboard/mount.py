@@ -11,9 +11,9 @@ from ichido.extras import require
 def routes(app: Any, settings: DashboardSettings | None = None) -> list:
     """``[Mount("/dashboard", …)]`` for an ``ichido.App`` when the dashboard is on, else ``[]``.
 
-    The page reads the app's own inbox and knows its handlers; ``app.fee_report`` (a callable
-    returning fee rows per payment method, ``{"method", "gross", "fees"}`` and optionally the
-    shop's ``"max_share"``, which the shop sets) feeds the fee chart.
+    The page reads the app's own inbox, knows its handlers, and shows the tabs and panels the
+    application registers on ``app.dashboard`` (``ichido.dashboard.panels``), whenever it
+    registers them: they are read on every page.
     """
     settings = settings or DashboardSettings.from_env()
     if not settings.enabled:
@@ -21,10 +21,6 @@ def routes(app: Any, settings: DashboardSettings | None = None) -> list:
     from starlette.routing import Mount
 
     require("dashboard", needed_by="ICHIDO_DASHBOARD_TOKEN is set")
-
-    def fee_report() -> Any:
-        report = getattr(app, "fee_report", None)
-        return None if report is None else report()
 
     from ichido.dashboard.app import create_dashboard
 
@@ -34,5 +30,5 @@ def routes(app: Any, settings: DashboardSettings | None = None) -> list:
 
     page = create_dashboard(lambda: started().inbox, settings,
                             database=lambda: started().database, handlers=app.handlers,
-                            fee_report=fee_report)
+                            panels=app.dashboard)
     return [Mount("/dashboard", app=page)]

@@ -1,10 +1,11 @@
 """The dashboard's pages: what an operator reads (the overview, events, one event, dead
-letters, the shop, the audit log, and the progress of a retry or a replay). None of them writes;
-each needs a session and otherwise sends the browser to the login.
+letters, the application's own tabs, the audit log, and the progress of a retry or a replay).
+None of them writes; each needs a session and otherwise sends the browser to the login.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -15,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ichido.dashboard import audit, chart, reading, replays, shop_tables
+from ichido.dashboard import audit, chart, panels, reading, replays
 from ichido.dashboard.site import Site
 
 WAITING = 2  # seconds between reloads of a page that waits for something (a retry, a replay)
@@ -53,7 +54,7 @@ async def events(site: Site, request: Request) -> Response:
     chosen = reading.ListFilter.from_query(request.query_params)
     cursor = request.query_params.get("after") or None
     page = await run_in_threadpool(reading.events_page, site.inbox, chosen, cursor=cursor,
-                                   limit=_page_size(request))
+                                   limit=_page_size(request), zone=site.zone)
     return site.page(request, session, "events.html", page=page,
                      statuses=reading.STATUSES, first_query=urlencode(chosen.query()),
                      next_query=_next_query(chosen, page, request))
@@ -69,24 +70,24 @@ async def event(site: Site, request: Request) -> Response:
                          message_key="not_found")
     payload = _payload(record.body)
     obj = ((payload.get("data") or {}).get("object") or {}) if isinstance(payload, dict) else {}
-    payment_intent = obj.get("payment_intent") if obj.get("object") != "payment_intent" \
-        else obj.get("id")
-    order, others = await run_in_threadpool(_related, site, record.object_id,
-                                            payment_intent if isinstance(payment_intent, str)
-                                            else None)
+    extra, others = await run_in_threadpool(_related, site, record.object_id, payload)
     handlers = None if site.handlers is None else [
         f"{h.__module__}.{h.__qualname__}" for h in site.handlers.for_type(record.type)]
     pretty = json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=True)
     going = record.status in reading.DUE
     return site.page(request, session, "event.html", refresh=WAITING if going else 0,
                      record=record, payload=pretty,
-                     obj=obj, order=order, others=others, handlers=handlers,
+                     obj=obj, extra=extra, others=others, handlers=handlers,
                      retried=request.query_params.get("retried"))
 
 
-def _related(site: Site, object_id: str | None, payment_intent: str | None) -> tuple[Any, Any]:
-    return (shop_tables.order_for(site.db, payment_intent),
-            reading.same_object(site.inbox, object_id))
+def _related(site: Site, object_id: str | None, payload: Any) -> tuple[Any, Any]:
+    """What the application knows of the event (its event panels; none for a pruned body),
+    and the other events of its object."""
+    extra = [] if not isinstance(payload, dict) else [
+        section for read in site.panels.event_panels
+        for section in _read_panel(site, read, payload)]
+    return extra, reading.same_object(site.inbox, object_id)
 
 
 async def dead(site: Site, request: Request) -> Response:
@@ -94,7 +95,8 @@ async def dead(site: Site, request: Request) -> Response:
         return site.to_login(request)
     chosen = reading.with_status(reading.ListFilter.from_query(request.query_params), "dead")
     cursor = request.query_params.get("after") or None
-    page = await run_in_threadpool(reading.events_page, site.inbox, chosen, cursor=cursor)
+    page = await run_in_threadpool(reading.events_page, site.inbox, chosen, cursor=cursor,
+                                   zone=site.zone)
     return site.page(request, session, "dead.html", page=page,
                      first_query=urlencode(chosen.query()),
                      next_query=_next_query(chosen, page, request))
@@ -127,32 +129,46 @@ async def replay_progress(site: Site, request: Request) -> Response:
                      refresh=WAITING if going else 0, **found)
 
 
-async def shop(site: Site, request: Request) -> Response:
+async def tab(site: Site, request: Request) -> Response:
+    """One of the application's tabs (``app.dashboard.tab``): its panels' sections, each
+    panel's read kept for its own ``every`` seconds."""
     if (session := await site.session(request)) is None:
         return site.to_login(request)
-    data = await site.cached("shop", 5.0, lambda: _read_shop(site))
-    # The fee report asks Stripe for balance transactions: minutes old is fresh enough.
-    fees = await site.cached("fees", 300.0, lambda: _read_fees(site))
-    return site.page(request, session, "shop.html", fees=fees, **data)
+    name = request.path_params["name"]
+    if name not in site.panels.tabs:
+        return site.page(request, session, "error.html", status_code=404,
+                         message_key="not_found")
+    sections: list[dict[str, Any]] = []
+    for panel in site.panels.on(name):
+        sections += await site.cached(f"panel:{id(panel)}", panel.every,
+                                      functools.partial(_read_panel, site, panel.read))
+    return site.page(request, session, "panel.html", tab=name, title=site.panels.tabs[name],
+                     sections=sections)
 
 
-def _read_shop(site: Site) -> dict[str, Any]:
-    present = shop_tables.has_shop(site.db)
-    state = shop_tables.shop_state(site.db, time.time()) if present else {}
-    return {"present": present, "state": state}
-
-
-def _read_fees(site: Site) -> dict[str, Any] | None:
+def _read_panel(site: Site, read: Any, *args: Any) -> list[dict[str, Any]]:
+    """An application's reader, its sections ready to draw. It is the application's code
+    (a remote API behind it, maybe): what it raises is shown in its place, redacted, and the
+    rest of the page stays up."""
+    view = panels.View(db=site.db, now=time.time(), zone=site.zone)
     try:
-        rows = None if site.fee_report is None else site.fee_report()
-    except Exception as exc:  # the app's hook (Stripe's API behind it) must not break the page
-        log.warning("the fee report failed", exc_info=True)
-        return {"error": f"{type(exc).__name__}: {exc}"}
-    if rows is None:
-        return None
-    rows = list(rows)
-    limits = [float(row["max_share"]) for row in rows if row.get("max_share") is not None]
-    return chart.bars(shop_tables.fee_shares(rows), max(limits) if limits else None)
+        return [_drawn(section) for section in read(view, *args)]
+    except Exception as exc:
+        log.warning("the dashboard panel %s failed", getattr(read, "__qualname__", read),
+                    exc_info=True)
+        return [{"kind": "failed", "error": f"{type(exc).__name__}: {exc}"}]
+
+
+def _drawn(section: Any) -> dict[str, Any]:
+    if isinstance(section, panels.Bars):
+        shares = [(str(label), float(share), str(detail))
+                  for label, share, detail in section.bars]
+        return {"kind": "bars", "section": section, "chart": chart.bars(shares, section.limit)}
+    kinds = {panels.Table: "table", panels.Facts: "facts", panels.Note: "note"}
+    if type(section) not in kinds:
+        raise TypeError(f"not a dashboard section: {type(section).__name__} (Table, Bars,"
+                        " Facts or Note)")
+    return {"kind": kinds[type(section)], "section": section}
 
 
 async def actions(site: Site, request: Request) -> Response:

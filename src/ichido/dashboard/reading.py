@@ -59,20 +59,21 @@ class ListFilter:
     def query(self) -> dict[str, str]:
         return {name: value for name, value in self.__dict__.items() if value}
 
-    def where(self, now: float) -> EventFilter:
-        """The inbox's own filter (everything but ``q``, which no index serves)."""
+    def where(self, now: float, zone: dt.tzinfo = dt.timezone.utc) -> EventFilter:
+        """The inbox's own filter (everything but ``q``, which no index serves); a time typed
+        without a zone is in ``zone``, the page's."""
         return EventFilter(statuses=(self.status,) if self.status else (),
                            types=(self.type,) if self.type else (),
                            object_id=self.object_id or None,
-                           since=int(parse_when(self.since, now)) if self.since else None,
-                           until=int(parse_when(self.until, now)) if self.until else None)
+                           since=int(parse_when(self.since, now, zone)) if self.since else None,
+                           until=int(parse_when(self.until, now, zone)) if self.until else None)
 
 
-def parse_when(text: str, now: float) -> float:
-    """``2026-12-01``, ``2026-12-01T10:00`` (UTC unless it names a zone), or an age: ``24h``;
-    from 1970 to the year 9999, so no filter overflows a store's 64-bit column."""
+def parse_when(text: str, now: float, zone: dt.tzinfo = dt.timezone.utc) -> float:
+    """``2026-12-01``, ``2026-12-01T10:00`` (in ``zone`` unless it names one), or an age:
+    ``24h``; from 1970 to the year 9999, so no filter overflows a store's 64-bit column."""
     try:
-        moment = _moment(text, now)
+        moment = _moment(text, now, zone)
     except OverflowError:
         moment = None
     if moment is None or not 0 <= moment <= LATEST_MOMENT:
@@ -81,7 +82,7 @@ def parse_when(text: str, now: float) -> float:
     return moment
 
 
-def _moment(text: str, now: float) -> float | None:
+def _moment(text: str, now: float, zone: dt.tzinfo) -> float | None:
     try:
         return now - parse_duration(text)
     except ConfigError:
@@ -91,7 +92,7 @@ def _moment(text: str, now: float) -> float | None:
     except ValueError:
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
+        when = when.replace(tzinfo=zone)
     return when.timestamp()
 
 
@@ -105,12 +106,13 @@ class Page:
 
 
 def events_page(inbox: Inbox, chosen: ListFilter, *, cursor: str | None = None,
-                limit: int = 50, now: float | None = None) -> Page:
+                limit: int = 50, now: float | None = None,
+                zone: dt.tzinfo = dt.timezone.utc) -> Page:
     """Newest first by Stripe's ``created``, keyset-paged by the inbox (``Inbox.page``): the
     next page starts after the last row shown, so paging stays cheap however deep, and new
     arrivals never shift it. Free text on the id filters the newest ``SEARCH_ROWS`` matches of
     the other filters (no index can serve a substring); a whole id is looked up directly."""
-    where = chosen.where(time.time() if now is None else now)
+    where = chosen.where(time.time() if now is None else now, zone)
     after = _cursor(cursor)
     if not chosen.q:
         rows = inbox.page(where, after=after, limit=limit + 1, newest_first=True, bodies=False)
@@ -160,11 +162,12 @@ def _matches(record: EventRecord, where: EventFilter) -> bool:
             and (where.until is None or record.created < where.until))
 
 
-def matching_ids(inbox: Inbox, chosen: ListFilter, *, limit: int = 1000) -> list[list[str]]:
+def matching_ids(inbox: Inbox, chosen: ListFilter, *, limit: int = 1000,
+                 zone: dt.tzinfo = dt.timezone.utc) -> list[list[str]]:
     """The ids a filter matches, in pages of ``limit`` (a bulk retry never loads all rows)."""
     pages, cursor = [], None
     while True:
-        page = events_page(inbox, chosen, cursor=cursor, limit=limit)
+        page = events_page(inbox, chosen, cursor=cursor, limit=limit, zone=zone)
         if page.rows:
             pages.append([row.id for row in page.rows])
         if page.next_cursor is None:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Any, Mapping
 from urllib.parse import parse_qsl, quote
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader, pass_context, select_autoescape
+from jinja2.runtime import Context
 from starlette.requests import Request
-
-from ichido.dashboard.shop_tables import JST
 
 MAX_FORM_BYTES = 16 * 1024
 # Secrets have recognisable shapes; a payload or a traceback that quotes one shows it masked.
@@ -31,11 +31,28 @@ def redact(text: str | None) -> str:
     return SECRET_SHAPES.sub(lambda m: f"{m.group(1)}_***", text or "")
 
 
-def when(timestamp: float | None) -> str:
+def when(timestamp: float | None, zone: dt.tzinfo = dt.timezone.utc) -> str:
+    """A moment in ``zone``, named by its abbreviation (``UTC``, ``JST``)."""
     if timestamp is None:
         return "—"
-    return dt.datetime.fromtimestamp(float(timestamp), dt.timezone.utc).strftime(
-        "%Y-%m-%d %H:%M:%S UTC")
+    return dt.datetime.fromtimestamp(float(timestamp), zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+@pass_context
+def when_here(context: Context, timestamp: float | None) -> str:
+    """``when`` in the page's time zone (the ``zone`` every page is rendered with)."""
+    return when(timestamp, context.get("zone") or dt.timezone.utc)
+
+
+@pass_context
+def local(context: Context, text: str | Mapping[str, str]) -> str:
+    """An application's title: a string, or one per language (English, else any, if the
+    page's language has none)."""
+    if isinstance(text, str):
+        return text
+    found: Any = text.get(context.get("lang") or "en") or text.get("en") or next(
+        iter(text.values()), "")
+    return str(found)
 
 
 def age(seconds: float | None) -> str:
@@ -51,14 +68,6 @@ def age(seconds: float | None) -> str:
     return " ".join(parts[:2])
 
 
-def jst(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "—"
-    return dt.datetime.fromtimestamp(float(timestamp), JST).strftime(
-        "%Y-%m-%d %H:%M JST")
-
-
-
 def segment(value: str) -> str:
     """One path segment of a URL: every reserved character escaped, ``/`` included, so an id
     holding ``/``, ``?``, ``#`` or ``%`` is one segment that routes back to itself."""
@@ -69,7 +78,7 @@ def environment() -> Environment:
     """Autoescape is on for every template, whatever its name: stored strings are text."""
     env = Environment(loader=PackageLoader("ichido.dashboard", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True))
-    env.filters.update(when=when, age=age, jst=jst, redact=redact, segment=segment)
+    env.filters.update(when=when_here, age=age, local=local, redact=redact, segment=segment)
     return env
 
 

@@ -45,7 +45,7 @@ async def retry_filter(site: Site, request: Request) -> Response:
     if not chosen.q:
         job_id = await run_in_threadpool(_replay, site, session, request, chosen)
         return site.redirect(request, f"/replays/{job_id}")
-    pages = await run_in_threadpool(reading.matching_ids, site.inbox, chosen)
+    pages = await run_in_threadpool(reading.matching_ids, site.inbox, chosen, zone=site.zone)
     action_id = await run_in_threadpool(_requeue, site, session, request, "retry_filter",
                                         urlencode(chosen.query()), pages)
     return site.redirect(request, f"/retries/{action_id}")
@@ -54,7 +54,7 @@ async def retry_filter(site: Site, request: Request) -> Response:
 def _replay(site: Site, session: Session, request: Request, chosen: reading.ListFilter) -> str:
     from ichido.recovery.replay import Replay
 
-    job = Replay.start(site.inbox, chosen.where(time.time()),
+    job = Replay.start(site.inbox, chosen.where(time.time(), site.zone),
                        actor=f"{session.who} (dashboard, {client(request)})")
     audit.record(site.db, audit.Action(
         id=secrets.token_hex(8), at=time.time(), who=session.who, session=session.sid,

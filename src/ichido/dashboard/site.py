@@ -7,6 +7,7 @@ Store reads run in the thread pool, never on the event loop the receiver shares.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any, Callable
 
@@ -14,7 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from ichido.dashboard import chart, reading, shop_tables
+from ichido.dashboard import chart, reading
+from ichido.dashboard.panels import Panels, time_zone
 from ichido.dashboard.auth import Session, Sessions, csrf_ok, same_origin
 from ichido.dashboard.i18n import pick, translator
 from ichido.dashboard.render import SECURITY_HEADERS, environment, read_form
@@ -27,18 +29,19 @@ LANG_COOKIE = "ichido_lang"
 
 class Site:
     """The operator page over one store. ``inbox`` and ``database`` are callables so that a
-    host app's stores are opened when first needed, not at import."""
+    host app's stores are opened when first needed, not at import. ``panels`` are the
+    application's (``app.dashboard``), read on every page: one may be added after this."""
 
     def __init__(self, inbox: Callable[[], Inbox], settings: DashboardSettings, *,
                  database: Callable[[], reading.Store] | None = None,
                  handlers: HandlerRegistry | None = None,
-                 fee_report: shop_tables.FeeReport | None = None) -> None:
+                 panels: Panels | None = None) -> None:
         self._inbox = inbox
         # without a database, the inbox stands for it (no Inbox has reading(): issue 21's seams)
         self._database: Callable[[], Any] = database or inbox
         self.settings = settings
         self.handlers = handlers
-        self.fee_report = fee_report
+        self.panels = panels or Panels()
         self.sessions = Sessions(settings, lambda: self._database())  # the fallback's Any
         self.samples = chart.CounterSamples()
         self._cache: dict[str, tuple[float, Any]] = {}
@@ -51,6 +54,12 @@ class Site:
     @property
     def db(self) -> reading.Store:
         return self._database()
+
+    @property
+    def zone(self) -> dt.tzinfo:
+        """Where every time on the page is shown: the setting, else the application's, else
+        UTC (both names were checked when they were set)."""
+        return time_zone(self.settings.timezone or self.panels.timezone or "UTC")
 
     async def session(self, request: Request) -> Session | None:
         """The request's live session (read from the store on every request)."""
@@ -79,7 +88,8 @@ class Site:
         lang = pick(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))
         html = self.templates.get_template(name).render(
             context | {"t": translator(lang), "lang": lang, "base": self.url(request, ""),
-                       "other_lang": "en" if lang == "ja" else "ja", "path": request.url.path})
+                       "other_lang": "en" if lang == "ja" else "ja", "path": request.url.path,
+                       "zone": self.zone, "tabs": self.panels.tabs})
         return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
 
     def to_login(self, request: Request) -> Response:

@@ -21,7 +21,7 @@ from typing import Any
 from ichido.emulator import billing_objects, forms, intent_params, konbini, reading
 from ichido.emulator.catalog import Catalog
 from ichido.emulator.errors import invalid, unexpected_state
-from ichido.emulator.objects import list_object, new_id
+from ichido.emulator.objects import new_id
 from ichido.emulator.payments import Payments, shipping
 from ichido.emulator.state import Store, snapshot
 
@@ -131,7 +131,8 @@ class Checkout:
     def line_items(self, session_id: str, params: dict[str, Any]) -> dict[str, Any]:
         self.store.get("checkout.session", session_id, "session")
         lines = self.store.private[session_id]["lines"]
-        return list_object(lines, f"/v1/checkout/sessions/{session_id}/line_items", False)
+        return reading.page(lines, params, f"/v1/checkout/sessions/{session_id}/line_items",
+                            "item", lines)
 
     def list(self, params: dict[str, Any]) -> dict[str, Any]:
         return reading.listing(self.store, "checkout.session", "/v1/checkout/sessions",

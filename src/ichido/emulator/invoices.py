@@ -78,7 +78,7 @@ class Invoices:
         if pm_id is None:  # nothing to charge: the attempt fails as a missing card would
             self._failed(inv)
             return inv
-        self.payments.attempt(pi, pm_id)
+        self.charge(inv, pi, pm_id)
         return inv
 
     def _intent(self, inv: dict[str, Any], types: list[str], **options: Any) -> dict[str, Any]:
@@ -89,6 +89,24 @@ class Invoices:
         inv["payment_intent"] = pi["id"]
         self.store.add(billing_objects.invoice_payment(self.store.clock.now(), inv, pi["id"]))
         return pi
+
+    def charge(self, inv: dict[str, Any], pi: dict[str, Any], pm_id: str) -> None:
+        """One attempt to collect ``inv`` by card, whoever makes it (finalization, a retry,
+        the merchant's ``pay``): paid or declined reach the invoice through the payment's
+        listeners; a card that needs 3D Secure leaves it open and Stripe sends
+        ``invoice.payment_action_required``."""
+        self.payments.attempt(pi, pm_id)
+        if pi["status"] == "requires_action" and \
+                (pi["next_action"] or {}).get("type") == "use_stripe_sdk":
+            self.store.emit("invoice.payment_action_required", inv)
+
+    def default_card(self, inv: dict[str, Any]) -> str | None:
+        """What ``pay`` charges when given no card: the invoice's, its subscription's, then
+        the customer's default (docs.stripe.com/api/invoices/pay)."""
+        sub = self.store.objects["subscription"].get(inv["subscription"] or "") or {}
+        cust = self.store.get("customer", inv["customer"], "customer")
+        return inv.get("default_payment_method") or sub.get("default_payment_method") or \
+            cust["invoice_settings"]["default_payment_method"] or cust["default_source"]
 
     def _card(self, sub: dict[str, Any]) -> str | None:
         cust = self.store.get("customer", sub["customer"], "customer")
@@ -176,7 +194,7 @@ class Invoices:
         if pm_id is None or pi["status"] == "succeeded":
             self._failed(inv)
             return
-        self.payments.attempt(pi, pm_id)
+        self.charge(inv, pi, pm_id)
 
     def _due_overdue(self, invoice_id: str, token: str) -> None:
         inv = self.store.get("invoice", invoice_id)
@@ -200,28 +218,6 @@ class Invoices:
         forms.check_known(params, {*LIST_FILTERS, "limit", "starting_after", "ending_before",
                                    "expand", "created"})
         return reading.listing(self.store, "invoice", "/v1/invoices", *LIST_FILTERS)(params)
-
-    def pay(self, invoice_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        """``POST /v1/invoices/{id}/pay``: try again now, with ``payment_method`` if given;
-        ``paid_out_of_band=true`` marks it paid outside Stripe."""
-        forms.check_known(params, {"payment_method", "paid_out_of_band", "expand", "off_session"})
-        inv = self._open(invoice_id)
-        if forms.boolean(params, "paid_out_of_band"):
-            inv["paid_out_of_band"] = True
-            return self._paid(inv, None)
-        name = forms.text(params, "payment_method")
-        sub = self.store.get("subscription", inv["subscription"])
-        pm_id = self.catalog.resolve_card(name) if name else self._card(sub)
-        pi = self.store.get("payment_intent", inv["payment_intent"]) \
-            if inv["payment_intent"] else None
-        if pm_id is None or pi is None or pi["payment_method_types"] != ["card"]:
-            raise invalid("This invoice has no card payment to attempt: pay its konbini "
-                          "voucher, or pass payment_method.", param="payment_method")
-        self.payments.attempt(pi, pm_id)
-        if inv["status"] != "paid":
-            raise StripeError(402, "card_error", "Your card was declined.",
-                              code="card_declined", decline_code="generic_decline")
-        return inv
 
     # -- emulator controls -----------------------------------------------------------------
     def pay_now(self, invoice_id: str, params: dict[str, Any]) -> dict[str, Any]:

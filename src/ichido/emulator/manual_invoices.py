@@ -11,8 +11,8 @@ API has ``auto_advance: false``: nothing happens until the merchant acts —
 ``invoice.payment_action_required`` and a 402), ``send`` (``send_invoice``:
 ``invoice.sent``), ``void`` (``invoice.voided``), ``mark_uncollectible``
 (``invoice.marked_uncollectible``), ``DELETE`` of a draft (``invoice.deleted``), ``POST
-/v1/invoices/{id}`` (``invoice.updated``). Subscription invoices take the same steps; their
-``pay`` stays the subscriptions' own (``Invoices.pay``). Parameters: ``versions``
+/v1/invoices/{id}`` (``invoice.updated``). Subscription invoices take the same steps, ``pay``
+included: one path, whichever invoice. Parameters: ``versions``
 refuses what the request's API version lacks; the handlers refuse what they do not model.
 """
 
@@ -214,10 +214,13 @@ class ManualInvoices:
         return inv
 
     def pay(self, invoice_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        inv = self.store.get("invoice", invoice_id, "invoice")
-        if inv["subscription"]:
-            return self.invoices.pay(invoice_id, params)
+        """``POST /v1/invoices/{id}/pay``, one path for every invoice, a subscription's or one
+        made by hand: a draft is finalized first; ``paid_out_of_band=true`` marks it paid
+        outside Stripe; else a card is charged (``payment_method``, else the default one):
+        declined, 402 ``card_declined``; 3D Secure, 402
+        ``invoice_payment_intent_requires_action`` after ``invoice.payment_action_required``."""
         forms.check_known(params, {"payment_method", "paid_out_of_band", "off_session", "expand"})
+        inv = self.store.get("invoice", invoice_id, "invoice")
         if inv["status"] == "draft":
             self._finalize(inv)
         if inv["status"] != "open":
@@ -227,18 +230,18 @@ class ManualInvoices:
         if forms.boolean(params, "paid_out_of_band"):
             inv["paid_out_of_band"] = True
             return self.invoices._paid(inv, None)
-        name = forms.text(params, "payment_method") or inv["default_payment_method"] or \
-            self.store.get("customer", inv["customer"])["invoice_settings"][
-                "default_payment_method"]
-        if not name:
+        name = forms.text(params, "payment_method")
+        pm_id = self.catalog.resolve_card(name) if name else self.invoices.default_card(inv)
+        if not pm_id:
             raise invalid("This invoice's customer has no payment method: pass "
                           "payment_method.", param="payment_method")
-        pm_id = self.catalog.resolve_card(name)
         pi = self.store.objects["payment_intent"].get(inv["payment_intent"] or "") or \
             self.invoices._intent(inv, ["card"])
-        self.payments.attempt(pi, pm_id)
+        if pi["payment_method_types"] != ["card"]:
+            raise invalid("This invoice has no card payment to attempt: pay its konbini "
+                          "voucher.", param="payment_method")
+        self.invoices.charge(inv, pi, pm_id)
         if pi["status"] == "requires_action":
-            self.store.emit("invoice.payment_action_required", inv)
             raise StripeError(402, "card_error", "This payment requires additional user "
                               "action before it can be completed successfully.",
                               code="invoice_payment_intent_requires_action")

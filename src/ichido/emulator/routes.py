@@ -80,7 +80,7 @@ def api(emu: Emulator) -> list[tuple[str, str, Handler]]:
         ("DELETE", "/v1/subscriptions/{id}", sub.cancel),
         ("GET", "/v1/invoices", inv.list),
         ("GET", "/v1/invoices/{id}", inv.retrieve),
-        ("POST", "/v1/invoices/{id}/pay", emu.manual_invoices.pay),  # subscriptions': inv.pay
+        ("POST", "/v1/invoices/{id}/pay", emu.manual_invoices.pay),  # every invoice's
         ("GET", "/v1/invoice_payments", reading.listing(s, "invoice_payment",
                                                         "/v1/invoice_payments", "invoice",
                                                         "status")),

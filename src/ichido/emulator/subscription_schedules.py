@@ -10,7 +10,8 @@ defaults to one) sets the subscription's quantity when it begins. Seven days bef
 phase ends: ``subscription_schedule.expiring``. At its end: ``completed``
 (``subscription_schedule.completed``), the subscription kept (``end_behavior=release``, the
 default) or canceled (``cancel``). ``release`` leaves the subscription on its own
-(``released``); ``cancel`` cancels it too (``canceled``); an update of ``metadata`` or
+(``released``); ``cancel`` cancels it too (``canceled``); dunning that cancels the
+subscription cancels the schedule (``aborted``); an update of ``metadata`` or
 ``end_behavior`` emits ``subscription_schedule.updated``. A customer on a test clock
 (``test_clock``) lives on that clock's time: its schedules move when the clock is advanced.
 Parameters: ``versions`` refuses what the request's API version lacks (a phase's
@@ -38,6 +39,7 @@ class SubscriptionSchedules:
     def __init__(self, store: Store, subscriptions: Subscriptions, clocks: TestClocks) -> None:
         self.store, self.subscriptions = store, subscriptions
         clocks.listeners.append(self._clock_moved)
+        subscriptions.invoices.listeners.append(self._on_invoice)  # after the subscription's
         store.due_actions.update(schedule_step=self._due_step)
 
     # -- API -------------------------------------------------------------------------------
@@ -111,6 +113,22 @@ class SubscriptionSchedules:
     def list(self, params: dict[str, Any]) -> dict[str, Any]:
         return reading.listing(self.store, KIND, "/v1/subscription_schedules",
                                "customer")(params)
+
+    def _on_invoice(self, inv: dict[str, Any], what: str) -> None:
+        """Dunning gave up and canceled a scheduled subscription: Stripe cancels the schedule
+        with ``subscription_schedule.aborted`` ("canceled due to the underlying subscription
+        being canceled because of delinquency", Stripe's event reference)."""
+        sub = self.store.objects["subscription"].get(inv["subscription"] or "")
+        if what != "lapsed" or sub is None or sub["status"] != "canceled" \
+                or not sub.get("schedule"):
+            return
+        sched = self.store.objects[KIND].get(sub["schedule"])
+        if sched is None or sched["status"] not in ("not_started", "active"):
+            return
+        sched = self.store.get(KIND, sched["id"])  # journaled
+        before = snapshot(sched)
+        sched.update(status="canceled", canceled_at=self.store.clock.now(), current_phase=None)
+        self.store.emit_update(f"{KIND}.aborted", sched, before)
 
     # -- time ------------------------------------------------------------------------------
     def _now(self, cust: dict[str, Any]) -> int:

@@ -40,6 +40,9 @@ TRIAL_END_BEHAVIORS = ("create_invoice", "pause", "cancel")
 INCOMPLETE_FOR = 23 * 3600
 TRIAL_WARNING = 3 * 86400
 ENDED = ("canceled", "incomplete_expired")
+# The list's ``status`` filter (docs.stripe.com/api/subscriptions/list): ``ended`` is both ENDED.
+LIST_STATUSES = ("active", "all", "canceled", "ended", "incomplete", "incomplete_expired",
+                 "past_due", "paused", "trialing", "unpaid")
 
 
 def period_end(start: int, recurring: dict[str, Any]) -> int:
@@ -120,8 +123,13 @@ class Subscriptions:
         forms.check_known(params, {"customer", "status", "collection_method", "limit",
                                    "starting_after", "ending_before", "expand", "price", "created"})
         status = forms.text(params, "status")
+        if status is not None and status not in LIST_STATUSES:
+            raise invalid(f"Invalid status: must be one of {', '.join(LIST_STATUSES)}",
+                          param="status")
         items = everything = list(reversed(self.store.objects["subscription"].values()))
-        if status != "all":
+        if status == "ended":
+            items = [s for s in items if s["status"] in ENDED]
+        elif status != "all":
             items = [s for s in items if s["status"] == status] if status else \
                 [s for s in items if s["status"] not in ENDED]
         for name in ("customer", "collection_method"):

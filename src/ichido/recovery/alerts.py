@@ -22,6 +22,7 @@ from typing import Any, Callable
 import httpx
 import orjson
 
+from ichido.errors import ReasonCode
 from ichido.metrics import METRICS
 from ichido.outbox import enqueue
 from ichido.recovery.reconcile import ReconcileReport, count
@@ -29,7 +30,8 @@ from ichido.recovery.settings import RecoverySettings
 
 log = logging.getLogger("ichido.alerts")
 
-SIGNATURE_CODES = ("bad_signature", "stale_timestamp", "missing_signature")
+SIGNATURE_CODES: tuple[ReasonCode, ...] = ("bad_signature", "stale_timestamp",
+                                           "missing_signature")
 
 
 class Alerts:

@@ -10,21 +10,29 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
-from ichido.config import settings_from_env, shown_settings
 from ichido.errors import ConfigError
+from ichido.setting import Setting, check_table, from_env, shown
 
-# environment variable -> (field, parser)
-_ENV: dict[str, tuple[str, str]] = {
-    "STRIPE_API_KEY": ("stripe_api_key", "text"),
-    "STRIPE_API_BASE": ("stripe_api_base", "text"),
-    "ICHIDO_RECONCILE_INTERVAL": ("reconcile_interval_seconds", "duration"),
-    "ICHIDO_ALERT_WEBHOOK_URL": ("alert_webhook_url", "text"),
-    "ICHIDO_ALERT_WINDOW": ("alert_window_seconds", "duration"),
-    "ICHIDO_ALERT_BACKLOG": ("alert_backlog_seconds", "duration"),
-    "ICHIDO_ALERT_INTERVAL": ("alert_interval_seconds", "duration"),
-    "ICHIDO_ALERT_SIGNATURE_SHARE": ("alert_signature_share", "float"),
-    "ICHIDO_ALERT_SIGNATURE_MIN": ("alert_signature_min", "int"),
-}
+_POSITIVE = "must be a positive duration"
+# Every setting of recovery: reading, validation, the repr and the docs check derive from here.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("stripe_api_key", "STRIPE_API_KEY", secret=True, doc="docs/recovery.md"),
+    Setting("stripe_api_base", "STRIPE_API_BASE", doc="docs/recovery.md"),
+    Setting("reconcile_interval_seconds", "ICHIDO_RECONCILE_INTERVAL", "duration", low=0,
+            says="must be >= 0", doc="docs/recovery.md"),
+    # The alert webhook's path is the secret (a Slack-compatible incoming webhook).
+    Setting("alert_webhook_url", "ICHIDO_ALERT_WEBHOOK_URL", secret=True, doc="docs/recovery.md"),
+    Setting("alert_window_seconds", "ICHIDO_ALERT_WINDOW", "duration", low=0, low_open=True,
+            says=_POSITIVE, doc="docs/recovery.md"),
+    Setting("alert_backlog_seconds", "ICHIDO_ALERT_BACKLOG", "duration", low=0, low_open=True,
+            says=_POSITIVE, doc="docs/recovery.md"),
+    Setting("alert_interval_seconds", "ICHIDO_ALERT_INTERVAL", "duration", low=0, low_open=True,
+            says=_POSITIVE, doc="docs/recovery.md"),
+    Setting("alert_signature_share", "ICHIDO_ALERT_SIGNATURE_SHARE", "float", low=0, high=1,
+            low_open=True, says="must be a share in (0, 1], e.g. 0.5", doc="docs/recovery.md"),
+    Setting("alert_signature_min", "ICHIDO_ALERT_SIGNATURE_MIN", "int", low=1,
+            says="must be >= 1", doc="docs/recovery.md"),
+)
 
 
 @dataclass(frozen=True)
@@ -44,20 +52,13 @@ class RecoverySettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None,
                  **overrides: Any) -> "RecoverySettings":
-        return settings_from_env(cls, _ENV, env, overrides)
+        return from_env(cls, SETTINGS, env, overrides)
 
     def with_(self, **changes: Any) -> "RecoverySettings":
         return replace(self, **{k: v for k, v in changes.items() if v is not None}).validated()
 
     def validated(self) -> "RecoverySettings":
-        if not 0 < self.alert_signature_share <= 1:
-            raise ConfigError("ICHIDO_ALERT_SIGNATURE_SHARE must be a share in (0, 1], e.g. 0.5")
-        for name in ("alert_window_seconds", "alert_interval_seconds", "alert_backlog_seconds"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be a positive duration")
-        if self.reconcile_interval_seconds < 0 or self.alert_signature_min < 1:
-            raise ConfigError("ICHIDO_RECONCILE_INTERVAL must be >= 0 and"
-                              " ICHIDO_ALERT_SIGNATURE_MIN >= 1")
+        check_table(self, SETTINGS)
         return self
 
     def require_api_key(self) -> str:
@@ -68,7 +69,7 @@ class RecoverySettings:
 
     def __repr__(self) -> str:
         """The API key and the alert webhook (its path is the secret) never reach a log."""
-        return shown_settings(self, ("stripe_api_key", "alert_webhook_url"))
+        return shown(self, SETTINGS)
 
     __str__ = __repr__
 

@@ -34,10 +34,9 @@ import threading
 import time
 from typing import Any
 
-from ichido.db.base import Transaction
+from ichido import Transaction, poll
 from ichido.outbox import enqueue
 from ichido.shop import notices
-from ichido.worker import poll
 
 ACTIVE_REFUNDS = ("pending", "requires_action", "succeeded")
 REFUND_RANK = {"pending": 0, "requires_action": 1, "succeeded": 2, "failed": 2, "canceled": 2}

@@ -63,8 +63,7 @@ def routes(shop: Shop) -> list[Route]:
     async def show(request: Request) -> Response:
         order = await run_in_threadpool(_load, shop, request.path_params["order_id"])
         if order is None:
-            return _Json({"error": {"code": "unknown_order", "message": "no such order"}},
-                         status_code=404)
+            return _error(OrderError("no such order", code="unknown_order", status=404))
         return _Json(order)
 
     async def refund(request: Request) -> Response:
@@ -102,8 +101,8 @@ def routes(shop: Shop) -> list[Route]:
     async def show_subscription(request: Request) -> Response:
         found = await run_in_threadpool(subscribe.show, shop, request.path_params["sub_id"])
         if found is None:
-            return _Json({"error": {"code": "unknown_subscription",
-                                    "message": "no such subscription"}}, status_code=404)
+            return _error(OrderError("no such subscription", code="unknown_subscription",
+                                     status=404))
         return _Json(found)
 
     async def renew(request: Request) -> Response:

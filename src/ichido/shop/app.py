@@ -11,14 +11,13 @@ from pathlib import Path
 
 import stripe
 
-from ichido.app import App
+from ichido import App
 from ichido.config import Settings
 from ichido.outbox import OUTBOX_SCHEMA
-from ichido.shop import access, events, foreign, subscribe, versions
+from ichido.shop import access, dashboard, events, foreign, subscribe, versions
 from ichido.shop.api import routes
 from ichido.shop.catalog import audit, load_catalog
 from ichido.shop.fees import load_pricing
-from ichido.shop.report import dashboard_rows
 from ichido.shop.schema import SHOP_SCHEMA
 from ichido.shop.service import Shop
 from ichido.shop.settings import ShopSettings
@@ -68,7 +67,7 @@ def create_shop(settings: Settings | None = None, shop_settings: ShopSettings | 
     shop.outbox.senders["stripe_cancel_subscription"] = \
         lambda key, payload: subscribe.cancel_at_stripe(shop, key, payload)
     app.add_routes(routes(shop))
-    app.fee_report = lambda: dashboard_rows(client, shop_settings.max_fee_share)
+    dashboard.register(app, lambda: shop.fee_report())  # the Shop tab, in Japan time
     app.background.append(shop.outbox.run)
     app.background.append(shop.run_reaper)
     app.background.append(lambda stop: access.run(app.database, grace, stop))

@@ -16,7 +16,8 @@ from typing import Any, Callable, Iterable, Iterator
 from ichido.shop.fees import (AMOUNT_LIMITS, METHODS, FeeQuote, PricingTable, Share,
                               as_share, shown, within_limits)
 from ichido.config import parse_toml, read_text
-from ichido.errors import ConfigError, NotFound
+from ichido.errors import ConfigError
+from ichido.shop.errors import ShopError
 
 _Bad = Callable[[str, str], ConfigError]
 
@@ -55,7 +56,7 @@ class Catalog:
         try:
             return self.products[product_id]
         except KeyError:
-            raise NotFound(f"unknown product {product_id!r}", code="unknown_product") from None
+            raise ShopError(f"unknown product {product_id!r}", code="unknown_product") from None
 
     def __iter__(self) -> Iterator[Product]:
         return iter(self.products.values())

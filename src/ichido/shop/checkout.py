@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ichido.db.base import Transaction
+from ichido import Transaction
 from ichido.shop import orders
 
 EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded",

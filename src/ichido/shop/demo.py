@@ -24,8 +24,7 @@ from ichido.config import Settings
 from ichido.shop.app import create_shop
 from ichido.shop.service import Shop
 from ichido.shop.settings import ShopSettings
-from ichido.emulator.emulator import Emulator
-from ichido.emulator.server import EmulatorServer
+from ichido.emulator import Emulator, EmulatorServer
 from ichido.serving import ThreadedServer
 from ichido.testing import free_port
 

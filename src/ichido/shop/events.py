@@ -13,10 +13,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ichido.app import App
+from ichido import App, Event, Transaction
 from ichido.shop import checkout, foreign, orders, refunds, subscriptions, versions
-from ichido.event import Event
-from ichido.db.base import Transaction
 
 PAYMENT_EVENTS = (
     "payment_intent.created", "payment_intent.requires_action", "payment_intent.processing",

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ichido.config import parse_toml, read_text
-from ichido.errors import ConfigError, IchidoError
+from ichido.errors import ConfigError
+from ichido.shop.errors import ShopError
 
 CURRENCY = "jpy"
 METHODS: tuple[str, ...] = ("card", "konbini", "paypay", "customer_balance")
@@ -165,12 +166,12 @@ class PricingTable:
             return self.rules[method]
         except KeyError:
             known = ", ".join(sorted(self.rules))
-            raise IchidoError(f"unknown payment method {method!r} (known: {known})",
+            raise ShopError(f"unknown payment method {method!r} (known: {known})",
                               code="unknown_method") from None
 
     def quote(self, amount: int, method: str) -> FeeQuote:
         if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-            raise IchidoError(f"amount must be a positive whole number of yen, got {amount!r}",
+            raise ShopError(f"amount must be a positive whole number of yen, got {amount!r}",
                               code="invalid_amount")
         fee = self.rule(method).fee(amount)
         return FeeQuote(amount=amount, method=method, fee=fee, net=amount - fee,
@@ -214,7 +215,7 @@ def as_share(value: Share) -> Fraction:
     else:
         share = _decimal_share(value)
     if share < 0:
-        raise IchidoError(f"a fee share cannot be negative: {value!r}", code="invalid_share")
+        raise ShopError(f"a fee share cannot be negative: {value!r}", code="invalid_share")
     return share
 
 
@@ -224,7 +225,7 @@ def _decimal_share(value: object) -> Fraction:
     try:
         return Fraction(Decimal(value))  # type: ignore[arg-type]  # what Decimal refuses: below
     except (InvalidOperation, ValueError, TypeError, OverflowError):
-        raise IchidoError(f"not a fee share: {value!r} (use e.g. 0.2)",
+        raise ShopError(f"not a fee share: {value!r} (use e.g. 0.2)",
                           code="invalid_share") from None
 
 

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ichido.db.base import Transaction
+from ichido import Transaction
 from ichido.errors import RetryLater
 
 _ID = re.compile(r"[A-Za-z0-9_]{1,255}")

@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from ichido.db.base import Transaction
+from ichido import Transaction
 from ichido.outbox import enqueue
 from ichido.shop import notices, shipments, stock, transfers
 from ichido.shop.messages import iso

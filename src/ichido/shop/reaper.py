@@ -26,7 +26,7 @@ from typing import Any
 
 from ichido.outbox import enqueue
 from ichido.shop import orders, stock
-from ichido.worker import poll
+from ichido import poll
 
 log = logging.getLogger("ichido.shop.reaper")
 BATCH = 100

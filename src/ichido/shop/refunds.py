@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from ichido.db.base import Transaction
+from ichido import Transaction
 from ichido.outbox import enqueue
 from ichido.shop import access, foreign, notices, orders
 from ichido.shop.subscriptions import DEFAULT_GRACE, DEFAULT_PARENT_WAIT

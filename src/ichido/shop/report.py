@@ -70,7 +70,7 @@ def fetch_charges(client: stripe.StripeClient, since: int | None) -> Iterable[di
 
 def dashboard_rows(client: stripe.StripeClient, max_share: float,
                    days: int = 30) -> list[dict[str, Any]]:
-    """The report as the operator dashboard's fee chart takes it (``App.fee_report``): the last
+    """The report as the Shop tab's fee chart takes it (``Shop.fee_report``): the last
     ``days`` of real fees per method, each with the limit the fee guard applies."""
     since = int(time.time()) - days * 86400
     return [dict(row.to_json(), max_share=max_share)

@@ -6,7 +6,7 @@ shipment per order are primary keys, one refund per Stripe refund id likewise.
 
 from __future__ import annotations
 
-from ichido.db.migrations import Step
+from ichido.db import Step
 
 SHOP_SCHEMA: list[Step] = [
     ("shop", 1, [

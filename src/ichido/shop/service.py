@@ -17,19 +17,18 @@ from typing import Any
 import orjson
 import stripe
 
-from ichido.app import App
-from ichido.errors import IchidoError
-from ichido.db.base import Transaction
+from ichido import App, Transaction
 from ichido.outbox import OutboxDispatcher, enqueue
 from ichido.shop import checkout, intents, orders, reaper, refunds, stock
 from ichido.shop.catalog import Catalog, Product
+from ichido.shop.errors import ShopError
 from ichido.shop.fees import PricingTable, within_limits
 from ichido.shop.mail import MailSender
 from ichido.shop.messages import LOCALES
 from ichido.shop.settings import ShopSettings
 
 
-class OrderError(IchidoError):
+class OrderError(ShopError):
     """A refused order or refund; ``code`` says why, ``details`` carries the numbers."""
 
     http_status = 422
@@ -418,3 +417,10 @@ class Shop:
 
     def run_reaper(self, stop: threading.Event) -> None:
         reaper.run(self.app.database, self.settings.unpaid_order_ttl_seconds, stop)
+
+    def fee_report(self) -> list[dict[str, Any]]:
+        """The last 30 days of real fees per method, each with the fee guard's limit: the Shop
+        tab's fee chart (``ichido.shop.dashboard``)."""
+        from ichido.shop.report import dashboard_rows
+
+        return dashboard_rows(self.stripe, self.settings.max_fee_share)

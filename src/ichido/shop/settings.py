@@ -10,33 +10,43 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
-from ichido.config import settings_from_env, shown_settings
 from ichido.errors import ConfigError
+from ichido.setting import Setting, check_table, from_env, shown
 
-# environment variable -> (field, parser)
-_ENV: dict[str, tuple[str, str]] = {
-    "STRIPE_API_KEY": ("stripe_api_key", "text"),
-    "STRIPE_API_BASE": ("stripe_api_base", "text"),
-    "ICHIDO_CATALOG": ("catalog_path", "text"),
-    "ICHIDO_PRICING": ("pricing_path", "text"),
-    "ICHIDO_MAIL_DIR": ("mail_dir", "text"),
-    "ICHIDO_SMTP_URL": ("smtp_url", "text"),
-    "ICHIDO_MAIL_FROM": ("mail_from", "text"),
-    "ICHIDO_WAREHOUSE_EMAIL": ("warehouse_email", "text"),
-    "ICHIDO_MAX_FEE_SHARE": ("max_fee_share", "float"),
-    "ICHIDO_KONBINI_EXPIRES_AFTER_DAYS": ("konbini_expires_after_days", "int"),
-    "ICHIDO_ORDER_MAX_BODY": ("order_max_body_bytes", "size"),
-    "ICHIDO_ORDER_UNPAID_TTL": ("unpaid_order_ttl_seconds", "duration"),
-    "ICHIDO_SHOP_LOCALE": ("default_locale", "text"),
-    "ICHIDO_CHECKOUT_RETURN_URL": ("checkout_return_url", "text"),
-    "ICHIDO_SUBSCRIPTION_GRACE": ("subscription_grace_seconds", "duration"),
-    "ICHIDO_PARENT_WAIT": ("parent_wait_seconds", "duration"),
-    "ICHIDO_TRANSFER_HOLD": ("transfer_hold_seconds", "duration"),
-    "ICHIDO_PAYPAY_HOLD": ("paypay_hold_seconds", "duration"),
-}
-MAX_TRANSFER_HOLD_SECONDS = 60 * 86400.0
 MAX_GRACE_SECONDS = 60 * 86400.0  # Stripe's own dunning gives up within two months
 MAX_PARENT_WAIT_SECONDS = 3 * 86400.0  # Stripe's retries end within three days
+MAX_TRANSFER_HOLD_SECONDS = 60 * 86400.0
+_DOC = "docs/shop.md"
+# Every setting of the shop: reading, validation, the repr and the docs check derive from here.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("stripe_api_key", "STRIPE_API_KEY", secret=True, doc=_DOC),
+    Setting("stripe_api_base", "STRIPE_API_BASE", doc=_DOC),
+    Setting("catalog_path", "ICHIDO_CATALOG", doc=_DOC),
+    Setting("pricing_path", "ICHIDO_PRICING", doc=_DOC),
+    Setting("mail_dir", "ICHIDO_MAIL_DIR", doc=_DOC),
+    Setting("smtp_url", "ICHIDO_SMTP_URL", doc=_DOC),  # its password is cut out of the repr
+    Setting("mail_from", "ICHIDO_MAIL_FROM", doc=_DOC),
+    Setting("warehouse_email", "ICHIDO_WAREHOUSE_EMAIL", doc=_DOC),
+    Setting("max_fee_share", "ICHIDO_MAX_FEE_SHARE", "float", low=0, high=1, low_open=True,
+            says="must be a share in (0, 1], e.g. 0.2", doc=_DOC),
+    Setting("konbini_expires_after_days", "ICHIDO_KONBINI_EXPIRES_AFTER_DAYS", "int", 1, 60,
+            says="must be 1 to 60 (Stripe's range)", doc=_DOC),
+    Setting("order_max_body_bytes", "ICHIDO_ORDER_MAX_BODY", "size", low=256,
+            says="must be at least 256 bytes", doc=_DOC),
+    Setting("unpaid_order_ttl_seconds", "ICHIDO_ORDER_UNPAID_TTL", "duration", low=0,
+            low_open=True, says="must be a positive duration, e.g. 1h", doc=_DOC),
+    Setting("default_locale", "ICHIDO_SHOP_LOCALE", doc=_DOC),
+    Setting("checkout_return_url", "ICHIDO_CHECKOUT_RETURN_URL", doc=_DOC),
+    Setting("subscription_grace_seconds", "ICHIDO_SUBSCRIPTION_GRACE", "duration", 0,
+            MAX_GRACE_SECONDS, says="must be a duration from 0 to 60d, e.g. 3d", doc=_DOC),
+    Setting("parent_wait_seconds", "ICHIDO_PARENT_WAIT", "duration", 0, MAX_PARENT_WAIT_SECONDS,
+            says="must be a duration from 0 to 3d, e.g. 15m", doc=_DOC),
+    Setting("transfer_hold_seconds", "ICHIDO_TRANSFER_HOLD", "duration", 60,
+            MAX_TRANSFER_HOLD_SECONDS, says="must be a duration from 1m to 60d, e.g. 7d",
+            doc=_DOC),
+    Setting("paypay_hold_seconds", "ICHIDO_PAYPAY_HOLD", "duration", low=0, low_open=True,
+            says="must be a positive duration, e.g. 1h", doc=_DOC),
+)
 LOCALES = ("ja", "en")
 
 
@@ -79,29 +89,13 @@ class ShopSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "ShopSettings":
-        return settings_from_env(cls, _ENV, env, overrides)
+        return from_env(cls, SETTINGS, env, overrides)
 
     def with_(self, **changes: Any) -> "ShopSettings":
         return replace(self, **{k: v for k, v in changes.items() if v is not None}).validated()
 
     def validated(self) -> "ShopSettings":
-        if not 0 < self.max_fee_share <= 1:
-            raise ConfigError("ICHIDO_MAX_FEE_SHARE must be a share in (0, 1], e.g. 0.2")
-        if not 1 <= self.konbini_expires_after_days <= 60:
-            raise ConfigError("ICHIDO_KONBINI_EXPIRES_AFTER_DAYS must be 1 to 60 (Stripe's range)")
-        if self.order_max_body_bytes < 256:
-            raise ConfigError("ICHIDO_ORDER_MAX_BODY must be at least 256 bytes")
-        if self.unpaid_order_ttl_seconds <= 0:
-            raise ConfigError("ICHIDO_ORDER_UNPAID_TTL must be a positive duration, e.g. 1h")
-        if not 0 <= self.subscription_grace_seconds <= MAX_GRACE_SECONDS:
-            raise ConfigError("ICHIDO_SUBSCRIPTION_GRACE must be a duration from 0 to 60d,"
-                              " e.g. 3d")
-        if not 0 <= self.parent_wait_seconds <= MAX_PARENT_WAIT_SECONDS:
-            raise ConfigError("ICHIDO_PARENT_WAIT must be a duration from 0 to 3d, e.g. 15m")
-        if not 60 <= self.transfer_hold_seconds <= MAX_TRANSFER_HOLD_SECONDS:
-            raise ConfigError("ICHIDO_TRANSFER_HOLD must be a duration from 1m to 60d, e.g. 7d")
-        if self.paypay_hold_seconds <= 0:
-            raise ConfigError("ICHIDO_PAYPAY_HOLD must be a positive duration, e.g. 1h")
+        check_table(self, SETTINGS)
         if self.default_locale not in LOCALES:
             raise ConfigError(f"ICHIDO_SHOP_LOCALE must be one of {', '.join(LOCALES)}")
         return self
@@ -115,7 +109,7 @@ class ShopSettings:
     def __repr__(self) -> str:
         """The API key and an SMTP password never reach a log or a traceback
         (I6, docs/invariants.md)."""
-        return shown_settings(self, ("stripe_api_key",))
+        return shown(self, SETTINGS)
 
     __str__ = __repr__
 

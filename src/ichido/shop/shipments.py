@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ichido.db.base import Transaction
+from ichido import Transaction
 from ichido.outbox import enqueue
 from ichido.shop import notices, stock
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ichido.db.base import Transaction
+from ichido import Transaction
 
 SHIPPED_KINDS = ("physical", "live_item")
 

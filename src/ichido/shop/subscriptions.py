@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ichido.db.base import Transaction
+from ichido import Transaction
 from ichido.outbox import enqueue
 from ichido.shop import access, foreign, notices
 from ichido.shop.messages import iso

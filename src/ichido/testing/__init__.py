@@ -27,6 +27,10 @@ from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 import httpx
 
+# The public API (docs/api.md): what an application may import from here.
+__all__ = ["IchidoProcess", "free_port", "postgres_schema", "postgres_up", "wait_until",
+           "with_search_path"]
+
 T = TypeVar("T")
 
 

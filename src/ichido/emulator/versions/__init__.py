@@ -176,12 +176,15 @@ def check(version: Version, route: str, params: Mapping[str, Any]) -> None:
     tree = _data()["params"].get(route)
     if tree is None:
         return
-    _check(version, _tree(tree)[1], params, "")
+    names = _tree(tree)[1]
+    for name in params if not names else ():  # a route with no parameters takes none
+        raise _unknown(version, name, known=False)
+    _check(version, names, params, "")
 
 
 def _check(version: Version, tree: Mapping[str, Any], params: Any, prefix: str) -> None:
     if not tree:
-        return  # a leaf (metadata, a free-form hash): anything goes
+        return  # a leaf below the top (metadata, a free-form hash): anything goes
     items = params if isinstance(params, list) else [params]
     for item in items:
         if not isinstance(item, Mapping):
@@ -208,6 +211,8 @@ def knows(version: Version, route: str, param: str) -> bool:
     if node is None:
         return False
     tree = _tree(node)[1]
+    if not tree:
+        return False  # a route with no parameters (a DELETE): not a free-form hash
     head, _, rest = param.partition("[")
     names = [head] + [p.rstrip("]") for p in rest.split("[") if p] if rest else [head]
     for name in names:
