@@ -56,7 +56,7 @@ def test_unknown_product_is_a_named_error() -> None:
 
 def test_audit_flags_only_the_cheap_konbini_ticket_at_0_2() -> None:
     rows = audit(load_catalog(EXAMPLE), load_pricing(), Decimal("0.2"))
-    assert len(rows) == 11  # five products with two methods each, a card-only plan
+    assert len(rows) == 14  # the tickets take PayPay, the ¥1,500 one bank transfer too
     assert [(r.product_id, r.method) for r in rows if r.over_limit] == [
         ("mv-premiere-300", "konbini")]
     cheap = rows[1]
@@ -98,7 +98,9 @@ def test_card_only_item_may_cost_less_than_konbini_allows() -> None:
     (TICKET.replace("price = 1500", 'price = "1500"'), "'live-2026-12'", "price"),
     (TICKET.replace("price = 1500\n", ""), "'live-2026-12'", "price"),
     (TICKET.replace('"video_ticket"', '"dvd"'), "'live-2026-12'", "kind"),
-    (TICKET.replace('"card", "konbini"', '"card", "paypay"'), "'live-2026-12'", "methods"),
+    (TICKET.replace('"card", "konbini"', '"card", "alipay"'), "'live-2026-12'", "methods"),
+    (TICKET.replace("price = 1500", "price = 49").replace('"konbini"', '"paypay"'),
+     "'live-2026-12'", "paypay takes ¥50"),
     (TICKET.replace('["card", "konbini"]', "[]"), "'live-2026-12'", "methods"),
     (TICKET.replace('["card", "konbini"]', '"card"'), "'live-2026-12'", "methods"),
     (TICKET.replace('"card", "konbini"', '"card", "card"'), "'live-2026-12'", "methods"),
@@ -192,6 +194,41 @@ def test_only_plans_have_an_interval() -> None:
         parse_catalog(TICKET.replace('kind = "video_ticket"',
                                      'kind = "video_ticket"\ninterval = "month"'))
     assert "interval" in err.value.message and "only subscriptions" in err.value.message
+
+
+@pytest.mark.parametrize("method", ["paypay", "customer_balance"])
+def test_a_plan_cannot_be_billed_by_paypay_or_bank_transfer(method: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_catalog(PLANS.replace('methods = ["card"]', f'methods = ["card", "{method}"]'))
+    assert "stream-monthly" in err.value.message and f"not {method}" in err.value.message
+
+
+def test_the_audit_suggests_a_method_for_each_product_it_refuses(tmp_path: Path) -> None:
+    """The seed's ¥300 ticket gets an answer: offer PayPay (¥12); a product that does not list
+    a fitting method is told which to add; a plan is told a price (no plan method fits)."""
+    path = tmp_path / "catalog.toml"
+    path.write_text(PLANS + TICKET.replace("price = 1500", "price = 300")
+                    .replace('id = "live-2026-12"', 'id = "cheap"') + TICKET.replace(
+                        "price = 1500", "price = 300").replace(
+                        '"card", "konbini"', '"card", "konbini", "paypay"'))
+    done = subprocess.run([sys.executable, "-m", "ichido", "fees", "audit", str(path),
+                           "--max-share", "0.2", "--json"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["offenders"] == ["stream-lite/konbini", "cheap/konbini",
+                                   "live-2026-12/konbini"]
+    advice = {s["product"]: (s["method"], s["fee"], s["listed"], s["lowest_price"])
+              for s in report["suggestions"]}
+    assert advice == {"live-2026-12": ("paypay", 12, True, None),
+                      "cheap": ("paypay", 12, False, None),
+                      "stream-lite": (None, None, False, 1340)}
+    text = subprocess.run([sys.executable, "-m", "ichido", "fees", "audit", str(path)],
+                          capture_output=True, text=True, timeout=60,
+                          env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"}).stdout
+    assert "konbini takes 77.0% of ¥300; offer paypay: ¥12 (4.0%)" in text
+    assert "add to its methods paypay: ¥12 (4.0%)" in text
+    assert "no method fits at this price; from ¥1,340 one does" in text
 
 
 def test_fees_audit_refuses_a_300_yen_monthly_konbini_plan(tmp_path: Path) -> None:

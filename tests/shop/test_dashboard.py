@@ -92,3 +92,32 @@ def test_a_payments_event_page_shows_its_order(shop) -> None:
         order = page[page.index('id="order"'):]
         assert "ord_today" in order and "ライブチケット" in order and "konbini" in order
         assert time.strftime("%Y-%m-%d", time.gmtime(deadline + 9 * 3600)) in order
+
+
+def test_the_tab_lists_orders_waiting_for_a_transfer_with_what_is_owed_and_paypay_ones(
+        shop) -> None:
+    """Issue 24: a bank transfer partly paid shows what is still owed, one not yet paid its
+    whole amount; a PayPay order waits for its authorisation. Neither is a konbini voucher."""
+    with TestClient(shop.app, base_url="http://testserver") as client:
+        now = time.time()
+        with shop.app.database.transaction() as tx:
+            for order_id, method, status, owed in (
+                    ("ord_part", "customer_balance", "partially_paid", 500),
+                    ("ord_none", "customer_balance", "awaiting_payment", None),
+                    ("ord_pp", "paypay", "awaiting_payment", None),
+                    ("ord_paid", "customer_balance", "paid", 0)):
+                tx.execute("INSERT INTO shop_orders (id, product_id, product_name, kind, quantity,"
+                           " amount, payment_method, email, status, payment_intent,"
+                           " amount_remaining, hold_until, created_at, updated_at) VALUES"
+                           " (?, 'p1', 'ライブチケット', 'ticket', 1, 1500, ?, 'a@example.com',"
+                           " ?, ?, ?, ?, ?, ?)",
+                           (order_id, method, status, f"pi_{order_id}", owed, now + 86400, now, now))
+        login(client)
+        page = client.get("/dashboard/panels/shop").text
+    transfers = page[page.index('id="shop-transfers"'):page.index('id="shop-paypay"')]
+    paypay = page[page.index('id="shop-paypay"'):page.index('id="shop-refunds"')]
+    awaiting = page[page.index('id="shop-awaiting"'):page.index('id="shop-transfers"')]
+    assert "ord_part" in transfers and "¥500" in transfers and "ord_none" in transfers
+    assert "ord_paid" not in transfers and "ord_pp" not in transfers
+    assert "ord_pp" in paypay and "ord_none" not in paypay
+    assert not any(o in awaiting for o in ("ord_part", "ord_none", "ord_pp"))

@@ -16,4 +16,10 @@ def test_demo_plays_the_story_and_every_effect_happens_exactly_once() -> None:
     assert "every effect happened exactly once" in output
     for state in ("refunded", "expired", "paid"):
         assert state in output
+    # Issue 24: the fee guard's answer for the ¥300 ticket, then PayPay; a transfer in two parts.
+    assert "the fee guard suggests paypay" in output
+    assert "authorises the payment in PayPay" in output
+    assert "the shop mails that ¥500 is still owed" in output
+    for order in ("PayPay", "bank"):
+        assert order in output.split("each order's final state")[1]
     assert "whsec_" not in output  # the signing secret never shows

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 from fractions import Fraction
+import json
 from pathlib import Path
 
 import pytest
 from hypothesis import given, strategies as st
 
 from ichido.shop import fees
-from ichido.shop.fees import (KONBINI_MAX, KONBINI_MIN, METHODS, FeeRule, PricingTable,
-                                load_pricing, parse_pricing, within_limits)
+from ichido.shop.fees import (KONBINI_MAX, KONBINI_MIN, METHODS, PAYPAY_MIN, FeeRule,
+                              PricingTable, load_pricing, parse_pricing, within_limits)
 from ichido.errors import ConfigError, IchidoError
 from ichido.shop.settings import ShopSettings
 
@@ -31,7 +32,7 @@ fixed = 190
 source = "our contract, section 5"
 as_of = "2026-04-01"
 """
-CUSTOM_TABLE = parse_pricing(CUSTOM, origin="contract.toml")
+CUSTOM_TABLE = parse_pricing(CUSTOM, origin="contract.toml", base=DEFAULT)
 
 
 def oracle_fee(rule: FeeRule, amount: int) -> int:
@@ -41,12 +42,27 @@ def oracle_fee(rule: FeeRule, amount: int) -> int:
 
 
 def test_default_table_has_each_method_with_its_source_and_date() -> None:
-    assert set(DEFAULT.rules) == set(METHODS) == {"card", "konbini"}
+    assert set(DEFAULT.rules) == set(METHODS) == {"card", "konbini", "paypay",
+                                                   "customer_balance"}
     assert DEFAULT.rules["card"].percent == Decimal("3.6") and DEFAULT.rules["card"].fixed == 0
     assert DEFAULT.rules["konbini"].percent == Decimal("3.6")
     assert DEFAULT.rules["konbini"].fixed == 220
+    assert (DEFAULT.rules["paypay"].percent, DEFAULT.rules["paypay"].fixed) == (Decimal("3.98"), 0)
+    bank = DEFAULT.rules["customer_balance"]
+    assert (bank.percent, bank.fixed) == (Decimal("1.5"), 0)
+    assert [(o.percent, o.fixed) for o in bank.other_figures] == [(0, 2500)]  # per deposit
     for rule in DEFAULT.rules.values():
         assert rule.source and rule.as_of == "2026-11-26"
+
+
+def test_every_public_figure_is_marked_unconfirmed_and_sourced() -> None:
+    """No figure could be checked against Stripe's own page: each one says so, the disputed
+    ones included, and each keeps its own source and date."""
+    figures = [f for rule in DEFAULT.rules.values() for f in (rule, *rule.other_figures)]
+    assert len(figures) == 7  # konbini: two other figures; bank transfer: one
+    for figure in figures:
+        assert figure.confirmed is False and figure.source.strip() and figure.as_of
+    assert DEFAULT.rules["konbini"].other_figures[0].as_of == "2022-03-04"
 
 
 def test_cheap_konbini_ticket_loses_more_than_half_the_sale() -> None:
@@ -120,10 +136,51 @@ def test_custom_file_overrides_the_default(tmp_path: Path) -> None:
     assert load_pricing().quote(300, "konbini").fee == 231   # the cached default is untouched
 
 
+def test_a_contract_file_replaces_only_the_methods_it_names(tmp_path: Path) -> None:
+    """A merchant enters its own rates for the methods its contract covers; the others keep
+    the public (unconfirmed) figures."""
+    path = tmp_path / "contract.toml"
+    path.write_text('[methods.paypay]\npercent = 3.25\nsource = "our PayPay contract"\n'
+                    'as_of = 2026-12-01\nconfirmed = true\n', "utf-8")
+    table = load_pricing(path)
+    assert table.quote(300, "paypay").fee == 10  # 9.75 -> 10
+    assert table.rules["paypay"].confirmed and table.rules["paypay"].source == "our PayPay contract"
+    assert table.rules["konbini"] == DEFAULT.rules["konbini"]
+    assert not table.rules["card"].confirmed
+
+
+def test_a_quote_lists_every_method_and_names_the_cheapest_non_card_one() -> None:
+    """The seed's ¥300 ticket: konbini is refused, and the answer is PayPay (¥12), not the
+    bank transfer's ¥5, because another source puts that at ¥2,500 per deposit."""
+    comparison = DEFAULT.compare(300, "0.2")
+    fees_by_method = {q.method: (q.fee, q.exceeds("0.2")) for q in comparison.quotes}
+    assert fees_by_method == {"card": (11, False), "konbini": (231, True),
+                              "paypay": (12, False), "customer_balance": (5, False)}
+    assert comparison.allowed() == ["card", "paypay", "customer_balance"]
+    suggested = comparison.suggestion()
+    assert suggested is not None and (suggested.method, suggested.fee) == ("paypay", 12)
+    body = comparison.to_json()
+    assert body["suggested"] == "paypay" and body["allowed"] == comparison.allowed()
+    assert [m["highest_fee_on_file"] for m in body["methods"]] == [11, 231, 12, 2500]
+    assert not any(m["confirmed"] for m in body["methods"])
+
+
+def test_the_suggestion_falls_back_to_the_figure_in_use_and_never_names_card() -> None:
+    # Only the bank transfer fits at 2%: it is named though another figure disputes it.
+    assert DEFAULT.compare(300, "0.02").suggestion().method == "customer_balance"  # type: ignore[union-attr]
+    # Above ¥166,666 the bank transfer is within the limit by every figure, and cheapest.
+    assert DEFAULT.compare(200_000, "0.2").suggestion().method == "customer_balance"  # type: ignore[union-attr]
+    only_card = DEFAULT.compare(300, "0.2", ["card", "konbini"])
+    assert only_card.allowed() == ["card"] and only_card.suggestion() is None
+    # Below PayPay's minimum Stripe refuses the amount, whatever the fee.
+    tiny = DEFAULT.compare(PAYPAY_MIN - 1, "0.5")
+    assert not tiny.accepted("paypay") and "paypay" not in tiny.allowed()
+
+
 def test_unknown_method_and_bad_amounts_are_named_errors() -> None:
     with pytest.raises(IchidoError) as err:
-        DEFAULT.quote(1000, "paypay")
-    assert err.value.code == "unknown_method" and "paypay" in err.value.message
+        DEFAULT.quote(1000, "alipay")
+    assert err.value.code == "unknown_method" and "alipay" in err.value.message
     for amount in (0, -1, True, 1.5, "300"):
         with pytest.raises(IchidoError) as err:
             DEFAULT.quote(amount, "card")  # type: ignore[arg-type]
@@ -138,11 +195,12 @@ def test_quote_json_and_stripe_fee_details() -> None:
                                 "description": "Stripe processing fees", "application": None}]
 
 
-def test_konbini_limits() -> None:
+def test_konbini_and_paypay_limits() -> None:
     assert (KONBINI_MIN, KONBINI_MAX) == (120, 300_000)
     assert within_limits("konbini", 120) and within_limits("konbini", 300_000)
     assert not within_limits("konbini", 119) and not within_limits("konbini", 300_001)
-    assert within_limits("card", 10_000_000)
+    assert within_limits("paypay", 50) and not within_limits("paypay", 49)
+    assert within_limits("card", 10_000_000) and within_limits("customer_balance", 10_000_000)
 
 
 @pytest.mark.parametrize("text, method, field", [
@@ -161,10 +219,13 @@ def test_konbini_limits() -> None:
     (CUSTOM.replace("minimum = 50", "minimun = 50"), "card", "minimun"),
     (CUSTOM.replace("[methods.konbini]", "[methods.konbni]"), "konbni", "unknown method"),
     (CUSTOM.split("[methods.konbini]")[0], "konbini", "missing"),
+    (CUSTOM.replace("minimum = 50", "confirmed = 1"), "card", "confirmed"),
+    (CUSTOM + "[[methods.konbini.other_figures]]\npercent = 1\nsource = \"x\"\n",
+     "konbini.other_figures #1", "as_of"),
 ])
 def test_bad_pricing_file_names_method_and_field(text: str, method: str, field: str) -> None:
     with pytest.raises(ConfigError) as err:
-        parse_pricing(text, origin="contract.toml")
+        parse_pricing(text, origin="contract.toml")  # no base: every method is required
     message = err.value.message
     assert "contract.toml" in message and f"[methods.{method}]" in message and field in message
 
@@ -194,3 +255,34 @@ def test_fee_plus_net_is_the_amount(amount: int, method: str, custom: bool) -> N
     assert quote.fee >= 0
     assert quote.fee == oracle_fee(table.rules[method], amount)
     assert quote.fee_share == Decimal(quote.fee) / Decimal(amount)
+
+
+def test_fees_quote_and_rates_commands_name_the_method_and_every_source(tmp_path: Path) -> None:
+    """``ichido fees quote --amount 300``: every method's share and the suggestion;
+    ``ichido fees rates``: each figure with its source, date and (un)confirmed mark; a
+    merchant's contract (``--pricing``) shows as confirmed."""
+    from tests.support import run_cli_many
+
+    contract = tmp_path / "contract.toml"
+    contract.write_text('[methods.konbini]\npercent = 2.75\nfixed = 0\nsource = "contract §5"\n'
+                        'as_of = 2026-12-01\nconfirmed = true\n', "utf-8")
+    quote, text, rates, ours = run_cli_many(
+        ["fees", "quote", "--amount", "300", "--json"], ["fees", "quote", "--amount", "300"],
+        ["fees", "rates", "--json"], ["fees", "quote", "--amount", "300", "--json",
+                                      "--pricing", str(contract)])
+    for done in (quote, text, rates, ours):
+        assert done.returncode == 0, done.stderr
+    body = json.loads(quote.stdout)
+    assert body["suggested"] == "paypay" and body["allowed"] == ["card", "paypay",
+                                                                 "customer_balance"]
+    assert [(m["method"], m["fee"]) for m in body["methods"]] == [
+        ("card", 11), ("konbini", 231), ("paypay", 12), ("customer_balance", 5)]
+    assert "cheapest method other than card within the limit: paypay (¥12)" in text.stdout
+    table = json.loads(rates.stdout)["methods"]
+    assert set(table) == set(METHODS)
+    assert all(not f["confirmed"] and f["source"] and f["as_of"]
+               for rule in table.values() for f in (rule, *rule["other_figures"]))
+    # The contract's konbini (¥8 on ¥300) is now the cheapest fitting method, and confirmed.
+    mine = json.loads(ours.stdout)
+    assert mine["suggested"] == "konbini"
+    assert [m["confirmed"] for m in mine["methods"]] == [False, True, False, False]

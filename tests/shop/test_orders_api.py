@@ -241,6 +241,9 @@ def test_fee_guard_refuses_konbini_for_the_300_yen_ticket_and_says_how_much(
     assert error["code"] == "fee_share_exceeded"
     assert error["fee"] == quote.fee == 231  # ¥220 + 3.6% of ¥300
     assert error["fee_share"] == pytest.approx(float(quote.fee_share)) and error["fee_share"] > 0.5
+    # An answer, not only a refusal: the cheapest other method the ticket offers.
+    assert (error["suggested_method"], error["suggested_fee"]) == ("paypay", 12)
+    assert "paypay takes ¥12" in error["message"]
     assert example_shop.stripe_list("payment_intents") == []
     by_card = example_shop.order(product="mv-premiere-300", payment_method="card", email=BUYER)
     assert by_card.status_code == 201, by_card.text  # ¥11 of ¥300: within the limit

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Iterator
 
-from ichido.shop.fees import (KONBINI_MAX, KONBINI_MIN, METHODS, PricingTable, Share,
-                                as_share, shown)
+from ichido.shop.fees import (AMOUNT_LIMITS, METHODS, FeeQuote, PricingTable, Share,
+                              as_share, shown, within_limits)
 from ichido.config import parse_toml, read_text
 from ichido.errors import ConfigError
 from ichido.shop.errors import ShopError
@@ -24,6 +24,9 @@ _Bad = Callable[[str, str], ConfigError]
 KINDS: tuple[str, ...] = ("video_ticket", "physical", "live_item", "subscription")
 INTERVALS: tuple[str, ...] = ("month", "year")
 _FIELDS = ("id", "name", "price", "kind", "methods", "stock", "interval", "trial_days")
+# The methods the shop bills a plan by: PayPay takes one-time payments only (Stripe), and the
+# shop does not (yet) send subscription invoices to be paid by bank transfer.
+PLAN_METHODS: tuple[str, ...] = ("card", "konbini")
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ def _product(number: int, entry: Any, origin: str, first_seen: dict[str, int]) -
     kind = entry.get("kind")
     if kind not in KINDS:
         raise bad("kind", f"must be one of {', '.join(KINDS)}, got {shown(kind)}")
-    methods = _methods(entry.get("methods"), price, bad)
+    methods = _methods(entry.get("methods"), price, kind, bad)
     interval, trial_days = _plan(kind, entry, bad)
     return Product(id=pid, name=name, price=price, kind=kind, methods=methods,
                    stock=_stock(kind, entry, bad), interval=interval, trial_days=trial_days)
@@ -134,7 +137,7 @@ def _plan(kind: str, entry: dict[str, Any], bad: _Bad) -> tuple[str | None, int 
     return interval, trial
 
 
-def _methods(value: Any, price: int, bad: _Bad) -> tuple[str, ...]:
+def _methods(value: Any, price: int, kind: str, bad: _Bad) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
         raise bad("methods", f"must be a non-empty list such as [\"card\", \"konbini\"], "
                              f"got {shown(value)}")
@@ -143,9 +146,14 @@ def _methods(value: Any, price: int, bad: _Bad) -> tuple[str, ...]:
             raise bad("methods", f"unknown method {method!r} (known: {', '.join(METHODS)})")
     if len(set(value)) != len(value):
         raise bad("methods", f"lists a method twice: {value!r}")
-    if "konbini" in value and not KONBINI_MIN <= price <= KONBINI_MAX:
-        raise bad("methods", f"konbini takes ¥{KONBINI_MIN:,}–¥{KONBINI_MAX:,} per payment, "
-                             f"but price is ¥{price:,}: remove konbini or change the price")
+    for method in value:
+        if not within_limits(method, price):
+            low, high = AMOUNT_LIMITS[method]
+            raise bad("methods", f"{method} takes ¥{low:,}–¥{high or 0:,} per payment, "
+                                 f"but price is ¥{price:,}: remove {method} or change the price")
+        if kind == "subscription" and method not in PLAN_METHODS:
+            raise bad("methods", f"a plan is billed by {' or '.join(PLAN_METHODS)}, not "
+                                 f"{method} (one-time payments only)")
     return tuple(value)
 
 
@@ -177,6 +185,44 @@ class AuditRow:
                 "method": self.method, "fee": self.fee, "net": self.price - self.fee,
                 "fee_share": float(self.fee_share), "over_limit": self.over_limit,
                 "interval": self.interval}
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """What to do about a refused product: a method it lists, one to add, or a price."""
+
+    product_id: str
+    quote: FeeQuote | None  # the suggested method's fee, or None: no method fits
+    listed: bool  # the product already offers the method
+    lowest_price: int | None = None  # without a method: the price from which one fits
+
+    def text(self) -> str:
+        if self.quote is None:
+            return (f"no method fits at this price; from ¥{self.lowest_price:,} one does"
+                    if self.lowest_price else "no method fits at any price")
+        q = self.quote
+        verb = "offer" if self.listed else "add to its methods"
+        return f"{verb} {q.method}: ¥{q.fee:,} ({float(q.fee_share):.1%})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"product": self.product_id, "method": self.quote and self.quote.method,
+                "fee": self.quote and self.quote.fee,
+                "fee_share": self.quote and float(self.quote.fee_share), "listed": self.listed,
+                "lowest_price": self.lowest_price}
+
+
+def suggest(product: Product, pricing: PricingTable, max_share: Share) -> Suggestion:
+    """The fee guard's answer for a product: the cheapest non-card method within the limit
+    among those it lists, else among those Stripe offers for its kind, else the lowest price
+    at which some method it lists fits."""
+    usable = PLAN_METHODS if product.kind == "subscription" else METHODS
+    for methods, listed in ((product.methods, True), (usable, False)):
+        found = pricing.compare(product.price, max_share, methods).suggestion()
+        if found is not None:
+            return Suggestion(product.id, found, listed)
+    prices = [p for p in (pricing.break_even(m, max_share) for m in product.methods
+                          if m != "card") if p is not None]
+    return Suggestion(product.id, None, False, min(prices) if prices else None)
 
 
 def audit(catalog: Catalog, pricing: PricingTable,

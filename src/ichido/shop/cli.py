@@ -93,16 +93,68 @@ def _entitlement(row: dict) -> str:
 
 @fees_cli.command("quote")
 def fees_quote(amount: int = typer.Option(..., min=1, help="Price in yen."),
-               method: str = typer.Option(..., help="card or konbini."),
+               method: Optional[str] = typer.Option(None, help="One method (card, konbini, "
+                                                    "paypay, customer_balance); else all."),
+               max_share: Optional[str] = typer.Option(None, help="Highest fee share allowed "
+                                                       "(else ICHIDO_MAX_FEE_SHARE)."),
                pricing: Optional[str] = PricingOpt,
                as_json: bool = typer.Option(False, "--json")) -> None:
-    """Stripe's fee on one price, the net, and the share the fee takes."""
-    quote = _pricing(pricing).quote(amount, method)
-    if as_json:
-        print(json.dumps(quote.to_json()))
+    """Stripe's fee on one price, the net and the share the fee takes: for one method, or for
+    every method with the cheapest non-card one within the limit named."""
+    table = _pricing(pricing)
+    if method is not None:
+        quote = table.quote(amount, method)
+        if as_json:
+            print(json.dumps(quote.to_json()))
+            return
+        out.print(Text.assemble(shown(method), f" on ¥{amount:,}: fee ¥{quote.fee:,}, net"
+                                f" ¥{quote.net:,}, fee share {float(quote.fee_share):.1%}",
+                                "" if table.rule(method).confirmed else " (unconfirmed rate)"))
         return
-    out.print(Text.assemble(shown(method), f" on ¥{amount:,}: fee ¥{quote.fee:,}, net"
-                            f" ¥{quote.net:,}, fee share {float(quote.fee_share):.1%}"))
+    limit = max_share or str(ShopSettings.from_env().max_fee_share)
+    comparison = table.compare(amount, limit)
+    if as_json:
+        print(json.dumps(comparison.to_json()))
+        return
+    _print_comparison(comparison, table)
+
+
+def _print_comparison(comparison: Any, table: Any) -> None:
+    allowed = comparison.allowed()
+    grid = Table("method", "fee", "net", "share", "rate", "verdict",
+                 title=f"fees on ¥{comparison.amount:,} (limit {float(comparison.max_share):.0%})")
+    for quote in comparison.quotes:
+        rule = table.rule(quote.method)
+        verdict = ("ok" if quote.method in allowed else
+                   "OVER" if comparison.accepted(quote.method) else "amount not accepted")
+        others = "".join(f"; other figure ¥{o.fee(comparison.amount):,}"
+                         for o in rule.other_figures)
+        grid.add_row(quote.method, f"¥{quote.fee:,}", f"¥{quote.net:,}",
+                     f"{float(quote.fee_share):.1%}",
+                     rule.formula() + ("" if rule.confirmed else " (unconfirmed)") + others,
+                     verdict)
+    out.print(grid)
+    found = comparison.suggestion()
+    out.print(f"cheapest method other than card within the limit: {found.method} (¥{found.fee:,})"
+              if found else "no method other than card is within the limit")
+
+
+@fees_cli.command("rates")
+def fees_rates(pricing: Optional[str] = PricingOpt,
+               as_json: bool = typer.Option(False, "--json")) -> None:
+    """The fee rules in use, each with its source, its date and whether it is confirmed."""
+    table = _pricing(pricing)
+    if as_json:
+        print(json.dumps({"origin": table.origin,
+                          "methods": {m: r.to_json() for m, r in table.rules.items()}}))
+        return
+    grid = Table("method", "rate", "confirmed", "as of", "source", title=f"fee rules ({table.origin})")
+    for method, rule in table.rules.items():
+        for n, figure in enumerate((rule, *rule.other_figures)):
+            grid.add_row(method if n == 0 else "  other figure", figure.formula(),
+                         "yes" if figure.confirmed else "UNCONFIRMED", figure.as_of,
+                         shown(figure.source))
+    out.print(grid)
 
 
 @fees_cli.command("audit")
@@ -110,27 +162,32 @@ def fees_audit(catalog: str = typer.Argument(..., help="The catalogue TOML file.
                max_share: str = typer.Option("0.2", help="Highest fee share allowed."),
                pricing: Optional[str] = PricingOpt,
                as_json: bool = typer.Option(False, "--json")) -> None:
-    """Every product × method with its fee; exit 1 naming each one above the limit."""
-    from ichido.shop.catalog import audit, load_catalog
+    """Every product × method with its fee; exit 1 naming each one above the limit, with a
+    method to offer instead."""
+    from ichido.shop.catalog import audit, load_catalog, suggest
 
-    rows = audit(load_catalog(catalog), _pricing(pricing), max_share)
+    products, table = load_catalog(catalog), _pricing(pricing)
+    rows = audit(products, table, max_share)
     offenders = [row for row in rows if row.over_limit]
+    advice = {pid: suggest(products.get(pid), table, max_share)
+              for pid in dict.fromkeys(row.product_id for row in offenders)}
     if as_json:
         print(json.dumps({"max_share": max_share, "rows": [row.to_json() for row in rows],
-                          "offenders": [f"{r.product_id}/{r.method}" for r in offenders]}))
+                          "offenders": [f"{r.product_id}/{r.method}" for r in offenders],
+                          "suggestions": [s.to_json() for s in advice.values()]}))
     else:
-        table = Table("product", "price", "method", "fee", "share", "verdict",
-                      title=f"fee audit (limit {float(max_share):.0%})")
+        grid = Table("product", "price", "method", "fee", "share", "verdict",
+                     title=f"fee audit (limit {float(max_share):.0%})")
         for row in rows:
             verdict = Text("OVER", style="red") if row.over_limit else Text("ok")
             per = f"/{row.interval}" if row.interval else ""  # a plan pays the fee each period
-            table.add_row(shown(row.product_id), f"¥{row.price:,}{per}", shown(row.method),
-                          f"¥{row.fee:,}", f"{float(row.fee_share):.1%}", verdict)
-        out.print(table)
+            grid.add_row(shown(row.product_id), f"¥{row.price:,}{per}", shown(row.method),
+                         f"¥{row.fee:,}", f"{float(row.fee_share):.1%}", verdict)
+        out.print(grid)
         for row in offenders:
             out.print(Text.assemble((shown(row.product_id).plain, "red"), " (", shown(row.name),
                                     f"): {row.method} takes {float(row.fee_share):.1%} of"
-                                    f" ¥{row.price:,}"))
+                                    f" ¥{row.price:,}; {advice[row.product_id].text()}"))
     if offenders:
         raise typer.Exit(1)
 

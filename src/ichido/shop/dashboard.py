@@ -1,5 +1,6 @@
 """The shop's part of the operator page, through the dashboard's public hook
-(``ichido.dashboard.panels``): a Shop tab with the open konbini vouchers, the refunds waiting
+(``ichido.dashboard.panels``): a Shop tab with the open konbini vouchers, the orders waiting for
+a bank transfer (with what is still owed) or a PayPay authorisation, the refunds waiting
 for bank details and the fee share per method, and an event's order on the event's page.
 
 The page is shown in Japan time (the shop's ``app.dashboard.timezone``; the operator's
@@ -58,12 +59,23 @@ def shop_state(view: View, limit: int = 50) -> list[Section]:
     start, end = today_in_japan(view.now)
     with view.db.reading() as tx:
         awaiting = tx.execute(f"SELECT {ORDER_COLUMNS} FROM shop_orders WHERE status ="
-                              " 'awaiting_payment' ORDER BY voucher_expires_at LIMIT ?",
+                              " 'awaiting_payment' AND payment_method NOT IN"
+                              " ('paypay', 'customer_balance')"
+                              " ORDER BY voucher_expires_at LIMIT ?",
                               (limit,)).fetchall()
         expiring = tx.execute(f"SELECT {ORDER_COLUMNS} FROM shop_orders WHERE status ="
                               " 'awaiting_payment' AND voucher_expires_at >= ? AND"
                               " voucher_expires_at < ? ORDER BY voucher_expires_at LIMIT ?",
                               (int(start), int(end), limit)).fetchall()
+        transfers = tx.execute(
+            "SELECT id, product_name, amount, amount_remaining, hold_until, payment_intent"
+            " FROM shop_orders WHERE payment_method = 'customer_balance' AND status IN"
+            " ('awaiting_payment', 'partially_paid') ORDER BY hold_until LIMIT ?",
+            (limit,)).fetchall()
+        paypay = tx.execute(
+            "SELECT id, product_name, amount, amount, hold_until, payment_intent FROM shop_orders"
+            " WHERE payment_method = 'paypay' AND status = 'awaiting_payment'"
+            " ORDER BY hold_until LIMIT ?", (limit,)).fetchall()
         refunds = tx.execute("SELECT id, order_id, amount, status, created FROM shop_refunds"
                              " WHERE status = 'requires_action' ORDER BY created LIMIT ?",
                              (limit,)).fetchall()
@@ -73,6 +85,11 @@ def shop_state(view: View, limit: int = 50) -> list[Section]:
               VOUCHER_COLUMNS, [_order_row(row) for row in expiring], id="shop-expiring"),
         Table({"en": "Awaiting konbini payment", "ja": "コンビニ支払い待ち"},
               VOUCHER_COLUMNS, [_order_row(row) for row in awaiting], id="shop-awaiting"),
+        Table({"en": "Waiting for a bank transfer", "ja": "銀行振込の入金待ち"},
+              HELD_COLUMNS, [_held_row(row) for row in transfers], id="shop-transfers"),
+        Table({"en": "PayPay waiting for authorization", "ja": "PayPay の承認待ち"},
+              HELD_COLUMNS[:3] + HELD_COLUMNS[4:], [_held_row(row) for row in paypay],
+              id="shop-paypay"),
         Table({"en": "Refunds waiting for bank details", "ja": "口座情報待ちの返金"},
               [Column("id", "id", "object"), Column("order_id", ORDER),
                Column("amount", AMOUNT, "number"),
@@ -82,6 +99,22 @@ def shop_state(view: View, limit: int = 50) -> list[Section]:
                for refund_id, order_id, amount, _status, created in refunds],
               id="shop-refunds"),
     ]
+
+
+HELD_COLUMNS = [Column("id", ORDER), Column("product_name", PRODUCT),
+                Column("amount", AMOUNT, "number"),
+                Column("owed", {"en": "Still owed", "ja": "未入金額"}, "number"),
+                Column("hold_until", {"en": "Held until", "ja": "取り置き期限"}, "time"),
+                Column("payment_intent", PAYMENT, "object")]
+
+
+def _held_row(row: tuple[Any, ...]) -> dict[str, Any]:
+    """An order held for a transfer or an authorisation (``owed``: nothing received yet
+    reads as the whole amount)."""
+    order_id, product, amount, owed, hold_until, payment_intent = row
+    return {"id": order_id, "product_name": product, "amount": yen(int(amount)),
+            "owed": yen(int(amount if owed is None else owed)), "hold_until": hold_until,
+            "payment_intent": payment_intent}
 
 
 def _order_row(row: tuple[Any, ...]) -> dict[str, Any]:

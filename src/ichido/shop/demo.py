@@ -111,6 +111,13 @@ class Demo:
         lapsed = Expectation("video ticket ¥1,500, konbini voucher left to expire",
                              "ticket, konbini", "expired", mails=("voucher",))
 
+        premiere = Expectation("video ticket ¥300: konbini refused by the fee guard, paid with "
+                               "PayPay", "¥300 ticket, PayPay", "paid", entitlement="granted",
+                               mails=("paid",))
+        transfer = Expectation("video ticket ¥1,500 by bank transfer, paid in two parts",
+                               "ticket, bank transfer", "paid", entitlement="granted",
+                               mails=("owed-500", "paid", "transfer"))
+        self.japan_story(step, premiere, transfer)
         step("a fan buys a ¥1,500 live ticket with konbini: voucher issued")
         ticket.order_id = self.order(product="live-2026-12", payment_method="konbini",
                                      email="fan@example.com")["id"]
@@ -143,7 +150,39 @@ class Demo:
         self.subscription_story(step)
         step("letting every delivery, retry and duplicate land")
         self.settle()
-        return [ticket, shirt, stand, lapsed]
+        return [ticket, shirt, stand, lapsed, premiere, transfer]
+
+    def japan_story(self, step: Callable[[str], None], premiere: Expectation,
+                    transfer: Expectation) -> None:
+        """PayPay where konbini's fee is too high, and a bank transfer paid in two parts."""
+        refused = self.http.post(f"{self.service.url}/orders", json={
+            "product": "mv-premiere-300", "payment_method": "konbini",
+            "email": "premiere@example.com"}).json()["error"]
+        step(f"a ¥300 premiere ticket by konbini is refused: {refused['message']};"
+             f" the fee guard suggests {refused['suggested_method']}")
+        premiere.order_id = self.order(product="mv-premiere-300",
+                                       payment_method=refused["suggested_method"],
+                                       email="premiere@example.com")["id"]
+        pi = self.status_of(premiere.order_id)["payment_intent"]
+        step("the fan follows the redirect and authorises the payment in PayPay")
+        self.control(f"payment_intents/{pi}/authorize", result="succeed")
+        step("another fan buys a ¥1,500 ticket by bank transfer: the account is mailed")
+        transfer.order_id = self.order(product="live-2026-12", payment_method="customer_balance",
+                                       email="furikomi@example.com")["id"]
+        customer = self.stripe_http.get(
+            f"/v1/payment_intents/{self.status_of(transfer.order_id)['payment_intent']}").json()[
+            "customer"]
+        step("the fan transfers ¥1,000: the shop mails that ¥500 is still owed")
+        self.fund(customer, 1000)
+        self.wait_for("the partial transfer", lambda: (
+            self.status_of(transfer.order_id)["transfer"] or {}).get("amount_remaining") == 500)
+        step("the fan transfers the remaining ¥500: the ticket is granted")
+        self.fund(customer, 500)
+
+    def fund(self, customer: str, amount: int) -> None:
+        """The buyer's bank transfer, by Stripe's test helper."""
+        self.stripe_http.post(f"/v1/test_helpers/customers/{customer}/fund_cash_balance",
+                              data={"amount": amount, "currency": "jpy"}).raise_for_status()
 
     def subscription(self) -> dict[str, Any]:
         return self.http.get(f"{self.service.url}/subscriptions/{self.subscription_id}").json()

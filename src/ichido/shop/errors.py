@@ -18,7 +18,8 @@ ShopCode = Literal[
     "invalid_locale", "invalid_amount", "invalid_share",
     # What is asked for
     "unknown_product", "unknown_order", "unknown_subscription", "unknown_method",
-    "subscription_plan", "not_a_plan", "method_not_allowed", "amount_out_of_range",
+    "subscription_plan", "not_a_plan", "not_for_subscriptions", "method_not_allowed",
+    "amount_out_of_range",
     "fee_share_exceeded", "no_payment_method", "out_of_stock", "not_refundable",
     "not_renewable", "idempotency_key_reused",
     # Stripe's side
@@ -40,6 +41,8 @@ SHOP_REASONS: dict[ShopCode, str] = {
     "unknown_method": "no fee rule for this payment method",
     "subscription_plan": "the product is a subscription plan, not sold as an order",
     "not_a_plan": "the product is not a subscription plan",
+    "not_for_subscriptions": "the payment method takes one-time payments only (PayPay), or "
+                             "the shop does not bill plans by it (bank transfer)",
     "method_not_allowed": "the product cannot be paid by this method",
     "amount_out_of_range": "the amount is outside what the payment method accepts",
     "fee_share_exceeded": "the method's fee would take more of the sale than "

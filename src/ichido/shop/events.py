@@ -19,6 +19,7 @@ from ichido.shop import checkout, foreign, orders, refunds, subscriptions, versi
 PAYMENT_EVENTS = (
     "payment_intent.created", "payment_intent.requires_action", "payment_intent.processing",
     "payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled",
+    "payment_intent.partially_funded",  # a bank transfer received part of its amount
 )
 REFUND_EVENTS = ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated")
 Handler = Callable[[Event, Transaction], None]

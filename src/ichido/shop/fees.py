@@ -4,11 +4,15 @@ Why: a fixed per-payment part can make a cheap sale cost more than half its pric
 ichido quotes fees at design time (audit), at checkout (guard) and afterwards (report) from one
 table, and never from float arithmetic.
 
-The rules live in ``pricing.toml`` next to this module (each with its source and date). A user
-with their own contract sets ``ICHIDO_PRICING=/path/to/pricing.toml`` (read by ``ShopSettings``):
-that file replaces the packaged one as a whole and must define every method in ``METHODS``. Stripe rounds its fee to
-the nearest unit of the currency, halves up (support.stripe.com/questions/rounding-rules-for-
-stripe-fees); JPY is zero-decimal, so the unit is one yen.
+The rules live in ``pricing.toml`` next to this module, each with its source, its date and
+whether it is confirmed (none of the public figures is; a merchant's contract is). A user with
+their own contract sets ``ICHIDO_PRICING=/path/to/pricing.toml`` (read by ``ShopSettings``):
+the methods that file defines replace the packaged rules; the others keep them. Stripe rounds
+its fee to the nearest unit of the currency, halves up (support.stripe.com/questions/rounding-
+rules-for-stripe-fees); JPY is zero-decimal, so the unit is one yen.
+
+The method names are Stripe's payment method types: ``customer_balance`` is a bank transfer
+(``jp_bank_transfer``) into the customer's virtual account.
 """
 
 from __future__ import annotations
@@ -29,18 +33,23 @@ from ichido.errors import ConfigError
 from ichido.shop.errors import ShopError
 
 CURRENCY = "jpy"
-METHODS: tuple[str, ...] = ("card", "konbini")
+METHODS: tuple[str, ...] = ("card", "konbini", "paypay", "customer_balance")
 # Stripe's konbini limits per payment (docs.stripe.com/payments/konbini, checked 2026-11-26).
 KONBINI_MIN = 120
 KONBINI_MAX = 300_000
-AMOUNT_LIMITS: dict[str, tuple[int, int | None]] = {"konbini": (KONBINI_MIN, KONBINI_MAX)}
+# PayPay: at least ¥50 (docs.stripe.com/payments/paypay); ¥1,000,000 at most on an older page.
+PAYPAY_MIN = 50
+PAYPAY_MAX = 1_000_000
+AMOUNT_LIMITS: dict[str, tuple[int, int | None]] = {"konbini": (KONBINI_MIN, KONBINI_MAX),
+                                                     "paypay": (PAYPAY_MIN, PAYPAY_MAX)}
 
 # Products of yen and percentages must be exact: this context raises instead of rounding.
 _EXACT = Context(prec=60, traps=[Inexact, InvalidOperation])
 _ROUND = Context(prec=60, rounding=ROUND_HALF_UP, traps=[InvalidOperation])
 # A fee-share limit: Decimal("0.2"), "0.2", or an exact Fraction.
 Share = Decimal | str | int | Fraction
-_RULE_FIELDS = {"percent", "fixed", "minimum", "source", "as_of"}
+_FIGURE_FIELDS = {"percent", "fixed", "minimum", "source", "as_of", "confirmed"}
+_RULE_FIELDS = _FIGURE_FIELDS | {"other_figures"}
 
 
 @dataclass(frozen=True)
@@ -53,10 +62,22 @@ class FeeRule:
     minimum: int | None
     source: str
     as_of: str
+    confirmed: bool = False  # a public figure nobody checked against Stripe's page stays False
+    # Figures other sources give for the same method, kept beside the one in use (issue 24).
+    other_figures: tuple["FeeRule", ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"percent": str(self.percent), "fixed": self.fixed, "minimum": self.minimum,
-                "source": self.source, "as_of": self.as_of}
+                "source": self.source, "as_of": self.as_of, "confirmed": self.confirmed,
+                "other_figures": [other.to_json() for other in self.other_figures]}
+
+    def formula(self) -> str:
+        """``¥220 + 3.6%`` (and ``, at least ¥50``), as a person writes the rule."""
+        parts = [f"¥{self.fixed:,}"] if self.fixed else []
+        if self.percent or not parts:
+            parts.append(f"{self.percent}%")
+        minimum = f", at least ¥{self.minimum:,}" if self.minimum else ""
+        return " + ".join(parts) + minimum
 
     def fee(self, amount: int) -> int:
         variable = _EXACT.divide(_EXACT.multiply(Decimal(amount), self.percent), 100)
@@ -88,6 +109,51 @@ class FeeQuote:
                 "fee_share": float(self.fee_share), "currency": CURRENCY}
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """Every method's fee on one price, judged against one limit: which methods a shop may
+    offer, and which one to suggest when a buyer's method is refused (issue 24)."""
+
+    amount: int
+    max_share: Fraction
+    quotes: tuple[FeeQuote, ...]
+    confirmed: dict[str, bool]
+    highest: dict[str, int]  # the highest fee any figure on file gives (disputed rates)
+
+    def accepted(self, method: str) -> bool:
+        """Stripe takes the amount by this method."""
+        return within_limits(method, self.amount)
+
+    def allowed(self) -> list[str]:
+        """The methods Stripe takes at this amount and whose fee is within the limit."""
+        return [q.method for q in self.quotes
+                if self.accepted(q.method) and not q.exceeds(self.max_share)]
+
+    def suggestion(self) -> FeeQuote | None:
+        """The cheapest allowed method other than card (ties: ``METHODS`` order), or None.
+
+        Card is left out: a buyer refused another method may have no card. Figures are
+        unconfirmed, so a method within the limit by every figure on file comes first: the
+        bank transfer's ¥5 on ¥300 loses to PayPay's ¥12 while another source says ¥2,500."""
+        allowed = set(self.allowed())
+        fitting = [q for q in self.quotes if q.method in allowed and q.method != "card"]
+        sure = [q for q in fitting
+                if Fraction(self.highest[q.method]) <= self.max_share * self.amount]
+        return min(sure or fitting, key=lambda q: q.fee) if fitting else None
+
+    def to_json(self) -> dict[str, Any]:
+        suggested = self.suggestion()
+        allowed = self.allowed()
+        return {"amount": self.amount, "currency": CURRENCY,
+                "max_share": float(self.max_share),
+                "methods": [q.to_json() | {"accepted": self.accepted(q.method),
+                                           "within_limit": q.method in allowed,
+                                           "confirmed": self.confirmed[q.method],
+                                           "highest_fee_on_file": self.highest[q.method]}
+                            for q in self.quotes],
+                "allowed": allowed, "suggested": suggested and suggested.method}
+
+
 class PricingTable:
     """The fee rule of each payment method, and the questions asked of them."""
 
@@ -110,6 +176,17 @@ class PricingTable:
         fee = self.rule(method).fee(amount)
         return FeeQuote(amount=amount, method=method, fee=fee, net=amount - fee,
                         fee_share=Decimal(fee) / Decimal(amount))
+
+    def compare(self, amount: int, max_share: Share,
+                methods: tuple[str, ...] | list[str] | None = None) -> Comparison:
+        """Every method's quote on ``amount`` (or those given, in ``METHODS`` order)."""
+        wanted = METHODS if methods is None else tuple(m for m in METHODS if m in methods)
+        quotes = tuple(self.quote(amount, method) for method in wanted)
+        return Comparison(amount, as_share(max_share), quotes,
+                          {m: self.rule(m).confirmed for m in wanted},
+                          {q.method: max([q.fee, *(other.fee(amount) for other in
+                                                   self.rule(q.method).other_figures)])
+                           for q in quotes})
 
     def break_even(self, method: str, max_share: Share) -> int | None:
         """The lowest price from which every higher price keeps the fee within ``max_share``.
@@ -160,13 +237,14 @@ def shown(value: Any) -> str:
 
 
 def within_limits(method: str, amount: int) -> bool:
-    """Whether Stripe accepts ``amount`` yen for ``method`` (only konbini has limits here)."""
+    """Whether Stripe accepts ``amount`` yen for ``method`` (konbini's and PayPay's limits)."""
     low, high = AMOUNT_LIMITS.get(method, (1, None))
     return low <= amount and (high is None or amount <= high)
 
 
 def load_pricing(path: str | os.PathLike[str] | None = None) -> PricingTable:
-    """The table in ``path`` (``ShopSettings.pricing_path``); without one, the packaged default."""
+    """The table in ``path`` (``ShopSettings.pricing_path``) over the packaged default: a
+    merchant's contract names the methods it covers, the rest keep the public figures."""
     if path is not None:
         return _read_file(Path(path))
     return _default_table()
@@ -182,38 +260,52 @@ def fee_schedule(path: str | os.PathLike[str] | None = None) -> dict[str, dict[s
     """The fee rules as plain data, for whoever charges fees without importing the shop (the
     emulator): ``{"konbini": {"percent": "3.6", "fixed": 220, "minimum": None, ...}, ...}``.
     The fee is ``max(minimum, fixed + round_half_up(amount × percent / 100))`` yen."""
-    return {method: rule.to_json() for method, rule in load_pricing(path).rules.items()}
+    return {method: {field: rule.to_json()[field] for field in _EMULATOR_FIELDS}
+            for method, rule in load_pricing(path).rules.items()}
+
+
+_EMULATOR_FIELDS = ("percent", "fixed", "minimum", "source", "as_of")  # what it reads
 
 
 def _read_file(path: Path) -> PricingTable:
-    return parse_pricing(read_text(path, "pricing file"), origin=str(path))
+    return parse_pricing(read_text(path, "pricing file"), origin=str(path),
+                         base=_default_table())
 
 
-def parse_pricing(text: str, origin: str = "<string>") -> PricingTable:
+def parse_pricing(text: str, origin: str = "<string>",
+                  base: PricingTable | None = None) -> PricingTable:
+    """The rules in ``text``; a method it leaves out comes from ``base`` (without one, a
+    missing method is an error: the packaged table must define them all)."""
     doc = parse_toml(text, origin)
     methods = doc.get("methods")
-    if not isinstance(methods, dict):
+    if not isinstance(methods, dict) or not methods:
         raise ConfigError(f"{origin}: no [methods.<name>] tables (expected {', '.join(METHODS)})")
     for name in methods:
         if name not in METHODS:
             raise ConfigError(f"{origin}: [methods.{name}]: unknown method "
                               f"(known: {', '.join(METHODS)})")
+    rules = {}
     for name in METHODS:
-        if name not in methods:
+        if name in methods:
+            rules[name] = _rule(name, methods[name], origin)
+        elif base is not None:
+            rules[name] = base.rule(name)
+        else:
             raise ConfigError(f"{origin}: [methods.{name}] is missing: a pricing file must "
                               f"define every method ({', '.join(METHODS)})")
-    return PricingTable({name: _rule(name, methods[name], origin) for name in METHODS}, origin)
+    return PricingTable(rules, origin)
 
 
-def _rule(method: str, table: Any, origin: str) -> FeeRule:
+def _rule(method: str, table: Any, origin: str, where: str = "") -> FeeRule:
     def bad(field: str, problem: str) -> ConfigError:
-        return ConfigError(f"{origin}: [methods.{method}] {field}: {problem}")
+        return ConfigError(f"{origin}: [methods.{method}{where}] {field}: {problem}")
 
+    known = _FIGURE_FIELDS if where else _RULE_FIELDS
     if not isinstance(table, dict):
         raise bad("(table)", "must be a table of percent, fixed, minimum, source, as_of")
     for field in table:
-        if field not in _RULE_FIELDS:
-            raise bad(field, f"unknown field (known: {', '.join(sorted(_RULE_FIELDS))})")
+        if field not in known:
+            raise bad(field, f"unknown field (known: {', '.join(sorted(known))})")
     percent = table.get("percent")
     if isinstance(percent, bool) or not isinstance(percent, (int, Decimal)) \
             or not Decimal(percent).is_finite() or not 0 <= percent < 100:
@@ -228,8 +320,21 @@ def _rule(method: str, table: Any, origin: str) -> FeeRule:
     source = table.get("source")
     if not isinstance(source, str) or not source.strip():
         raise bad("source", "missing: say where the rate comes from (a URL, your contract)")
+    confirmed = table.get("confirmed", False)
+    if not isinstance(confirmed, bool):
+        raise bad("confirmed", f"must be true or false, got {shown(confirmed)}")
     return FeeRule(method=method, percent=Decimal(percent), fixed=fixed, minimum=minimum,
-                   source=source, as_of=_as_of(table.get("as_of"), bad))
+                   source=source, as_of=_as_of(table.get("as_of"), bad), confirmed=confirmed,
+                   other_figures=_others(method, table.get("other_figures", []), origin, bad))
+
+
+def _others(method: str, value: Any, origin: str,
+            bad: Callable[[str, str], ConfigError]) -> tuple[FeeRule, ...]:
+    """``[[methods.<name>.other_figures]]``: what other sources say, each with its own source."""
+    if not isinstance(value, list):
+        raise bad("other_figures", "must be [[methods.<name>.other_figures]] tables")
+    return tuple(_rule(method, table, origin, f".other_figures #{n}")
+                 for n, table in enumerate(value, start=1))
 
 
 def _as_of(value: Any, bad: Callable[[str, str], ConfigError]) -> str:

@@ -50,6 +50,27 @@ MESSAGES: dict[str, dict[str, str]] = {
                                "宛てにお送りするメールのリンクから、振込先の銀行口座"
                                "（銀行名・支店名・口座種別・口座番号・口座名義）をご登録ください。",
         "refund.bank_deadline": "ご登録期限: {deadline}",
+        "refund.bank_details_transfer": "ご注文 {order_id} の {amount} をご返金いたします。\n"
+                                        "銀行振込でのお支払いのご返金は銀行振込となります。Stripe から"
+                                        " {to} 宛てにお送りするメールのリンクから、振込先の銀行口座"
+                                        "（銀行名・支店名・口座種別・口座番号・口座名義）をご登録ください。",
+        "transfer.subject": "【銀行振込】お振込先のご案内（ご注文 {order_id}）",
+        "transfer.intro": "ご注文ありがとうございます。下記の口座へ、お振込期限までにお振込みください。"
+                          "この口座はお客様専用です。",
+        "transfer.account": "銀行名: {bank_name}（{bank_code}）\n支店名: {branch_name}（{branch_code}）\n"
+                            "口座種別: {account_type}\n口座番号: {account_number}\n"
+                            "口座名義: {account_holder_name}",
+        "transfer.amount": "お振込金額: {amount}",
+        "transfer.hold": "お振込期限: {deadline}\n期限までにご入金が確認できない場合、"
+                         "ご注文は取り消されます。",
+        "transfer.url": "お振込先の詳細: {url}",
+        "transfer.fee_note": "振込手数料はお客様のご負担となります。",
+        "owed.subject": "【銀行振込】ご入金の一部を確認しました（ご注文 {order_id}）",
+        "owed.body": "ご注文 {order_id} のご入金を確認しました。残り {remaining} のお振込みを"
+                     "お願いいたします（ご注文金額 {amount}）。\n"
+                     "お振込先は先にお送りしたメールの口座と同じです。",
+        "account.futsu": "普通",
+        "account.toza": "当座",
         "closing": "ご不明な点がございましたら、このメールにご返信ください。",
         "invoice.subject": "【コンビニ払い】{plan} のご請求（{amount}）",
         "invoice.body": "{plan} の次の期間のご請求です。お支払い金額: {amount}\n"
@@ -87,6 +108,29 @@ MESSAGES: dict[str, dict[str, str]] = {
                                "account to pay it into (bank, branch, account type, number and "
                                "holder's name).",
         "refund.bank_deadline": "Please enter it by: {deadline}",
+        "refund.bank_details_transfer": "We are refunding {amount} for order {order_id}.\n"
+                                        "Bank transfers are refunded by bank transfer: please "
+                                        "follow the link in the e-mail Stripe sends to {to} and "
+                                        "enter the bank account to pay it into (bank, branch, "
+                                        "account type, number and holder's name).",
+        "transfer.subject": "Your bank transfer details (order {order_id})",
+        "transfer.intro": "Thank you for your order. Please transfer the amount below to this "
+                          "account, which is yours alone, before the deadline.",
+        "transfer.account": "Bank: {bank_name} ({bank_code})\nBranch: {branch_name} "
+                            "({branch_code})\nAccount type: {account_type}\n"
+                            "Account number: {account_number}\nAccount holder: "
+                            "{account_holder_name}",
+        "transfer.amount": "Amount: {amount}",
+        "transfer.hold": "Transfer by: {deadline}\nWithout the payment by then, the order is "
+                         "canceled.",
+        "transfer.url": "Transfer details: {url}",
+        "transfer.fee_note": "Your bank's transfer fee is yours to pay.",
+        "owed.subject": "Part of your transfer arrived (order {order_id})",
+        "owed.body": "We received part of the payment for order {order_id}. {remaining} is "
+                     "still owed (the order is {amount}).\nPlease send it to the same account "
+                     "as before.",
+        "account.futsu": "Ordinary (futsu)",
+        "account.toza": "Checking (toza)",
         "closing": "If anything is unclear, just reply to this e-mail.",
         "invoice.subject": "Konbini payment for {plan} ({amount})",
         "invoice.body": "Here is the invoice for the next period of {plan}. Amount: {amount}\n"

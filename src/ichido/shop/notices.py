@@ -40,6 +40,44 @@ def voucher(order: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
                    [p for p in paragraphs if p])
 
 
+def transfer(order: dict[str, Any], instructions: dict[str, Any]) -> dict[str, Any]:
+    """Where to send a bank transfer: the customer's own virtual account (zengin), the amount
+    in 円, and the date until which the shop holds the order (Japan time)."""
+    locale = order.get("locale")
+    addresses = instructions.get("financial_addresses") or [{}]
+    zengin = {k: v if v is not None else "-"
+              for k, v in (addresses[0].get("zengin") or {}).items()}
+    account_type = zengin.get("account_type", "futsu")
+    paragraphs = [text(locale, "transfer.intro"),
+                  text(locale, "voucher.order", order_id=order["id"],
+                       product=order["product_name"], quantity=order["quantity"],
+                       amount=yen(order["amount"], locale)),
+                  text(locale, "transfer.account", **{
+                      f: zengin.get(f, "-") for f in ("bank_name", "bank_code", "branch_name",
+                                                      "branch_code", "account_number",
+                                                      "account_holder_name")},
+                       account_type=text(locale, f"account.{account_type}")
+                       if account_type in ("futsu", "toza") else account_type),
+                  text(locale, "transfer.amount", amount=yen(
+                      int(instructions.get("amount_remaining") or order["amount"]), locale))]
+    if order.get("hold_until"):
+        paragraphs.append(text(locale, "transfer.hold",
+                               deadline=deadline(order["hold_until"], locale)))
+    if instructions.get("hosted_instructions_url"):
+        paragraphs.append(text(locale, "transfer.url",
+                               url=instructions["hosted_instructions_url"]))
+    paragraphs.append(text(locale, "transfer.fee_note"))
+    return _letter(order, text(locale, "transfer.subject", order_id=order["id"]), paragraphs)
+
+
+def owed(order: dict[str, Any], remaining: int) -> dict[str, Any]:
+    """A partial transfer arrived: what is still owed."""
+    locale = order.get("locale")
+    return _letter(order, text(locale, "owed.subject", order_id=order["id"]),
+                   [text(locale, "owed.body", order_id=order["id"],
+                         remaining=yen(remaining, locale), amount=yen(order["amount"], locale))])
+
+
 def paid(order: dict[str, Any]) -> dict[str, Any]:
     locale = order.get("locale")
     what = "paid.video_ticket" if order["kind"] == "video_ticket" else "paid.shipped"
@@ -54,10 +92,11 @@ def refund(order: dict[str, Any], refund_object: dict[str, Any]) -> dict[str, An
     locale = order.get("locale")
     amount = yen(int(refund_object["amount"]), locale)
     details = (refund_object.get("next_action") or {}).get("display_details") or {}
-    if order["payment_method"] == "konbini":
+    if order["payment_method"] in ("konbini", "customer_balance"):
         sent_to = (details.get("email_sent") or {}).get("email_sent_to") or order["email"]
-        paragraphs = [text(locale, "refund.bank_details", order_id=order["id"], amount=amount,
-                           to=sent_to)]
+        key = ("refund.bank_details" if order["payment_method"] == "konbini"
+               else "refund.bank_details_transfer")
+        paragraphs = [text(locale, key, order_id=order["id"], amount=amount, to=sent_to)]
         if details.get("expires_at"):
             paragraphs.append(text(locale, "refund.bank_deadline",
                                    deadline=deadline(details["expires_at"], locale)))

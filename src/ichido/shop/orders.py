@@ -5,7 +5,9 @@ duplicate or reordered event from doing anything twice.
 Payment state moves only forward (I4 in docs/invariants.md), judged by Stripe's own object
 status, never by arrival order:
 
-    created → awaiting_payment → failed → expired | canceled | abandoned → paid
+    created → awaiting_payment → partially_paid → failed → expired | canceled | abandoned → paid
+
+(``partially_paid``: a bank transfer that has received part of its amount.)
 
 A late ``requires_action`` after ``succeeded`` ranks lower and changes nothing. Past ``paid``,
 ``partially_refunded`` and ``refunded`` are derived from the order's refunds (``refunds.py``).
@@ -29,17 +31,18 @@ import orjson
 
 from ichido import Transaction
 from ichido.outbox import enqueue
-from ichido.shop import notices, shipments, stock
+from ichido.shop import notices, shipments, stock, transfers
 from ichido.shop.messages import iso
 
-RANK = {"created": 0, "awaiting_payment": 1, "failed": 2, "expired": 3, "canceled": 3,
-        "abandoned": 3, "paid": 4, "partially_refunded": 5, "refunded": 6}
+RANK = {"created": 0, "awaiting_payment": 1, "partially_paid": 2, "failed": 3, "expired": 4,
+        "canceled": 4, "abandoned": 4, "paid": 5, "partially_refunded": 6, "refunded": 7}
+WAITING = ("konbini", "paypay", "customer_balance")  # methods whose payment comes later
 RELEASED = ("failed", "expired", "canceled", "abandoned")
 ACTIVE_REFUNDS = ("pending", "requires_action", "succeeded")
 ORDER_COLUMNS = ("id, product_id, product_name, kind, quantity, amount, payment_method, email,"
                  " status, payment_intent, voucher_url, voucher_expires_at, voucher_stores,"
                  " failure, created_at, updated_at, locale, attempt, checkout_session,"
-                 " checkout_url")
+                 " checkout_url, redirect_url, transfer, amount_remaining, hold_until, customer")
 CHECKOUT = "checkout"  # the method of a Checkout order until the buyer has chosen one
 
 
@@ -48,19 +51,32 @@ def status_for_payment(pi: dict[str, Any]) -> str | None:
 
     A konbini payment that ends unpaid expired (Stripe cancels it, or returns it to
     ``requires_payment_method`` with an error, depending on the integration): either way the
-    voucher is dead and the order is ``expired``.
+    voucher is dead and the order is ``expired``. A bank transfer canceled after the shop's hold
+    expired too; a PayPay payment the shop canceled unauthorised was ``abandoned``. A bank
+    transfer that has received part of its amount is ``partially_paid``.
     """
     status = pi.get("status")
-    konbini = "konbini" in (pi.get("payment_method_types") or [])
+    types = pi.get("payment_method_types") or []
+    konbini, transfer = "konbini" in types, "customer_balance" in types
     if status == "succeeded":
         return "paid"
-    if status == "requires_action" and konbini:
-        return "awaiting_payment"
+    if status == "requires_action" and any(m in types for m in WAITING):
+        return "partially_paid" if transfer and remaining(pi) < pi.get("amount", 0) \
+            else "awaiting_payment"
     if status == "canceled":
-        return "expired" if konbini else "canceled"
+        if konbini or transfer:
+            return "expired"
+        return "abandoned" if pi.get("cancellation_reason") == "abandoned" else "canceled"
     if status == "requires_payment_method" and pi.get("last_payment_error"):
         return "expired" if konbini else "failed"
     return None
+
+
+def remaining(pi: dict[str, Any]) -> int:
+    """What a bank transfer's PaymentIntent still waits for (its amount when it says nothing)."""
+    shown = ((pi.get("next_action") or {}).get("display_bank_transfer_instructions") or {})
+    value = shown.get("amount_remaining")
+    return int(value) if isinstance(value, int) else int(pi.get("amount") or 0)
 
 
 def load(tx: Transaction, order_id: str) -> dict[str, Any] | None:
@@ -105,9 +121,15 @@ def apply_payment_intent(tx: Transaction, pi: dict[str, Any]) -> str | None:
     attempt = attempt_of(tx, order["id"], pi) or order["attempt"]
     if attempt < order["attempt"] and target != "paid":
         return None  # an older voucher's news: the order has moved on to a newer one
-    voucher = (pi.get("next_action") or {}).get("konbini_display_details") or {}
+    action = pi.get("next_action") or {}
+    voucher = action.get("konbini_display_details") or {}
     if voucher.get("hosted_voucher_url"):
         record_voucher(tx, order, voucher, attempt)
+    if (action.get("redirect_to_url") or {}).get("url"):
+        tx.execute("UPDATE shop_orders SET redirect_url = ? WHERE id = ?",
+                   (action["redirect_to_url"]["url"], order["id"]))
+    if action.get("display_bank_transfer_instructions"):
+        transfers.record(tx, order, action["display_bank_transfer_instructions"])
     before = order["status"]
     newer = attempt > order["attempt"] and RANK[before] < RANK["paid"]
     if newer:
@@ -152,8 +174,9 @@ def method_named(obj: dict[str, Any]) -> str | None:
     details = obj.get("payment_method_details") or {}
     if details.get("type"):
         return str(details["type"])
-    if (obj.get("next_action") or {}).get("type") == "konbini_display_details":
-        return "konbini"
+    action = (obj.get("next_action") or {}).get("type")
+    if action in ("konbini_display_details", "display_bank_transfer_instructions"):
+        return "konbini" if action == "konbini_display_details" else "customer_balance"
     types = obj.get("payment_method_types") or []
     return str(types[0]) if len(types) == 1 else None
 
@@ -220,6 +243,7 @@ def _on_payment_status(tx: Transaction, order: dict[str, Any], before: str, afte
         # if it is still there; if not, the parcel waits for a person (shipments.create).
         stock.take_if_left(tx, order)
     if after == "paid":
+        transfers.settle(tx, order)
         fulfil(tx, order, now)
         settle_refunds(tx, order["id"], now)  # a refund seen before its payment counts now
 
@@ -291,6 +315,8 @@ def to_json(tx: Transaction, order_id: str) -> dict[str, Any] | None:
         "shipment": None if shipment is None else {"status": shipment[0]},
         "checkout": None if not order["checkout_session"] else
         {"id": order["checkout_session"], "url": order["checkout_url"]},
+        "redirect_url": order["redirect_url"], "transfer": transfers.to_json(order),
+        "hold_until": iso(order["hold_until"]),
         "refunds": [{"id": r[0], "amount": r[1], "status": r[2],
                      "next_action": orjson.loads(r[3]) if r[3] else None} for r in refunds],
         "created_at": iso(order["created_at"]), "updated_at": iso(order["updated_at"]),

@@ -169,4 +169,15 @@ SHOP_SCHEMA: list[Step] = [
         )""",
         "CREATE INDEX shop_invoice_payments_invoice ON shop_invoice_payments (invoice_id)",
     ]),
+    # PayPay and bank transfer (issue 24): the redirect the buyer follows, the transfer's
+    # instructions and what is still owed, the hold after which an unpaid order is released,
+    # and the Stripe customer whose virtual account receives the transfer.
+    ("shop", 8, [
+        "ALTER TABLE shop_orders ADD COLUMN redirect_url TEXT",
+        "ALTER TABLE shop_orders ADD COLUMN transfer TEXT",
+        "ALTER TABLE shop_orders ADD COLUMN amount_remaining BIGINT",
+        "ALTER TABLE shop_orders ADD COLUMN hold_until DOUBLE PRECISION",
+        "ALTER TABLE shop_orders ADD COLUMN customer TEXT",
+        "CREATE INDEX shop_orders_hold ON shop_orders (status, hold_until)",
+    ]),
 ]

@@ -19,7 +19,7 @@ import stripe
 
 from ichido import App, Transaction
 from ichido.outbox import enqueue
-from ichido.shop import checkout, orders, reaper, refunds, stock
+from ichido.shop import checkout, intents, orders, reaper, refunds, stock
 from ichido.shop.catalog import Catalog, Product
 from ichido.shop.errors import ShopError
 from ichido.shop.fees import PricingTable, within_limits
@@ -111,6 +111,7 @@ class Shop:
         self.outbox = app.outbox  # the app's one dispatcher; the shop adds its senders
         self.outbox.add_sender("mail", MailSender(settings))
         self.outbox.add_sender("stripe_refund", self.send_refund)
+        self.outbox.add_sender("stripe_cancel_payment", self.send_cancel)
 
     # -- orders ------------------------------------------------------------------------------
 
@@ -138,11 +139,16 @@ class Shop:
                              code="amount_out_of_range", amount=amount)
         quote = self.pricing.quote(amount, method)
         if quote.exceeds(str(self.settings.max_fee_share)):
+            # An answer, not only a refusal: the cheapest other method the product offers.
+            found = self.pricing.compare(amount, str(self.settings.max_fee_share),
+                                         product.methods).suggestion()
+            hint = f"; {found.method} takes ¥{found.fee:,}" if found else ""
             raise OrderError(
                 f"{method} would take ¥{quote.fee:,} of ¥{amount:,}"
-                f" ({float(quote.fee_share):.1%}), above the {self.settings.max_fee_share:.0%} limit",
-                code="fee_share_exceeded", fee=quote.fee, fee_share=float(quote.fee_share),
-                max_fee_share=self.settings.max_fee_share)
+                f" ({float(quote.fee_share):.1%}), above the {self.settings.max_fee_share:.0%}"
+                f" limit{hint}", code="fee_share_exceeded", fee=quote.fee,
+                fee_share=float(quote.fee_share), max_fee_share=self.settings.max_fee_share,
+                suggested_method=found and found.method, suggested_fee=found and found.fee)
 
     # -- Stripe Checkout ---------------------------------------------------------------------
 
@@ -214,12 +220,13 @@ class Shop:
             inserted = tx.execute(
                 "INSERT INTO shop_orders (id, product_id, product_name, kind, quantity, amount,"
                 " payment_method, email, status, idempotency_key, request_fingerprint,"
-                " created_at, updated_at, locale)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'created', ?, ?, ?, ?, ?)"
+                " created_at, updated_at, locale, hold_until)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'created', ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (idempotency_key) DO NOTHING",
                 (order_id, product.id, product.name, product.kind, request.quantity, amount,
                  request.payment_method, request.email, key, fingerprint, now, now,
-                 request.locale or self.settings.default_locale)).rowcount
+                 request.locale or self.settings.default_locale,
+                 self._hold_until(request.payment_method, now))).rowcount
             if inserted:
                 self._reserve(tx, product, request.quantity)  # out of stock rolls it all back
                 return order_id
@@ -230,38 +237,43 @@ class Shop:
                              code="idempotency_key_reused", status=409)
         return found[0]
 
+    def _hold_until(self, method: str, now: float) -> float | None:
+        """Until when an unpaid order keeps its stock: a bank transfer for the configured hold
+        (the mail names the date), a PayPay authorisation for its own; konbini's voucher
+        expires at Stripe, a card is answered at once."""
+        hold = {"customer_balance": self.settings.transfer_hold_seconds,
+                "paypay": self.settings.paypay_hold_seconds}.get(method)
+        return None if hold is None else now + hold
+
     def _reserve(self, tx: Transaction, product: Product, quantity: int) -> None:
         if not stock.reserve(tx, product.id, product.stock, quantity):
             raise OrderError(f"{product.id} is out of stock", code="out_of_stock", status=409)
 
-    def _konbini_params(self, order: dict[str, Any]) -> dict[str, Any]:
-        """A konbini confirmation: the buyer's e-mail gets the voucher (and, later, any refund's
-        request for bank details)."""
-        return {"payment_method_data": {"type": "konbini", "billing_details": {
-                    "email": order["email"], "name": order["email"]}},
-                "payment_method_options": {"konbini": {
-                    "expires_after_days": self.settings.konbini_expires_after_days,
-                    "product_description": order["product_name"][:22]}}}
+    def payment_params(self, order: dict[str, Any], request: OrderRequest,
+                       customer: str | None = None) -> dict[str, Any]:
+        """``payment_intents.create`` for one order, confirmed at once (``intents``)."""
+        return intents.params(order, payment_method_id=request.payment_method_id,
+                              expires_after_days=self.settings.konbini_expires_after_days,
+                              return_url=self.settings.checkout_return_url, customer=customer)
 
-    def payment_params(self, order: dict[str, Any], request: OrderRequest) -> dict[str, Any]:
-        """``payment_intents.create`` for one order, confirmed at once."""
-        params: dict[str, Any] = {
-            "amount": order["amount"], "currency": "jpy", "confirm": True,
-            # ``payment_method_types`` is refused since 2026-09-30.endive; the response still
-            # lists the types in its read-only ``payment_method_types``
-            "allowed_payment_method_types": [order["payment_method"]],
-            "metadata": {"order_id": order["id"], "product": order["product_id"]},
-            "description": f"{order['product_name']} × {order['quantity']}",
-        }
-        if order["payment_method"] == "konbini":
-            params.update(self._konbini_params(order))
-        else:
-            params["payment_method"] = request.payment_method_id or "pm_card_visa"
-        return params
+    def _customer(self, order: dict[str, Any]) -> str:
+        """The Stripe Customer whose virtual account receives this order's bank transfer:
+        one per order, made once (the key), remembered on the order."""
+        if order.get("customer"):
+            return str(order["customer"])
+        customer = self.stripe.v1.customers.create(
+            params={"email": order["email"], "metadata": {"order_id": order["id"]}},
+            options={"idempotency_key": f"ichido-customer-{order['id']}"})
+        with self.app.database.transaction() as tx:
+            tx.execute("UPDATE shop_orders SET customer = ? WHERE id = ? AND customer IS NULL",
+                       (customer.id, order["id"]))
+        return str(customer.id)
 
     def _create_payment(self, order: dict[str, Any], request: OrderRequest) -> int:
-        params = self.payment_params(order, request)
         try:
+            customer = (self._customer(order) if order["payment_method"] == "customer_balance"
+                        else None)
+            params = self.payment_params(order, request, customer)
             pi = self.stripe.v1.payment_intents.create(
                 params=params, options={"idempotency_key": f"ichido-order-{order['id']}"})
         except stripe.CardError as exc:
@@ -346,6 +358,17 @@ class Shop:
                        (refund.id, payload["request_id"]))
             refunds.apply_refund(tx, refund.to_dict())
 
+    def send_cancel(self, key: str, payload: dict[str, Any]) -> None:
+        """Outbox sender: an order past its hold is canceled at Stripe (``reaper``); if the
+        buyer paid meanwhile, Stripe refuses, and the intent as it is now decides."""
+        try:
+            pi = self.stripe.v1.payment_intents.cancel(
+                payload["payment_intent"], params={"cancellation_reason": "abandoned"},
+                options={"idempotency_key": key})
+        except stripe.InvalidRequestError:
+            pi = self.stripe.v1.payment_intents.retrieve(payload["payment_intent"])
+        self._apply_payment(pi.to_dict())
+
     # -- konbini vouchers that expired -------------------------------------------------------
 
     def renew_voucher(self, order_id: str) -> dict[str, Any]:
@@ -370,7 +393,8 @@ class Shop:
         key = f"ichido-voucher-{order_id}-{order['attempt'] + 1}"
         try:
             pi = self.stripe.v1.payment_intents.confirm(
-                order["payment_intent"], params=self._konbini_params(order),
+                order["payment_intent"],
+                params=intents.konbini(order, self.settings.konbini_expires_after_days),
                 options={"idempotency_key": key})
         except stripe.StripeError as exc:
             raise OrderError(f"Stripe did not issue a new voucher ({type(exc).__name__}):"

@@ -15,6 +15,7 @@ from ichido.setting import Setting, check_table, from_env, shown
 
 MAX_GRACE_SECONDS = 60 * 86400.0  # Stripe's own dunning gives up within two months
 MAX_PARENT_WAIT_SECONDS = 3 * 86400.0  # Stripe's retries end within three days
+MAX_TRANSFER_HOLD_SECONDS = 60 * 86400.0
 _DOC = "docs/shop.md"
 # Every setting of the shop: reading, validation, the repr and the docs check derive from here.
 SETTINGS: tuple[Setting, ...] = (
@@ -40,6 +41,11 @@ SETTINGS: tuple[Setting, ...] = (
             MAX_GRACE_SECONDS, says="must be a duration from 0 to 60d, e.g. 3d", doc=_DOC),
     Setting("parent_wait_seconds", "ICHIDO_PARENT_WAIT", "duration", 0, MAX_PARENT_WAIT_SECONDS,
             says="must be a duration from 0 to 3d, e.g. 15m", doc=_DOC),
+    Setting("transfer_hold_seconds", "ICHIDO_TRANSFER_HOLD", "duration", 60,
+            MAX_TRANSFER_HOLD_SECONDS, says="must be a duration from 1m to 60d, e.g. 7d",
+            doc=_DOC),
+    Setting("paypay_hold_seconds", "ICHIDO_PAYPAY_HOLD", "duration", low=0, low_open=True,
+            says="must be a positive duration, e.g. 1h", doc=_DOC),
 )
 LOCALES = ("ja", "en")
 
@@ -75,6 +81,11 @@ class ShopSettings:
     # A create call's answer or a Checkout Session's completion comes within seconds; the
     # worker's default retries span a minute or two.
     parent_wait_seconds: float = 60.0
+    # A bank-transfer order with nothing received is released (stock back, its PaymentIntent
+    # canceled at Stripe) this long after it was placed; the mail gives the buyer the date.
+    transfer_hold_seconds: float = 7 * 86400.0
+    # A PayPay order whose buyer never authorised it is released after this long.
+    paypay_hold_seconds: float = 3600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "ShopSettings":

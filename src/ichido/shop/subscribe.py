@@ -17,7 +17,7 @@ import orjson
 import stripe
 
 from ichido.shop import subscriptions
-from ichido.shop.catalog import Product
+from ichido.shop.catalog import PLAN_METHODS, Product
 from ichido.shop.messages import LOCALES
 from ichido.shop.service import OrderError, Shop, buyer_email
 
@@ -54,6 +54,11 @@ def plan_of(shop: Shop, request: SubscriptionRequest) -> Product:
     plan = shop.catalog.get(request.plan)
     if plan.kind != "subscription":
         raise OrderError(f"{plan.id} is not a subscription plan", code="not_a_plan")
+    if request.payment_method not in PLAN_METHODS:
+        # PayPay takes one-time payments only (Stripe); bank-transfer invoices are not built.
+        raise OrderError(f"{request.payment_method} cannot pay a subscription: one-time"
+                         f" payments only (a plan is paid by {' or '.join(PLAN_METHODS)})",
+                         code="not_for_subscriptions", allowed=list(PLAN_METHODS))
     shop.check_method(plan, request.payment_method, plan.price)  # each invoice pays the fee
     return plan
 
