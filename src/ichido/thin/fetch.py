@@ -23,6 +23,7 @@ import orjson
 
 from ichido.config import Settings
 from ichido.db.sql import SqlDatabase
+from ichido.errors import IchidoError
 from ichido.event import Event
 from ichido.handlers import HandlerRegistry
 from ichido.queue.base import Claim, Claims, retry_at
@@ -135,8 +136,8 @@ class FetchStage:
                 failed.add(claim.id)
                 continue
             except Exception as exc:  # a missing API key, a bug: a failed attempt, named
-                self._fail(claim, FetchFailed(str(getattr(exc, "code", "fetch_failed")),
-                                              f"{type(exc).__name__}: {exc}"))
+                code = exc.code if isinstance(exc, IchidoError) else "fetch_failed"
+                self._fail(claim, FetchFailed(code, f"{type(exc).__name__}: {exc}"))
                 failed.add(claim.id)
                 continue
             stored[claim.id] = fresh.get(claim.id) or Fetched(event)
