@@ -10,6 +10,8 @@ environments would; ``kill -9`` of a host loses whatever it was receiving or app
 sender (pipeline_sender.py) is Stripe: 30% duplicates, a share of them concurrent at two hosts.
 The queue is FIFO (grouped by Stripe object); one event's handler always fails, so it must be
 dead-lettered while every other event, its own group's later ones included, is applied once.
+The sender waits while the queue holds more than ``--max-backlog`` messages: moto's SQS, even
+sped up (``ichido.aws.moto_speedups``), still scans its queue on each receive and delete.
 """
 
 from __future__ import annotations
@@ -198,10 +200,9 @@ class AwsTorture:
             time.sleep(0.5)
 
     async def pace(self) -> None:
-        """Stripe, slowed down while more than ``--max-backlog`` messages wait on the queue.
-        moto's SQS scans every message of the queue on each receive and delete, so a backlog
-        in the tens of thousands would slow it down to a few events per second; SQS on AWS
-        does not mind."""
+        """Stripe, held back while more than ``--max-backlog`` messages wait on the queue: moto's
+        SQS scans every message of the queue on each receive and delete, so a backlog in the
+        tens of thousands would slow it to a few events per second (SQS on AWS does not mind)."""
         while self.backlog > self.args.max_backlog and self.running.is_set():
             await asyncio.sleep(0.1)
 
@@ -326,7 +327,8 @@ def main(argv: list[str]) -> int:
           f"{result['dead_letters']} message(s) in the DLQ; "
           f"{result['retried_deliveries']:,} deliveries retried")
     print(f"  duplicates caught: {result['duplicates_cache']:,} by the seen tier, "
-          f"{result['duplicates_durable']:,} by DynamoDB")
+          f"{result['duplicates_durable']:,} by DynamoDB; the queue held at most "
+          f"{result['backlog_peak']:,} messages")
     harness.verdict(result, problems=PROBLEMS, ok=ok, as_json=args.json,
                     ok_line="nothing lost, nothing applied twice, the poison alone dead")
     return 0 if ok else 1
