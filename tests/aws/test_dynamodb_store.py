@@ -30,7 +30,7 @@ def test_one_item_past_the_transaction_limit_is_a_clear_error_and_nothing_is_wri
     written: list[int] = []
 
     def too_many(event: Event, tx) -> None:
-        for n in range(MAX_ITEMS):  # ichido's marker and counter take two of the hundred
+        for n in range(MAX_ITEMS):  # ichido keeps two of the hundred
             tx.put(layout.effects.table, {"pk": event.id, "sk": f"{n:03}"})
             written.append(n)
 

@@ -31,8 +31,9 @@ class Layout(StreamsLayout):
                                                  ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
             while iterator:
                 page = client.get_records(ShardIterator=iterator)
-                names += [r["eventName"] for r in page["Records"]
-                          if r["dynamodb"]["Keys"]["pk"]["S"] == event_id]
+                names += [r["eventName"] for r in page["Records"]  # not its marker's
+                          if r["dynamodb"]["Keys"]["pk"]["S"] == event_id
+                          and r["dynamodb"]["Keys"]["sk"]["S"] == "event"]
                 if not page["Records"]:
                     break
                 iterator = page.get("NextShardIterator")
