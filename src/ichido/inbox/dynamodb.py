@@ -111,10 +111,12 @@ class DynamoInbox(Inbox):
         by_status: dict[str, int] = {}
         for item in self._events(projection=True):
             by_status[item["status"]] = by_status.get(item["status"], 0) + 1
-        # Each finished event was received once and is unique: its marker is the count.
+        # Each finished event was received once and is unique: its marker is the count. Before
+        # this, the worker's transaction added to ``unique`` and ``received`` with each marker,
+        # so a ``unique`` kept then is that many markers, counted here already.
         finished = sum(by_status.get(status, 0) for status in FINISHED)
-        counters["unique"] = counters.get("unique", 0) + finished
-        counters["received"] = counters.get("received", 0) + finished
+        counters["received"] = counters.get("received", 0) - counters.get("unique", 0) + finished
+        counters["unique"] = finished
         return stats_from(counters, by_status)
 
     def requeue_dead(self, event_ids: Sequence[str] | None = None) -> int:
