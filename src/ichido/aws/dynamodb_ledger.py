@@ -145,10 +145,10 @@ class DynamoLedger:
                     "attempts": attempt, "finished_at": now}
             return {"Put": {"TableName": self.table_name, "Item": to_item(item),
                             "ConditionExpression": "attribute_not_exists(pk)"}}
+        finished = {f":done{i}": done.value for i, done in enumerate(FINISHED)}
         values: dict[str, Any] = {
             ":s": status.value, ":a": attempt, ":f": now, ":t": delivery.type,
-            ":c": delivery.created, ":r": received_at, ":p": Status.PROCESSED.value,
-            ":i": Status.IGNORED.value}
+            ":c": delivery.created, ":r": received_at, **finished}
         update = ("SET #status = :s, attempts = :a, finished_at = :f, #type = :t, created = :c,"
                   " received_at = if_not_exists(received_at, :r)")
         if delivery.object_id:
@@ -157,6 +157,7 @@ class DynamoLedger:
         return {"Update": {
             "TableName": self.table_name, "Key": to_item({"pk": delivery.id, "sk": EVENT}),
             "UpdateExpression": update,
-            "ConditionExpression": "attribute_not_exists(pk) OR NOT #status IN (:p, :i)",
+            "ConditionExpression": "attribute_not_exists(pk) OR NOT #status IN ("
+                                   + ", ".join(finished) + ")",
             "ExpressionAttributeNames": {"#status": "status", "#type": "type"},
             "ExpressionAttributeValues": to_item(values)}}
