@@ -1,9 +1,18 @@
-"""The Lambda worker's marker on DynamoDB: the event's item, in the handlers' transaction.
+"""The Lambda worker's marker on DynamoDB, in the handlers' transaction.
 
 The items are the DynamoDB inbox's (``ichido.inbox.dynamodb`` describes them); this is the
 worker's side of them: ``applying`` writes the processed marker in the same
-``TransactWriteItems`` as the handlers' writes, conditional on the item as it was read, so a
-copy that slipped past the read is cancelled at commit (I2, I8).
+``TransactWriteItems`` as the handlers' writes, conditional on the event not being finished,
+so a copy is cancelled at commit (I2, I8) whether or not anything was read first.
+
+What a new event pays for (1 WRU per KB of item, doubled in a transaction), and nothing else:
+the marker (a small item: 2 WRU) and the handlers' writes. Not in the transaction: the counters
+(``unique`` and its ``received`` are the finished markers, counted by ``ichido stats``), and no
+read before it, where the transaction's own condition decides. A read comes first only where
+a copy is likely: a redelivery (attempt > 1), an event sent long after Stripe created it (a
+Stripe retry), or the Streams worker's read of the attempts so far; a copy found there costs
+no transaction. On Streams the marker is an item of its own beside the one that carries the
+body, so it never rewrites the body (``marker_apart``).
 """
 
 from __future__ import annotations
@@ -14,50 +23,69 @@ from typing import Any, Iterator
 
 from botocore.exceptions import ClientError
 
-from ichido.db.dynamodb import DynamoDatabase, DynamoTransaction, TransactionCancelled, to_item
+from ichido.db.dynamodb import (DynamoDatabase, DynamoTransaction, TransactionCancelled,
+                                from_item, to_item)
 from ichido.errors import StorageUnavailable
 from ichido.event import Delivery
-from ichido.inbox.dynamodb import EVENT, add_counts, counter_update
+from ichido.inbox.dynamodb import APPLIED, EVENT, add_counts, merged
 from ichido.queue.base import FINISHED, Status
 
 
-class DynamoLedger:
-    """The ``Ledger`` (and ``StreamsLedger``) on ichido's DynamoDB table."""
+#: An event sent to the queue this long after Stripe created it is likely a retry of one
+#: already taken: its marker is read first (a copy found costs no transaction).
+LATE = 60.0
 
-    def __init__(self, database: DynamoDatabase, *, shard: str) -> None:
+
+class DynamoLedger:
+    """The ``Ledger`` (and ``StreamsLedger``) on ichido's DynamoDB table. ``marker_apart``:
+    the marker is an item of its own (the Streams layout, whose event item carries the body);
+    else it is the event item itself (the SQS layout, whose event item has no body)."""
+
+    def __init__(self, database: DynamoDatabase, *, shard: str,
+                 marker_apart: bool = False) -> None:
         self.database = database
         self.table_name = database.table
         self.shard = shard
         self.client = database.client
+        self.marker_apart = marker_apart
         self._read_ahead: tuple[str, dict[str, Any] | None] | None = None
 
     def state(self, event_id: str) -> dict[str, Any] | None:
-        """The event's item, read consistently; the next ``applying`` of it reuses this read."""
-        item = self.database.get(self.table_name, {"pk": event_id, "sk": EVENT})
+        """The event's state (its item, and its marker's status if apart), read consistently
+        in one Query; the next ``applying`` of it reuses this read."""
+        pages = self.client.get_paginator("query").paginate(
+            TableName=self.table_name, KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues=to_item({":p": event_id}), ConsistentRead=True)
+        item = merged([from_item(i) for page in pages for i in page["Items"]])
         self._read_ahead = (event_id, item)
         return item
 
     @contextmanager
     def applying(self, delivery: Delivery, status: Status, attempt: int,
                  received_at: float) -> Iterator[DynamoTransaction | None]:
-        current = self._current(delivery.id)
-        if current is not None and current.get("status") in FINISHED:
-            self.count({"received": 1, "duplicates_durable": 1})
-            yield None
-            return
+        if self._reads_first(delivery, attempt, received_at):
+            current = self._current(delivery.id)
+            if current is not None and current.get("status") in FINISHED:
+                self.count({"received": 1, "duplicates_durable": 1})
+                yield None
+                return
+        # Two of the hundred are ichido's: the marker, and one kept so that the handlers'
+        # limit (98) stays the same when a second item of ichido's joins (a twin's key).
         tx = DynamoTransaction(self.database, reserved=2)
         yield tx
-        counted = counter_update(self.table_name, self.shard, {"received": 1, "unique": 1})
-        items = [self._marker(delivery, status, attempt, received_at, current), counted,
-                 *tx.items]
         try:
-            self.database.commit(items)
+            self.database.commit([self._marker(delivery, status, attempt, received_at),
+                                  *tx.items])
         except TransactionCancelled as exc:
             if exc.reasons and exc.reasons[0] == "ConditionalCheckFailed":
-                # Another copy committed since our read: now a duplicate, and nothing written.
+                # A copy applied before: a duplicate, and nothing of this one written.
                 self.count({"received": 1, "duplicates_durable": 1})
                 return
             raise
+
+    def _reads_first(self, delivery: Delivery, attempt: int, received_at: float) -> bool:
+        ahead = self._read_ahead is not None and self._read_ahead[0] == delivery.id
+        return ahead or attempt > 1 or received_at - delivery.created > LATE
 
     def record_failure(self, delivery: Delivery, attempt: int, error: str, *,
                        dead: bool) -> None:
@@ -102,23 +130,34 @@ class DynamoLedger:
         ahead, self._read_ahead = self._read_ahead, None
         if ahead is not None and ahead[0] == event_id:
             return ahead[1]
+        if self.marker_apart:
+            item, self._read_ahead = self.state(event_id), None
+            return item
         return self.database.get(self.table_name, {"pk": event_id, "sk": EVENT})
 
-    def _marker(self, delivery: Delivery, status: Status, attempt: int, received_at: float,
-                current: dict[str, Any] | None) -> dict[str, Any]:
+    def _marker(self, delivery: Delivery, status: Status, attempt: int,
+                received_at: float) -> dict[str, Any]:
+        """Apart: a put of the small marker item, if there is none. Else: the event item
+        written (created, or updated after failed attempts) unless it is finished."""
         now = time.time()
-        if current is None:
-            item = {"pk": delivery.id, "sk": EVENT, "type": delivery.type,
-                    "created": delivery.created, "status": status.value, "attempts": attempt,
-                    "received_at": received_at, "finished_at": now}
-            if delivery.object_id:
-                item["object_id"] = delivery.object_id
+        if self.marker_apart:
+            item = {"pk": delivery.id, "sk": APPLIED, "status": status.value,
+                    "attempts": attempt, "finished_at": now}
             return {"Put": {"TableName": self.table_name, "Item": to_item(item),
                             "ConditionExpression": "attribute_not_exists(pk)"}}
+        finished = {f":done{i}": done.value for i, done in enumerate(FINISHED)}
+        values: dict[str, Any] = {
+            ":s": status.value, ":a": attempt, ":f": now, ":t": delivery.type,
+            ":c": delivery.created, ":r": received_at, **finished}
+        update = ("SET #status = :s, attempts = :a, finished_at = :f, #type = :t, created = :c,"
+                  " received_at = if_not_exists(received_at, :r)")
+        if delivery.object_id:
+            values[":o"] = delivery.object_id
+            update += ", object_id = :o"
         return {"Update": {
             "TableName": self.table_name, "Key": to_item({"pk": delivery.id, "sk": EVENT}),
-            "UpdateExpression": "SET #status = :s, attempts = :a, finished_at = :f",
-            "ConditionExpression": "#status = :seen",
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": to_item({":s": status.value, ":a": attempt, ":f": now,
-                                                  ":seen": current.get("status")})}}
+            "UpdateExpression": update,
+            "ConditionExpression": "attribute_not_exists(pk) OR NOT #status IN ("
+                                   + ", ".join(finished) + ")",
+            "ExpressionAttributeNames": {"#status": "status", "#type": "type"},
+            "ExpressionAttributeValues": to_item(values)}}

@@ -27,8 +27,10 @@ class Ledger(Protocol):
 
     def applying(self, delivery: Delivery, status: Status, attempt: int,
                  received_at: float) -> AbstractContextManager[Transaction | None]:
-        """One transaction with the marker written; ``None`` when the event was applied
-        before (nothing is written then but the duplicate's count)."""
+        """One transaction with the marker written; ``None`` when the event is known to have
+        been applied before (nothing is written then but the duplicate's count). On DynamoDB a
+        copy may get a transaction too, when nothing was read first: the marker's condition
+        refuses it at commit, and the handlers' writes with it."""
 
     def record_failure(self, delivery: Delivery, attempt: int, error: str, *,
                        dead: bool) -> None:
