@@ -45,8 +45,9 @@ def catalog(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def shop(make_world, sqlite_url: str, catalog: Path) -> ShopWorld:
-    return make_world(sqlite_url, mode="thread", catalog=catalog)
+def shop(database_url: str, make_world, catalog: Path) -> ShopWorld:
+    """The shop on every backend (``database_url`` first: it stops before the schema goes)."""
+    return make_world(database_url, mode="thread", catalog=catalog)
 
 
 def sdk(world: ShopWorld) -> stripe.StripeClient:
@@ -108,8 +109,8 @@ def test_a_parcel_ships_only_when_fully_paid(shop: ShopWorld) -> None:
 
 
 def test_an_unpaid_order_is_released_after_the_hold_and_a_partly_paid_one_is_kept(
-        make_world, sqlite_url: str, catalog: Path) -> None:
-    world: ShopWorld = make_world(sqlite_url, mode="thread", catalog=catalog,
+        database_url: str, make_world, catalog: Path) -> None:
+    world: ShopWorld = make_world(database_url, mode="thread", catalog=catalog,
                                   env={"ICHIDO_TRANSFER_HOLD": "2d"})
     hold = world.shop.settings.transfer_hold_seconds
     assert hold == 2 * 86400
