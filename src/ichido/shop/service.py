@@ -19,7 +19,7 @@ import stripe
 
 from ichido import App, Transaction
 from ichido.outbox import enqueue
-from ichido.shop import checkout, intents, orders, reaper, refunds, stock
+from ichido.shop import buyers, checkout, intents, orders, reaper, refunds, stock
 from ichido.shop.catalog import Catalog, Product
 from ichido.shop.errors import ShopError
 from ichido.shop.fees import PricingTable, within_limits
@@ -258,16 +258,14 @@ class Shop:
 
     def _customer(self, order: dict[str, Any]) -> str:
         """The Stripe Customer whose virtual account receives this order's bank transfer:
-        one per order, made once (the key), remembered on the order."""
+        the buyer's own (``buyers``), remembered on the order."""
         if order.get("customer"):
             return str(order["customer"])
-        customer = self.stripe.v1.customers.create(
-            params={"email": order["email"], "metadata": {"order_id": order["id"]}},
-            options={"idempotency_key": f"ichido-customer-{order['id']}"})
+        customer = buyers.customer_of(self.stripe, self.app.database, order["email"])
         with self.app.database.transaction() as tx:
             tx.execute("UPDATE shop_orders SET customer = ? WHERE id = ? AND customer IS NULL",
-                       (customer.id, order["id"]))
-        return str(customer.id)
+                       (customer, order["id"]))
+        return customer
 
     def _create_payment(self, order: dict[str, Any], request: OrderRequest) -> int:
         try:
