@@ -144,7 +144,8 @@ def test_the_sibling_wheels_beside_the_core_run_the_shop_and_the_emulator(
     assert quoted["method"] == "konbini" and quoted["fee"] > 0 and quoted["currency"] == "jpy"
     run(ichido, "emulator", "--help", cwd=tmp_path, env=env)
     versions = run(venv / "bin" / "python", "-c",
-                   "from ichido.emulator import versions; print(versions.DEFAULT in versions.supported())",
+                   "from ichido.emulator import versions; "
+                   "print(versions.DEFAULT in versions.supported())",
                    cwd=tmp_path, env=env).stdout.strip()
     assert versions == "True"  # the emulator's API versions, read from its JSON data file
 
