@@ -125,7 +125,7 @@ def test_every_extra_that_require_names_is_declared_in_pyproject() -> None:
         project = tomllib.loads((root / "packages" / f"ichido-{name}" / "pyproject.toml")
                                 .read_text())
         assert project["project"]["name"] == f"ichido-{name}"
-        assert project["tool"]["setuptools"]["packages"]["find"]["include"][0] == module
+        assert project["tool"]["setuptools"]["packages"][0] == module
         assert f"pip install ichido-{name} " in how and f"./packages/ichido-{name}" in how
 
 

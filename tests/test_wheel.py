@@ -112,10 +112,14 @@ def test_the_sibling_wheels_carry_their_subpackage_and_its_data_files(
     assert {"ichido/emulator/__init__.py", "ichido/emulator/pricing.toml",
             "ichido/emulator/versions/__init__.py",
             "ichido/emulator/versions/stripe_api.json"} <= emulator
-    # Only their own subpackage: never the core's ichido/__init__.py, which uninstalling a
-    # sibling would then take away.
-    assert all(name.startswith("ichido/shop/") for name in shop), shop
-    assert all(name.startswith("ichido/emulator/") for name in emulator), emulator
+    # Every file of the sources, so a subpackage or data file left out of the sibling's
+    # pyproject.toml shows here; and only those: never the core's ichido/__init__.py, which
+    # uninstalling a sibling would then take away.
+    for name, built in (("shop", shop), ("emulator", emulator)):
+        sources = {path.relative_to(ROOT / "src").as_posix()
+                   for path in (ROOT / "src" / "ichido" / name).rglob("*")
+                   if path.is_file() and "__pycache__" not in path.parts}
+        assert built == sources, (built ^ sources)
     # Built from one commit, they carry the core's version.
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     for name in SIBLINGS:
