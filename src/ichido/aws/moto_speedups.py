@@ -54,7 +54,8 @@ def apply() -> None:
     moto_queue_attributes = sqs.Queue.attributes
     setattr(sqs.Queue, "attributes", property(QueueAttributes))
     moto_transact_write_items = dynamodb.DynamoDBBackend.transact_write_items
-    dynamodb.copy = CopyKeepingTables()  # type: ignore[assignment]
+    # moto's module-level `copy` is swapped for one that leaves its tables uncopied
+    dynamodb.copy = CopyKeepingTables()  # type: ignore[assignment]  # see the line above
     setattr(dynamodb.DynamoDBBackend, "transact_write_items", transact_write_items)
 
 

@@ -28,6 +28,9 @@ from decimal import ROUND_HALF_UP, Context, Decimal, Inexact, InvalidOperation
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+# The public API (docs/api.md): the pricing format the shop reads too.
+__all__ = ["FeeRule", "METHODS", "Pricing", "PricingError", "load", "parse", "shown"]
+
 METHODS: tuple[str, ...] = ("card", "konbini", "paypay", "customer_balance")
 # Products of yen and percentages must be exact: this context raises instead of rounding.
 _EXACT = Context(prec=60, traps=[Inexact, InvalidOperation])

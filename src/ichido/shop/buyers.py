@@ -14,7 +14,7 @@ import hashlib
 
 import stripe
 
-from ichido.db.base import Database
+from ichido.db import Database
 
 
 def buyer_key(email: str) -> str:

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ichido.config import parse_toml, read_text
-from ichido.emulator import fees as pricing_format
 # Re-exported: the shop's modules name the format's methods and rules here.
 from ichido.emulator.fees import METHODS as METHODS, FeeRule as FeeRule, shown as shown
+from ichido.emulator.fees import Pricing, PricingError, parse
 from ichido.errors import ConfigError
 from ichido.shop.errors import ShopError
 
@@ -225,9 +225,9 @@ def parse_pricing(text: str, origin: str = "<string>",
     """The rules in ``text``; a method it leaves out comes from ``base`` (without one, a
     missing method is an error: the packaged table must define them all)."""
     doc = parse_toml(text, origin)
-    under = None if base is None else pricing_format.Pricing(base.rules, base.origin)
+    under = None if base is None else Pricing(base.rules, base.origin)
     try:
-        read = pricing_format.parse(doc, origin, under)
-    except pricing_format.PricingError as exc:
+        read = parse(doc, origin, under)
+    except PricingError as exc:
         raise ConfigError(str(exc)) from None
     return PricingTable(read.rules, origin)

@@ -15,7 +15,7 @@ from typing import Any
 import stripe
 
 from ichido import Transaction
-from ichido.db.base import Database
+from ichido.db import Database
 from ichido.outbox import enqueue
 from ichido.shop import orders, refunds
 from ichido.shop.order_request import OrderError

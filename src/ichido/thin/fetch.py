@@ -111,7 +111,8 @@ class FetchStage:
         for claim in due:
             note, have = notes[claim.id], stored.get(claim.id)
             related = note.get("related_object")
-            want_object = needs_object(claim.type) and isinstance(related, dict)
+            related = related if isinstance(related, dict) else None
+            want_object = needs_object(claim.type) and related is not None
             if have is not None and (have.has_object or not want_object):
                 continue
             event = have.event if have is not None else None
@@ -120,8 +121,8 @@ class FetchStage:
                 if event is None:
                     event = self.reader.event(notification, created_seconds(note["created"]))
                     fresh[claim.id] = Fetched(event)
-                if want_object:
-                    key = (str(related.get("url")), str(note.get("context")))  # type: ignore[union-attr]
+                if want_object and related is not None:
+                    key = (str(related.get("url")), str(note.get("context")))
                     if key not in objects:
                         try:
                             objects[key] = self.reader.related_object(notification)
