@@ -43,6 +43,7 @@ def test_a_replay_by_shape_requeues_only_that_shape(inbox: Inbox) -> None:
     deliveries = [parse_delivery(b) for b in bodies]
     inbox.accept(deliveries)
     log = sql_inbox(inbox, "test")
+    assert len(log.page(limit=10)) == 2  # stored (SQLite's intake settled)
     with log.database.transaction() as tx:
         tx.execute("UPDATE ichido_events SET status = ?", (Status.DEAD.value,))
     job = Replay.start(log, EventFilter(statuses=("dead",), shape="thin"))
