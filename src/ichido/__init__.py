@@ -7,8 +7,9 @@ from ichido.config import Settings
 from ichido.db.base import Transaction
 from ichido.event import Event
 from ichido.errors import ConfigError, IchidoError, NotFound, RetryLater
+from ichido.inbox.base import EventFilter
 from ichido.loops import poll
 
-__all__ = ["App", "ConfigError", "Event", "IchidoError", "NotFound", "RetryLater", "Settings",
-           "Transaction", "poll"]
+__all__ = ["App", "ConfigError", "Event", "EventFilter", "IchidoError", "NotFound", "RetryLater",
+           "Settings", "Transaction", "poll"]
 __version__ = "0.1.0"

@@ -14,6 +14,7 @@ import socket
 import threading
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Protocol, Sequence, TypeVar, cast
 
+import stripe
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -38,6 +39,7 @@ from ichido.seen import SeenCache, open_seen
 from ichido.db.sql import SqlDatabase
 from ichido.thin.fetch import FetchStage
 from ichido.thin.reader import Reader
+from ichido.recovery.alerts import generation_failure
 from ichido.recovery.settings import stripe_client_from_env
 from ichido.worker import Worker
 
@@ -239,6 +241,11 @@ class App:
             if database is not self._stores.database:
                 database.close()
 
+    def read_with(self, client: stripe.StripeClient) -> None:
+        """Read thin events with ``client`` (the official SDK's) instead of one built from
+        ``STRIPE_API_KEY`` and ``STRIPE_API_BASE``; call it before the workers start."""
+        self.reader = Reader(self.settings.fetch_rate, client=client)
+
     def worker(self, name: str | None = None) -> Worker:
         """A worker on this app's queue (starting the app if nobody did)."""
         self.start()
@@ -247,7 +254,7 @@ class App:
             fetch = FetchStage(self.database, self.queue, self.handlers, self.settings,
                                self.reader)
         return Worker(self.queue, self.handlers, self.settings, name=name, wake=self._wake,
-                      fetch=fetch)
+                      fetch=fetch, alert=generation_failure)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         # The hot path skips the router: it is the one route that must answer in microseconds.

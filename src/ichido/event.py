@@ -204,6 +204,18 @@ class Event:
     fetched_object: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     #: a recovery's health alert (``healt_…``): the id the change is applied once under
     recovered_from: str | None = None
+    #: the API version a fetched object was read in (the reader's client's ``Stripe-Version``)
+    fetched_api_version: str | None = None
+
+    @property
+    def api_version(self) -> str | None:
+        """The API version ``object`` is rendered in, so that a handler knows which fields it
+        has: a snapshot's own ``api_version`` (its endpoint's), a fetched object's the version
+        it was read in."""
+        if self.shape == "snapshot":
+            version = self.payload.get("api_version")
+            return version if isinstance(version, str) else None
+        return self.fetched_api_version
 
     @classmethod
     def from_body(cls, body: bytes, attempt: int = 1) -> "Event":

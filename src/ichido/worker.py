@@ -14,6 +14,7 @@ import traceback
 from typing import Any, Callable
 
 from ichido.config import Settings
+from ichido.db.base import Transaction
 from ichido.errors import LeaseLost
 from ichido.event import Event
 from ichido.handlers import HandlerRegistry
@@ -52,7 +53,8 @@ def run_plan(plan: list[tuple[Callable[..., None], Event]], tx: object) -> list[
 class Worker:
     def __init__(self, queue: WorkerQueue, handlers: HandlerRegistry, settings: Settings,
                  name: str | None = None, wake: threading.Event | None = None,
-                 fetch: FetchStage | None = None) -> None:
+                 fetch: FetchStage | None = None,
+                 alert: Callable[[Transaction, str, str], None] | None = None) -> None:
         self.queue = queue
         self.handlers = handlers
         self.settings = settings
@@ -61,6 +63,9 @@ class Worker:
         #: completes thin events before their transaction (ichido.thin.fetch); without it a
         #: thin event with handlers fails its attempts
         self.fetch = fetch
+        #: tells the operator, in the recovery's transaction, that Stripe failed to generate an
+        #: event (``tx, alert id, text``): recovery's alerts, given by the App
+        self.alert = alert
 
     def run_once(self) -> int:
         """Claim one batch and process it; return how many events were claimed."""
@@ -138,7 +143,7 @@ class Worker:
             held = twins.hold(batch.tx, [(c.id, key) for c in batch.claims
                                          if (key := plans[c.id][1]) is not None])
             for claim in batch.claims:
-                handlers, _ = plans[claim.id]
+                handlers, key = plans[claim.id]
                 if claim.id in held:
                     batch.finish(claim, Status.TWIN, f"twin of {held[claim.id]}, which applied"
                                                      " the change")
@@ -158,6 +163,8 @@ class Worker:
                     raise HandlerFailed(claim, traceback.format_exc(limit=-8)) from exc
                 if reasons:
                     status = Status.IGNORED
+                if key is not None and status is not Status.PROCESSED:
+                    twins.release(batch.tx, claim.id, key)  # nothing applied: the twin may
                 batch.finish(claim, status, "; ".join(reasons) or None)
         if held:
             METRICS.duplicates.labels("twin").inc(len(held))
@@ -174,12 +181,11 @@ class Worker:
         return handlers, (twins.change_key(claim.id, claim.type, claim.body) if handlers
                           else None)
 
-    def _alert(self, tx: Any, claim: Claim, handled: bool) -> None:
+    def _alert(self, tx: Transaction, claim: Claim, handled: bool) -> None:
         """Tell the operator that Stripe failed to generate an event (recovery's alerts)."""
-        from ichido.recovery.alerts import generation_failure
-
-        found = self.fetch.impact(claim) if self.fetch is not None else None
-        generation_failure(tx, claim.id, recovered.describe(claim.id, found, handled))
+        if self.alert is not None:
+            found = self.fetch.impact(claim) if self.fetch is not None else None
+            self.alert(tx, claim.id, recovered.describe(claim.id, found, handled))
 
     def _record_failure(self, claim: Claim, error: str) -> None:
         settings = self.settings

@@ -94,6 +94,31 @@ def test_a_failed_attempt_leaves_the_change_to_its_twin_and_never_marks_it_done(
     assert status_of(world, failed) == ("twin", f"twin of {other_id}, which applied the change")
 
 
+@pytest.mark.parametrize("ignoring", ["snapshot", "thin"])
+def test_a_twin_its_handlers_ignore_leaves_the_change_to_the_other_shape(
+        world: ThinWorld, ignoring: str) -> None:
+    """A handler that cannot read one shape (an API version it does not read, say) ignores it:
+    nothing was applied, so the other shape still applies the change."""
+    @world.app.on("payment_intent.succeeded")
+    def reads_one_shape(event: Any, tx: Any) -> None:
+        if event.shape == ignoring:
+            event.ignore(f"cannot read the {ignoring} shape")
+            return
+        record(event, tx)
+
+    snapshot, thin = one_change(world)
+    early, late = (snapshot, thin) if ignoring == "snapshot" else (thin, snapshot)
+    world.deliver(early)
+    world.drain()
+    assert status_of(world, early) == ("ignored", f"cannot read the {ignoring} shape")
+    world.deliver(late)
+    world.drain()
+    assert status_of(world, late) == ("processed", None)
+    assert [row[:3] for row in world.seen()] == [
+        (orjson.loads(late)["id"], "payment_intent.succeeded",
+         "thin" if ignoring == "snapshot" else "snapshot")]
+
+
 def test_twins_processed_at_once_by_two_workers_apply_once(settings: Settings) -> None:
     """Whatever the interleaving, every change applies once: both shapes of five payments,
     delivered together, drained by two worker threads at once, one event per claim."""

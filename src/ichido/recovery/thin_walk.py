@@ -20,7 +20,7 @@ from __future__ import annotations
 import fnmatch
 import random
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 import orjson
 import stripe
@@ -29,8 +29,46 @@ from ichido.event import Delivery, parse_delivery
 from ichido.inbox.base import EventFilter
 from ichido.thin.notification import created_seconds
 
+from ichido.recovery.report import SAFE_WINDOW, ReconcileReport, count
+
 if TYPE_CHECKING:
-    from ichido.recovery.reconcile import Reconciler, ReconcileReport
+    from ichido.db.base import Database
+    from ichido.inbox.seams import ReconcileStore
+
+
+class Walker(Protocol):
+    """What the walk takes from the reconciler that runs it: its store, client, options and
+    cursor rows (``Reconciler``; a Protocol, so the walk never imports the reconciler)."""
+
+    @property
+    def inbox(self) -> "ReconcileStore": ...
+    @property
+    def database(self) -> "Database": ...
+    @property
+    def client(self) -> stripe.StripeClient: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def account(self) -> str | None: ...
+    @property
+    def types(self) -> list[str]: ...
+    @property
+    def overlap(self) -> int: ...
+    @property
+    def first_lookback(self) -> int: ...
+    @property
+    def include_delivered(self) -> bool: ...
+    @property
+    def max_backoff_tries(self) -> int: ...
+    @property
+    def backoff_base(self) -> float: ...
+    @property
+    def sleep(self) -> Callable[[float], None]: ...
+
+    def _load(self, name: str | None = None) -> dict[str, Any]: ...
+
+    def _save(self, *, created: int | None, walk: tuple[int, int, int] | None,
+              name: str | None = None) -> None: ...
 
 PAGE = 100  # the v2 list's largest page
 NOTIFIED = ("id", "object", "type", "created", "livemode", "context", "reason",
@@ -45,7 +83,7 @@ def uses_thin(client: stripe.StripeClient, account: str | None) -> bool:
     """Whether the account has a thin event destination (enabled or not: events made while one
     was disabled are what the walk is for)."""
     options: dict[str, Any] = {"stripe_context": account} if account else {}
-    listing: Any = client.v2.core.event_destinations.list(options=options)  # type: ignore[arg-type]
+    listing: Any = client.v2.core.event_destinations.list(options=options)  # type: ignore[arg-type]  # a plain dict of the SDK's options
     while True:
         if any(getattr(d, "event_payload", None) == "thin" for d in listing.data):
             return True
@@ -58,13 +96,13 @@ def uses_thin(client: stripe.StripeClient, account: str | None) -> bool:
 class ThinWalk:
     """One v2 walk for ``reconciler``'s account, counted into its report."""
 
-    def __init__(self, reconciler: "Reconciler") -> None:
+    def __init__(self, reconciler: Walker) -> None:
         self.r = reconciler
         self.name = f"{reconciler.name}:v2"
         self.options: dict[str, Any] = ({"stripe_context": reconciler.account}
                                         if reconciler.account else {})
 
-    def run(self, report: "ReconcileReport", *, since: int | None, dry_run: bool) -> None:
+    def run(self, report: ReconcileReport, *, since: int | None, dry_run: bool) -> None:
         r = self.r
         state = r._load(self.name)
         newest = self._page({"limit": 1}, report)[0]
@@ -91,7 +129,7 @@ class ThinWalk:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def _pages(self, params: dict[str, Any], report: "ReconcileReport"
+    def _pages(self, params: dict[str, Any], report: ReconcileReport
                ) -> Iterator[list[dict[str, Any]]]:
         page, url = self._page(params, report)
         while True:
@@ -101,14 +139,14 @@ class ThinWalk:
                 return
             page, url = self._page(url, report)
 
-    def _page(self, ask: dict[str, Any] | str, report: "ReconcileReport"
+    def _page(self, ask: dict[str, Any] | str, report: ReconcileReport
               ) -> tuple[list[dict[str, Any]], str | None]:
         """One page: the first by the SDK's list, the next ones by ``next_page_url``."""
         client = self.r.client
 
         def first(params: dict[str, Any]) -> Callable[[], Any]:
             return lambda: client.v2.core.events.list(
-                params=params, options=self.options)  # type: ignore[arg-type]
+                params=params, options=self.options)  # type: ignore[arg-type]  # the SDK's options
 
         def more(url: str) -> Callable[[], Any]:
             return lambda: client.deserialize(client.raw_request("get", url, **self.options),
@@ -118,7 +156,7 @@ class ThinWalk:
         return ([e.to_dict() for e in listing.data],
                 getattr(listing, "next_page_url", None) or None)
 
-    def _backoff(self, call: Callable[[], Any], report: "ReconcileReport") -> Any:
+    def _backoff(self, call: Callable[[], Any], report: ReconcileReport) -> Any:
         r = self.r
         for attempt in range(1, r.max_backoff_tries + 1):
             try:
@@ -138,9 +176,8 @@ class ThinWalk:
         names = (event_type, event_type.removeprefix("v1."))
         return not types or any(fnmatch.fnmatchcase(n, t) for n in names for t in types)
 
-    def _take(self, page: list[dict[str, Any]], report: "ReconcileReport", now: int,
+    def _take(self, page: list[dict[str, Any]], report: ReconcileReport, now: int,
               dry_run: bool) -> None:
-        from ichido.recovery.reconcile import SAFE_WINDOW, count
 
         page = [e for e in page if self._wanted(str(e.get("type")))]
         if not page:

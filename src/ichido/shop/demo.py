@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from ichido import signature
+from ichido import EventFilter, signature
 from ichido.config import Settings
 from ichido.shop.app import create_shop
 from ichido.shop.service import Shop
@@ -32,7 +32,6 @@ from ichido.shop.settings import ShopSettings
 from ichido.emulator import Emulator, EmulatorServer
 from ichido.serving import ThreadedServer
 from ichido.testing import free_port
-from ichido.thin.reader import Reader
 
 API_KEY = "sk_test_ichido_demo"
 # the changes the shop's handlers act on, which the thin destination also sends
@@ -79,7 +78,7 @@ class Demo:
                                      mail_dir=str(workdir / "mail"))
         self.shop: Shop = create_shop(settings, shop_settings, workers=2)
         # thin events are completed by reading the local Stripe, through the same SDK
-        self.shop.app.reader = Reader(settings.fetch_rate, client=self.sdk)
+        self.shop.app.read_with(self.sdk)
         self.service = ThreadedServer(self.shop.app, port=service_port)
         self.mail_dir = workdir / "mail"
         self.http = httpx.Client(timeout=30)
@@ -312,9 +311,7 @@ class Demo:
         return problems
 
     def thin_stored(self) -> int:
-        from ichido.inbox import EventFilter, sql_inbox
-
-        return sql_inbox(self.shop.app.inbox, "ichido demo").count(EventFilter(shape="thin"))
+        return self.shop.app.inbox.count(EventFilter(shape="thin"))
 
     def report(self, expectations: list[Expectation], problems: list[str]) -> None:
         stats = self.shop.app.inbox.stats()

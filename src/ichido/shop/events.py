@@ -33,7 +33,7 @@ def register(app: App, grace: float = subscriptions.DEFAULT_GRACE,
 
     def guarded(apply: Handler) -> Handler:
         def handler(event: Event, tx: Transaction) -> None:
-            if (unsupported := versions.unsupported(event.payload)) is not None:
+            if (unsupported := versions.unsupported(event.api_version)) is not None:
                 versions.warn_once(unsupported)
                 event.ignore(unsupported)
                 return

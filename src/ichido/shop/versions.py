@@ -60,10 +60,11 @@ def warn_once(reason: str) -> None:
                     " ignored` lists what was missed)", reason, OLDEST, NEWEST)
 
 
-def unsupported(payload: dict[str, Any]) -> str | None:
-    """The ignore reason for an event whose ``api_version`` the shop does not read, else None.
-    The version is shown only when it looks like one (it is the sender's data)."""
-    version = payload.get("api_version")
+def unsupported(version: str | None) -> str | None:
+    """The ignore reason for an event whose object is in an API version the shop does not read
+    (``Event.api_version``: a snapshot's own, a thin event's the version its object was
+    fetched in), else None. The version is shown only when it looks like one (it is the
+    sender's data)."""
     found = _VERSION.fullmatch(version) if isinstance(version, str) else None
     if found is None:
         return "unsupported_api_version:unreadable"

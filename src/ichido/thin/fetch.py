@@ -51,8 +51,10 @@ def needs_object(event_type: str) -> bool:
     return event_type.startswith("v1.")
 
 
-def thin_event(notification: dict[str, Any], fetched: Fetched, attempt: int) -> Event:
-    """The handlers' view of a completed thin event (``Event``, ``shape="thin"``)."""
+def thin_event(notification: dict[str, Any], fetched: Fetched, attempt: int,
+               api_version: str | None = None) -> Event:
+    """The handlers' view of a completed thin event (``Event``, ``shape="thin"``);
+    ``api_version``: the version its object was read in."""
     payload = {**notification, **fetched.event}
     event_type = str(notification["type"])
     found = recovered.impact(fetched.event) if recovered.is_alert(event_type) else None
@@ -60,10 +62,10 @@ def thin_event(notification: dict[str, Any], fetched: Fetched, attempt: int) -> 
         return Event(str(notification["id"]), found.event_type,
                      created_seconds(notification["created"]), payload, attempt,
                      shape="recovery", fetched_object=fetched.object,
-                     recovered_from=found.alert_id)
+                     recovered_from=found.alert_id, fetched_api_version=api_version)
     return Event(str(notification["id"]), event_type.removeprefix("v1."),
                  created_seconds(notification["created"]), payload, attempt, shape="thin",
-                 fetched_object=fetched.object)
+                 fetched_object=fetched.object, fetched_api_version=api_version)
 
 
 class FetchStage:
@@ -102,7 +104,8 @@ class FetchStage:
             if twins.is_thin(claim.type, claim.body):
                 raise RuntimeError(f"thin event {claim.id} reached its handlers unfetched")
             return Event.from_body(claim.body, claim.attempt)
-        return thin_event(orjson.loads(claim.body), fetched, claim.attempt)
+        return thin_event(orjson.loads(claim.body), fetched, claim.attempt,
+                          self.reader.api_version())
 
     def impact(self, claim: Claim) -> recovered.Impact | None:
         """What a prepared health alert says was never generated (None: not an alert, or it

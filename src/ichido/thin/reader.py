@@ -81,6 +81,13 @@ class Reader:
                 self._client = self._make_client()
             return self._client
 
+    def api_version(self) -> str:
+        """The ``Stripe-Version`` this reader's client sends: the version the objects it fetches
+        are rendered in (the SDK's pinned one unless the client was given another)."""
+        requestor = getattr(self.client(), "_requestor", None)
+        version = getattr(requestor, "stripe_version", None)
+        return version if isinstance(version, str) else stripe.api_version
+
     def notification(self, body: bytes) -> Any:
         """The SDK's typed notification of a stored (verified at the door) thin body."""
         return self.client().parse_event_notification_without_verification(body)

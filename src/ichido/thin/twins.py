@@ -6,7 +6,9 @@ The change's key is the snapshot's id: a snapshot event keys on its own id, a th
 in their transaction, each event with handlers inserts its key into ``ichido_changes``; the one
 whose insert lands applies, and the other finds the key held by its twin and is finished as
 ``twin`` without running a handler. The key commits with what the handlers wrote, or not at all:
-a failed attempt leaves the change free for its twin, and never marked done.
+a failed attempt leaves the change free for its twin, and never marked done. Nor does an event
+that its handlers ignored (a shape or an API version they do not read) or judged stale: it
+``release``s the key in the same transaction, so the other shape can still apply the change.
 
 On PostgreSQL two workers inserting one key at once queue on the primary key: the second waits
 for the first transaction and inserts only if it rolled back. On SQLite transactions are one at
@@ -69,6 +71,12 @@ def hold(tx: Transaction, events: Sequence[tuple[str, str]]) -> dict[str, str]:
                           f" ({', '.join('?' for _ in keys)})", keys).fetchall()
         holders.update((str(r[0]), str(r[1])) for r in rows)
     return {event_id: holders[key] for event_id, key in events if holders[key] != event_id}
+
+
+def release(tx: Transaction, event_id: str, key: str) -> None:
+    """Give back ``key`` that ``event_id`` took in ``tx`` without applying its change (its
+    handlers ignored it or judged it stale): the twin may still apply it."""
+    tx.execute("DELETE FROM ichido_changes WHERE change = ? AND event_id = ?", (key, event_id))
 
 
 def holders_of(reader: Any, keys: Sequence[str]) -> dict[str, str]:
