@@ -14,6 +14,8 @@ from typing import Any, Iterator
 
 from botocore.exceptions import ClientError
 
+from ichido.aws.fetch import CHANGE, change_pk
+from ichido.aws.ledger import TwinApplied, twin_note
 from ichido.db.dynamodb import DynamoDatabase, DynamoTransaction, TransactionCancelled, to_item
 from ichido.errors import StorageUnavailable
 from ichido.event import Delivery
@@ -38,18 +40,20 @@ class DynamoLedger:
         return item
 
     @contextmanager
-    def applying(self, delivery: Delivery, status: Status, attempt: int,
-                 received_at: float) -> Iterator[DynamoTransaction | None]:
+    def applying(self, delivery: Delivery, status: Status, attempt: int, received_at: float,
+                 *, change: str | None = None,
+                 note: str | None = None) -> Iterator[DynamoTransaction | None]:
         current = self._current(delivery.id)
         if current is not None and current.get("status") in FINISHED:
             self.count({"received": 1, "duplicates_durable": 1})
             yield None
             return
-        tx = DynamoTransaction(self.database, reserved=2)
+        claim = [self._change(delivery.id, change)] if change else []
+        tx = DynamoTransaction(self.database, reserved=2 + len(claim))
         yield tx
         counted = counter_update(self.table_name, self.shard, {"received": 1, "unique": 1})
-        items = [self._marker(delivery, status, attempt, received_at, current), counted,
-                 *tx.items]
+        items = [self._marker(delivery, status, attempt, received_at, current, note), counted,
+                 *claim, *tx.items]
         try:
             self.database.commit(items)
         except TransactionCancelled as exc:
@@ -57,7 +61,36 @@ class DynamoLedger:
                 # Another copy committed since our read: now a duplicate, and nothing written.
                 self.count({"received": 1, "duplicates_durable": 1})
                 return
+            if claim and len(exc.reasons) > 2 and exc.reasons[2] == "ConditionalCheckFailed":
+                self._finish_twin(delivery, attempt, received_at, current, str(change))
+                return  # a copy finished it meanwhile: counted as a duplicate
             raise
+
+    def _change(self, event_id: str, change: str) -> dict[str, Any]:
+        """The change's conditional put (``ichido.thin.twins``): it lands when no event holds
+        the change, or when this one does (a replay); else the whole transaction is cancelled."""
+        return {"Put": {"TableName": self.table_name,
+                        "Item": to_item({"pk": change_pk(change), "sk": CHANGE,
+                                         "event_id": event_id, "applied_at": time.time()}),
+                        "ConditionExpression": "attribute_not_exists(pk) OR event_id = :me",
+                        "ExpressionAttributeValues": to_item({":me": event_id})}}
+
+    def _finish_twin(self, delivery: Delivery, attempt: int, received_at: float,
+                     current: dict[str, Any] | None, change: str) -> None:
+        """Another event's transaction took the change since ours began: this one is finished
+        as its twin (its marker and count alone; what the handlers wrote was cancelled)."""
+        held = self.database.get(self.table_name, {"pk": change_pk(change), "sk": CHANGE}) or {}
+        holder = str(held.get("event_id", change))
+        counted = counter_update(self.table_name, self.shard, {"received": 1, "unique": 1})
+        try:
+            self.database.commit([self._marker(delivery, Status.TWIN, attempt, received_at,
+                                               current, twin_note(holder)), counted])
+        except TransactionCancelled as exc:
+            if exc.reasons and exc.reasons[0] == "ConditionalCheckFailed":
+                self.count({"received": 1, "duplicates_durable": 1})
+                return
+            raise
+        raise TwinApplied(delivery.id, holder)
 
     def record_failure(self, delivery: Delivery, attempt: int, error: str, *,
                        dead: bool) -> None:
@@ -67,7 +100,8 @@ class DynamoLedger:
         values = {":s": (Status.DEAD if dead else Status.RETRYING).value, ":a": attempt,
                   ":e": error, ":t": delivery.type, ":c": delivery.created, ":r": time.time(),
                   ":f": [{"attempt": attempt, "at": time.time(), "error": error}],
-                  ":none": [], ":p": Status.PROCESSED.value, ":i": Status.IGNORED.value}
+                  ":none": [], ":p": Status.PROCESSED.value, ":i": Status.IGNORED.value,
+                  ":w": Status.TWIN.value}
         update = ("SET #status = :s, attempts = :a, last_error = :e, #type = :t, created = :c,"
                   " received_at = if_not_exists(received_at, :r), failures = ")
         appended = "list_append(if_not_exists(failures, :none), :f)"
@@ -88,7 +122,7 @@ class DynamoLedger:
             self.client.update_item(
                 TableName=self.table_name, Key=to_item({"pk": event_id, "sk": EVENT}),
                 UpdateExpression=expression,
-                ConditionExpression="attribute_not_exists(pk) OR NOT #status IN (:p, :i)",
+                ConditionExpression="attribute_not_exists(pk) OR NOT #status IN (:p, :i, :w)",
                 ExpressionAttributeNames={"#status": "status", "#type": "type"},
                 ExpressionAttributeValues=to_item(values))
         except ClientError as exc:
@@ -105,7 +139,7 @@ class DynamoLedger:
         return self.database.get(self.table_name, {"pk": event_id, "sk": EVENT})
 
     def _marker(self, delivery: Delivery, status: Status, attempt: int, received_at: float,
-                current: dict[str, Any] | None) -> dict[str, Any]:
+                current: dict[str, Any] | None, note: str | None = None) -> dict[str, Any]:
         now = time.time()
         if current is None:
             item = {"pk": delivery.id, "sk": EVENT, "type": delivery.type,
@@ -113,12 +147,17 @@ class DynamoLedger:
                     "received_at": received_at, "finished_at": now}
             if delivery.object_id:
                 item["object_id"] = delivery.object_id
+            if note:
+                item["last_error"] = note
             return {"Put": {"TableName": self.table_name, "Item": to_item(item),
                             "ConditionExpression": "attribute_not_exists(pk)"}}
+        values = {":s": status.value, ":a": attempt, ":f": now, ":seen": current.get("status")}
+        if note:
+            values[":e"] = note
         return {"Update": {
             "TableName": self.table_name, "Key": to_item({"pk": delivery.id, "sk": EVENT}),
-            "UpdateExpression": "SET #status = :s, attempts = :a, finished_at = :f",
+            "UpdateExpression": "SET #status = :s, attempts = :a, finished_at = :f"
+                                + (", last_error = :e" if note else ""),
             "ConditionExpression": "#status = :seen",
             "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": to_item({":s": status.value, ":a": attempt, ":f": now,
-                                                  ":seen": current.get("status")})}}
+            "ExpressionAttributeValues": to_item(values)}}
