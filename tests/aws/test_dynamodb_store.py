@@ -30,29 +30,29 @@ def test_one_item_past_the_transaction_limit_is_a_clear_error_and_nothing_is_wri
     written: list[int] = []
 
     def too_many(event: Event, tx) -> None:
-        for n in range(MAX_ITEMS):  # ichido's marker and counter take two of the hundred
+        for n in range(MAX_ITEMS):  # ichido's marker, counter and change key take three
             tx.put(layout.effects.table, {"pk": event.id, "sk": f"{n:03}"})
             written.append(n)
 
     layout.handlers.on("charge.succeeded")(too_many)
     event_id = send(layout, make_event("charge.succeeded"))
     layout.poller.drain()
-    assert len(written) == 3 * (MAX_ITEMS - 2)  # on each of 3 receives the 99th put raised
+    assert len(written) == 3 * (MAX_ITEMS - 3)  # on each of 3 receives the 98th put raised
     assert layout.effect_counts() == {}
     record = layout.inbox.get(event_id)
     assert record.status == Status.DEAD
     assert "TransactionTooLarge: a DynamoDB transaction holds at most 100 items" in record.last_error
 
 
-def test_ninety_eight_items_commit_with_the_marker(layout: SqsLayout) -> None:
+def test_ninety_seven_items_commit_with_the_marker(layout: SqsLayout) -> None:
     def many(event: Event, tx) -> None:
-        for n in range(MAX_ITEMS - 2):
+        for n in range(MAX_ITEMS - 3):
             tx.put(layout.effects.table, {"pk": event.id, "sk": f"{n:03}"})
 
     layout.handlers.on("charge.succeeded")(many)
     event_id = send(layout, make_event("charge.succeeded"))
     layout.poller.drain()
-    assert layout.effect_counts() == {event_id: MAX_ITEMS - 2}
+    assert layout.effect_counts() == {event_id: MAX_ITEMS - 3}
     assert layout.inbox.get(event_id).status == Status.PROCESSED
 
 
