@@ -3,7 +3,9 @@
 The items are the DynamoDB inbox's (``ichido.inbox.dynamodb`` describes them); this is the
 worker's side of them: ``applying`` writes the processed marker in the same
 ``TransactWriteItems`` as the handlers' writes, conditional on the item as it was read, so a
-copy that slipped past the read is cancelled at commit (I2, I8).
+copy that slipped past the read is cancelled at commit (I2, I8). An event with handlers also
+puts its change's item, ``("change#<key>", "change")`` (``ichido.thin.twins``), in that
+transaction, conditional on no other event holding it: its twin's commit cancels it whole.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ delivery, the store learns of an event only in the worker's transaction.
 ``applying`` opens one transaction, writes the processed marker unless the event already has
 one, and hands the handlers the same transaction (I2): both commit, or neither. A second copy
 (a Stripe redelivery, SQS's at-least-once delivery, a redriven dead letter that had in fact
-been applied) finds the marker and is acknowledged as a durable duplicate. This module holds
+been applied) finds the marker and is acknowledged as a durable duplicate. The change's key
+(``ichido.thin.twins``) is claimed in the same transaction, so that a snapshot event and its thin
+twin apply once, and a failed attempt leaves the change free. This module holds
 the protocol and its SQL engine (PostgreSQL on RDS, or SQLite for ``ichido aws local``);
 DynamoDB's is ``ichido.aws.dynamodb_ledger``.
 """

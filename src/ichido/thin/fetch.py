@@ -120,7 +120,8 @@ class FetchStage:
                     event = self.reader.event(notification, created_seconds(note["created"]))
                     fresh[claim.id] = Fetched(event)
                 if want_object:
-                    key = (str(related.get("url")), str(note.get("context")))  # type: ignore[union-attr]
+                    assert isinstance(related, dict)  # want_object says so
+                    key = (str(related.get("url")), str(note.get("context")))
                     if key not in objects:
                         try:
                             objects[key] = self.reader.related_object(notification)
