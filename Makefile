@@ -8,11 +8,15 @@ STRIPE_TOOLS := tests/stripe_tools/node_modules/.installed
 
 .PHONY: run test check bench clean
 
-$(STAMP): pyproject.toml
+# Everything: the core with every extra and the test tools, and its two siblings (the local
+# Stripe and the example shop, packages/), all editable over the one tree in src/.
+SIBLINGS := -e ./packages/ichido-emulator -e ./packages/ichido-shop
+
+$(STAMP): pyproject.toml packages/ichido-emulator/pyproject.toml packages/ichido-shop/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ichido needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]' $(SIBLINGS)
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -33,9 +37,10 @@ check: $(STAMP)
 	$(PY) -m mypy
 
 bench: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,bench]' $(SIBLINGS)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) -m bench all
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache tests/stripe_tools/node_modules
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache tests/stripe_tools/node_modules \
+		packages/*/build packages/*/*.egg-info

@@ -29,6 +29,8 @@ BENCHMARKS: dict[str, Benchmark] = {
                               "sleeps 30 s in a handler's transaction (SQLite by default)"),
     "dashboard": Benchmark("bench.dashboard", "ingest req/s and p99 with and without an "
                            "operator polling the dashboard (issue 15)", in_all=False),
+    "cost": Benchmark("bench.aws_cost", "AWS calls and DynamoDB WRU/RRU per event, each "
+                      "layout and case, beside Powertools' idempotency (moto; issue 25)"),
     "replay": Benchmark("bench.replay", "replay by filter: requeued events/s and memory at "
                         "100,000 events (issue 13)"),
     "stripe-cli": Benchmark("bench.stripe_cli", "every `stripe trigger` of ichido's families "

@@ -1,6 +1,8 @@
 """A missing extra is one line naming the extra to install, never an ImportError traceback:
 from the CLI and from the library API, with the optional library hidden in a subprocess
-(``sys.modules[name] = None`` makes every import of it fail, as if it were not installed)."""
+(``sys.modules[name] = None`` makes every import of it fail, as if it were not installed).
+The example shop and the local Stripe are sibling distributions (packages/), not extras: their
+line names the distribution and how to install it from a checkout."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ CASES = [
      ["events", "list"], "ICHIDO_QUEUE_URL or ICHIDO_AWS_LAYOUT is set but boto3 is not installed"),
     ("aws-local", "moto", {},
      ["aws", "local"], "ichido aws local starts a moto server but moto is not installed"),
-    # The applications, as a build without their packages leaves them (the README's set-up
+    # The applications, as the core wheel without its siblings leaves them (the README's set-up
     # installs them all): every command of theirs, whatever its arguments, is one line.
     ("shop", "ichido.shop", {}, ["demo"],
      "ichido demo runs the example shop but ichido.shop is not installed"),
@@ -40,6 +42,19 @@ CASES = [
     ("emulator", "ichido.emulator", {}, ["demo", "--help"],
      "ichido demo runs the local Stripe but ichido.emulator is not installed"),
 ]
+
+
+# What the line ends with: the extra, or for an application its sibling distribution.
+INSTALL = {
+    "shop": "pip install ichido-shop (from a checkout of ichido: "
+            "pip install ./packages/ichido-emulator ./packages/ichido-shop)",
+    "emulator": "pip install ichido-emulator (from a checkout of ichido: "
+                "pip install ./packages/ichido-emulator)",
+}
+
+
+def install(extra: str) -> str:
+    return INSTALL.get(extra, f"pip install 'ichido[{extra}]'")
 
 
 def run_without(library: str, code: str, env: dict[str, str],
@@ -66,7 +81,7 @@ def test_the_cli_names_the_missing_extra_in_one_line(extra, library, env, comman
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
-    assert lines == [f"error [missing_extra] {reason}: pip install 'ichido[{extra}]'"], lines
+    assert lines == [f"error [missing_extra] {reason}: {install(extra)}"], lines
 
 
 LIBRARY_CASES = [case for case in CASES if case[3][0] in ("migrate", "serve", "dashboard")]
@@ -90,19 +105,28 @@ def test_the_library_raises_missing_extra_naming_it(extra, library, env, command
             print("no error")
     """, env, tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == f"missing_extra|{reason}: pip install 'ichido[{extra}]'"
+    assert done.stdout.strip() == f"missing_extra|{reason}: {install(extra)}"
 
 
 def test_every_extra_that_require_names_is_declared_in_pyproject() -> None:
     import tomllib
     from pathlib import Path
 
-    from ichido.extras import EXTRAS
+    from ichido.extras import EXTRAS, SIBLINGS
 
-    declared = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    root = Path(__file__).parents[1]
+    declared = tomllib.loads((root / "pyproject.toml").read_text())
     extras = declared["project"]["optional-dependencies"]
     assert set(EXTRAS) <= set(extras)
     assert "psycopg" not in str(declared["project"]["dependencies"])
+    # Each application the CLI can name is a distribution built from packages/, providing the
+    # subpackage the CLI imports; the message's paths are those projects.
+    for name, (module, how) in SIBLINGS.items():
+        project = tomllib.loads((root / "packages" / f"ichido-{name}" / "pyproject.toml")
+                                .read_text())
+        assert project["project"]["name"] == f"ichido-{name}"
+        assert project["tool"]["setuptools"]["packages"][0] == module
+        assert f"pip install ichido-{name} " in how and f"./packages/ichido-{name}" in how
 
 
 def test_help_lists_an_application_that_is_not_installed_with_its_extra(tmp_path) -> None:
@@ -115,5 +139,5 @@ def test_help_lists_an_application_that_is_not_installed_with_its_extra(tmp_path
     listed = {line.split()[1]: line for line in done.stdout.splitlines()
               if line.startswith("│ ") and len(line.split()) > 2}
     for command in ("orders", "fees", "demo"):
-        assert "Not installed: pip install 'ichido[shop]'" in listed[command], listed[command]
+        assert "Not installed: pip install ichido-shop " in listed[command], listed[command]
     assert "Not installed" not in listed["emulator"] and "Not installed" not in listed["serve"]

@@ -1,7 +1,8 @@
 """The light core, as a library user gets it: the wheel built from this repository, installed
 with no extras in a fresh virtual environment outside it, serves the README's handler example
 on SQLite and applies a signed event once; and it brings no PostgreSQL driver, Redis client,
-Jinja2 or AWS SDK.
+Jinja2 or AWS SDK, nor the example shop or the local Stripe: those are the sibling wheels built
+from packages/, which add their subpackages (and their data files) to the installed ichido.
 
 Slow (a build, a venv and an install from the package index): it runs in an xdist group of its
 own so that it never holds up the rest of the suite's processes one after another."""
@@ -13,6 +14,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import tomllib
+import zipfile
 
 import httpx
 import orjson
@@ -48,23 +52,106 @@ def run(*args: str | Path, **kwargs) -> subprocess.CompletedProcess:
     return done
 
 
+SIBLINGS = ("ichido-emulator", "ichido-shop")
+
+
 @pytest.fixture(scope="module")
-def light_venv(tmp_path_factory) -> Path:
-    """A venv outside the repository holding the core wheel and only its dependencies."""
-    work = tmp_path_factory.mktemp("wheel")
+def wheels(tmp_path_factory) -> dict[str, Path]:
+    """The core's wheel and its siblings', by distribution name, built as the README says."""
+    work = tmp_path_factory.mktemp("wheels")
     source = work / "source"  # a copy: building in the repository would leave build/ behind
-    shutil.copytree(ROOT / "src", source / "src",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
+    shutil.copytree(ROOT / "src", source / "src", ignore=ignore)
+    shutil.copytree(ROOT / "packages", source / "packages", ignore=ignore)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
     run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", work / "wheels",
-        source)
-    (wheel,) = (work / "wheels").glob("ichido-*.whl")
-    venv = work / "venv"
-    run(sys.executable, "-m", "venv", "--without-pip", venv)
-    run(sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "--quiet",
-        wheel)
-    return venv
+        source, *(source / "packages" / name for name in SIBLINGS))
+    built = {path.name.split("-")[0].replace("_", "-"): path
+             for path in (work / "wheels").glob("*.whl")}
+    assert set(built) == {"ichido", *SIBLINGS}, built
+    return built
+
+
+def fresh_venv(path: Path, *wheel_files: Path) -> Path:
+    run(sys.executable, "-m", "venv", "--without-pip", path)
+    run(sys.executable, "-m", "pip", "--python", path / "bin" / "python", "install", "--quiet",
+        *wheel_files)
+    return path
+
+
+@pytest.fixture(scope="module")
+def light_venv(wheels: dict[str, Path], tmp_path_factory) -> Path:
+    """A venv outside the repository holding the core wheel and only its dependencies."""
+    return fresh_venv(tmp_path_factory.mktemp("light") / "venv", wheels["ichido"])
+
+
+def clean_env(**settings: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("ICHIDO_", "STRIPE_", "PYTHON", "VIRTUAL_ENV"))}
+    env.update(settings)
+    return env
+
+
+def files(wheel: Path) -> set[str]:
+    with zipfile.ZipFile(wheel) as archive:
+        return {name for name in archive.namelist() if ".dist-info/" not in name}
+
+
+def test_the_core_wheel_leaves_out_the_shop_and_the_emulator(wheels: dict[str, Path]) -> None:
+    core = files(wheels["ichido"])
+    assert "ichido/__init__.py" in core and "ichido/dashboard/templates/base.html" in core
+    assert not {name for name in core if name.startswith(("ichido/shop/", "ichido/emulator/"))}
+
+
+def test_the_sibling_wheels_carry_their_subpackage_and_its_data_files(
+        wheels: dict[str, Path]) -> None:
+    shop, emulator = files(wheels["ichido-shop"]), files(wheels["ichido-emulator"])
+    assert {"ichido/shop/__init__.py", "ichido/shop/cli.py", "ichido/shop/pricing.toml",
+            "ichido/shop/catalog.example.toml"} <= shop
+    assert {"ichido/emulator/__init__.py", "ichido/emulator/pricing.toml",
+            "ichido/emulator/versions/__init__.py",
+            "ichido/emulator/versions/stripe_api.json"} <= emulator
+    # Every file of the sources, so a subpackage or data file left out of the sibling's
+    # pyproject.toml shows here; and only those: never the core's ichido/__init__.py, which
+    # uninstalling a sibling would then take away.
+    for name, built in (("shop", shop), ("emulator", emulator)):
+        sources = {path.relative_to(ROOT / "src").as_posix()
+                   for path in (ROOT / "src" / "ichido" / name).rglob("*")
+                   if path.is_file() and "__pycache__" not in path.parts}
+        assert built == sources, (built ^ sources)
+    # Built from one commit, they carry the core's version.
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    for name in SIBLINGS:
+        assert f"-{version}-" in wheels[name].name, wheels[name].name
+
+
+def test_the_core_wheel_says_how_to_install_the_shop(light_venv: Path, tmp_path: Path) -> None:
+    done = subprocess.run([light_venv / "bin" / "ichido", "fees", "quote", "--amount", "300"],
+                          cwd=tmp_path, env=clean_env(), capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error [missing_extra] ichido fees runs the example shop's fee guard but ichido.shop is "
+        "not installed: pip install ichido-shop (from a checkout of ichido: pip install "
+        "./packages/ichido-emulator ./packages/ichido-shop)"]
+
+
+def test_the_sibling_wheels_beside_the_core_run_the_shop_and_the_emulator(
+        wheels: dict[str, Path], tmp_path: Path) -> None:
+    venv = fresh_venv(tmp_path / "venv", *wheels.values())
+    ichido = venv / "bin" / "ichido"
+    env = clean_env(ICHIDO_DATABASE_URL="sqlite:///shop.db")
+    quote = run(ichido, "fees", "quote", "--amount", "300", "--method", "konbini", "--json",
+                cwd=tmp_path, env=env).stdout
+    quoted = orjson.loads(quote)  # the rates read from the shop's pricing.toml
+    assert quoted["method"] == "konbini" and quoted["fee"] > 0 and quoted["currency"] == "jpy"
+    run(ichido, "emulator", "--help", cwd=tmp_path, env=env)
+    versions = run(venv / "bin" / "python", "-c",
+                   "from ichido.emulator import versions; "
+                   "print(versions.DEFAULT in versions.supported())",
+                   cwd=tmp_path, env=env).stdout.strip()
+    assert versions == "True"  # the emulator's API versions, read from its JSON data file
 
 
 def test_the_core_wheel_installs_no_optional_library(light_venv: Path) -> None:

@@ -10,6 +10,8 @@ environments would; ``kill -9`` of a host loses whatever it was receiving or app
 sender (pipeline_sender.py) is Stripe: 30% duplicates, a share of them concurrent at two hosts.
 The queue is FIFO (grouped by Stripe object); one event's handler always fails, so it must be
 dead-lettered while every other event, its own group's later ones included, is applied once.
+The sender waits while the queue holds more than ``--max-backlog`` messages: moto's SQS, even
+sped up (``ichido.aws.moto_speedups``), still scans its queue on each receive and delete.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class AwsFleet:
         self.moto_log = open(logs / "moto.log", "ab")
         self.moto: subprocess.Popen[bytes] | None = None
         self.hosts: list[Service] = []
+        self.sqs: Any = None
+        self.queue_url = ""
         self.ports: list[int] = []
         for n in range(args.hosts):
             port = free_port()
@@ -108,9 +112,13 @@ class AwsFleet:
                             aws_access_key_id="torture", aws_secret_access_key="torture")
 
     def queue_backlog(self) -> int:
-        sqs = self.boto3("sqs")
-        url = sqs.get_queue_url(QueueName="ichido-events.fifo")["QueueUrl"]
-        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+        """Messages on the queue, visible or in flight (one client for every count: making
+        a boto3 client costs more CPU than the count)."""
+        if self.sqs is None:
+            sqs = self.boto3("sqs")
+            self.queue_url = sqs.get_queue_url(QueueName="ichido-events.fifo")["QueueUrl"]
+            self.sqs = sqs
+        attributes = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=[
             "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
         return sum(int(v) for v in attributes["Attributes"].values())
 
@@ -153,9 +161,11 @@ class AwsTorture:
         self.fleet = AwsFleet(self.tmp / "logs", args, env)
         self.chaos = Chaos(self.fleet, harness.faults(args), random.Random(args.seed),
                            total=int(args.events * (1 + self.plan.late_rate)))
-        self.sender = Sender(self.plan, self.fleet.ports, secret, self.chaos, lanes=args.lanes)
+        self.sender = Sender(self.plan, self.fleet.ports, secret, self.chaos, lanes=args.lanes,
+                             pace=self.pace if args.max_backlog else None)
         self.chaos.progress = self.sender.progress
         self.running = threading.Event()
+        self.backlog = self.backlog_peak = 0  # messages on the queue, as last counted
 
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
@@ -166,6 +176,7 @@ class AwsTorture:
         self.running.set()
         chaos = threading.Thread(target=self.chaos.run, args=(self.running,), daemon=True)
         chaos.start()
+        threading.Thread(target=self.count_backlog, daemon=True).start()
         try:
             asyncio.run(self.sender.run())
         finally:
@@ -177,6 +188,23 @@ class AwsTorture:
         result = self.judge(time.monotonic() - started, settled)
         self.chaos.add_figures(result, error_counts_as="refused")
         return result
+
+    def count_backlog(self) -> None:
+        """Twice a second, while the sender runs: what ``pace`` holds the lanes back by."""
+        while self.running.is_set():
+            try:
+                self.backlog = self.fleet.queue_backlog()
+            except Exception as exc:  # noqa: BLE001 - the next count will do
+                log(f"could not count the queue: {exc!r}")
+            self.backlog_peak = max(self.backlog_peak, self.backlog)
+            time.sleep(0.5)
+
+    async def pace(self) -> None:
+        """Stripe, held back while more than ``--max-backlog`` messages wait on the queue: moto's
+        SQS scans every message of the queue on each receive and delete, so a backlog in the
+        tens of thousands would slow it to a few events per second (SQS on AWS does not mind)."""
+        while self.backlog > self.args.max_backlog and self.running.is_set():
+            await asyncio.sleep(0.1)
 
     def settle(self, timeout: float) -> bool:
         """Until the queue is empty (visible and in flight), quiet for 3 s."""
@@ -243,7 +271,8 @@ class AwsTorture:
             "poison": poison, "poison_status": statuses.get(self.poison),
             "poison_applied": effects[self.poison], "dead_letters": dead_letters,
             "lost": len(lost), "double": len(doubles), "missing_effects": len(missing),
-            "dead": len(dead), "settled": settled, "seconds": round(seconds, 1),
+            "dead": len(dead), "settled": settled, "backlog_peak": self.backlog_peak,
+            "seconds": round(seconds, 1),
             "events_per_second": round(plan.events / seconds, 1) if seconds else None,
             "problems": problems[:60],
         }
@@ -267,6 +296,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--concurrent-share", type=float, default=0.35)
     parser.add_argument("--max-receive-count", type=int, default=3,
                         help="receives before SQS moves a message to the DLQ")
+    parser.add_argument("--max-backlog", type=int, default=300,
+                        help="the sender waits while the queue holds more messages than this "
+                             "(moto's SQS slows down as its queue grows); 0: never waits")
     harness.add_run_flags(parser, kill_every=20.0, settle_timeout=1800.0,
                           receivers_help="(unused: see --hosts)")
     args = harness.parse_run_flags(parser, argv, "events")
@@ -295,7 +327,8 @@ def main(argv: list[str]) -> int:
           f"{result['dead_letters']} message(s) in the DLQ; "
           f"{result['retried_deliveries']:,} deliveries retried")
     print(f"  duplicates caught: {result['duplicates_cache']:,} by the seen tier, "
-          f"{result['duplicates_durable']:,} by DynamoDB")
+          f"{result['duplicates_durable']:,} by DynamoDB; the queue held at most "
+          f"{result['backlog_peak']:,} messages")
     harness.verdict(result, problems=PROBLEMS, ok=ok, as_json=args.json,
                     ok_line="nothing lost, nothing applied twice, the poison alone dead")
     return 0 if ok else 1

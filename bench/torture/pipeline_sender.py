@@ -16,6 +16,7 @@ import hmac
 import random
 import time
 from collections import Counter
+from typing import Awaitable, Callable
 
 from bench.torture.chaos import Chaos
 from bench.torture.pipeline_plan import Plan, Unit
@@ -56,8 +57,10 @@ class Connection:
 
 class Sender:
     def __init__(self, plan: Plan, ports: list[int], secret: str, chaos: Chaos | None, *,
-                 lanes: int = 48, timeout: float = 30.0, give_up_after: float = 600.0) -> None:
+                 lanes: int = 48, timeout: float = 30.0, give_up_after: float = 600.0,
+                 pace: Callable[[], Awaitable[None]] | None = None) -> None:
         self.plan, self.ports, self.secret, self.chaos = plan, ports, secret.encode(), chaos
+        self.pace = pace  # awaited before each unit: may hold the lanes back
         self.lanes, self.timeout, self.give_up_after = lanes, timeout, give_up_after
         self.created = int(time.time())
         self.answered = bytearray(plan.events)  # 1: some copy of the event got a 2xx
@@ -112,6 +115,8 @@ class Sender:
         slots = [{port: Connection(port) for port in self.ports} for _ in range(2)]
         try:
             for unit in units:
+                if self.pace is not None:
+                    await self.pace()
                 if self.chaos is not None:
                     self.chaos.begin()
                 self.counts["units"] += 1

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # typer carries its own copy of click, which its TyperGroup i
     from typer import _click as click
 
     from ichido.app import App
+    from ichido.extras import MissingExtra
 
 # The example shop's and the local Stripe's commands, by name: imported only when one is run
 # (or help lists them), so the core imports neither (tests/test_imports.py checks it).
@@ -42,8 +43,9 @@ APPLICATION_COMMANDS = {
     "replay": "ichido.recovery.cli:replay",
     "aws": "ichido.aws.cli:aws_cli",  # needs the ichido[aws-local] extra (boto3, mangum, moto)
 }
-# What each application command runs, and the extras that bring it: without one, the command
-# is still listed, and running it is one line naming the extra (ichido.extras).
+# What each application command runs, and the sibling distributions that bring it (the
+# example shop, the local Stripe: ichido.extras.SIBLINGS): without one, the command is still
+# listed, and running it is one line saying how to install it.
 COMMAND_EXTRAS = {
     "orders": (("shop", "the example shop"),),
     "fees": (("shop", "the example shop's fee guard"),),
@@ -85,11 +87,11 @@ def _load_command(name: str, spec: str) -> click.Command:
     return command
 
 
-def _not_installed(name: str, missing: IchidoError) -> click.Command:
+def _not_installed(name: str, missing: MissingExtra) -> click.Command:
     """The command of an extra that is not installed: help lists it, and running it, with any
     arguments, raises ``missing`` (``main`` prints it in one line)."""
     single = typer.Typer(add_completion=False)
-    install = escape(missing.message.rpartition(": ")[2])  # help renders rich markup: [shop]
+    install = escape(missing.install.partition(" (")[0])  # help renders rich markup: [redis]
 
     @single.command(name, help=f"Not installed: {install}", context_settings={
         "allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})

@@ -92,7 +92,9 @@ REASONS: dict[ReasonCode, str] = {
     "no_dlq": "the SQS queue has no dead-letter queue to redrive",
     "bad_filter": "a dashboard filter or page cursor cannot be read",
     "missing_dashboard_token": "the standalone dashboard needs ICHIDO_DASHBOARD_TOKEN",
-    "missing_extra": "a setting or command needs an optional library: pip install 'ichido[EXTRA]'",
+    "missing_extra": "a setting or command needs an optional library (pip install "
+                     "'ichido[EXTRA]') or the shop or emulator (pip install ichido-shop, "
+                     "ichido-emulator)",
     # Processing (recorded on the event, never sent to Stripe)
     "retry_later": "a handler cannot apply the event yet; it is retried with backoff",
     "lease_lost": "another worker took the event over after this one's lease ran out",

@@ -164,7 +164,7 @@ class StreamsLayout:
         self.handlers = HandlerRegistry()
         self.handlers.on("charge.succeeded")(self.effects.record)
         self.settings = Settings(database_url=self.url, webhook_secrets=(SECRET,))
-        self.ledger = DynamoLedger(self.inbox.database, shard=process_shard())
+        self.ledger = DynamoLedger(self.inbox.database, shard=process_shard(), marker_apart=True)
         self.worker = StreamsWorker(EventApplier(self.handlers, self.ledger), self.ledger,
                                     max_attempts=max_attempts, wanted=streams.wanted)
         self.queue = streams.StreamsQueue(self.inbox.table_name)

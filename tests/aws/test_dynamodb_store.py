@@ -30,29 +30,29 @@ def test_one_item_past_the_transaction_limit_is_a_clear_error_and_nothing_is_wri
     written: list[int] = []
 
     def too_many(event: Event, tx) -> None:
-        for n in range(MAX_ITEMS):  # ichido's marker, counter and change key take three
+        for n in range(MAX_ITEMS):  # ichido keeps two of the hundred
             tx.put(layout.effects.table, {"pk": event.id, "sk": f"{n:03}"})
             written.append(n)
 
     layout.handlers.on("charge.succeeded")(too_many)
     event_id = send(layout, make_event("charge.succeeded"))
     layout.poller.drain()
-    assert len(written) == 3 * (MAX_ITEMS - 3)  # on each of 3 receives the 98th put raised
+    assert len(written) == 3 * (MAX_ITEMS - 2)  # on each of 3 receives the 99th put raised
     assert layout.effect_counts() == {}
     record = layout.inbox.get(event_id)
     assert record.status == Status.DEAD
     assert "TransactionTooLarge: a DynamoDB transaction holds at most 100 items" in record.last_error
 
 
-def test_ninety_seven_items_commit_with_the_marker(layout: SqsLayout) -> None:
+def test_ninety_eight_items_commit_with_the_marker(layout: SqsLayout) -> None:
     def many(event: Event, tx) -> None:
-        for n in range(MAX_ITEMS - 3):
+        for n in range(MAX_ITEMS - 2):
             tx.put(layout.effects.table, {"pk": event.id, "sk": f"{n:03}"})
 
     layout.handlers.on("charge.succeeded")(many)
     event_id = send(layout, make_event("charge.succeeded"))
     layout.poller.drain()
-    assert layout.effect_counts() == {event_id: MAX_ITEMS - 3}
+    assert layout.effect_counts() == {event_id: MAX_ITEMS - 2}
     assert layout.inbox.get(event_id).status == Status.PROCESSED
 
 
@@ -162,3 +162,33 @@ def test_two_workers_on_one_object_at_once_serialize_through_the_condition(
     state = layout.inbox.database.get(table, {"pk": "order_1", "sk": "state"})
     assert state["rank"] == 2
     assert {r.status for r in layout.inbox.list()} == {Status.PROCESSED}
+
+
+def test_stats_count_unique_events_from_their_markers_and_old_counters_once(
+        layout: SqsLayout) -> None:
+    """A new event's transaction writes no counter: ``unique`` (and its ``received``) are the
+    finished markers. Counters a previous version kept in that transaction, with markers it
+    wrote, are not counted twice."""
+    from ichido.db.dynamodb import to_item
+
+    client, table = layout.inbox.client, layout.inbox.table_name
+    for old in ("evt_old_1", "evt_old_2"):  # what the previous version left: marker + counter
+        client.put_item(TableName=table, Item=to_item({
+            "pk": old, "sk": "event", "type": "charge.succeeded", "created": 1,
+            "status": "processed", "attempts": 1, "received_at": 1.0, "finished_at": 1.0}))
+    client.update_item(TableName=table, Key=to_item({"pk": "counters", "sk": "old-shard"}),
+                       UpdateExpression="ADD received :r, #u :u, duplicates_durable :d",
+                       ExpressionAttributeNames={"#u": "unique"},
+                       ExpressionAttributeValues=to_item({":r": 3, ":u": 2, ":d": 1}))
+    layout.handlers.on("charge.succeeded")(layout.effects.record)
+    body = make_event("charge.succeeded")
+    send(layout, body)
+    layout.poller.drain()
+    send(layout, body)  # another receiver's copy: refused by the marker's condition
+    layout.poller.drain()
+    stats = layout.inbox.stats()
+    assert (stats["unique"], stats["received"], stats["duplicates_durable"]) == (3, 5, 2)
+    assert layout.effect_counts() == {orjson.loads(body)["id"]: 1}
+    counters = client.get_item(TableName=table, ConsistentRead=True, Key=to_item(
+        {"pk": "counters", "sk": layout.ledger.shard}))["Item"]
+    assert "unique" not in counters  # the new event's transaction counted nothing

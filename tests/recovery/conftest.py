@@ -76,7 +76,7 @@ class World:
 
     # -- the shop and the buyer --------------------------------------------------------------
     def order(self, product: str, method: str, email: str) -> str:
-        from ichido.shop.service import OrderRequest
+        from ichido.shop.order_request import OrderRequest
 
         status, order = self.shop.place_order(OrderRequest(product, 1, method, email), None)
         assert status == 200, order

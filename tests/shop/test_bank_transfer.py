@@ -45,8 +45,9 @@ def catalog(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def shop(make_world, sqlite_url: str, catalog: Path) -> ShopWorld:
-    return make_world(sqlite_url, mode="thread", catalog=catalog)
+def shop(database_url: str, make_world, catalog: Path) -> ShopWorld:
+    """The shop on every backend (``database_url`` first: it stops before the schema goes)."""
+    return make_world(database_url, mode="thread", catalog=catalog)
 
 
 def sdk(world: ShopWorld) -> stripe.StripeClient:
@@ -99,6 +100,29 @@ def test_instructions_are_mailed_in_japanese_and_a_partial_transfer_says_what_is
     assert shop.at_stripe("payment_intents")[order["id"]] == 1
 
 
+def test_a_returning_buyer_pays_into_the_same_virtual_account(shop: ShopWorld) -> None:
+    """Stripe gives each Customer one virtual account and matches transfers to its open
+    payments, so the shop keeps one Customer per buyer (by e-mail, in any letter case): the
+    account a buyer saved from the first order receives the second one too."""
+    first = shop.placed(product=TICKET, payment_method="customer_balance",
+                        email="Repeat@Example.com")
+    again = shop.placed(product=TICKET, payment_method="customer_balance",
+                        email="repeat@example.com")
+    other = shop.placed(product=TICKET, payment_method="customer_balance",
+                        email="someone@example.com")
+    number = first["transfer"]["account_number"]
+    assert again["transfer"]["account_number"] == number
+    assert other["transfer"]["account_number"] != number
+    customers = {o["id"]: shop.stripe.get(f"/v1/payment_intents/{o['payment_intent']}")
+                 .json()["customer"] for o in (first, again, other)}
+    assert customers[first["id"]] == customers[again["id"]] != customers[other["id"]]
+    assert len(shop.stripe_list("customers")) == 2
+    transfer(shop, first, 1500)
+    transfer(shop, again, 1500)
+    for order in (first, again):
+        assert shop.wait_status(order["id"], "paid")["entitlement"]["granted_at"]
+
+
 def test_a_parcel_ships_only_when_fully_paid(shop: ShopWorld) -> None:
     order = shop.placed(product=SHIRT, payment_method="customer_balance", email="a@example.com")
     transfer(shop, order, 3499)
@@ -108,8 +132,8 @@ def test_a_parcel_ships_only_when_fully_paid(shop: ShopWorld) -> None:
 
 
 def test_an_unpaid_order_is_released_after_the_hold_and_a_partly_paid_one_is_kept(
-        make_world, sqlite_url: str, catalog: Path) -> None:
-    world: ShopWorld = make_world(sqlite_url, mode="thread", catalog=catalog,
+        database_url: str, make_world, catalog: Path) -> None:
+    world: ShopWorld = make_world(database_url, mode="thread", catalog=catalog,
                                   env={"ICHIDO_TRANSFER_HOLD": "2d"})
     hold = world.shop.settings.transfer_hold_seconds
     assert hold == 2 * 86400

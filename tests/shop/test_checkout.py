@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ichido.db import Database
-from ichido.shop import checkout, orders, refunds
+from ichido.shop import checkout, order_view, orders, refunds
 from tests.shop.conftest import ShopWorld
 
 BUYER = "buyer@example.com"
@@ -110,7 +110,7 @@ def apply(store: Database, events: list[tuple[str, dict[str, Any]]]) -> None:
 
 def state(store: Database, order_id: str) -> dict[str, Any]:
     with store.reading() as tx:
-        order = orders.to_json(tx, order_id)
+        order = order_view.to_json(tx, order_id)
         mails = sorted(r[0].rsplit(":", 1)[1] for r in tx.execute(
             "SELECT key FROM ichido_outbox WHERE key LIKE ?", (f"mail:{order_id}:%",)))
         left = tx.execute("SELECT available FROM shop_stock WHERE product_id = ?",

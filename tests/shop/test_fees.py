@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
+from ichido.emulator import Emulator
 from ichido.shop import fees
 from ichido.shop.fees import (KONBINI_MAX, KONBINI_MIN, METHODS, PAYPAY_MIN, FeeRule,
                               PricingTable, load_pricing, parse_pricing, within_limits)
@@ -286,3 +287,24 @@ def test_fees_quote_and_rates_commands_name_the_method_and_every_source(tmp_path
     mine = json.loads(ours.stdout)
     assert mine["suggested"] == "konbini"
     assert [m["confirmed"] for m in mine["methods"]] == [False, True, False, False]
+
+
+SHOP_PRICING = Path(fees.__file__).with_name("pricing.toml")
+
+
+@pytest.mark.parametrize("amount", [50, 120, 300, 1200, 1500, 10_000, 300_000])
+def test_the_emulator_charges_what_the_shop_predicts(amount: int) -> None:
+    """Both read one format through one reader; by default the local Stripe charges, method
+    by method, the fee the shop's guard quoted, so its fee report measures the prediction."""
+    charged = Emulator(pricing=None).pricing
+    for method in METHODS:
+        assert charged.fee(amount, method) == DEFAULT.quote(amount, method).fee, method
+
+
+def test_the_emulator_starts_with_the_shops_pricing_files(tmp_path: Path) -> None:
+    """``ICHIDO_PRICING`` feeds both: the packaged file, and a merchant's naming PayPay."""
+    assert Emulator(pricing=SHOP_PRICING).pricing.rules == DEFAULT.rules
+    path = tmp_path / "contract.toml"
+    path.write_text('[methods.paypay]\npercent = 3.25\nsource = "our PayPay contract"\n'
+                    'as_of = 2026-12-01\nconfirmed = true\n', "utf-8")
+    assert Emulator(pricing=path).pricing.rules["paypay"] == load_pricing(path).rules["paypay"]

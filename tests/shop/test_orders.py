@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ichido.shop import orders, refunds
+from ichido.shop import order_view, orders, refunds
 from ichido.errors import RetryLater
 from ichido.db import Database
 
@@ -122,7 +122,7 @@ def apply_all(store: Database, events: list[tuple[str, dict[str, Any]]]) -> int:
 
 def outcome(store: Database, order_id: str) -> dict[str, Any]:
     with store.reading() as tx:
-        order = orders.to_json(tx, order_id)
+        order = order_view.to_json(tx, order_id)
         mails = [r[0].split(":", 2)[2] for r in tx.execute(
             "SELECT key FROM ichido_outbox WHERE key LIKE ? ORDER BY key", (f"mail:{order_id}:%",))]
         stock = tx.execute("SELECT available FROM shop_stock WHERE product_id = ?",

@@ -21,10 +21,11 @@ import ichido.outbox
 import ichido.queue.base
 import ichido.queue.table
 from ichido.config import Settings
-from ichido.shop import orders
+from ichido.shop import order_view
 from ichido.shop.mail import MailSender
 from ichido.shop.app import create_shop
-from ichido.shop.service import OrderRequest, Shop
+from ichido.shop.order_request import OrderRequest
+from ichido.shop.service import Shop
 from ichido.shop.settings import ShopSettings
 from ichido.emulator import Emulator, EmulatorServer
 from ichido.db import Database, open_database
@@ -224,7 +225,7 @@ def test_refund_made_at_stripe_before_a_crash_is_asked_again_with_its_key_and_st
                           (request["id"],)).fetchall() == [(made[0]["id"],)]
         assert tx.execute("SELECT status FROM ichido_outbox WHERE key = ?",
                           (keys[0],)).fetchall() == [("processed",)]
-        shown = orders.to_json(tx, order["id"])
+        shown = order_view.to_json(tx, order["id"])
     assert shown is not None and shown["status"] == "refunded"
     assert [(r["id"], r["amount"]) for r in shown["refunds"]] == [(made[0]["id"], 1500)]
     assert shown["entitlement"]["revoked_at"] is not None

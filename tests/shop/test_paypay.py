@@ -40,10 +40,11 @@ BUYER = "fan@example.com"
 
 
 @pytest.fixture
-def shop(make_world, sqlite_url: str, tmp_path: Path) -> ShopWorld:
+def shop(database_url: str, make_world, tmp_path: Path) -> ShopWorld:
+    """The shop on every backend (``database_url`` first: it stops before the schema goes)."""
     catalog = tmp_path / "catalog.toml"
     catalog.write_text(CATALOG)
-    return make_world(sqlite_url, mode="thread", catalog=catalog)
+    return make_world(database_url, mode="thread", catalog=catalog)
 
 
 def stock_left(world: ShopWorld) -> int:

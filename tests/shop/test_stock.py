@@ -10,7 +10,7 @@ from typing import Any
 
 
 from ichido.db import Database
-from ichido.shop import orders, reaper, refunds, stock
+from ichido.shop import order_view, orders, reaper, refunds, stock
 
 
 def placed(store: Database, product: str, left: int) -> str:
@@ -36,7 +36,7 @@ def charged(store: Database, order_id: str) -> None:
 
 def seen(store: Database, order_id: str, product: str) -> dict[str, Any]:
     with store.reading() as tx:
-        order = orders.to_json(tx, order_id)
+        order = order_view.to_json(tx, order_id)
         mails = sorted(r[0].rsplit(":", 1)[1] for r in tx.execute(
             "SELECT key FROM ichido_outbox WHERE key LIKE ?", (f"mail:{order_id}:%",)))
         left = stock.available(tx, product)

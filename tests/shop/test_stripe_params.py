@@ -17,7 +17,7 @@ from ichido.config import Settings
 from ichido.shop import versions
 from ichido.shop.app import create_shop, stripe_client
 from ichido.shop.checkout import session_params
-from ichido.shop.service import OrderRequest
+from ichido.shop.order_request import OrderRequest
 from ichido.shop.settings import ShopSettings
 
 

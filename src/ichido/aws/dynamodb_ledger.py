@@ -1,11 +1,22 @@
-"""The Lambda worker's marker on DynamoDB: the event's item, in the handlers' transaction.
+"""The Lambda worker's marker on DynamoDB, in the handlers' transaction.
 
 The items are the DynamoDB inbox's (``ichido.inbox.dynamodb`` describes them); this is the
 worker's side of them: ``applying`` writes the processed marker in the same
-``TransactWriteItems`` as the handlers' writes, conditional on the item as it was read, so a
-copy that slipped past the read is cancelled at commit (I2, I8). An event with handlers also
-puts its change's item, ``("change#<key>", "change")`` (``ichido.thin.twins``), in that
-transaction, conditional on no other event holding it: its twin's commit cancels it whole.
+``TransactWriteItems`` as the handlers' writes, conditional on the event not being finished,
+so a copy is cancelled at commit (I2, I8) whether or not anything was read first.
+
+What a new event pays for (1 WRU per KB of item, doubled in a transaction), and nothing else:
+the marker (a small item: 2 WRU) and the handlers' writes. Not in the transaction: the counters
+(``unique`` and its ``received`` are the finished markers, counted by ``ichido stats``), and no
+read before it, where the transaction's own condition decides. A read comes first only where
+a copy is likely: a redelivery (attempt > 1), an event sent long after Stripe created it (a
+Stripe retry), or the Streams worker's read of the attempts so far; a copy found there costs
+no transaction. On Streams the marker is an item of its own beside the one that carries the
+body, so it never rewrites the body (``marker_apart``).
+
+An event with handlers also puts its change's item, ``("change#<key>", "change")``
+(``ichido.thin.twins``), in that transaction, conditional on no other event holding it: when its
+twin holds it, the whole transaction is cancelled and the event is finished as ``twin``.
 """
 
 from __future__ import annotations
@@ -18,26 +29,40 @@ from botocore.exceptions import ClientError
 
 from ichido.aws.fetch import CHANGE, change_pk
 from ichido.aws.ledger import TwinApplied, twin_note
-from ichido.db.dynamodb import DynamoDatabase, DynamoTransaction, TransactionCancelled, to_item
+from ichido.db.dynamodb import (DynamoDatabase, DynamoTransaction, TransactionCancelled,
+                                from_item, to_item)
 from ichido.errors import StorageUnavailable
 from ichido.event import Delivery
-from ichido.inbox.dynamodb import EVENT, add_counts, counter_update
+from ichido.inbox.dynamodb import APPLIED, EVENT, add_counts, merged
 from ichido.queue.base import FINISHED, Status
 
 
-class DynamoLedger:
-    """The ``Ledger`` (and ``StreamsLedger``) on ichido's DynamoDB table."""
+#: An event sent to the queue this long after Stripe created it is likely a retry of one
+#: already taken: its marker is read first (a copy found costs no transaction).
+LATE = 60.0
 
-    def __init__(self, database: DynamoDatabase, *, shard: str) -> None:
+
+class DynamoLedger:
+    """The ``Ledger`` (and ``StreamsLedger``) on ichido's DynamoDB table. ``marker_apart``:
+    the marker is an item of its own (the Streams layout, whose event item carries the body);
+    else it is the event item itself (the SQS layout, whose event item has no body)."""
+
+    def __init__(self, database: DynamoDatabase, *, shard: str,
+                 marker_apart: bool = False) -> None:
         self.database = database
         self.table_name = database.table
         self.shard = shard
         self.client = database.client
+        self.marker_apart = marker_apart
         self._read_ahead: tuple[str, dict[str, Any] | None] | None = None
 
     def state(self, event_id: str) -> dict[str, Any] | None:
-        """The event's item, read consistently; the next ``applying`` of it reuses this read."""
-        item = self.database.get(self.table_name, {"pk": event_id, "sk": EVENT})
+        """The event's state (its item, and its marker's status if apart), read consistently
+        in one Query; the next ``applying`` of it reuses this read."""
+        pages = self.client.get_paginator("query").paginate(
+            TableName=self.table_name, KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues=to_item({":p": event_id}), ConsistentRead=True)
+        item = merged([from_item(i) for page in pages for i in page["Items"]])
         self._read_ahead = (event_id, item)
         return item
 
@@ -45,26 +70,27 @@ class DynamoLedger:
     def applying(self, delivery: Delivery, status: Status, attempt: int, received_at: float,
                  *, change: str | None = None,
                  note: str | None = None) -> Iterator[DynamoTransaction | None]:
-        current = self._current(delivery.id)
-        if current is not None and current.get("status") in FINISHED:
-            self.count({"received": 1, "duplicates_durable": 1})
-            yield None
-            return
-        claim = [self._change(delivery.id, change)] if change else []
-        tx = DynamoTransaction(self.database, reserved=2 + len(claim))
+        if self._reads_first(delivery, attempt, received_at):
+            current = self._current(delivery.id)
+            if current is not None and current.get("status") in FINISHED:
+                self.count({"received": 1, "duplicates_durable": 1})
+                yield None
+                return
+        # Two of the hundred are ichido's: the marker, and one kept so that the handlers'
+        # limit (98) stays the same when a second item of ichido's joins (a twin's key).
+        tx = DynamoTransaction(self.database, reserved=2)
         yield tx
-        counted = counter_update(self.table_name, self.shard, {"received": 1, "unique": 1})
-        items = [self._marker(delivery, status, attempt, received_at, current, note), counted,
-                 *claim, *tx.items]
+        claim = [self._change(delivery.id, change)] if change else []
         try:
-            self.database.commit(items)
+            self.database.commit([self._marker(delivery, status, attempt, received_at, note),
+                                  *claim, *tx.items])
         except TransactionCancelled as exc:
             if exc.reasons and exc.reasons[0] == "ConditionalCheckFailed":
-                # Another copy committed since our read: now a duplicate, and nothing written.
+                # A copy applied before: a duplicate, and nothing of this one written.
                 self.count({"received": 1, "duplicates_durable": 1})
                 return
-            if claim and len(exc.reasons) > 2 and exc.reasons[2] == "ConditionalCheckFailed":
-                self._finish_twin(delivery, attempt, received_at, current, str(change))
+            if claim and len(exc.reasons) > 1 and exc.reasons[1] == "ConditionalCheckFailed":
+                self._finish_twin(delivery, attempt, received_at, str(change))
                 return  # a copy finished it meanwhile: counted as a duplicate
             raise
 
@@ -78,21 +104,24 @@ class DynamoLedger:
                         "ExpressionAttributeValues": to_item({":me": event_id})}}
 
     def _finish_twin(self, delivery: Delivery, attempt: int, received_at: float,
-                     current: dict[str, Any] | None, change: str) -> None:
+                     change: str) -> None:
         """Another event's transaction took the change since ours began: this one is finished
-        as its twin (its marker and count alone; what the handlers wrote was cancelled)."""
+        as its twin (its marker alone; what the handlers wrote was cancelled with it)."""
         held = self.database.get(self.table_name, {"pk": change_pk(change), "sk": CHANGE}) or {}
         holder = str(held.get("event_id", change))
-        counted = counter_update(self.table_name, self.shard, {"received": 1, "unique": 1})
         try:
             self.database.commit([self._marker(delivery, Status.TWIN, attempt, received_at,
-                                               current, twin_note(holder)), counted])
+                                               twin_note(holder))])
         except TransactionCancelled as exc:
             if exc.reasons and exc.reasons[0] == "ConditionalCheckFailed":
                 self.count({"received": 1, "duplicates_durable": 1})
                 return
             raise
         raise TwinApplied(delivery.id, holder)
+
+    def _reads_first(self, delivery: Delivery, attempt: int, received_at: float) -> bool:
+        ahead = self._read_ahead is not None and self._read_ahead[0] == delivery.id
+        return ahead or attempt > 1 or received_at - delivery.created > LATE
 
     def record_failure(self, delivery: Delivery, attempt: int, error: str, *,
                        dead: bool) -> None:
@@ -138,28 +167,39 @@ class DynamoLedger:
         ahead, self._read_ahead = self._read_ahead, None
         if ahead is not None and ahead[0] == event_id:
             return ahead[1]
+        if self.marker_apart:
+            item, self._read_ahead = self.state(event_id), None
+            return item
         return self.database.get(self.table_name, {"pk": event_id, "sk": EVENT})
 
-    def _marker(self, delivery: Delivery, status: Status, attempt: int, received_at: float,
-                current: dict[str, Any] | None, note: str | None = None) -> dict[str, Any]:
+    def _marker(self, delivery: Delivery, status: Status, attempt: int,
+                received_at: float, note: str | None = None) -> dict[str, Any]:
+        """Apart: a put of the small marker item, if there is none. Else: the event item
+        written (created, or updated after failed attempts) unless it is finished."""
         now = time.time()
-        if current is None:
-            item = {"pk": delivery.id, "sk": EVENT, "type": delivery.type,
-                    "created": delivery.created, "status": status.value, "attempts": attempt,
-                    "received_at": received_at, "finished_at": now}
-            if delivery.object_id:
-                item["object_id"] = delivery.object_id
+        if self.marker_apart:
+            item = {"pk": delivery.id, "sk": APPLIED, "status": status.value,
+                    "attempts": attempt, "finished_at": now}
             if note:
                 item["last_error"] = note
             return {"Put": {"TableName": self.table_name, "Item": to_item(item),
                             "ConditionExpression": "attribute_not_exists(pk)"}}
-        values = {":s": status.value, ":a": attempt, ":f": now, ":seen": current.get("status")}
+        finished = {f":done{i}": done.value for i, done in enumerate(FINISHED)}
+        values: dict[str, Any] = {
+            ":s": status.value, ":a": attempt, ":f": now, ":t": delivery.type,
+            ":c": delivery.created, ":r": received_at, **finished}
+        update = ("SET #status = :s, attempts = :a, finished_at = :f, #type = :t, created = :c,"
+                  " received_at = if_not_exists(received_at, :r)")
+        if delivery.object_id:
+            values[":o"] = delivery.object_id
+            update += ", object_id = :o"
         if note:
             values[":e"] = note
+            update += ", last_error = :e"
         return {"Update": {
             "TableName": self.table_name, "Key": to_item({"pk": delivery.id, "sk": EVENT}),
-            "UpdateExpression": "SET #status = :s, attempts = :a, finished_at = :f"
-                                + (", last_error = :e" if note else ""),
-            "ConditionExpression": "#status = :seen",
-            "ExpressionAttributeNames": {"#status": "status"},
+            "UpdateExpression": update,
+            "ConditionExpression": "attribute_not_exists(pk) OR NOT #status IN ("
+                                   + ", ".join(finished) + ")",
+            "ExpressionAttributeNames": {"#status": "status", "#type": "type"},
             "ExpressionAttributeValues": to_item(values)}}

@@ -10,6 +10,7 @@ vouches for the sender); and a DynamoDB Streams record of the inbox table (the s
 from __future__ import annotations
 
 import base64
+import zlib
 from typing import Any
 
 import orjson
@@ -50,7 +51,15 @@ def from_stream_record(record: dict[str, Any]) -> Delivery:
     image = record["dynamodb"]["NewImage"]
     return Delivery(image["pk"]["S"], image["type"]["S"], int(image["created"]["N"]),
                     image["object_id"]["S"] if "object_id" in image else None,
-                    base64.b64decode(image["body"]["B"]))
+                    _body(image))
+
+
+def _body(image: dict[str, Any]) -> bytes:
+    """The event item's body: compressed by the receiver (``ichido.inbox.dynamodb``), or not
+    (an item written before)."""
+    if "body_zlib" in image:
+        return zlib.decompress(base64.b64decode(image["body_zlib"]["B"]))
+    return base64.b64decode(image["body"]["B"])
 
 
 def receive_count(record: dict[str, Any]) -> int:

@@ -7,8 +7,9 @@ ledger's transaction opens, so a retry (SQS's next receive, a Streams retry, a r
 letter) reads the store, not Stripe:
 
 - on PostgreSQL, in ``ichido_fetched``, as the core worker stores it;
-- on DynamoDB, in an item of its own in ichido's table, ``(event id, "fetched")``, beside the
-  event's item (the event's read and its object's, JSON as Stripe answered).
+- on DynamoDB, in an item of its own in ichido's table, ``("fetched#<event id>", "fetched")``
+  (the event's read and its object's, JSON as Stripe answered), apart from the event's items so
+  that reading the event's state never reads it.
 
 A thin event whose twin has applied the change already (its change key held by another event)
 costs no read: it is finished as ``twin``. A failed read raises ``FetchFailed``: a failed
@@ -34,7 +35,7 @@ from ichido.thin.notification import created_seconds
 from ichido.thin.reader import FetchFailed, Reader
 
 log = logging.getLogger("ichido.aws.worker")
-FETCHED = "fetched"  # the sort key of a DynamoDB event's stored read
+FETCHED = "fetched"  # the sort key of a DynamoDB event's stored read, ``("fetched#<id>", …)``
 CHANGE = "change"  # the sort key of a DynamoDB change item, ``("change#<key>", "change")``
 
 
@@ -76,7 +77,8 @@ class SqlFetched:
 
 
 class DynamoFetched:
-    """DynamoDB's: the ``(event id, "fetched")`` item, and the ledger's change items."""
+    """DynamoDB's: the ``("fetched#<event id>", "fetched")`` item, and the ledger's change
+    items."""
 
     def __init__(self, database: DynamoDatabase) -> None:
         self.database = database
@@ -86,7 +88,8 @@ class DynamoFetched:
         return None if item is None else str(item["event_id"])
 
     def load(self, event_id: str) -> Fetched | None:
-        item = self.database.get(self.database.table, {"pk": event_id, "sk": FETCHED})
+        item = self.database.get(self.database.table, {"pk": f"{FETCHED}#{event_id}",
+                                                       "sk": FETCHED})
         if item is None:
             return None
         obj = item.get("object")
@@ -95,7 +98,8 @@ class DynamoFetched:
                        bool(item.get("has_object")))
 
     def save(self, event_id: str, fetched: Fetched) -> None:
-        item: dict[str, Any] = {"pk": event_id, "sk": FETCHED, "event": orjson.dumps(fetched.event),
+        item: dict[str, Any] = {"pk": f"{FETCHED}#{event_id}", "sk": FETCHED,
+                                "event": orjson.dumps(fetched.event),
                                 "has_object": fetched.has_object}
         if fetched.object is not None:
             item["object"] = orjson.dumps(fetched.object)

@@ -31,8 +31,10 @@ class Ledger(Protocol):
     def applying(self, delivery: Delivery, status: Status, attempt: int, received_at: float,
                  *, change: str | None = None,
                  note: str | None = None) -> AbstractContextManager[Transaction | None]:
-        """One transaction with the marker written; ``None`` when the event was applied
-        before (nothing is written then but the duplicate's count). ``change``: the change key
+        """One transaction with the marker written; ``None`` when the event is known to have
+        been applied before (nothing is written then but the duplicate's count). On DynamoDB a
+        copy may get a transaction too, when nothing was read first: the marker's condition
+        refuses it at commit, and the handlers' writes with it. ``change``: the change key
         (``ichido.thin.twins``) claimed in the same transaction; when another event holds it,
         the event is finished as ``twin``, nothing of the handlers' is written, and
         ``TwinApplied`` is raised. ``note``: the marker's ``last_error`` (why it is finished so)."""

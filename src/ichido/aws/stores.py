@@ -127,7 +127,8 @@ def streams_ledger(settings: Settings) -> "DynamoLedger":
     """The Streams worker's ledger, on the table whose stream it reads."""
     from ichido.aws.dynamodb_ledger import DynamoLedger
 
-    return DynamoLedger(streams_store(settings).database, shard=process_shard())
+    return DynamoLedger(streams_store(settings).database, shard=process_shard(),
+                        marker_apart=True)
 
 
 def streams_store(settings: Settings) -> "DynamoInbox":

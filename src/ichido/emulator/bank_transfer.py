@@ -18,7 +18,7 @@ and the money goes back to the cash balance.
 
 The emulator's choices, unconfirmed: the zengin details (a test bank, ``account_type``
 ``futsu``), the ``reference`` (six digits), the lapsed refund's ``refunded_from_payment``
-transaction, and the charge fee (the pricing's ``customer_balance`` rule, else its card rule).
+transaction, and the charge fee: the pricing's ``customer_balance`` rule, once per payment.
 Only ``jp_bank_transfer`` is implemented; the other types are refused as not implemented.
 """
 
@@ -174,8 +174,7 @@ class BankTransfers:
             pi, pm, self.store.clock.now(), status="succeeded",
             outcome=objects.outcome("authorized"), customer=pi["customer"],
             details={"type": "customer_balance", "customer_balance": {}}))
-        method = "customer_balance" if "customer_balance" in self.pricing.rules else "card"
-        ledger.charge_transaction(self.store, charge, method, self.pricing)
+        ledger.charge_transaction(self.store, charge, "customer_balance", self.pricing)
         pi.update(status="succeeded", amount_received=pi["amount"], latest_charge=charge["id"],
                   next_action=None)
         self.store.emit("charge.succeeded", charge)

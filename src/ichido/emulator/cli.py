@@ -34,7 +34,8 @@ def emulator(
     seed: Optional[int] = typer.Option(None, help="Seed for the chaos, to replay a run."),
     pricing: Optional[str] = typer.Option(None, "--pricing", envvar="ICHIDO_PRICING",
                                           help="Fee rules to charge (the shop's pricing file "
-                                          "format; default: the emulator's own pricing.toml)."),
+                                          "format: the methods it names replace the "
+                                          "emulator's own pricing.toml)."),
     api_version: str = typer.Option("2026-10-28.endive", "--api-version",
                                     help="The account's default Stripe API version: requests "
                                     "without Stripe-Version and events are rendered in it."),

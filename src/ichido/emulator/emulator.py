@@ -59,8 +59,9 @@ class Emulator:
         ``api_key``: the one key accepted (default: any ``sk_test_…``). ``api_delay``: seconds
         each API request spends executing, so that concurrent requests overlap.
         ``webhook_concurrency``: webhook requests on the wire at once (the rest wait their turn).
-        ``pricing``: the fee rule per method (see ``fees``): a TOML path in the shop's pricing
-        format, a mapping, or None for the emulator's own ``pricing.toml``.
+        ``pricing``: the fee rule per method (see ``fees``): a TOML path in the pricing format
+        the shop reads too, a mapping, or None for the emulator's own ``pricing.toml``; the
+        methods a file names replace the packaged rules, the others keep them.
         ``api_version``: the account's default API version, for requests without
         ``Stripe-Version`` and for events (``versions.supported()`` lists the choices).
         ``generation_failure_rate``: share of changes whose events Stripe fails to generate

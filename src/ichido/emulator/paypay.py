@@ -102,8 +102,7 @@ class PayPay:
             pi, pm, self.store.clock.now(), status="succeeded",
             outcome=objects.outcome("authorized"), customer=pi["customer"],
             details={"type": "paypay", "paypay": {}}))
-        method = "paypay" if "paypay" in self.pricing.rules else "card"
-        ledger.charge_transaction(self.store, charge, method, self.pricing)
+        ledger.charge_transaction(self.store, charge, "paypay", self.pricing)
         pi.update(status="succeeded", amount_received=pi["amount"], latest_charge=charge["id"],
                   next_action=None)
         self.store.emit("charge.succeeded", charge)

@@ -5,8 +5,8 @@ docs.stripe.com/payments/sepa-debit: confirming puts the PaymentIntent in ``proc
 with a ``pending`` charge (``charge.pending``, ``payment_intent.processing``); the bank's answer
 comes later: ``charge.succeeded`` and ``payment_intent.succeeded``, or ``charge.failed`` and
 ``payment_intent.payment_failed``. Stripe's test IBANs (docs.stripe.com/testing#sepa-direct-debit)
-pick the answer; any other well-formed IBAN succeeds. The fee is the pricing file's
-``sepa_debit`` rule when it has one, else its card rule.
+pick the answer; any other well-formed IBAN succeeds. The fee is the pricing's card rule: the
+pricing format names only the methods of a Japanese account (``fees.METHODS``).
 """
 
 from __future__ import annotations
@@ -80,8 +80,7 @@ class Sepa:
             return
         charge = self.store.get("charge", pi["latest_charge"])
         if outcome == "succeed":
-            method = "sepa_debit" if "sepa_debit" in self.pricing.rules else "card"
-            ledger.charge_transaction(self.store, charge, method, self.pricing)
+            ledger.charge_transaction(self.store, charge, "card", self.pricing)
             charge.update(status="succeeded", paid=True)
             pi.update(status="succeeded", amount_received=pi["amount"])
             self.store.emit("charge.succeeded", charge)

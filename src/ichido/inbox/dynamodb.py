@@ -2,24 +2,26 @@
 
 Items, keyed ``pk`` + ``sk``:
 - ``(event id, "event")``: the event's state (type, status, attempts, failures; on the
-  Streams layout also the body, which the stream's INSERT record carries to the worker);
-- ``("counters", shard)``: the counters of one execution environment. Each environment runs
-  one invocation at a time, so its counter item is never written by two transactions at once
-  (a shared item would make concurrent transactions cancel each other);
+  Streams layout also the body, zlib-compressed in ``body_zlib``, which the stream's INSERT
+  record carries to the worker: write units are billed per KB of the item);
+- ``(event id, "applied")``: on the Streams layout, the processed marker, a small item apart
+  from the body; its status is the event's (``merged``);
+- ``("counters", shard)``: the counters of one execution environment, written outside any
+  transaction (the receiver's cache hits, the durable duplicates). ``unique``, and the
+  ``received`` of each unique event, are not kept there: they are the finished events,
+  counted by ``stats`` from the markers, so they are exact however often a worker retries;
 - ``("store", "id")``: the store's name (the seen tier's namespace).
 
-The processed marker is the event item, written in the handlers' ``TransactWriteItems`` by the
-Lambda worker's ledger (``ichido.aws.dynamodb_ledger``, on the same items): a
-``Put`` conditional on ``attribute_not_exists(pk)`` when no item exists yet, else an ``Update``
-conditional on the status as it was read (a stored, failed or requeued event). A consistent
-``GetItem`` first answers most duplicates without a transaction (I2, I8: a copy that slips
-past it is cancelled by the condition at commit).
+The processed marker is written in the handlers' ``TransactWriteItems`` by the Lambda worker's
+ledger (``ichido.aws.dynamodb_ledger``, on the same items), conditional on the event not being
+finished, so a copy is cancelled at commit (I2, I8).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from typing import Any, Iterator, Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -28,9 +30,10 @@ from ichido.db.dynamodb import DynamoDatabase, from_item, to_item
 from ichido.errors import IchidoError, StorageUnavailable
 from ichido.event import Delivery
 from ichido.inbox.base import EventRecord, Inbox, stats_from
-from ichido.queue.base import Status
+from ichido.queue.base import FINISHED, Status
 
 EVENT = "event"
+APPLIED = "applied"  # the Streams layout's marker, apart from the item with the body
 REQUEUED = "requeued"  # what the Streams worker's filter takes (ichido.queue.streams.REQUEUED)
 MAX_FAILURES_KEPT = 10  # the item stays far below DynamoDB's 400 KB
 
@@ -58,7 +61,7 @@ class DynamoInbox(Inbox):
         for delivery in deliveries:
             item = {"pk": delivery.id, "sk": EVENT, "type": delivery.type,
                     "created": delivery.created, "status": Status.PENDING.value, "attempts": 0,
-                    "received_at": time.time(), "body": delivery.body}
+                    "received_at": time.time(), "body_zlib": zlib.compress(delivery.body)}
             if delivery.object_id:
                 item["object_id"] = delivery.object_id
             try:
@@ -88,7 +91,7 @@ class DynamoInbox(Inbox):
     # -- inspecting --------------------------------------------------------------------------
 
     def get(self, event_id: str) -> EventRecord | None:
-        item = self.database.get(self.table_name, {"pk": event_id, "sk": EVENT})
+        item = merged(list(self._query(event_id)))
         return None if item is None else _record(item)
 
     def list(self, *, status: str | None = None, type: str | None = None,
@@ -108,6 +111,12 @@ class DynamoInbox(Inbox):
         by_status: dict[str, int] = {}
         for item in self._events(projection=True):
             by_status[item["status"]] = by_status.get(item["status"], 0) + 1
+        # Each finished event was received once and is unique: its marker is the count. Before
+        # this, the worker's transaction added to ``unique`` and ``received`` with each marker,
+        # so a ``unique`` kept then is that many markers, counted here already.
+        finished = sum(by_status.get(status, 0) for status in FINISHED)
+        counters["received"] = counters.get("received", 0) - counters.get("unique", 0) + finished
+        counters["unique"] = finished
         return stats_from(counters, by_status)
 
     def requeue_dead(self, event_ids: Sequence[str] | None = None) -> int:
@@ -141,15 +150,23 @@ class DynamoInbox(Inbox):
         self.database.ping()
 
     def _events(self, projection: bool = False) -> Iterator[dict[str, Any]]:
+        """Each event, its marker merged in (a Scan: the two items may be pages apart)."""
         kwargs: dict[str, Any] = {"TableName": self.table_name,
-                                  "FilterExpression": "sk = :e",
-                                  "ExpressionAttributeValues": to_item({":e": EVENT})}
+                                  "FilterExpression": "sk IN (:e, :a)",
+                                  "ExpressionAttributeValues": to_item({":e": EVENT,
+                                                                        ":a": APPLIED})}
         if projection:
-            kwargs.update(ProjectionExpression="#status", ExpressionAttributeNames={
+            kwargs.update(ProjectionExpression="pk, sk, #status", ExpressionAttributeNames={
                 "#status": "status"})
+        by_id: dict[str, list[dict[str, Any]]] = {}
         for page in self.client.get_paginator("scan").paginate(**kwargs):
             for item in page["Items"]:
-                yield from_item(item)
+                plain = from_item(item)
+                by_id.setdefault(plain["pk"], []).append(plain)
+        for items in by_id.values():
+            event = merged(items)
+            if event is not None:
+                yield event
 
     def _query(self, pk: str) -> Iterator[dict[str, Any]]:
         pages = self.client.get_paginator("query").paginate(
@@ -160,13 +177,33 @@ class DynamoInbox(Inbox):
                 yield from_item(item)
 
 
+def merged(items: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """One event's state from its items: the event item, with the status, attempts and
+    finish of its marker apart when there is one (the marker is what committed)."""
+    event = next((i for i in items if i.get("sk") == EVENT), None)
+    marker = next((i for i in items if i.get("sk") == APPLIED), None)
+    if event is None:
+        return None
+    if marker is None:
+        return event
+    return {**event, **{k: marker[k] for k in ("status", "attempts", "finished_at",
+                                                "last_error") if k in marker}}
+
+
+def body_of(item: dict[str, Any]) -> bytes:
+    """The body an event item holds: compressed (``body_zlib``) or, as written before, not."""
+    if "body_zlib" in item:
+        return zlib.decompress(item["body_zlib"])
+    return item.get("body", b"")
+
+
 def _record(item: dict[str, Any]) -> EventRecord:
     failures = tuple((int(f["attempt"]), float(f["at"]), f["error"])
                      for f in item.get("failures", [])[-MAX_FAILURES_KEPT:])
     return EventRecord(item["pk"], item["type"], int(item["created"]), item.get("object_id"),
                        item["status"], int(item.get("attempts", 0)),
                        float(item.get("received_at", 0)), None, item.get("finished_at"),
-                       item.get("last_error"), item.get("body", b""), failures=failures)
+                       item.get("last_error"), body_of(item), failures=failures)
 
 
 def counter_update(table: str, shard: str, increments: dict[str, int]) -> dict[str, Any]:

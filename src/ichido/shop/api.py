@@ -11,8 +11,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ichido.errors import IchidoError
-from ichido.shop import orders, subscribe
-from ichido.shop.service import OrderError, OrderRequest, Shop
+from ichido.shop import order_view, subscribe
+from ichido.shop.order_request import OrderError, OrderRequest
+from ichido.shop.service import Shop
 
 
 class _Json(JSONResponse):
@@ -125,4 +126,4 @@ def routes(shop: Shop) -> list[Route]:
 
 def _load(shop: Shop, order_id: str) -> dict[str, Any] | None:
     with shop.app.database.reading() as tx:
-        return orders.to_json(tx, order_id)
+        return order_view.to_json(tx, order_id)

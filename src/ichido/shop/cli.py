@@ -48,10 +48,10 @@ def _pricing(path: str | None):
 def orders_list(limit: int = typer.Option(50, min=1), as_json: bool = typer.Option(False, "--json"),
                 database_url: Optional[str] = typer.Option(None, "--database-url")) -> None:
     """Recent orders, newest first."""
-    from ichido.shop import orders
+    from ichido.shop import order_view
 
     with _reading(database_url) as tx:
-        rows = [orders.to_json(tx, order_id) for order_id in orders.recent(tx, limit)]
+        rows = [order_view.to_json(tx, order_id) for order_id in order_view.recent(tx, limit)]
     if as_json:
         print(json.dumps(rows))
         return
@@ -71,10 +71,10 @@ def orders_list(limit: int = typer.Option(50, min=1), as_json: bool = typer.Opti
 def orders_show(order_id: str, as_json: bool = typer.Option(False, "--json"),
                 database_url: Optional[str] = typer.Option(None, "--database-url")) -> None:
     """One order with its voucher, entitlement, shipment and refunds."""
-    from ichido.shop import orders
+    from ichido.shop import order_view
 
     with _reading(database_url) as tx:
-        order = orders.to_json(tx, order_id)
+        order = order_view.to_json(tx, order_id)
     if order is None:
         out.print(Text.assemble("no order ", shown(order_id)))
         raise typer.Exit(1)

@@ -66,5 +66,5 @@ class ShopError(IchidoError):
 
     vocabulary: ClassVar[Collection[str]] = SHOP_REASONS
 
-    def __init__(self, message: str, *, code: ShopCode) -> None:  # type: ignore[override]
+    def __init__(self, message: str, *, code: ShopCode) -> None:  # type: ignore[override]  # the shop's codes
         super().__init__(message, code=code)  # type: ignore[arg-type]  # the shop's vocabulary

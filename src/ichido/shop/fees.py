@@ -12,7 +12,10 @@ its fee to the nearest unit of the currency, halves up (support.stripe.com/quest
 rules-for-stripe-fees); JPY is zero-decimal, so the unit is one yen.
 
 The method names are Stripe's payment method types: ``customer_balance`` is a bank transfer
-(``jp_bank_transfer``) into the customer's virtual account.
+(``jp_bank_transfer``) into the customer's virtual account. The file format and its one reader
+belong to the local Stripe (``ichido.emulator.fees``), which charges from the same file: the shop
+depends on it, never the reverse, so what the guard predicts and what the emulator charges
+cannot read one file two ways.
 """
 
 from __future__ import annotations
@@ -21,19 +24,20 @@ import functools
 import importlib.resources
 import os
 from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Context, Decimal, Inexact, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from math import ceil
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from ichido.config import parse_toml, read_text
+# Re-exported: the shop's modules name the format's methods and rules here.
+from ichido.emulator.fees import METHODS as METHODS, FeeRule as FeeRule, shown as shown
+from ichido.emulator.fees import Pricing, PricingError, parse
 from ichido.errors import ConfigError
 from ichido.shop.errors import ShopError
 
 CURRENCY = "jpy"
-METHODS: tuple[str, ...] = ("card", "konbini", "paypay", "customer_balance")
 # Stripe's konbini limits per payment (docs.stripe.com/payments/konbini, checked 2026-11-26).
 KONBINI_MIN = 120
 KONBINI_MAX = 300_000
@@ -43,46 +47,8 @@ PAYPAY_MAX = 1_000_000
 AMOUNT_LIMITS: dict[str, tuple[int, int | None]] = {"konbini": (KONBINI_MIN, KONBINI_MAX),
                                                      "paypay": (PAYPAY_MIN, PAYPAY_MAX)}
 
-# Products of yen and percentages must be exact: this context raises instead of rounding.
-_EXACT = Context(prec=60, traps=[Inexact, InvalidOperation])
-_ROUND = Context(prec=60, rounding=ROUND_HALF_UP, traps=[InvalidOperation])
 # A fee-share limit: Decimal("0.2"), "0.2", or an exact Fraction.
 Share = Decimal | str | int | Fraction
-_FIGURE_FIELDS = {"percent", "fixed", "minimum", "source", "as_of", "confirmed"}
-_RULE_FIELDS = _FIGURE_FIELDS | {"other_figures"}
-
-
-@dataclass(frozen=True)
-class FeeRule:
-    """``fee = max(minimum, fixed + round_half_up(amount × percent / 100))`` in yen."""
-
-    method: str
-    percent: Decimal
-    fixed: int
-    minimum: int | None
-    source: str
-    as_of: str
-    confirmed: bool = False  # a public figure nobody checked against Stripe's page stays False
-    # Figures other sources give for the same method, kept beside the one in use (issue 24).
-    other_figures: tuple["FeeRule", ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {"percent": str(self.percent), "fixed": self.fixed, "minimum": self.minimum,
-                "source": self.source, "as_of": self.as_of, "confirmed": self.confirmed,
-                "other_figures": [other.to_json() for other in self.other_figures]}
-
-    def formula(self) -> str:
-        """``¥220 + 3.6%`` (and ``, at least ¥50``), as a person writes the rule."""
-        parts = [f"¥{self.fixed:,}"] if self.fixed else []
-        if self.percent or not parts:
-            parts.append(f"{self.percent}%")
-        minimum = f", at least ¥{self.minimum:,}" if self.minimum else ""
-        return " + ".join(parts) + minimum
-
-    def fee(self, amount: int) -> int:
-        variable = _EXACT.divide(_EXACT.multiply(Decimal(amount), self.percent), 100)
-        fee = self.fixed + int(_ROUND.quantize(variable, Decimal(1)))
-        return max(fee, self.minimum or 0)
 
 
 @dataclass(frozen=True)
@@ -229,13 +195,6 @@ def _decimal_share(value: object) -> Fraction:
                           code="invalid_share") from None
 
 
-def shown(value: Any) -> str:
-    """A TOML value as the user wrote it, for error messages (``1500.0``, not ``Decimal(...)``)."""
-    if value is None:
-        return "nothing (the field is missing)"
-    return str(value) if isinstance(value, Decimal) else repr(value)
-
-
 def within_limits(method: str, amount: int) -> bool:
     """Whether Stripe accepts ``amount`` yen for ``method`` (konbini's and PayPay's limits)."""
     low, high = AMOUNT_LIMITS.get(method, (1, None))
@@ -256,17 +215,6 @@ def _default_table() -> PricingTable:
     return parse_pricing(text, origin="ichido/shop/pricing.toml (packaged default)")
 
 
-def fee_schedule(path: str | os.PathLike[str] | None = None) -> dict[str, dict[str, Any]]:
-    """The fee rules as plain data, for whoever charges fees without importing the shop (the
-    emulator): ``{"konbini": {"percent": "3.6", "fixed": 220, "minimum": None, ...}, ...}``.
-    The fee is ``max(minimum, fixed + round_half_up(amount × percent / 100))`` yen."""
-    return {method: {field: rule.to_json()[field] for field in _EMULATOR_FIELDS}
-            for method, rule in load_pricing(path).rules.items()}
-
-
-_EMULATOR_FIELDS = ("percent", "fixed", "minimum", "source", "as_of")  # what it reads
-
-
 def _read_file(path: Path) -> PricingTable:
     return parse_pricing(read_text(path, "pricing file"), origin=str(path),
                          base=_default_table())
@@ -277,72 +225,9 @@ def parse_pricing(text: str, origin: str = "<string>",
     """The rules in ``text``; a method it leaves out comes from ``base`` (without one, a
     missing method is an error: the packaged table must define them all)."""
     doc = parse_toml(text, origin)
-    methods = doc.get("methods")
-    if not isinstance(methods, dict) or not methods:
-        raise ConfigError(f"{origin}: no [methods.<name>] tables (expected {', '.join(METHODS)})")
-    for name in methods:
-        if name not in METHODS:
-            raise ConfigError(f"{origin}: [methods.{name}]: unknown method "
-                              f"(known: {', '.join(METHODS)})")
-    rules = {}
-    for name in METHODS:
-        if name in methods:
-            rules[name] = _rule(name, methods[name], origin)
-        elif base is not None:
-            rules[name] = base.rule(name)
-        else:
-            raise ConfigError(f"{origin}: [methods.{name}] is missing: a pricing file must "
-                              f"define every method ({', '.join(METHODS)})")
-    return PricingTable(rules, origin)
-
-
-def _rule(method: str, table: Any, origin: str, where: str = "") -> FeeRule:
-    def bad(field: str, problem: str) -> ConfigError:
-        return ConfigError(f"{origin}: [methods.{method}{where}] {field}: {problem}")
-
-    known = _FIGURE_FIELDS if where else _RULE_FIELDS
-    if not isinstance(table, dict):
-        raise bad("(table)", "must be a table of percent, fixed, minimum, source, as_of")
-    for field in table:
-        if field not in known:
-            raise bad(field, f"unknown field (known: {', '.join(sorted(known))})")
-    percent = table.get("percent")
-    if isinstance(percent, bool) or not isinstance(percent, (int, Decimal)) \
-            or not Decimal(percent).is_finite() or not 0 <= percent < 100:
-        raise bad("percent", f"must be a number from 0 to below 100, got {shown(percent)}")
-    fixed = table.get("fixed", 0)
-    if isinstance(fixed, bool) or not isinstance(fixed, int) or fixed < 0:
-        raise bad("fixed", f"must be a whole number of yen ≥ 0, got {shown(fixed)}")
-    minimum = table.get("minimum")
-    if minimum is not None and (isinstance(minimum, bool) or not isinstance(minimum, int)
-                                or minimum < 0):
-        raise bad("minimum", f"must be a whole number of yen ≥ 0, got {shown(minimum)}")
-    source = table.get("source")
-    if not isinstance(source, str) or not source.strip():
-        raise bad("source", "missing: say where the rate comes from (a URL, your contract)")
-    confirmed = table.get("confirmed", False)
-    if not isinstance(confirmed, bool):
-        raise bad("confirmed", f"must be true or false, got {shown(confirmed)}")
-    return FeeRule(method=method, percent=Decimal(percent), fixed=fixed, minimum=minimum,
-                   source=source, as_of=_as_of(table.get("as_of"), bad), confirmed=confirmed,
-                   other_figures=_others(method, table.get("other_figures", []), origin, bad))
-
-
-def _others(method: str, value: Any, origin: str,
-            bad: Callable[[str, str], ConfigError]) -> tuple[FeeRule, ...]:
-    """``[[methods.<name>.other_figures]]``: what other sources say, each with its own source."""
-    if not isinstance(value, list):
-        raise bad("other_figures", "must be [[methods.<name>.other_figures]] tables")
-    return tuple(_rule(method, table, origin, f".other_figures #{n}")
-                 for n, table in enumerate(value, start=1))
-
-
-def _as_of(value: Any, bad: Callable[[str, str], ConfigError]) -> str:
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value).isoformat()
-        except ValueError:
-            pass
-    raise bad("as_of", f"must be a date such as 2026-11-26, got {shown(value)}")
+    under = None if base is None else Pricing(base.rules, base.origin)
+    try:
+        read = parse(doc, origin, under)
+    except PricingError as exc:
+        raise ConfigError(str(exc)) from None
+    return PricingTable(read.rules, origin)

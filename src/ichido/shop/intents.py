@@ -4,9 +4,9 @@
 - ``konbini``: a voucher mailed to the buyer, paid in cash within ``expires_after_days``;
 - ``paypay``: a redirect to PayPay, the buyer comes back to ``return_url`` (one-time only,
   at least ¥50; docs.stripe.com/payments/paypay);
-- ``customer_balance``: a bank transfer (``jp_bank_transfer``) into the virtual account of a
-  Stripe Customer made for the order, so that one account receives one order's money and
-  Stripe's reconciliation has one open PaymentIntent to apply it to.
+- ``customer_balance``: a bank transfer (``jp_bank_transfer``) into the virtual account of the
+  buyer's Stripe Customer (``buyers``: one per e-mail, as Stripe gives one account per
+  customer); Stripe's reconciliation matches each transfer to that customer's open payments.
 
 Every one is created confirmed, with ``allowed_payment_method_types`` (``payment_method_types``
 is refused since 2026-09-30.endive; the response still lists the read-only one).

@@ -32,7 +32,6 @@ import orjson
 from ichido import Transaction
 from ichido.outbox import enqueue
 from ichido.shop import notices, shipments, stock, transfers
-from ichido.shop.messages import iso
 
 RANK = {"created": 0, "awaiting_payment": 1, "partially_paid": 2, "failed": 3, "expired": 4,
         "canceled": 4, "abandoned": 4, "paid": 5, "partially_refunded": 6, "refunded": 7}
@@ -287,42 +286,3 @@ def settle_refunds(tx: Transaction, order_id: str, now: float) -> None:
     tx.execute("UPDATE shop_entitlements SET revoked_at = ? WHERE order_id = ?"
                " AND revoked_at IS NULL", (now, order_id))
     shipments.stop(tx, order, now)
-
-
-def to_json(tx: Transaction, order_id: str) -> dict[str, Any] | None:
-    """The order as the API and the CLI show it."""
-    order = load(tx, order_id)
-    if order is None:
-        return None
-    entitlement = tx.execute("SELECT granted_at, revoked_at FROM shop_entitlements"
-                             " WHERE order_id = ?", (order_id,)).fetchone()
-    shipment = tx.execute("SELECT status FROM shop_shipments WHERE order_id = ?",
-                          (order_id,)).fetchone()
-    refunds = tx.execute("SELECT id, amount, status, next_action FROM shop_refunds"
-                         " WHERE order_id = ? ORDER BY created, id", (order_id,)).fetchall()
-    voucher = None
-    if order["voucher_url"]:
-        voucher = {"url": order["voucher_url"], "expires_at": iso(order["voucher_expires_at"]),
-                   "stores": orjson.loads(order["voucher_stores"] or "{}")}
-    return {
-        "id": order["id"], "status": order["status"], "product": order["product_id"],
-        "quantity": order["quantity"], "amount": order["amount"], "currency": "jpy",
-        "payment_method": order["payment_method"], "payment_intent": order["payment_intent"],
-        "email": order["email"], "locale": order["locale"], "voucher": voucher,
-        "failure": order["failure"],
-        "entitlement": None if entitlement is None else
-        {"granted_at": iso(entitlement[0]), "revoked_at": iso(entitlement[1])},
-        "shipment": None if shipment is None else {"status": shipment[0]},
-        "checkout": None if not order["checkout_session"] else
-        {"id": order["checkout_session"], "url": order["checkout_url"]},
-        "redirect_url": order["redirect_url"], "transfer": transfers.to_json(order),
-        "hold_until": iso(order["hold_until"]),
-        "refunds": [{"id": r[0], "amount": r[1], "status": r[2],
-                     "next_action": orjson.loads(r[3]) if r[3] else None} for r in refunds],
-        "created_at": iso(order["created_at"]), "updated_at": iso(order["updated_at"]),
-    }
-
-
-def recent(tx: Transaction, limit: int = 50) -> list[str]:
-    return [row[0] for row in tx.execute(
-        "SELECT id FROM shop_orders ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()]

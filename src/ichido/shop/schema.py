@@ -180,4 +180,12 @@ SHOP_SCHEMA: list[Step] = [
         "ALTER TABLE shop_orders ADD COLUMN customer TEXT",
         "CREATE INDEX shop_orders_hold ON shop_orders (status, hold_until)",
     ]),
+    # One Stripe Customer per buyer (by e-mail), so a returning buyer's transfers go to the
+    # virtual account they already have.
+    ("shop", 9, [
+        """CREATE TABLE shop_customers (
+            email TEXT PRIMARY KEY,
+            customer TEXT NOT NULL
+        )""",
+    ]),
 ]

@@ -7,97 +7,21 @@ one Refund. Refunds leave through the outbox: the request commits first, the cal
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import threading
 import time
-from dataclasses import dataclass, replace
 from typing import Any
 
-import orjson
 import stripe
 
 from ichido import App, Transaction
-from ichido.outbox import enqueue
-from ichido.shop import checkout, intents, orders, reaper, refunds, stock
+from ichido.shop import (buyers, checkout, intents, order_view, orders, reaper,
+                         refund_requests, stock)
 from ichido.shop.catalog import Catalog, Product
-from ichido.shop.errors import ShopError
 from ichido.shop.fees import PricingTable, within_limits
 from ichido.shop.mail import MailSender
-from ichido.shop.messages import LOCALES
+from ichido.shop.order_request import OrderError, OrderRequest
 from ichido.shop.settings import ShopSettings
-
-
-class OrderError(ShopError):
-    """A refused order or refund; ``code`` says why, ``details`` carries the numbers."""
-
-    http_status = 422
-
-    def __init__(self, message: str, *, code: str, status: int = 422, **details: Any) -> None:
-        super().__init__(message, code=code)
-        self.http_status = status
-        self.details = details
-
-    def to_json(self) -> dict[str, Any]:
-        body = super().to_json()
-        body["error"].update(self.details)
-        return body
-
-
-def buyer_email(value: Any) -> str:
-    """The buyer's address as a mail header can carry it, or ``invalid_email`` when the order
-    is placed: a control character (CR/LF would end the header) fails no later, at the send."""
-    if (not isinstance(value, str) or "@" not in value or len(value) > 254
-            or not value.isprintable()):
-        raise OrderError("a valid email is required", code="invalid_email")
-    return value
-
-
-@dataclass(frozen=True)
-class OrderRequest:
-    product: str
-    quantity: int
-    payment_method: str
-    email: str
-    payment_method_id: str | None = None
-    locale: str | None = None  # "ja" or "en"; None: the shop's default
-    methods: tuple[str, ...] | None = None  # Checkout: the methods offered (None: all allowed)
-
-    @classmethod
-    def parse_checkout(cls, body: Any) -> "OrderRequest":
-        """``POST /checkout``: no method yet (the buyer picks one on Stripe's page)."""
-        if not isinstance(body, dict):
-            raise OrderError("the body must be a JSON object", code="invalid_request")
-        methods = body.get("payment_methods")
-        if methods is not None and (not isinstance(methods, list) or not methods
-                                    or not all(isinstance(m, str) for m in methods)):
-            raise OrderError('payment_methods must be a list such as ["card", "konbini"]',
-                             code="invalid_request")
-        rest = {k: v for k, v in body.items() if k != "payment_methods"}
-        request = cls.parse(rest | {"payment_method": orders.CHECKOUT})
-        return replace(request, methods=tuple(methods) if methods else None)
-
-    @classmethod
-    def parse(cls, body: Any) -> "OrderRequest":
-        if not isinstance(body, dict):
-            raise OrderError("the body must be a JSON object", code="invalid_request")
-        quantity = body.get("quantity", 1)
-        if not isinstance(quantity, int) or isinstance(quantity, bool) or not 1 <= quantity <= 100:
-            raise OrderError("quantity must be a whole number from 1 to 100",
-                             code="invalid_quantity")
-        email = buyer_email(body.get("email"))
-        for field in ("product", "payment_method"):
-            if not isinstance(body.get(field), str):
-                raise OrderError(f"{field} is required", code="invalid_request")
-        pm = body.get("payment_method_id")
-        locale = body.get("locale")
-        if locale is not None and locale not in LOCALES:
-            raise OrderError(f"locale must be one of {', '.join(LOCALES)}", code="invalid_locale")
-        return cls(body["product"], quantity, body["payment_method"], email,
-                   pm if isinstance(pm, str) else None, locale)
-
-    def fingerprint(self) -> str:
-        return hashlib.sha256(orjson.dumps(self.__dict__, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 class Shop:
@@ -207,7 +131,7 @@ class Shop:
             # stays a decline) under the same idempotency key, and applying it again is a no-op.
             status = self._create_payment(order, request)
         with self.app.database.reading() as tx:
-            return status, orders.to_json(tx, order_id) or {}
+            return status, order_view.to_json(tx, order_id) or {}
 
     def _record_order(self, request: OrderRequest, product: Product, amount: int,
                       key: str | None) -> str:
@@ -258,16 +182,14 @@ class Shop:
 
     def _customer(self, order: dict[str, Any]) -> str:
         """The Stripe Customer whose virtual account receives this order's bank transfer:
-        one per order, made once (the key), remembered on the order."""
+        the buyer's own (``buyers``), remembered on the order."""
         if order.get("customer"):
             return str(order["customer"])
-        customer = self.stripe.v1.customers.create(
-            params={"email": order["email"], "metadata": {"order_id": order["id"]}},
-            options={"idempotency_key": f"ichido-customer-{order['id']}"})
+        customer = buyers.customer_of(self.stripe, self.app.database, order["email"])
         with self.app.database.transaction() as tx:
             tx.execute("UPDATE shop_orders SET customer = ? WHERE id = ? AND customer IS NULL",
-                       (customer.id, order["id"]))
-        return str(customer.id)
+                       (customer, order["id"]))
+        return customer
 
     def _create_payment(self, order: dict[str, Any], request: OrderRequest) -> int:
         try:
@@ -310,53 +232,13 @@ class Shop:
     def request_refund(self, order_id: str, amount: int | None, key: str | None) -> dict[str, Any]:
         """Commit the request and its Stripe call to the outbox together; the call follows."""
         with self.app.database.transaction() as tx:
-            orders.lock(tx, order_id)
-            order = orders.load(tx, order_id)
-            if order is None:
-                raise OrderError(f"no order {order_id}", code="unknown_order", status=404)
-            if key is not None:
-                found = tx.execute("SELECT id, amount FROM shop_refund_requests WHERE order_id = ?"
-                                   " AND idempotency_key = ?", (order_id, key)).fetchone()
-                if found and amount is not None and amount != found[1]:
-                    raise OrderError("this Idempotency-Key was used with another amount",
-                                     code="idempotency_key_reused", status=409)
-                if found:
-                    return {"id": found[0], "order": order_id, "amount": int(found[1])}
-            if order["status"] not in ("paid", "partially_refunded"):
-                raise OrderError(f"order {order_id} is {order['status']}, not refundable",
-                                 code="not_refundable", status=409)
-            # Requests whose refund failed or was canceled at Stripe no longer count.
-            requested = int(tx.execute(
-                "SELECT COALESCE(SUM(q.amount), 0) FROM shop_refund_requests q"
-                " LEFT JOIN shop_refunds r ON r.id = q.refund_id WHERE q.order_id = ?"
-                " AND (r.status IS NULL OR r.status NOT IN ('failed', 'canceled'))",
-                (order_id,)).fetchone()[0])
-            remaining = int(order["amount"]) - requested
-            amount = remaining if amount is None else amount
-            if not 1 <= amount <= remaining:
-                raise OrderError(f"refund must be ¥1 to ¥{remaining:,}", code="invalid_amount",
-                                 remaining=remaining)
-            request_id = f"rrq_{secrets.token_hex(10)}"
-            tx.execute("INSERT INTO shop_refund_requests (id, order_id, amount, idempotency_key,"
-                       " created_at) VALUES (?, ?, ?, ?, ?)",
-                       (request_id, order_id, amount, key, time.time()))
-            enqueue(tx, "stripe_refund", f"ichido-refund-{request_id}",
-                    {"order_id": order_id, "request_id": request_id, "amount": amount,
-                     "payment_intent": order["payment_intent"]})
+            answer = refund_requests.record(tx, order_id, amount, key)
         self.outbox.wake.set()
-        return {"id": request_id, "order": order_id, "amount": amount}
+        return answer
 
     def send_refund(self, key: str, payload: dict[str, Any]) -> None:
-        """Outbox sender: the key is Stripe's idempotency key, so a resend makes no new refund."""
-        refund = self.stripe.v1.refunds.create(
-            params={"payment_intent": payload["payment_intent"], "amount": payload["amount"],
-                    "metadata": {"order_id": payload["order_id"],
-                                 "refund_request": payload["request_id"]}},
-            options={"idempotency_key": key})
-        with self.app.database.transaction() as tx:
-            tx.execute("UPDATE shop_refund_requests SET refund_id = ? WHERE id = ?",
-                       (refund.id, payload["request_id"]))
-            refunds.apply_refund(tx, refund.to_dict())
+        """Outbox sender of ``stripe_refund`` (``refund_requests.send``)."""
+        refund_requests.send(self.stripe, self.app.database, key, payload)
 
     def send_cancel(self, key: str, payload: dict[str, Any]) -> None:
         """Outbox sender: an order past its hold is canceled at Stripe (``reaper``); if the
@@ -405,7 +287,7 @@ class Shop:
 
     def _json(self, order_id: str) -> dict[str, Any]:
         with self.app.database.reading() as tx:
-            return orders.to_json(tx, order_id) or {}
+            return order_view.to_json(tx, order_id) or {}
 
     # -- orders nobody paid for --------------------------------------------------------------
 

@@ -19,7 +19,8 @@ import stripe
 from ichido.shop import subscriptions
 from ichido.shop.catalog import PLAN_METHODS, Product
 from ichido.shop.messages import LOCALES
-from ichido.shop.service import OrderError, Shop, buyer_email
+from ichido.shop.order_request import OrderError, buyer_email
+from ichido.shop.service import Shop
 
 DAYS_UNTIL_DUE = 3  # a konbini invoice's voucher lives this long, as a one-off voucher does
 

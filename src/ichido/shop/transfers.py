@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from ichido.db.base import Transaction
+from ichido.db import Transaction
 from ichido.outbox import enqueue
 from ichido.shop import notices
 from ichido.shop.messages import iso

@@ -23,6 +23,7 @@ import orjson
 
 from ichido.config import Settings
 from ichido.db.sql import SqlDatabase
+from ichido.errors import IchidoError
 from ichido.event import Event
 from ichido.handlers import HandlerRegistry
 from ichido.queue.base import Claim, Claims, retry_at
@@ -110,7 +111,8 @@ class FetchStage:
         for claim in due:
             note, have = notes[claim.id], stored.get(claim.id)
             related = note.get("related_object")
-            want_object = needs_object(claim.type) and isinstance(related, dict)
+            related = related if isinstance(related, dict) else None
+            want_object = needs_object(claim.type) and related is not None
             if have is not None and (have.has_object or not want_object):
                 continue
             event = have.event if have is not None else None
@@ -119,8 +121,7 @@ class FetchStage:
                 if event is None:
                     event = self.reader.event(notification, created_seconds(note["created"]))
                     fresh[claim.id] = Fetched(event)
-                if want_object:
-                    assert isinstance(related, dict)  # want_object says so
+                if want_object and related is not None:
                     key = (str(related.get("url")), str(note.get("context")))
                     if key not in objects:
                         try:
@@ -136,8 +137,8 @@ class FetchStage:
                 failed.add(claim.id)
                 continue
             except Exception as exc:  # a missing API key, a bug: a failed attempt, named
-                self._fail(claim, FetchFailed(str(getattr(exc, "code", "fetch_failed")),
-                                              f"{type(exc).__name__}: {exc}"))
+                code = exc.code if isinstance(exc, IchidoError) else "fetch_failed"
+                self._fail(claim, FetchFailed(code, f"{type(exc).__name__}: {exc}"))
                 failed.add(claim.id)
                 continue
             stored[claim.id] = fresh.get(claim.id) or Fetched(event)

@@ -21,6 +21,8 @@ from typing import Any, Callable
 import orjson
 import stripe
 
+from ichido.errors import ReasonCode
+
 
 RETENTION_SECONDS = 30 * 86400  # Stripe keeps v2 events for 30 days
 
@@ -30,7 +32,7 @@ class FetchFailed(Exception):
     ``fetch_failed`` (a network error, a 5xx, any other refusal), ``event_expired`` (404 for an
     event past Stripe's 30 days: dead at once); ``retry_after`` from Stripe's header."""
 
-    def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, code: ReasonCode, message: str, retry_after: float | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code, self.retry_after = code, retry_after
 
@@ -118,14 +120,14 @@ class Reader:
         except stripe.APIConnectionError as exc:
             raise FetchFailed("fetch_failed", f"network error: {exc.user_message}") from exc
         except stripe.StripeError as exc:
-            raise _refusal(exc) from exc
+            raise _failure(exc) from exc
         response = getattr(found, "last_response", None)
         if response is not None and response.body:
             return orjson.loads(response.body)
         return dict(found.to_dict())
 
 
-def _refusal(exc: stripe.StripeError) -> FetchFailed:
+def _failure(exc: stripe.StripeError) -> FetchFailed:
     status = exc.http_status or 0
     message = f"Stripe answered {status or 'an error'}: {exc.user_message or type(exc).__name__}"
     if status == 404:

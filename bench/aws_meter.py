@@ -1,7 +1,7 @@
-"""Count what AWS bills: API calls per client (botocore's before-parameter-build hook) and DynamoDB
+"""The meter of ``python -m bench cost`` and tests/aws/test_cost.py. Count what AWS bills: API calls per client (botocore's before-parameter-build hook) and DynamoDB
 request units, estimated as AWS bills them: a write is 1 unit per KB of the item (2 in a
 transaction), a consistent read 1 per 4 KB, a failed conditional write bills like a
-successful one. Item sizes are tracked from what was written (an update bills the whole
+successful one (a cancelled transaction is counted as the writes it asked for). Item sizes are tracked from what was written (an update bills the whole
 item's size, not just the changed attributes)."""
 
 from __future__ import annotations
@@ -73,6 +73,12 @@ class Meter:
             size = self._sizes.get(_key(params["TableName"], params["Key"]), 1)
             self.read_units += math.ceil(size / 4096) * (1 if params.get("ConsistentRead")
                                                           else 0.5)
+        elif model.name == "Query":  # one partition's items, their sizes summed
+            pk = params.get("ExpressionAttributeValues", {}).get(":p")
+            size = sum(s for key, s in self._sizes.items()
+                       if key[0] == params["TableName"] and ("pk", str(pk)) in key[1:])
+            self.read_units += math.ceil(max(size, 1) / 4096) * (
+                1 if params.get("ConsistentRead") else 0.5)
 
     def _units(self, table: str, body: dict[str, Any], kind: str) -> int:
         if "Item" in body:  # a put: the new item's size
