@@ -33,6 +33,8 @@ BENCHMARKS: dict[str, Benchmark] = {
                       "layout and case, beside Powertools' idempotency (moto; issue 25)"),
     "replay": Benchmark("bench.replay", "replay by filter: requeued events/s and memory at "
                         "100,000 events (issue 13)"),
+    "thin": Benchmark("bench.thin", "thin events (issue 23): ingest and e2e against snapshot "
+                      "events, API reads per applied event, the twin check's cost"),
     "stripe-cli": Benchmark("bench.stripe_cli", "every `stripe trigger` of ichido's families "
                             "against the local Stripe, pass/fail per family", in_all=False),
     "torture": Benchmark("bench.torture.pipeline", "up to a million events, "

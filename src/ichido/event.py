@@ -186,7 +186,10 @@ class Event:
     fetch stage (``ichido.thin.fetch``): ``payload`` is the event as ``GET /v2/core/events/{id}``
     gives it, ``object`` the related object as it was fetched, and ``type`` the snapshot's name
     of the change (``payment_intent.succeeded`` for ``v1.payment_intent.succeeded``), so that one
-    handler serves both shapes.
+    handler serves both shapes. A ``"recovery"`` event stands for one Stripe failed to generate
+    (``ichido.thin.recovered``): ``type`` is the change its health alert names, ``object`` that
+    object as it was fetched when the alert came, ``recovered_from`` the alert's id, and
+    ``payload`` the alert itself.
     """
 
     id: str
@@ -196,9 +199,11 @@ class Event:
     attempt: int = 1
     #: the reasons given by ``ignore``; read by the worker after the handlers ran
     ignored: list[str] = field(default_factory=list, repr=False, compare=False)
-    shape: str = "snapshot"  # or "thin"
+    shape: str = "snapshot"  # or "thin", or "recovery"
     #: a thin event's related object, fetched (None: it has none, or no handler needs it)
     fetched_object: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    #: a recovery's health alert (``healt_…``): the id the change is applied once under
+    recovered_from: str | None = None
 
     @classmethod
     def from_body(cls, body: bytes, attempt: int = 1) -> "Event":
@@ -220,7 +225,7 @@ class Event:
 
     @property
     def object(self) -> dict[str, Any]:
-        if self.shape == "thin":
+        if self.shape != "snapshot":
             return self.fetched_object or {}
         return self.payload.get("data", {}).get("object") or {}
 

@@ -11,7 +11,7 @@ import os
 import socket
 import threading
 import traceback
-from typing import Callable
+from typing import Any, Callable
 
 from ichido.config import Settings
 from ichido.errors import LeaseLost
@@ -20,7 +20,7 @@ from ichido.handlers import HandlerRegistry
 from ichido.loops import drain, poll
 from ichido.metrics import METRICS
 from ichido.queue.base import RUNNING, Claim, Status, WorkerQueue, retry_at
-from ichido.thin import twins
+from ichido.thin import recovered, twins
 from ichido.thin.fetch import FetchStage
 
 log = logging.getLogger("ichido.worker")
@@ -133,12 +133,12 @@ class Worker:
 
     def _run_batch(self, claims: list[Claim]) -> None:
         with self.queue.processing(claims) as batch:
+            plans = {c.id: self._handlers(c) for c in batch.claims}
             # a snapshot and its thin twin are one change: the first to commit applies it
             held = twins.hold(batch.tx, [(c.id, key) for c in batch.claims
-                                         if self.handlers.for_type(c.type)
-                                         and (key := twins.change_key(c.id, c.type, c.body))])
+                                         if (key := plans[c.id][1]) is not None])
             for claim in batch.claims:
-                handlers = self.handlers.for_type(claim.type)
+                handlers, _ = plans[claim.id]
                 if claim.id in held:
                     batch.finish(claim, Status.TWIN, f"twin of {held[claim.id]}, which applied"
                                                      " the change")
@@ -152,6 +152,8 @@ class Worker:
                         plan = self.handlers.admit(event, batch.tx, handlers)
                         status = Status.PROCESSED if plan else Status.STALE
                         reasons = run_plan(plan, batch.tx)
+                    if recovered.is_alert(claim.type) and self.fetch is not None:
+                        self._alert(batch.tx, claim, bool(handlers))
                 except Exception as exc:  # kept with its traceback on the event, retried
                     raise HandlerFailed(claim, traceback.format_exc(limit=-8)) from exc
                 if reasons:
@@ -159,6 +161,25 @@ class Worker:
                 batch.finish(claim, status, "; ".join(reasons) or None)
         if held:
             METRICS.duplicates.labels("twin").inc(len(held))
+
+    def _handlers(self, claim: Claim) -> tuple[list[Callable[..., None]], str | None]:
+        """The handlers of ``claim`` and the change it applies (``twins``). A health alert's
+        are those of the event type it names, and its change is the alert's id (once per
+        alert, ``ichido.thin.recovered``)."""
+        if recovered.is_alert(claim.type) and self.fetch is not None:
+            found = self.fetch.impact(claim)
+            handlers = self.handlers.for_type(found.event_type) if found is not None else []
+            return handlers, (found.alert_id if found is not None and handlers else None)
+        handlers = self.handlers.for_type(claim.type)
+        return handlers, (twins.change_key(claim.id, claim.type, claim.body) if handlers
+                          else None)
+
+    def _alert(self, tx: Any, claim: Claim, handled: bool) -> None:
+        """Tell the operator that Stripe failed to generate an event (recovery's alerts)."""
+        from ichido.recovery.alerts import generation_failure
+
+        found = self.fetch.impact(claim) if self.fetch is not None else None
+        generation_failure(tx, claim.id, recovered.describe(claim.id, found, handled))
 
     def _record_failure(self, claim: Claim, error: str) -> None:
         settings = self.settings

@@ -226,23 +226,9 @@ def test_shop_state_japanese_and_phone_width(browser, served: str,
 
 def add_shop(app: ichido.App) -> None:
     """The shop's real tables (its schema), with one voucher due today and one refund waiting."""
-    from ichido.shop.dashboard import today_in_japan
     from ichido.schema import open_inbox
     from ichido.shop.schema import SHOP_SCHEMA
+    from tests.shop.support import add_vouchers_and_a_waiting_refund
 
     open_inbox(app.settings, migrate=True, steps=SHOP_SCHEMA).close()
-
-    now = time.time()
-    end_of_today = today_in_japan(now)[1] - 1
-    with app.database.transaction() as tx:
-        for order_id, expires in (("ord_today", end_of_today),
-                                  ("ord_later", end_of_today + 3 * 86400)):
-            tx.execute("INSERT INTO shop_orders (id, product_id, product_name, kind, quantity,"
-                       " amount, payment_method, email, status, payment_intent,"
-                       " voucher_expires_at, created_at, updated_at) VALUES"
-                       " (?, 'p1', 'ライブチケット', 'ticket', 1, 1800, 'konbini', 'a@example.com',"
-                       " 'awaiting_payment', ?, ?, ?, ?)",
-                       (order_id, f"pi_{order_id}", int(expires), now, now))
-        tx.execute("INSERT INTO shop_refunds (id, order_id, amount, status, created, updated_at)"
-                   " VALUES ('re_waiting', 'ord_x', 1800, 'requires_action', ?, ?)",
-                   (int(now), now))
+    add_vouchers_and_a_waiting_refund(app.database)

@@ -168,6 +168,8 @@ class FaultyProxy:
         self.upstream = upstream
         self.faults: list[int | None] = []
         self.seen: list[str] = []
+        self.faults_v2: list[int | None] = []  # the same for ``GET /v2/core/events``
+        self.seen_v2: list[str] = []
 
         async def forward(request: Any) -> Response:
             path = request.url.path
@@ -177,6 +179,13 @@ class FaultyProxy:
                 if fault is not None:
                     kind = "rate_limit_error" if fault == 429 else "invalid_request_error"
                     body = orjson.dumps({"error": {"type": kind, "message": f"injected {fault}"}})
+                    return Response(body, status_code=fault, media_type="application/json")
+            if request.method == "GET" and path == "/v2/core/events":
+                self.seen_v2.append(str(request.url.query))
+                fault = self.faults_v2.pop(0) if self.faults_v2 else None
+                if fault is not None:
+                    body = orjson.dumps({"error": {"type": "invalid_request", "code":
+                                                   "invalid_request", "message": "injected"}})
                     return Response(body, status_code=fault, media_type="application/json")
             async with httpx.AsyncClient(base_url=self.upstream) as client:
                 answer = await client.request(request.method, path, params=request.query_params,

@@ -241,12 +241,17 @@ class ShopWorld:
 @pytest.fixture
 def make_world(tmp_path: Path) -> Iterator[Callable[..., ShopWorld]]:
     """``make_world(database_url, mode="process"|"thread", ...)``; everything stops afterwards.
+    ``catalog_toml``: the catalogue's text, written to a file the shop reads (as ``catalog``).
 
     Ask for ``database_url`` before ``make_world`` in a test's arguments, so that the shop
     stops before its PostgreSQL schema is dropped."""
     worlds: list[ShopWorld] = []
 
-    def make(database_url: str, **options: Any) -> ShopWorld:
+    def make(database_url: str, *, catalog_toml: str | None = None,
+             **options: Any) -> ShopWorld:
+        if catalog_toml is not None:
+            options["catalog"] = tmp_path / "catalog.toml"
+            options["catalog"].write_text(catalog_toml)
         world = ShopWorld(tmp_path, database_url, **options)
         worlds.append(world)
         return world

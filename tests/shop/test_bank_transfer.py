@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from email import message_from_bytes, policy
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,16 +37,9 @@ methods = ["card", "customer_balance"]
 
 
 @pytest.fixture
-def catalog(tmp_path: Path) -> Path:
-    path = tmp_path / "catalog.toml"
-    path.write_text(CATALOG)
-    return path
-
-
-@pytest.fixture
-def shop(database_url: str, make_world, catalog: Path) -> ShopWorld:
+def shop(database_url: str, make_world) -> ShopWorld:
     """The shop on every backend (``database_url`` first: it stops before the schema goes)."""
-    return make_world(database_url, mode="thread", catalog=catalog)
+    return make_world(database_url, mode="thread", catalog_toml=CATALOG)
 
 
 def sdk(world: ShopWorld) -> stripe.StripeClient:
@@ -132,8 +124,8 @@ def test_a_parcel_ships_only_when_fully_paid(shop: ShopWorld) -> None:
 
 
 def test_an_unpaid_order_is_released_after_the_hold_and_a_partly_paid_one_is_kept(
-        database_url: str, make_world, catalog: Path) -> None:
-    world: ShopWorld = make_world(database_url, mode="thread", catalog=catalog,
+        database_url: str, make_world) -> None:
+    world: ShopWorld = make_world(database_url, mode="thread", catalog_toml=CATALOG,
                                   env={"ICHIDO_TRANSFER_HOLD": "2d"})
     hold = world.shop.settings.transfer_hold_seconds
     assert hold == 2 * 86400
@@ -165,11 +157,11 @@ def test_a_refund_of_a_transfer_asks_for_the_buyers_bank_account(shop: ShopWorld
 
 
 def test_transfers_with_the_shop_killed_while_webhooks_are_in_flight_do_each_effect_once(
-        sqlite_url: str, make_world, catalog: Path) -> None:
+        sqlite_url: str, make_world) -> None:
     """The konbini kill test (test_shop_e2e.py) for bank transfers, paid in two parts: kill -9
     from outside while the funding's events arrive, duplicated and reordered; restarted on
     the same database, every order is paid with each effect once."""
-    world: ShopWorld = make_world(sqlite_url, app=CRASHING_APP, catalog=catalog,
+    world: ShopWorld = make_world(sqlite_url, app=CRASHING_APP, catalog_toml=CATALOG,
                                   env={"ICHIDO_LEASE": "1s"})
     assert world.process is not None
     exp: dict[str, Expect] = {}

@@ -198,10 +198,8 @@ def test_a_refund_of_a_checkout_order_is_applied_like_any_other(store: Database)
 # -- end to end: the shop, the emulator's Checkout, the SDK ---------------------------------------
 
 @pytest.fixture
-def shop(make_world, sqlite_url: str, tmp_path: Path) -> ShopWorld:
-    path = tmp_path / "catalog.toml"
-    path.write_text(CATALOG)
-    return make_world(sqlite_url, mode="thread", catalog=path)
+def shop(make_world, sqlite_url: str) -> ShopWorld:
+    return make_world(sqlite_url, mode="thread", catalog_toml=CATALOG)
 
 
 def open_checkout(world: ShopWorld, **body: Any) -> dict[str, Any]:

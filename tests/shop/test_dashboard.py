@@ -13,9 +13,9 @@ from starlette.testclient import TestClient
 from ichido.config import Settings
 from ichido.dashboard.mount import Dashboard
 from ichido.shop.app import create_shop
-from ichido.shop.dashboard import today_in_japan
 from ichido.shop.settings import ShopSettings
 from tests.dashboard.conftest import TOKEN, deliver, login
+from tests.shop.support import add_vouchers_and_a_waiting_refund
 from tests.support import SECRET, make_event
 
 
@@ -35,27 +35,9 @@ def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     shop.app.close()
 
 
-def add_orders(shop) -> int:
-    now = time.time()
-    end_of_today = int(today_in_japan(now)[1]) - 1
-    with shop.app.database.transaction() as tx:
-        for order_id, expires in (("ord_today", end_of_today),
-                                  ("ord_later", end_of_today + 3 * 86400)):
-            tx.execute("INSERT INTO shop_orders (id, product_id, product_name, kind, quantity,"
-                       " amount, payment_method, email, status, payment_intent,"
-                       " voucher_expires_at, created_at, updated_at) VALUES"
-                       " (?, 'p1', 'ライブチケット', 'ticket', 1, 1800, 'konbini', 'a@example.com',"
-                       " 'awaiting_payment', ?, ?, ?, ?)",
-                       (order_id, f"pi_{order_id}", expires, now, now))
-        tx.execute("INSERT INTO shop_refunds (id, order_id, amount, status, created, updated_at)"
-                   " VALUES ('re_waiting', 'ord_x', 1800, 'requires_action', ?, ?)",
-                   (int(now), now))
-    return end_of_today
-
-
 def test_the_shop_registers_its_tab_in_japan_time(shop) -> None:
     with TestClient(shop.app, base_url="http://testserver") as client:
-        add_orders(shop)
+        add_vouchers_and_a_waiting_refund(shop.app.database)
         login(client)
         assert 'href="/dashboard/panels/shop"' in client.get("/dashboard/").text
         page = client.get("/dashboard/panels/shop").text
@@ -74,7 +56,7 @@ def test_the_operators_time_zone_wins_over_the_shops(shop,
     other.fee_report = shop.fee_report
     try:
         with TestClient(other.app, base_url="http://testserver") as client:
-            add_orders(other)
+            add_vouchers_and_a_waiting_refund(other.app.database)
             login(client)
             page = client.get("/dashboard/panels/shop").text
             assert "14:59:59 UTC" in page and "JST" not in page
@@ -84,7 +66,7 @@ def test_the_operators_time_zone_wins_over_the_shops(shop,
 
 def test_a_payments_event_page_shows_its_order(shop) -> None:
     with TestClient(shop.app, base_url="http://testserver") as client:
-        deadline = add_orders(shop)
+        deadline = add_vouchers_and_a_waiting_refund(shop.app.database)
         deliver(client, make_event("payment_intent.processing", id="evt_order_page",
                                    obj={"id": "pi_ord_today", "object": "payment_intent"}))
         login(client)

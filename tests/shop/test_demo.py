@@ -23,3 +23,8 @@ def test_demo_plays_the_story_and_every_effect_happens_exactly_once() -> None:
     for order in ("PayPay", "bank"):
         assert order in output.split("each order's final state")[1]
     assert "whsec_" not in output  # the signing secret never shows
+    # Issue 23: a thin destination beside the snapshot endpoint; each pair of twins applies once
+    import re
+    thin = re.search(r"thin events received beside their snapshots \(migration\)\D*(\d+)", output)
+    twins = re.search(r"twins collapsed: one shape applied, the other not\D*(\d+)", output)
+    assert thin and twins and int(thin[1]) > 0 and int(twins[1]) == int(thin[1])

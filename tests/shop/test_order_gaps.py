@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -25,10 +24,8 @@ BUYER = "buyer@example.com"
 
 
 @pytest.fixture
-def shop(make_world, database_url: str, tmp_path: Path) -> ShopWorld:
-    path = tmp_path / "catalog.toml"
-    path.write_text(CATALOG)
-    return make_world(database_url, mode="thread", catalog=path)
+def shop(make_world, database_url: str) -> ShopWorld:
+    return make_world(database_url, mode="thread", catalog_toml=CATALOG)
 
 
 def stock_left(world: ShopWorld) -> int:

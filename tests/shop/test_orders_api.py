@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -53,16 +52,9 @@ BUYER = "buyer@example.com"
 
 
 @pytest.fixture
-def catalog(tmp_path: Path) -> Path:
-    path = tmp_path / "catalog.toml"
-    path.write_text(CATALOG)
-    return path
-
-
-@pytest.fixture
-def shop(make_world, sqlite_url: str, catalog: Path) -> ShopWorld:
+def shop(make_world, sqlite_url: str) -> ShopWorld:
     """The shop with the catalogue above (stock of one), served in-process."""
-    return make_world(sqlite_url, mode="thread", catalog=catalog)
+    return make_world(sqlite_url, mode="thread", catalog_toml=CATALOG)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ for with PayPay is refused with its reason code."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
@@ -40,11 +39,9 @@ BUYER = "fan@example.com"
 
 
 @pytest.fixture
-def shop(database_url: str, make_world, tmp_path: Path) -> ShopWorld:
+def shop(database_url: str, make_world) -> ShopWorld:
     """The shop on every backend (``database_url`` first: it stops before the schema goes)."""
-    catalog = tmp_path / "catalog.toml"
-    catalog.write_text(CATALOG)
-    return make_world(database_url, mode="thread", catalog=catalog)
+    return make_world(database_url, mode="thread", catalog_toml=CATALOG)
 
 
 def stock_left(world: ShopWorld) -> int:

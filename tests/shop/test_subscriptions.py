@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,10 +45,8 @@ methods = ["card", "konbini"]
 
 
 @pytest.fixture
-def shop(make_world, sqlite_url: str, tmp_path: Path) -> ShopWorld:
-    path = tmp_path / "plans.toml"
-    path.write_text(PLANS)
-    return make_world(sqlite_url, mode="thread", catalog=path)
+def shop(make_world, sqlite_url: str) -> ShopWorld:
+    return make_world(sqlite_url, mode="thread", catalog_toml=PLANS)
 
 
 def subscribe(world: ShopWorld, key: str, **body: Any) -> dict[str, Any]:

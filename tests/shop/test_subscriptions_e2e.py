@@ -22,9 +22,7 @@ GRACE = 3 * 86400
 def crashing_world(make_world: Any, sqlite_url: str, tmp_path: Path, points: str) -> ShopWorld:
     markers = tmp_path / "crashed"
     markers.mkdir()
-    catalog = tmp_path / "plans.toml"
-    catalog.write_text(PLANS)
-    return make_world(sqlite_url, app=CRASHING_APP, catalog=catalog, env={
+    return make_world(sqlite_url, app=CRASHING_APP, catalog_toml=PLANS, env={
         "ICHIDO_LEASE": "1s", "ICHIDO_TEST_CRASH_AT": points,
         "ICHIDO_TEST_CRASH_DIR": str(markers), "ICHIDO_SUBSCRIPTION_GRACE": "3d"})
 
@@ -153,13 +151,11 @@ def test_a_konbini_plan_whose_second_invoice_is_never_paid_with_the_shop_killed(
 
 
 def test_a_paid_invoice_refunded_in_full_revokes_and_cancels_at_stripe_once(
-        make_world: Any, sqlite_url: str, tmp_path: Path) -> None:
+        make_world: Any, sqlite_url: str) -> None:
     """An operator refunds a subscriber's invoice in full (the Dashboard, or the API as here):
     access is revoked for good and the shop cancels the subscription at Stripe, once. A partial
     refund of another subscriber's invoice changes nothing."""
-    catalog = tmp_path / "plans.toml"
-    catalog.write_text(PLANS)
-    world = make_world(sqlite_url, mode="thread", catalog=catalog)
+    world = make_world(sqlite_url, mode="thread", catalog_toml=PLANS)
     subs = {}
     for name in ("full", "partial"):
         made = subscribe(world, name, plan="stream-monthly", payment_method="card",

@@ -47,6 +47,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "duplicates_since": {"en": "duplicates sampled since", "ja": "重複の記録開始"},
     "type": {"en": "Type", "ja": "種類"},
     "status": {"en": "Status", "ja": "状態"},
+    "shape": {"en": "Shape", "ja": "形式"},
     "object_id": {"en": "Stripe object id", "ja": "Stripe オブジェクト ID"},
     "since": {"en": "Created since", "ja": "作成日時（から）"},
     "until": {"en": "Created before", "ja": "作成日時（まで）"},

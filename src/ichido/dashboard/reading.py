@@ -20,6 +20,7 @@ from typing import Any, Mapping, Protocol, Sequence
 from ichido.config import LATEST_MOMENT, parse_duration
 from ichido.errors import ConfigError
 from ichido.inbox import Cursor, EventFilter, EventRecord
+from ichido.inbox.base import SHAPES, shape_of
 from ichido.inbox.seams import EventLog
 from ichido.queue.base import Status
 
@@ -49,12 +50,15 @@ class ListFilter:
     since: str = ""  # Stripe's clock (the event's created), as replays select
     until: str = ""
     q: str = ""  # free text on the event id
+    shape: str = ""  # "snapshot" or "thin" (Stripe's v2.core.event notifications)
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> "ListFilter":
         values = {name: (query.get(name) or "").strip()[:200] for name in cls.__dataclass_fields__}
         if values["status"] not in STATUSES:
             values["status"] = ""
+        if values["shape"] not in SHAPES:
+            values["shape"] = ""
         return cls(**values)
 
     def query(self) -> dict[str, str]:
@@ -65,7 +69,7 @@ class ListFilter:
         without a zone is in ``zone``, the page's."""
         return EventFilter(statuses=(self.status,) if self.status else (),
                            types=(self.type,) if self.type else (),
-                           object_id=self.object_id or None,
+                           object_id=self.object_id or None, shape=self.shape or None,
                            since=int(parse_when(self.since, now, zone)) if self.since else None,
                            until=int(parse_when(self.until, now, zone)) if self.until else None)
 
@@ -158,6 +162,7 @@ def _matches(record: EventRecord, where: EventFilter) -> bool:
     return ((not where.statuses or record.status in where.statuses)
             and (not where.types or any(record.type == t or (t.endswith("*") and
                                         record.type.startswith(t[:-1])) for t in where.types))
+            and (where.shape is None or shape_of(record.type) == where.shape)
             and (where.object_id is None or record.object_id == where.object_id)
             and (where.since is None or record.created >= where.since)
             and (where.until is None or record.created < where.until))

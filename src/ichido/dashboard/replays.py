@@ -20,7 +20,8 @@ def progress(inbox: EventLog, job_id: str) -> dict[str, Any] | None:
         return None
     f = record.filter
     where = EventFilter(statuses=tuple(f["statuses"]), types=tuple(f["types"]),
-                        object_id=f["object_id"], since=f["since"], until=f["until"])
+                        object_id=f["object_id"], since=f["since"], until=f["until"],
+                        shape=f.get("shape"))
     # The job pages oldest first by `created`: what lies past its cursor is still to do, what
     # lies before it and is still in a selected status failed again (or arrived late).
     cursor = record.cursor_created

@@ -170,15 +170,9 @@ class BankTransfers:
 
     def _succeed(self, pi: dict[str, Any]) -> None:
         pm = self.store.get("payment_method", pi["payment_method"])
-        charge = self.store.add(objects.charge(
-            pi, pm, self.store.clock.now(), status="succeeded",
-            outcome=objects.outcome("authorized"), customer=pi["customer"],
-            details={"type": "customer_balance", "customer_balance": {}}))
-        ledger.charge_transaction(self.store, charge, "customer_balance", self.pricing)
-        pi.update(status="succeeded", amount_received=pi["amount"], latest_charge=charge["id"],
-                  next_action=None)
-        self.store.emit("charge.succeeded", charge)
-        self.store.emit("payment_intent.succeeded", pi)
+        ledger.intent_paid(self.store, self.pricing, pi, pm,
+                           {"type": "customer_balance", "customer_balance": {}},
+                           customer=pi["customer"])
         self.tell(pi, True)
 
     def _refund_lapsed(self, refund: dict[str, Any]) -> dict[str, Any]:

@@ -36,6 +36,22 @@ def charge_transaction(store: Store, charge: dict[str, Any], method: str,
     return txn
 
 
+def intent_paid(store: Store, pricing: Pricing, pi: dict[str, Any], pm: dict[str, Any],
+                details: dict[str, Any], **charge_fields: Any) -> dict[str, Any]:
+    """A payment that lands in full once the buyer has acted (a konbini voucher paid, a PayPay
+    authorisation, a bank transfer completed): its succeeded charge with the fee of the method
+    ``details["type"]``, the intent succeeded, and both events. Returns the charge."""
+    charge = store.add(objects.charge(pi, pm, store.clock.now(), status="succeeded",
+                                      outcome=objects.outcome("authorized"), details=details,
+                                      **charge_fields))
+    charge_transaction(store, charge, details["type"], pricing)
+    pi.update(status="succeeded", amount_received=pi["amount"], latest_charge=charge["id"],
+              next_action=None)
+    store.emit("charge.succeeded", charge)
+    store.emit("payment_intent.succeeded", pi)
+    return charge
+
+
 def refund_transaction(store: Store, refund: dict[str, Any], *, reverse: bool = False) -> str:
     """Money out for a refund (or back in when it fails or is canceled): no fee either way."""
     now = store.clock.now()

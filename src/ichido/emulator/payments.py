@@ -302,16 +302,9 @@ class Payments:
 
     def _settle_voucher(self, pi: dict[str, Any], chain: str) -> dict[str, Any]:
         pm = self.store.get("payment_method", pi["payment_method"])
-        now = self.store.clock.now()
-        charge = self.store.add(objects.charge(
-            pi, pm, now, status="succeeded", outcome=objects.outcome("authorized"),
-            details={"type": "konbini", "konbini": {"store": {"chain": chain}}}))
-        ledger.charge_transaction(self.store, charge, "konbini", self.pricing)
-        pi.update(status="succeeded", amount_received=pi["amount"], latest_charge=charge["id"],
-                  next_action=None)
         self.store.private.pop(pi["id"], None)
-        self.store.emit("charge.succeeded", charge)
-        self.store.emit("payment_intent.succeeded", pi)
+        ledger.intent_paid(self.store, self.pricing, pi, pm,
+                           {"type": "konbini", "konbini": {"store": {"chain": chain}}})
         self._tell(pi, succeeded=True)
         return pi
 

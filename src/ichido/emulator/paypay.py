@@ -98,15 +98,8 @@ class PayPay:
         return self._pay(pi, pm) if result == "succeed" else self._fail(pi, pm)
 
     def _pay(self, pi: dict[str, Any], pm: dict[str, Any]) -> dict[str, Any]:
-        charge = self.store.add(objects.charge(
-            pi, pm, self.store.clock.now(), status="succeeded",
-            outcome=objects.outcome("authorized"), customer=pi["customer"],
-            details={"type": "paypay", "paypay": {}}))
-        ledger.charge_transaction(self.store, charge, "paypay", self.pricing)
-        pi.update(status="succeeded", amount_received=pi["amount"], latest_charge=charge["id"],
-                  next_action=None)
-        self.store.emit("charge.succeeded", charge)
-        self.store.emit("payment_intent.succeeded", pi)
+        ledger.intent_paid(self.store, self.pricing, pi, pm, {"type": "paypay", "paypay": {}},
+                           customer=pi["customer"])
         self.tell(pi, True)
         return pi
 

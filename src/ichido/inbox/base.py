@@ -38,7 +38,10 @@ class EventFilter:
 
     ``types`` are exact types or patterns ending in ``*`` (``"customer.subscription.*"``);
     ``since``/``until`` bound the event's ``created`` (Stripe's clock, Unix seconds):
-    ``since <= created < until``; ``ids``: only these events (which of them are stored).
+    ``since <= created < until``; ``ids``: only these events (which of them are stored);
+    ``shape``: ``"thin"`` (Stripe's ``v2.core.event`` notifications) or ``"snapshot"``. A stored
+    event's shape is its type's: thin types, and only they, begin ``v1.`` or ``v2.``
+    (``shape_of``), so the type column and its index answer it.
     """
 
     statuses: tuple[str, ...] = ()
@@ -47,6 +50,16 @@ class EventFilter:
     object_id: str | None = None
     since: int | None = None
     until: int | None = None
+    shape: str | None = None
+
+
+SHAPES = ("snapshot", "thin")
+THIN_TYPE_PREFIXES = ("v1.", "v2.")
+
+
+def shape_of(event_type: str) -> str:
+    """A stored event's shape, told by its type (no snapshot type begins ``v1.`` or ``v2.``)."""
+    return "thin" if event_type.startswith(THIN_TYPE_PREFIXES) else "snapshot"
 
 
 #: a keyset position in the listing: the (``created``, ``id``) of the last row seen

@@ -270,6 +270,9 @@ def _where(where: EventFilter) -> tuple[str, list[object]]:
                 alternatives.append("type = ?")
                 params.append(pattern)
         terms.append(f"({' OR '.join(alternatives)})")
+    if where.shape is not None:  # thin types, and only they, begin v1. or v2. (shape_of)
+        thin = "(type LIKE 'v1.%' OR type LIKE 'v2.%')"
+        terms.append(thin if where.shape == "thin" else f"NOT {thin}")
     if where.object_id is not None:
         terms.append("object_id = ?")
         params.append(where.object_id)

@@ -1,8 +1,9 @@
 """Alerts: the operator hears of trouble through the outbox, once per storm.
 
 Conditions: the first failure of an event type, a dead letter, a backlog older than
-``alert_backlog_seconds``, the reconciler finding missed events, and a rising share of refused
-signatures (a secret rolled on one side only). Each is written as an outbox row (kind
+``alert_backlog_seconds``, the reconciler finding missed events, a rising share of refused
+signatures (a secret rolled on one side only), and Stripe's word that it failed to generate an
+event (``event_generation_failure``, raised by the worker as it applies the recovery). Each is written as an outbox row (kind
 ``alert``) in a transaction, so it is sent after the commit and never twice; the sender posts
 Slack-compatible JSON (``{"text": …}``) to ``alert_webhook_url`` and logs it.
 
@@ -49,18 +50,8 @@ class Alerts:
 
     def raise_alert(self, tx: Transaction, kind: str, subject: str, text: str) -> bool:
         """Record one occurrence; True when it opened a new window (a message will go)."""
-        now = self.clock()
-        window = max(1.0, self.settings.alert_window_seconds)
-        key = f"alert:{kind}:{int(now // window)}"
-        bumped = tx.execute("UPDATE ichido_alerts SET count = count + 1, last_at = ?"
-                            " WHERE key = ?", (now, key)).rowcount
-        if bumped:
-            return False
-        tx.execute("INSERT INTO ichido_alerts (key, kind, subject, first_at, last_at, count,"
-                   " detail) VALUES (?, ?, ?, ?, ?, 1, ?)", (key, kind, subject, now, now, text))
-        enqueue(tx, "alert", key, {"kind": kind, "subject": subject, "text": text})
-        count(tx, "alerts", 1)
-        return True
+        return raise_alert(tx, kind, subject, text, window=self.settings.alert_window_seconds,
+                           now=self.clock())
 
     # -- conditions raised by others ---------------------------------------------------------
 
@@ -141,6 +132,36 @@ class Alerts:
     def _look(self) -> int:
         self.check()
         return 0  # then sleep for the interval, whatever was found
+
+
+def raise_alert(tx: Transaction, kind: str, subject: str, text: str, *, window: float,
+                now: float | None = None) -> bool:
+    """Record one occurrence of ``kind`` in ``tx``; True when it opened a new window of
+    ``window`` seconds (a message will go after the commit)."""
+    now = time.time() if now is None else now
+    key = f"alert:{kind}:{int(now // max(1.0, window))}"
+    bumped = tx.execute("UPDATE ichido_alerts SET count = count + 1, last_at = ?"
+                        " WHERE key = ?", (now, key)).rowcount
+    if bumped:
+        return False
+    tx.execute("INSERT INTO ichido_alerts (key, kind, subject, first_at, last_at, count,"
+               " detail) VALUES (?, ?, ?, ?, ?, 1, ?)", (key, kind, subject, now, now, text))
+    enqueue(tx, "alert", key, {"kind": kind, "subject": subject, "text": text})
+    count(tx, "alerts", 1)
+    return True
+
+
+def generation_failure(tx: Transaction, event_id: str, text: str) -> None:
+    """The worker's word that Stripe failed to generate an event (``ichido.thin.recovered``):
+    kind ``event_generation_failure``, in the transaction that applied the recovery, so the
+    operator hears of each alert once (rate-limited per ``ICHIDO_ALERT_WINDOW``)."""
+    global _window
+    if _window is None:
+        _window = RecoverySettings.from_env().alert_window_seconds
+    raise_alert(tx, "event_generation_failure", event_id, text, window=_window)
+
+
+_window: float | None = None
 
 
 def signature_counts() -> tuple[float, float]:

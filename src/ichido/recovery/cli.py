@@ -72,6 +72,9 @@ def reconcile(
                                               help="Only these event types (repeat; * allowed)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what is missing; store nothing."),
     account: Optional[str] = typer.Option(None, help="A connected account (acct_…)."),
+    thin: Optional[bool] = typer.Option(None, "--thin/--no-thin", help="Walk GET /v2/core/events"
+                                        " too (default: when the account has a thin event"
+                                        " destination)."),
     include_delivered: bool = typer.Option(False, "--include-delivered",
                                            help="Also take old events Stripe delivered (e.g. of"
                                            " a type the endpoint did not subscribe to)."),
@@ -96,7 +99,7 @@ def reconcile(
         alerts = Alerts(inbox, settings)
         reconciler = Reconciler(inbox, client, account=account, types=types or (),
                                 include_delivered=include_delivered,
-                                on_found=alerts.missed_events)
+                                on_found=alerts.missed_events, thin=thin)
         report = reconciler.run(since=since_at, dry_run=dry_run)
     finally:
         opened.close()
@@ -122,6 +125,8 @@ def replay(
     since: Optional[str] = typer.Option(None, help="Events created at or after (1764547200,"
                                         " 2026-12-01, or an age such as 4d)."),
     until: Optional[str] = typer.Option(None, help="Events created before."),
+    shape: Optional[str] = typer.Option(None, "--shape", help="snapshot, or thin (Stripe's"
+                                        " v2.core.event notifications)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Count what matches; change nothing."),
     force: bool = typer.Option(False, "--force", help="Allow processed events (handlers run"
                                " again)."),
@@ -137,7 +142,9 @@ def replay(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Send stored events that match back to the workers: paged, resumable, recorded."""
+    from ichido.errors import ConfigError
     from ichido.inbox import EventFilter, sql_inbox
+    from ichido.inbox.base import SHAPES
     from ichido.schema import open_inbox
     from ichido.recovery import replay as replays
 
@@ -162,9 +169,12 @@ def replay(
         if resume:
             job = replays.Replay.resume(inbox, resume)
         else:
+            if shape is not None and shape not in SHAPES:
+                raise ConfigError(f"--shape is snapshot or thin, not {shape[:20]!r}",
+                                  code="bad_filter")
             where = EventFilter(statuses=tuple(status or ()), types=tuple(types or ()),
                                 object_id=object_id, since=parse_when(since),
-                                until=parse_when(until))
+                                until=parse_when(until), shape=shape)
             job = replays.Replay.start(inbox, where, force=force, dry_run=dry_run, actor=actor,
                                        refetch=refetch)
             if force and not as_json:

@@ -10,6 +10,9 @@ Stripe stops retrying after three days and lists events for thirty (docs.stripe.
 2. **Undelivered sweep.** Pages ``delivery_success=false`` over the whole thirty days: events
    some endpoint never acknowledged, from before the cursor too.
 
+3. **v2 walk** (``thin_walk``), for an account that sends thin events: ``GET /v2/core/events``
+   the same way, with its own resumable cursor.
+
 Every event found goes through ``ReconcileStore.accept`` (dedupe on the id); those new to the
 inbox are counted as ``reconciled``. A 429 backs off (exponential, with jitter) and retries the
 page.
@@ -35,6 +38,7 @@ from ichido.db.base import Database, Transaction
 from ichido.event import Delivery, parse_delivery
 from ichido.inbox.base import EventFilter
 from ichido.inbox.seams import ReconcileStore
+from ichido.recovery.thin_walk import ThinWalk, uses_thin
 
 log = logging.getLogger("ichido.reconcile")
 
@@ -52,6 +56,7 @@ class ReconcileReport:
     skipped_delivered: int = 0  # old, delivered, missing: probably pruned; not taken
     rate_limited: int = 0  # 429 answers backed off
     cursor: int | None = None
+    thin: bool = False  # whether the v2 events (thin) were walked too
     warnings: list[str] = field(default_factory=list)
     found: list[str] = field(default_factory=list)  # ids reconciled (or, dry run, would be)
 
@@ -70,7 +75,10 @@ class Reconciler:
                  types: Sequence[str] = (), overlap: int = 300, first_lookback: int = SAFE_WINDOW,
                  include_delivered: bool = False, max_backoff_tries: int = 8,
                  backoff_base: float = 1.0, sleep: Callable[[float], None] = time.sleep,
-                 on_found: Callable[[ReconcileReport], None] | None = None) -> None:
+                 on_found: Callable[[ReconcileReport], None] | None = None,
+                 thin: bool | None = None) -> None:
+        """``thin``: walk ``GET /v2/core/events`` too (``thin_walk``); None: when the account
+        has a thin event destination."""
         self.inbox, self.client, self.account = inbox, client, account
         self.database = database if database is not None else inbox.database
         self.types = list(types)
@@ -79,6 +87,7 @@ class Reconciler:
         self.max_backoff_tries, self.backoff_base, self.sleep = (max_backoff_tries,
                                                                  backoff_base, sleep)
         self.on_found = on_found
+        self.thin = thin
         self.name = account or "default"
 
     # -- the run -----------------------------------------------------------------------------
@@ -113,6 +122,10 @@ class Reconciler:
             cursor = max(upper, state["created"] or upper)
             self._save(created=cursor, walk=None)
             report.cursor = cursor
+        report.thin = self.thin if self.thin is not None else uses_thin(self.client,
+                                                                        self.account)
+        if report.thin:
+            ThinWalk(self).run(report, since=since, dry_run=dry_run)
         if report.reconciled:
             log.warning("reconcile %s: %d missed event(s) %s", self.name, report.reconciled,
                     "would be stored (dry run)" if dry_run else "stored")
@@ -222,15 +235,16 @@ class Reconciler:
 
     # -- the cursor --------------------------------------------------------------------------
 
-    def _load(self) -> dict[str, Any]:
+    def _load(self, name: str | None = None) -> dict[str, Any]:
         with self.database.reading() as tx:
             row = tx.execute("SELECT created, walk_upper, walk_lower, walk_reached FROM"
                              " ichido_reconcile_cursors WHERE account = ?",
-                             (self.name,)).fetchone()
+                             (name or self.name,)).fetchone()
         names = ("created", "walk_upper", "walk_lower", "walk_reached")
         return dict(zip(names, row)) if row else dict.fromkeys(names)
 
-    def _save(self, *, created: int | None, walk: tuple[int, int, int] | None) -> None:
+    def _save(self, *, created: int | None, walk: tuple[int, int, int] | None,
+              name: str | None = None) -> None:
         upper, lower, reached = walk or (None, None, None)
         with self.database.transaction() as tx:
             tx.execute(
@@ -239,7 +253,7 @@ class Reconciler:
                 " DO UPDATE SET created = excluded.created, walk_upper = excluded.walk_upper,"
                 " walk_lower = excluded.walk_lower, walk_reached = excluded.walk_reached,"
                 " updated_at = excluded.updated_at",
-                (self.name, created, upper, lower, reached, time.time()))
+                (name or self.name, created, upper, lower, reached, time.time()))
 
 
 def count(tx: Transaction, name: str, value: int) -> None:

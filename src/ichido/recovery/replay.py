@@ -86,7 +86,8 @@ class Replay:
         self.inbox, self.record, self.page_size = inbox, record, page_size
         f = record.filter
         self.where = EventFilter(statuses=tuple(f["statuses"]), types=tuple(f["types"]),
-                                 object_id=f["object_id"], since=f["since"], until=f["until"])
+                                 object_id=f["object_id"], since=f["since"], until=f["until"],
+                                 shape=f.get("shape"))
         # thin events: fetch again what they point to, instead of what was fetched before
         self.refetch = bool(f.get("refetch"))
 
@@ -109,6 +110,7 @@ class Replay:
             id=f"rpl_{uuid.uuid4().hex[:16]}", actor=actor or default_actor(),
             filter={"statuses": list(where.statuses), "types": list(where.types),
                     "object_id": where.object_id, "since": where.since, "until": where.until,
+                    **({"shape": where.shape} if where.shape else {}),
                     **({"refetch": True} if refetch else {})},
             force=force, dry_run=dry_run, state="running", started_at=now, updated_at=now,
             finished_at=None, cursor_created=None, cursor_id=None, matched=0, requeued=0)

@@ -1,6 +1,10 @@
 """``ichido demo`` (what ``make run`` runs): the local Stripe and the shop on the embedded
 default, a story played through them with chaos on the wire, and a check that every effect
 happened exactly once. The exit code is that check.
+
+The account is halfway through a move from snapshot to thin events (docs/thin-migration.md):
+beside the snapshot endpoint, a thin event destination made with Stripe's official SDK sends
+the same changes as thin notifications to the same ichido, and each pair of twins applies once.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any, Callable
 
 import httpx
 import orjson
+import stripe
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -27,8 +32,13 @@ from ichido.shop.settings import ShopSettings
 from ichido.emulator import Emulator, EmulatorServer
 from ichido.serving import ThreadedServer
 from ichido.testing import free_port
+from ichido.thin.reader import Reader
 
 API_KEY = "sk_test_ichido_demo"
+# the changes the shop's handlers act on, which the thin destination also sends
+SHOP_TYPES = ("payment_intent.succeeded", "payment_intent.payment_failed",
+              "payment_intent.canceled", "charge.refunded", "refund.updated",
+              "invoice.paid", "customer.subscription.deleted")
 
 
 @dataclass
@@ -53,23 +63,39 @@ class Demo:
         self.secret = f"whsec_demo_{secrets.token_hex(16)}"
         service_port, emulator_port = free_port(), free_port()
         self.emulator_url = f"http://127.0.0.1:{emulator_port}"
+        webhook_url = f"http://127.0.0.1:{service_port}/webhooks/stripe"
+        self.emulator = Emulator(
+            webhook_urls=[webhook_url], webhook_secrets=[self.secret], api_key=API_KEY,
+            duplicate_rate=duplicate_rate, reorder_window=reorder_window, time_scale=0.001,
+            seed=1)
+        self.emulator_server = EmulatorServer(self.emulator, port=emulator_port).start()
+        self.sdk = stripe.StripeClient(API_KEY, base_addresses={"api": self.emulator_url},
+                                       max_network_retries=0)
         settings = Settings(
-            database_url=f"sqlite:///{workdir / 'ichido.db'}", webhook_secrets=(self.secret,),
+            database_url=f"sqlite:///{workdir / 'ichido.db'}",
+            webhook_secrets=(self.secret, self.thin_destination(webhook_url)),
             poll_interval_seconds=0.05, retry_base_seconds=0.2, retry_cap_seconds=2.0)
         shop_settings = ShopSettings(stripe_api_key=API_KEY, stripe_api_base=self.emulator_url,
                                      mail_dir=str(workdir / "mail"))
         self.shop: Shop = create_shop(settings, shop_settings, workers=2)
+        # thin events are completed by reading the local Stripe, through the same SDK
+        self.shop.app.reader = Reader(settings.fetch_rate, client=self.sdk)
         self.service = ThreadedServer(self.shop.app, port=service_port)
-        self.emulator = Emulator(
-            webhook_urls=[f"http://127.0.0.1:{service_port}/webhooks/stripe"],
-            webhook_secrets=[self.secret], api_key=API_KEY, duplicate_rate=duplicate_rate,
-            reorder_window=reorder_window, time_scale=0.001, seed=1)
-        self.emulator_server = EmulatorServer(self.emulator, port=emulator_port)
         self.mail_dir = workdir / "mail"
         self.http = httpx.Client(timeout=30)
         self.subscription_id = ""
         self.stripe_http = httpx.Client(base_url=self.emulator_url, timeout=30,
                                         headers={"Authorization": f"Bearer {API_KEY}"})
+
+    def thin_destination(self, url: str) -> str:
+        """The migration's first step: a thin event destination beside the snapshot endpoint,
+        enabled for the thin names of the types the shop handles; returns its secret."""
+        types = [f"v1.{t}" for t in SHOP_TYPES]
+        made = self.sdk.v2.core.event_destinations.create({
+            "name": "ichido (thin)", "type": "webhook_endpoint", "event_payload": "thin",
+            "enabled_events": types, "webhook_endpoint": {"url": url},
+            "include": ["webhook_endpoint.signing_secret"]})
+        return str(made.webhook_endpoint.signing_secret)
 
     # -- the story ---------------------------------------------------------------------------
 
@@ -281,7 +307,14 @@ class Demo:
         if stats["received"] != (stats["unique"] + stats["duplicates_cache"]
                                  + stats["duplicates_durable"]):
             problems.append(f"counts do not add up: {stats}")
+        if not stats["duplicates_twin"]:
+            problems.append("no twin collapsed: the thin destination sent nothing ichido took")
         return problems
+
+    def thin_stored(self) -> int:
+        from ichido.inbox import EventFilter, sql_inbox
+
+        return sql_inbox(self.shop.app.inbox, "ichido demo").count(EventFilter(shape="thin"))
 
     def report(self, expectations: list[Expectation], problems: list[str]) -> None:
         stats = self.shop.app.inbox.stats()
@@ -295,6 +328,9 @@ class Demo:
                 ("unique events stored", stats["unique"]),
                 ("duplicates caught by the seen tier", stats["duplicates_cache"]),
                 ("duplicates caught by the durable tier", stats["duplicates_durable"]),
+                ("thin events received beside their snapshots (migration)",
+                 self.thin_stored()),
+                ("twins collapsed: one shape applied, the other not", stats["duplicates_twin"]),
                 ("events processed (ignored types included)", stats["processed"]),
                 ("mails and notices sent", len(list(self.mail_dir.glob("*.eml")))),
                 ("dead letters", stats["dead"])]
@@ -353,10 +389,13 @@ def run_demo(duplicate_rate: float = 0.3, reorder_window: float = 0.3,
         demo = Demo(Path(tmp), duplicate_rate, reorder_window, console)
         console.print(f"ichido demo: SQLite store in {tmp}, {duplicate_rate:.0%} duplicate "
                       f"deliveries, events of one object reordered within {reorder_window:g} s")
-        with demo.service, demo.emulator_server:
-            progress = Progress(demo)
-            with Live(progress, console=console, refresh_per_second=8):
-                expectations = demo.play(progress.steps.append)
-            problems = demo.judge(expectations)
-            demo.report(expectations, problems)
+        try:
+            with demo.service:
+                progress = Progress(demo)
+                with Live(progress, console=console, refresh_per_second=8):
+                    expectations = demo.play(progress.steps.append)
+                problems = demo.judge(expectations)
+                demo.report(expectations, problems)
+        finally:
+            demo.emulator_server.stop()  # started with the demo, for its thin destination
         return 1 if problems else 0

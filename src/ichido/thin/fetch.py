@@ -27,7 +27,7 @@ from ichido.errors import IchidoError
 from ichido.event import Event
 from ichido.handlers import HandlerRegistry
 from ichido.queue.base import Claim, Claims, retry_at
-from ichido.thin import twins
+from ichido.thin import recovered, twins
 from ichido.thin.notification import created_seconds
 from ichido.thin.reader import FetchFailed, Reader
 
@@ -55,6 +55,12 @@ def thin_event(notification: dict[str, Any], fetched: Fetched, attempt: int) -> 
     """The handlers' view of a completed thin event (``Event``, ``shape="thin"``)."""
     payload = {**notification, **fetched.event}
     event_type = str(notification["type"])
+    found = recovered.impact(fetched.event) if recovered.is_alert(event_type) else None
+    if found is not None:  # the event Stripe never generated, named by its health alert
+        return Event(str(notification["id"]), found.event_type,
+                     created_seconds(notification["created"]), payload, attempt,
+                     shape="recovery", fetched_object=fetched.object,
+                     recovered_from=found.alert_id)
     return Event(str(notification["id"]), event_type.removeprefix("v1."),
                  created_seconds(notification["created"]), payload, attempt, shape="thin",
                  fetched_object=fetched.object)
@@ -72,7 +78,8 @@ class FetchStage:
     def prepare(self, claims: list[Claim]) -> list[Claim]:
         """Fetch what the thin events among ``claims`` need; return the claims to run (those
         whose fetch failed are recorded as failed attempts and left out)."""
-        thin = [c for c in claims if c.id not in self._ready and self.handlers.for_type(c.type)
+        thin = [c for c in claims if c.id not in self._ready
+                and (self.handlers.for_type(c.type) or recovered.is_alert(c.type))
                 and twins.is_thin(c.type, c.body)]
         if not thin:
             return claims
@@ -97,6 +104,14 @@ class FetchStage:
             return Event.from_body(claim.body, claim.attempt)
         return thin_event(orjson.loads(claim.body), fetched, claim.attempt)
 
+    def impact(self, claim: Claim) -> recovered.Impact | None:
+        """What a prepared health alert says was never generated (None: not an alert, or it
+        names no event type)."""
+        fetched = self._ready.get(claim.id)
+        if fetched is None or not recovered.is_alert(claim.type):
+            return None
+        return recovered.impact(fetched.event)
+
     # -- reading ------------------------------------------------------------------------------
 
     def _fetch(self, due: Sequence[Claim], notes: dict[str, dict[str, Any]],
@@ -110,10 +125,9 @@ class FetchStage:
         objects: dict[tuple[str, str], dict[str, Any] | None | FetchFailed] = {}
         for claim in due:
             note, have = notes[claim.id], stored.get(claim.id)
-            related = note.get("related_object")
-            related = related if isinstance(related, dict) else None
-            want_object = needs_object(claim.type) and related is not None
-            if have is not None and (have.has_object or not want_object):
+            if have is not None and have.has_object:
+                continue
+            if have is not None and self._object_url(claim, note, have.event) is None:
                 continue
             event = have.event if have is not None else None
             try:
@@ -121,11 +135,12 @@ class FetchStage:
                 if event is None:
                     event = self.reader.event(notification, created_seconds(note["created"]))
                     fresh[claim.id] = Fetched(event)
-                if want_object and related is not None:
-                    key = (str(related.get("url")), str(note.get("context")))
+                url = self._object_url(claim, note, event)
+                if url is not None:
+                    key = (url, str(note.get("context")))
                     if key not in objects:
                         try:
-                            objects[key] = self.reader.related_object(notification)
+                            objects[key] = self._object(claim, notification, note, url)
                         except FetchFailed as exc:
                             objects[key] = exc
                     obj = objects[key]
@@ -145,6 +160,29 @@ class FetchStage:
         if fresh:
             self._save(fresh)
         return failed
+
+    def _object_url(self, claim: Claim, note: dict[str, Any],
+                    event: dict[str, Any]) -> str | None:
+        """Where the object the handlers get is read, if they get one: a ``v1.`` event's
+        ``related_object.url``; a health alert's ``impact.related_object.url`` when the impact's
+        event type has handlers."""
+        if recovered.is_alert(claim.type):
+            found = recovered.impact(event)
+            if found is None or not self.handlers.for_type(found.event_type):
+                return None
+            return found.object_url
+        related = note.get("related_object")
+        if needs_object(claim.type) and isinstance(related, dict):
+            return str(related.get("url"))
+        return None
+
+    def _object(self, claim: Claim, notification: Any, note: dict[str, Any],
+                url: str) -> dict[str, Any] | None:
+        if recovered.is_alert(claim.type):
+            context = note.get("context")
+            return self.reader.object_at(url, context if isinstance(context, str) else None,
+                                         claim.id)
+        return self.reader.related_object(notification)
 
     def _fail(self, claim: Claim, failed: FetchFailed) -> None:
         s = self.settings

@@ -112,6 +112,23 @@ class Reader:
                 raise
             return {"id": related.id, "object": related.type, "deleted": True}
 
+    def object_at(self, url: str, context: str | None, event_id: str) -> dict[str, Any]:
+        """``GET url`` as ``fetch_related_object()`` sends it (``Stripe-Context``, the trigger
+        header): the object a health alert's ``impact`` names. Gone (404): the deleted shape."""
+        client = self.client()
+
+        def fetch() -> Any:
+            return client.raw_request("get", url, stripe_context=context,
+                                      headers={"Stripe-Request-Trigger": f"event={event_id}"})
+
+        try:
+            return self._read(fetch)
+        except FetchFailed as failed:
+            if failed.code != "not_found":
+                raise
+            kind = url.removeprefix("/v1/").split("/")[0].removesuffix("s")
+            return {"id": url.rstrip("/").rsplit("/", 1)[-1], "object": kind, "deleted": True}
+
     def _read(self, fetch: Callable[[], Any]) -> dict[str, Any]:
         self.pace.wait()
         self.reads += 1
@@ -121,8 +138,8 @@ class Reader:
             raise FetchFailed("fetch_failed", f"network error: {exc.user_message}") from exc
         except stripe.StripeError as exc:
             raise _failure(exc) from exc
-        response = getattr(found, "last_response", None)
-        if response is not None and response.body:
+        response = getattr(found, "last_response", found)  # raw_request gives the response
+        if response is not None and getattr(response, "body", None):
             return orjson.loads(response.body)
         return dict(found.to_dict())
 
