@@ -34,7 +34,7 @@ ReasonCode = Literal[
     # Processing (recorded on the event, never sent to Stripe)
     "retry_later", "lease_lost", "refetch_budget", "rate_limited", "transaction_too_large",
     "no_sql_on_dynamodb", "transaction_cancelled", "body_unavailable", "fetch_failed",
-    "event_expired", "thin_not_on_aws", "error",
+    "event_expired", "error",
 ]
 
 # What each code means: the README's table of reason codes is this dict. Its keys are typed,
@@ -105,8 +105,6 @@ REASONS: dict[ReasonCode, str] = {
                     "error, a 5xx, a refusal); retried with backoff, then dead-lettered",
     "event_expired": "Stripe no longer has the thin event to fetch (404, older than its 30 "
                      "days): dead-lettered at once",
-    "thin_not_on_aws": "a thin event with handlers reached an AWS layout's worker, which cannot "
-                       "fetch yet: retried, then dead-lettered, kept for a replay",
     "transaction_too_large": "a handler wrote more items than one DynamoDB transaction takes",
     "no_sql_on_dynamodb": "a handler written for SQL ran on DynamoDB",
     "transaction_cancelled": "DynamoDB refused the transaction (a condition or a conflict)",

@@ -126,7 +126,7 @@ class SqsLayout:
         self.queue = SqsQueue(self.queue_url, dlq_url=self.dlq_url, client=self.sqs)
         self.worker = SqsWorker(EventApplier(self.handlers, self.ledger),
                                 max_receive_count=self.max_receive_count,
-                                fifo=self.queue.fifo)
+                                fifo=self.queue.fifo, dead_letter=self.queue.dead_letter)
         self.poller = SqsPoller(self.queue_url, self.worker.handle, failed_visibility=0,
                                 client=self.sqs)
 

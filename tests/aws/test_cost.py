@@ -3,9 +3,10 @@ event, cached duplicate, durable duplicate, a Stripe retry, one failed attempt),
 Powertools' idempotency on DynamoDB, all counted from runs through the real handlers on moto
 (``bench.aws_cost`` measures; ``python -m bench cost`` prints the table in docs/aws.md).
 
-What a new event may cost (issue 25): on SQS + DynamoDB its marker and its effect, a small item
-each in one transaction (2 + 2 WRU), no read, no counter; on Streams + DynamoDB also the
-receiver's put of the compressed body (2 WRU), 6 in all. Run with ``-s`` to see the table."""
+What a new event may cost (issue 25): on SQS + DynamoDB its marker, its change key (so that a
+snapshot and its thin twin apply once, ``ichido.thin.twins``) and its effect, a small item each
+in one transaction (2 + 2 + 2 WRU), no read, no counter; on Streams + DynamoDB also the
+receiver's put of the compressed body (2 WRU), 8 in all. Run with ``-s`` to see the table."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def test_cost_sqs_dynamodb(meter: Meter) -> None:
     new = rows["new event"]
     assert (new["sqs:SendMessage"], new["dynamodb:TransactWriteItems"]) == (1, 1)
     assert "dynamodb:GetItem" not in new and "dynamodb:UpdateItem" not in new
-    assert (new["write_units"], new.get("read_units", 0)) == (4, 0)  # marker, effect: 2 + 2
+    # marker, change key (twins, ichido.thin.twins), effect: 2 + 2 + 2
+    assert (new["write_units"], new.get("read_units", 0)) == (6, 0)
     assert rows["cached duplicate"] == {"dynamodb:UpdateItem": 1, "write_units": 1,
                                         "invocations": 1}
     retry = rows["stripe retry"]  # read first: found, no transaction
@@ -57,8 +59,8 @@ def test_cost_streams_dynamodb(meter: Meter) -> None:
     assert doubled == 0
     new = rows["new event"]
     assert (new["dynamodb:PutItem"], new["dynamodb:TransactWriteItems"]) == (1, 1)
-    # the compressed body's item (2), the marker apart from it and the effect (2 + 2)
-    assert new["write_units"] <= 6
+    # the compressed body's item (2), the marker apart from it, the change key, the effect
+    assert new["write_units"] <= 8
     assert "dynamodb:UpdateItem" not in new  # no counter
     assert not any(k.startswith("sqs") for row in rows.values() for k in row)
     assert rows["durable duplicate"]["dynamodb:PutItem"] == 1  # the refused conditional put

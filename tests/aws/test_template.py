@@ -62,3 +62,16 @@ def test_large_bodies_have_their_bucket() -> None:
     assert "Action: s3:PutObject" in receiver.split("  ReceiverFunction:")[1]
     assert "Action: s3:GetObject" in worker.split("  SqsMapping:")[0]
     assert "sqs:GetQueueAttributes" in receiver.split("  ReceiverFunction:")[1]
+
+
+def test_the_worker_may_move_a_dead_event_and_read_stripes_key() -> None:
+    """Thin events on AWS: ``event_expired`` goes to the DLQ from the worker itself, and the
+    fetch stage's API key comes from Secrets Manager, granted to the worker alone."""
+    text = TEMPLATE.read_text()
+    receiver, worker = text.split("  WorkerFunction:")[0], text.split("  WorkerFunction:")[1]
+    worker = worker.split("  SqsMapping:")[0]
+    assert "Action: sqs:SendMessage\n                Resource: !GetAtt DeadLetterQueue.Arn" in worker
+    assert "Resource: !Ref StripeApiKeySecretArn" in worker
+    assert "StripeApiKeySecretArn" not in receiver.split("  ReceiverFunction:")[1]
+    assert ("ICHIDO_STRIPE_API_KEY_SECRET_ID: !If [HasApiKey, !Ref StripeApiKeySecretArn, "
+            "!Ref AWS::NoValue]") in text

@@ -13,6 +13,10 @@ a copy is likely: a redelivery (attempt > 1), an event sent long after Stripe cr
 Stripe retry), or the Streams worker's read of the attempts so far; a copy found there costs
 no transaction. On Streams the marker is an item of its own beside the one that carries the
 body, so it never rewrites the body (``marker_apart``).
+
+An event with handlers also puts its change's item, ``("change#<key>", "change")``
+(``ichido.thin.twins``), in that transaction, conditional on no other event holding it: when its
+twin holds it, the whole transaction is cancelled and the event is finished as ``twin``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from typing import Any, Iterator
 
 from botocore.exceptions import ClientError
 
+from ichido.aws.fetch import CHANGE, change_pk
+from ichido.aws.ledger import TwinApplied, twin_note
 from ichido.db.dynamodb import (DynamoDatabase, DynamoTransaction, TransactionCancelled,
                                 from_item, to_item)
 from ichido.errors import StorageUnavailable
@@ -61,8 +67,9 @@ class DynamoLedger:
         return item
 
     @contextmanager
-    def applying(self, delivery: Delivery, status: Status, attempt: int,
-                 received_at: float) -> Iterator[DynamoTransaction | None]:
+    def applying(self, delivery: Delivery, status: Status, attempt: int, received_at: float,
+                 *, change: str | None = None,
+                 note: str | None = None) -> Iterator[DynamoTransaction | None]:
         if self._reads_first(delivery, attempt, received_at):
             current = self._current(delivery.id)
             if current is not None and current.get("status") in FINISHED:
@@ -73,15 +80,44 @@ class DynamoLedger:
         # limit (98) stays the same when a second item of ichido's joins (a twin's key).
         tx = DynamoTransaction(self.database, reserved=2)
         yield tx
+        claim = [self._change(delivery.id, change)] if change else []
         try:
-            self.database.commit([self._marker(delivery, status, attempt, received_at),
-                                  *tx.items])
+            self.database.commit([self._marker(delivery, status, attempt, received_at, note),
+                                  *claim, *tx.items])
         except TransactionCancelled as exc:
             if exc.reasons and exc.reasons[0] == "ConditionalCheckFailed":
                 # A copy applied before: a duplicate, and nothing of this one written.
                 self.count({"received": 1, "duplicates_durable": 1})
                 return
+            if claim and len(exc.reasons) > 1 and exc.reasons[1] == "ConditionalCheckFailed":
+                self._finish_twin(delivery, attempt, received_at, str(change))
+                return  # a copy finished it meanwhile: counted as a duplicate
             raise
+
+    def _change(self, event_id: str, change: str) -> dict[str, Any]:
+        """The change's conditional put (``ichido.thin.twins``): it lands when no event holds
+        the change, or when this one does (a replay); else the whole transaction is cancelled."""
+        return {"Put": {"TableName": self.table_name,
+                        "Item": to_item({"pk": change_pk(change), "sk": CHANGE,
+                                         "event_id": event_id, "applied_at": time.time()}),
+                        "ConditionExpression": "attribute_not_exists(pk) OR event_id = :me",
+                        "ExpressionAttributeValues": to_item({":me": event_id})}}
+
+    def _finish_twin(self, delivery: Delivery, attempt: int, received_at: float,
+                     change: str) -> None:
+        """Another event's transaction took the change since ours began: this one is finished
+        as its twin (its marker alone; what the handlers wrote was cancelled with it)."""
+        held = self.database.get(self.table_name, {"pk": change_pk(change), "sk": CHANGE}) or {}
+        holder = str(held.get("event_id", change))
+        try:
+            self.database.commit([self._marker(delivery, Status.TWIN, attempt, received_at,
+                                               twin_note(holder))])
+        except TransactionCancelled as exc:
+            if exc.reasons and exc.reasons[0] == "ConditionalCheckFailed":
+                self.count({"received": 1, "duplicates_durable": 1})
+                return
+            raise
+        raise TwinApplied(delivery.id, holder)
 
     def _reads_first(self, delivery: Delivery, attempt: int, received_at: float) -> bool:
         ahead = self._read_ahead is not None and self._read_ahead[0] == delivery.id
@@ -95,7 +131,8 @@ class DynamoLedger:
         values = {":s": (Status.DEAD if dead else Status.RETRYING).value, ":a": attempt,
                   ":e": error, ":t": delivery.type, ":c": delivery.created, ":r": time.time(),
                   ":f": [{"attempt": attempt, "at": time.time(), "error": error}],
-                  ":none": [], ":p": Status.PROCESSED.value, ":i": Status.IGNORED.value}
+                  ":none": [], ":p": Status.PROCESSED.value, ":i": Status.IGNORED.value,
+                  ":w": Status.TWIN.value}
         update = ("SET #status = :s, attempts = :a, last_error = :e, #type = :t, created = :c,"
                   " received_at = if_not_exists(received_at, :r), failures = ")
         appended = "list_append(if_not_exists(failures, :none), :f)"
@@ -116,7 +153,7 @@ class DynamoLedger:
             self.client.update_item(
                 TableName=self.table_name, Key=to_item({"pk": event_id, "sk": EVENT}),
                 UpdateExpression=expression,
-                ConditionExpression="attribute_not_exists(pk) OR NOT #status IN (:p, :i)",
+                ConditionExpression="attribute_not_exists(pk) OR NOT #status IN (:p, :i, :w)",
                 ExpressionAttributeNames={"#status": "status", "#type": "type"},
                 ExpressionAttributeValues=to_item(values))
         except ClientError as exc:
@@ -136,13 +173,15 @@ class DynamoLedger:
         return self.database.get(self.table_name, {"pk": event_id, "sk": EVENT})
 
     def _marker(self, delivery: Delivery, status: Status, attempt: int,
-                received_at: float) -> dict[str, Any]:
+                received_at: float, note: str | None = None) -> dict[str, Any]:
         """Apart: a put of the small marker item, if there is none. Else: the event item
         written (created, or updated after failed attempts) unless it is finished."""
         now = time.time()
         if self.marker_apart:
             item = {"pk": delivery.id, "sk": APPLIED, "status": status.value,
                     "attempts": attempt, "finished_at": now}
+            if note:
+                item["last_error"] = note
             return {"Put": {"TableName": self.table_name, "Item": to_item(item),
                             "ConditionExpression": "attribute_not_exists(pk)"}}
         finished = {f":done{i}": done.value for i, done in enumerate(FINISHED)}
@@ -154,6 +193,9 @@ class DynamoLedger:
         if delivery.object_id:
             values[":o"] = delivery.object_id
             update += ", object_id = :o"
+        if note:
+            values[":e"] = note
+            update += ", last_error = :e"
         return {"Update": {
             "TableName": self.table_name, "Key": to_item({"pk": delivery.id, "sk": EVENT}),
             "UpdateExpression": update,

@@ -4,7 +4,9 @@ delivery, the store learns of an event only in the worker's transaction.
 ``applying`` opens one transaction, writes the processed marker unless the event already has
 one, and hands the handlers the same transaction (I2): both commit, or neither. A second copy
 (a Stripe redelivery, SQS's at-least-once delivery, a redriven dead letter that had in fact
-been applied) finds the marker and is acknowledged as a durable duplicate. This module holds
+been applied) finds the marker and is acknowledged as a durable duplicate. The change's key
+(``ichido.thin.twins``) is claimed in the same transaction, so that a snapshot event and its thin
+twin apply once, and a failed attempt leaves the change free. This module holds
 the protocol and its SQL engine (PostgreSQL on RDS, or SQLite for ``ichido aws local``);
 DynamoDB's is ``ichido.aws.dynamodb_ledger``.
 """
@@ -19,18 +21,23 @@ from ichido.event import Delivery
 from ichido.db.base import Transaction
 from ichido.db.sql import SqlDatabase
 from ichido.queue.base import Status
+from ichido.thin import twins
 
 
 class Ledger(Protocol):
     """What the Lambda worker (``EventApplier``) and, on the SQS layout, the receiver's cache
     hits (``count``) write to."""
 
-    def applying(self, delivery: Delivery, status: Status, attempt: int,
-                 received_at: float) -> AbstractContextManager[Transaction | None]:
+    def applying(self, delivery: Delivery, status: Status, attempt: int, received_at: float,
+                 *, change: str | None = None,
+                 note: str | None = None) -> AbstractContextManager[Transaction | None]:
         """One transaction with the marker written; ``None`` when the event is known to have
         been applied before (nothing is written then but the duplicate's count). On DynamoDB a
         copy may get a transaction too, when nothing was read first: the marker's condition
-        refuses it at commit, and the handlers' writes with it."""
+        refuses it at commit, and the handlers' writes with it. ``change``: the change key
+        (``ichido.thin.twins``) claimed in the same transaction; when another event holds it,
+        the event is finished as ``twin``, nothing of the handlers' is written, and
+        ``TwinApplied`` is raised. ``note``: the marker's ``last_error`` (why it is finished so)."""
 
     def record_failure(self, delivery: Delivery, attempt: int, error: str, *,
                        dead: bool) -> None:
@@ -38,6 +45,22 @@ class Ledger(Protocol):
 
     def count(self, increments: dict[str, int]) -> None:
         """Add to the counters (the receiver's cache hits, which never reach a worker)."""
+
+
+class TwinApplied(Exception):
+    """The event's change was applied by its twin (``ichido.thin.twins``): the event is
+    finished as ``twin`` and its handlers' writes are not committed. Raised by ``applying``
+    (before the handlers on SQL, where the key is taken first; at commit on DynamoDB, where the
+    key's conditional put is cancelled with the handlers' writes)."""
+
+    def __init__(self, event_id: str, holder: str) -> None:
+        super().__init__(f"{event_id} is the twin of {holder}, which applied the change")
+        self.holder = holder
+
+
+def twin_note(holder: str) -> str:
+    """A twin's ``last_error``, as the core worker writes it."""
+    return f"twin of {holder}, which applied the change"
 
 
 class StreamsLedger(Ledger, Protocol):
@@ -56,7 +79,7 @@ INSERT INTO ichido_events (id, type, created, object_id, body, received_at, stat
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)
 ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
     finished_at = excluded.finished_at, last_error = excluded.last_error
-WHERE ichido_events.status NOT IN ('processed', 'ignored')
+WHERE ichido_events.status NOT IN ('processed', 'ignored', 'stale', 'twin')
 RETURNING id
 """
 
@@ -72,19 +95,26 @@ class SqlLedger:
         self.shard = shard
 
     @contextmanager
-    def applying(self, delivery: Delivery, status: Status, attempt: int,
-                 received_at: float) -> Iterator[Transaction | None]:
+    def applying(self, delivery: Delivery, status: Status, attempt: int, received_at: float,
+                 *, change: str | None = None,
+                 note: str | None = None) -> Iterator[Transaction | None]:
         with self.database.transaction() as tx:
             if delivery.object_id:  # one object's events apply one at a time (I4, I8)
                 self.database.lock_objects(tx, [delivery.object_id])
             row = tx.execute(_MARK, (*_columns(delivery, received_at), status.value, attempt,
-                                     time.time(), None)).fetchone()
+                                     time.time(), note)).fetchone()
             if row is None:
                 self._count(tx, {"received": 1, "duplicates_durable": 1})
                 yield None
                 return
             self._count(tx, {"received": 1, "unique": 1})
-            yield tx
+            held = twins.hold(tx, [(delivery.id, change)]) if change else {}
+            if not held:
+                yield tx
+                return
+            tx.execute("UPDATE ichido_events SET status = ?, last_error = ? WHERE id = ?",
+                       (Status.TWIN.value, twin_note(held[delivery.id]), delivery.id))
+        raise TwinApplied(delivery.id, held[delivery.id])  # committed: the event is finished
 
     def record_failure(self, delivery: Delivery, attempt: int, error: str, *,
                        dead: bool) -> None:

@@ -194,15 +194,21 @@ def provision(endpoint: str, *, layout: str, fifo: bool, max_receive_count: int,
     os.environ.update(env)
     aws = AwsSettings.from_env()
     poller: SqsPoller | StreamPoller
+    reader = stores.reader(settings, aws, app)  # thin events' reads (STRIPE_API_KEY)
     if layout == "sqs":
-        applier = EventApplier(app.handlers, stores.ledger(settings), stores.bodies(aws))
-        worker = SqsWorker(applier, max_receive_count=max_receive_count, fifo=fifo)
+        ledger = stores.ledger(settings)
+        applier = EventApplier(app.handlers, ledger, stores.bodies(aws),
+                               stores.fetch(ledger, reader))
+        queue = stores.sqs_queue(aws)
+        worker = SqsWorker(applier, max_receive_count=max_receive_count, fifo=fifo,
+                           dead_letter=queue.dead_letter)
         poller = SqsPoller(env["ICHIDO_QUEUE_URL"], worker.handle, failed_visibility=retry_after)
     else:
         from ichido.queue.streams import StreamsQueue, wanted
 
         ledger = stores.streams_ledger(settings)  # Streams are DynamoDB's
-        applier = EventApplier(app.handlers, ledger, stores.bodies(aws))
+        applier = EventApplier(app.handlers, ledger, stores.bodies(aws),
+                               stores.fetch(ledger, reader))
         streams = StreamsWorker(applier, ledger, max_attempts=max_receive_count, wanted=wanted)
         arn = StreamsQueue(ledger.table_name).stream_arn()
         poller = StreamPoller(arn, streams.handle, accepts=wanted)

@@ -23,6 +23,7 @@ SETTINGS: tuple[Setting, ...] = (
             says="must be at least 1", read_empty=True, doc=_DOC),
     Setting("secret_id", "ICHIDO_WEBHOOK_SECRET_ID", doc=_DOC),
     Setting("body_bucket", "ICHIDO_BODY_BUCKET", doc=_DOC),
+    Setting("api_key_secret_id", "ICHIDO_STRIPE_API_KEY_SECRET_ID", doc=_DOC),
 )
 
 
@@ -42,6 +43,9 @@ class AwsSettings:
     secret_id: str | None = None
     # The S3 bucket for bodies larger than the layout holds in line (ichido.aws.bodies).
     body_bucket: str | None = None
+    # Where the worker's Stripe API key lives (a Secrets Manager ARN or name), read when the
+    # first thin event is fetched; unset, the worker reads STRIPE_API_KEY.
+    api_key_secret_id: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "AwsSettings":

@@ -9,7 +9,10 @@ import importlib
 import os
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+import stripe
+
 from ichido.aws.bodies import STREAMS_INLINE_MAX, Bodies, with_bodies
+from ichido.aws.fetch import AwsFetch, DynamoFetched, SqlFetched
 from ichido.aws.ledger import Ledger, SqlLedger
 from ichido.aws.settings import AwsSettings
 from ichido.config import Settings, split_secrets
@@ -19,9 +22,11 @@ from ichido.group_commit import DurableWrite
 from ichido.db import open_database
 from ichido.db.base import Database
 from ichido.inbox import Inbox, process_shard
+from ichido.recovery.settings import stripe_client_from_env
 from ichido.schema import open_inbox
 from ichido.seen import open_seen
 from ichido.seen.base import SeenCache
+from ichido.thin.reader import Reader
 
 if TYPE_CHECKING:
     from ichido.app import App
@@ -86,6 +91,36 @@ def ledger(settings: Settings) -> Ledger:
         return DynamoLedger(database, shard=process_shard())
     assert isinstance(database, SqlDatabase)  # open_inbox knows no other engine
     return SqlLedger(database, process_shard())
+
+
+def fetch(ledger: Ledger, reader: Reader) -> AwsFetch:
+    """The worker's fetch stage, keeping what it reads where the ledger writes."""
+    from ichido.aws.dynamodb_ledger import DynamoLedger
+
+    if isinstance(ledger, DynamoLedger):
+        return AwsFetch(reader, DynamoFetched(ledger.database))
+    assert isinstance(ledger, SqlLedger)  # the two ledgers there are
+    return AwsFetch(reader, SqlFetched(ledger.database))
+
+
+def reader(settings: Settings, aws: AwsSettings, app: "App | None") -> Reader:
+    """The SDK reader of thin events: the App's (``STRIPE_API_KEY``), or one whose key is read
+    from Secrets Manager (``ICHIDO_STRIPE_API_KEY_SECRET_ID``) when the first read needs it."""
+    secret_id = aws.api_key_secret_id
+    if not secret_id:
+        return app.reader if app is not None else Reader(
+            settings.fetch_rate, make_client=stripe_client_from_env)
+
+    def client() -> stripe.StripeClient:
+        import boto3
+
+        key = boto3.client("secretsmanager").get_secret_value(
+            SecretId=secret_id)["SecretString"].strip()
+        base = os.environ.get("STRIPE_API_BASE")
+        return stripe.StripeClient(key, max_network_retries=0,
+                                   base_addresses={"api": base} if base else None)
+
+    return Reader(settings.fetch_rate, make_client=client)
 
 
 def streams_ledger(settings: Settings) -> "DynamoLedger":

@@ -18,11 +18,14 @@ from typing import Any, Callable
 
 from ichido.aws.bodies import Bodies
 from ichido.aws.envelopes import from_sqs_record, receive_count
-from ichido.aws.ledger import Ledger, StreamsLedger
-from ichido.errors import IchidoError, RejectedDelivery
+from ichido.aws.fetch import AwsFetch
+from ichido.aws.ledger import Ledger, StreamsLedger, TwinApplied, twin_note
+from ichido.errors import RejectedDelivery
 from ichido.event import Delivery, Event
 from ichido.handlers import HandlerRegistry
 from ichido.queue.base import Status
+from ichido.thin import twins
+from ichido.thin.reader import FetchFailed
 from ichido.thin.twins import is_thin
 
 log = logging.getLogger("ichido.aws.worker")
@@ -31,7 +34,9 @@ log = logging.getLogger("ichido.aws.worker")
 class Outcome(enum.Enum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"
+    TWIN = "twin"  # its change was applied by its twin: finished, no handler ran
     FAILED = "failed"
+    DEAD = "dead"  # failed for good at once (event_expired): recorded dead, not retried
 
 
 # What a failure keeps of its traceback: the end, where the exception is. A handler's error of any
@@ -39,40 +44,54 @@ class Outcome(enum.Enum):
 MAX_ERROR = 8 * 1024
 
 
-class ThinNotOnAws(IchidoError):
-    """The AWS layouts have no fetch stage yet (``ichido.thin``): a thin event with handlers
-    fails its attempts with this reason and rests in the dead letters, kept for a replay,
-    rather than reach its handlers without the object it points to."""
-
-    code = "thin_not_on_aws"
-
-
 class EventApplier:
-    """One event, one transaction: marker, handlers, commit; or the failure recorded.
-    ``bodies`` reads a body that the receiver put out of line (``ichido.aws.bodies``)."""
+    """One event, one transaction: marker, change key, handlers, commit; or the failure
+    recorded. ``bodies`` reads a body that the receiver put out of line (``ichido.aws.bodies``);
+    ``fetch`` completes a thin event before its transaction (``ichido.aws.fetch``)."""
 
     def __init__(self, handlers: HandlerRegistry, ledger: Ledger,
-                 bodies: Bodies | None = None) -> None:
+                 bodies: Bodies | None = None, fetch: AwsFetch | None = None) -> None:
         self.handlers = handlers
         self.ledger = ledger
         self.bodies = bodies or Bodies("", 0)
+        self.fetch = fetch
 
     def apply(self, delivery: Delivery, attempt: int, *, final: bool,
               received_at: float | None = None) -> Outcome:
+        """``Outcome.DEAD`` when the attempt failed and can never succeed (Stripe no longer
+        keeps the thin event): recorded dead whatever the attempt."""
         handlers = self.handlers.for_type(delivery.type)
         status = Status.PROCESSED if handlers else Status.IGNORED
         try:
             delivery = self.bodies.resolve(delivery)  # from S3 if out of line
+            change = twins.change_key(delivery.id, delivery.type, delivery.body) \
+                if handlers else None
+            event, twin_of = None, None
             if handlers and is_thin(delivery.type, delivery.body):
-                raise ThinNotOnAws(f"{ThinNotOnAws.code}: thin event {delivery.id} needs the"
-                                   " fetch stage, which the AWS layouts do not run yet")
-            with self.ledger.applying(delivery, status, attempt,
-                                      received_at or time.time()) as tx:
+                if self.fetch is None:
+                    raise FetchFailed("fetch_failed", "no fetch stage to complete thin events")
+                twin_of = self.fetch.twin_of(delivery)  # applied already: no read
+                if twin_of is None:
+                    event = self.fetch.complete(delivery, attempt)
+            with self.ledger.applying(
+                    delivery, Status.TWIN if twin_of else status, attempt,
+                    received_at or time.time(), change=None if twin_of else change,
+                    note=twin_note(twin_of) if twin_of else None) as tx:
                 if tx is None:
                     return Outcome.DUPLICATE
-                event = Event.from_body(delivery.body, attempt)
+                if twin_of:
+                    return Outcome.TWIN
+                event = event or Event.from_body(delivery.body, attempt)
                 for handler in handlers:
                     handler(event, tx)
+        except TwinApplied as twin:
+            log.info("event %s (%s): %s", delivery.id, delivery.type, twin)
+            return Outcome.TWIN
+        except FetchFailed as failed:  # recorded as the core worker records it, by its code
+            log.warning("event %s (%s): fetch failed on attempt %d: %s", delivery.id,
+                        delivery.type, attempt, failed)
+            self._record(delivery, attempt, str(failed), final or failed.final)
+            return Outcome.DEAD if failed.final else Outcome.FAILED
         except Exception:  # recorded with its traceback on the event, retried by the queue
             error = traceback.format_exc(limit=-8)[-MAX_ERROR:]
             log.warning("event %s (%s) failed attempt %d: %s", delivery.id, delivery.type,
@@ -89,13 +108,18 @@ class EventApplier:
 
 
 class SqsWorker:
-    """``handle`` is the Lambda handler's body for an SQS batch."""
+    """``handle`` is the Lambda handler's body for an SQS batch. ``dead_letter`` sends a
+    record to the DLQ itself (``SqsQueue.dead_letter``), for an event that can never succeed
+    (``Outcome.DEAD``); without it, or when that send fails, such a record is reported failed
+    and SQS's redrive policy moves it after its receives."""
 
     def __init__(self, applier: EventApplier, *, max_receive_count: int,
-                 fifo: bool = False) -> None:
+                 fifo: bool = False,
+                 dead_letter: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.applier = applier
         self.max_receive_count = max_receive_count
         self.fifo = fifo
+        self.dead_letter = dead_letter
 
     def handle(self, event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
         """Reported failed: each record that failed and, on FIFO, every later record of its
@@ -104,7 +128,7 @@ class SqsWorker:
         ``skip_group_on_error`` does. A record that failed its last attempt (recorded dead, the
         DLQ's next) holds back nothing: its group's later records apply after it, as they will
         once SQS has moved it; held back, they would spend their receives beside it and be
-        dead-lettered with it."""
+        dead-lettered with it. A record dead at once is moved to the DLQ here and acknowledged."""
         failures: list[dict[str, str]] = []
         held: set[str] = set()  # FIFO groups whose later records must wait
         for record in event.get("Records", []):
@@ -113,11 +137,25 @@ class SqsWorker:
                 failures.append({"itemIdentifier": record["messageId"]})
                 continue
             attempt = receive_count(record)
-            if self._apply(record, attempt) is Outcome.FAILED:
+            outcome = self._apply(record, attempt)
+            if outcome is Outcome.DEAD and self._moved(record):
+                continue
+            if outcome in (Outcome.FAILED, Outcome.DEAD):
                 failures.append({"itemIdentifier": record["messageId"]})
-                if group is not None and attempt < self.max_receive_count:
+                if group is not None and outcome is Outcome.FAILED \
+                        and attempt < self.max_receive_count:
                     held.add(group)
         return {"batchItemFailures": failures}
+
+    def _moved(self, record: dict[str, Any]) -> bool:
+        if self.dead_letter is None:
+            return False
+        try:
+            self.dead_letter(record)
+        except Exception:  # the queue's redrive policy still moves it, receives later
+            log.exception("could not move message %s to the DLQ", record.get("messageId"))
+            return False
+        return True
 
     def _apply(self, record: dict[str, Any], attempt: int) -> Outcome:
         try:
@@ -184,15 +222,21 @@ def _worker(layout: str) -> LambdaHandler:
         settings = stores.settings_from_env(aws)
         app = stores.load_app()
         handlers = app.handlers if app else HandlerRegistry()
+        reader = stores.reader(settings, aws, app)
         if layout == "sqs":
-            applier = EventApplier(handlers, stores.ledger(settings), stores.bodies(aws))
-            _workers[layout] = SqsWorker(applier, max_receive_count=aws.max_receive_count,
-                                         fifo=aws.fifo).handle
+            ledger = stores.ledger(settings)
+            applier = EventApplier(handlers, ledger, stores.bodies(aws),
+                                   stores.fetch(ledger, reader))
+            queue = stores.sqs_queue(aws)
+            _workers[layout] = SqsWorker(
+                applier, max_receive_count=aws.max_receive_count, fifo=aws.fifo,
+                dead_letter=queue.dead_letter if aws.dlq_url else None).handle
         else:
             from ichido.queue.streams import wanted
 
             ledger = stores.streams_ledger(settings)
-            applier = EventApplier(handlers, ledger, stores.bodies(aws))
+            applier = EventApplier(handlers, ledger, stores.bodies(aws),
+                                   stores.fetch(ledger, reader))
             _workers[layout] = StreamsWorker(applier, ledger, max_attempts=aws.max_receive_count,
                                              wanted=wanted).handle
     return _workers[layout]

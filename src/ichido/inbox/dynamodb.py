@@ -186,8 +186,8 @@ def merged(items: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
         return None
     if marker is None:
         return event
-    return {**event, **{k: marker[k] for k in ("status", "attempts", "finished_at")
-                        if k in marker}}
+    return {**event, **{k: marker[k] for k in ("status", "attempts", "finished_at",
+                                                "last_error") if k in marker}}
 
 
 def body_of(item: dict[str, Any]) -> bytes:

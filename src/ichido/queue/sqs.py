@@ -93,6 +93,22 @@ class SqsQueue:
             message["MessageDeduplicationId"] = delivery.id
         return message
 
+    def dead_letter(self, record: dict[str, Any]) -> None:
+        """Move a Lambda SQS record to the DLQ now, for an event that can never succeed (the
+        worker acknowledges the record after this). Its body and, on FIFO, its group go with it,
+        so ``ichido dlq`` shows it and a redrive sends it back as any dead letter."""
+        if not self.dlq_url:
+            raise StorageUnavailable("no DLQ (ICHIDO_DLQ_URL) to move the message to")
+        message: dict[str, Any] = {"MessageBody": record["body"]}
+        if self.fifo:
+            message["MessageGroupId"] = record.get("attributes", {}).get(
+                "MessageGroupId") or "dead"
+            message["MessageDeduplicationId"] = record["messageId"]
+        try:
+            self.client.send_message(QueueUrl=self.dlq_url, **message)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageUnavailable(f"could not send to the DLQ: {exc}") from exc
+
     # -- the operator's side -----------------------------------------------------------------
 
     def dead_letters(self, limit: int = 50) -> list[DeadLetter]:

@@ -201,29 +201,38 @@ class FetchStage:
 
     @staticmethod
     def _load(tx: Any, ids: Sequence[str]) -> dict[str, Fetched]:
-        found: dict[str, Fetched] = {}
-        for start in range(0, len(ids), _CHUNK):
-            chunk = list(ids[start:start + _CHUNK])
-            for event_id, event, obj, has_object in tx.execute(
-                    "SELECT event_id, event, object, has_object FROM ichido_fetched WHERE"
-                    f" event_id IN ({', '.join('?' for _ in chunk)})", chunk).fetchall():
-                found[event_id] = Fetched(orjson.loads(bytes(event)),
-                                          orjson.loads(bytes(obj)) if obj is not None else None,
-                                          bool(has_object))
-        return found
+        return load(tx, ids)
 
     def _save(self, fresh: dict[str, Fetched]) -> None:
-        now = time.time()
         with self.database.storage("store fetched events"), self.database.transaction() as tx:
-            for event_id, f in sorted(fresh.items()):
-                tx.execute(
-                    "INSERT INTO ichido_fetched (event_id, event, object, has_object, fetched_at)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id) DO UPDATE SET"
-                    " event = excluded.event, object = excluded.object,"
-                    " has_object = excluded.has_object, fetched_at = excluded.fetched_at",
-                    (event_id, orjson.dumps(f.event),
-                     None if f.object is None else orjson.dumps(f.object), int(f.has_object),
-                     now))
+            save(tx, fresh)
+
+
+def load(tx: Any, ids: Sequence[str]) -> dict[str, Fetched]:
+    """What was fetched for ``ids`` and stored (``ichido_fetched``), by event id."""
+    found: dict[str, Fetched] = {}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = list(ids[start:start + _CHUNK])
+        for event_id, event, obj, has_object in tx.execute(
+                "SELECT event_id, event, object, has_object FROM ichido_fetched WHERE"
+                f" event_id IN ({', '.join('?' for _ in chunk)})", chunk).fetchall():
+            found[event_id] = Fetched(orjson.loads(bytes(event)),
+                                      orjson.loads(bytes(obj)) if obj is not None else None,
+                                      bool(has_object))
+    return found
+
+
+def save(tx: Any, fresh: dict[str, Fetched]) -> None:
+    """Store what was fetched (``ichido_fetched``), in ``tx``, replacing an earlier read."""
+    now = time.time()
+    for event_id, f in sorted(fresh.items()):
+        tx.execute(
+            "INSERT INTO ichido_fetched (event_id, event, object, has_object, fetched_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id) DO UPDATE SET"
+            " event = excluded.event, object = excluded.object,"
+            " has_object = excluded.has_object, fetched_at = excluded.fetched_at",
+            (event_id, orjson.dumps(f.event),
+             None if f.object is None else orjson.dumps(f.object), int(f.has_object), now))
 
 
 def _twin(note: dict[str, Any]) -> str | None:
