@@ -32,7 +32,7 @@ from ichido.event import Delivery, Event
 from ichido.thin import fetch as core, twins
 from ichido.thin.fetch import Fetched, needs_object, thin_event
 from ichido.thin.notification import created_seconds
-from ichido.thin.reader import FetchFailed, Reader
+from ichido.thin.reader import FetchFailed, Reader, event_read_needed
 
 log = logging.getLogger("ichido.aws.worker")
 FETCHED = "fetched"  # the sort key of a DynamoDB event's stored read, ``("fetched#<id>", …)``
@@ -140,8 +140,9 @@ class AwsFetch:
             return thin_event(note, have, attempt)
         notification = self.reader.notification(delivery.body)
         fresh = have is None
-        if have is None:
-            have = Fetched(self.reader.event(notification, created_seconds(note["created"])))
+        if have is None:  # the notification is the whole event unless it has data
+            have = Fetched(self.reader.event(notification, created_seconds(note["created"]))
+                           if event_read_needed(delivery.type) else {})
         if want_object:
             try:
                 have = Fetched(have.event, self.reader.related_object(notification), True)

@@ -29,7 +29,7 @@ from ichido.handlers import HandlerRegistry
 from ichido.queue.base import Claim, Claims, retry_at
 from ichido.thin import recovered, twins
 from ichido.thin.notification import created_seconds
-from ichido.thin.reader import FetchFailed, Reader
+from ichido.thin.reader import FetchFailed, Reader, event_read_needed
 
 log = logging.getLogger("ichido.worker")
 _CHUNK = 200
@@ -135,8 +135,9 @@ class FetchStage:
             event = have.event if have is not None else None
             try:
                 notification = self.reader.notification(claim.body)
-                if event is None:
-                    event = self.reader.event(notification, created_seconds(note["created"]))
+                if event is None:  # the notification is the whole event unless it has data
+                    event = (self.reader.event(notification, created_seconds(note["created"]))
+                             if event_read_needed(claim.type) else {})
                     fresh[claim.id] = Fetched(event)
                 url = self._object_url(claim, note, event)
                 if url is not None:

@@ -14,6 +14,7 @@ worker's backoff like a failed handler (``FetchFailed``).
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from typing import Any, Callable
@@ -39,6 +40,20 @@ class FetchFailed(Exception):
     @property
     def final(self) -> bool:
         return self.code == "event_expired"
+
+
+@functools.lru_cache(maxsize=None)
+def event_read_needed(event_type: str) -> bool:
+    """Whether ``GET /v2/core/events/{id}`` adds anything to a thin notification of this type.
+    A ``v1.*`` event carries no ``data`` of its own (its object is the related one, read apart)
+    unless the SDK's class for it declares some (``v1.invoice.upcoming``, the billing meter's);
+    a ``v2.*`` event, or a type the SDK does not know, may carry anything, so it is read."""
+    if not event_type.startswith("v1."):
+        return True
+    from stripe.events._event_classes import get_v2_event_class
+
+    found = get_v2_event_class(event_type)
+    return found is stripe.StripeObject or "data" in getattr(found, "__annotations__", {})
 
 
 class ReadPace:
