@@ -21,7 +21,7 @@ from ichido.event import Event, parse_delivery
 from ichido.queue.base import Status
 from tests.aws.conftest import make_queues
 from tests.aws.support import SqsLayout, StreamsLayout, dynamodb_url, function_url_event
-from tests.aws.thin_support import SUCCEEDED, ThinStripe, eventbridge_envelope
+from tests.aws.thin_support import PING, SUCCEEDED, ThinStripe, eventbridge_envelope
 from tests.support import migrate_effects
 from tests.thin.support import make_thin
 
@@ -108,22 +108,31 @@ def test_a_thin_event_through_the_lambda_receiver_is_fetched_and_applied_once(
     aws_thin.drain()
     assert aws_thin.seen == [(id_of(thin), "thin", intent, "succeeded", 1)]
     assert aws_thin.get(id_of(thin)).status == Status.PROCESSED
-    assert world.paths() == [f"v2/core/events/{id_of(thin)}", f"v1/payment_intents/{intent}"]
+    # a v1 notification without data is the whole event: only its object is read
+    assert world.paths() == [f"v1/payment_intents/{intent}"]
     aws_thin.deliver(thin)  # Stripe's redelivery: a durable duplicate, nothing read again
     aws_thin.drain()
-    assert list(aws_thin.effects().values()) == [1] and len(world.paths()) == 2
+    assert list(aws_thin.effects().values()) == [1] and len(world.paths()) == 1
 
 
-def test_a_retry_reads_what_was_stored_not_stripe(aws_thin: Aws) -> None:
+@pytest.mark.parametrize("kind", [f"v1.{SUCCEEDED}", PING])
+def test_a_retry_reads_what_was_stored_not_stripe(aws_thin: Aws, kind: str) -> None:
+    """What is kept and not read again: a v1 event's object; a v2 event's event."""
     world = aws_thin.stripe
     aws_thin.fail_attempts = {1}
-    intent = world.pay()
-    thin = world.thin()
+    if kind == PING:
+        aws_thin.layout.handlers.on(PING)(aws_thin.handle)
+        thin, seen = world.ping(), (None, None)
+        reads = [f"v2/core/events/{id_of(thin)}"]
+    else:
+        intent = world.pay()
+        thin, seen = world.thin(), (intent, "succeeded")
+        reads = [f"v1/payment_intents/{intent}"]
     aws_thin.deliver(thin)
     aws_thin.drain()
     assert [s[4] for s in aws_thin.seen] == [1, 2]
-    assert {s[2:4] for s in aws_thin.seen} == {(intent, "succeeded")}
-    assert world.paths() == [f"v2/core/events/{id_of(thin)}", f"v1/payment_intents/{intent}"]
+    assert {s[2:4] for s in aws_thin.seen} == {seen}
+    assert world.paths() == reads
     record = aws_thin.get(id_of(thin))
     assert record.status == Status.PROCESSED and [f[0] for f in record.failures] == [1]
     assert list(aws_thin.effects().values()) == [1]
@@ -177,17 +186,22 @@ def test_a_rate_limited_read_is_a_failed_attempt_retried(aws_thin: Aws) -> None:
     assert record.status == Status.PROCESSED
     assert [(f[0], f[2].split(":")[0]) for f in record.failures] == [(1, "rate_limited")]
     assert aws_thin.seen == [(id_of(thin), "thin", intent, "succeeded", 2)]
-    read = f"v2/core/events/{id_of(thin)}"
-    assert world.paths() == [read, read, f"v1/payment_intents/{intent}"]
+    read = f"v1/payment_intents/{intent}"  # the only read of a v1 event without data
+    assert world.paths() == [read, read]
 
 
-def test_an_expired_thin_event_is_dead_at_once(aws_thin: Aws) -> None:
-    old = make_thin(created=int(time.time()) - 40 * 86400)
+@pytest.mark.parametrize("kind", ["v1.invoice.upcoming", PING])
+def test_an_expired_thin_event_is_dead_at_once(aws_thin: Aws, kind: str) -> None:
+    """Types whose event is read: a v1 type with ``data`` (``invoice.upcoming``), a v2 one."""
+    aws_thin.layout.handlers.on(kind.removeprefix("v1."))(aws_thin.handle)
+    old = make_thin(kind, created=int(time.time()) - 40 * 86400)
+    aws_thin.stripe.http.sent.clear()  # the destination's creation is not a read
     aws_thin.deliver(old)
     aws_thin.drain()
     dead = aws_thin.get(id_of(old))
     assert dead.status == Status.DEAD and dead.last_error.startswith("event_expired: ")
     assert [f[0] for f in dead.failures] == [1] and aws_thin.seen == []
+    assert aws_thin.stripe.paths() == [f"v2/core/events/{id_of(old)}"]
     if aws_thin.kind.startswith("sqs"):  # moved to the DLQ by the worker, after one receive
         letters = aws_thin.layout.queue.dead_letters()
         assert [letter.event_id for letter in letters] == [id_of(old)]

@@ -20,6 +20,7 @@ from tests.support import SECRET, signed_headers
 from tests.thin.world import KEY, PI_TYPES, RecordingHttp
 
 SUCCEEDED = "payment_intent.succeeded"
+PING = "v2.core.event_destination.ping"
 
 
 class ThinStripe:
@@ -31,7 +32,7 @@ class ThinStripe:
         self.http = RecordingHttp()
         self.sdk = stripe.StripeClient(KEY, base_addresses={"api": self.server.url},
                                        max_network_retries=0, http_client=self.http)
-        destination = self.sdk.v2.core.event_destinations.create({
+        self.destination = destination = self.sdk.v2.core.event_destinations.create({
             "name": "ichido", "type": "webhook_endpoint", "event_payload": "thin",
             "enabled_events": PI_TYPES, "webhook_endpoint": {"url": self.recorder.url},
             "include": ["webhook_endpoint.signing_secret"]})
@@ -50,6 +51,14 @@ class ThinStripe:
     def recorded(self, kind: str) -> bytes:
         [body] = [d.body for d in self.recorder.deliveries if d.event["type"] == kind]
         return body
+
+    def ping(self) -> bytes:
+        """The ``v2.core.event_destination.ping`` Stripe sends when the destination is pinged
+        (a v2 event: its event is read, no object)."""
+        self.sdk.v2.core.event_destinations.ping(self.destination.id)
+        assert self.emulator.settle(timeout=60), "the local Stripe never settled"
+        self.http.sent.clear()
+        return self.recorded(PING)
 
     def snapshot(self) -> bytes:
         return self.recorded(SUCCEEDED)

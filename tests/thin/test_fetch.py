@@ -20,7 +20,7 @@ from ichido.config import Settings
 from ichido.inbox import EventFilter
 from ichido.recovery.replay import Replay
 from ichido.serving import ThreadedServer
-from ichido.thin.reader import Reader, ReadPace
+from ichido.thin.reader import Reader, ReadPace, event_read_needed
 from tests.support import free_port, wait_until
 from tests.thin.support import make_thin
 from tests.thin.world import ThinWorld, record
@@ -33,8 +33,32 @@ def thin_only(settings: Settings) -> Iterator[ThinWorld]:
     world.close()
 
 
-def test_a_thin_event_is_completed_by_fetching_the_event_and_its_object(
-        thin_only: ThinWorld) -> None:
+PING = "v2.core.event_destination.ping"
+
+
+@pytest.fixture
+def ping_world(settings: Settings) -> Iterator[ThinWorld]:
+    """The local Stripe sends to a recorder; the test delivers what it chooses (``ping``)."""
+    world = ThinWorld(settings, snapshots=False, hold=True)
+    yield world
+    world.close()
+
+
+def ping(world: ThinWorld, **fields: object) -> str:
+    """Ping the world's destination and deliver the ``v2.core.event_destination.ping`` it sent
+    (with ``fields`` over it); its id."""
+    world.sdk.v2.core.event_destinations.ping(world.destination.id)
+    world.settle()
+    [body] = world.recorded(PING)
+    if fields:
+        body = orjson.dumps({**orjson.loads(body), **fields})
+    world.deliver(body)
+    world.http.sent.clear()
+    return str(orjson.loads(body)["id"])
+
+
+def test_a_v1_thin_event_is_completed_by_one_read_of_its_object(thin_only: ThinWorld) -> None:
+    """A ``v1.`` notification without ``data`` is the whole event: only its object is read."""
     world = thin_only
     world.app.on("payment_intent.succeeded")(record)
     intent = world.pay()
@@ -46,12 +70,28 @@ def test_a_thin_event_is_completed_by_fetching_the_event_and_its_object(
     stored = world.app.inbox.get(event_id)
     assert stored is not None and stored.status == "processed"
     assert orjson.loads(stored.body)["type"] == "v1.payment_intent.succeeded"
-    assert world.http.paths() == [f"v2/core/events/{event_id}", f"v1/payment_intents/{intent}"]
+    assert world.http.paths() == [f"v1/payment_intents/{intent}"]
     with world.app.database.reading() as tx:
         row = tx.execute("SELECT event, object, has_object FROM ichido_fetched"
                          " WHERE event_id = ?", (event_id,)).fetchone()
-    assert orjson.loads(bytes(row[0]))["id"] == event_id and row[2] == 1
+    assert orjson.loads(bytes(row[0])) == {} and row[2] == 1  # no event read to keep
     assert orjson.loads(bytes(row[1]))["status"] == "succeeded"
+
+
+def test_a_v2_thin_event_is_completed_by_reading_the_event(ping_world: ThinWorld) -> None:
+    """A ``v2.`` event may carry anything in ``data``: the event is read (and kept), and no
+    object."""
+    world = ping_world
+    world.app.on(PING)(record)
+    event_id = ping(world)
+    world.drain()
+    assert [row[:3] for row in world.seen()] == [(event_id, PING, "thin")]
+    assert world.app.inbox.get(event_id).status == "processed"
+    assert world.http.paths() == [f"v2/core/events/{event_id}"]
+    with world.app.database.reading() as tx:
+        row = tx.execute("SELECT event, has_object FROM ichido_fetched"
+                         " WHERE event_id = ?", (event_id,)).fetchone()
+    assert orjson.loads(bytes(row[0]))["id"] == event_id and row[1] == 0
 
 
 def drain_until(world: ThinWorld, event_id: str, *statuses: str) -> str:
@@ -69,72 +109,80 @@ def thin_id(world: ThinWorld, kind: str = "v1.payment_intent.succeeded") -> str:
     return found
 
 
+@pytest.mark.parametrize("kind", ["v1.payment_intent.succeeded", PING])
 def test_a_retry_and_a_replay_read_nothing_again_and_a_replay_with_refetch_does(
-        thin_only: ThinWorld) -> None:
-    world = thin_only
+        settings: Settings, kind: str) -> None:
+    """For a v1 event the read kept is its object's; for a v2 event, the event's."""
+    world = ThinWorld(settings, snapshots=False, hold=kind == PING)
+    try:
+        @world.app.on(kind.removeprefix("v1."))
+        def fails_once(event, tx) -> None:
+            record(event, tx)
+            if event.attempt == 1:
+                raise RuntimeError("the first attempt fails after reading")
 
-    @world.app.on("payment_intent.succeeded")
-    def fails_once(event, tx) -> None:
-        record(event, tx)
-        if event.attempt == 1:
-            raise RuntimeError("the first attempt fails after reading")
+        if kind == PING:
+            event_id, object_id = ping(world), None
+            reads = [f"v2/core/events/{event_id}"]
+        else:
+            object_id = world.pay()
+            world.settle()
+            event_id = thin_id(world)
+            reads = [f"v1/payment_intents/{object_id}"]
+        world.app.worker().run_once()
+        assert world.app.inbox.get(event_id).status == "retrying"
+        assert world.http.paths() == reads
+        assert drain_until(world, event_id, "processed") == "processed"
+        assert world.http.paths() == reads  # the retry read the store
 
-    intent = world.pay()
-    world.settle()
-    world.app.worker().run_once()
-    event_id = thin_id(world)
-    assert world.app.inbox.get(event_id).status == "retrying"
-    reads = [f"v2/core/events/{event_id}", f"v1/payment_intents/{intent}"]
-    assert world.http.paths() == reads
-    assert drain_until(world, event_id, "processed") == "processed"
-    assert world.http.paths() == reads  # the retry read the store
-
-    where = EventFilter(statuses=("processed",), types=("v1.payment_intent.succeeded",))
-    Replay.start(world.app.inbox, where, force=True).run()
-    assert drain_until(world, event_id, "processed") and world.http.paths() == reads
-    Replay.start(world.app.inbox, where, force=True, refetch=True).run()
-    assert drain_until(world, event_id, "processed") and world.http.paths() == reads * 2
-    # the failed attempt's row rolled back with it: the retry and two replays applied
-    assert [row[2:5] for row in world.seen()] == [("thin", intent, "succeeded")] * 3
+        where = EventFilter(statuses=("processed",), types=(kind,))
+        Replay.start(world.app.inbox, where, force=True).run()
+        assert drain_until(world, event_id, "processed") and world.http.paths() == reads
+        Replay.start(world.app.inbox, where, force=True, refetch=True).run()
+        assert drain_until(world, event_id, "processed") and world.http.paths() == reads * 2
+        # the failed attempt's row rolled back with it: the retry and two replays applied
+        assert [row[2:4] for row in world.seen()] == [("thin", object_id)] * 3
+    finally:
+        world.close()
 
 
 def test_events_of_one_object_due_together_share_one_read_of_it(thin_only: ThinWorld) -> None:
+    """Created and succeeded, due together: one read for both (v1 events without data are
+    whole as notified), so a stream of bursts per object costs under one read an event."""
     world = thin_only
     world.app.on("payment_intent.*")(record)
     intent = world.pay()
     world.settle()
     assert world.drain() == 2
-    paths = world.http.paths()
-    assert sorted(p.split("/")[1] for p in paths) == ["core", "core", "payment_intents"]
-    assert paths.count(f"v1/payment_intents/{intent}") == 1
+    assert world.http.paths() == [f"v1/payment_intents/{intent}"]
     assert sorted(row[1] for row in world.seen()) == ["payment_intent.created",
                                                       "payment_intent.succeeded"]
 
 
 def test_the_fetch_sends_the_notifications_context(settings: Settings) -> None:
-    """A notification acting for a connected account: both reads carry its Stripe-Context.
-    (The local Stripe serves one account and sends no context: the notification is built from
-    the event it lists, as Stripe would push it for a connected account.)"""
-    world = ThinWorld(settings, snapshots=False, thin_types=["v1.payment_intent.created"])
+    """A notification acting for a connected account: its reads carry its Stripe-Context, the
+    object's for a v1 event, the event's for a v2 one. (The local Stripe serves one account and
+    sends no context: the notification is built from the event it lists, or the ping it sent,
+    as Stripe would push it for a connected account.)"""
+    world = ThinWorld(settings, snapshots=False, thin_types=["v1.payment_intent.created"],
+                      hold=True)
     try:
         world.app.on("payment_intent.succeeded")(record)
+        world.app.on(PING)(record)
         world.pay()
         world.settle()
         [listed] = world.sdk.v2.core.events.list({"types": ["v1.payment_intent.succeeded"]}).data
         notification = {name: listed.to_dict().get(name) for name in (
             "id", "object", "type", "created", "livemode", "reason", "related_object",
             "snapshot_event")}
-        body = orjson.dumps({**notification, "context": "acct_1IchidoConnected"})
-        with httpx.Client() as client:
-            answer = client.post(world.url, content=body, headers=world.thin_headers(body))
-        assert answer.json() == {"id": listed.id, "status": "accepted"}
-        world.http.sent.clear()
+        world.deliver(orjson.dumps({**notification, "context": "acct_1IchidoConnected"}))
+        pinged = ping(world, context="acct_1IchidoConnected")
         world.drain()
-        assert [row[0] for row in world.seen()] == [listed.id]
-        assert [(url.split("/v")[-1], headers.get("Stripe-Context"))
-                for _, url, headers in world.http.sent] == [
-            (f"2/core/events/{listed.id}", "acct_1IchidoConnected"),
-            (f"1/payment_intents/{listed.related_object.id}", "acct_1IchidoConnected")]
+        assert sorted(row[0] for row in world.seen()) == sorted([listed.id, pinged])
+        assert sorted((url.split("/v")[-1], headers.get("Stripe-Context"))
+                      for _, url, headers in world.http.sent) == [
+            (f"1/payment_intents/{listed.related_object.id}", "acct_1IchidoConnected"),
+            (f"2/core/events/{pinged}", "acct_1IchidoConnected")]
     finally:
         world.close()
 
@@ -179,16 +227,20 @@ def test_unreachable_stripe_is_retried_then_dead_lettered_with_the_reason(
         world.close()
 
 
+@pytest.mark.parametrize("kind", ["v1.invoice.upcoming", PING])
 def test_a_404_past_stripes_30_days_is_dead_at_once_and_a_recent_one_is_retried(
-        thin_only: ThinWorld) -> None:
+        thin_only: ThinWorld, kind: str) -> None:
+    """Types whose event is read: a v1 type with ``data`` (``invoice.upcoming``), a v2 one."""
     world = thin_only
-    world.app.on("payment_intent.succeeded")(record)
-    old = post_thin(world, created=int(time.time()) - 40 * 86400)
-    recent = post_thin(world, created=int(time.time()) - 3600)
+    world.app.on(kind.removeprefix("v1."))(record)
+    old = post_thin(world, type=kind, created=int(time.time()) - 40 * 86400)
+    recent = post_thin(world, type=kind, created=int(time.time()) - 3600)
     world.drain()
     expired, missing = world.app.inbox.get(old), world.app.inbox.get(recent)
     assert (expired.status, expired.last_error.split(":")[0]) == ("dead", "event_expired")
     assert (missing.status, missing.last_error.split(":")[0]) == ("retrying", "fetch_failed")
+    assert sorted(world.http.paths()) == sorted([f"v2/core/events/{old}",
+                                                 f"v2/core/events/{recent}"])
 
 
 def test_retry_after_is_honoured(thin_only: ThinWorld) -> None:
@@ -226,6 +278,16 @@ def test_reads_are_paced_by_a_setting_under_stripes_sandbox_limit() -> None:
     for _ in range(10):  # ten reads asked for at one instant
         pace.wait()
     assert slept == pytest.approx([0.2 * n for n in range(1, 10)])
+
+
+@pytest.mark.parametrize(("kind", "needed"), [
+    ("v1.payment_intent.succeeded", False), ("v1.customer.created", False),  # no data: whole
+    ("v1.invoice.upcoming", True), ("v1.billing.meter.error_report_triggered", True),  # data
+    ("v2.core.event_destination.ping", True), ("v2.ichido.unknown_type", True),
+    ("v1.ichido.unknown_type", True)])  # the SDK does not know it: it may carry anything
+def test_the_event_is_read_unless_a_v1_notification_is_the_whole_event(
+        kind: str, needed: bool) -> None:
+    assert event_read_needed(kind) is needed
 
 
 def test_reads_happen_before_the_handlers_transaction_never_in_it(thin_only: ThinWorld) -> None:
