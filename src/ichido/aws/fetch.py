@@ -1,7 +1,8 @@
 """The fetch stage on the Lambda worker: a thin event is completed before its transaction.
 
 The same reads as the core worker's (``ichido.thin.fetch``), one event at a time: the event
-(``GET /v2/core/events/{id}``) and, for ``v1.`` types, its related object, through the official
+(``GET /v2/core/events/{id}``, unless ``event_read_needed`` says the notification is the whole
+event) and, for ``v1.`` types, its related object, through the official
 SDK at ``ICHIDO_FETCH_RATE`` (``ichido.thin.reader``). What was read is stored before the
 ledger's transaction opens, so a retry (SQS's next receive, a Streams retry, a redriven dead
 letter) reads the store, not Stripe:

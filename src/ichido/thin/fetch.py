@@ -1,7 +1,8 @@
 """The fetch stage: thin events are completed before the handlers' transaction, never in it.
 
 For the thin events of a claimed batch that a handler will see, it reads (``reader.Reader``)
-the event and, for ``v1.`` types, the related object the handlers get as ``event.object``. What
+the event (not for a ``v1.`` type without ``data``: ``reader.event_read_needed``) and, for
+``v1.`` types, the related object the handlers get as ``event.object``. What
 it read is stored (``ichido_fetched``) in a short transaction of its own, before any handler
 runs: a retry or a replay reads the store, not Stripe (``ichido replay --refetch`` forgets it
 first). Events of one object in the batch share one read of it. A thin event whose twin has
