@@ -42,7 +42,7 @@ class FetchFailed(Exception):
         return self.code == "event_expired"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=1024)  # types are signed at the door; the bound is cheap
 def event_read_needed(event_type: str) -> bool:
     """Whether ``GET /v2/core/events/{id}`` adds anything to a thin notification of this type.
     A ``v1.*`` event carries no ``data`` of its own (its object is the related one, read apart)
