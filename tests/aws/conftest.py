@@ -3,11 +3,13 @@ boto3 unchanged (pointed there by the standard AWS_ENDPOINT_URL).
 
 Known moto gaps no test may lean on: FIFO deduplication is forgotten once a message is deleted,
 ``ClientRequestToken`` is ignored, TTL never expires anything, and an identical repeated PutItem
-still writes a MODIFY stream record (AWS writes none). Tests that touch these say so. One gap is
+still writes a MODIFY stream record (AWS writes none). Tests that touch these say so. Two gaps are
 closed by the server the tests use (``ichido.aws.local.start_moto``, as ``ichido aws local``
 does): moto checks a conditional write and applies it without a lock, so two
 writers at once could both pass ``attribute_not_exists``; that server takes DynamoDB's requests
-one at a time, which makes each condition atomic as on AWS.
+one at a time, which makes each condition atomic as on AWS; and moto gave a FIFO group's later
+messages first once the group was visible again, that server gives them from the group's head
+(``ichido.aws.moto_fixes``).
 """
 
 from __future__ import annotations

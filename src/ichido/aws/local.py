@@ -122,7 +122,8 @@ def start_moto(port: int = 0) -> Any:
     """moto's server in this process, taking DynamoDB's requests one at a time: moto checks a
     conditional write and applies it without a lock, so two writers at once could both pass
     ``attribute_not_exists``, which AWS never lets happen. Serialized, each condition is atomic
-    as on AWS. Its SQS gets ``moto_speedups`` (same answers, sooner, however long the queue)."""
+    as on AWS. Its SQS gets ``moto_speedups`` (same answers, sooner, however long the queue) and
+    ``moto_fixes`` (a FIFO group comes back in order, as on AWS)."""
     import logging
 
     from moto.moto_server.werkzeug_app import (DomainDispatcherApplication, MotoRequestHandler,
@@ -130,9 +131,10 @@ def start_moto(port: int = 0) -> Any:
     from moto.server import ThreadedMotoServer
     from werkzeug.serving import make_server
 
-    from ichido.aws import moto_speedups
+    from ichido.aws import moto_fixes, moto_speedups
 
     moto_speedups.apply()
+    moto_fixes.apply()
 
     class AtomicDynamoDBMotoServer(ThreadedMotoServer):
         """moto's ThreadedMotoServer (its ``_server_entry``), with the app wrapped."""
