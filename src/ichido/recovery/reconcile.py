@@ -28,13 +28,12 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence, cast
 
 import orjson
 import stripe
 
-from ichido.db.base import Database, Transaction
+from ichido.db.base import Database
 from ichido.event import Delivery, parse_delivery
 from ichido.inbox.base import EventFilter
 from ichido.inbox.seams import ReconcileStore
@@ -148,10 +147,16 @@ class Reconciler:
 
     def _list(self, params: dict[str, Any], report: ReconcileReport) -> Any:
         options: stripe.RequestOptions = {"stripe_account": self.account} if self.account else {}
+        typed = cast("stripe.params.EventListParams", params)
+        return self.backoff(lambda: self.client.v1.events.list(params=typed, options=options),
+                            report)
+
+    def backoff(self, call: Callable[[], Any], report: ReconcileReport) -> Any:
+        """``call()``, and again after a 429 (exponential, with jitter, counted in ``report``)
+        up to ``max_backoff_tries``: every page of both walks goes through here."""
         for attempt in range(1, self.max_backoff_tries + 1):
             try:
-                typed = cast("stripe.params.EventListParams", params)
-                return self.client.v1.events.list(params=typed, options=options)
+                return call()
             except stripe.RateLimitError:
                 report.rate_limited += 1
                 if attempt == self.max_backoff_tries:

@@ -18,7 +18,6 @@ taken only with ``include_delivered``.
 from __future__ import annotations
 
 import fnmatch
-import random
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
@@ -58,17 +57,14 @@ class Walker(Protocol):
     def first_lookback(self) -> int: ...
     @property
     def include_delivered(self) -> bool: ...
-    @property
-    def max_backoff_tries(self) -> int: ...
-    @property
-    def backoff_base(self) -> float: ...
-    @property
-    def sleep(self) -> Callable[[float], None]: ...
+
+    def backoff(self, call: Callable[[], Any], report: ReconcileReport) -> Any: ...
 
     def _load(self, name: str | None = None) -> dict[str, Any]: ...
 
     def _save(self, *, created: int | None, walk: tuple[int, int, int] | None,
               name: str | None = None) -> None: ...
+
 
 PAGE = 100  # the v2 list's largest page
 NOTIFIED = ("id", "object", "type", "created", "livemode", "context", "reason",
@@ -152,22 +148,9 @@ class ThinWalk:
             return lambda: client.deserialize(client.raw_request("get", url, **self.options),
                                               api_mode="V2")
 
-        listing = self._backoff(first(ask) if isinstance(ask, dict) else more(ask), report)
+        listing = self.r.backoff(first(ask) if isinstance(ask, dict) else more(ask), report)
         return ([e.to_dict() for e in listing.data],
                 getattr(listing, "next_page_url", None) or None)
-
-    def _backoff(self, call: Callable[[], Any], report: ReconcileReport) -> Any:
-        r = self.r
-        for attempt in range(1, r.max_backoff_tries + 1):
-            try:
-                return call()
-            except stripe.RateLimitError:
-                report.rate_limited += 1
-                if attempt == r.max_backoff_tries:
-                    raise
-                wait = min(60.0, r.backoff_base * 2 ** (attempt - 1))
-                r.sleep(wait / 2 + random.random() * wait / 2)
-        raise AssertionError("unreachable")
 
     # -- storing ---------------------------------------------------------------------------------
 
