@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.aws_cost import N, measure, powertools, report, sqs_layout, streams_layout
+from bench.aws_cost import (N, measure, powertools, report, sqs_layout, streams_layout,
+                            thin_layout)
 from bench.aws_meter import Meter
 from tests.aws.support import dynamodb_url
 from tests.support import migrate_effects
@@ -41,6 +42,10 @@ def test_cost_sqs_dynamodb(meter: Meter) -> None:
     assert (retry["dynamodb:GetItem"], retry["dynamodb:UpdateItem"]) == (1, 1)
     at_once = rows["durable duplicate"]  # the transaction's condition refuses it
     assert at_once["dynamodb:TransactWriteItems"] == 1 and at_once["dynamodb:UpdateItem"] == 1
+    twin = rows["twin"]  # the thin twin of an applied snapshot: its holder read, its marker
+    assert (twin["dynamodb:GetItem"], twin["dynamodb:TransactWriteItems"]) == (1, 1)
+    assert (twin["write_units"], twin["read_units"]) == (2, 1)
+    assert "stripe:reads" not in twin  # finished before any read of Stripe
 
 
 def test_cost_sqs_postgres(meter: Meter, postgres_url: str) -> None:
@@ -73,3 +78,19 @@ def test_cost_powertools_idempotency_beside_it(meter: Meter) -> None:
     new = rows["new event"]
     assert (new["dynamodb:PutItem"], new["dynamodb:UpdateItem"]) == (2, 1)  # marker, effect
     assert rows["durable duplicate"]["dynamodb:PutItem"] == 1  # the refused INPROGRESS put
+
+
+def test_cost_thin_sqs_dynamodb(meter: Meter) -> None:
+    """A thin notification: its object read once and kept (the ``fetched`` item), then the
+    snapshot layout's transaction; a retry or a duplicate reads the store, not Stripe."""
+    rows, doubled = thin_layout(meter)
+    report("Thin events, SQS + DynamoDB", rows)
+    assert doubled == 0
+    new = rows["new event"]
+    assert (new["stripe:reads"], new["dynamodb:PutItem"], new["dynamodb:TransactWriteItems"]) \
+        == (1, 1, 1)
+    assert all("stripe:reads" not in rows[case]
+               for case in ("cached duplicate", "durable duplicate", "stripe retry", "twin"))
+    assert rows["failed attempt"]["stripe:reads"] == 1  # read and kept before the handler failed
+    assert "dynamodb:TransactWriteItems" not in rows["stripe retry"]
+    assert rows["twin"]["dynamodb:GetItem"] == 1  # the snapshot of an applied thin event
