@@ -3,10 +3,12 @@ event, cached duplicate, durable duplicate, a Stripe retry, one failed attempt),
 Powertools' idempotency on DynamoDB, all counted from runs through the real handlers on moto
 (``bench.aws_cost`` measures; ``python -m bench cost`` prints the table in docs/aws.md).
 
-What a new event may cost (issue 25): on SQS + DynamoDB its marker, its change key (so that a
-snapshot and its thin twin apply once, ``ichido.thin.twins``) and its effect, a small item each
-in one transaction (2 + 2 + 2 WRU), no read, no counter; on Streams + DynamoDB also the
-receiver's put of the compressed body (2 WRU), 8 in all. Run with ``-s`` to see the table."""
+What a new event may cost (issue 25): on SQS + DynamoDB its marker and its effect, a small item
+each in one transaction (2 + 2 WRU), no read, no counter: a snapshot's marker is also its claim
+of its change (so that it and its thin twin apply once, ``ichido.aws.dynamodb_ledger``); on
+Streams + DynamoDB also the receiver's put of the compressed body (2 WRU), 6 in all. A thin
+event pays for its claim on its snapshot's marker item (2) and its kept read (2). Run with
+``-s`` to see the table."""
 
 from __future__ import annotations
 
@@ -33,8 +35,8 @@ def test_cost_sqs_dynamodb(meter: Meter) -> None:
     new = rows["new event"]
     assert (new["sqs:SendMessage"], new["dynamodb:TransactWriteItems"]) == (1, 1)
     assert "dynamodb:GetItem" not in new and "dynamodb:UpdateItem" not in new
-    # marker, change key (twins, ichido.thin.twins), effect: 2 + 2 + 2
-    assert (new["write_units"], new.get("read_units", 0)) == (6, 0)
+    # the marker (which is also the snapshot's claim of its change, for twins), the effect
+    assert (new["write_units"], new.get("read_units", 0)) == (4, 0)
     assert rows["cached duplicate"] == {"dynamodb:UpdateItem": 1, "write_units": 1,
                                         "invocations": 1}
     retry = rows["stripe retry"]  # read first: found, no transaction
@@ -42,6 +44,7 @@ def test_cost_sqs_dynamodb(meter: Meter) -> None:
     assert (retry["dynamodb:GetItem"], retry["dynamodb:UpdateItem"]) == (1, 1)
     at_once = rows["durable duplicate"]  # the transaction's condition refuses it
     assert at_once["dynamodb:TransactWriteItems"] == 1 and at_once["dynamodb:UpdateItem"] == 1
+    assert "dynamodb:GetItem" not in at_once  # the refused marker says what it held
     twin = rows["twin"]  # the thin twin of an applied snapshot: its holder read, its marker
     assert (twin["dynamodb:GetItem"], twin["dynamodb:TransactWriteItems"]) == (1, 1)
     assert (twin["write_units"], twin["read_units"]) == (2, 1)
@@ -64,8 +67,8 @@ def test_cost_streams_dynamodb(meter: Meter) -> None:
     assert doubled == 0
     new = rows["new event"]
     assert (new["dynamodb:PutItem"], new["dynamodb:TransactWriteItems"]) == (1, 1)
-    # the compressed body's item (2), the marker apart from it, the change key, the effect
-    assert new["write_units"] <= 8
+    # the compressed body's item (2), the marker apart from it (the snapshot's claim), the effect
+    assert new["write_units"] <= 6
     assert "dynamodb:UpdateItem" not in new  # no counter
     assert not any(k.startswith("sqs") for row in rows.values() for k in row)
     assert rows["durable duplicate"]["dynamodb:PutItem"] == 1  # the refused conditional put
@@ -93,4 +96,7 @@ def test_cost_thin_sqs_dynamodb(meter: Meter) -> None:
                for case in ("cached duplicate", "durable duplicate", "stripe retry", "twin"))
     assert rows["failed attempt"]["stripe:reads"] == 1  # read and kept before the handler failed
     assert "dynamodb:TransactWriteItems" not in rows["stripe retry"]
-    assert rows["twin"]["dynamodb:GetItem"] == 1  # the snapshot of an applied thin event
+    assert (new["write_units"], new["read_units"]) == (8, 2)  # marker, claim, effect, kept read
+    twin = rows["twin"]  # the snapshot of an applied thin event: the refused transaction says
+    assert "dynamodb:GetItem" not in twin  # who claimed the change, then its twin marker
+    assert (twin["dynamodb:TransactWriteItems"], twin["write_units"]) == (2, 6)
