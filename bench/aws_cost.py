@@ -12,8 +12,11 @@ measures and holds the figures; the table in docs/aws.md is this command's outpu
 The cases: a new event; a cached duplicate (the receiver's seen tier answers); a durable
 duplicate (another receiver, so the copy reaches the worker at once); a Stripe retry (a copy
 of an event sent a minute or more after Stripe created it: the worker reads its marker first);
-one failed attempt. The thin-event layout and the twin case are not measured on this branch:
-their keys hold ``null`` until the AWS layouts have the fetch stage and the twin key.
+one failed attempt; a twin (the thin twin of an applied snapshot, from the local Stripe:
+``bench.aws_thin``). The thin layout (``thin+sqs+dynamodb``) takes thin notifications through
+the SQS + DynamoDB layout with the fetch stage, its reads of the local Stripe counted
+(``stripe:reads``); its twin is the other order, the snapshot of an applied thin event.
+Powertools' twin is ``null``: it has no twin rule (a twin would apply again).
 """
 
 from __future__ import annotations
@@ -23,18 +26,17 @@ import json
 import os
 import random
 import sys
-import time
 import uuid
 from collections import Counter
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from bench.aws_meter import Meter, per_event
+from bench.aws_thin import SUCCEEDED, Notes, Snapshots, stripe_world
 
 N = 10
 CASES = ("new event", "cached duplicate", "durable duplicate", "stripe retry",
-         "failed attempt")
-PENDING = ("twin",)  # cases measured once the AWS layouts have them (null until then)
+         "failed attempt", "twin")
 IGNORED = ("sqs:ChangeMessageVisibilityBatch", "sqs:GetQueueAttributes")
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_DEFAULT_REGION": "us-east-1"}
@@ -62,8 +64,10 @@ def realistic_event(type: str = "charge.succeeded", created: int | None = None) 
 class Deliver:
     """Two receivers (two Lambda execution environments, each its own seen tier)."""
 
-    def __init__(self, make_receiver: Callable[[], Callable]) -> None:
+    def __init__(self, make_receiver: Callable[[], Callable],
+                 headers: Callable[[bytes], dict[str, str]] | None = None) -> None:
         self.make = make_receiver
+        self.headers = headers
 
     def receivers(self) -> tuple[Callable, Callable]:
         return self.make(), self.make()
@@ -71,16 +75,19 @@ class Deliver:
     def __call__(self, receiver: Callable, body: bytes) -> None:
         from tests.aws.support import function_url_event
 
-        answer = receiver(function_url_event(body), None)
+        headers = self.headers(body) if self.headers else None
+        answer = receiver(function_url_event(body, headers), None)
         assert answer["statusCode"] == 200, answer
 
 
-def measure(meter: Meter, deliver: Deliver, poll: Callable[[], Any],
-            failing: int) -> dict[str, dict[str, float]]:
+def measure(meter: Meter, deliver: Deliver, poll: Callable[[], Any], failing: int,
+            events: Any = None) -> dict[str, dict[str, float]]:
     """Each case's calls and units per event (``failing``: how many failing events one poll
-    takes; one on a Streams shard, whose failure holds the records after it)."""
+    takes; one on a Streams shard, whose failure holds the records after it). ``events``:
+    where the bodies come from (``bench.aws_thin``; without twins, the twin case is left out)."""
+    events = events or Snapshots()
     rows = {}
-    bodies = [realistic_event() for _ in range(N)]
+    bodies = events.new(N)
     first, again = deliver.receivers()
     start = meter.reading()
     for body in bodies:
@@ -96,7 +103,7 @@ def measure(meter: Meter, deliver: Deliver, poll: Callable[[], Any],
         deliver(again, body)
     poll()
     rows["durable duplicate"] = per_event(start, meter.reading(), N)
-    late = [realistic_event(created=int(time.time()) - 3600) for _ in range(N)]
+    late = events.late(N)
     third, fourth = deliver.receivers()
     for body in late:
         deliver(third, body)
@@ -106,13 +113,23 @@ def measure(meter: Meter, deliver: Deliver, poll: Callable[[], Any],
         deliver(fourth, body)
     poll()
     rows["stripe retry"] = per_event(start, meter.reading(), N)
-    bad = [realistic_event("test.fails_once") for _ in range(failing)]
+    bad = events.failing(failing)
     for body in bad:
         deliver(first, body)
     start = meter.reading()
     poll()
     rows["failed attempt"] = per_event(start, meter.reading(), failing)
     poll()  # the failed events' second attempt applies them
+    twins = events.twins(N)
+    if twins is not None:
+        for applied, _ in twins:
+            deliver(first, applied)
+        poll()
+        start = meter.reading()
+        for _, twin in twins:
+            deliver(first, twin)
+        poll()
+        rows["twin"] = per_event(start, meter.reading(), N)
     return {case: {k: v for k, v in row.items() if k not in IGNORED}
             for case, row in rows.items()}
 
@@ -130,7 +147,16 @@ def doubles(counts: Counter) -> int:
     return sum(1 for n in counts.values() if n > 1)
 
 
-def sqs_layout(meter: Meter, database_url: str) -> tuple[dict, int]:
+def with_stripe(meter: Meter, layout: Any) -> Any:
+    """The local Stripe, the layout taking its events and its fetch stage reading from it."""
+    world = stripe_world(meter)
+    layout.settings = layout.settings.with_(webhook_secrets=world.secrets)
+    world.wire(layout.worker.applier, layout.ledger)
+    return world
+
+
+def sqs_layout(meter: Meter, database_url: str, thin: bool = False) -> tuple[dict, int]:
+    """The SQS layout; ``thin``: its events are thin notifications (the thin layout)."""
     import boto3
 
     from tests.aws.conftest import make_queues
@@ -139,15 +165,25 @@ def sqs_layout(meter: Meter, database_url: str) -> tuple[dict, int]:
     sqs = meter.attach(boto3.client("sqs"))
     dynamodb = meter.attach(boto3.client("dynamodb"))
     layout = SqsLayout(database_url, *make_queues(), sqs=sqs, dynamodb=dynamodb)
+    world = with_stripe(meter, layout)
+    events: Any = Notes(world) if thin else Snapshots(world)
     layout.handlers.on("charge.succeeded")(layout.effects.record)
     layout.handlers.on("test.fails_once")(fails_once(layout.effects.record))
+    layout.handlers.on(SUCCEEDED)(events.handler(layout.effects.record) if thin
+                                  else layout.effects.record)
     layout.poller.handler = meter.counted(layout.poller.handler)
     try:
-        rows = measure(meter, Deliver(lambda: meter.counted(layout.receiver())),
-                       layout.poller.poll_once, N)
+        rows = measure(meter, Deliver(lambda: meter.counted(layout.receiver()), world.headers),
+                       layout.poller.poll_once, N, events)
         return rows, doubles(layout.effect_counts())
     finally:
         layout.close()
+        world.close()
+
+
+def thin_layout(meter: Meter) -> tuple[dict, int]:
+    """Thin notifications through the SQS + DynamoDB layout, with the fetch stage."""
+    return sqs_layout(meter, _dynamodb_url(), thin=True)
 
 
 def streams_layout(meter: Meter) -> tuple[dict, int]:
@@ -157,10 +193,16 @@ def streams_layout(meter: Meter) -> tuple[dict, int]:
 
     dynamodb = meter.attach(boto3.client("dynamodb"))
     layout = StreamsLayout(dynamodb=dynamodb)
+    world = with_stripe(meter, layout)
     layout.handlers.on("test.fails_once")(fails_once(layout.effects.record))
+    layout.handlers.on(SUCCEEDED)(layout.effects.record)
     layout.poller.handler = meter.counted(layout.poller.handler)
-    rows = measure(meter, Deliver(lambda: meter.counted(layout.receiver())),
-                   layout.poller.poll_once, 1)  # one shard: a failure holds what follows it
+    try:
+        rows = measure(meter, Deliver(lambda: meter.counted(layout.receiver()), world.headers),
+                       layout.poller.poll_once, 1,  # one shard: a failure holds what follows
+                       Snapshots(world))
+    finally:
+        world.close()
     return rows, doubles(layout.effects.counts(None))
 
 
@@ -244,17 +286,17 @@ def moto() -> Iterator[str]:
 def json_row(rows: dict[str, dict[str, float]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for case in CASES:
-        row = rows[case]
-        out[case] = {"wru": row.get("write_units", 0.0), "rru": row.get("read_units", 0.0),
-                     "invocations": row.get("invocations", 0.0),
-                     "calls": {k: v for k, v in row.items() if ":" in k}}
-    out.update({case: None for case in PENDING})
+        row = rows.get(case)
+        out[case] = None if row is None else {
+            "wru": row.get("write_units", 0.0), "rru": row.get("read_units", 0.0),
+            "invocations": row.get("invocations", 0.0),
+            "calls": {k: v for k, v in row.items() if ":" in k}}
     return out
 
 
 def report(name: str, rows: dict[str, dict[str, float]]) -> None:
     print(f"\n{name}")
-    for case in CASES:
+    for case in (case for case in CASES if case in rows):
         row = rows[case]
         calls = ", ".join(f"{k.split(':')[1]} {v:g}" for k, v in row.items() if ":" in k)
         print(f"  {case:18} | {calls or '-':70} | WRU {row.get('write_units', 0):g}"
@@ -284,6 +326,7 @@ def main(argv: list[str]) -> int:
         runs: list[tuple[str, str, Callable[[Meter], tuple[dict, int]]]] = [
             ("sqs+dynamodb", "SQS + DynamoDB", lambda m: sqs_layout(m, _dynamodb_url())),
             ("streams+dynamodb", "Streams + DynamoDB", streams_layout),
+            ("thin+sqs+dynamodb", "Thin events, SQS + DynamoDB", thin_layout),
             ("powertools", "SQS + Powertools idempotency (DynamoDB)", powertools)]
         base = postgres_url()
         if base is not None:
@@ -293,7 +336,6 @@ def main(argv: list[str]) -> int:
             report(name, rows)
             layouts[key] = json_row(rows)
             double_effects += doubled
-    layouts["thin+sqs+dynamodb"] = None  # the fetch stage on AWS: measured once merged
     print(f"\nevents applied twice: {double_effects}")
     if args.json:
         print(json.dumps({"benchmark": "cost", "events_per_case": N,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 WRITES = {"PutItem", "UpdateItem", "DeleteItem"}
 
@@ -41,6 +41,8 @@ class Meter:
         self.read_units = 0.0
         self.invocations = 0
         self._sizes: dict[tuple, int] = {}
+        #: other counts read with the meter (name: a running total), e.g. the Stripe API's reads
+        self.sources: dict[str, Callable[[], int]] = {}
 
     def attach(self, client: Any) -> Any:
         client.meta.events.register("before-parameter-build", self._before)
@@ -56,7 +58,8 @@ class Meter:
     def reading(self) -> dict[str, float]:
         return {**{f"{k}": float(v) for k, v in self.calls.items()},
                 "write_units": self.write_units, "read_units": self.read_units,
-                "invocations": float(self.invocations)}
+                "invocations": float(self.invocations),
+                **{name: float(total()) for name, total in self.sources.items()}}
 
     def _before(self, model: Any, params: dict[str, Any], **_: Any) -> None:
         service = model.service_model.service_name

@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from ichido.aws.envelopes import from_sqs_record
+from ichido.aws.fetch import DynamoFetched
 from ichido.aws.worker import EventApplier, Outcome
 from ichido.db.dynamodb import DynamoDatabase
 from ichido.event import Event, parse_delivery
@@ -251,5 +252,62 @@ def test_twins_racing_to_commit_on_dynamodb_apply_once(
     stats = built.stats()
     assert (stats["received"], stats["unique"], stats["duplicates_twin"]) == (2, 2, 1)
     table = DynamoDatabase.from_url(built.layout.database_url)
-    held = table.get(table.table, {"pk": f"change#{id_of(snapshot)}", "sk": "change"})
-    assert held is not None and held["event_id"] == id_of(snapshot)
+    assert DynamoFetched(table).holder(id_of(snapshot)) == id_of(snapshot)
+
+
+@pytest.mark.parametrize("kind", ["sqs-dynamodb", "streams-dynamodb"])
+def test_a_thin_twin_committing_while_its_snapshot_runs_makes_the_snapshot_the_twin(
+        kind: str, aws: str, stripe_world: ThinStripe, request: pytest.FixtureRequest) -> None:
+    """The other order of the race: the thin event's claim on the snapshot's marker item
+    commits while the snapshot's handlers run, so the snapshot's marker is refused; the item
+    it was refused by names the thin event, and the snapshot is finished as its twin (no
+    durable duplicate counted, nothing of its handlers' written)."""
+    built = Aws(kind, stripe_world, request)
+    try:
+        stripe_world.pay()
+        snapshot, thin = stripe_world.snapshot(), stripe_world.thin()
+        built.deliver(snapshot)  # both received (on Streams: their items), not applied yet
+        built.deliver(thin)
+        applier: EventApplier = built.layout.worker.applier
+        other = EventApplier(applier.handlers, built.layout.ledger, fetch=applier.fetch)
+
+        def racing(event: Event, tx: Any) -> None:
+            if event.shape == "snapshot":
+                assert other.apply(parse_delivery(thin), 1, final=False) is Outcome.APPLIED
+
+        built.layout.handlers.on(SUCCEEDED)(racing)  # after ``handle``, which records
+        assert applier.apply(parse_delivery(snapshot), 1, final=False) is Outcome.TWIN
+        assert dict(built.effects()) == {id_of(thin): 1}
+        record = built.get(id_of(snapshot))
+        assert record.status == Status.TWIN and record.last_error == (
+            f"twin of {id_of(thin)}, which applied the change")
+        stats = built.stats()
+        assert (stats["unique"], stats["duplicates_twin"], stats["duplicates_durable"]) == (
+            2, 1, 0)
+    finally:
+        built.close()
+
+
+def test_a_thin_event_applied_before_its_snapshot_came_counts_exactly(aws_thin: Aws) -> None:
+    """Until the snapshot comes, its change's claim is no event; when it comes it is the
+    twin, and a redelivery of it after that is a durable duplicate."""
+    world = aws_thin.stripe
+    world.pay()
+    snapshot, thin = world.snapshot(), world.thin()
+    aws_thin.deliver(thin)
+    aws_thin.drain()
+    stats = aws_thin.stats()
+    assert (stats["received"], stats["unique"], stats["processed"]) == (1, 1, 1)
+    assert aws_thin.get(id_of(snapshot)) is None
+    assert [r.id for r in aws_thin.layout.inbox.list()] == [id_of(thin)]
+    aws_thin.deliver(snapshot)
+    aws_thin.drain()
+    again = aws_thin.layout.receiver()  # its own seen tier: the copy goes on to the worker
+    answer = again(function_url_event(snapshot, world.headers(snapshot)), None)
+    assert answer["statusCode"] == 200
+    aws_thin.drain()
+    assert aws_thin.get(id_of(snapshot)).status == Status.TWIN
+    stats = aws_thin.stats()
+    assert (stats["received"], stats["unique"], stats["duplicates_twin"],
+            stats["duplicates_durable"]) == (3, 2, 1, 1)
+    assert list(aws_thin.effects().values()) == [1]

@@ -14,9 +14,15 @@ Stripe retry), or the Streams worker's read of the attempts so far; a copy found
 no transaction. On Streams the marker is an item of its own beside the one that carries the
 body, so it never rewrites the body (``marker_apart``).
 
-An event with handlers also puts its change's item, ``("change#<key>", "change")``
-(``ichido.thin.twins``), in that transaction, conditional on no other event holding it: when its
-twin holds it, the whole transaction is cancelled and the event is finished as ``twin``.
+Twins (``ichido.thin.twins``) cost a snapshot event nothing more: its change's key is its own
+id, so its own marker is its claim. A thin event with handlers claims its snapshot's change in
+its transaction by writing ``claimed_by`` on the snapshot's marker item (the event item, or on
+Streams the ``applied`` item; a bare item if the snapshot has not come), on condition that the
+snapshot is not processed and no other event claimed it; the snapshot's marker is conditional
+on no claim. Whichever commits first applies the change; the other's transaction is cancelled
+(its handlers' writes with it) and it is finished as ``twin``, its holder read from the item
+that refused it (``ReturnValuesOnConditionCheckFailure``: no extra read), which also tells a
+twin from a durable duplicate. A failed attempt commits nothing, so it claims nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from typing import Any, Iterator
 
 from botocore.exceptions import ClientError
 
-from ichido.aws.fetch import CHANGE, change_pk
+from ichido.aws.fetch import CLAIMED_BY, holder_in
 from ichido.aws.ledger import TwinApplied, twin_note
 from ichido.db.dynamodb import (DynamoDatabase, DynamoTransaction, TransactionCancelled,
                                 from_item, to_item)
@@ -77,38 +83,63 @@ class DynamoLedger:
                 yield None
                 return
         # Two of the hundred are ichido's: the marker, and one kept so that the handlers'
-        # limit (98) stays the same when a second item of ichido's joins (a twin's key).
+        # limit (98) stays the same when a second item of ichido's joins (a twin's claim).
         tx = DynamoTransaction(self.database, reserved=2)
         yield tx
-        claim = [self._change(delivery.id, change)] if change else []
+        own = change == delivery.id  # a snapshot: its marker is its claim
+        claim = [self._claim(delivery.id, change)] if change and not own else []
         try:
-            self.database.commit([self._marker(delivery, status, attempt, received_at, note),
-                                  *claim, *tx.items])
+            self.database.commit([self._marker(delivery, status, attempt, received_at, note,
+                                               unclaimed=own), *claim, *tx.items])
         except TransactionCancelled as exc:
             if exc.reasons and exc.reasons[0] == "ConditionalCheckFailed":
+                held = self._refused(exc, 0, delivery.id) if own else None
+                if held is not None and held.get("status") not in FINISHED \
+                        and held.get(CLAIMED_BY) not in (None, delivery.id):
+                    # not finished, but its thin twin claimed the change since ours began
+                    self._finish_twin(delivery, attempt, received_at, str(held[CLAIMED_BY]))
+                    return  # a copy finished it meanwhile: counted as a duplicate
                 # A copy applied before: a duplicate, and nothing of this one written.
                 self.count({"received": 1, "duplicates_durable": 1})
                 return
             if claim and len(exc.reasons) > 1 and exc.reasons[1] == "ConditionalCheckFailed":
-                self._finish_twin(delivery, attempt, received_at, str(change))
+                held = self._refused(exc, 1, str(change))
+                holder = holder_in(held, str(change)) or str(change)
+                self._finish_twin(delivery, attempt, received_at, holder)
                 return  # a copy finished it meanwhile: counted as a duplicate
             raise
 
-    def _change(self, event_id: str, change: str) -> dict[str, Any]:
-        """The change's conditional put (``ichido.thin.twins``): it lands when no event holds
-        the change, or when this one does (a replay); else the whole transaction is cancelled."""
-        return {"Put": {"TableName": self.table_name,
-                        "Item": to_item({"pk": change_pk(change), "sk": CHANGE,
-                                         "event_id": event_id, "applied_at": time.time()}),
-                        "ConditionExpression": "attribute_not_exists(pk) OR event_id = :me",
-                        "ExpressionAttributeValues": to_item({":me": event_id})}}
+    def _refused(self, exc: TransactionCancelled, index: int,
+                 event_id: str) -> dict[str, Any] | None:
+        """The marker item whose condition refused the transaction: as DynamoDB returned it,
+        else read (an item that did not exist is returned as nothing)."""
+        item = exc.items[index] if index < len(exc.items) else None
+        return item if item is not None else self.database.get(
+            self.table_name, {"pk": event_id, "sk": self.marker_sk})
+
+    @property
+    def marker_sk(self) -> str:
+        """The sort key of the item an event's marker is written on."""
+        return APPLIED if self.marker_apart else EVENT
+
+    def _claim(self, event_id: str, change: str) -> dict[str, Any]:
+        """A thin event's claim of its snapshot's change, on the snapshot's marker item: it
+        lands unless the snapshot is processed or another event claimed it (this one's claim
+        again, a replay, lands); else the whole transaction is cancelled."""
+        return {"Update": {
+            "TableName": self.table_name, "Key": to_item({"pk": change, "sk": self.marker_sk}),
+            "UpdateExpression": "SET #claimed = :me, claimed_at = :now",
+            "ConditionExpression": "(attribute_not_exists(#status) OR #status <> :processed)"
+                                   " AND (attribute_not_exists(#claimed) OR #claimed = :me)",
+            "ExpressionAttributeNames": {"#status": "status", "#claimed": CLAIMED_BY},
+            "ExpressionAttributeValues": to_item({":me": event_id, ":now": time.time(),
+                                                  ":processed": Status.PROCESSED.value}),
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}}
 
     def _finish_twin(self, delivery: Delivery, attempt: int, received_at: float,
-                     change: str) -> None:
-        """Another event's transaction took the change since ours began: this one is finished
-        as its twin (its marker alone; what the handlers wrote was cancelled with it)."""
-        held = self.database.get(self.table_name, {"pk": change_pk(change), "sk": CHANGE}) or {}
-        holder = str(held.get("event_id", change))
+                     holder: str) -> None:
+        """Another event's transaction applied the change since ours began: this one is
+        finished as its twin (its marker alone; what the handlers wrote was cancelled)."""
         try:
             self.database.commit([self._marker(delivery, Status.TWIN, attempt, received_at,
                                                twin_note(holder))])
@@ -153,7 +184,8 @@ class DynamoLedger:
             self.client.update_item(
                 TableName=self.table_name, Key=to_item({"pk": event_id, "sk": EVENT}),
                 UpdateExpression=expression,
-                ConditionExpression="attribute_not_exists(pk) OR NOT #status IN (:p, :i, :w)",
+                ConditionExpression="attribute_not_exists(#status)"
+                                    " OR NOT #status IN (:p, :i, :w)",
                 ExpressionAttributeNames={"#status": "status", "#type": "type"},
                 ExpressionAttributeValues=to_item(values))
         except ClientError as exc:
@@ -173,33 +205,37 @@ class DynamoLedger:
         return self.database.get(self.table_name, {"pk": event_id, "sk": EVENT})
 
     def _marker(self, delivery: Delivery, status: Status, attempt: int,
-                received_at: float, note: str | None = None) -> dict[str, Any]:
-        """Apart: a put of the small marker item, if there is none. Else: the event item
-        written (created, or updated after failed attempts) unless it is finished."""
+                received_at: float, note: str | None = None, *,
+                unclaimed: bool = False) -> dict[str, Any]:
+        """The marker's write, unless the event is finished. Apart: the small marker item
+        (which a twin's claim may have made bare). Else: the event item (created, or updated
+        after failed attempts). ``unclaimed``: also unless a twin claimed the event's change
+        (a snapshot's; ``_claim``). Refused, it returns what the item held."""
         now = time.time()
-        if self.marker_apart:
-            item = {"pk": delivery.id, "sk": APPLIED, "status": status.value,
-                    "attempts": attempt, "finished_at": now}
-            if note:
-                item["last_error"] = note
-            return {"Put": {"TableName": self.table_name, "Item": to_item(item),
-                            "ConditionExpression": "attribute_not_exists(pk)"}}
         finished = {f":done{i}": done.value for i, done in enumerate(FINISHED)}
-        values: dict[str, Any] = {
-            ":s": status.value, ":a": attempt, ":f": now, ":t": delivery.type,
-            ":c": delivery.created, ":r": received_at, **finished}
-        update = ("SET #status = :s, attempts = :a, finished_at = :f, #type = :t, created = :c,"
-                  " received_at = if_not_exists(received_at, :r)")
-        if delivery.object_id:
-            values[":o"] = delivery.object_id
-            update += ", object_id = :o"
+        names = {"#status": "status"}
+        values: dict[str, Any] = {":s": status.value, ":a": attempt, ":f": now}
+        update = "SET #status = :s, attempts = :a, finished_at = :f"
+        if not self.marker_apart:
+            names["#type"] = "type"
+            values.update({":t": delivery.type, ":c": delivery.created, ":r": received_at})
+            update += ", #type = :t, created = :c, received_at = if_not_exists(received_at, :r)"
+            if delivery.object_id:
+                values[":o"] = delivery.object_id
+                update += ", object_id = :o"
         if note:
             values[":e"] = note
             update += ", last_error = :e"
+        values.update(finished)
+        condition = ("(attribute_not_exists(#status) OR NOT #status IN ("
+                     + ", ".join(finished) + "))")
+        if unclaimed:
+            names["#claimed"] = CLAIMED_BY
+            values[":me"] = delivery.id
+            condition += " AND (attribute_not_exists(#claimed) OR #claimed = :me)"
         return {"Update": {
-            "TableName": self.table_name, "Key": to_item({"pk": delivery.id, "sk": EVENT}),
-            "UpdateExpression": update,
-            "ConditionExpression": "attribute_not_exists(pk) OR NOT #status IN ("
-                                   + ", ".join(finished) + ")",
-            "ExpressionAttributeNames": {"#status": "status", "#type": "type"},
-            "ExpressionAttributeValues": to_item(values)}}
+            "TableName": self.table_name,
+            "Key": to_item({"pk": delivery.id, "sk": self.marker_sk}),
+            "UpdateExpression": update, "ConditionExpression": condition,
+            "ExpressionAttributeNames": names, "ExpressionAttributeValues": to_item(values),
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}}

@@ -37,12 +37,18 @@ from ichido.thin.reader import FetchFailed, Reader, event_read_needed
 
 log = logging.getLogger("ichido.aws.worker")
 FETCHED = "fetched"  # the sort key of a DynamoDB event's stored read, ``("fetched#<id>", …)``
-CHANGE = "change"  # the sort key of a DynamoDB change item, ``("change#<key>", "change")``
+CLAIMED_BY = "claimed_by"  # on a snapshot's marker item: the thin twin that applied its change
 
 
-def change_pk(key: str) -> str:
-    """The partition key of the item that holds a change (``ichido.thin.twins``) on DynamoDB."""
-    return f"change#{key}"
+def holder_in(item: dict[str, Any] | None, change: str) -> str | None:
+    """Who applied ``change`` (a snapshot's id), from the snapshot's marker item on DynamoDB
+    (``ichido.aws.dynamodb_ledger``): the thin twin that claimed it, or the snapshot itself
+    once processed; None while neither has."""
+    if item is None:
+        return None
+    if item.get(CLAIMED_BY):
+        return str(item[CLAIMED_BY])
+    return change if item.get("status") == "processed" else None
 
 
 class FetchedStore(Protocol):
@@ -78,15 +84,16 @@ class SqlFetched:
 
 
 class DynamoFetched:
-    """DynamoDB's: the ``("fetched#<event id>", "fetched")`` item, and the ledger's change
-    items."""
+    """DynamoDB's: the ``("fetched#<event id>", "fetched")`` item; a change's holder is read
+    from the snapshot's marker item, ``(snapshot id, marker_sk)``."""
 
-    def __init__(self, database: DynamoDatabase) -> None:
+    def __init__(self, database: DynamoDatabase, marker_sk: str = "event") -> None:
         self.database = database
+        self.marker_sk = marker_sk
 
     def holder(self, change: str) -> str | None:
-        item = self.database.get(self.database.table, {"pk": change_pk(change), "sk": CHANGE})
-        return None if item is None else str(item["event_id"])
+        return holder_in(self.database.get(self.database.table,
+                                           {"pk": change, "sk": self.marker_sk}), change)
 
     def load(self, event_id: str) -> Fetched | None:
         item = self.database.get(self.database.table, {"pk": f"{FETCHED}#{event_id}",

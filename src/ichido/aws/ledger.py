@@ -51,7 +51,7 @@ class TwinApplied(Exception):
     """The event's change was applied by its twin (``ichido.thin.twins``): the event is
     finished as ``twin`` and its handlers' writes are not committed. Raised by ``applying``
     (before the handlers on SQL, where the key is taken first; at commit on DynamoDB, where the
-    key's conditional put is cancelled with the handlers' writes)."""
+    claim's condition cancels the transaction, the handlers' writes with it)."""
 
     def __init__(self, event_id: str, holder: str) -> None:
         super().__init__(f"{event_id} is the twin of {holder}, which applied the change")

@@ -98,7 +98,7 @@ def fetch(ledger: Ledger, reader: Reader) -> AwsFetch:
     from ichido.aws.dynamodb_ledger import DynamoLedger
 
     if isinstance(ledger, DynamoLedger):
-        return AwsFetch(reader, DynamoFetched(ledger.database))
+        return AwsFetch(reader, DynamoFetched(ledger.database, ledger.marker_sk))
     assert isinstance(ledger, SqlLedger)  # the two ledgers there are
     return AwsFetch(reader, SqlFetched(ledger.database))
 

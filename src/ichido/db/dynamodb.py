@@ -50,9 +50,13 @@ class TransactionCancelled(IchidoError):
 
     code = "transaction_cancelled"
 
-    def __init__(self, message: str, reasons: list[str | None]) -> None:
+    def __init__(self, message: str, reasons: list[str | None],
+                 items: list[dict[str, Any] | None] | None = None) -> None:
         super().__init__(message)
         self.reasons = reasons
+        #: per item, what it held when its condition failed, if the item asked for it
+        #: (``ReturnValuesOnConditionCheckFailure: ALL_OLD``) and existed; else None
+        self.items: list[dict[str, Any] | None] = items or [None] * len(reasons)
 
 
 def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -158,10 +162,12 @@ class DynamoDatabase(Database):
         except ClientError as exc:
             error = exc.response.get("Error", {})
             if error.get("Code") == "TransactionCanceledException":
+                found = exc.response.get("CancellationReasons", [])
                 reasons = [r.get("Code") if r.get("Code") not in (None, "None") else None
-                           for r in exc.response.get("CancellationReasons", [])]
+                           for r in found]
+                held = [from_item(r["Item"]) if r.get("Item") else None for r in found]
                 raise TransactionCancelled(f"DynamoDB cancelled the transaction: {reasons}",
-                                           reasons) from exc
+                                           reasons, held) from exc
             raise StorageUnavailable(f"DynamoDB refused the transaction: {exc}") from exc
         except BotoCoreError as exc:
             raise StorageUnavailable(f"cannot reach DynamoDB: {exc}") from exc

@@ -12,6 +12,10 @@ Items, keyed ``pk`` + ``sk``:
   counted by ``stats`` from the markers, so they are exact however often a worker retries;
 - ``("store", "id")``: the store's name (the seen tier's namespace).
 
+A snapshot's marker item (the event item; on Streams the ``applied`` item) may also carry
+``claimed_by``: its thin twin applied the change (``ichido.aws.dynamodb_ledger``). Claimed
+before the snapshot came, it is a bare item of keys and claim, which is no event.
+
 The processed marker is written in the handlers' ``TransactWriteItems`` by the Lambda worker's
 ledger (``ichido.aws.dynamodb_ledger``, on the same items), conditional on the event not being
 finished, so a copy is cancelled at commit (I2, I8).
@@ -182,8 +186,8 @@ def merged(items: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     finish of its marker apart when there is one (the marker is what committed)."""
     event = next((i for i in items if i.get("sk") == EVENT), None)
     marker = next((i for i in items if i.get("sk") == APPLIED), None)
-    if event is None:
-        return None
+    if event is None or "status" not in event:
+        return None  # not received: at most a thin twin's claim of its change (bare item)
     if marker is None:
         return event
     return {**event, **{k: marker[k] for k in ("status", "attempts", "finished_at",
