@@ -188,6 +188,11 @@ class Reconciler:
                 report.skipped_delivered += 1
             else:
                 fresh.append(parse_delivery(orjson.dumps(event)))
+        self.store(fresh, report, dry_run)
+
+    def store(self, fresh: list[Delivery], report: ReconcileReport, dry_run: bool) -> None:
+        """Put what a walk found into the inbox and count it in ``report`` and in ``stats``
+        (a dry run only counts): every page of both walks ends here."""
         if not fresh:
             return
         if dry_run:

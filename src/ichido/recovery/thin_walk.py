@@ -28,7 +28,7 @@ from ichido.event import Delivery, parse_delivery
 from ichido.inbox.base import EventFilter
 from ichido.thin.notification import created_seconds
 
-from ichido.recovery.report import SAFE_WINDOW, ReconcileReport, count
+from ichido.recovery.report import SAFE_WINDOW, ReconcileReport
 
 if TYPE_CHECKING:
     from ichido.db.base import Database
@@ -59,6 +59,8 @@ class Walker(Protocol):
     def include_delivered(self) -> bool: ...
 
     def backoff(self, call: Callable[[], Any], report: ReconcileReport) -> Any: ...
+
+    def store(self, fresh: list[Delivery], report: ReconcileReport, dry_run: bool) -> None: ...
 
     def _load(self, name: str | None = None) -> dict[str, Any]: ...
 
@@ -161,13 +163,11 @@ class ThinWalk:
 
     def _take(self, page: list[dict[str, Any]], report: ReconcileReport, now: int,
               dry_run: bool) -> None:
-
         page = [e for e in page if self._wanted(str(e.get("type")))]
         if not page:
             return
-        inbox = self.r.inbox
-        known = {x.id for x in inbox.page(EventFilter(ids=tuple(e["id"] for e in page)),
-                                          limit=len(page), bodies=False)}
+        known = {x.id for x in self.r.inbox.page(EventFilter(ids=tuple(e["id"] for e in page)),
+                                                 limit=len(page), bodies=False)}
         fresh: list[Delivery] = []
         for event in page:
             if event["id"] in known:
@@ -178,17 +178,4 @@ class ThinWalk:
             else:
                 fresh.append(parse_delivery(orjson.dumps(
                     {k: event[k] for k in NOTIFIED if k in event})))
-        if not fresh:
-            return
-        if dry_run:
-            report.reconciled += len(fresh)
-            report.found.extend(d.id for d in fresh)
-            return
-        stored = inbox.accept(fresh)
-        new = [d.id for d, ok in zip(fresh, stored) if ok]
-        report.known += len(fresh) - len(new)
-        report.reconciled += len(new)
-        report.found.extend(new)
-        if new:
-            with self.r.database.transaction() as tx:
-                count(tx, "reconciled", len(new))
+        self.r.store(fresh, report, dry_run)
