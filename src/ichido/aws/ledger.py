@@ -73,15 +73,19 @@ class StreamsLedger(Ledger, Protocol):
 
 # Marker and failure alike upsert the event row, unless it is finished: a finished event is
 # never touched again, so the marker's RETURNING tells new from applied in one statement.
+# SQLite keeps bodies apart from the rows (``inbox/sqlite.py``): ``{body}`` is empty there.
 _MARK = """
-INSERT INTO ichido_events (id, type, created, object_id, body, received_at, status, attempts,
-                           next_attempt_at, finished_at, last_error)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)
+INSERT INTO ichido_events (id, type, created, object_id, received_at, status, attempts,
+                           next_attempt_at, finished_at, last_error{body})
+VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?{body_value})
 ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
     finished_at = excluded.finished_at, last_error = excluded.last_error
 WHERE ichido_events.status NOT IN ('processed', 'ignored', 'stale', 'twin')
 RETURNING id
 """
+_MARK_WITH_BODY = _MARK.format(body=", body", body_value=", ?")
+_MARK_APART = _MARK.format(body="", body_value="")
+_BODY_APART = "INSERT INTO ichido_bodies (id, body) VALUES (?, ?) ON CONFLICT (id) DO NOTHING"
 
 _COUNT = ("INSERT INTO ichido_counters (shard, name, value) VALUES (?, ?, ?)"
           " ON CONFLICT (shard, name) DO UPDATE SET value = ichido_counters.value + excluded.value")
@@ -93,6 +97,19 @@ class SqlLedger:
     def __init__(self, database: SqlDatabase, shard: str) -> None:
         self.database = database
         self.shard = shard
+        self._bodies_apart = database.engine == "sqlite"
+
+    def _mark(self, tx: Transaction, delivery: Delivery, received_at: float, status: Status,
+              attempt: int, finished_at: float | None, note: str | None) -> bool:
+        """Upsert the event's row unless it is finished; whether it was (new or unfinished)."""
+        columns = (delivery.id, delivery.type, delivery.created, delivery.object_id,
+                   received_at, status.value, attempt, finished_at, note)
+        if not self._bodies_apart:
+            return tx.execute(_MARK_WITH_BODY, (*columns, delivery.body)).fetchone() is not None
+        if tx.execute(_MARK_APART, columns).fetchone() is None:
+            return False
+        tx.execute(_BODY_APART, (delivery.id, delivery.body))
+        return True
 
     @contextmanager
     def applying(self, delivery: Delivery, status: Status, attempt: int, received_at: float,
@@ -101,9 +118,7 @@ class SqlLedger:
         with self.database.transaction() as tx:
             if delivery.object_id:  # one object's events apply one at a time (I4, I8)
                 self.database.lock_objects(tx, [delivery.object_id])
-            row = tx.execute(_MARK, (*_columns(delivery, received_at), status.value, attempt,
-                                     time.time(), note)).fetchone()
-            if row is None:
+            if not self._mark(tx, delivery, received_at, status, attempt, time.time(), note):
                 self._count(tx, {"received": 1, "duplicates_durable": 1})
                 yield None
                 return
@@ -120,9 +135,7 @@ class SqlLedger:
                        dead: bool) -> None:
         status = Status.DEAD if dead else Status.RETRYING
         with self.database.transaction() as tx:
-            row = tx.execute(_MARK, (*_columns(delivery, time.time()), status.value, attempt,
-                                     None, error)).fetchone()
-            if row is not None:
+            if self._mark(tx, delivery, time.time(), status, attempt, None, error):
                 tx.execute("INSERT INTO ichido_failures (event_id, attempt, failed_at, error)"
                            " VALUES (?, ?, ?, ?)", (delivery.id, attempt, time.time(), error))
 
@@ -135,7 +148,3 @@ class SqlLedger:
         if rows:
             tx.executemany(_COUNT, rows)
 
-
-def _columns(delivery: Delivery, received_at: float) -> tuple:
-    return (delivery.id, delivery.type, delivery.created, delivery.object_id, delivery.body,
-            received_at)

@@ -51,7 +51,10 @@ class SqliteDatabase(SqlDatabase):
         self.path = path
         self.synchronous = synchronous
         self.pragmas = (f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}",
-                        "PRAGMA journal_mode = WAL", f"PRAGMA synchronous = {synchronous}")
+                        "PRAGMA journal_mode = WAL", f"PRAGMA synchronous = {synchronous}",
+                        # RETURNING collects its rows in a temporary table first: a claim's
+                        # bodies went through a file in the temporary directory
+                        "PRAGMA temp_store = MEMORY")
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()

@@ -18,11 +18,12 @@ from ichido.db.sql import SqlDatabase
 from ichido.event import Delivery
 from ichido.inbox.base import Cursor, EventFilter, EventRecord, Inbox, stats_from
 from ichido.queue.base import FINISHED
-from ichido.queue.table import DUE
+from ichido.queue.table import DUE, EVENTS, QueueTable
 
 FINISHED_SQL = ", ".join(f"'{status.value}'" for status in FINISHED)
+# An ``EventRecord``'s columns but the body, which follows them (``SqlInbox.body_sql``).
 EVENT_COLUMNS = ("id, type, created, object_id, status, attempts, received_at, next_attempt_at,"
-                 " finished_at, last_error, body")
+                 " finished_at, last_error")
 
 # The inbox's tables, portable between SQLite and PostgreSQL (SQLite maps the type names to its
 # affinities). Append steps; never edit one that has shipped. ``ichido.schema`` composes them
@@ -81,6 +82,12 @@ class SqlInbox(Inbox):
 
     #: the engine's own steps, applied after the core schema (``open_inbox``)
     schema: list[migrations.Step] = []
+    #: an event's body, as a column of ``ichido_events`` (b"" once pruned), and whether it
+    #: has one: in its own row here; SQLite keeps bodies apart (``inbox/sqlite.py``)
+    body_sql = "body"
+    has_body_sql = "octet_length(body) > 0"
+    #: the queue that claims from ``ichido_events`` (``ichido.queue.open_queue``)
+    queue_table: QueueTable = EVENTS
 
     def __init__(self, database: SqlDatabase, *, shard: str) -> None:
         self.database = database
@@ -114,7 +121,7 @@ class SqlInbox(Inbox):
 
     def get(self, event_id: str) -> EventRecord | None:
         with self.database.reading() as tx:
-            row = tx.execute(f"SELECT {EVENT_COLUMNS} FROM ichido_events WHERE id = ?",
+            row = tx.execute(f"SELECT {self._columns()} FROM ichido_events WHERE id = ?",
                              (event_id,)).fetchone()
             if row is None:
                 return None
@@ -132,7 +139,7 @@ class SqlInbox(Inbox):
             where.append("type = ?")
             params.append(type)
         with self.database.reading() as tx:
-            rows = tx.execute(f"SELECT {EVENT_COLUMNS} FROM ichido_events WHERE"
+            rows = tx.execute(f"SELECT {self._columns()} FROM ichido_events WHERE"
                               f" {' AND '.join(where)} ORDER BY received_at DESC LIMIT ?",
                               (*params, limit)).fetchall()
         return [_record(row) for row in rows]
@@ -159,7 +166,7 @@ class SqlInbox(Inbox):
             sql += f" AND (created, id) {'<' if newest_first else '>'} (?, ?)"
             params.extend(after)
         order = "DESC" if newest_first else "ASC"
-        columns = EVENT_COLUMNS if bodies else EVENT_COLUMNS.replace(", body", "")
+        columns = self._columns() if bodies else EVENT_COLUMNS
         with self.database.reading() as tx:
             rows = tx.execute(f"SELECT {columns} FROM ichido_events WHERE {sql}"
                               f" ORDER BY created {order}, id {order} LIMIT ?",
@@ -188,8 +195,8 @@ class SqlInbox(Inbox):
                 # `|| ''` keeps SQLite on the primary key: on the status index it would walk
                 # every event of that status for each page (a replay slowing as it grows)
                 f" AND status || '' IN ({', '.join('?' for _ in statuses)})"
-                " AND body <> ?",  # a pruned event's tombstone has no body to run again
-                (time.time(), *event_ids, *statuses, b"")).rowcount
+                f" AND {self.has_body_sql}",  # a pruned event's tombstone has none to run again
+                (time.time(), *event_ids, *statuses)).rowcount
             if record is not None:
                 record(tx, done)
         return done
@@ -213,15 +220,22 @@ class SqlInbox(Inbox):
         window, and keep their rows: each id's tombstone, a few bytes, so a redelivery months
         later is still a durable duplicate (Stripe resends for up to 30 days, and on demand)
         and ``stats`` still counts them by status. Returns how many were emptied."""
-        old = f"status IN ({FINISHED_SQL}) AND received_at < ? AND body <> ?"
-        params = (time.time() - older_than_seconds, b"")
+        old = f"status IN ({FINISHED_SQL}) AND received_at < ? AND {self.has_body_sql}"
+        params = (time.time() - older_than_seconds,)
         with self.database.transaction() as tx:
             tx.execute("DELETE FROM ichido_failures WHERE event_id IN"
                        f" (SELECT id FROM ichido_events WHERE {old})", params)
             tx.execute("DELETE FROM ichido_fetched WHERE event_id IN"  # thin events' reads
                        f" (SELECT id FROM ichido_events WHERE {old})", params)
-            return tx.execute("UPDATE ichido_events SET body = ?, last_error = NULL"
-                              f" WHERE {old}", (b"", *params)).rowcount
+            return self._empty_bodies(tx, old, params)
+
+    def _empty_bodies(self, tx: Transaction, where: str, params: Sequence[object]) -> int:
+        """Leave the events ``where`` selects a tombstone: no body, no last error."""
+        return tx.execute(f"UPDATE ichido_events SET body = ?, last_error = NULL WHERE {where}",
+                          (b"", *params)).rowcount
+
+    def _columns(self) -> str:
+        return f"{EVENT_COLUMNS}, {self.body_sql}"
 
     def stats(self) -> dict[str, int]:
         with self.database.reading() as tx:

@@ -26,5 +26,5 @@ def open_queue(settings: Settings, inbox: Inbox) -> Queue:
         # an inbox that takes deliveries in somewhere else first (SQLite's intake) moves them
         # into the table before each claim
         refill = inbox.settle_intake if isinstance(inbox, Settling) else None
-        return TableQueue(inbox.database, refill=refill)
+        return TableQueue(inbox.database, inbox.queue_table, refill=refill)
     raise ConfigError(f"no queue for an inbox of type {type(inbox).__name__}")
