@@ -56,7 +56,8 @@ class PostgresInbox(SqlInbox):
             pool_kwargs = pool.kwargs if isinstance(pool.kwargs, dict) else {}  # ours is a dict
             self._async_pool = AsyncConnectionPool(
                 pool.conninfo, min_size=1, max_size=2, open=False, name="ichido-receiver",
-                timeout=self.database.connect_timeout, kwargs={**pool_kwargs, "autocommit": True})
+                timeout=self.database.connect_timeout, kwargs={**pool_kwargs, "autocommit": True},
+                configure=_compress_with_lz4)
             self._async_pool_loop = loop
         await self._async_pool.open()  # a no-op once open; connects in the background
         return self._async_pool
@@ -65,6 +66,21 @@ class PostgresInbox(SqlInbox):
         if self._async_pool is not None:
             pool, self._async_pool, self._async_pool_loop = self._async_pool, None, None
             await pool.close()
+
+
+async def _compress_with_lz4(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Bodies (2-3 KB) pass PostgreSQL's TOAST threshold and are compressed as they are stored:
+    with its default pglz that was a third of the receiver's backend's CPU, with lz4 a few
+    percent (and reading them back is faster too). A column created without a compression
+    method takes the session's ``default_toast_compression`` when a value is stored, so this
+    changes no schema and leaves every stored value readable. Before PostgreSQL 14, or a server
+    built without lz4, the session keeps pglz."""
+    if conn.info.server_version < 140000:
+        return
+    try:
+        await conn.execute("SET default_toast_compression = 'lz4'")
+    except psycopg.Error:
+        pass
 
 
 def _accept_params(shard: str, deliveries: Sequence[Delivery], cache_hits: int) -> dict[str, Any]:
