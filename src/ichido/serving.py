@@ -21,9 +21,9 @@ group commit, and the group commit's answer is written in one piece. Every limit
 unchanged (the reading states and deadlines are the connection's, not the path's), so do the
 body limit, the reason codes, keep-alive, pipelining and graceful shutdown (the request is
 the connection's ``cycle`` as uvicorn's own would be). Anything else, or anything unusual
-(another path, ``Expect: 100-continue``, an upgrade, a request pipelined behind another, an
-allowlist behind a proxy, a receiver not started yet), goes through ASGI as before; so does
-the app when mounted elsewhere.
+(another path, ``Expect: 100-continue``, an upgrade, a request pipelined behind another, a
+sender not reading its answers, an allowlist behind a proxy, a root path, a receiver not
+started yet), goes through ASGI as before; so does the app when mounted elsewhere.
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._deadline_for = _IDLE
         self._host: str | None = None
-        self._receiver = _fast_receiver(self.app)
+        # the request target is the path only without a root path (never with ichido serve)
+        self._receiver = None if self.root_path else _fast_receiver(self.app)
         self._webhook: _Webhook | None = None  # the request on the fast path, if any
 
     # typed Transport, as uvicorn's own (a server protocol is given one)
@@ -171,6 +172,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if (receiver is None or self.url != WEBHOOK_PATH or self.expect_100_continue
                 or self.parser.get_method() != b"POST" or self.parser.should_upgrade()
                 or (cycle is not None and not cycle.response_complete)
+                or self.flow.write_paused  # a sender not reading its answers: ASGI waits
                 or self.limit_concurrency is not None
                 or (group := receiver.ready()) is None):
             super().on_headers_complete()
