@@ -284,3 +284,100 @@ def test_a_trusted_proxy_is_not_held_to_one_address_share(server: ThreadedServer
     assert deliver_from(server, "127.0.0.5").startswith(b"HTTP/1.1 200 ")
     assert deliver_from(server, "127.0.0.6").startswith(b"HTTP/1.1 200 ")
     close_all(held)
+
+
+# The fast path (ichido.serving): POST /webhooks/stripe answered from the parser's callbacks
+# must answer every request byte for byte as the same app does through ASGI.
+
+
+def raw_request(body: bytes, headers: dict[str, str], *, chunked: bool = False,
+                version: str = "1.1") -> bytes:
+    """A whole request as a client sends it: ``Content-Length``, or the body in chunks."""
+    head = {"Host": "ichido.test", **headers}
+    if chunked:
+        head["Transfer-Encoding"] = "chunked"
+        sent = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 16384]), body[i:i + 16384])
+                        for i in range(0, len(body), 16384)) + b"0\r\n\r\n"
+    else:
+        head["Content-Length"] = str(len(body))
+        sent = body
+    return (f"POST /webhooks/stripe HTTP/{version}\r\n".encode()
+            + b"".join(f"{k}: {v}\r\n".encode() for k, v in head.items()) + b"\r\n" + sent)
+
+
+def exchange(server: ThreadedServer, *requests: bytes) -> bytes:
+    """Send ``requests`` at once on one connection (pipelined when more than one), read an
+    answer to each (answers may arrive in one piece); the ``date`` header, which ticks, is
+    left out."""
+    sock = connect(server)
+    sock.sendall(b"".join(requests))
+    data, answers = b"", []
+    while len(answers) < len(requests):
+        head, found, rest = data.partition(b"\r\n\r\n")
+        if found:
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:")))
+            if len(rest) >= length:
+                answers.append(head + b"\r\n\r\n" + rest[:length])
+                data = rest[length:]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, (answers, data)  # closed before every answer came
+        data += chunk
+    sock.close()
+    return b"".join(line + b"\r\n" for answer in answers for line in answer.split(b"\r\n")
+                    if not line.lower().startswith(b"date:"))
+
+
+def webhook_cases() -> list[tuple[str, list[bytes]]]:
+    from tests.test_receiver import REFUSALS
+
+    cases = []
+    for refusal in REFUSALS:
+        body, headers = refusal.build()
+        chunked = not isinstance(body, bytes)
+        sent = body if isinstance(body, bytes) else b"".join(body)
+        cases.append((refusal.name, [raw_request(sent, headers, chunked=chunked)]))
+    event, other = make_event(), make_event()
+    signed = signed_headers(event)
+    cases += [
+        ("accepted", [raw_request(event, signed)]),
+        ("duplicate", [raw_request(event, signed)]),
+        ("chunked", [raw_request(other, signed_headers(other), chunked=True)]),
+        ("connection_close", [raw_request(make_event(), {**signed_headers(event), "Connection":
+                                                          "close"})]),
+        ("http_1_0", [raw_request(event, signed, version="1.0")]),
+        ("pipelined", [raw_request(event, signed), raw_request(other, signed_headers(other)),
+                       raw_request(event, {"Content-Type": "application/json"})]),
+    ]
+    return cases
+
+
+def test_the_fast_path_answers_as_asgi_does(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from ichido import serving
+
+    taken = []
+    take = serving.BoundedHttpToolsProtocol._take_webhook
+    monkeypatch.setattr(serving.BoundedHttpToolsProtocol, "_take_webhook",
+                        lambda self, *args: (taken.append(1), take(self, *args))[1])
+    cases = webhook_cases()  # the same bytes to both servers
+    answers: dict[str, list[bytes]] = {}
+    for name, wrapped in (("fast", False), ("asgi", True)):
+        settings = Settings(database_url=f"sqlite:///{tmp_path / f'{name}.db'}",
+                            webhook_secrets=(SECRET,))
+        app = in_process_app(settings)
+
+        async def plain(scope: dict, receive: object, send: object, app: object = app) -> None:
+            await app(scope, receive, send)  # type: ignore[operator]  # an ASGI app
+
+        with ThreadedServer(plain if wrapped else app, settings=settings) as running:
+            answers[name] = [exchange(running, *requests) for _, requests in cases]
+        app.close()
+        if name == "fast":
+            # the first request of each case (those pipelined behind it wait, through ASGI)
+            assert len(taken) == len(cases)
+            taken.clear()
+    assert not taken
+    names = [name for name, _ in cases]
+    assert dict(zip(names, answers["fast"])) == dict(zip(names, answers["asgi"]))

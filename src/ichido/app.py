@@ -110,7 +110,7 @@ class App:
             retry_cap=self.settings.retry_cap_seconds,
             poll_interval=self.settings.poll_interval_seconds)
         self._extensions: dict[type, Extension] = {}
-        self.receiver = WebhookReceiver(self.settings, self._group_commit)
+        self.receiver = WebhookReceiver(self.settings, self._group_commit, lambda: self._group)
         self._asgi: Starlette | None = None
         self._health = Health()
         #: this process's reads of Stripe's API for thin events, at ICHIDO_FETCH_RATE
@@ -255,6 +255,13 @@ class App:
                                self.reader)
         return Worker(self.queue, self.handlers, self.settings, name=name, wake=self._wake,
                       fetch=fetch, alert=generation_failure)
+
+    @property
+    def fast_path_receiver(self) -> WebhookReceiver | None:
+        """The receiver ``__call__`` hands ``POST /webhooks/stripe`` to, and nothing else
+        happens for that route: ``ichido serve`` may run it from the connection instead
+        (ichido.serving's fast path). None when a subclass answers requests its own way."""
+        return self.receiver if type(self).__call__ is App.__call__ else None
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         # The hot path skips the router: it is the one route that must answer in microseconds.

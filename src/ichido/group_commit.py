@@ -46,6 +46,17 @@ class Outcome(enum.Enum):
     DURABLE = "durable"  # duplicate caught by the inbox's unique key
 
 
+class Waiter(Protocol):
+    """Who waits for a delivery's outcome: an ``asyncio.Future`` (``submit``), or the server's
+    fast path (ichido.serving), which answers from these calls instead of from a task."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: Outcome, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
 class GroupCommit:
     def __init__(self, inbox: DurableWrite, seen: SeenCache, *, max_batch: int = 512,
                  in_flight: int = 2, on_stored: Callable[[], None] = lambda: None,
@@ -58,7 +69,7 @@ class GroupCommit:
         self.in_flight = in_flight
         self.on_stored = on_stored
         self.shutdown_timeout = shutdown_timeout
-        self._pending: list[tuple[Delivery, asyncio.Future[Outcome]]] = []
+        self._pending: list[tuple[Delivery, Waiter]] = []
         # A flusher is in this set exactly as long as it will look at ``_pending`` again: it
         # removes itself in the same step in which it finds ``_pending`` empty, so a delivery
         # submitted at any moment either finds a flusher that will take it or starts one.
@@ -70,12 +81,17 @@ class GroupCommit:
 
     async def submit(self, delivery: Delivery) -> Outcome:
         """Store ``delivery`` durably, or find it already known; never both lost and answered."""
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self.enqueue(delivery, future)
+        return await future
+
+    def enqueue(self, delivery: Delivery, waiter: Waiter) -> None:
+        """``submit`` without waiting: ``waiter`` is given the outcome (or the error) once the
+        delivery's batch is stored. Called on the event loop."""
         if self._closing:
             raise StorageUnavailable("the receiver is shutting down", code="shutting_down")
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._pending.append((delivery, future))
+        self._pending.append((delivery, waiter))
         self._start_flusher()
-        return await future
 
     def _start_flusher(self) -> None:
         if self._pending and len(self._flushers) < self.in_flight:
@@ -114,7 +130,7 @@ class GroupCommit:
         finally:  # no await between the emptiness check above and this: atomic on the loop
             self._flushers.discard(me)
 
-    async def _flush_batch(self, batch: list[tuple[Delivery, asyncio.Future[Outcome]]]) -> None:
+    async def _flush_batch(self, batch: list[tuple[Delivery, Waiter]]) -> None:
         METRICS.batch_size.observe(len(batch))
         try:
             try:
@@ -133,7 +149,7 @@ class GroupCommit:
                                                  "delivery", code="shutting_down"))
             raise
 
-    async def _flush_singly(self, batch: list[tuple[Delivery, asyncio.Future[Outcome]]],
+    async def _flush_singly(self, batch: list[tuple[Delivery, Waiter]],
                             batch_error: Exception) -> None:
         """One row the store refuses must not fail its neighbours (I5 at ingest): retry each
         alone. Two failures before any success look like an outage, not a bad row: the rest
@@ -152,7 +168,7 @@ class GroupCommit:
             successes += 1
             self._answer([(delivery, future)], outcomes)
 
-    def _answer(self, batch: list[tuple[Delivery, asyncio.Future[Outcome]]],
+    def _answer(self, batch: list[tuple[Delivery, Waiter]],
                 outcomes: list[Outcome]) -> None:
         for (_, future), outcome in zip(batch, outcomes):
             if not future.done():  # the client may have gone away meanwhile
@@ -162,7 +178,7 @@ class GroupCommit:
             self.on_stored()
 
     @staticmethod
-    def _fail(batch: Sequence[tuple[Delivery, asyncio.Future[Outcome]]], exc: Exception) -> None:
+    def _fail(batch: Sequence[tuple[Delivery, Waiter]], exc: Exception) -> None:
         for _, future in batch:
             if not future.done():
                 future.set_exception(exc)

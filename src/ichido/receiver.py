@@ -21,7 +21,7 @@ from ichido.errors import (
     SignatureError,
     UnsupportedMediaType,
 )
-from ichido.event import parse_delivery
+from ichido.event import Delivery, parse_delivery
 from ichido.group_commit import GroupCommit, Outcome
 from ichido.metrics import METRICS
 from ichido.sources import SourceAllowlist
@@ -48,11 +48,18 @@ def http_status(exc: IchidoError) -> int:
 
 class WebhookReceiver:
     """ASGI app for ``POST /webhooks/stripe``. ``group`` gives the started store lazily, so the
-    receiver also works when mounted in an app that never runs ichido's lifespan."""
+    receiver also works when mounted in an app that never runs ichido's lifespan.
 
-    def __init__(self, settings: Settings, group: Callable[[], Awaitable[GroupCommit]]) -> None:
+    Its steps are also methods of their own (``check_head``, ``check_body``, ``refused``,
+    ``answer``) for ``ichido serve``'s fast path (ichido.serving), which runs them in the same
+    order from the connection's parser callbacks; ``ready`` gives that path the group commit
+    once it is started, None before."""
+
+    def __init__(self, settings: Settings, group: Callable[[], Awaitable[GroupCommit]],
+                 ready: Callable[[], GroupCommit | None] = lambda: None) -> None:
         self.settings = settings
         self.group = group
+        self.ready = ready
         self.sources = (SourceAllowlist(settings.allowed_sources_file)
                         if settings.allowed_sources_file else None)
 
@@ -61,8 +68,7 @@ class WebhookReceiver:
         try:
             status, answer = 200, await self.handle(scope, receive)
         except IchidoError as exc:
-            status, answer = http_status(exc), exc.to_json()
-            METRICS.rejected.labels(exc.code).inc()
+            status, answer = self.refused(exc)
         body = orjson.dumps(answer)
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),
@@ -70,12 +76,18 @@ class WebhookReceiver:
         await send({"type": "http.response.body", "body": body})
 
     async def handle(self, scope: Scope, receive: Receive) -> dict[str, str]:
-        if self.sources is not None:
-            client = scope.get("client")
-            if not self.sources.allows(client[0] if client else None):
-                raise RejectedDelivery("the sender's address is not among the allowed sources",
-                                       code="source_not_allowed")
-        headers = dict(scope["headers"])
+        client = scope.get("client") if self.sources is not None else None
+        header = self.check_head(client[0] if client else None, dict(scope["headers"]))
+        body = await read_body(receive, self.settings.max_body_bytes)
+        delivery = self.check_body(body, header)
+        return answer(delivery, await (await self.group()).submit(delivery))
+
+    def check_head(self, host: str | None, headers: dict[bytes, bytes]) -> bytes:
+        """What the sender and the headers alone refuse (``host``: the sender's address, read
+        only with an allowlist); returns the ``Stripe-Signature`` header."""
+        if self.sources is not None and not self.sources.allows(host):
+            raise RejectedDelivery("the sender's address is not among the allowed sources",
+                                   code="source_not_allowed")
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if content_type != b"application/json" and not content_type.endswith(b"+json"):
             raise UnsupportedMediaType(f"content type {content_type.decode('latin-1')!r} is not JSON")
@@ -86,14 +98,26 @@ class WebhookReceiver:
         header = headers.get(b"stripe-signature")
         if not header:
             raise SignatureError("no Stripe-Signature header", code="missing_signature")
-        body = await read_body(receive, limit)
+        return header
+
+    def check_body(self, body: bytes, header: bytes) -> Delivery:
+        """The signature over the raw body, then the event in it."""
         signature.verify(body, header.decode("latin-1"), self.settings.webhook_secrets,
                          tolerance=self.settings.tolerance_seconds)
-        delivery = parse_delivery(body)
-        outcome = await (await self.group()).submit(delivery)
-        if outcome is Outcome.ACCEPTED:
-            return {"id": delivery.id, "status": "accepted"}
-        return {"id": delivery.id, "status": "duplicate", "tier": outcome.value}
+        return parse_delivery(body)
+
+    @staticmethod
+    def refused(exc: IchidoError) -> tuple[int, dict[str, Any]]:
+        """The status and body of a refusal, counted by its reason code."""
+        METRICS.rejected.labels(exc.code).inc()
+        return http_status(exc), exc.to_json()
+
+
+def answer(delivery: Delivery, outcome: Outcome) -> dict[str, str]:
+    """The body of the 200: what was stored, or which tier knew it already."""
+    if outcome is Outcome.ACCEPTED:
+        return {"id": delivery.id, "status": "accepted"}
+    return {"id": delivery.id, "status": "duplicate", "tier": outcome.value}
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:

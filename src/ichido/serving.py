@@ -12,6 +12,18 @@ descriptors run out; ichido.connections).
 uvicorn's httptools protocol has no header limit or header timeout of its own, hence the small
 subclass; the cost on the hot path is a comparison per read, and timers only for requests that
 arrive in pieces.
+
+The same subclass takes ``POST /webhooks/stripe`` on a fast path when it serves an ichido
+``App``: instead of an ASGI scope, a task and two ``send`` calls per request, the parser's
+callbacks run the receiver's own steps (``WebhookReceiver.check_head`` once the headers are in,
+``check_body`` once the body is, both before anything is stored), hand the delivery to the
+group commit, and the group commit's answer is written in one piece. Every limit above applies
+unchanged (the reading states and deadlines are the connection's, not the path's), so do the
+body limit, the reason codes, keep-alive, pipelining and graceful shutdown (the request is
+the connection's ``cycle`` as uvicorn's own would be). Anything else, or anything unusual
+(another path, ``Expect: 100-continue``, an upgrade, a request pipelined behind another, a
+sender not reading its answers, an allowlist behind a proxy, a root path, a receiver not
+started yet), goes through ASGI as before; so does the app when mounted elsewhere.
 """
 
 from __future__ import annotations
@@ -23,12 +35,16 @@ from typing import Any, Callable, TypeVar
 
 import orjson
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from ichido.config import Settings
 from ichido.connections import ConnectionTable
-from ichido.errors import REASONS, ReasonCode, error_json
+from ichido.errors import REASONS, IchidoError, PayloadTooLarge, ReasonCode, error_json
+from ichido.event import Delivery
+from ichido.group_commit import GroupCommit, Outcome
 from ichido.metrics import METRICS
+from ichido.receiver import WebhookReceiver, answer
 from ichido.sources import AddressSet, parse_networks
 
 # The public API (docs/api.md): what an application may import from here.
@@ -71,6 +87,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._deadline_for = _IDLE
         self._host: str | None = None
+        # the request target is the path only without a root path (never with ichido serve)
+        self._receiver = None if self.root_path else _fast_receiver(self.app)
+        self._webhook: _Webhook | None = None  # the request on the fast path, if any
 
     # typed Transport, as uvicorn's own (a server protocol is given one)
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # above
@@ -87,6 +106,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.table.release(self, self._host)
         self._disarm()
+        webhook = self._webhook
+        if webhook is not None and webhook.body is not None and not webhook.response_complete:
+            METRICS.rejected.labels("client_disconnected").inc()  # gone before its body was in
         super().connection_lost(exc)
 
     # what the connection table asks (ichido.connections)
@@ -142,15 +164,102 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._reading = _HEAD
+        self._webhook = None
 
     def on_headers_complete(self) -> None:
-        super().on_headers_complete()
+        receiver = self._receiver
+        cycle = self.cycle
+        if (receiver is None or self.url != WEBHOOK_PATH or self.expect_100_continue
+                or self.parser.get_method() != b"POST" or self.parser.should_upgrade()
+                or (cycle is not None and not cycle.response_complete)
+                or self.flow.write_paused  # a sender not reading its answers: ASGI waits
+                or self.limit_concurrency is not None
+                or (group := receiver.ready()) is None):
+            super().on_headers_complete()
+        else:
+            self._take_webhook(receiver, group)
         self._reading = _BODY
 
+    def on_body(self, body: bytes) -> None:
+        webhook = self._webhook
+        if webhook is None:
+            super().on_body(body)
+        elif webhook.body is not None and not webhook.response_complete:
+            webhook.size += len(body)
+            limit = webhook.receiver.settings.max_body_bytes
+            if webhook.size > limit:
+                self._refuse_webhook(webhook, PayloadTooLarge(
+                    f"body exceeds the {limit}-byte limit"))
+            else:
+                webhook.body.append(body)
+
     def on_message_complete(self) -> None:
-        super().on_message_complete()
+        webhook = self._webhook
+        if webhook is None:
+            super().on_message_complete()
+        elif webhook.body is not None and not webhook.response_complete:
+            self._store_webhook(webhook)
         self._reading = _IDLE
         self._head_bytes = 0
+
+    # the fast path (see the module's docstring)
+    def _take_webhook(self, receiver: WebhookReceiver, group: GroupCommit) -> None:
+        http_version = self.parser.get_http_version()
+        webhook = _Webhook(self, receiver, group, http_version,
+                           http_version != "1.0" and self.parser.should_keep_alive())
+        self.cycle = webhook  # type: ignore[assignment]  # what uvicorn's code reads of a cycle
+        self._webhook = webhook
+        try:
+            webhook.signature = receiver.check_head(
+                self.client[0] if self.client else None, dict(self.headers))
+        except IchidoError as exc:
+            self._refuse_webhook(webhook, exc)
+        except Exception as exc:  # as uvicorn answers an app's exception
+            self._fail_webhook(webhook, exc)
+
+    def _store_webhook(self, webhook: _Webhook) -> None:
+        body, webhook.body = b"".join(webhook.body or ()), None
+        try:
+            webhook.delivery = webhook.receiver.check_body(body, webhook.signature)
+            webhook.group.enqueue(webhook.delivery, webhook)  # answered by the group commit
+        except IchidoError as exc:
+            self._refuse_webhook(webhook, exc)
+        except Exception as exc:
+            self._fail_webhook(webhook, exc)
+
+    def _refuse_webhook(self, webhook: _Webhook, exc: IchidoError) -> None:
+        webhook.body = None
+        self._answer_webhook(webhook, *webhook.receiver.refused(exc))
+
+    def _fail_webhook(self, webhook: _Webhook, exc: BaseException) -> None:
+        """What uvicorn does when an ASGI app raises before answering: log, 500, close."""
+        webhook.body = None
+        self.logger.error("Exception in ASGI application\n", exc_info=exc)
+        webhook.keep_alive = False
+        self._write_webhook(webhook, 500, b"text/plain; charset=utf-8", b"Internal Server Error")
+
+    def _answer_webhook(self, webhook: _Webhook, status: int, answer: dict[str, Any]) -> None:
+        self._write_webhook(webhook, status, b"application/json", orjson.dumps(answer))
+
+    def _write_webhook(self, webhook: _Webhook, status: int, content_type: bytes,
+                       body: bytes) -> None:
+        """The answer as uvicorn writes an ASGI app's (its default headers, then the app's),
+        in one write."""
+        if webhook.disconnected or webhook.response_complete:
+            return
+        webhook.response_started = True
+        if self.access_log:
+            self.access_logger.info('%s - "%s %s HTTP/%s" %d',
+                                    "%s:%d" % self.client if self.client else "", "POST",
+                                    WEBHOOK_PATH.decode(), webhook.http_version, status)
+        self.transport.write(b"".join((
+            STATUS_LINE[status], _default_headers(self.server_state.default_headers),
+            b"content-type: ", content_type, b"\r\ncontent-length: %d\r\n" % len(body),
+            b"\r\n" if webhook.keep_alive else b"connection: close\r\n\r\n", body)))
+        webhook.response_complete = True
+        if not webhook.keep_alive:
+            self.transport.close()
+        self.on_response_complete()
 
     # deadlines
     def _arm(self, reading: str) -> None:
@@ -188,6 +297,91 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.write_eof()
         self._reading = _REFUSED
         self._deadline = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+
+WEBHOOK_PATH = b"/webhooks/stripe"  # the request target the fast path takes, byte for byte
+
+
+class _NoEvent:
+    def set(self) -> None:
+        pass
+
+
+class _Webhook:
+    """A request on the fast path: what uvicorn's and the limits' code read of a request
+    cycle, and the group commit's waiter for its delivery (``ichido.group_commit.Waiter``)."""
+
+    __slots__ = ("protocol", "receiver", "group", "http_version", "keep_alive", "signature",
+                 "body", "size", "delivery", "response_started", "response_complete",
+                 "disconnected", "finished")
+    message_event = _NoEvent()  # uvicorn sets it when the connection is lost
+
+    def __init__(self, protocol: BoundedHttpToolsProtocol, receiver: WebhookReceiver,
+                 group: GroupCommit, http_version: str, keep_alive: bool) -> None:
+        self.protocol = protocol
+        self.receiver = receiver
+        self.group = group
+        self.http_version = http_version
+        self.keep_alive = keep_alive  # uvicorn clears it to close after the answer (shutdown)
+        self.signature = b""
+        self.body: list[bytes] | None = []  # None once the body is in, or no longer wanted
+        self.size = 0
+        self.delivery: Delivery | None = None
+        self.response_started = self.response_complete = self.disconnected = False
+        self.finished = False
+
+    # the group commit's waiter
+    def done(self) -> bool:
+        return self.finished
+
+    def set_result(self, outcome: Outcome) -> None:
+        self.finished = True
+        delivery = self.delivery
+        assert delivery is not None  # enqueued with it
+        self._answer(lambda: self.protocol._answer_webhook(self, 200, answer(delivery, outcome)))
+
+    def set_exception(self, exc: BaseException) -> None:
+        self.finished = True
+        self._answer(lambda: self.protocol._refuse_webhook(self, exc)
+                     if isinstance(exc, IchidoError) else self.protocol._fail_webhook(self, exc))
+
+    def _answer(self, write: Callable[[], None]) -> None:
+        """Called by the group commit for each delivery of a batch: nothing here may fail the
+        others' answers."""
+        try:
+            write()
+        except Exception as exc:
+            self.protocol.logger.error("Exception in ASGI application\n", exc_info=exc)
+            self.protocol.transport.close()
+
+
+_defaults: tuple[object, bytes] = (None, b"")
+
+
+def _default_headers(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """uvicorn's default headers (``date``, ``server``) as it writes them; the server replaces
+    the list once a second, so they are joined again only then."""
+    global _defaults
+    if _defaults[0] is not headers:
+        _defaults = (headers, b"".join(name.lower() + b": " + value + b"\r\n"
+                                       for name, value in headers))
+    return _defaults[1]
+
+
+def _fast_receiver(app: Any) -> WebhookReceiver | None:
+    """The receiver the fast path may run for ``app`` (uvicorn's loaded app): the one an
+    ichido ``App`` hands the webhook route to (``App.fast_path_receiver``), also behind
+    uvicorn's proxy headers when the receiver reads no sender address (the proxy's rewrite of
+    the address is then not needed)."""
+    behind_proxy = isinstance(app, ProxyHeadersMiddleware)
+    if behind_proxy:
+        app = app.app
+    receiver = getattr(app, "fast_path_receiver", None)
+    if not isinstance(receiver, WebhookReceiver):
+        return None
+    if behind_proxy and receiver.sources is not None:
+        return None
+    return receiver
 
 
 def protocol_for(settings: Settings) -> type[BoundedHttpToolsProtocol]:

@@ -1,4 +1,4 @@
-"""The inbox on PostgreSQL: a batch of deliveries is one ``unnest`` statement, counters included.
+"""The inbox on PostgreSQL: a batch of deliveries is one statement, counters included.
 
 Any number of receivers share one server; the receiver's loop awaits its own async pool.
 """
@@ -9,6 +9,7 @@ import asyncio
 import time
 from typing import Any, Sequence
 
+import orjson
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -56,7 +57,8 @@ class PostgresInbox(SqlInbox):
             pool_kwargs = pool.kwargs if isinstance(pool.kwargs, dict) else {}  # ours is a dict
             self._async_pool = AsyncConnectionPool(
                 pool.conninfo, min_size=1, max_size=2, open=False, name="ichido-receiver",
-                timeout=self.database.connect_timeout, kwargs={**pool_kwargs, "autocommit": True})
+                timeout=self.database.connect_timeout, kwargs={**pool_kwargs, "autocommit": True},
+                configure=_compress_with_lz4)
             self._async_pool_loop = loop
         await self._async_pool.open()  # a no-op once open; connects in the background
         return self._async_pool
@@ -67,21 +69,44 @@ class PostgresInbox(SqlInbox):
             await pool.close()
 
 
+async def _compress_with_lz4(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Bodies (2-3 KB) pass PostgreSQL's TOAST threshold and are compressed as they are stored:
+    with its default pglz that was a third of the receiver's backend's CPU, with lz4 a few
+    percent (and reading them back is faster too). A column created without a compression
+    method takes the session's ``default_toast_compression`` when a value is stored, so this
+    changes no schema and leaves every stored value readable. Before PostgreSQL 14, or a server
+    built without lz4, the session keeps pglz."""
+    if conn.info.server_version < 140000:
+        return
+    try:
+        await conn.execute("SET default_toast_compression = 'lz4'")
+    except psycopg.Error:
+        pass
+
+
 def _accept_params(shard: str, deliveries: Sequence[Delivery], cache_hits: int) -> dict[str, Any]:
+    """The batch as two values, not five arrays: psycopg dumps an array element by element in
+    Python (about 100 µs for 20 deliveries, 5 µs a request), one JSON text and one binary
+    string cost a few microseconds. Each row says where its body is in ``bodies``."""
     ordered = sorted(deliveries, key=lambda d: d.id)  # lock order: see SqlInbox
+    rows = []
+    start = 1  # substring() counts from 1
+    for d in ordered:
+        size = len(d.body)
+        rows.append({"i": d.id, "t": d.type, "c": d.created, "o": d.object_id, "s": start,
+                     "n": size})
+        start += size
     return {"now": time.time(), "shard": shard, "misses": len(deliveries),
-            "cache_hits": cache_hits, "ids": [d.id for d in ordered],
-            "types": [d.type for d in ordered], "created": [d.created for d in ordered],
-            "objects": [d.object_id for d in ordered], "bodies": [d.body for d in ordered]}
+            "cache_hits": cache_hits, "rows": orjson.dumps(rows).decode(),
+            "bodies": b"".join([d.body for d in ordered])}
 
 
 # %(bodies)b: the bodies travel as binary, not as hex text twice their size.
 _ACCEPT = """
 WITH new AS (
     INSERT INTO ichido_events (id, type, created, object_id, body, received_at, next_attempt_at)
-    SELECT i, t, c, o, b, %(now)s, %(now)s
-    FROM unnest(%(ids)s::text[], %(types)s::text[], %(created)s::bigint[], %(objects)s::text[],
-                %(bodies)b::bytea[]) AS u(i, t, c, o, b)
+    SELECT i, t, c, o, substring(%(bodies)b::bytea FROM s FOR n), %(now)s, %(now)s
+    FROM json_to_recordset(%(rows)s::json) AS u(i text, t text, c bigint, o text, s int, n int)
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 ), counted AS (

@@ -33,9 +33,11 @@ class RedisSeenCache(SeenCache):
         self._loop: asyncio.AbstractEventLoop | None = None
         self.ttl = max(1, int(ttl_seconds))
         self.prefix = prefix
+        self._prefix = prefix.encode()
         self.mute_seconds = mute_seconds
         self._muted_until = 0.0
         self._learn = self.client.register_script(_LEARN_AND_LOOK_UP)
+        self._sha = self._learn.sha
 
     def seen(self, event_ids: Sequence[str]) -> set[str]:
         if not event_ids or self._muted():
@@ -59,28 +61,41 @@ class RedisSeenCache(SeenCache):
                          learn: Sequence[str] = ()) -> set[str]:
         if not event_ids and not learn or self._muted():
             return set()
+        prefix = self._prefix  # keys as bytes: redis-py encodes a str in ~1 µs, a bytes in 0.1
+        keys = [prefix + i.encode() for i in learn]
+        keys += [prefix + i.encode() for i in event_ids]
         try:
-            script = self._on_loop()
-            values = await script(keys=[self.prefix + i for i in (*learn, *event_ids)],
-                                  args=[self.ttl, len(learn)])
+            # The whole call bounded here, not each socket operation: redis-py's own socket
+            # timeout wraps every send in a task (asyncio.wait_for), and retries on top.
+            async with asyncio.timeout(self.timeout):
+                values = await self._script(keys, len(learn))
         except redis.RedisError as exc:
             self._mute(exc)
+            return set()
+        except TimeoutError:
+            self._mute(f"no answer within {self.timeout:g} s")
             return set()
         return {i for i, value in zip(event_ids, values) if value is not None}
 
     async def add_async(self, event_ids: Sequence[str]) -> None:
         await self.seen_async((), learn=event_ids)
 
-    def _on_loop(self) -> Any:
+    async def _script(self, keys: list[bytes], learn: int) -> Any:
         """The learn-and-look-up script, on a client of the running loop (an asyncio client's
-        connections belong to one loop)."""
+        connections belong to one loop); loaded again if Redis lost it (a restart, a SCRIPT
+        FLUSH), as redis-py's Script does."""
         loop = asyncio.get_running_loop()
         if self._loop_client is None or self._loop is not loop:
             self._loop_client = redis.asyncio.Redis.from_url(
-                self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout)
-            self._loop_script = self._loop_client.register_script(_LEARN_AND_LOOK_UP)
+                self.url, socket_timeout=None, socket_connect_timeout=self.timeout)
             self._loop = loop
-        return self._loop_script
+        client = self._loop_client
+        try:
+            return await client.execute_command("EVALSHA", self._sha, len(keys), *keys,
+                                                self.ttl, learn)
+        except redis.exceptions.NoScriptError:
+            return await client.execute_command("EVAL", _LEARN_AND_LOOK_UP, len(keys), *keys,
+                                                self.ttl, learn)
 
     async def aclose(self) -> None:
         if self._loop_client is not None:
@@ -98,7 +113,7 @@ class RedisSeenCache(SeenCache):
     def _muted(self) -> bool:
         return time.monotonic() < self._muted_until
 
-    def _mute(self, exc: Exception) -> None:
+    def _mute(self, exc: Exception | str) -> None:
         log.warning("Redis seen tier unavailable, using the durable tier alone for %.0f s: %s",
                     self.mute_seconds, exc)
         self._muted_until = time.monotonic() + self.mute_seconds
