@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from ichido.config import Settings
+from ichido.metrics import METRICS
 from ichido.serving import ThreadedServer
 
 from tests.support import (
@@ -159,6 +160,23 @@ def test_a_body_that_stops_half_way_is_cut_off_and_nothing_is_stored(
     answer = read_until_closed(sock)
     sock.close()
     assert answer == b"" or answer.startswith(b"HTTP/1.1 408 "), answer
+    assert server.app.inbox.get(event_id_of(body)) is None  # type: ignore[attr-defined]
+
+
+def gone_mid_body() -> float:
+    return METRICS.registry.get_sample_value("ichido_webhooks_rejected_total",
+                                             {"code": "client_disconnected"}) or 0.0
+
+
+def test_a_sender_gone_before_its_body_is_in_is_counted_and_nothing_is_stored(
+        server: ThreadedServer) -> None:
+    before = gone_mid_body()
+    body = make_event()
+    sock = connect(server)
+    sock.sendall(request_head(body) + body[: len(body) // 2])
+    sock.close()
+    wait_until(lambda: gone_mid_body() == before + 1, timeout=HANG,
+               message="the disconnect counted as client_disconnected")
     assert server.app.inbox.get(event_id_of(body)) is None  # type: ignore[attr-defined]
 
 

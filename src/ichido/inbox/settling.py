@@ -171,7 +171,6 @@ class Settling:
         return int(upto) if marked == self.intake_id else 0
 
 
-
 def _copy(conn: sqlite3.Connection, rows: str, params: tuple[int, ...]) -> int:
     """Copy the intake's ``rows`` the store lacks, bodies and all; return how many."""
     conn.execute(_COPY_BODIES.format(rows=rows), params)
