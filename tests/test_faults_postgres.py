@@ -105,7 +105,11 @@ def test_postgres_restart_mid_stream_answers_503_then_loses_nothing_and_applies_
             any(r == n and status == 503 for r, status, _, _ in answered) for n in (0, 1))
 
     def check_health(url: str) -> None:
-        health.append(httpx.get(f"{url}/healthz", timeout=60).status_code)
+        # A write probe runs at most once a second (ichido.health): one from just before the
+        # outage may still answer 200 for up to that long, so ask until the outage shows.
+        wait_until(lambda: httpx.get(f"{url}/healthz", timeout=60).status_code == 503,
+                   timeout=60, interval=0.1, message=f"{url}/healthz to say 503")
+        health.append(503)
 
     try:
         pay_by_card(stripe, 12)
